@@ -1,0 +1,234 @@
+//! Diagnostics about the user's own files (build files, Dockerfiles), rendered like rustc.
+//!
+//! Invariant: a [`Diagnostic`] always carries a span into the text it was found in, and a
+//! stable kebab-case code (`stack::unknown-node`) that the book documents.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in a source file, with the span that shows where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Stable kebab-case code without the `stack::` prefix, e.g. `unknown-node`.
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub span: SourceSpan,
+    pub label: String,
+    pub help: Option<String>,
+    /// Secondary spans (e.g. the first definition of a duplicate name).
+    pub related: Vec<(SourceSpan, String)>,
+}
+
+impl Diagnostic {
+    /// Creates an error with a primary span and label.
+    pub fn error(
+        code: &'static str,
+        message: impl Into<String>,
+        span: impl Into<SourceSpan>,
+        label: impl Into<String>,
+    ) -> Self {
+        Self {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            span: span.into(),
+            label: label.into(),
+            help: None,
+            related: Vec::new(),
+        }
+    }
+
+    /// Creates a warning with a primary span and label.
+    pub fn warning(
+        code: &'static str,
+        message: impl Into<String>,
+        span: impl Into<SourceSpan>,
+        label: impl Into<String>,
+    ) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(code, message, span, label) }
+    }
+
+    /// Adds a `help:` line.
+    #[must_use]
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds a secondary labelled span.
+    #[must_use]
+    pub fn with_related(mut self, span: impl Into<SourceSpan>, label: impl Into<String>) -> Self {
+        self.related.push((span.into(), label.into()));
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// A source file's name and text, shared by all diagnostics found in it.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: Arc<String>,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { name: name.into(), text: Arc::new(text.into()) }
+    }
+
+    /// Returns the 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+}
+
+/// Diagnostics bound to the file they were found in: what the CLI prints and tests pin.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub source: SourceFile,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn new(source: SourceFile, diagnostics: Vec<Diagnostic>) -> Self {
+        Self { source, diagnostics }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Renders every diagnostic like rustc does; `color` adds ANSI colours.
+    pub fn render(&self, color: bool) -> String {
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+        let named = NamedSource::new(self.source.name.clone(), Arc::clone(&self.source.text));
+        let mut out = String::new();
+        for diagnostic in &self.diagnostics {
+            let located = Located { diagnostic, source: &named };
+            // Writing into a String cannot fail.
+            let _ = handler.render_report(&mut out, &located);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+/// A diagnostic together with its source, in the shape miette renders.
+struct Located<'a> {
+    diagnostic: &'a Diagnostic,
+    source: &'a NamedSource<Arc<String>>,
+}
+
+impl fmt::Debug for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.diagnostic, f)
+    }
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Located<'_> {}
+
+impl miette::Diagnostic for Located<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(format!("stack::{}", self.diagnostic.code)))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(self.source)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let primary = LabeledSpan::new_primary_with_span(
+            Some(self.diagnostic.label.clone()),
+            self.diagnostic.span,
+        );
+        let related = self
+            .diagnostic
+            .related
+            .iter()
+            .map(|(span, label)| LabeledSpan::new_with_span(Some(label.clone()), *span));
+        Some(Box::new(std::iter::once(primary).chain(related)))
+    }
+}
+
+/// Returns the candidate closest to `word` when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(did_you_mean("cpy", ["copy", "run", "env"]), Some("copy"));
+        assert_eq!(did_you_mean("bulder", ["builder", "app"]), Some("builder"));
+        assert_eq!(did_you_mean("zzzzzz", ["copy", "run"]), None);
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let src = SourceFile::new("f", "ab\ncd");
+        assert_eq!(src.line_col(0), (1, 1));
+        assert_eq!(src.line_col(4), (2, 2));
+    }
+}

@@ -1,0 +1,1 @@
+//! The daemonless Linux sandbox that runs `run`/`exec` steps over stacked layers.

@@ -1,0 +1,18 @@
+//! stack builds reproducible OCI container images from a declarative KDL build file,
+//! without a daemon.
+//!
+//! The modules form a pipeline, listed here in data-flow order: the build file is parsed
+//! (`syntax`), the build context is snapshotted (`context`), both are planned into a layer DAG
+//! with cache keys (`plan`), the DAG is executed (`exec`) against the content-addressed
+//! `store`, and images are written by `oci`. `cli` is the only module that prints.
+
+pub mod diag;
+pub mod digest;
+pub mod syntax;
+pub mod dockerfile;
+pub mod context;
+pub mod plan;
+pub mod store;
+pub mod oci;
+pub mod exec;
+pub mod cli;
