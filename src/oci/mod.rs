@@ -1,1 +1,4 @@
-//! TODO
+//! OCI image-spec output and input: deterministic layer tars, canonical JSON, image layouts,
+//! archives, and safe reading of local images.
+
+pub mod layer;
