@@ -1,1 +1,366 @@
-//! TODO
+//! The build context: the folder `copy` reads from, filtered by `.stackignore` (or, when there
+//! is none, `.dockerignore`), and the selection and hashing of the files a step copies.
+//!
+//! Invariant: nothing outside the context root is ever selected; symlinks named as sources are
+//! followed with the context root as `/`, as Docker does.
+
+pub mod ignore;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use globset::GlobBuilder;
+use rayon::prelude::*;
+
+use crate::digest::Digest;
+pub use ignore::{IgnoreError, IgnoreRules};
+
+/// What kind of object a context entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One file, folder or symlink of the context, with what the cache key needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    pub kind: FileKind,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    pub size: u64,
+    /// blake3 of the content, for regular files.
+    pub hash: Option<Digest>,
+    /// The link target, for symlinks.
+    pub link: Option<String>,
+    /// Where to read it from.
+    pub abs: PathBuf,
+}
+
+/// One item a `copy` source matched: a file, or a folder with everything below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// The item's base name (empty for the context root itself).
+    pub name: String,
+    pub is_dir: bool,
+    /// For a file: one entry with an empty path. For a folder: its contents, relative to it,
+    /// sorted, parents before children.
+    pub entries: Vec<(String, FileMeta)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("the build context `{}` does not exist or is not a folder", path.display())]
+    Missing { path: PathBuf },
+    #[error("failed to read `{}` in the build context", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ignore(#[from] IgnoreError),
+}
+
+/// Why a `copy` source selects nothing usable.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("`{source_path}` is outside the build context")]
+    Outside { source_path: String },
+    #[error("`{source_path}` is not in the build context{}", if *excluded { " (it is excluded by the ignore file)" } else { "" })]
+    NotFound { source_path: String, excluded: bool },
+    #[error("`{source_path}` is not a valid pattern: {reason}")]
+    BadPattern { source_path: String, reason: String },
+    #[error(transparent)]
+    Context(#[from] ContextError),
+}
+
+/// An opened build context.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub root: PathBuf,
+    pub ignore: IgnoreRules,
+}
+
+impl Context {
+    /// Opens the folder `root` and reads its ignore file.
+    pub fn open(root: &Path) -> Result<Self, ContextError> {
+        let root = fs_err::canonicalize(root).map_err(|_| ContextError::Missing { path: root.to_owned() })?;
+        if !root.is_dir() {
+            return Err(ContextError::Missing { path: root });
+        }
+        let mut ignore = IgnoreRules::default();
+        for name in [".stackignore", ".dockerignore"] {
+            let path = root.join(name);
+            if path.exists() {
+                let text = fs_err::read_to_string(&path)
+                    .map_err(|source| ContextError::Io { path: path.clone(), source })?;
+                ignore = IgnoreRules::parse(&path.display().to_string(), &text)?;
+                break;
+            }
+        }
+        Ok(Self { root, ignore })
+    }
+
+    /// Selects and hashes what one `copy` source names: a path, or a glob.
+    pub fn select(&self, source: &str, excludes: &[String]) -> Result<Vec<Selected>, SelectError> {
+        let rel = normalize(source)
+            .ok_or_else(|| SelectError::Outside { source_path: source.to_owned() })?;
+        let excludes = if excludes.is_empty() {
+            None
+        } else {
+            Some(IgnoreRules::parse("exclude", &excludes.join("\n")).map_err(|e| {
+                SelectError::BadPattern { source_path: e.pattern, reason: e.reason }
+            })?)
+        };
+        let mut selected = if has_glob(&rel) {
+            self.select_glob(source, &rel)?
+        } else {
+            vec![self.select_path(source, &rel)?]
+        };
+        for item in &mut selected {
+            if let Some(ex) = &excludes {
+                item.entries.retain(|(p, _)| p.is_empty() || !ex.is_excluded(p));
+            }
+            hash_files(&mut item.entries)?;
+        }
+        Ok(selected)
+    }
+
+    fn select_path(&self, source: &str, rel: &str) -> Result<Selected, SelectError> {
+        if !rel.is_empty() && self.ignore.is_excluded(rel) {
+            return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: true });
+        }
+        let resolved = self
+            .resolve_in_root(rel)
+            .ok_or_else(|| SelectError::NotFound { source_path: source.to_owned(), excluded: false })?;
+        let abs = self.root.join(&resolved);
+        let meta = fs_err::metadata(&abs)
+            .map_err(|_| SelectError::NotFound { source_path: source.to_owned(), excluded: false })?;
+        let name = rel.rsplit('/').next().unwrap_or("").to_owned();
+        if meta.is_dir() {
+            let entries = self.walk(&resolved)?;
+            Ok(Selected { name, is_dir: true, entries })
+        } else {
+            let fm = file_meta(&abs, &meta, None);
+            Ok(Selected { name, is_dir: false, entries: vec![(String::new(), fm)] })
+        }
+    }
+
+    fn select_glob(&self, source: &str, rel: &str) -> Result<Vec<Selected>, SelectError> {
+        let glob = GlobBuilder::new(rel)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| SelectError::BadPattern { source_path: source.to_owned(), reason: e.kind().to_string() })?
+            .compile_matcher();
+        // Walk only below the part of the pattern that has no glob characters.
+        let static_prefix: Vec<&str> = rel.split('/').take_while(|c| !has_glob(c)).collect();
+        let depth = rel.split('/').count();
+        let start = static_prefix.join("/");
+        let start_abs = self.root.join(&start);
+        if !start_abs.is_dir() {
+            return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: false });
+        }
+        let mut matches = Vec::new();
+        for entry in walkdir::WalkDir::new(&start_abs).min_depth(1).max_depth(depth - static_prefix.len()).sort_by_file_name() {
+            let entry = entry.map_err(|e| walk_error(&start_abs, e))?;
+            let path = relative(&self.root, entry.path());
+            if glob.is_match(&path) && !self.ignore.is_excluded(&path) {
+                matches.push(path);
+            }
+        }
+        if matches.is_empty() {
+            return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: false });
+        }
+        matches.iter().map(|m| self.select_path(source, m)).collect()
+    }
+
+    /// Resolves symlinks in `rel` with the context root acting as `/`.
+    fn resolve_in_root(&self, rel: &str) -> Option<String> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = rel.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    parts.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            parts.push(part);
+            let abs = self.root.join(parts.join("/"));
+            if let Ok(target) = std::fs::read_link(&abs) {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                parts.pop();
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    parts.clear();
+                }
+                pending.extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
+            }
+        }
+        Some(parts.join("/"))
+    }
+
+    /// Lists a folder's contents (relative to it), honouring the ignore rules.
+    fn walk(&self, dir_rel: &str) -> Result<Vec<(String, FileMeta)>, SelectError> {
+        let dir_abs = self.root.join(dir_rel);
+        let mut out = Vec::new();
+        let mut it = walkdir::WalkDir::new(&dir_abs).min_depth(1).sort_by_file_name().into_iter();
+        let descend_excluded = self.ignore.has_exceptions();
+        while let Some(entry) = it.next() {
+            let entry = entry.map_err(|e| walk_error(&dir_abs, e))?;
+            let ctx_rel = relative(&self.root, entry.path());
+            let meta = entry.metadata().map_err(|e| walk_error(entry.path(), e))?;
+            if self.ignore.is_excluded(&ctx_rel) {
+                if meta.is_dir() && !descend_excluded {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+            let rel = relative(&dir_abs, entry.path());
+            let link = if meta.file_type().is_symlink() {
+                let t = fs_err::read_link(entry.path())
+                    .map_err(|source| ContextError::Io { path: entry.path().to_owned(), source })?;
+                Some(t.to_string_lossy().into_owned())
+            } else {
+                None
+            };
+            out.push((rel, file_meta(entry.path(), &meta, link)));
+        }
+        Ok(out)
+    }
+}
+
+fn walk_error(path: &Path, e: walkdir::Error) -> SelectError {
+    let path = e.path().unwrap_or(path).to_owned();
+    SelectError::Context(ContextError::Io { path, source: e.into() })
+}
+
+fn file_meta(abs: &Path, meta: &std::fs::Metadata, link: Option<String>) -> FileMeta {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else {
+        FileKind::File
+    };
+    FileMeta {
+        kind,
+        mode: meta.permissions().mode() & 0o7777,
+        size: if kind == FileKind::File { meta.size() } else { 0 },
+        hash: None,
+        link,
+        abs: abs.to_owned(),
+    }
+}
+
+/// Hashes every regular file in parallel.
+fn hash_files(entries: &mut [(String, FileMeta)]) -> Result<(), ContextError> {
+    entries.par_iter_mut().filter(|(_, m)| m.kind == FileKind::File).try_for_each(|(_, m)| {
+        m.hash = Some(hash_file(&m.abs)?);
+        Ok(())
+    })
+}
+
+/// blake3 of a file's content (memory-mapped when large).
+pub fn hash_file(path: &Path) -> Result<Digest, ContextError> {
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_mmap(path)
+        .map_err(|source| ContextError::Io { path: path.to_owned(), source })?;
+    Ok(Digest(*hasher.finalize().as_bytes()))
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Normalises a context-relative source path; `None` when it climbs out of the context.
+pub fn normalize(source: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in source.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(files: &[(&str, &str)], ignore: Option<&str>) -> (tempfile::TempDir, Context) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let p = dir.path().join(path);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, content).unwrap();
+        }
+        if let Some(text) = ignore {
+            fs_err::write(dir.path().join(".dockerignore"), text).unwrap();
+        }
+        let c = Context::open(dir.path()).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn selects_folders_files_and_globs() {
+        let (_d, c) = ctx(&[("src/a.rs", "a"), ("src/sub/b.rs", "b"), ("x.txt", "x"), ("y.txt", "y")], None);
+        let s = c.select("src/", &[]).unwrap();
+        let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["a.rs", "sub", "sub/b.rs"]);
+        assert!(s[0].entries[0].1.hash.is_some());
+        let s = c.select("*.txt", &[]).unwrap();
+        assert_eq!(s.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["x.txt", "y.txt"]);
+    }
+
+    #[test]
+    fn refuses_paths_outside_the_context() {
+        let (_d, c) = ctx(&[("a", "a")], None);
+        assert!(matches!(c.select("../etc/passwd", &[]), Err(SelectError::Outside { .. })));
+        assert!(matches!(c.select("missing", &[]), Err(SelectError::NotFound { .. })));
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let (d, c) = ctx(&[("real/f", "f")], None);
+        std::os::unix::fs::symlink("/real", d.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../real/f", d.path().join("up")).unwrap();
+        assert!(c.select("abs", &[]).unwrap()[0].is_dir);
+        assert_eq!(c.select("up", &[]).unwrap()[0].entries[0].1.size, 1);
+    }
+
+    #[test]
+    fn ignore_file_applies_with_exceptions() {
+        let (_d, c) = ctx(&[("a/keep.txt", "k"), ("a/drop.txt", "d"), ("b.md", "b")], Some("a\n!a/keep.txt\n*.md\n"));
+        let s = c.select(".", &[]).unwrap();
+        let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, [".dockerignore", "a/keep.txt"]);
+        assert!(matches!(c.select("b.md", &[]), Err(SelectError::NotFound { excluded: true, .. })));
+    }
+
+    #[test]
+    fn copy_excludes_are_relative_to_the_source() {
+        let (_d, c) = ctx(&[("src/a.rs", "a"), ("src/a.md", "m")], None);
+        let s = c.select("src", &["*.md".to_owned()]).unwrap();
+        assert_eq!(s[0].entries.len(), 1);
+    }
+}

@@ -1,1 +1,10 @@
-//! TODO
+//! Build-file text → typed AST with spans. No IO.
+//!
+//! Invariant: parsing never stops at the first problem; it returns every diagnostic it can
+//! find together with whatever AST it could build.
+
+pub mod ast;
+pub mod interp;
+mod parse;
+
+pub use parse::{SUPPORTED_VERSIONS, is_var_name, parse, parse_duration, parse_mode};

@@ -1,0 +1,211 @@
+//! The typed build-file AST. Every node keeps its span so later phases can point at it.
+
+use miette::SourceSpan;
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: SourceSpan,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: SourceSpan) -> Self {
+        Self { value, span }
+    }
+}
+
+/// One parsed build file (`stack.kdl` or an included file).
+#[derive(Debug, Clone, Default)]
+pub struct BuildFile {
+    pub version: Option<Spanned<u32>>,
+    pub args: Vec<ArgDecl>,
+    pub targets: Vec<Target>,
+    pub includes: Vec<Spanned<String>>,
+}
+
+/// `arg NAME default="…"`, at the top level or inside a stage.
+#[derive(Debug, Clone)]
+pub struct ArgDecl {
+    pub name: Spanned<String>,
+    pub default: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Stage,
+    Image,
+}
+
+/// A `stage` or an `image`: a named chain of steps.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: TargetKind,
+    pub name: Spanned<String>,
+    pub steps: Vec<Step>,
+    pub tags: Vec<Spanned<String>>,
+    pub span: SourceSpan,
+}
+
+impl Target {
+    /// The `from` step, which the parser guarantees is first.
+    pub fn from_step(&self) -> Option<(&Spanned<String>, Option<&Spanned<String>>)> {
+        match self.steps.first().map(|s| &s.kind) {
+            Some(StepKind::From { base, platform }) => Some((base, platform.as_ref())),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a stage, with the span of its whole node.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub kind: StepKind,
+    pub span: SourceSpan,
+    /// The span of the node's name, for short labels.
+    pub name_span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    From { base: Spanned<String>, platform: Option<Spanned<String>> },
+    Run(RunStep),
+    Copy(CopyStep),
+    File(FileStep),
+    Arg(ArgDecl),
+    Env(Vec<(Spanned<String>, Spanned<String>)>),
+    Label(Vec<(Spanned<String>, Spanned<String>)>),
+    Workdir(Spanned<String>),
+    User(Spanned<String>),
+    Shell(Vec<Spanned<String>>),
+    StopSignal(Spanned<String>),
+    Maintainer(Spanned<String>),
+    Cmd(Vec<Spanned<String>>),
+    Entrypoint(Vec<Spanned<String>>),
+    Expose(Vec<Spanned<String>>),
+    Volume(Vec<Spanned<String>>),
+    Healthcheck(Healthcheck),
+}
+
+impl StepKind {
+    /// The node name the step is written with.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Self::From { .. } => "from",
+            Self::Run(r) if r.exec => "exec",
+            Self::Run(_) => "run",
+            Self::Copy(c) if c.add => "add",
+            Self::Copy(_) => "copy",
+            Self::File(_) => "file",
+            Self::Arg(_) => "arg",
+            Self::Env(_) => "env",
+            Self::Label(_) => "label",
+            Self::Workdir(_) => "workdir",
+            Self::User(_) => "user",
+            Self::Shell(_) => "shell",
+            Self::StopSignal(_) => "stopsignal",
+            Self::Maintainer(_) => "maintainer",
+            Self::Cmd(_) => "cmd",
+            Self::Entrypoint(_) => "entrypoint",
+            Self::Expose(_) => "expose",
+            Self::Volume(_) => "volume",
+            Self::Healthcheck(_) => "healthcheck",
+        }
+    }
+}
+
+/// `run "cmd"…` (shell form) or `exec "argv0"…` (no shell).
+#[derive(Debug, Clone)]
+pub struct RunStep {
+    pub exec: bool,
+    pub commands: Vec<Spanned<String>>,
+    pub mounts: Vec<RunMount>,
+    pub network: Option<Spanned<Network>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Default,
+    None,
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSharing {
+    Shared,
+    Private,
+    Locked,
+}
+
+/// A mount on a `run` step.
+#[derive(Debug, Clone)]
+pub enum RunMount {
+    Cache {
+        target: Spanned<String>,
+        id: Option<Spanned<String>>,
+        sharing: CacheSharing,
+        from: Option<Spanned<String>>,
+        source: Option<Spanned<String>>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        readonly: bool,
+    },
+    Secret {
+        id: Spanned<String>,
+        target: Option<Spanned<String>>,
+        env: Option<Spanned<String>>,
+        required: bool,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Tmpfs {
+        target: Spanned<String>,
+        size: Option<Spanned<String>>,
+    },
+    Bind {
+        source: Spanned<String>,
+        target: Spanned<String>,
+        from: Option<Spanned<String>>,
+        readwrite: bool,
+    },
+}
+
+/// `copy` and `add`.
+#[derive(Debug, Clone)]
+pub struct CopyStep {
+    pub add: bool,
+    pub sources: Vec<Spanned<String>>,
+    pub dest: Spanned<String>,
+    pub from: Option<Spanned<String>>,
+    pub chown: Option<Spanned<String>>,
+    pub chmod: Option<Spanned<String>>,
+    pub excludes: Vec<Spanned<String>>,
+    pub link: bool,
+    pub parents: bool,
+    pub checksum: Option<Spanned<String>>,
+}
+
+/// `file PATH CONTENT`: writes inline content as one layer.
+#[derive(Debug, Clone)]
+pub struct FileStep {
+    pub path: Spanned<String>,
+    pub content: Spanned<String>,
+    pub chown: Option<Spanned<String>>,
+    pub chmod: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Healthcheck {
+    None,
+    Check {
+        test: Vec<Spanned<String>>,
+        shell: bool,
+        interval: Option<Spanned<String>>,
+        timeout: Option<Spanned<String>>,
+        start_period: Option<Spanned<String>>,
+        start_interval: Option<Spanned<String>>,
+        retries: Option<Spanned<u32>>,
+    },
+}
