@@ -1,4 +1,7 @@
 //! OCI image-spec output and input: deterministic layer tars, canonical JSON, image layouts,
 //! archives, and safe reading of local images.
 
+pub mod compress;
+pub mod json;
 pub mod layer;
+pub mod tar_writer;
