@@ -1,1 +1,329 @@
-//! TODO
+//! The content-addressed local store under `STACK_CACHE_DIR`: OCI blobs by sha256, extracted
+//! layer trees by diff id, and step records by cache key. The only writer of the cache folder.
+//!
+//! Invariants: the store is write-once; every write goes to `tmp/` first and is renamed into
+//! place, so a crash or a concurrent `stack` never leaves a half-written object under its final
+//! name. Every blob read is verified against its digest. Folder names carry a format version
+//! (`blobs-v1`, `layers-v1`, `records-v1`): a new format misses, it never misreads.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, OciDigest, Sha256Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to create the store at `{}`", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob `{digest}` is missing from the store")]
+    MissingBlob { digest: OciDigest },
+    #[error("blob `{digest}` is corrupt: its content hashes to `{actual}`")]
+    Corrupt { digest: OciDigest, actual: OciDigest },
+    #[error("blob `{digest}` has {actual} bytes, but {expected} were announced")]
+    WrongSize { digest: OciDigest, expected: u64, actual: u64 },
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("record `{}` is unreadable", path.display())]
+    BadRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { action, path, source }
+}
+
+/// An opened store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The store folder to use: `STACK_CACHE_DIR`, else `$XDG_CACHE_HOME/stack`, else
+    /// `~/.cache/stack`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("STACK_CACHE_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("stack");
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+        home.join(".cache").join("stack")
+    }
+
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for sub in ["blobs-v1/sha256", "layers-v1", "records-v1", "tmp"] {
+            let p = root.join(sub);
+            fs_err::create_dir_all(&p).map_err(|source| StoreError::Create { path: p.clone(), source })?;
+        }
+        Ok(Self { root: root.to_owned() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &OciDigest) -> PathBuf {
+        self.root.join("blobs-v1/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &OciDigest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// A temporary file in the store's own `tmp/`, so that committing it is a rename.
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.root.join("tmp");
+        tempfile::Builder::new().prefix("blob-").tempfile_in(&dir).map_err(io_err("create a temporary file in", &dir))
+    }
+
+    /// A temporary folder in the store's own `tmp/`.
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StoreError> {
+        let dir = self.root.join("tmp");
+        tempfile::Builder::new().prefix(prefix).tempdir_in(&dir).map_err(io_err("create a temporary folder in", &dir))
+    }
+
+    /// Moves a finished temporary file into place as blob `digest` (which the caller computed
+    /// while writing it).
+    pub fn commit_blob(&self, tmp: tempfile::NamedTempFile, digest: &OciDigest) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            return Ok(());
+        }
+        tmp.persist(&dest).map_err(|e| StoreError::Io { action: "store blob", path: dest.clone(), source: e.error })?;
+        Ok(())
+    }
+
+    /// Stores bytes as a blob and returns their digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<OciDigest, StoreError> {
+        let digest = OciDigest::of(bytes);
+        if !self.has_blob(&digest) {
+            let mut tmp = self.temp_file()?;
+            tmp.write_all(bytes).map_err(io_err("write", &self.root.join("tmp")))?;
+            self.commit_blob(tmp, &digest)?;
+        }
+        Ok(digest)
+    }
+
+    /// Copies a blob from `reader` into the store, verifying it against `digest` (and `size`
+    /// when known) before it becomes visible.
+    pub fn import_blob(&self, reader: &mut dyn Read, digest: &OciDigest, size: Option<u64>) -> Result<(), StoreError> {
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        let mut tmp = self.temp_file()?;
+        let mut hasher = Sha256Writer::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).map_err(|source| StoreError::Io {
+                action: "read blob",
+                path: PathBuf::from(digest.to_string()),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io_err("write", &self.root.join("tmp")))?;
+        }
+        let len = hasher.len();
+        let actual = hasher.finish();
+        if &actual != digest {
+            return Err(StoreError::Corrupt { digest: digest.clone(), actual });
+        }
+        if let Some(expected) = size {
+            if expected != len {
+                return Err(StoreError::WrongSize { digest: digest.clone(), expected, actual: len });
+            }
+        }
+        self.commit_blob(tmp, digest)
+    }
+
+    /// Reads a whole (small) blob and verifies it.
+    pub fn read_blob(&self, digest: &OciDigest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = fs_err::read(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::MissingBlob { digest: digest.clone() }
+            } else {
+                StoreError::Io { action: "read", path: path.clone(), source: e }
+            }
+        })?;
+        let actual = OciDigest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt { digest: digest.clone(), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Opens a blob for streaming; the reader fails at the end if the content does not match.
+    pub fn open_blob(&self, digest: &OciDigest) -> Result<VerifyingReader, StoreError> {
+        let path = self.blob_path(digest);
+        let file = fs_err::File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::MissingBlob { digest: digest.clone() }
+            } else {
+                StoreError::Io { action: "open", path: path.clone(), source: e }
+            }
+        })?;
+        Ok(VerifyingReader { inner: io::BufReader::with_capacity(1 << 20, file), hasher: Sha256Writer::default(), expected: digest.clone() })
+    }
+
+    /// Copies blob `digest` to `dest`, verifying it on the way (hard-linking is not used: the
+    /// output must not share inodes with the store, which a later prune could empty).
+    pub fn copy_blob_to(&self, digest: &OciDigest, dest: &Path) -> Result<u64, StoreError> {
+        let mut reader = self.open_blob(digest)?;
+        let tmp = dest.with_extension("tmp");
+        let mut out = fs_err::File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let n = io::copy(&mut reader, &mut out).map_err(|e| match e.downcast::<StoreError>() {
+            Ok(store) => store,
+            Err(e) => StoreError::Io { action: "copy blob to", path: tmp.clone(), source: e },
+        })?;
+        out.sync_all().map_err(io_err("write", &tmp))?;
+        fs_err::rename(&tmp, dest).map_err(io_err("rename into", dest))?;
+        Ok(n)
+    }
+
+    fn record_path(&self, kind: &str, key: &Digest) -> PathBuf {
+        self.root.join("records-v1").join(kind).join(format!("{}.json", key.to_hex()))
+    }
+
+    /// Reads the record of `kind` stored under `key`, if any.
+    pub fn get_record<T: serde::de::DeserializeOwned>(&self, kind: &str, key: &Digest) -> Result<Option<T>, StoreError> {
+        let path = self.record_path(kind, key);
+        match fs_err::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::BadRecord { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { action: "read", path, source: e }),
+        }
+    }
+
+    /// Writes a record atomically (temp file + rename).
+    pub fn put_record<T: serde::Serialize>(&self, kind: &str, key: &Digest, value: &T) -> Result<(), StoreError> {
+        let path = self.record_path(kind, key);
+        let dir = path.parent().expect("records have a parent");
+        fs_err::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(&crate::oci::json::to_canonical(value)).map_err(io_err("write", &path))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io { action: "write", path: path.clone(), source: e.error })?;
+        Ok(())
+    }
+
+    /// Where the extracted tree of layer `diff_id` lives once it exists.
+    pub fn layer_dir(&self, diff_id: &OciDigest) -> PathBuf {
+        self.root.join("layers-v1").join(diff_id.hex())
+    }
+
+    /// Moves a fully extracted layer folder into place; if another process got there first,
+    /// its copy is kept and ours is dropped.
+    pub fn commit_layer_dir(&self, tmp: tempfile::TempDir, diff_id: &OciDigest) -> Result<PathBuf, StoreError> {
+        let dest = self.layer_dir(diff_id);
+        let staged = tmp.keep();
+        match std::fs::rename(&staged, &dest) {
+            Ok(()) => Ok(dest),
+            Err(_) if dest.join("index.json").exists() => {
+                remove_tree(&staged);
+                Ok(dest)
+            }
+            Err(source) => {
+                remove_tree(&staged);
+                Err(StoreError::Io { action: "move extracted layer to", path: dest, source })
+            }
+        }
+    }
+}
+
+/// Removes a folder tree, making read-only folders writable first (layers can contain them).
+pub fn remove_tree(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = std::fs::remove_dir_all(path);
+}
+
+/// A blob reader that checks the digest when the end is reached.
+pub struct VerifyingReader {
+    inner: io::BufReader<fs_err::File>,
+    hasher: Sha256Writer,
+    expected: OciDigest,
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            let actual = std::mem::take(&mut self.hasher).finish();
+            if actual != self.expected {
+                return Err(io::Error::other(StoreError::Corrupt { digest: self.expected.clone(), actual }));
+            }
+            // Reset so a second read at EOF does not re-check an empty hash.
+            self.hasher = Sha256Writer::default();
+            self.expected = OciDigest::of(&[]);
+        } else {
+            self.hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_verified_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = store.put_blob(b"hello").unwrap();
+        assert_eq!(store.read_blob(&d).unwrap(), b"hello");
+        fs_err::write(store.blob_path(&d), b"hellO").unwrap();
+        assert!(matches!(store.read_blob(&d), Err(StoreError::Corrupt { .. })));
+        let mut r = store.open_blob(&d).unwrap();
+        let mut sink = Vec::new();
+        assert!(r.read_to_end(&mut sink).is_err());
+    }
+
+    #[test]
+    fn import_rejects_a_wrong_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let wrong = OciDigest::of(b"other");
+        assert!(store.import_blob(&mut &b"data"[..], &wrong, None).is_err());
+        assert!(!store.has_blob(&wrong));
+        let right = OciDigest::of(b"data");
+        assert!(matches!(store.import_blob(&mut &b"data"[..], &right, Some(3)), Err(StoreError::WrongSize { .. })));
+        store.import_blob(&mut &b"data"[..], &right, Some(4)).unwrap();
+        assert!(store.has_blob(&right));
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = Digest::of(b"k");
+        assert_eq!(store.get_record::<Vec<u32>>("layer", &key).unwrap(), None);
+        store.put_record("layer", &key, &vec![1u32, 2]).unwrap();
+        assert_eq!(store.get_record::<Vec<u32>>("layer", &key).unwrap(), Some(vec![1, 2]));
+    }
+}
