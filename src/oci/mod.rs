@@ -2,6 +2,7 @@
 //! archives, and safe reading of local images.
 
 pub mod compress;
+pub mod extract;
 pub mod json;
 pub mod layer;
 pub mod tar_writer;

@@ -1,0 +1,625 @@
+//! Safe extraction of a layer blob into a folder of the store, plus its index (every entry's
+//! metadata, so later steps can read owners and modes even where the tree could not get them,
+//! e.g. when not running as root).
+//!
+//! Invariants: nothing is ever written outside the target folder: entry paths are normalised
+//! (`..` is rejected), symlinks created by the layer are resolved lexically inside the root
+//! before use, and every path component is opened with `O_NOFOLLOW`, so even a mistake in the
+//! lexical resolution fails instead of escaping. Whiteouts become 0:0 character devices and
+//! opaque folders get the overlay xattr, so the tree can serve as an overlay lower dir.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, Timespec};
+
+use super::compress::Compression;
+use super::layer::{Entry, EntryKind};
+use crate::digest::{OciDigest, Sha256Writer};
+
+/// Limits that keep a hostile layer from exhausting the machine.
+const MAX_PATH: usize = 4096;
+const MAX_ENTRIES: usize = 5_000_000;
+
+/// Metadata of one entry of an extracted layer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexEntry {
+    pub kind: IndexKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<(String, String)>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IndexKind {
+    File,
+    Dir,
+    OpaqueDir,
+    Symlink,
+    Hardlink,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+    Whiteout,
+}
+
+/// The index of one extracted layer: path → metadata, sorted.
+pub type LayerIndex = BTreeMap<String, IndexEntry>;
+
+impl IndexEntry {
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, IndexKind::Dir | IndexKind::OpaqueDir)
+    }
+
+    /// Turns the entry back into a layer [`Entry`] whose content is read from `tree`.
+    pub fn to_entry(&self, path: &str, tree: &Path) -> Entry {
+        let kind = match self.kind {
+            IndexKind::File => EntryKind::File { source: tree.join(path), size: self.size },
+            IndexKind::Dir => EntryKind::Dir { opaque: false },
+            IndexKind::OpaqueDir => EntryKind::Dir { opaque: true },
+            IndexKind::Symlink => EntryKind::Symlink { target: self.link.clone().unwrap_or_default() },
+            IndexKind::Hardlink => EntryKind::Hardlink { target: self.link.clone().unwrap_or_default() },
+            IndexKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
+            IndexKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
+            IndexKind::Fifo => EntryKind::Fifo,
+            IndexKind::Whiteout => EntryKind::Whiteout,
+        };
+        let xattrs = self.xattrs.iter().map(|(k, v)| (k.clone(), hex::decode(v).unwrap_or_default())).collect();
+        Entry { path: path.to_owned(), kind, mode: self.mode, uid: self.uid, gid: self.gid, mtime: self.mtime, xattrs }
+    }
+}
+
+/// Why a layer could not be extracted. Every message names the layer, and the entry when one
+/// is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("layer `{layer}` is not a valid tar stream")]
+    BadTar {
+        layer: OciDigest,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer `{layer}`: entry `{path}` {problem}")]
+    BadEntry { layer: OciDigest, path: String, problem: String },
+    #[error("layer `{layer}`: its uncompressed content hashes to `{actual}`, but the image config says `{expected}`")]
+    DiffIdMismatch { layer: OciDigest, expected: OciDigest, actual: OciDigest },
+    #[error("layer `{layer}`: failed to write `{}`", path.display())]
+    Write {
+        layer: OciDigest,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Opens a decompressing reader over a layer blob.
+pub fn decompress<'a, R: Read + 'a>(reader: R, compression: Compression) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(reader))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
+        Compression::None => Box::new(reader),
+    })
+}
+
+/// Hashes everything read through it (the diff id of the uncompressed tar).
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256Writer,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Extracts the uncompressed tar `reader` into `dest/tree` and writes `dest/index.json`.
+/// `layer` names the blob in errors; `diff_id`, when given, is checked against the content.
+pub fn extract(reader: &mut dyn Read, layer: &OciDigest, diff_id: Option<&OciDigest>, dest: &Path) -> Result<LayerIndex, ExtractError> {
+    let tree = dest.join("tree");
+    let werr = |path: &Path| {
+        let path = path.to_owned();
+        let layer = layer.clone();
+        move |source| ExtractError::Write { layer, path, source }
+    };
+    fs_err::create_dir_all(&tree).map_err(werr(&tree))?;
+    let root = rustix::fs::open(&tree, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| werr(&tree)(e.into()))?;
+    let mut x = Extractor {
+        layer: layer.clone(),
+        root,
+        tree: tree.clone(),
+        index: LayerIndex::new(),
+        symlinks: HashMap::new(),
+        privileged: rustix::process::geteuid().is_root(),
+        dirs: Vec::new(),
+    };
+    let mut hashing = HashingReader { inner: reader, hasher: Sha256Writer::default() };
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        let entries = archive.entries().map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
+        for (count, entry) in entries.enumerate() {
+            if count >= MAX_ENTRIES {
+                return Err(ExtractError::BadTar { layer: layer.clone(), source: io::Error::other(format!("more than {MAX_ENTRIES} entries")) });
+            }
+            let entry = entry.map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
+            x.entry(entry)?;
+        }
+    }
+    // Drain what the tar reader left (end-of-archive padding) so the diff id covers it all.
+    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
+    let actual = hashing.hasher.finish();
+    if let Some(expected) = diff_id {
+        if &actual != expected {
+            return Err(ExtractError::DiffIdMismatch { layer: layer.clone(), expected: expected.clone(), actual });
+        }
+    }
+    x.finish_dirs()?;
+    let index_path = dest.join("index.json");
+    fs_err::write(&index_path, crate::oci::json::to_canonical(&x.index)).map_err(werr(&index_path))?;
+    Ok(x.index)
+}
+
+/// Reads the index of an extracted layer folder.
+pub fn read_index(dir: &Path) -> io::Result<LayerIndex> {
+    let bytes = fs_err::read(dir.join("index.json"))?;
+    serde_json::from_slice(&bytes).map_err(io::Error::other)
+}
+
+struct Extractor {
+    layer: OciDigest,
+    root: OwnedFd,
+    tree: PathBuf,
+    index: LayerIndex,
+    /// Symlinks this layer created, for resolving later entries' parents lexically.
+    symlinks: HashMap<String, String>,
+    privileged: bool,
+    /// Folders whose mode and mtime are applied last (so read-only folders can be filled).
+    dirs: Vec<(String, u32, i64)>,
+}
+
+impl Extractor {
+    fn bad(&self, path: &str, problem: impl Into<String>) -> ExtractError {
+        ExtractError::BadEntry { layer: self.layer.clone(), path: path.to_owned(), problem: problem.into() }
+    }
+
+    fn write_err(&self, path: &str) -> impl FnOnce(rustix::io::Errno) -> ExtractError + use<> {
+        let path = self.tree.join(path);
+        let layer = self.layer.clone();
+        move |e| ExtractError::Write { layer, path, source: e.into() }
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ExtractError> {
+        let raw_path = entry.path_bytes().into_owned();
+        let raw = String::from_utf8_lossy(&raw_path).into_owned();
+        if raw.len() > MAX_PATH {
+            return Err(self.bad(&raw[..64], "has a path longer than 4096 bytes"));
+        }
+        let Some(path) = normalize_entry_path(&raw) else {
+            return Err(self.bad(&raw, "climbs out of the root with `..`"));
+        };
+        if path.is_empty() {
+            return Ok(()); // the root folder itself: "./"
+        }
+        let header = entry.header().clone();
+        let mut uid = header.uid().unwrap_or(0) as u32;
+        let mut gid = header.gid().unwrap_or(0) as u32;
+        let mut mtime = header.mtime().unwrap_or(0) as i64;
+        let mut xattrs = Vec::new();
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                let Ok(key) = ext.key() else { continue };
+                let value = ext.value_bytes();
+                let num = || std::str::from_utf8(value).ok().and_then(|v| v.split('.').next()?.parse::<i64>().ok());
+                match key {
+                    "uid" => uid = num().map_or(uid, |v| v as u32),
+                    "gid" => gid = num().map_or(gid, |v| v as u32),
+                    "mtime" => mtime = num().unwrap_or(mtime),
+                    k if k.starts_with("SCHILY.xattr.") => {
+                        xattrs.push((k["SCHILY.xattr.".len()..].to_owned(), hex::encode(value)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        xattrs.sort();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let (parent, name) = split(&path);
+        let parent = self.resolve(parent).ok_or_else(|| self.bad(&path, "goes through too many symlinks"))?;
+        let path = join(&parent, name);
+
+        if name == ".wh..wh..opq" {
+            let dir_fd = self.mkdir_p(&parent, &path)?;
+            self.mark_opaque(&dir_fd, &parent);
+            if let Some(e) = self.index.get_mut(&parent) {
+                e.kind = IndexKind::OpaqueDir;
+            } else {
+                self.index.insert(parent.clone(), IndexEntry { kind: IndexKind::OpaqueDir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+            }
+            return Ok(());
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            let target = join(&parent, hidden);
+            let dir_fd = self.mkdir_p(&parent, &path)?;
+            remove_existing(&dir_fd, hidden);
+            // A 0:0 character device is overlayfs's whiteout; creating one needs no privilege
+            // since Linux 5.8. Where it still fails the index alone records the deletion.
+            let _ = rustix::fs::mknodat(&dir_fd, hidden, FileType::CharacterDevice, Mode::empty(), 0);
+            self.forget_below(&target);
+            self.index.insert(target, IndexEntry { kind: IndexKind::Whiteout, mode: 0, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+            return Ok(());
+        }
+
+        let dir_fd = self.mkdir_p(&parent, &path)?;
+        let et = header.entry_type();
+        let mut size = 0;
+        let mut link = None;
+        let kind = match et {
+            tar::EntryType::Directory => {
+                match rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) if is_dir_at(&dir_fd, name) => {}
+                    Err(rustix::io::Errno::EXIST) => {
+                        remove_existing(&dir_fd, name);
+                        rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700)).map_err(self.write_err(&path))?;
+                    }
+                    Err(e) => return Err(self.write_err(&path)(e)),
+                }
+                self.dirs.push((path.clone(), mode, mtime));
+                let keep_opaque = self.index.get(&path).is_some_and(|e| e.kind == IndexKind::OpaqueDir);
+                if keep_opaque { IndexKind::OpaqueDir } else { IndexKind::Dir }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                if et == tar::EntryType::GNUSparse {
+                    return Err(self.bad(&path, "is a sparse file, which stack does not accept in layers"));
+                }
+                remove_existing(&dir_fd, name);
+                let fd = rustix::fs::openat(&dir_fd, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+                    .map_err(self.write_err(&path))?;
+                let mut file = std::fs::File::from(fd);
+                size = io::copy(&mut entry, &mut file).map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
+                if self.privileged {
+                    rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid))).map_err(self.write_err(&path))?;
+                    for (k, v) in &xattrs {
+                        let _ = rustix::fs::fsetxattr(&file, k.as_str(), &hex::decode(v).unwrap_or_default(), rustix::fs::XattrFlags::empty());
+                    }
+                }
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(self.write_err(&path))?;
+                set_mtime(&dir_fd, name, mtime);
+                IndexKind::File
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                remove_existing(&dir_fd, name);
+                rustix::fs::symlinkat(target.as_str(), &dir_fd, name).map_err(self.write_err(&path))?;
+                self.chown_at(&dir_fd, name, uid, gid);
+                set_mtime(&dir_fd, name, mtime);
+                self.symlinks.insert(path.clone(), target.clone());
+                link = Some(target);
+                IndexKind::Symlink
+            }
+            tar::EntryType::Link => {
+                let raw_target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let target = normalize_entry_path(&raw_target).ok_or_else(|| self.bad(&path, format!("is a hard link to `{raw_target}`, outside the root")))?;
+                let (tp, tn) = split(&target);
+                let tparent = self.resolve(tp).ok_or_else(|| self.bad(&path, "links through too many symlinks"))?;
+                let target = join(&tparent, tn);
+                if !self.index.get(&target).is_some_and(|e| matches!(e.kind, IndexKind::File | IndexKind::Hardlink)) {
+                    return Err(self.bad(&path, format!("is a hard link to `{target}`, which is not a file earlier in this layer")));
+                }
+                let tdir = self.open_existing_dir(&tparent).ok_or_else(|| self.bad(&path, format!("is a hard link to `{target}`, which cannot be opened")))?;
+                remove_existing(&dir_fd, name);
+                rustix::fs::linkat(&tdir, tn, &dir_fd, name, AtFlags::empty()).map_err(self.write_err(&path))?;
+                size = self.index.get(&target).map_or(0, |e| e.size);
+                link = Some(target);
+                IndexKind::Hardlink
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let (ft, kind) = match et {
+                    tar::EntryType::Char => (FileType::CharacterDevice, IndexKind::CharDevice { major, minor }),
+                    tar::EntryType::Block => (FileType::BlockDevice, IndexKind::BlockDevice { major, minor }),
+                    _ => (FileType::Fifo, IndexKind::Fifo),
+                };
+                remove_existing(&dir_fd, name);
+                // Devices need privilege; without it the index still records them, which is
+                // all that copying them into a new layer needs.
+                let dev = rustix::fs::makedev(major, minor);
+                if rustix::fs::mknodat(&dir_fd, name, ft, Mode::from_raw_mode(mode), dev).is_ok() {
+                    self.chown_at(&dir_fd, name, uid, gid);
+                }
+                kind
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => return Ok(()),
+            other => return Err(self.bad(&path, format!("has unsupported tar type {other:?}"))),
+        };
+        if kind != IndexKind::Symlink {
+            self.symlinks.remove(&path);
+        }
+        if !matches!(kind, IndexKind::Dir | IndexKind::OpaqueDir) {
+            self.forget_below(&path);
+        }
+        if matches!(kind, IndexKind::Dir) && self.privileged {
+            self.chown_at(&dir_fd, name, uid, gid);
+        }
+        self.index.insert(path, IndexEntry { kind, mode, uid, gid, mtime, size, link, xattrs });
+        Ok(())
+    }
+
+    fn chown_at(&self, dir: &OwnedFd, name: &str, uid: u32, gid: u32) {
+        if self.privileged {
+            let _ = rustix::fs::chownat(dir, name, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW);
+        }
+    }
+
+    fn mark_opaque(&self, dir: &OwnedFd, path: &str) {
+        let name = if self.privileged { "trusted.overlay.opaque" } else { "user.overlay.opaque" };
+        if let Ok(fd) = self.open_readable_dir(dir, path) {
+            let _ = rustix::fs::fsetxattr(&fd, name, b"y", rustix::fs::XattrFlags::empty());
+        }
+    }
+
+    fn open_readable_dir(&self, _dir: &OwnedFd, path: &str) -> rustix::io::Result<OwnedFd> {
+        let mut fd = rustix::fs::openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            fd = rustix::fs::openat(&fd, comp, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        }
+        Ok(fd)
+    }
+
+    /// Removes index entries below a path replaced by a non-folder (or deleted).
+    fn forget_below(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        let below: Vec<String> = self.index.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        for k in below {
+            self.index.remove(&k);
+        }
+    }
+
+    /// Resolves symlinks this layer created in a parent path, with the tree as `/`.
+    fn resolve(&self, parent: &str) -> Option<String> {
+        if self.symlinks.is_empty() {
+            return Some(parent.to_owned());
+        }
+        let mut done: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = parent.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    done.pop();
+                    continue;
+                }
+                _ => done.push(c),
+            }
+            if let Some(target) = self.symlinks.get(&done.join("/")) {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                pending.extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
+            }
+        }
+        Some(done.join("/"))
+    }
+
+    /// Opens (creating as needed) folder `dir` inside the tree, never following a symlink.
+    fn mkdir_p(&mut self, dir: &str, for_entry: &str) -> Result<OwnedFd, ExtractError> {
+        let mut fd = rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(self.write_err(for_entry))?;
+        let mut so_far = String::new();
+        for comp in dir.split('/').filter(|c| !c.is_empty()) {
+            so_far = join(&so_far, comp);
+            match rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {
+                    if !self.index.contains_key(&so_far) {
+                        self.index.insert(so_far.clone(), IndexEntry { kind: IndexKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+                    }
+                }
+                Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(self.write_err(for_entry)(e)),
+            }
+            fd = match rustix::fs::openat(&fd, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(next) => next,
+                Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                    // A file or a symlink this layer does not resolve sits where a folder is
+                    // needed: the layer replaces it, as tar would.
+                    remove_existing(&fd, comp);
+                    rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755)).map_err(self.write_err(for_entry))?;
+                    self.symlinks.remove(&so_far);
+                    self.index.insert(so_far.clone(), IndexEntry { kind: IndexKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+                    rustix::fs::openat(&fd, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(self.write_err(for_entry))?
+                }
+                Err(e) => return Err(self.write_err(for_entry)(e)),
+            };
+        }
+        Ok(fd)
+    }
+
+    fn open_existing_dir(&self, dir: &str) -> Option<OwnedFd> {
+        let mut fd = rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        for comp in dir.split('/').filter(|c| !c.is_empty()) {
+            fd = rustix::fs::openat(&fd, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        }
+        Some(fd)
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (path, mode, mtime) in dirs.iter().rev() {
+            let (parent, name) = split(path);
+            let Some(dir_fd) = self.open_existing_dir(parent) else { continue };
+            rustix::fs::chmodat(&dir_fd, name, Mode::from_raw_mode(*mode), AtFlags::empty()).map_err(self.write_err(path))?;
+            set_mtime(&dir_fd, name, *mtime);
+        }
+        Ok(())
+    }
+}
+
+fn is_dir_at(dir: &impl AsFd, name: &str) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+}
+
+/// Deletes whatever is at `name` (a file, a symlink, or a whole folder).
+fn remove_existing(dir: &OwnedFd, name: &str) {
+    if rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok() {
+        return;
+    }
+    if is_dir_at(dir, name) {
+        if let Ok(sub) = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            let _ = rustix::fs::fchmod(&sub, Mode::from_raw_mode(0o700));
+            if let Ok(mut d) = rustix::fs::Dir::read_from(&sub) {
+                let names: Vec<String> = d
+                    .by_ref()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "." && n != "..")
+                    .collect();
+                for n in names {
+                    remove_existing(&sub, &n);
+                }
+            }
+        }
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
+    }
+}
+
+fn set_mtime(dir: &OwnedFd, name: &str, mtime: i64) {
+    let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+    let _ = rustix::fs::utimensat(dir, name, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW);
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+}
+
+/// Normalises a tar entry path: drops `./` and leading `/`; `None` if `..` climbs out.
+pub fn normalize_entry_path(raw: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::tar_writer::write_tar;
+
+    fn e(path: &str, kind: EntryKind) -> Entry {
+        Entry { path: path.into(), kind, mode: 0o644, uid: 0, gid: 0, mtime: 5, xattrs: vec![] }
+    }
+
+    fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            h.set_size(0);
+            // Write names raw so that hostile paths reach the extractor unchanged.
+            let name = h.as_old_mut();
+            name.name[..path.len()].copy_from_slice(path.as_bytes());
+            name.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn run(bytes: &[u8]) -> (tempfile::TempDir, Result<LayerIndex, ExtractError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = extract(&mut &bytes[..], &OciDigest::of(bytes), None, &dir.path().join("x"));
+        (dir, r)
+    }
+
+    #[test]
+    fn extracts_what_the_writer_wrote() {
+        let entries = vec![
+            e("a", EntryKind::Dir { opaque: true }),
+            e("a/f", EntryKind::Inline { content: b"data".to_vec() }),
+            e("a/h", EntryKind::Hardlink { target: "a/f".into() }),
+            e("l", EntryKind::Symlink { target: "/a/f".into() }),
+            e("gone", EntryKind::Whiteout),
+        ];
+        let bytes = write_tar(&entries, 100, Vec::new()).unwrap();
+        let (dir, r) = run(&bytes);
+        let index = r.unwrap();
+        let tree = dir.path().join("x/tree");
+        assert_eq!(fs_err::read(tree.join("a/h")).unwrap(), b"data");
+        assert_eq!(index["a"].kind, IndexKind::OpaqueDir);
+        assert_eq!(index["gone"].kind, IndexKind::Whiteout);
+        assert_eq!(index["l"].link.as_deref(), Some("/a/f"));
+        assert_eq!(index["a/f"].mtime, 5);
+        let diff = OciDigest::of(&bytes);
+        let dir2 = tempfile::tempdir().unwrap();
+        assert!(extract(&mut &bytes[..], &diff, Some(&diff), dir2.path()).is_ok());
+        let dir3 = tempfile::tempdir().unwrap();
+        let wrong = OciDigest::of(b"x");
+        assert!(matches!(extract(&mut &bytes[..], &diff, Some(&wrong), dir3.path()), Err(ExtractError::DiffIdMismatch { .. })));
+    }
+
+    #[test]
+    fn never_writes_outside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().display().to_string();
+        // A symlink to a host folder, then a file written through it.
+        let bytes = raw_tar(&[("evil", tar::EntryType::Symlink, &target), ("evil/pwned", tar::EntryType::Regular, "")]);
+        let (dir, r) = run(&bytes);
+        r.unwrap();
+        assert!(!outside.path().join("pwned").exists(), "wrote through a symlink to the host");
+        assert!(dir.path().join("x/tree").join(target.trim_start_matches('/')).join("pwned").exists());
+
+        let bytes = raw_tar(&[("../escape", tar::EntryType::Regular, "")]);
+        let (_d, r) = run(&bytes);
+        assert!(matches!(r, Err(ExtractError::BadEntry { .. })), "{r:?}");
+
+        let bytes = raw_tar(&[("up", tar::EntryType::Symlink, "../../../.."), ("up/etc/x", tar::EntryType::Regular, "")]);
+        let (dir, r) = run(&bytes);
+        r.unwrap();
+        assert!(dir.path().join("x/tree/etc/x").exists());
+
+        let bytes = raw_tar(&[("link", tar::EntryType::Link, "/etc/passwd")]);
+        let (_d, r) = run(&bytes);
+        assert!(matches!(r, Err(ExtractError::BadEntry { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let (_d, r) = run(b"this is not a tar file at all, just some bytes that go on for a while..........................................................................................................................................................................................................................................................................................................................................................................................................................................................................................................");
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.contains("layer `sha256:"), "{msg}");
+    }
+}
