@@ -3,6 +3,8 @@
 
 pub mod compress;
 pub mod extract;
+pub mod image;
 pub mod json;
 pub mod layer;
+pub mod local;
 pub mod tar_writer;
