@@ -1,1 +1,225 @@
-//! TODO
+//! AST + build context → a DAG of layer steps and config changes, each with its cache key.
+//!
+//! Invariants: planning does no IO of its own; base images and context files reach it through
+//! the [`Resolver`] the caller passes in. Only stages that a requested image needs are planned.
+//! A node's key is blake3 over a versioned canonical encoding of the step and its inputs
+//! (copied files by content, mode and kind; never by mtime).
+
+mod dot;
+mod scope;
+mod stages;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+
+use crate::context::{FileKind, SelectError, Selected};
+use crate::diag::{Diagnostic, SourceFile};
+use crate::digest::{Digest, KeyHasher};
+use crate::oci::image::ImageConfig;
+use crate::oci::local::LoadedImage;
+use crate::syntax::ast::{BuildFile, CacheSharing, Network};
+
+pub use dot::to_dot;
+
+/// One parsed build file and the folder its relative paths resolve from.
+#[derive(Debug, Clone)]
+pub struct FileInput {
+    pub source: SourceFile,
+    pub ast: BuildFile,
+    /// The build context of this file's stages.
+    pub context_dir: PathBuf,
+}
+
+/// What planning needs from the outside world.
+pub trait Resolver: Sync {
+    /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference).
+    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, String>;
+    /// Selects and hashes the files a `copy` source names in file `file`'s context.
+    fn select(&self, file: usize, source: &str, excludes: &[String]) -> Result<Vec<Selected>, SelectError>;
+}
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// `--arg NAME=VALUE` overrides.
+    pub args: BTreeMap<String, String>,
+    /// Images (or stages) to build; empty means every `image`.
+    pub targets: Vec<String>,
+}
+
+/// A diagnostic together with the file it points into.
+#[derive(Debug, Clone)]
+pub struct FileDiagnostic {
+    pub file: usize,
+    pub diagnostic: Diagnostic,
+}
+
+/// The planned build.
+#[derive(Debug)]
+pub struct Plan {
+    pub graph: StableDiGraph<Node, EdgeKind>,
+    pub images: Vec<ImageTarget>,
+    pub warnings: Vec<FileDiagnostic>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeKind {
+    /// The previous step of the same chain.
+    Parent,
+    /// A `copy from=` or a `bind`/`cache from=` source.
+    Source,
+}
+
+/// One step of the DAG.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub stage: String,
+    /// The step as written (its first line), for progress and graphs.
+    pub label: String,
+    pub file: usize,
+    pub span: SourceSpan,
+    /// The step's identity: what it does and everything it depends on.
+    pub key: Digest,
+    /// The key of the file system after this step (config steps pass their parent's on).
+    pub fs_key: Digest,
+    pub parent: Option<NodeIndex>,
+    pub op: Op,
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// An empty file system (`from "scratch"`).
+    Scratch,
+    /// An existing image's layers.
+    Base { reference: String, image: Arc<LoadedImage> },
+    Copy(CopyOp),
+    File(FileOp),
+    /// Creates the working folder when the file system lacks it.
+    Workdir { path: String },
+    Run(RunOp),
+    /// Changes only the image config.
+    Config,
+}
+
+impl Op {
+    /// Whether the step can produce a layer.
+    pub fn makes_layer(&self) -> bool {
+        matches!(self, Self::Copy(_) | Self::File(_) | Self::Workdir { .. } | Self::Run(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CopyOp {
+    pub source: CopySource,
+    /// Absolute, normalised destination.
+    pub dest: String,
+    /// The destination is certainly a folder (trailing `/`, several sources, or a glob).
+    pub dest_is_dir: bool,
+    pub chown: Option<String>,
+    pub chmod: Option<u32>,
+    /// `add`: local archives are unpacked.
+    pub add: bool,
+    pub parents: bool,
+    pub excludes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CopySource {
+    /// Files of the build context, already selected and hashed; `sources` are the
+    /// normalised source paths in the same order (for `parents=#true`).
+    Context { selected: Vec<Vec<Selected>>, sources: Vec<String> },
+    /// Paths (absolute, may hold globs) in the file system after another node.
+    Node { node: NodeIndex, paths: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct FileOp {
+    pub path: String,
+    pub content: Vec<u8>,
+    pub chown: Option<String>,
+    pub chmod: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOp {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub user: String,
+    pub network: Network,
+    pub mounts: Vec<PlannedMount>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PlannedMount {
+    Cache { target: String, id: String, sharing: CacheSharing, readonly: bool, mode: Option<u32>, uid: Option<u32>, gid: Option<u32> },
+    Secret { id: String, target: Option<String>, env: Option<String>, required: bool, mode: Option<u32>, uid: Option<u32>, gid: Option<u32> },
+    Tmpfs { target: String, size: Option<u64> },
+    /// A read-only (unless `readwrite`) view of a path in another node's file system.
+    BindNode { node: NodeIndex, source: String, target: String, readwrite: bool },
+    /// A view of a path of the build context.
+    BindContext { file: usize, source: String, target: String, readwrite: bool },
+}
+
+/// An image to export.
+#[derive(Debug, Clone)]
+pub struct ImageTarget {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub node: NodeIndex,
+    /// The final config (without `rootfs` and `history`, which the executor fills in).
+    pub config: ImageConfig,
+    pub file: usize,
+    pub span: SourceSpan,
+}
+
+impl Plan {
+    /// The chain of nodes an image is made of, from its base to `node`.
+    pub fn chain(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        let mut chain = vec![node];
+        let mut cur = node;
+        while let Some(p) = self.graph[cur].parent {
+            chain.push(p);
+            cur = p;
+        }
+        chain.reverse();
+        chain
+    }
+}
+
+/// Plans a build. Returns every diagnostic found when the plan is unusable.
+pub fn plan(files: &[FileInput], request: &PlanRequest, resolver: &dyn Resolver) -> Result<Plan, Vec<FileDiagnostic>> {
+    stages::Planner::new(files, request, resolver).run()
+}
+
+/// Key of a node's content for the copy-from-context case.
+fn hash_selected(h: &mut KeyHasher, selected: &[Selected]) {
+    h.seq(selected.len());
+    for item in selected {
+        h.str(&item.name).bool(item.is_dir).seq(item.entries.len());
+        for (path, meta) in &item.entries {
+            h.str(path);
+            h.u8(match meta.kind {
+                FileKind::File => 0,
+                FileKind::Dir => 1,
+                FileKind::Symlink => 2,
+            });
+            h.u64(u64::from(meta.mode)).u64(meta.size);
+            match &meta.hash {
+                Some(d) => h.u8(1).digest(d),
+                None => h.u8(0),
+            };
+            h.opt_str(meta.link.as_deref());
+        }
+    }
+}
+
+/// Gives each node a display id stable within one plan.
+pub fn node_ids(plan: &Plan) -> HashMap<NodeIndex, usize> {
+    plan.graph.node_indices().enumerate().map(|(i, n)| (n, i)).collect()
+}

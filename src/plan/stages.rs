@@ -1,0 +1,975 @@
+//! The planner proper: orders the stages an image needs, detects cycles, and turns each
+//! stage's steps into DAG nodes with keys.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use petgraph::graph::DiGraph;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use serde_json::Value;
+
+use super::scope::Scope;
+use super::{
+    CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, Node, Op, Plan, PlanRequest,
+    PlannedMount, Resolver, RunOp, hash_selected,
+};
+use crate::context::{SelectError, normalize};
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::digest::{Digest, KeyHasher};
+use crate::oci::image::{DEFAULT_PATH, ImageConfig};
+use crate::syntax::ast::{CopyStep, Healthcheck, Network, RunMount, RunStep, Spanned, StepKind, Target, TargetKind};
+use crate::syntax::{parse_duration, parse_mode};
+
+pub(super) struct Planner<'a> {
+    files: &'a [FileInput],
+    request: &'a PlanRequest,
+    resolver: &'a dyn Resolver,
+    diags: Vec<FileDiagnostic>,
+    graph: StableDiGraph<Node, EdgeKind>,
+    globals: BTreeMap<String, String>,
+    /// Stage name → (file, index of the target in that file).
+    stages: BTreeMap<String, (usize, usize)>,
+    done: HashMap<String, StageEnd>,
+    bases: HashMap<String, NodeIndex>,
+    scratch: Option<NodeIndex>,
+}
+
+#[derive(Clone)]
+struct StageEnd {
+    node: NodeIndex,
+    config: ImageConfig,
+}
+
+/// A reference to something a stage depends on, and where it is written.
+struct Dependency {
+    stage: String,
+    file: usize,
+    span: SourceSpan,
+}
+
+impl<'a> Planner<'a> {
+    pub(super) fn new(files: &'a [FileInput], request: &'a PlanRequest, resolver: &'a dyn Resolver) -> Self {
+        Self {
+            files,
+            request,
+            resolver,
+            diags: Vec::new(),
+            graph: StableDiGraph::new(),
+            globals: BTreeMap::new(),
+            stages: BTreeMap::new(),
+            done: HashMap::new(),
+            bases: HashMap::new(),
+            scratch: None,
+        }
+    }
+
+    fn error(&mut self, file: usize, d: Diagnostic) {
+        self.diags.push(FileDiagnostic { file, diagnostic: d });
+    }
+
+    fn text(&self, file: usize) -> &'a str {
+        self.files[file].source.text.as_str()
+    }
+
+    pub(super) fn run(mut self) -> Result<Plan, Vec<FileDiagnostic>> {
+        self.collect_globals();
+        self.collect_stages();
+        let requested = self.requested();
+        if !self.diags.is_empty() {
+            return Err(self.diags);
+        }
+        let order = self.order(&requested);
+        if !self.diags.is_empty() {
+            return Err(self.diags);
+        }
+        for name in &order {
+            self.plan_stage(name);
+        }
+        if !self.diags.is_empty() {
+            return Err(self.diags);
+        }
+        let mut images = Vec::new();
+        for name in requested {
+            let (fi, ti) = self.stages[&name];
+            let target = &self.files[fi].ast.targets[ti];
+            let end = self.done[&name].clone();
+            let scope_args = BTreeMap::new();
+            let mut tags = Vec::new();
+            for tag in &target.tags {
+                let scope = Scope { globals: &self.globals, stage_args: &scope_args, config: &end.config };
+                match scope.expand(tag, self.text(fi)) {
+                    Ok(t) => tags.push(t),
+                    Err(d) => self.error(fi, d),
+                }
+            }
+            images.push(ImageTarget { name, tags, node: end.node, config: end.config, file: fi, span: target.name.span });
+        }
+        if !self.diags.is_empty() {
+            return Err(self.diags);
+        }
+        Ok(Plan { graph: self.graph, images, warnings: Vec::new() })
+    }
+
+    fn collect_globals(&mut self) {
+        for (fi, file) in self.files.iter().enumerate() {
+            for arg in &file.ast.args {
+                let name = arg.name.value.clone();
+                let value = if let Some(v) = self.request.args.get(&name) {
+                    v.clone()
+                } else if let Some(default) = &arg.default {
+                    let empty = BTreeMap::new();
+                    let config = ImageConfig(serde_json::Map::new());
+                    let scope = Scope { globals: &self.globals, stage_args: &empty, config: &config };
+                    match scope.expand(default, file.source.text.as_str()) {
+                        Ok(v) => v,
+                        Err(d) => {
+                            self.error(fi, d);
+                            continue;
+                        }
+                    }
+                } else {
+                    String::new()
+                };
+                self.globals.insert(name, value);
+            }
+        }
+    }
+
+    fn collect_stages(&mut self) {
+        let mut seen: HashMap<String, (usize, SourceSpan)> = HashMap::new();
+        for (fi, file) in self.files.iter().enumerate() {
+            for (ti, target) in file.ast.targets.iter().enumerate() {
+                let name = &target.name.value;
+                if let Some((first_file, first_span)) = seen.get(name) {
+                    let mut d = Diagnostic::error(
+                        "duplicate-stage",
+                        format!("`{name}` is defined twice"),
+                        target.name.span,
+                        "second definition",
+                    )
+                    .with_help("stage and image names must be unique across all included files");
+                    if *first_file == fi {
+                        d = d.with_related(*first_span, "first defined here");
+                    }
+                    self.error(fi, d);
+                    continue;
+                }
+                seen.insert(name.clone(), (fi, target.name.span));
+                self.stages.insert(name.clone(), (fi, ti));
+            }
+        }
+    }
+
+    fn target(&self, name: &str) -> (usize, &'a Target) {
+        let (fi, ti) = self.stages[name];
+        (fi, &self.files[fi].ast.targets[ti])
+    }
+
+    fn requested(&mut self) -> Vec<String> {
+        if self.request.targets.is_empty() {
+            let images: Vec<String> = self
+                .files
+                .iter()
+                .flat_map(|f| f.ast.targets.iter())
+                .filter(|t| t.kind == TargetKind::Image)
+                .map(|t| t.name.value.clone())
+                .collect();
+            if images.is_empty() && self.diags.is_empty() {
+                let span = self.files[0].ast.targets.first().map_or(SourceSpan::from((0, 0)), |t| t.name.span);
+                self.error(
+                    0,
+                    Diagnostic::error("no-image", "the build file declares no `image`", span, "only stages here")
+                        .with_help("declare `image NAME { … }`, or name a stage with `--target`"),
+                );
+            }
+            let mut unique = Vec::new();
+            for i in images {
+                if !unique.contains(&i) {
+                    unique.push(i);
+                }
+            }
+            return unique;
+        }
+        let mut out = Vec::new();
+        for t in &self.request.targets {
+            if self.stages.contains_key(t) {
+                if !out.contains(t) {
+                    out.push(t.clone());
+                }
+            } else {
+                let names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
+                let mut d = Diagnostic::error(
+                    "unknown-target",
+                    format!("`--target {t}` names no image or stage"),
+                    (0, 0),
+                    "targets are looked up in this file",
+                );
+                d = match did_you_mean(t, names.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("the file defines: {}", names.join(", "))),
+                };
+                self.error(0, d);
+            }
+        }
+        out
+    }
+
+    /// Expands a value that may only use build args (stage names, `from` references).
+    fn expand_static(&self, file: usize, target: &Target, value: &Spanned<String>) -> Result<String, Diagnostic> {
+        let mut stage_args = BTreeMap::new();
+        for step in &target.steps {
+            if let StepKind::Arg(a) = &step.kind {
+                let v = self.request.args.get(&a.name.value).cloned().or_else(|| a.default.as_ref().map(|d| d.value.clone()));
+                stage_args.insert(a.name.value.clone(), v.unwrap_or_default());
+            }
+        }
+        let config = ImageConfig(serde_json::Map::new());
+        Scope { globals: &self.globals, stage_args: &stage_args, config: &config }.expand(value, self.text(file))
+    }
+
+    /// The stages a stage reads from.
+    fn dependencies(&mut self, name: &str) -> Vec<Dependency> {
+        let (fi, target) = self.target(name);
+        let mut refs: Vec<&Spanned<String>> = Vec::new();
+        for step in &target.steps {
+            match &step.kind {
+                StepKind::From { base, .. } => refs.push(base),
+                StepKind::Copy(c) => refs.extend(c.from.as_ref()),
+                StepKind::Run(r) => {
+                    for m in &r.mounts {
+                        match m {
+                            RunMount::Bind { from: Some(f), .. } | RunMount::Cache { from: Some(f), .. } => refs.push(f),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut deps = Vec::new();
+        for r in refs {
+            match self.expand_static(fi, target, r) {
+                Ok(v) if self.stages.contains_key(&v) => deps.push(Dependency { stage: v, file: fi, span: r.span }),
+                Ok(_) => {}
+                Err(d) => self.error(fi, d),
+            }
+        }
+        deps
+    }
+
+    /// Orders the needed stages so that each comes after what it reads; reports cycles.
+    fn order(&mut self, requested: &[String]) -> Vec<String> {
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        let mut edges: Vec<(String, Dependency)> = Vec::new();
+        let mut todo: Vec<String> = requested.to_vec();
+        while let Some(name) = todo.pop() {
+            if !needed.insert(name.clone()) {
+                continue;
+            }
+            for dep in self.dependencies(&name) {
+                todo.push(dep.stage.clone());
+                edges.push((name.clone(), dep));
+            }
+        }
+        let mut g: DiGraph<String, usize> = DiGraph::new();
+        let idx: HashMap<String, petgraph::graph::NodeIndex> = needed.iter().map(|n| (n.clone(), g.add_node(n.clone()))).collect();
+        for (i, (from, dep)) in edges.iter().enumerate() {
+            g.add_edge(idx[&dep.stage], idx[from], i);
+        }
+        match petgraph::algo::toposort(&g, None) {
+            Ok(order) => order.into_iter().map(|i| g[i].clone()).collect(),
+            Err(_) => {
+                for scc in petgraph::algo::kosaraju_scc(&g) {
+                    let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
+                    if !cyclic {
+                        continue;
+                    }
+                    let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
+                    // Walk the cycle from its first member (sorted) for a stable message.
+                    let start = *members.iter().next().expect("non-empty");
+                    let mut path = vec![start.to_owned()];
+                    let mut cur = start.to_owned();
+                    let mut closing = None;
+                    for _ in 0..=members.len() {
+                        let Some((_, dep)) = edges
+                            .iter()
+                            .filter(|(from, dep)| *from == cur && members.contains(dep.stage.as_str()))
+                            .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
+                        else {
+                            break;
+                        };
+                        closing = Some(dep);
+                        if dep.stage == start {
+                            break;
+                        }
+                        cur.clone_from(&dep.stage);
+                        path.push(cur.clone());
+                    }
+                    path.push(start.to_owned());
+                    if let Some(dep) = closing {
+                        self.error(
+                            dep.file,
+                            Diagnostic::error(
+                                "stage-cycle",
+                                format!("stages depend on each other in a cycle: {}", path.join(" → ")),
+                                dep.span,
+                                "this closes the cycle",
+                            )
+                            .with_help("a stage cannot read, directly or indirectly, from itself"),
+                        );
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn add_node(&mut self, node: Node, source_edges: &[NodeIndex]) -> NodeIndex {
+        let parent = node.parent;
+        let idx = self.graph.add_node(node);
+        if let Some(p) = parent {
+            self.graph.add_edge(p, idx, EdgeKind::Parent);
+        }
+        for s in source_edges {
+            self.graph.add_edge(*s, idx, EdgeKind::Source);
+        }
+        idx
+    }
+
+    fn scratch_node(&mut self) -> NodeIndex {
+        if let Some(n) = self.scratch {
+            return n;
+        }
+        let key = KeyHasher::new("scratch").finish();
+        let n = self.add_node(
+            Node { stage: String::new(), label: "scratch".into(), file: 0, span: (0, 0).into(), key, fs_key: key, parent: None, op: Op::Scratch },
+            &[],
+        );
+        self.scratch = Some(n);
+        n
+    }
+
+    /// The node that provides an image's layers, loaded once per reference.
+    fn base_node(&mut self, reference: &str, file: usize, span: SourceSpan) -> Option<(NodeIndex, ImageConfig)> {
+        if let Some(n) = self.bases.get(reference) {
+            if let Op::Base { image, .. } = &self.graph[*n].op {
+                let config = image.config.clone();
+                return Some((*n, strip(config)));
+            }
+        }
+        match self.resolver.image(reference, file) {
+            Ok(image) => {
+                let key = KeyHasher::new("base").str(&image.manifest_digest.to_string()).finish();
+                let config = strip(image.config.clone());
+                let n = self.add_node(
+                    Node {
+                        stage: String::new(),
+                        label: format!("from {reference}"),
+                        file,
+                        span,
+                        key,
+                        fs_key: key,
+                        parent: None,
+                        op: Op::Base { reference: reference.to_owned(), image: Arc::clone(&image) },
+                    },
+                    &[],
+                );
+                self.bases.insert(reference.to_owned(), n);
+                Some((n, config))
+            }
+            Err(problem) => {
+                let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
+                let mut d = Diagnostic::error("unknown-base", problem, span, "cannot use this base");
+                if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
+                    d = d.with_help(format!("did you mean stage `{s}`?"));
+                } else if !reference.contains(':') && !reference.contains('/') {
+                    d = d.with_help(format!(
+                        "`{reference}` is not a stage of this build; stages are: {}",
+                        if stage_names.is_empty() { "(none)".to_owned() } else { stage_names.join(", ") }
+                    ));
+                }
+                self.error(file, d);
+                None
+            }
+        }
+    }
+
+    fn label(&self, file: usize, span: SourceSpan) -> String {
+        let text = self.text(file);
+        let raw = text.get(span.offset()..span.offset() + span.len()).unwrap_or("");
+        let first = raw.lines().next().unwrap_or("").trim().trim_end_matches('{').trim();
+        if first.chars().count() > 72 {
+            format!("{}…", first.chars().take(71).collect::<String>())
+        } else {
+            first.to_owned()
+        }
+    }
+
+    fn plan_stage(&mut self, name: &str) {
+        let (fi, target) = self.target(name);
+        let text = self.text(fi);
+        let Some((base, _platform)) = target.from_step() else { return };
+        let base_value = match self.expand_static(fi, target, base) {
+            Ok(v) => v,
+            Err(d) => return self.error(fi, d),
+        };
+        let (mut parent, mut config) = if base_value == "scratch" {
+            (self.scratch_node(), ImageConfig::scratch())
+        } else if let Some(end) = self.done.get(&base_value) {
+            (end.node, end.config.clone())
+        } else {
+            match self.base_node(&base_value, fi, base.span) {
+                Some(x) => x,
+                None => return,
+            }
+        };
+        let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
+        let mut cmd_set_here = false;
+        for step in &target.steps[1..] {
+            let label = self.label(fi, step.span);
+            let parent_node = &self.graph[parent];
+            let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
+            macro_rules! expand {
+                ($v:expr) => {{
+                    let scope = Scope { globals: &self.globals, stage_args: &stage_args, config: &config };
+                    match scope.expand($v, text) {
+                        Ok(x) => x,
+                        Err(d) => {
+                            self.error(fi, d);
+                            continue;
+                        }
+                    }
+                }};
+            }
+            let config_node = |h: &mut KeyHasher| {
+                let key = h.digest(&parent_key).finish();
+                Node { stage: name.to_owned(), label: label.clone(), file: fi, span: step.span, key, fs_key: parent_fs, parent: Some(parent), op: Op::Config }
+            };
+            let node = match &step.kind {
+                StepKind::From { .. } => continue,
+                StepKind::Arg(decl) => {
+                    let value = if let Some(v) = self.request.args.get(&decl.name.value) {
+                        v.clone()
+                    } else if let Some(d) = &decl.default {
+                        expand!(d)
+                    } else {
+                        self.globals.get(&decl.name.value).cloned().unwrap_or_default()
+                    };
+                    stage_args.insert(decl.name.value.clone(), value);
+                    continue;
+                }
+                StepKind::Env(pairs) => {
+                    // Every value sees the environment from before this step, as in Docker.
+                    let mut values = Vec::new();
+                    for (k, v) in pairs {
+                        values.push((k.value.clone(), expand!(v)));
+                    }
+                    let mut h = KeyHasher::new("env");
+                    for (k, v) in &values {
+                        config.set_env(k, v);
+                        h.str(k).str(v);
+                    }
+                    config_node(&mut h)
+                }
+                StepKind::Label(pairs) => {
+                    let mut h = KeyHasher::new("label");
+                    for (k, v) in pairs {
+                        let (k, v) = (expand!(k), expand!(v));
+                        config.set_label(&k, &v);
+                        h.str(&k).str(&v);
+                    }
+                    config_node(&mut h)
+                }
+                StepKind::Workdir(p) => {
+                    let p = expand!(p);
+                    let current = config.string("WorkingDir").unwrap_or_else(|| "/".into());
+                    let path = absolute(&current, &p);
+                    config.set_string("WorkingDir", &path);
+                    let user = config.string("User").unwrap_or_default();
+                    let key = KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
+                    Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op: Op::Workdir { path } }
+                }
+                StepKind::User(u) => {
+                    let u = expand!(u);
+                    config.set_string("User", &u);
+                    config_node(KeyHasher::new("user").str(&u))
+                }
+                StepKind::Shell(argv) => {
+                    let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
+                    config.set_strings("Shell", &argv);
+                    config_node(KeyHasher::new("shell").strs(&argv))
+                }
+                StepKind::StopSignal(s) => {
+                    let s = expand!(s);
+                    config.set_string("StopSignal", &s);
+                    config_node(KeyHasher::new("stopsignal").str(&s))
+                }
+                StepKind::Maintainer(m) => {
+                    let m = expand!(m);
+                    config.0.insert("author".into(), Value::String(m.clone()));
+                    config_node(KeyHasher::new("maintainer").str(&m))
+                }
+                StepKind::Cmd(argv) => {
+                    let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
+                    config.set_strings("Cmd", &argv);
+                    cmd_set_here = true;
+                    config_node(KeyHasher::new("cmd").strs(&argv))
+                }
+                StepKind::Entrypoint(argv) => {
+                    let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
+                    config.set_strings("Entrypoint", &argv);
+                    // Docker: a new entrypoint drops a command inherited from the base.
+                    if !cmd_set_here {
+                        config.config_mut().remove("Cmd");
+                    }
+                    config_node(KeyHasher::new("entrypoint").strs(&argv))
+                }
+                StepKind::Expose(ports) => {
+                    let mut h = KeyHasher::new("expose");
+                    for p in ports {
+                        let v = expand!(p);
+                        match normalize_port(&v) {
+                            Some(port) => {
+                                config.add_to_set("ExposedPorts", &port);
+                                h.str(&port);
+                            }
+                            None => self.error(
+                                fi,
+                                Diagnostic::error("invalid-port", format!("`{v}` is not a port"), p.span, "not a port")
+                                    .with_help("write a port number, optionally with a protocol: \"8080\", \"53/udp\""),
+                            ),
+                        }
+                    }
+                    config_node(&mut h)
+                }
+                StepKind::Volume(vols) => {
+                    let mut h = KeyHasher::new("volume");
+                    for v in vols {
+                        let v = expand!(v);
+                        config.add_to_set("Volumes", &v);
+                        h.str(&v);
+                    }
+                    config_node(&mut h)
+                }
+                StepKind::Healthcheck(hc) => {
+                    let value = healthcheck_json(hc);
+                    config.config_mut().insert("Healthcheck".into(), value.clone());
+                    config_node(KeyHasher::new("healthcheck").str(&value.to_string()))
+                }
+                StepKind::File(f) => {
+                    let path = expand!(&f.path);
+                    let current = config.string("WorkingDir").unwrap_or_else(|| "/".into());
+                    let path = absolute(&current, &path);
+                    let chown = match &f.chown {
+                        Some(c) => Some(expand!(c)),
+                        None => None,
+                    };
+                    let chmod = match &f.chmod {
+                        Some(m) => match self.mode(fi, m) {
+                            Some(m) => m,
+                            None => continue,
+                        },
+                        None => 0o644,
+                    };
+                    let key = KeyHasher::new("file")
+                        .digest(&parent_fs)
+                        .str(&path)
+                        .str(&f.content.value)
+                        .opt_str(chown.as_deref())
+                        .u64(u64::from(chmod))
+                        .finish();
+                    let op = Op::File(FileOp { path, content: f.content.value.clone().into_bytes(), chown, chmod });
+                    Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op }
+                }
+                StepKind::Copy(c) => {
+                    let Some((op, key, sources)) = self.copy(fi, c, &stage_args, &config, parent_fs) else { continue };
+                    let node = Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op: Op::Copy(op) };
+                    parent = self.add_node(node, &sources);
+                    continue;
+                }
+                StepKind::Run(r) => {
+                    let Some((op, key, sources)) = self.run_step(fi, r, &stage_args, &config, parent_fs) else { continue };
+                    let node = Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op: Op::Run(op) };
+                    parent = self.add_node(node, &sources);
+                    continue;
+                }
+            };
+            parent = self.add_node(node, &[]);
+        }
+        self.done.insert(name.to_owned(), StageEnd { node: parent, config });
+    }
+
+    fn mode(&mut self, file: usize, m: &Spanned<String>) -> Option<u32> {
+        let parsed = parse_mode(&m.value);
+        if parsed.is_none() {
+            self.error(
+                file,
+                Diagnostic::error("invalid-mode", format!("`{}` is not an octal mode", m.value), m.span, "not octal")
+                    .with_help("write the mode as an octal string, e.g. \"0755\""),
+            );
+        }
+        parsed
+    }
+
+    /// Resolves a stage name or image reference used by `copy from=` or a mount.
+    fn source_node(&mut self, file: usize, value: &str, span: SourceSpan) -> Option<NodeIndex> {
+        if let Some(end) = self.done.get(value) {
+            return Some(end.node);
+        }
+        self.base_node(value, file, span).map(|(n, _)| n)
+    }
+
+    fn copy(
+        &mut self,
+        fi: usize,
+        c: &CopyStep,
+        stage_args: &BTreeMap<String, String>,
+        config: &ImageConfig,
+        parent_fs: Digest,
+    ) -> Option<(CopyOp, Digest, Vec<NodeIndex>)> {
+        let text = self.text(fi);
+        let globals = self.globals.clone();
+        let scope = Scope { globals: &globals, stage_args, config };
+        let mut failed = false;
+        let mut expand = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
+            Ok(x) => Some(x),
+            Err(d) => {
+                this.error(fi, d);
+                failed = true;
+                None
+            }
+        };
+        let sources: Vec<(String, SourceSpan)> = c.sources.iter().filter_map(|s| expand(s, self).map(|v| (v, s.span))).collect();
+        let dest_raw = expand(&c.dest, self)?;
+        let from = c.from.as_ref().and_then(|f| expand(f, self).map(|v| (v, f.span)));
+        let chown = c.chown.as_ref().and_then(|v| expand(v, self));
+        let excludes: Vec<String> = c.excludes.iter().filter_map(|e| expand(e, self)).collect();
+        let chmod = match &c.chmod {
+            Some(m) => Some(self.mode(fi, m)?),
+            None => None,
+        };
+        if failed {
+            return None;
+        }
+        for (s, span) in &sources {
+            if s.contains("://") || s.starts_with("git@") {
+                self.error(
+                    fi,
+                    Diagnostic::error("unsupported-remote-source", format!("`{s}` is a remote source, which stack cannot fetch yet"), *span, "remote source")
+                        .with_help("download it in a `run` step, or add the file to the build context"),
+                );
+                return None;
+            }
+        }
+        if let Some(cs) = &c.checksum {
+            self.error(
+                fi,
+                Diagnostic::error("unsupported-checksum", "`checksum=` applies only to remote sources, which stack cannot fetch yet", cs.span, "here"),
+            );
+            return None;
+        }
+        let workdir = config.string("WorkingDir").unwrap_or_else(|| "/".into());
+        let dest = absolute(&workdir, &dest_raw);
+        let has_glob = sources.iter().any(|(s, _)| s.contains(['*', '?', '[']));
+        let dest_is_dir = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || sources.len() > 1 || has_glob;
+        let mut h = KeyHasher::new("copy");
+        h.digest(&parent_fs).str(&dest).bool(dest_is_dir).opt_str(chown.as_deref());
+        match chmod {
+            Some(m) => h.u8(1).u64(u64::from(m)),
+            None => h.u8(0),
+        };
+        h.bool(c.add).bool(c.parents).strs(&excludes);
+        let mut edges = Vec::new();
+        let source = match from {
+            None => {
+                let mut selected = Vec::new();
+                let mut normalized = Vec::new();
+                for (s, span) in &sources {
+                    let Some(norm) = normalize(s) else {
+                        self.error(
+                            fi,
+                            Diagnostic::error("source-outside-context", format!("`{s}` is outside the build context"), *span, "outside the context")
+                                .with_help(format!(
+                                    "the context is `{}`; move the file into it, or run stack from a folder that contains it",
+                                    self.files[fi].context_dir.display()
+                                )),
+                        );
+                        return None;
+                    };
+                    match self.resolver.select(fi, s, &excludes) {
+                        Ok(sel) => selected.push(sel),
+                        Err(e) => {
+                            let (code, help) = match &e {
+                                SelectError::Outside { .. } => ("source-outside-context", "a symlink in the context points outside it"),
+                                SelectError::NotFound { excluded: true, .. } => ("source-excluded", "remove it from `.stackignore`/`.dockerignore`, or add a `!` exception"),
+                                SelectError::NotFound { .. } => ("source-not-found", "paths are relative to the build context"),
+                                _ => ("context-error", "check the file's permissions"),
+                            };
+                            self.error(fi, Diagnostic::error(code, e.to_string(), *span, "cannot copy this").with_help(help));
+                            return None;
+                        }
+                    }
+                    normalized.push(norm);
+                }
+                h.u8(0);
+                for sel in &selected {
+                    hash_selected(&mut h, sel);
+                }
+                CopySource::Context { selected, sources: normalized }
+            }
+            Some((from, span)) => {
+                let node = self.source_node(fi, &from, span)?;
+                let paths: Vec<String> = sources.iter().map(|(s, _)| absolute("/", s)).collect();
+                h.u8(1).digest(&self.graph[node].fs_key).strs(&paths);
+                edges.push(node);
+                CopySource::Node { node, paths }
+            }
+        };
+        let op = CopyOp { source, dest, dest_is_dir, chown, chmod, add: c.add, parents: c.parents, excludes };
+        Some((op, h.finish(), edges))
+    }
+
+    fn run_step(
+        &mut self,
+        fi: usize,
+        r: &RunStep,
+        stage_args: &BTreeMap<String, String>,
+        config: &ImageConfig,
+        parent_fs: Digest,
+    ) -> Option<(RunOp, Digest, Vec<NodeIndex>)> {
+        let text = self.text(fi);
+        let commands: Vec<String> = r.commands.iter().map(|c| c.value.clone()).collect();
+        let argv = if r.exec {
+            commands
+        } else {
+            let mut shell = config.strings("Shell");
+            if shell.is_empty() {
+                shell = vec!["/bin/sh".into(), "-c".into()];
+            }
+            shell.push(join_commands(&commands));
+            shell
+        };
+        // The image environment, then build args that it does not set (Docker's rule).
+        let mut env = config.env();
+        let mut args: BTreeMap<&String, &String> = self.globals.iter().collect();
+        args.extend(stage_args.iter());
+        for (k, v) in args {
+            if !env.iter().any(|(ek, _)| ek == k) {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        let cwd = config.string("WorkingDir").filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+        let user = config.string("User").filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+        let network = r.network.as_ref().map_or(Network::Default, |n| n.value);
+        let globals = self.globals.clone();
+        let scope = Scope { globals: &globals, stage_args, config };
+        let mut mounts = Vec::new();
+        let mut edges = Vec::new();
+        let mut h = KeyHasher::new("run");
+        h.digest(&parent_fs).strs(&argv).seq(env.len());
+        for (k, v) in &env {
+            h.str(k).str(v);
+        }
+        h.str(&cwd).str(&user).u8(network as u8);
+        for m in &r.mounts {
+            let mut ex = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
+                Ok(x) => Some(x),
+                Err(d) => {
+                    this.error(fi, d);
+                    None
+                }
+            };
+            match m {
+                RunMount::Cache { target, id, sharing, readonly, mode, uid, gid, from, source } => {
+                    let target = absolute(&cwd, &ex(target, self)?);
+                    let id = match id {
+                        Some(i) => ex(i, self)?,
+                        None => target.clone(),
+                    };
+                    if let Some(f) = from.as_ref().or(source.as_ref()) {
+                        self.error(
+                            fi,
+                            Diagnostic::error("unsupported-cache-source", "seeding a cache from another stage is not supported yet", f.span, "here")
+                                .with_help("remove `from=`/`source=`; the cache starts empty and persists between builds"),
+                        );
+                        return None;
+                    }
+                    // Cache content never enters the key; only the mount's definition does.
+                    h.str("cache").str(&target).str(&id).u8(*sharing as u8).bool(*readonly);
+                    mounts.push(PlannedMount::Cache { target, id, sharing: *sharing, readonly: *readonly, mode: *mode, uid: *uid, gid: *gid });
+                }
+                RunMount::Secret { id, target, env: var, required, mode, uid, gid } => {
+                    let id_v = ex(id, self)?;
+                    let target = match target {
+                        Some(t) => Some(absolute(&cwd, &ex(t, self)?)),
+                        None if var.is_none() => Some(format!("/run/secrets/{id_v}")),
+                        None => None,
+                    };
+                    let var = match var {
+                        Some(v) => Some(ex(v, self)?),
+                        None => None,
+                    };
+                    h.str("secret").str(&id_v).opt_str(target.as_deref()).opt_str(var.as_deref());
+                    mounts.push(PlannedMount::Secret { id: id_v, target, env: var, required: *required, mode: *mode, uid: *uid, gid: *gid });
+                }
+                RunMount::Tmpfs { target, size } => {
+                    let target = absolute(&cwd, &ex(target, self)?);
+                    let size = match size {
+                        Some(s) => {
+                            let v = ex(s, self)?;
+                            match parse_size(&v) {
+                                Some(b) => Some(b),
+                                None => {
+                                    self.error(fi, Diagnostic::error("invalid-size", format!("`{v}` is not a size"), s.span, "not a size").with_help("write sizes like \"64m\" or \"1g\""));
+                                    return None;
+                                }
+                            }
+                        }
+                        None => None,
+                    };
+                    h.str("tmpfs").str(&target);
+                    mounts.push(PlannedMount::Tmpfs { target, size });
+                }
+                RunMount::Bind { source, target, from, readwrite } => {
+                    let src = ex(source, self)?;
+                    let target = absolute(&cwd, &ex(target, self)?);
+                    match from {
+                        Some(f) => {
+                            let fv = ex(f, self)?;
+                            let node = self.source_node(fi, &fv, f.span)?;
+                            h.str("bind-node").digest(&self.graph[node].fs_key).str(&src).str(&target).bool(*readwrite);
+                            edges.push(node);
+                            mounts.push(PlannedMount::BindNode { node, source: absolute("/", &src), target, readwrite: *readwrite });
+                        }
+                        None => {
+                            match self.resolver.select(fi, &src, &[]) {
+                                Ok(sel) => {
+                                    h.str("bind-context").str(&src).str(&target).bool(*readwrite);
+                                    hash_selected(&mut h, &sel);
+                                }
+                                Err(e) => {
+                                    self.error(fi, Diagnostic::error("source-not-found", e.to_string(), source.span, "cannot bind this"));
+                                    return None;
+                                }
+                            }
+                            mounts.push(PlannedMount::BindContext { file: fi, source: normalize(&src).unwrap_or_default(), target, readwrite: *readwrite });
+                        }
+                    }
+                }
+            }
+        }
+        Some((RunOp { argv, env, cwd, user, network, mounts }, h.finish(), edges))
+    }
+}
+
+/// Drops the parts of a base config that the executor rebuilds.
+fn strip(mut config: ImageConfig) -> ImageConfig {
+    config.0.remove("history");
+    config.0.remove("rootfs");
+    config.0.remove("created");
+    config.0.remove("container");
+    config.0.remove("container_config");
+    config.0.remove("docker_version");
+    config
+}
+
+/// Runs several shell-form commands in one shell, stopping at the first failure; each keeps
+/// its own lines, so multi-line scripts work unchanged.
+fn join_commands(commands: &[String]) -> String {
+    if commands.len() == 1 {
+        return commands[0].clone();
+    }
+    commands.iter().map(|c| format!("{{ {c}\n}}")).collect::<Vec<_>>().join(" && \\\n")
+}
+
+/// Resolves `path` against `base` and normalises it to an absolute path (keeps a trailing `/`
+/// off; `..` stops at the root).
+pub(crate) fn absolute(base: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') { path.to_owned() } else { format!("{base}/{path}") };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn normalize_port(v: &str) -> Option<String> {
+    let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let valid = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    let ok = match port.split_once('-') {
+        Some((a, b)) => valid(a) && valid(b),
+        None => valid(port),
+    };
+    ok.then(|| format!("{port}/{proto}"))
+}
+
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim().to_ascii_lowercase();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let n: u64 = v[..digits].parse().ok()?;
+    let mult = match v[digits..].trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn healthcheck_json(hc: &Healthcheck) -> Value {
+    match hc {
+        Healthcheck::None => serde_json::json!({"Test": ["NONE"]}),
+        Healthcheck::Check { test, shell, interval, timeout, start_period, start_interval, retries } => {
+            let mut m = serde_json::Map::new();
+            let mut t: Vec<Value> = vec![Value::String(if *shell { "CMD-SHELL" } else { "CMD" }.into())];
+            t.extend(test.iter().map(|s| Value::String(s.value.clone())));
+            m.insert("Test".into(), Value::Array(t));
+            for (key, v) in [("Interval", interval), ("Timeout", timeout), ("StartPeriod", start_period), ("StartInterval", start_interval)] {
+                if let Some(ns) = v.as_ref().and_then(|d| parse_duration(&d.value)) {
+                    m.insert(key.into(), Value::from(ns));
+                }
+            }
+            if let Some(r) = retries {
+                m.insert("Retries".into(), Value::from(r.value));
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_like_docker() {
+        assert_eq!(absolute("/app", "src/"), "/app/src");
+        assert_eq!(absolute("/app", "/etc/x"), "/etc/x");
+        assert_eq!(absolute("/", "../../x"), "/x");
+        assert_eq!(absolute("/a/b", "."), "/a/b");
+    }
+
+    #[test]
+    fn ports_and_sizes() {
+        assert_eq!(normalize_port("8080").as_deref(), Some("8080/tcp"));
+        assert_eq!(normalize_port("53/UDP").as_deref(), Some("53/udp"));
+        assert_eq!(normalize_port("http"), None);
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+    }
+}
