@@ -102,7 +102,10 @@ impl Converter<'_> {
                 Item::Comment(c) => pending.push(comment(&c.text)),
                 Item::Instruction(inst) => {
                     if let Kind::Arg(decls) = &inst.kind {
-                        self.out.push('\n');
+                        // Consecutive ARGs stay together; a blank line or comment separates.
+                        if !wrote_top || inst.blank_before || !pending.is_empty() {
+                            self.out.push('\n');
+                        }
                         for line in pending.drain(..) {
                             self.out.push_str(&line);
                             self.out.push('\n');
@@ -117,7 +120,6 @@ impl Converter<'_> {
                 }
             }
         }
-        let _ = wrote_top;
         let mut scopes: Vec<Scope> = Vec::new();
         for idx in 0..self.stages.len() {
             let start = self.stages[idx].from_item;
@@ -191,7 +193,11 @@ impl Converter<'_> {
         span: &Span,
         scope: Option<&Scope>,
     ) -> String {
-        if let Some((_, v)) = self.options.build_args.iter().rev().find(|(k, _)| k == name) {
+        // A stage ARG without a default inherits the global one, which carries the override.
+        let inherits = scope.is_some() && default.is_none() && self.global_args.contains(name);
+        if let Some((_, v)) = self.options.build_args.iter().rev().find(|(k, _)| k == name)
+            && !inherits
+        {
             return format!(" default={}", string(&literal(v)));
         }
         match default {

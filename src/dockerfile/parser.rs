@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::ast::{
-    ArgDecl, CommandLine, Comment, CopyArgs, Directive, Dockerfile, Healthcheck, Heredoc,
+    ArgDecl, CommandLine, Comment, CopyArgs, Dockerfile, Healthcheck, Heredoc,
     INSTRUCTIONS, Instruction, Item, KeyValue, Kind, Mount, MountType, Source, Span, Word,
 };
 use super::directives::Directives;
@@ -24,6 +24,7 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
     let mut i = 0;
     let mut blank_before = false;
     let mut any_instruction = false;
+    let mut failed_from = false;
     while i < lines.len() {
         let (off, raw) = lines[i];
         i += 1;
@@ -111,9 +112,13 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
                 .with_help("BuildKit will make empty continuation lines an error; remove it"),
             );
         }
+        let is_from = split_keyword(&logical.text).0.eq_ignore_ascii_case("from");
         let mut parser = LineParser { logical: &logical, escape, diags: &mut diags };
         if let Some(inst) = parser.instruction(span, heredocs, blank_before) {
             items.push(Item::Instruction(inst));
+        } else if is_from {
+            // A FROM that failed to parse still starts a stage: don't report what follows.
+            failed_from = true;
         }
         blank_before = false;
     }
@@ -134,7 +139,9 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         escape: directives.escape,
         items,
     };
-    check_from_order(&ast, &mut diags);
+    if !failed_from {
+        check_from_order(&ast, &mut diags);
+    }
     (Some(ast), diags)
 }
 
@@ -1296,13 +1303,6 @@ fn split_csv(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-impl Directive {
-    /// True for the `escape` directive.
-    pub fn is_escape(&self) -> bool {
-        self.name == "escape"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1320,7 +1320,7 @@ mod tests {
     #[test]
     fn flags_are_extracted() {
         let (at, flags) = extract_flags("--mount=type=cache,target=/x --network=none  apt-get", '\\');
-        assert_eq!(at, 44);
+        assert_eq!(at, 45);
         let texts: Vec<_> = flags.iter().map(|f| f.text.as_str()).collect();
         assert_eq!(texts, ["--mount=type=cache,target=/x", "--network=none"]);
         let (at, flags) = extract_flags("--from=\"a b\" -- --x", '\\');

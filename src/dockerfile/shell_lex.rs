@@ -34,9 +34,13 @@ impl<F: Fn(&str) -> Lookup> Env for F {
 }
 
 /// An environment given as `NAME=value` pairs; anything else is unset.
-impl Env for [(&str, &str)] {
+#[derive(Debug, Clone, Copy)]
+pub struct Vars<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl Env for Vars<'_> {
     fn lookup(&self, name: &str) -> Lookup {
-        self.iter()
+        self.0
+            .iter()
             .rev()
             .find(|(k, _)| *k == name)
             .map_or(Lookup::Unset, |(_, v)| Lookup::Value((*v).to_string()))
@@ -651,8 +655,7 @@ impl Glob {
 mod tests {
     use super::*;
 
-    const ENV: &[(&str, &str)] =
-        &[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", ""), ("FILE", "a/b.tar.gz")];
+    const ENV: &Vars<'static> = &Vars(&[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", ""), ("FILE", "a/b.tar.gz")]);
 
     /// `(input, expected)`; `None` means an error. Cases follow BuildKit's `envVarTest`.
     const CASES: &[(&str, Option<&str>)] = &[
@@ -778,7 +781,7 @@ mod tests {
     #[test]
     fn words_split_after_expansion() {
         let lex = ShellLex::new('\\');
-        let env: &[(&str, &str)] = &[("V", "x y")];
+        let env = &Vars(&[("V", "x y")]);
         assert_eq!(lex.process_words("a $V 'c d' e\\ f", env).unwrap(), ["a", "x", "y", "c d", "e f"]);
         assert_eq!(lex.process_words("<< EOF b", env).unwrap(), ["<< EOF", "b"]);
     }

@@ -85,7 +85,7 @@ fn run_bodies_are_byte_identical() {
         ("FROM a\nRUN echo a && \\\n    echo \"b\" \\\n  && echo c\n", "echo a &&     echo \"b\"   && echo c"),
         ("FROM a\nRUN <<EOF\nset -e\n  echo \"$HOME\" \\\nEOF\n", "set -e\n  echo \"$HOME\" \\\n"),
         ("FROM a\nRUN <<-EOF\n\techo hi\n\tEOF\n", "echo hi\n"),
-        ("FROM a\nRUN cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\n\tB\n", "cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\n\tB"),
+        ("FROM a\nRUN cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\n\tB\n", "cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\nB"),
         ("FROM a\nRUN printf '%s\\n' \"\\\"quoted\\\"\" # not a comment\n", "printf '%s\\n' \"\\\"quoted\\\"\" # not a comment"),
     ];
     for (dockerfile, expected) in cases {
