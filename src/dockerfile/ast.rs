@@ -86,10 +86,7 @@ impl Heredoc {
         if !self.chomp {
             return self.content.clone();
         }
-        self.content
-            .split_inclusive('\n')
-            .map(|l| l.trim_start_matches('\t'))
-            .collect()
+        self.content.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
     }
 }
 
@@ -97,7 +94,10 @@ impl Heredoc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandLine {
     /// The text after the flags; `joins` are byte offsets where a continuation line began.
-    Shell { text: String, joins: Vec<usize> },
+    Shell {
+        text: String,
+        joins: Vec<usize>,
+    },
     Exec(Vec<String>),
 }
 
@@ -200,8 +200,17 @@ pub enum Healthcheck {
 /// What an instruction does, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    From { image: Word, name: Option<Word>, platform: Option<Word> },
-    Run { cmd: CommandLine, mounts: Vec<Mount>, network: Option<Word>, security: Option<Word> },
+    From {
+        image: Word,
+        name: Option<Word>,
+        platform: Option<Word>,
+    },
+    Run {
+        cmd: CommandLine,
+        mounts: Vec<Mount>,
+        network: Option<Word>,
+        security: Option<Word>,
+    },
     Cmd(CommandLine),
     Entrypoint(CommandLine),
     Shell(Vec<String>),

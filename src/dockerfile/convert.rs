@@ -111,7 +111,8 @@ impl Converter<'_> {
                             self.out.push('\n');
                         }
                         for d in decls {
-                            let default = self.arg_default(&d.name, d.default.as_deref(), &d.span, None);
+                            let default =
+                                self.arg_default(&d.name, d.default.as_deref(), &d.span, None);
                             let _ = writeln!(self.out, "arg {}{default}", ident_or_string(&d.name));
                             self.global_args.insert(d.name.clone());
                         }
@@ -166,7 +167,8 @@ impl Converter<'_> {
     fn target(&mut self) -> Option<usize> {
         let Some(t) = &self.options.target else { return Some(self.stages.len() - 1) };
         let lower = t.to_ascii_lowercase();
-        if let Some(i) = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+        if let Some(i) = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
             return Some(i);
         }
         let mut d = Diagnostic::error(
@@ -228,7 +230,11 @@ impl Converter<'_> {
     fn expand_global(&mut self, word: &str, span: &Span) -> String {
         let known = &self.global_args;
         let env = |n: &str| {
-            if known.contains(n) || BUILTIN_ARGS.contains(&n) { Lookup::Keep } else { Lookup::Unset }
+            if known.contains(n) || BUILTIN_ARGS.contains(&n) {
+                Lookup::Keep
+            } else {
+                Lookup::Unset
+            }
         };
         let r = ShellLex::template(self.ast.escape).process_word(word, &env);
         self.lexed(word, r, span)
@@ -304,7 +310,8 @@ impl Converter<'_> {
 
         let base = self.expand_global(&image.text, &image.span);
         let lower = base.to_ascii_lowercase();
-        let parent = self.stages[..idx].iter().position(|s| s.name.as_deref() == Some(lower.as_str()));
+        let parent =
+            self.stages[..idx].iter().position(|s| s.name.as_deref() == Some(lower.as_str()));
         let mut from_line = match parent {
             Some(p) => {
                 scope.env = scopes[p].env.clone();
@@ -361,10 +368,8 @@ impl Converter<'_> {
     }
 
     fn shell_form(&self, scope: &Scope, text: &str) -> Vec<String> {
-        let mut argv = scope
-            .shell
-            .clone()
-            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
+        let mut argv =
+            scope.shell.clone().unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
         argv.push(text.to_string());
         argv
     }
@@ -431,7 +436,8 @@ impl Converter<'_> {
             }
             Kind::Arg(decls) => {
                 for d in decls {
-                    let default = self.arg_default(&d.name, d.default.as_deref(), &d.span, Some(scope));
+                    let default =
+                        self.arg_default(&d.name, d.default.as_deref(), &d.span, Some(scope));
                     self.line(&format!("arg {}{default}", ident_or_string(&d.name)));
                     scope.stage_args.insert(d.name.clone());
                 }
@@ -511,7 +517,10 @@ impl Converter<'_> {
             match self.mount(m, idx, scope) {
                 Some(line) => children.push(line),
                 None => {
-                    comments.push(format!("RUN --mount={}", self.text_of(&m.span).trim_start_matches("--mount=")));
+                    comments.push(format!(
+                        "RUN --mount={}",
+                        self.text_of(&m.span).trim_start_matches("--mount=")
+                    ));
                     self.warn(
                         "dockerfile-ssh-mount",
                         "`--mount=type=ssh` has no stack equivalent; it was kept as a comment".into(),
@@ -621,7 +630,8 @@ impl Converter<'_> {
                 let _ = write!(props, " {k}={}", string(v));
             }
         };
-        let numeric = |v: &Option<String>| v.as_ref().map(|s| s.parse::<u32>().map_err(|_| s.clone()));
+        let numeric =
+            |v: &Option<String>| v.as_ref().map(|s| s.parse::<u32>().map_err(|_| s.clone()));
         let line = match m.mount_type() {
             MountType::Ssh => return None,
             MountType::Cache => {
@@ -642,7 +652,9 @@ impl Converter<'_> {
                 let secret_id = id
                     .clone()
                     .or_else(|| source.clone())
-                    .or_else(|| target.as_ref().map(|t| t.rsplit('/').next().unwrap_or(t).to_string()))
+                    .or_else(|| {
+                        target.as_ref().map(|t| t.rsplit('/').next().unwrap_or(t).to_string())
+                    })
                     .unwrap_or_default();
                 prop("target", &target);
                 prop("env", &env);
@@ -694,7 +706,8 @@ impl Converter<'_> {
             self.line(&comment(&first_line));
             self.warn(
                 "dockerfile-add-git",
-                "`ADD` of a git repository has no stack equivalent; it was kept as a comment".into(),
+                "`ADD` of a git repository has no stack equivalent; it was kept as a comment"
+                    .into(),
                 inst,
                 "clone the repository in a `run` step or add it to the build context",
             );

@@ -95,8 +95,14 @@ mod tests {
     #[test]
     fn splits_directives() {
         assert_eq!(parse_directive("# escape=`"), Some(("escape", "`")));
-        assert_eq!(parse_directive("#SYNTAX = docker/dockerfile:1 "), Some(("SYNTAX", "docker/dockerfile:1")));
-        assert_eq!(parse_directive("# check=skip=all;error=true"), Some(("check", "skip=all;error=true")));
+        assert_eq!(
+            parse_directive("#SYNTAX = docker/dockerfile:1 "),
+            Some(("SYNTAX", "docker/dockerfile:1"))
+        );
+        assert_eq!(
+            parse_directive("# check=skip=all;error=true"),
+            Some(("check", "skip=all;error=true"))
+        );
         assert_eq!(parse_directive("# escape ="), None);
         assert_eq!(parse_directive("# just a comment"), None);
         assert_eq!(parse_directive("#1x=y"), None);

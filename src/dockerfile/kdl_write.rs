@@ -21,8 +21,11 @@ fn is_kdl_newline(c: char) -> bool {
 
 /// KDL v2 unicode whitespace (not newlines).
 fn is_kdl_space(c: char) -> bool {
-    matches!(c,
-        '\t' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}')
+    matches!(
+        c,
+        '\t' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}'
+    )
 }
 
 /// True when `s` may be written literally inside a raw string (no escapes are possible there).
@@ -114,8 +117,7 @@ pub(crate) fn multi_line(s: &str, indent: &str) -> String {
             let chars: Vec<char> = line.chars().collect();
             for (i, &c) in chars.iter().enumerate() {
                 // Only a run of three quotes would end the string; escape its first quote.
-                if c == '"' && chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"')
-                {
+                if c == '"' && chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"') {
                     out.push_str("\\\"");
                 } else if c == '"' {
                     out.push('"');
@@ -138,7 +140,9 @@ pub(crate) fn multi_line(s: &str, indent: &str) -> String {
 pub(crate) fn continued(s: &str, joins: &[usize], indent: &str) -> String {
     let joins: Vec<usize> =
         joins.iter().copied().filter(|&j| j > 0 && j < s.len() && s.is_char_boundary(j)).collect();
-    if joins.is_empty() || s.contains('\n') || s.chars().any(|c| is_disallowed(c) || is_kdl_newline(c))
+    if joins.is_empty()
+        || s.contains('\n')
+        || s.chars().any(|c| is_disallowed(c) || is_kdl_newline(c))
     {
         return string(s);
     }

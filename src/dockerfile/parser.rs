@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use super::ast::{
-    ArgDecl, CommandLine, Comment, CopyArgs, Dockerfile, Healthcheck, Heredoc,
-    INSTRUCTIONS, Instruction, Item, KeyValue, Kind, Mount, MountType, Source, Span, Word,
+    ArgDecl, CommandLine, Comment, CopyArgs, Dockerfile, Healthcheck, Heredoc, INSTRUCTIONS,
+    Instruction, Item, KeyValue, Kind, Mount, MountType, Source, Span, Word,
 };
 use super::directives::Directives;
 use super::shell_lex::{Lookup, ShellLex};
@@ -134,11 +134,7 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         );
         return (None, diags);
     }
-    let ast = Dockerfile {
-        directives: directives.found.clone(),
-        escape: directives.escape,
-        items,
-    };
+    let ast = Dockerfile { directives: directives.found.clone(), escape: directives.escape, items };
     if !failed_from {
         check_from_order(&ast, &mut diags);
     }
@@ -259,7 +255,8 @@ fn heredoc_words(line: &str, escape: char) -> Vec<(Heredoc, Span)> {
     if parse_json(&line[rest_off + args_off..]).is_some() {
         return Vec::new();
     }
-    let lex = ShellLex { raw_quotes: true, raw_escapes: true, skip_unset: true, ..ShellLex::new('\\') };
+    let lex =
+        ShellLex { raw_quotes: true, raw_escapes: true, skip_unset: true, ..ShellLex::new('\\') };
     let words = lex.process_words(line, &|_: &str| Lookup::Unset).unwrap_or_default();
     let mut out = Vec::new();
     let mut search_from = 0;
@@ -519,8 +516,10 @@ impl LineParser<'_> {
             _ => &[],
         };
         // HEALTHCHECK NONE ignores flags, as BuildKit does.
-        let skip_flags = upper == "HEALTHCHECK" && args.split(is_ws).next().is_some_and(|t| t.eq_ignore_ascii_case("none"));
-        let flags = if skip_flags { Flags::default() } else { self.flags(&upper, &flag_words, allowed)? };
+        let skip_flags = upper == "HEALTHCHECK"
+            && args.split(is_ws).next().is_some_and(|t| t.eq_ignore_ascii_case("none"));
+        let flags =
+            if skip_flags { Flags::default() } else { self.flags(&upper, &flag_words, allowed)? };
         let result = self.args(&upper, args, args_start, &flags, heredocs, keyword_span);
         match result {
             Ok(kind) => Some(kind),
@@ -762,7 +761,10 @@ impl LineParser<'_> {
                     "SHELL requires the arguments to be in JSON form".into(),
                     span.clone(),
                     "not a JSON array",
-                    Some(format!("write it as `SHELL [\"{}\"]`", args.split_whitespace().collect::<Vec<_>>().join("\", \""))),
+                    Some(format!(
+                        "write it as `SHELL [\"{}\"]`",
+                        args.split_whitespace().collect::<Vec<_>>().join("\", \"")
+                    )),
                 )),
             },
             "ENV" | "LABEL" => {
@@ -777,9 +779,10 @@ impl LineParser<'_> {
             }
             "EXPOSE" | "VOLUME" => {
                 let words = match parse_json(args) {
-                    Some(Ok(v)) if upper == "VOLUME" => {
-                        v.into_iter().map(|t| Word { text: t, span: self.logical.span(&span) }).collect()
-                    }
+                    Some(Ok(v)) if upper == "VOLUME" => v
+                        .into_iter()
+                        .map(|t| Word { text: t, span: self.logical.span(&span) })
+                        .collect(),
                     Some(Err(())) if upper == "VOLUME" => {
                         return fail(not_strings(), "not an array of strings");
                     }
@@ -793,7 +796,10 @@ impl LineParser<'_> {
                         return fail("VOLUME specified can not be an empty string".into(), "empty");
                     }
                     return Ok(Kind::Volume(
-                        words.into_iter().map(|w| Word { text: w.text.trim().to_string(), ..w }).collect(),
+                        words
+                            .into_iter()
+                            .map(|w| Word { text: w.text.trim().to_string(), ..w })
+                            .collect(),
                     ));
                 }
                 Ok(Kind::Expose(words))
@@ -818,8 +824,12 @@ impl LineParser<'_> {
                 for (w, r) in words {
                     let sp = self.logical.span(&(start + r.start..start + r.end));
                     match w.split_once('=') {
-                        Some(("", _)) => return fail("ARG names can not be blank".into(), "blank name"),
-                        Some((k, v)) => out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp }),
+                        Some(("", _)) => {
+                            return fail("ARG names can not be blank".into(), "blank name");
+                        }
+                        Some((k, v)) => {
+                            out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp })
+                        }
                         None => out.push(ArgDecl { name: w, default: None, span: sp }),
                     }
                 }
@@ -829,18 +839,28 @@ impl LineParser<'_> {
             "HEALTHCHECK" => self.healthcheck(args, start, flags),
             "ONBUILD" => {
                 if args.is_empty() {
-                    return fail("ONBUILD requires at least one argument".into(), "missing trigger");
+                    return fail(
+                        "ONBUILD requires at least one argument".into(),
+                        "missing trigger",
+                    );
                 }
                 let (sub, _, _) = split_keyword(args);
                 let sub_upper = sub.to_ascii_uppercase();
                 match sub_upper.as_str() {
-                    "ONBUILD" => fail("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(), "nested ONBUILD"),
-                    "MAINTAINER" | "FROM" => fail(format!("{sub_upper} isn't allowed as an ONBUILD trigger"), "not allowed here"),
+                    "ONBUILD" => fail(
+                        "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(),
+                        "nested ONBUILD",
+                    ),
+                    "MAINTAINER" | "FROM" => fail(
+                        format!("{sub_upper} isn't allowed as an ONBUILD trigger"),
+                        "not allowed here",
+                    ),
                     s if !INSTRUCTIONS.contains(&s) => Err((
                         format!("unknown instruction `{sub}` in ONBUILD"),
                         start..start + sub.len(),
                         "not a Dockerfile instruction",
-                        did_you_mean(s, INSTRUCTIONS.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+                        did_you_mean(s, INSTRUCTIONS.iter().copied())
+                            .map(|s| format!("did you mean `{s}`?")),
                     )),
                     _ => Ok(Kind::Onbuild(args.to_string())),
                 }
@@ -855,11 +875,21 @@ impl LineParser<'_> {
         start + p..start + p + needle.len()
     }
 
-    fn name_values(&mut self, upper: &str, args: &str, start: usize) -> Result<Vec<KeyValue>, Fail> {
+    fn name_values(
+        &mut self,
+        upper: &str,
+        args: &str,
+        start: usize,
+    ) -> Result<Vec<KeyValue>, Fail> {
         let span = start..start + args.len();
         let words = parse_words(args, self.escape);
         if words.is_empty() {
-            return Err((format!("{upper} requires at least one argument"), span, "missing value", None));
+            return Err((
+                format!("{upper} requires at least one argument"),
+                span,
+                "missing value",
+                None,
+            ));
         }
         if !words[0].0.contains('=') {
             // Legacy form `ENV name value…`: the value is the rest of the line.
@@ -884,7 +914,9 @@ impl LineParser<'_> {
             let sp = start + r.start..start + r.end;
             let Some((k, v)) = w.split_once('=') else {
                 return Err((
-                    format!("syntax error: can't find `=` in `{w}`; it must be of the form name=value"),
+                    format!(
+                        "syntax error: can't find `=` in `{w}`; it must be of the form name=value"
+                    ),
                     sp,
                     "expected name=value",
                     None,
@@ -908,13 +940,18 @@ impl LineParser<'_> {
     ) -> Result<Kind, Fail> {
         let span = start..start + args.len();
         let (words, json) = match parse_json(args) {
-            Some(Ok(v)) => (v.into_iter().map(|t| Word { text: t, span: self.logical.span(&span) }).collect(), true),
+            Some(Ok(v)) => (
+                v.into_iter().map(|t| Word { text: t, span: self.logical.span(&span) }).collect(),
+                true,
+            ),
             Some(Err(())) => return Err((not_strings(), span, "not an array of strings", None)),
             None => (self.split_ws(args, start), false),
         };
         if words.len() < 2 {
             return Err((
-                format!("{upper} requires at least two arguments, but only one was provided; the destination could not be determined"),
+                format!(
+                    "{upper} requires at least two arguments, but only one was provided; the destination could not be determined"
+                ),
                 span,
                 "missing destination",
                 None,
@@ -922,7 +959,12 @@ impl LineParser<'_> {
         }
         let (dest, srcs) = words.split_last().expect("at least two words");
         if !json && parse_heredoc_word(&dest.text).is_some() {
-            return Err((format!("{upper} cannot accept a heredoc as a destination"), span, "heredoc destination", None));
+            return Err((
+                format!("{upper} cannot accept a heredoc as a destination"),
+                span,
+                "heredoc destination",
+                None,
+            ));
         }
         let mut sources = Vec::new();
         for s in srcs {
@@ -963,19 +1005,31 @@ impl LineParser<'_> {
         let typ = &args[..typ_end];
         let rest = args[typ_end..].trim_start_matches(is_ws);
         if typ.is_empty() {
-            return Err(("HEALTHCHECK requires at least one argument".into(), span, "missing", None));
+            return Err((
+                "HEALTHCHECK requires at least one argument".into(),
+                span,
+                "missing",
+                None,
+            ));
         }
         match typ.to_ascii_uppercase().as_str() {
             "NONE" => {
                 if !rest.is_empty() {
-                    return Err(("HEALTHCHECK NONE takes no arguments".into(), span, "unexpected arguments", None));
+                    return Err((
+                        "HEALTHCHECK NONE takes no arguments".into(),
+                        span,
+                        "unexpected arguments",
+                        None,
+                    ));
                 }
                 Ok(Kind::Healthcheck(Healthcheck::None))
             }
             "CMD" => {
                 let cmd = match parse_json(rest) {
                     Some(Ok(v)) => CommandLine::Exec(v),
-                    Some(Err(())) => return Err((not_strings(), span, "not an array of strings", None)),
+                    Some(Err(())) => {
+                        return Err((not_strings(), span, "not an array of strings", None));
+                    }
                     None => CommandLine::Shell { text: rest.to_string(), joins: Vec::new() },
                 };
                 let empty = match &cmd {
@@ -983,18 +1037,26 @@ impl LineParser<'_> {
                     CommandLine::Shell { text, .. } => text.is_empty(),
                 };
                 if empty {
-                    return Err(("missing command after HEALTHCHECK CMD".into(), span, "missing command", None));
+                    return Err((
+                        "missing command after HEALTHCHECK CMD".into(),
+                        span,
+                        "missing command",
+                        None,
+                    ));
                 }
                 for name in ["interval", "timeout", "start-period", "start-interval"] {
                     if let Some(w) = flags.word(name)
                         && let Err(msg) = check_duration(&w.text)
                     {
-                        self.diags.push(Diagnostic::error(
-                            "dockerfile-invalid-flag",
-                            format!("invalid `--{name}`: {msg}"),
-                            w.span.clone(),
-                            "invalid duration",
-                        ).with_help("use a Go duration such as `30s`, `1m30s` or `500ms`"));
+                        self.diags.push(
+                            Diagnostic::error(
+                                "dockerfile-invalid-flag",
+                                format!("invalid `--{name}`: {msg}"),
+                                w.span.clone(),
+                                "invalid duration",
+                            )
+                            .with_help("use a Go duration such as `30s`, `1m30s` or `500ms`"),
+                        );
                     }
                 }
                 if let Some(w) = flags.word("retries")
@@ -1172,16 +1234,20 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
                     _ => {
-                        let hint = did_you_mean(&value, ["bind", "cache", "tmpfs", "secret", "ssh"])
-                            .map(|s| format!(" (did you mean `{s}`?)"))
-                            .unwrap_or_default();
+                        let hint =
+                            did_you_mean(&value, ["bind", "cache", "tmpfs", "secret", "ssh"])
+                                .map(|s| format!(" (did you mean `{s}`?)"))
+                                .unwrap_or_default();
                         return Err(format!("unsupported mount type `{value}`{hint}"));
                     }
                 });
             }
             "from" => {
                 if value.find('$').is_some_and(|i| i + 1 != value.len()) {
-                    return Err("`from` doesn't support variable expansion, define an alias stage instead".into());
+                    return Err(
+                        "`from` doesn't support variable expansion, define an alias stage instead"
+                            .into(),
+                    );
                 }
                 m.from = Some(value);
             }
@@ -1193,8 +1259,15 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
             "size" => m.size = Some(value),
             "id" => m.id = Some(value),
             "sharing" => {
-                if !dynamic && !matches!(value.to_ascii_lowercase().as_str(), "shared" | "private" | "locked") {
-                    return Err(format!("unsupported sharing value `{value}`; use shared, private or locked"));
+                if !dynamic
+                    && !matches!(
+                        value.to_ascii_lowercase().as_str(),
+                        "shared" | "private" | "locked"
+                    )
+                {
+                    return Err(format!(
+                        "unsupported sharing value `{value}`; use shared, private or locked"
+                    ));
                 }
                 m.sharing = Some(value.to_ascii_lowercase());
             }
@@ -1213,9 +1286,25 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
             "env" => m.env = Some(value),
             _ => {
                 const KEYS: &[&str] = &[
-                    "type", "from", "source", "target", "readonly", "id", "sharing", "required",
-                    "size", "mode", "uid", "gid", "src", "dst", "destination", "ro", "rw",
-                    "readwrite", "env",
+                    "type",
+                    "from",
+                    "source",
+                    "target",
+                    "readonly",
+                    "id",
+                    "sharing",
+                    "required",
+                    "size",
+                    "mode",
+                    "uid",
+                    "gid",
+                    "src",
+                    "dst",
+                    "destination",
+                    "ro",
+                    "rw",
+                    "readwrite",
+                    "env",
                 ];
                 let hint = did_you_mean(&key, KEYS.iter().copied())
                     .map(|s| format!(" (did you mean `{s}`?)"))
@@ -1243,7 +1332,9 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
             return Err("a secret mount cannot have `from`".into());
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() {
-            return Err("invalid secret mount: one of `id`, `source` or `target` is required".into());
+            return Err(
+                "invalid secret mount: one of `id`, `source` or `target` is required".into()
+            );
         }
         if m.source.is_some() && m.id.is_some() {
             return Err("a secret mount cannot set both `source` and `id`".into());
@@ -1252,7 +1343,8 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
     if m.sharing.is_some() && t != MountType::Cache {
         return Err(format!("`sharing` is only valid for cache mounts, not `{}`", type_name(t)));
     }
-    if t != MountType::Secret && t != MountType::Ssh && t != MountType::Tmpfs && m.target.is_none() {
+    if t != MountType::Secret && t != MountType::Ssh && t != MountType::Tmpfs && m.target.is_none()
+    {
         return Err(format!("a `{}` mount needs a `target`", type_name(t)));
     }
     Ok(m)
@@ -1319,7 +1411,8 @@ mod tests {
 
     #[test]
     fn flags_are_extracted() {
-        let (at, flags) = extract_flags("--mount=type=cache,target=/x --network=none  apt-get", '\\');
+        let (at, flags) =
+            extract_flags("--mount=type=cache,target=/x --network=none  apt-get", '\\');
         assert_eq!(at, 45);
         let texts: Vec<_> = flags.iter().map(|f| f.text.as_str()).collect();
         assert_eq!(texts, ["--mount=type=cache,target=/x", "--network=none"]);
@@ -1330,7 +1423,8 @@ mod tests {
 
     #[test]
     fn words_keep_quotes() {
-        let w: Vec<_> = parse_words("a=\"b c\" d='e' f\\ g", '\\').into_iter().map(|(w, _)| w).collect();
+        let w: Vec<_> =
+            parse_words("a=\"b c\" d='e' f\\ g", '\\').into_iter().map(|(w, _)| w).collect();
         assert_eq!(w, ["a=\"b c\"", "d='e'", "f\\ g"]);
     }
 

@@ -375,7 +375,9 @@ impl<'a> State<'a> {
             return Ok(match self.lookup(&name) {
                 Lookup::Value(v) => Out::from_lit(template, &v),
                 Lookup::Keep => format!("${{{name}}}"),
-                Lookup::Unset if self.opts.skip_unset => Out::from_lit(template, &format!("${name}")),
+                Lookup::Unset if self.opts.skip_unset => {
+                    Out::from_lit(template, &format!("${name}"))
+                }
                 Lookup::Unset => String::new(),
             });
         }
@@ -419,7 +421,9 @@ impl<'a> State<'a> {
                     Lookup::Keep => return Ok(format!("${{{name}{chs}{word}}}")),
                     Lookup::Value(v) => (v, true),
                     Lookup::Unset if self.opts.skip_unset => {
-                        return Ok(Out::from_lit(template, &format!("${{{name}{chs}")) + &word + "}");
+                        return Ok(Out::from_lit(template, &format!("${{{name}{chs}"))
+                            + &word
+                            + "}");
                     }
                     Lookup::Unset => (String::new(), false),
                 };
@@ -655,7 +659,13 @@ impl Glob {
 mod tests {
     use super::*;
 
-    const ENV: &Vars<'static> = &Vars(&[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", ""), ("FILE", "a/b.tar.gz")]);
+    const ENV: &Vars<'static> = &Vars(&[
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+        ("FILE", "a/b.tar.gz"),
+    ]);
 
     /// `(input, expected)`; `None` means an error. Cases follow BuildKit's `envVarTest`.
     const CASES: &[(&str, Option<&str>)] = &[
@@ -782,14 +792,25 @@ mod tests {
     fn words_split_after_expansion() {
         let lex = ShellLex::new('\\');
         let env = &Vars(&[("V", "x y")]);
-        assert_eq!(lex.process_words("a $V 'c d' e\\ f", env).unwrap(), ["a", "x", "y", "c d", "e f"]);
+        assert_eq!(
+            lex.process_words("a $V 'c d' e\\ f", env).unwrap(),
+            ["a", "x", "y", "c d", "e f"]
+        );
         assert_eq!(lex.process_words("<< EOF b", env).unwrap(), ["<< EOF", "b"]);
     }
 
     #[test]
     fn raw_options() {
-        let lex = ShellLex { raw_quotes: true, raw_escapes: true, skip_unset: true, ..ShellLex::new('\\') };
-        assert_eq!(lex.process_word("'a'\"b\"\\c $U ${U:-x}", ENV).unwrap(), "'a'\"b\"\\c $U ${U:-x}");
+        let lex = ShellLex {
+            raw_quotes: true,
+            raw_escapes: true,
+            skip_unset: true,
+            ..ShellLex::new('\\')
+        };
+        assert_eq!(
+            lex.process_word("'a'\"b\"\\c $U ${U:-x}", ENV).unwrap(),
+            "'a'\"b\"\\c $U ${U:-x}"
+        );
         let heredoc = ShellLex { skip_process_quotes: true, ..ShellLex::new('\\') };
         assert_eq!(heredoc.process_word("'$PWD' \"\\n\" \\$x", ENV).unwrap(), "'/home' \"n\" $x");
     }

@@ -38,7 +38,11 @@ fn run_fixture(name: &str, text: &str) -> String {
             if let Err(e) = kdl::KdlDocument::parse_v2(&imported.kdl) {
                 panic!("{name}: emitted KDL does not parse: {e:?}\n{}", imported.kdl);
             }
-            assert!(!name.starts_with("err-"), "{name} should fail but imported:\n{}", imported.kdl);
+            assert!(
+                !name.starts_with("err-"),
+                "{name} should fail but imported:\n{}",
+                imported.kdl
+            );
             let mut s = imported.kdl;
             if !imported.warnings.is_empty() {
                 s.push_str("\n----- warnings -----\n");
@@ -82,11 +86,20 @@ fn fixtures() {
 fn run_bodies_are_byte_identical() {
     // What BuildKit hands to `/bin/sh -c` for each RUN, and what stack reads back.
     let cases: &[(&str, &str)] = &[
-        ("FROM a\nRUN echo a && \\\n    echo \"b\" \\\n  && echo c\n", "echo a &&     echo \"b\"   && echo c"),
+        (
+            "FROM a\nRUN echo a && \\\n    echo \"b\" \\\n  && echo c\n",
+            "echo a &&     echo \"b\"   && echo c",
+        ),
         ("FROM a\nRUN <<EOF\nset -e\n  echo \"$HOME\" \\\nEOF\n", "set -e\n  echo \"$HOME\" \\\n"),
         ("FROM a\nRUN <<-EOF\n\techo hi\n\tEOF\n", "echo hi\n"),
-        ("FROM a\nRUN cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\n\tB\n", "cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\nB"),
-        ("FROM a\nRUN printf '%s\\n' \"\\\"quoted\\\"\" # not a comment\n", "printf '%s\\n' \"\\\"quoted\\\"\" # not a comment"),
+        (
+            "FROM a\nRUN cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\n\tB\n",
+            "cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\nB",
+        ),
+        (
+            "FROM a\nRUN printf '%s\\n' \"\\\"quoted\\\"\" # not a comment\n",
+            "printf '%s\\n' \"\\\"quoted\\\"\" # not a comment",
+        ),
     ];
     for (dockerfile, expected) in cases {
         let kdl = import(dockerfile, &ImportOptions::default()).expect("imports").kdl;
@@ -103,7 +116,8 @@ fn strict_turns_warnings_into_errors() {
     let text = "FROM a\nONBUILD RUN x\n";
     let ok = import(text, &ImportOptions::default()).expect("imports");
     assert_eq!(ok.warnings.len(), 1);
-    let err = import(text, &ImportOptions { strict: true, ..ImportOptions::default() }).unwrap_err();
+    let err =
+        import(text, &ImportOptions { strict: true, ..ImportOptions::default() }).unwrap_err();
     assert_eq!(err.len(), 1);
     assert!(err[0].is_error());
 }
@@ -115,6 +129,11 @@ fn parse_reports_every_error() {
     let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
     assert_eq!(
         codes,
-        ["dockerfile-unknown-instruction", "dockerfile-unknown-flag", "dockerfile-invalid-instruction", "dockerfile-invalid-instruction"]
+        [
+            "dockerfile-unknown-instruction",
+            "dockerfile-unknown-flag",
+            "dockerfile-invalid-instruction",
+            "dockerfile-invalid-instruction"
+        ]
     );
 }
