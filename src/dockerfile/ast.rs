@@ -2,7 +2,7 @@
 //! and byte spans into the original text for every diagnostic the converter may report.
 //!
 //! Invariant: values are stored as written (quotes, escapes and `$VAR` untouched) except
-//! where BuildKit's parser itself already resolves them (flag words, JSON arrays).
+//! where `BuildKit`'s parser itself already resolves them (flag words, JSON arrays).
 
 use std::ops::Range;
 
@@ -13,7 +13,7 @@ pub type Span = Range<usize>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dockerfile {
     pub directives: Vec<Directive>,
-    /// The escape character (`\` or, with `# escape=`` ` ``, a backtick).
+    /// The escape character: a backslash, or a backtick after an `escape` directive.
     pub escape: char,
     pub items: Vec<Item>,
 }
@@ -31,7 +31,7 @@ pub struct Directive {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     Comment(Comment),
-    Instruction(Instruction),
+    Instruction(Box<Instruction>),
 }
 
 /// A `#` comment line (outside any continuation).
@@ -127,7 +127,7 @@ pub enum MountType {
     Ssh,
 }
 
-/// A `RUN --mount=…` (values as written; BuildKit expands them at build time).
+/// A `RUN --mount=…` (values as written; `BuildKit` expands them at build time).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mount {
     pub kind: Option<MountType>,
@@ -148,7 +148,7 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// The mount type, `bind` when not given (BuildKit's default).
+    /// The mount type, `bind` when not given (`BuildKit`'s default).
     pub fn mount_type(&self) -> MountType {
         self.kind.unwrap_or(MountType::Bind)
     }
@@ -187,14 +187,18 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Healthcheck {
     None,
-    Cmd {
-        cmd: CommandLine,
-        interval: Option<Word>,
-        timeout: Option<Word>,
-        start_period: Option<Word>,
-        start_interval: Option<Word>,
-        retries: Option<Word>,
-    },
+    Cmd(Box<HealthcheckCmd>),
+}
+
+/// `HEALTHCHECK [flags] CMD …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthcheckCmd {
+    pub cmd: CommandLine,
+    pub interval: Option<Word>,
+    pub timeout: Option<Word>,
+    pub start_period: Option<Word>,
+    pub start_interval: Option<Word>,
+    pub retries: Option<Word>,
 }
 
 /// What an instruction does, with its arguments.
@@ -256,7 +260,7 @@ impl Kind {
     }
 }
 
-/// Every instruction BuildKit knows, for did-you-mean suggestions.
+/// Every instruction `BuildKit` knows, for did-you-mean suggestions.
 pub const INSTRUCTIONS: &[&str] = &[
     "ADD",
     "ARG",

@@ -1,25 +1,25 @@
 //! [`ast::Dockerfile`] → `stack.kdl` text: one `stage`/`image` block per FROM, one node per
 //! instruction, Dockerfile comments carried over, variables rewritten to stack's `${…}`.
 //!
-//! Invariant: every value keeps the meaning it has under BuildKit: expanded instructions are
+//! Invariant: every value keeps the meaning it has under `BuildKit`: expanded instructions are
 //! rewritten through the shell lexer in template mode (so quoting, escapes and ARG scoping
 //! are resolved here), non-expanded ones are escaped so stack does not expand them, and
-//! `run` bodies are byte-identical to what BuildKit hands to the shell.
+//! `run` bodies are byte-identical to what `BuildKit` hands to the shell.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use super::ImportOptions;
 use super::ast::{
-    CommandLine, CopyArgs, Dockerfile, Healthcheck, Heredoc, Instruction, Item, Kind, Mount,
-    MountType, Source, Span, Word,
+    CommandLine, CopyArgs, Dockerfile, Healthcheck, HealthcheckCmd, Heredoc, Instruction, Item,
+    Kind, Mount, MountType, Source, Span, Word,
 };
 use super::kdl_write::{comment, continued, ident_or_string, multi_line, quoted, string};
 use super::parser::{parse_heredoc_word, type_name};
 use super::shell_lex::{Lookup, ShellLex};
 use crate::diag::{Diagnostic, did_you_mean};
 
-/// Platform args BuildKit defines in the global scope.
+/// Platform args `BuildKit` defines in the global scope.
 const BUILTIN_ARGS: &[&str] = &[
     "TARGETPLATFORM",
     "TARGETOS",
@@ -155,7 +155,9 @@ impl Converter<'_> {
 
     fn collect_stages(&mut self) {
         for (i, item) in self.ast.items.iter().enumerate() {
-            if let Item::Instruction(Instruction { kind: Kind::From { name, .. }, .. }) = item {
+            if let Item::Instruction(inst) = item
+                && let Kind::From { name, .. } = &inst.kind
+            {
                 let idx = self.stages.len();
                 let name = name.as_ref().map(|n| n.text.clone());
                 let emitted = name.clone().unwrap_or_else(|| format!("stage-{idx}"));
@@ -314,8 +316,8 @@ impl Converter<'_> {
             self.stages[..idx].iter().position(|s| s.name.as_deref() == Some(lower.as_str()));
         let mut from_line = match parent {
             Some(p) => {
-                scope.env = scopes[p].env.clone();
-                scope.shell = scopes[p].shell.clone();
+                scope.env.clone_from(&scopes[p].env);
+                scope.shell.clone_from(&scopes[p].shell);
                 format!("{STEP}from {}", ident_or_string(&self.stages[p].emitted))
             }
             None if lower == "scratch" => format!("{STEP}from scratch"),
@@ -367,7 +369,7 @@ impl Converter<'_> {
         self.out.push('\n');
     }
 
-    fn shell_form(&self, scope: &Scope, text: &str) -> Vec<String> {
+    fn shell_form(scope: &Scope, text: &str) -> Vec<String> {
         let mut argv =
             scope.shell.clone().unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()]);
         argv.push(text.to_string());
@@ -384,7 +386,7 @@ impl Converter<'_> {
                 let node = if matches!(inst.kind, Kind::Cmd(_)) { "cmd" } else { "entrypoint" };
                 let argv = match cmd {
                     CommandLine::Exec(v) => v.clone(),
-                    CommandLine::Shell { text, .. } => self.shell_form(scope, text),
+                    CommandLine::Shell { text, .. } => Self::shell_form(scope, text),
                 };
                 self.line(&format!("{node}{}", args_literal(&argv)));
             }
@@ -443,14 +445,15 @@ impl Converter<'_> {
                 }
             }
             Kind::Healthcheck(Healthcheck::None) => self.line("healthcheck none"),
-            Kind::Healthcheck(Healthcheck::Cmd {
-                cmd,
-                interval,
-                timeout,
-                start_period,
-                start_interval,
-                retries,
-            }) => {
+            Kind::Healthcheck(Healthcheck::Cmd(hc)) => {
+                let HealthcheckCmd {
+                    cmd,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } = hc.as_ref();
                 let mut s = match cmd {
                     CommandLine::Exec(v) => format!("healthcheck{}", args_literal(v)),
                     CommandLine::Shell { text, .. } => {
@@ -500,6 +503,7 @@ impl Converter<'_> {
         }
     }
 
+    // The instruction parts are passed apart so callers need not rebuild a struct per call.
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
@@ -514,20 +518,19 @@ impl Converter<'_> {
         let mut children: Vec<String> = Vec::new();
         let mut comments: Vec<String> = Vec::new();
         for m in mounts {
-            match self.mount(m, idx, scope) {
-                Some(line) => children.push(line),
-                None => {
-                    comments.push(format!(
-                        "RUN --mount={}",
-                        self.text_of(&m.span).trim_start_matches("--mount=")
-                    ));
-                    self.warn(
-                        "dockerfile-ssh-mount",
-                        "`--mount=type=ssh` has no stack equivalent; it was kept as a comment".into(),
-                        inst,
-                        "stack does not forward an SSH agent into `run`; fetch private sources another way",
-                    );
-                }
+            if let Some(line) = self.mount(m, idx, scope) {
+                children.push(line);
+            } else {
+                comments.push(format!(
+                    "RUN --mount={}",
+                    self.text_of(&m.span).trim_start_matches("--mount=")
+                ));
+                self.warn(
+                    "dockerfile-ssh-mount",
+                    "`--mount=type=ssh` has no stack equivalent; it was kept as a comment".into(),
+                    inst,
+                    "stack does not forward an SSH agent into `run`; fetch private sources another way",
+                );
             }
         }
         if let Some(n) = network {
@@ -551,7 +554,7 @@ impl Converter<'_> {
             CommandLine::Exec(argv) => {
                 let mut s = String::from("exec");
                 for a in argv {
-                    let _ = write!(s, " {}", self.string_at(a, STEP));
+                    let _ = write!(s, " {}", Self::string_at(a, STEP));
                 }
                 s
             }
@@ -560,7 +563,7 @@ impl Converter<'_> {
                     format!("run {}", continued(text, joins, STEP))
                 } else {
                     let body = self.heredoc_script(inst, text);
-                    format!("run {}", self.string_at(&body, STEP))
+                    format!("run {}", Self::string_at(&body, STEP))
                 }
             }
         };
@@ -577,7 +580,7 @@ impl Converter<'_> {
         }
     }
 
-    /// The script the shell runs for a RUN with heredocs, as BuildKit builds it.
+    /// The script the shell runs for a RUN with heredocs, as `BuildKit` builds it.
     fn heredoc_script(&mut self, inst: &Instruction, text: &str) -> String {
         if parse_heredoc_word(text).is_some() {
             // `RUN <<EOF`: the heredoc body is the whole script.
@@ -603,7 +606,7 @@ impl Converter<'_> {
     }
 
     /// A string value; multi-line values are indented under a node at `indent`.
-    fn string_at(&self, s: &str, indent: &str) -> String {
+    fn string_at(s: &str, indent: &str) -> String {
         if s.contains('\n') { multi_line(s, indent) } else { string(s) }
     }
 
@@ -763,7 +766,7 @@ impl Converter<'_> {
             if let Some(v) = &chown {
                 let _ = write!(s, " chown={}", string(v));
             }
-            let _ = write!(s, " {}", self.string_at(&content, STEP));
+            let _ = write!(s, " {}", Self::string_at(&content, STEP));
             self.line(&s);
         }
         if paths.is_empty() {
@@ -825,7 +828,7 @@ fn literal(s: &str) -> String {
     s.replace("${", "$${")
 }
 
-/// ` "a" "b"` for argv nodes whose values are not expanded by BuildKit.
+/// ` "a" "b"` for argv nodes whose values are not expanded by `BuildKit`.
 fn args_literal(argv: &[String]) -> String {
     let mut s = String::new();
     for a in argv {
@@ -836,12 +839,15 @@ fn args_literal(argv: &[String]) -> String {
     s
 }
 
-/// True for ADD sources BuildKit treats as git repositories.
+/// True for ADD sources `BuildKit` treats as git repositories.
 fn is_git_url(s: &str) -> bool {
     let base = s.split('#').next().unwrap_or(s);
     s.starts_with("git@")
         || s.starts_with("git://")
         || s.starts_with("ssh://")
-        || ((s.starts_with("https://") || s.starts_with("http://")) && base.ends_with(".git"))
+        || ((s.starts_with("https://") || s.starts_with("http://"))
+            && std::path::Path::new(base)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("git")))
         || s.starts_with("github.com/")
 }

@@ -1,5 +1,5 @@
 //! Parser directives (`# syntax=`, `# escape=`, `# check=`): recognised only in the comment
-//! lines at the very top of the file, as BuildKit does.
+//! lines at the very top of the file, as `BuildKit` does.
 //!
 //! Invariant: the first line that is not a directive (an instruction, an empty line or any
 //! other comment) ends the directive block for good.
@@ -70,7 +70,7 @@ impl Directives {
     }
 }
 
-/// Splits `# name = value` (BuildKit: `^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$`).
+/// Splits `# name = value` (`BuildKit`: `^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$`).
 fn parse_directive(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix('#')?.trim_start();
     let name_len = rest

@@ -1,4 +1,4 @@
-//! Dockerfile → stack.kdl importer. Parses a Dockerfile with BuildKit's semantics and writes an
+//! Dockerfile → stack.kdl importer. Parses a Dockerfile with `BuildKit`'s semantics and writes an
 //! equivalent, idiomatic build file. Never runs anything.
 //!
 //! The pipeline: `parser` (with `directives` and the `shell_lex` word lexer) builds the `ast`,

@@ -1,5 +1,5 @@
 //! Dockerfile text → [`ast::Dockerfile`]: lines, parser directives, comments, line
-//! continuations, heredocs, flags and per-instruction arguments, following BuildKit's parser
+//! continuations, heredocs, flags and per-instruction arguments, following `BuildKit`'s parser
 //! (`frontend/dockerfile/parser`) and instruction parser (`instructions/parse.go`).
 //!
 //! Invariant: parsing never stops at the first problem; an instruction that fails to parse is
@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use super::ast::{
-    ArgDecl, CommandLine, Comment, CopyArgs, Dockerfile, Healthcheck, Heredoc, INSTRUCTIONS,
-    Instruction, Item, KeyValue, Kind, Mount, MountType, Source, Span, Word,
+    ArgDecl, CommandLine, Comment, CopyArgs, Dockerfile, Healthcheck, HealthcheckCmd, Heredoc,
+    INSTRUCTIONS, Instruction, Item, KeyValue, Kind, Mount, MountType, Source, Span, Word,
 };
 use super::directives::Directives;
 use super::shell_lex::{Lookup, ShellLex};
@@ -115,7 +115,7 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         let is_from = split_keyword(&logical.text).0.eq_ignore_ascii_case("from");
         let mut parser = LineParser { logical: &logical, escape, diags: &mut diags };
         if let Some(inst) = parser.instruction(span, heredocs, blank_before) {
-            items.push(Item::Instruction(inst));
+            items.push(Item::Instruction(Box::new(inst)));
         } else if is_from {
             // A FROM that failed to parse still starts a stage: don't report what follows.
             failed_from = true;
@@ -192,7 +192,7 @@ fn split_lines(text: &str) -> Vec<(usize, &str)> {
 }
 
 /// Removes a trailing line-continuation escape; returns the line and whether it ends there.
-/// BuildKit: the escape must be the last non-blank character and not itself escaped.
+/// `BuildKit`: the escape must be the last non-blank character and not itself escaped.
 fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     let t = line.trim_end_matches([' ', '\t']);
     let Some(before) = t.strip_suffix(escape) else { return (line, true) };
@@ -235,7 +235,7 @@ impl Logical {
 }
 
 /// Finds heredoc words in an instruction line (RUN, COPY, ADD, or ONBUILD of those), as
-/// BuildKit's `heredocsFromLine`; returns the heredocs (no body yet) and their word spans.
+/// `BuildKit`'s `heredocsFromLine`; returns the heredocs (no body yet) and their word spans.
 fn heredoc_words(line: &str, escape: char) -> Vec<(Heredoc, Span)> {
     if !line.contains("<<") {
         return Vec::new();
@@ -310,7 +310,7 @@ fn split_keyword(line: &str) -> (&str, &str, usize) {
     (&t[..kw_end], rest, start)
 }
 
-/// BuildKit's `reWhitespace`: `[\t\v\f\r ]`.
+/// `BuildKit`'s `reWhitespace`: `[\t\v\f\r ]`.
 fn is_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\u{B}' | '\u{C}' | '\r')
 }
@@ -321,7 +321,7 @@ struct FlagWord {
     span: Span,
 }
 
-/// Extracts leading `--flags`, as BuildKit's `extractBuilderFlags`; returns the offset where
+/// Extracts leading `--flags`, as `BuildKit`'s `extractBuilderFlags`; returns the offset where
 /// the arguments start and the flags.
 fn extract_flags(line: &str, escape: char) -> (usize, Vec<FlagWord>) {
     let chars: Vec<(usize, char)> = line.char_indices().collect();
@@ -371,7 +371,7 @@ fn extract_flags(line: &str, escape: char) -> (usize, Vec<FlagWord>) {
 }
 
 /// Parses a JSON array of strings. `None`: not JSON (shell form); `Some(Err)`: a JSON array
-/// holding something other than strings, which BuildKit rejects.
+/// holding something other than strings, which `BuildKit` rejects.
 fn parse_json(rest: &str) -> Option<Result<Vec<String>, ()>> {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
@@ -641,6 +641,7 @@ impl LineParser<'_> {
         out
     }
 
+    // The instruction parts are passed apart so callers need not rebuild a struct per call.
     #[allow(clippy::too_many_arguments)]
     fn args(
         &mut self,
@@ -674,13 +675,10 @@ impl LineParser<'_> {
                         if !valid {
                             return Err((
                                 format!("invalid name for build stage: `{}`", name.text),
-                                name.span.start - 0..name.span.start,
+                                name.span.start..name.span.start,
                                 "invalid stage name",
                                 Some("a stage name starts with a letter and holds only letters, digits, `-`, `_` and `.`".into()),
-                            ))
-                            .or_else(|(m, _, l, h): Fail| {
-                                Err((m, self.rel(&name.text, start, args), l, h))
-                            });
+                            )).map_err(|(m, _, l, h): Fail| (m, Self::rel(&name.text, start, args), l, h));
                         }
                         Ok(Kind::From {
                             image: image.clone(),
@@ -828,7 +826,7 @@ impl LineParser<'_> {
                             return fail("ARG names can not be blank".into(), "blank name");
                         }
                         Some((k, v)) => {
-                            out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp })
+                            out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp });
                         }
                         None => out.push(ArgDecl { name: w, default: None, span: sp }),
                     }
@@ -870,7 +868,7 @@ impl LineParser<'_> {
     }
 
     /// The logical range of `needle` inside `args` (which starts at `start`).
-    fn rel(&self, needle: &str, start: usize, args: &str) -> Span {
+    fn rel(needle: &str, start: usize, args: &str) -> Span {
         let p = args.find(needle).unwrap_or(0);
         start + p..start + p + needle.len()
     }
@@ -1069,14 +1067,14 @@ impl LineParser<'_> {
                         "not a non-negative integer",
                     ));
                 }
-                Ok(Kind::Healthcheck(Healthcheck::Cmd {
+                Ok(Kind::Healthcheck(Healthcheck::Cmd(Box::new(HealthcheckCmd {
                     cmd,
                     interval: flags.word("interval"),
                     timeout: flags.word("timeout"),
                     start_period: flags.word("start-period"),
                     start_interval: flags.word("start-interval"),
                     retries: flags.word("retries"),
-                }))
+                }))))
             }
             other => Err((
                 format!("unknown type `{other}` in HEALTHCHECK"),
@@ -1092,7 +1090,7 @@ fn not_strings() -> String {
     "when using JSON array syntax, arrays must be comprised of strings only".into()
 }
 
-/// Checks a Go duration (`1h2m3.5s`, `300ms`, `0`) and BuildKit's 1ms minimum.
+/// Checks a Go duration (`1h2m3.5s`, `300ms`, `0`) and `BuildKit`'s 1ms minimum.
 fn check_duration(s: &str) -> Result<(), String> {
     if s == "0" {
         return Ok(());
@@ -1126,7 +1124,7 @@ fn check_duration(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Splits like BuildKit's `parseWords` (ENV, LABEL, ARG): whitespace-separated words where
+/// Splits like `BuildKit`'s `parseWords` (ENV, LABEL, ARG): whitespace-separated words where
 /// quotes group, and quotes and escapes are kept for the later expansion step.
 fn parse_words(rest: &str, escape: char) -> Vec<(String, Span)> {
     let chars: Vec<(usize, char)> = rest.char_indices().collect();
@@ -1202,7 +1200,7 @@ fn parse_words(rest: &str, escape: char) -> Vec<(String, Span)> {
     words
 }
 
-/// Parses one `--mount=` value (CSV fields), checking keys and values as BuildKit does.
+/// Parses one `--mount=` value (CSV fields), checking keys and values as `BuildKit` does.
 fn parse_mount(w: &Word) -> Result<Mount, String> {
     let mut m = Mount { span: w.span.clone(), ..Mount::default() };
     for field in split_csv(&w.text)? {

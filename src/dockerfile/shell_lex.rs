@@ -1,12 +1,12 @@
-//! BuildKit's shell-word lexer: quote removal, escapes and `$VAR` / `${VAR…}` expansion,
-//! with the same rules as BuildKit's `shell.Lex` (the behaviour, not the code, is ported).
+//! `BuildKit`'s shell-word lexer: quote removal, escapes and `$VAR` / `${VAR…}` expansion,
+//! with the same rules as `BuildKit`'s `shell.Lex` (the behaviour, not the code, is ported).
 //!
-//! Besides evaluating words against an environment (what BuildKit does at build time), the
+//! Besides evaluating words against an environment (what `BuildKit` does at build time), the
 //! lexer has a *template* mode used by the importer: variables the build file will still know
 //! at build time are written back as stack's `${NAME…}` syntax, variables Docker would see as
 //! unset are evaluated away, and literal `${` is escaped as `$${`.
 //!
-//! Invariant: in evaluation mode, the result equals what BuildKit's lexer returns for the same
+//! Invariant: in evaluation mode, the result equals what `BuildKit`'s lexer returns for the same
 //! word, environment and options (pinned by the table in `tests`).
 
 use std::fmt;
@@ -47,7 +47,7 @@ impl Env for Vars<'_> {
     }
 }
 
-/// A lexing or expansion error, with BuildKit's wording.
+/// A lexing or expansion error, with `BuildKit`'s wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LexError(pub String);
 
@@ -61,7 +61,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, LexError> {
     Err(LexError(msg.into()))
 }
 
-/// Lexer options, mirroring BuildKit's `Lex` fields.
+/// Lexer options, mirroring `BuildKit`'s `Lex` fields.
 #[derive(Debug, Clone, Copy)]
 pub struct ShellLex {
     pub escape: char,
@@ -78,7 +78,7 @@ pub struct ShellLex {
 }
 
 impl ShellLex {
-    /// A lexer with BuildKit's defaults for the given escape character.
+    /// A lexer with `BuildKit`'s defaults for the given escape character.
     pub fn new(escape: char) -> Self {
         Self {
             escape,
@@ -95,14 +95,14 @@ impl ShellLex {
         Self { template: true, ..Self::new(escape) }
     }
 
-    /// Expands one word (quotes removed, no splitting), like BuildKit's `ProcessWord`.
+    /// Expands one word (quotes removed, no splitting), like `BuildKit`'s `ProcessWord`.
     pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, LexError> {
         let mut state = State::new(self, word, env);
         let (result, _) = state.process_stop_on(None, self.raw_escapes)?;
         Ok(result.s)
     }
 
-    /// Expands and splits into words on unquoted whitespace, like BuildKit's `ProcessWords`.
+    /// Expands and splits into words on unquoted whitespace, like `BuildKit`'s `ProcessWords`.
     pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, LexError> {
         let mut state = State::new(self, word, env);
         let (_, words) = state.process_stop_on(None, self.raw_escapes)?;
@@ -153,11 +153,11 @@ impl Out {
     }
 }
 
-/// Word splitting state, as BuildKit's `wordsStruct`.
+/// Word splitting state, as `BuildKit`'s `wordsStruct`.
 #[derive(Default)]
 struct Words {
     buf: String,
-    words: Vec<String>,
+    done: Vec<String>,
     in_word: bool,
 }
 
@@ -165,7 +165,7 @@ impl Words {
     fn add_char(&mut self, c: char) {
         if c.is_whitespace() && self.in_word {
             if !self.buf.is_empty() {
-                self.words.push(std::mem::take(&mut self.buf));
+                self.done.push(std::mem::take(&mut self.buf));
                 self.in_word = false;
             }
         } else if !c.is_whitespace() {
@@ -191,9 +191,9 @@ impl Words {
 
     fn finish(mut self) -> Vec<String> {
         if !self.buf.is_empty() {
-            self.words.push(std::mem::take(&mut self.buf));
+            self.done.push(std::mem::take(&mut self.buf));
         }
-        self.words
+        self.done
     }
 }
 
@@ -409,7 +409,7 @@ impl<'a> State<'a> {
                     chs.push(ch);
                 }
                 let raw = ch == '#' || ch == '%';
-                if null_is_unset && raw || null_is_unset && !matches!(ch, '+' | '-' | '?') {
+                if null_is_unset && !matches!(ch, '+' | '-' | '?') {
                     return err(format!("unsupported modifier ({chs}) in substitution"));
                 }
                 let word = match self.process_stop_on(Some('}'), raw) {
@@ -550,7 +550,7 @@ pub fn is_name(name: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
-/// A shell wildcard pattern (`*`, `?`, escapes), without bracket expressions, as BuildKit.
+/// A shell wildcard pattern (`*`, `?`, escapes), without bracket expressions, as `BuildKit`.
 #[derive(Debug)]
 struct Glob(Vec<Tok>);
 
@@ -630,25 +630,22 @@ impl Glob {
             } else {
                 (i..=chars.len()).rev().find(|&end| Self::matches(&self.0, &chars[i..end]))
             };
-            match found {
-                Some(end) => {
-                    out.push_str(replacement);
-                    replaced = true;
-                    if end == i {
-                        if let Some(c) = chars.get(i) {
-                            out.push(*c);
-                        }
-                        i += 1;
-                    } else {
-                        i = end;
-                    }
-                }
-                None => {
+            if let Some(end) = found {
+                out.push_str(replacement);
+                replaced = true;
+                if end == i {
                     if let Some(c) = chars.get(i) {
                         out.push(*c);
                     }
                     i += 1;
+                } else {
+                    i = end;
                 }
+            } else {
+                if let Some(c) = chars.get(i) {
+                    out.push(*c);
+                }
+                i += 1;
             }
         }
         out
@@ -667,7 +664,7 @@ mod tests {
         ("FILE", "a/b.tar.gz"),
     ]);
 
-    /// `(input, expected)`; `None` means an error. Cases follow BuildKit's `envVarTest`.
+    /// `(input, expected)`; `None` means an error. Cases follow `BuildKit`'s `envVarTest`.
     const CASES: &[(&str, Option<&str>)] = &[
         ("hello", Some("hello")),
         ("he'll'o", Some("hello")),
