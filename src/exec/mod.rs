@@ -1,4 +1,11 @@
-//! Executes a planned build: the parallel scheduler and the RUN sandbox. The only module that
-//! spawns processes.
+//! Executes a planned build: the parallel scheduler, layer production, and the RUN sandbox.
+//! The only module that spawns processes.
 
+pub mod build;
+pub mod layers;
+mod run;
 pub mod sandbox;
+mod schedule;
+pub mod view;
+
+pub use build::{BuildError, BuildOptions, BuildReport, BuiltImage, Event, SecretValue, build};

@@ -1,0 +1,262 @@
+//! Runs a plan: every node's layers are looked up by key in the store or produced, then each
+//! requested image's config and manifest are assembled and stored.
+//!
+//! Invariant: a node's result is a pure function of its key; results are recorded under the
+//! key only after the layer blob they name is committed, so a crash never leaves a record
+//! pointing at nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use petgraph::stable_graph::NodeIndex;
+use serde_json::{Map, Value};
+
+use super::layers::{self, LayerError};
+use crate::digest::OciDigest;
+use crate::oci::compress::Compression;
+use crate::oci::image::{Descriptor, LayerRef, Manifest, OCI_CONFIG, OCI_MANIFEST, rfc3339};
+use crate::oci::json::to_canonical;
+use crate::plan::{Op, Plan};
+use crate::store::{Store, StoreError};
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: every timestamp of the output, and the clamp for file mtimes.
+    pub epoch: i64,
+    /// Ignore cached results (all steps, or the named stages).
+    pub no_cache: bool,
+    pub no_cache_stages: Vec<String>,
+    /// Parallel steps at most.
+    pub jobs: usize,
+    /// Secrets by id, for `run` steps.
+    pub secrets: BTreeMap<String, SecretValue>,
+    pub keep_going: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            compression: Compression::Gzip,
+            epoch: 0,
+            no_cache: false,
+            no_cache_stages: Vec::new(),
+            jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            secrets: BTreeMap::new(),
+            keep_going: false,
+        }
+    }
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone)]
+pub enum SecretValue {
+    File(std::path::PathBuf),
+    Env(String),
+}
+
+/// What happened to a node, for progress displays and logs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started { node: NodeIndex },
+    Reused { node: NodeIndex },
+    Output { node: NodeIndex, bytes: Vec<u8> },
+    Finished { node: NodeIndex, elapsed: Duration, layer: Option<u64> },
+    Failed { node: NodeIndex, message: String },
+}
+
+/// A built image, with all its blobs in the store.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+impl BuiltImage {
+    /// Config and layers: every blob the manifest refers to.
+    pub fn blobs(&self) -> Vec<Descriptor> {
+        let mut v = vec![self.config.clone()];
+        v.extend(self.layers.iter().cloned());
+        v
+    }
+}
+
+/// The summary of a build.
+#[derive(Debug, Default, Clone)]
+pub struct BuildReport {
+    pub images: Vec<BuiltImage>,
+    pub steps_run: usize,
+    pub steps_reused: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("step `{label}` failed: {message}")]
+    Step { node: NodeIndex, label: String, message: String, output_tail: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The record stored under a layer step's key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StepRecord {
+    layer: Option<LayerRef>,
+}
+
+/// Runs every node the requested images need and assembles the images.
+pub fn build(plan: &Plan, store: &Store, opts: &BuildOptions, events: &(dyn Fn(Event) + Sync)) -> Result<BuildReport, BuildError> {
+    let results: Mutex<HashMap<NodeIndex, Vec<LayerRef>>> = Mutex::new(HashMap::new());
+    let mut report = BuildReport::default();
+    let order = super::schedule::order(plan);
+    let counters = Mutex::new((0usize, 0usize));
+    super::schedule::run(plan, &order, opts.jobs, opts.keep_going, &|node| {
+        let layers = exec_node(plan, node, store, opts, &results, events, &counters)?;
+        results.lock().expect("no panics while locked").insert(node, layers);
+        Ok(())
+    })?;
+    let (run, reused) = *counters.lock().expect("no panics while locked");
+    report.steps_run = run;
+    report.steps_reused = reused;
+    let results = results.into_inner().expect("no panics while locked");
+    for target in &plan.images {
+        report.images.push(assemble(plan, target, &results, store, opts)?);
+    }
+    Ok(report)
+}
+
+fn exec_node(
+    plan: &Plan,
+    node: NodeIndex,
+    store: &Store,
+    opts: &BuildOptions,
+    results: &Mutex<HashMap<NodeIndex, Vec<LayerRef>>>,
+    events: &(dyn Fn(Event) + Sync),
+    counters: &Mutex<(usize, usize)>,
+) -> Result<Vec<LayerRef>, BuildError> {
+    let n = &plan.graph[node];
+    let get = |i: NodeIndex| results.lock().expect("no panics while locked").get(&i).cloned().expect("dependencies run first");
+    let parent_layers = n.parent.map(get).unwrap_or_default();
+    let step_err = |message: String, tail: Vec<String>| BuildError::Step { node, label: n.label.clone(), message, output_tail: tail };
+    match &n.op {
+        Op::Scratch => return Ok(Vec::new()),
+        Op::Base { image, .. } => return Ok(image.layers.clone()),
+        Op::Config => return Ok(parent_layers),
+        _ => {}
+    }
+    let bypass = opts.no_cache || opts.no_cache_stages.iter().any(|s| *s == n.stage);
+    if !bypass {
+        if let Some(rec) = store.get_record::<StepRecord>("step", &n.key)? {
+            if rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest)) {
+                events(Event::Reused { node });
+                counters.lock().expect("no panics while locked").1 += 1;
+                let mut layers = parent_layers;
+                layers.extend(rec.layer);
+                return Ok(layers);
+            }
+        }
+    }
+    events(Event::Started { node });
+    let started = Instant::now();
+    let lerr = |e: LayerError| step_err(e.to_string(), Vec::new());
+    let entries = match &n.op {
+        Op::Copy(op) => {
+            let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
+            let source_view = match &op.source {
+                crate::plan::CopySource::Node { node: src, .. } => Some(layers::view_of(store, &get(*src)).map_err(lerr)?),
+                crate::plan::CopySource::Context { .. } => None,
+            };
+            layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch).map_err(lerr)?
+        }
+        Op::File(op) => {
+            let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
+            layers::file_entries(op, &target, opts.epoch).map_err(lerr)?
+        }
+        Op::Workdir { path } => {
+            let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
+            let user = plan_user(plan, node);
+            layers::workdir_entries(path, &user, &target, opts.epoch).map_err(lerr)?
+        }
+        Op::Run(op) => {
+            return super::run::run_step(plan, node, op, &parent_layers, store, opts, events, &get)
+                .inspect(|_| counters.lock().expect("no panics while locked").0 += 1);
+        }
+        Op::Scratch | Op::Base { .. } | Op::Config => unreachable!("handled above"),
+    };
+    let layer = if entries.is_empty() { None } else { Some(layers::write_layer(store, &entries, opts.epoch, opts.compression).map_err(lerr)?) };
+    store.put_record("step", &n.key, &StepRecord { layer: layer.clone() })?;
+    events(Event::Finished { node, elapsed: started.elapsed(), layer: layer.as_ref().map(|l| l.blob.size) });
+    counters.lock().expect("no panics while locked").0 += 1;
+    let mut layers = parent_layers;
+    layers.extend(layer);
+    Ok(layers)
+}
+
+/// Stores the outcome of a layer step (used by the run executor too).
+pub(super) fn record(store: &Store, plan: &Plan, node: NodeIndex, layer: Option<&LayerRef>) -> Result<(), StoreError> {
+    store.put_record("step", &plan.graph[node].key, &StepRecord { layer: layer.cloned() })
+}
+
+/// The `user` in effect at a node, found from the plan's run ops or config (for workdir).
+fn plan_user(plan: &Plan, node: NodeIndex) -> String {
+    let _ = (plan, node);
+    String::new()
+}
+
+/// Builds the config and manifest of one image and stores them.
+fn assemble(plan: &Plan, target: &crate::plan::ImageTarget, results: &HashMap<NodeIndex, Vec<LayerRef>>, store: &Store, opts: &BuildOptions) -> Result<BuiltImage, BuildError> {
+    let chain = plan.chain(target.node);
+    let created = rfc3339(opts.epoch);
+    let mut history: Vec<Value> = Vec::new();
+    let mut prev_layers = 0usize;
+    for idx in &chain {
+        let n = &plan.graph[*idx];
+        let layers = &results[idx];
+        match &n.op {
+            Op::Scratch => {}
+            Op::Base { image, .. } => history.extend(image.config.history()),
+            _ => {
+                let mut h = Map::new();
+                h.insert("created".into(), Value::String(created.clone()));
+                h.insert("created_by".into(), Value::String(n.label.clone()));
+                h.insert("comment".into(), Value::String("stack".into()));
+                if layers.len() == prev_layers {
+                    h.insert("empty_layer".into(), Value::Bool(true));
+                }
+                history.push(Value::Object(h));
+            }
+        }
+        prev_layers = layers.len();
+    }
+    let layers = &results[&target.node];
+    let mut config = target.config.clone();
+    config.0.insert("created".into(), Value::String(created));
+    config.0.insert(
+        "rootfs".into(),
+        serde_json::json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()}),
+    );
+    config.0.insert("history".into(), Value::Array(history));
+    let config_bytes = to_canonical(&config.0);
+    let config_digest = store.put_blob(&config_bytes)?;
+    let config_desc = Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as u64);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(OCI_MANIFEST.into()),
+        config: config_desc.clone(),
+        layers: layers.iter().map(|l| l.blob.clone()).collect(),
+        annotations: None,
+    };
+    let manifest_bytes = to_canonical(&manifest);
+    let manifest_digest: OciDigest = store.put_blob(&manifest_bytes)?;
+    Ok(BuiltImage {
+        name: target.name.clone(),
+        tags: target.tags.clone(),
+        manifest: Descriptor::new(OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64),
+        config: config_desc,
+        layers: manifest.layers,
+    })
+}

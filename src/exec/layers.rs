@@ -1,0 +1,309 @@
+//! Producing layers: materialising stored layers as trees, turning `copy`, `file` and
+//! `workdir` steps into layer entries, and writing entries as a compressed, content-addressed
+//! layer blob.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use globset::GlobBuilder;
+
+use super::view::View;
+use crate::context::{FileKind, Selected};
+use crate::digest::{OciDigest, Sha256Writer};
+use crate::oci::compress::{Compression, Compressor};
+use crate::oci::extract::{self, IndexKind, LayerIndex};
+use crate::oci::image::{Descriptor, LayerRef};
+use crate::oci::layer::{Entry, EntryKind};
+use crate::oci::tar_writer::{self, add_missing_parents};
+use crate::plan::{CopyOp, CopySource, FileOp};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Extract(#[from] extract::ExtractError),
+    #[error(transparent)]
+    Tar(#[from] tar_writer::TarWriteError),
+    #[error("failed to read layer `{layer}`")]
+    Read {
+        layer: OciDigest,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Step(String),
+}
+
+/// Ensures a layer is extracted in the store; returns its index and tree folder.
+pub fn materialize(store: &Store, layer: &LayerRef) -> Result<(LayerIndex, PathBuf), LayerError> {
+    let dir = store.layer_dir(&layer.diff_id);
+    if let Ok(index) = extract::read_index(&dir) {
+        return Ok((index, dir.join("tree")));
+    }
+    let tmp = store.temp_dir("layer-")?;
+    let blob = store.open_blob(&layer.blob.digest)?;
+    let compression = match layer.blob.media_type.rsplit_once('+').map(|(_, c)| c) {
+        Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        _ => Compression::None,
+    };
+    let mut reader = extract::decompress(blob, compression).map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
+    let index = extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
+    let dir = store.commit_layer_dir(tmp, &layer.diff_id)?;
+    Ok((index, dir.join("tree")))
+}
+
+/// The merged view of a stack of layers (extracting what is not yet extracted).
+pub fn view_of(store: &Store, layers: &[LayerRef]) -> Result<View, LayerError> {
+    let mut parts = Vec::with_capacity(layers.len());
+    for l in layers {
+        parts.push(materialize(store, l)?);
+    }
+    Ok(View::new(&parts))
+}
+
+/// Entries for a `copy`/`add` step onto the file system `target`.
+pub fn copy_entries(op: &CopyOp, target: &View, source_view: Option<&View>, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+    let dest = op.dest.trim_start_matches('/').to_owned();
+    let owner = match &op.chown {
+        Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Step)?),
+        None => None,
+    };
+    let dest_is_dir = op.dest_is_dir || target.is_dir(&dest);
+    let mut out: Vec<Entry> = Vec::new();
+    let mut dest_dirs: Vec<String> = Vec::new();
+    match &op.source {
+        CopySource::Context { selected, sources } => {
+            for (items, source) in selected.iter().zip(sources) {
+                for item in items {
+                    let base = if op.parents {
+                        // `parents=#true` keeps the source's own path under the destination.
+                        join(&dest, source)
+                    } else if item.is_dir {
+                        dest.clone()
+                    } else if dest_is_dir {
+                        join(&dest, &item.name)
+                    } else {
+                        dest.clone()
+                    };
+                    if item.is_dir {
+                        dest_dirs.push(base.clone());
+                    }
+                    if op.add && !item.is_dir && is_archive(item) {
+                        out.extend(unpack_archive(item, &dest, epoch)?);
+                        continue;
+                    }
+                    context_entries(item, &base, epoch, &mut out);
+                }
+            }
+        }
+        CopySource::Node { paths, .. } => {
+            let src = source_view.expect("copy from a node comes with that node's view");
+            for pattern in paths {
+                let rel = pattern.trim_start_matches('/');
+                let matches: Vec<String> = if rel.contains(['*', '?', '[']) {
+                    let glob = GlobBuilder::new(rel).literal_separator(true).build().map_err(|e| LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}")))?.compile_matcher();
+                    src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
+                } else {
+                    vec![rel.to_owned()]
+                };
+                if matches.is_empty() {
+                    return Err(LayerError::Step(format!("`{pattern}` matches nothing in the source stage")));
+                }
+                for m in matches {
+                    let resolved = src.resolve(&m, true).ok_or_else(|| LayerError::Step(format!("`/{m}` has a symlink loop in the source stage")))?;
+                    let Some(e) = src.get(&resolved).cloned() else {
+                        if resolved.is_empty() {
+                            copy_tree(src, "", &dest, &mut out);
+                            dest_dirs.push(dest.clone());
+                            continue;
+                        }
+                        return Err(LayerError::Step(format!("`/{m}` does not exist in the source stage")));
+                    };
+                    let name = m.rsplit('/').next().unwrap_or("").to_owned();
+                    if e.is_dir() {
+                        dest_dirs.push(dest.clone());
+                        copy_tree(src, &resolved, &dest, &mut out);
+                    } else {
+                        let to = if dest_is_dir { join(&dest, &name) } else { dest.clone() };
+                        let mut entry = src.entry(&resolved, &e);
+                        entry.path = to;
+                        out.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    for e in &mut out {
+        if let Some((uid, gid)) = owner {
+            e.uid = uid;
+            e.gid = gid;
+        }
+        if let Some(mode) = op.chmod {
+            if !matches!(e.kind, EntryKind::Symlink { .. }) {
+                e.mode = mode;
+            }
+        }
+    }
+    // The destination folder of a folder copy exists even when the folder was empty.
+    for d in dest_dirs {
+        if !d.is_empty() && !out.iter().any(|e| e.path == d) {
+            let (mode, uid, gid, mtime) = existing_dir(target, &d).unwrap_or((0o755, owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1), epoch));
+            out.push(Entry { path: d, kind: EntryKind::Dir { opaque: false }, mode, uid, gid, mtime, xattrs: Vec::new() });
+        }
+    }
+    finish_entries(out, target, epoch)
+}
+
+fn existing_dir(view: &View, path: &str) -> Option<(u32, u32, u32, i64)> {
+    let e = view.get(path)?;
+    e.is_dir().then_some((e.mode, e.uid, e.gid, e.mtime))
+}
+
+/// Dedupes by path (last wins), adds missing parents with their existing metadata.
+fn finish_entries(out: Vec<Entry>, target: &View, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+    let mut by_path: std::collections::BTreeMap<String, Entry> = std::collections::BTreeMap::new();
+    for e in out {
+        if e.path.is_empty() {
+            continue;
+        }
+        by_path.insert(e.path.clone(), e);
+    }
+    let mut entries: Vec<Entry> = by_path.into_values().collect();
+    add_missing_parents(&mut entries, &|p| existing_dir(target, p).or(Some((0o755, 0, 0, epoch))));
+    Ok(entries)
+}
+
+fn copy_tree(src: &View, from: &str, dest: &str, out: &mut Vec<Entry>) {
+    for (rel, e) in src.below(from) {
+        let full = if from.is_empty() { rel.clone() } else { format!("{from}/{rel}") };
+        let mut entry = src.entry(&full, e);
+        if e.kind == IndexKind::OpaqueDir {
+            entry.kind = EntryKind::Dir { opaque: false };
+        }
+        entry.path = join(dest, &rel);
+        out.push(entry);
+    }
+}
+
+fn context_entries(item: &Selected, base: &str, epoch: i64, out: &mut Vec<Entry>) {
+    for (rel, meta) in &item.entries {
+        let path = if rel.is_empty() { base.to_owned() } else { join(base, rel) };
+        let kind = match meta.kind {
+            FileKind::File => EntryKind::File { source: meta.abs.clone(), size: meta.size },
+            FileKind::Dir => EntryKind::Dir { opaque: false },
+            FileKind::Symlink => EntryKind::Symlink { target: meta.link.clone().unwrap_or_default() },
+        };
+        // Context files belong to root and carry the build's timestamp, so that a checkout's
+        // owners and mtimes never reach the image.
+        out.push(Entry { path, kind, mode: meta.mode, uid: 0, gid: 0, mtime: epoch, xattrs: Vec::new() });
+    }
+}
+
+fn is_archive(item: &Selected) -> bool {
+    let Some((_, meta)) = item.entries.first() else { return false };
+    let Ok(mut f) = fs_err::File::open(&meta.abs) else { return false };
+    let mut head = [0u8; 512];
+    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
+    Compression::sniff(&head[..n]) != Compression::None || (n >= 262 && &head[257..262] == b"ustar")
+}
+
+/// `add` of a local archive: its entries land under the destination folder.
+fn unpack_archive(item: &Selected, dest: &str, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+    let (_, meta) = &item.entries[0];
+    let digest = OciDigest::of(meta.abs.to_string_lossy().as_bytes());
+    let scratch = tempfile::tempdir().map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let mut f = fs_err::File::open(&meta.abs).map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let mut head = [0u8; 4];
+    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
+    let file = fs_err::File::open(&meta.abs).map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let mut reader = extract::decompress(file, Compression::sniff(&head[..n])).map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let index = extract::extract(&mut reader, &digest, None, scratch.path()).map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))?;
+    let tree = scratch.keep().join("tree");
+    let mut out = Vec::new();
+    for (path, e) in &index {
+        if e.kind == IndexKind::Whiteout {
+            continue;
+        }
+        let mut entry = e.to_entry(path, &tree);
+        if let EntryKind::Hardlink { target } = &entry.kind {
+            entry.kind = EntryKind::Hardlink { target: join(dest, target) };
+        }
+        entry.path = join(dest, path);
+        entry.mtime = entry.mtime.min(epoch);
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// Entries for a `file` step.
+pub fn file_entries(op: &FileOp, target: &View, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+    let (uid, gid) = match &op.chown {
+        Some(spec) => target.resolve_owner(spec).map_err(LayerError::Step)?,
+        None => (0, 0),
+    };
+    let path = op.path.trim_start_matches('/').to_owned();
+    let e = Entry { path, kind: EntryKind::Inline { content: op.content.clone() }, mode: op.chmod, uid, gid, mtime: epoch, xattrs: Vec::new() };
+    finish_entries(vec![e], target, epoch)
+}
+
+/// Entries for a `workdir` step: nothing when the folder exists.
+pub fn workdir_entries(path: &str, user: &str, target: &View, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() || target.is_dir(rel) {
+        return Ok(Vec::new());
+    }
+    let (uid, gid) = if user.is_empty() { (0, 0) } else { target.resolve_owner(user).unwrap_or((0, 0)) };
+    let e = Entry { path: rel.to_owned(), kind: EntryKind::Dir { opaque: false }, mode: 0o755, uid, gid, mtime: epoch, xattrs: Vec::new() };
+    finish_entries(vec![e], target, epoch)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    let name = name.trim_start_matches('/');
+    match (dir.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (_, true) => dir.to_owned(),
+        _ => format!("{dir}/{name}"),
+    }
+}
+
+/// Counts and hashes what passes through.
+struct HashTee<W: Write> {
+    inner: W,
+    hasher: Sha256Writer,
+}
+
+impl<W: Write> Write for HashTee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes entries as a layer blob in the store.
+pub fn write_layer(store: &Store, entries: &[Entry], epoch: i64, compression: Compression) -> Result<LayerRef, LayerError> {
+    let mut tmp = store.temp_file()?;
+    let tmp_path = tmp.path().to_owned();
+    let werr = |source: io::Error| LayerError::Store(StoreError::Io { action: "write layer to", path: tmp_path.clone(), source });
+    let (diff_id, blob_digest, size) = {
+        let file = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let blob = HashTee { inner: file, hasher: Sha256Writer::default() };
+        let compressor = Compressor::new(compression, blob).map_err(werr)?;
+        let diff = HashTee { inner: compressor, hasher: Sha256Writer::default() };
+        let diff = tar_writer::write_tar(entries, epoch, diff)?;
+        let HashTee { inner: compressor, hasher: diff_hasher } = diff;
+        let mut blob = compressor.finish().map_err(werr)?;
+        blob.flush().map_err(werr)?;
+        let size = blob.hasher.len();
+        (diff_hasher.finish(), blob.hasher.finish(), size)
+    };
+    store.commit_blob(tmp, &blob_digest)?;
+    Ok(LayerRef { diff_id, blob: Descriptor::new(compression.media_type(), blob_digest, size) })
+}
