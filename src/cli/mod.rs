@@ -1,1 +1,90 @@
-pub fn main() {}
+//! The command line: argument parsing, one file per subcommand, printing and exit codes.
+//! The only module that prints.
+//!
+//! Exit codes: 0 success; 1 a problem in the user's build file or Dockerfile (diagnostics
+//! printed); 2 bad command-line usage; 3 a build step failed; 4 any other error (IO, store,
+//! images, registry).
+
+mod args;
+mod build;
+mod check;
+mod graph;
+mod import;
+mod load;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// How a command ended, mapped to the documented exit codes.
+#[derive(Debug)]
+pub enum Failure {
+    /// Diagnostics were printed.
+    UserFiles,
+    /// A build step failed (its diagnostic was printed).
+    StepFailed,
+    /// Anything else: printed as `error:` with its causes.
+    Other(Box<dyn std::error::Error + Send + Sync>, Option<String>),
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Other(Box::new(e), None)
+    }
+}
+
+/// Entry point of the `stack` binary.
+pub fn main() -> ExitCode {
+    if let Some(code) = crate::exec::sandbox::helper_main() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: stack crashed: {info}");
+        eprintln!("  this is a bug in stack; please report it with the command you ran");
+    }));
+    let cli = Cli::parse();
+    let color = output::stderr_color();
+    let result = match cli.command {
+        args::Command::Build(a) => build::run(&a),
+        args::Command::Check(a) => check::run(&a),
+        args::Command::Graph(a) => graph::run(&a),
+        args::Command::Import(a) => import::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::UserFiles) => ExitCode::from(1),
+        Err(Failure::StepFailed) => ExitCode::from(3),
+        Err(Failure::Other(e, hint)) => {
+            if is_broken_pipe(e.as_ref()) {
+                return ExitCode::SUCCESS;
+            }
+            output::print_error(e.as_ref(), hint.as_deref(), color);
+            ExitCode::from(4)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A plain message error for the CLI's own problems.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Message(pub String);
+
+fn fail(msg: impl Into<String>, hint: Option<&str>) -> Failure {
+    Failure::Other(Box::new(Message(msg.into())), hint.map(str::to_owned))
+}

@@ -6,5 +6,6 @@ pub mod extract;
 pub mod image;
 pub mod json;
 pub mod layer;
+pub mod layout;
 pub mod local;
 pub mod tar_writer;

@@ -5,7 +5,7 @@
 //! A node's key is blake3 over a versioned canonical encoding of the step and its inputs
 //! (copied files by content, mode and kind; never by mtime).
 
-mod dot;
+pub mod dot;
 mod scope;
 mod stages;
 

@@ -776,7 +776,7 @@ impl<'a> Planner<'a> {
         }
         h.str(&cwd).str(&user).u8(network as u8);
         for m in &r.mounts {
-            let mut ex = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
+            let ex = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
                 Ok(x) => Some(x),
                 Err(d) => {
                     this.error(fi, d);

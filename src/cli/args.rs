@@ -1,0 +1,148 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build reproducible OCI container images from a declarative build file, without a daemon.
+#[derive(Debug, Parser)]
+#[command(name = "stack", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the images of a build file into an OCI layout (or an archive)
+    Build(BuildArgs),
+    /// Parse and plan a build file, report every problem, build nothing
+    Check(CheckArgs),
+    /// Print the layer DAG of a build file as Graphviz DOT
+    Graph(GraphArgs),
+    /// Convert a Dockerfile into an equivalent build file
+    Import(ImportArgs),
+}
+
+/// Options shared by the commands that read a build file.
+#[derive(Debug, Args, Clone)]
+pub struct FileArgs {
+    /// The build file (`stack.kdl`), or a Dockerfile to import on the fly
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A Dockerfile to import on the fly instead of a build file
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE", conflicts_with = "file")]
+    pub dockerfile: Option<PathBuf>,
+    /// Build only these images or stages (repeatable); default: every `image`
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Set a build argument (repeatable)
+    #[arg(long = "arg", alias = "build-arg", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub args: Vec<(String, String)>,
+    /// The build context for `copy` (default: the build file's folder)
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
+    /// The local store (cache) folder
+    #[arg(long, env = "STACK_CACHE_DIR", value_name = "DIR", hide_env_values = true)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Where to write the images
+    #[arg(long, value_name = "PATH", default_value = "stack-out")]
+    pub out: PathBuf,
+    /// Output form: an OCI layout folder, an OCI archive, or a `docker load` archive
+    #[arg(long, value_enum, default_value_t = Format::Oci)]
+    pub format: Format,
+    /// Layer compression
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// Rebuild every step instead of reusing cached results
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Rebuild the steps of these stages (repeatable)
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Steps to run at once (default: the number of cores)
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Keep building independent steps after a failure
+    #[arg(long)]
+    pub keep_going: bool,
+    /// A secret for `run` steps: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable)
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// How to show progress
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Timestamp for everything the output holds (seconds since the epoch)
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Dockerfile to convert (default: ./Dockerfile)
+    #[arg(value_name = "DOCKERFILE")]
+    pub dockerfile: Option<PathBuf>,
+    /// Write the build file here instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The stage to export as the image (default: the last)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Name of the exported image (default: the stage's name, else `app`)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Treat every warning as an error
+    #[arg(long)]
+    pub strict: bool,
+    /// Override a Dockerfile ARG's default (repeatable)
+    #[arg(long = "build-arg", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub build_args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Oci,
+    OciArchive,
+    DockerArchive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// A live view on a terminal, plain lines otherwise
+    Auto,
+    /// One line per event
+    Plain,
+    /// One JSON object per event
+    Json,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}

@@ -1,0 +1,199 @@
+//! Reading build files (with includes, or a Dockerfile imported on the fly) and the resolver
+//! that gives the planner base images and context files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::args::FileArgs;
+use super::{Failure, fail, output};
+use crate::context::{Context, SelectError, Selected};
+use crate::diag::{Diagnostic, Report, SourceFile};
+use crate::oci::local::{self, LoadedImage, LocalRef};
+use crate::plan::{FileDiagnostic, FileInput, Resolver};
+use crate::store::Store;
+
+/// Reads the main build file and everything it includes; prints diagnostics on failure.
+pub fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
+    let (path, dockerfile) = match (&args.dockerfile, &args.file) {
+        (Some(d), _) => (d.clone(), true),
+        (None, Some(f)) => {
+            let name = f.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            (f.clone(), name == "dockerfile" || name.ends_with(".dockerfile") || name.starts_with("dockerfile."))
+        }
+        (None, None) => (PathBuf::from("stack.kdl"), false),
+    };
+    let text = fs_err::read_to_string(&path).map_err(|e| {
+        let hint = if path == Path::new("stack.kdl") { Some("run stack in a folder with a `stack.kdl`, or name the file: `stack build path/to/stack.kdl`") } else { None };
+        Failure::Other(Box::new(e), hint.map(str::to_owned))
+    })?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let context_dir = args.context.clone().unwrap_or_else(|| dir.clone());
+    let (name, text) = if dockerfile {
+        let opts = crate::dockerfile::ImportOptions { image_name: Some("app".to_owned()), ..Default::default() };
+        let src = SourceFile::new(path.display().to_string(), text.clone());
+        match crate::dockerfile::import(&text, &opts) {
+            Ok(imported) => {
+                if !imported.warnings.is_empty() {
+                    output::print_report(&Report::new(src, imported.warnings));
+                }
+                (format!("{} (imported)", path.display()), imported.kdl)
+            }
+            Err(diags) => {
+                output::print_report(&Report::new(src, diags));
+                return Err(Failure::UserFiles);
+            }
+        }
+    } else {
+        (path.display().to_string(), text)
+    };
+    let mut files = Vec::new();
+    let mut seen = Vec::new();
+    let ok = load_one(SourceFile::new(name, text), &path, &dir, &context_dir, args.context.is_some(), &mut files, &mut seen);
+    if !ok {
+        return Err(Failure::UserFiles);
+    }
+    Ok(files)
+}
+
+fn load_one(src: SourceFile, path: &Path, dir: &Path, context_dir: &Path, fixed_context: bool, files: &mut Vec<FileInput>, seen: &mut Vec<PathBuf>) -> bool {
+    seen.push(fs_err::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+    let (ast, diags) = crate::syntax::parse(&src.text);
+    let has_errors = diags.iter().any(Diagnostic::is_error);
+    if !diags.is_empty() {
+        output::print_report(&Report::new(src.clone(), diags));
+    }
+    let Some(ast) = ast else { return false };
+    let includes = ast.includes.clone();
+    files.push(FileInput { source: src.clone(), ast, context_dir: context_dir.to_owned() });
+    let mut ok = !has_errors;
+    for inc in includes {
+        let pattern = dir.join(&inc.value);
+        let matches: Vec<PathBuf> = glob_paths(&pattern);
+        if matches.is_empty() {
+            let d = Diagnostic::error("include-not-found", format!("`{}` matches no file", inc.value), inc.span, "nothing to include")
+                .with_help("include paths are relative to the including file's folder");
+            output::print_report(&Report::new(src.clone(), vec![d]));
+            ok = false;
+            continue;
+        }
+        for m in matches {
+            let canon = fs_err::canonicalize(&m).unwrap_or_else(|_| m.clone());
+            if seen.contains(&canon) {
+                continue;
+            }
+            let text = match fs_err::read_to_string(&m) {
+                Ok(t) => t,
+                Err(e) => {
+                    output::print_error(&e, None, output::stderr_color());
+                    ok = false;
+                    continue;
+                }
+            };
+            let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            // An included file's paths resolve from its own folder.
+            let ctx = if fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
+            ok &= load_one(SourceFile::new(m.display().to_string(), text), &m, &sub_dir, &ctx, fixed_context, files, seen);
+        }
+    }
+    ok
+}
+
+/// Expands a path that may hold `*`/`?` in its components (sorted results).
+fn glob_paths(pattern: &Path) -> Vec<PathBuf> {
+    let s = pattern.to_string_lossy();
+    if !s.contains(['*', '?', '[']) {
+        return if pattern.exists() { vec![pattern.to_owned()] } else { Vec::new() };
+    }
+    let Ok(glob) = globset::GlobBuilder::new(&s).literal_separator(true).build() else { return Vec::new() };
+    let m = glob.compile_matcher();
+    let static_part: PathBuf = pattern.components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect();
+    let depth = pattern.components().count() - static_part.components().count();
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(&static_part)
+        .min_depth(1)
+        .max_depth(depth)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && m.is_match(e.path()))
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    out.sort();
+    out
+}
+
+/// Prints planner diagnostics, each in the file it points into.
+pub fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>) {
+    let mut by_file: Vec<Vec<Diagnostic>> = vec![Vec::new(); files.len()];
+    for d in diags {
+        by_file[d.file].push(d.diagnostic);
+    }
+    for (f, ds) in files.iter().zip(by_file) {
+        if !ds.is_empty() {
+            output::print_report(&Report::new(f.source.clone(), ds));
+        }
+    }
+}
+
+/// Resolves images and context files for the planner.
+pub struct CliResolver<'a> {
+    pub files: &'a [FileInput],
+    pub store: &'a Store,
+    contexts: Mutex<HashMap<usize, Arc<Context>>>,
+    images: Mutex<HashMap<String, Arc<LoadedImage>>>,
+}
+
+impl<'a> CliResolver<'a> {
+    pub fn new(files: &'a [FileInput], store: &'a Store) -> Self {
+        Self { files, store, contexts: Mutex::new(HashMap::new()), images: Mutex::new(HashMap::new()) }
+    }
+
+    fn context(&self, file: usize) -> Result<Arc<Context>, SelectError> {
+        let mut map = self.contexts.lock().expect("no panics while locked");
+        if let Some(c) = map.get(&file) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(Context::open(&self.files[file].context_dir)?);
+        map.insert(file, Arc::clone(&c));
+        Ok(c)
+    }
+}
+
+impl Resolver for CliResolver<'_> {
+    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, String> {
+        if let Some(i) = self.images.lock().expect("no panics while locked").get(reference) {
+            return Ok(Arc::clone(i));
+        }
+        let dir = self.files[file].source.name.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
+        let Some(local) = LocalRef::parse(reference, Path::new(&dir)) else {
+            return Err(format!(
+                "`{reference}` is not a stage of this build, and pulling images from registries is not available in this build of stack"
+            ));
+        };
+        let image = Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?);
+        self.images.lock().expect("no panics while locked").insert(reference.to_owned(), Arc::clone(&image));
+        Ok(image)
+    }
+
+    fn select(&self, file: usize, source: &str, excludes: &[String]) -> Result<Vec<Selected>, SelectError> {
+        self.context(file)?.select(source, excludes)
+    }
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default.
+pub fn open_store(args: &FileArgs) -> Result<Store, Failure> {
+    let dir = args.cache_dir.clone().unwrap_or_else(Store::default_dir);
+    Store::open(&dir).map_err(|e| fail(error_chain(&e), Some("set STACK_CACHE_DIR to a writable folder")))
+}
