@@ -102,7 +102,8 @@ impl FromStr for OciDigest {
         if algo != "sha256" {
             return Err(DigestParseError::Algorithm(s.to_owned()));
         }
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestParseError::Malformed(s.to_owned()));
         }
         Ok(Self { hex: hex.to_owned() })

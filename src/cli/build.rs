@@ -19,7 +19,10 @@ pub fn run(args: &BuildArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store);
-    let request = PlanRequest { args: args.file.args.iter().cloned().collect(), targets: args.file.targets.clone() };
+    let request = PlanRequest {
+        args: args.file.args.iter().cloned().collect(),
+        targets: args.file.targets.clone(),
+    };
     let p = plan(&files, &request, &resolver).map_err(|d| {
         print_plan_errors(&files, d);
         Failure::UserFiles
@@ -32,7 +35,9 @@ pub fn run(args: &BuildArgs) -> Result<(), Failure> {
         epoch: args.source_date_epoch.unwrap_or(0),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
-        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get)),
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        }),
         secrets: parse_secrets(&args.secrets)?,
         keep_going: args.keep_going,
     };
@@ -41,7 +46,12 @@ pub fn run(args: &BuildArgs) -> Result<(), Failure> {
         Ok(r) => r,
         Err(BuildError::Step { node, label, message, output_tail }) => {
             let n = &p.graph[node];
-            let mut d = Diagnostic::error("step-failed", format!("step `{label}` failed: {message}"), n.span, "this step failed");
+            let mut d = Diagnostic::error(
+                "step-failed",
+                format!("step `{label}` failed: {message}"),
+                n.span,
+                "this step failed",
+            );
             if !output_tail.is_empty() {
                 d = d.with_help(format!("last lines of its output:\n{}", output_tail.join("\n")));
             }
@@ -82,10 +92,17 @@ fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Fail
                 Some(("id", v)) => id = Some(v.to_owned()),
                 Some(("src" | "source", v)) => value = Some(SecretValue::File(v.into())),
                 Some(("env", v)) => value = Some(SecretValue::Env(v.to_owned())),
-                _ => return Err(fail(format!("`--secret {spec}`: unknown part `{part}`"), Some("write `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`"))),
+                _ => {
+                    return Err(fail(
+                        format!("`--secret {spec}`: unknown part `{part}`"),
+                        Some("write `--secret id=ID,src=FILE` or `--secret id=ID,env=VAR`"),
+                    ));
+                }
             }
         }
-        let Some(id) = id else { return Err(fail(format!("`--secret {spec}` has no `id=`"), None)) };
+        let Some(id) = id else {
+            return Err(fail(format!("`--secret {spec}` has no `id=`"), None));
+        };
         let value = value.unwrap_or_else(|| SecretValue::Env(id.clone()));
         out.insert(id, value);
     }
@@ -104,16 +121,30 @@ impl Printer<'_> {
         let _guard = self.lock.lock();
         let name = |n: petgraph::stable_graph::NodeIndex| {
             let node = &self.plan.graph[n];
-            if node.stage.is_empty() { node.label.clone() } else { format!("[{}] {}", node.stage, node.label) }
+            if node.stage.is_empty() {
+                node.label.clone()
+            } else {
+                format!("[{}] {}", node.stage, node.label)
+            }
         };
         let mut err = std::io::stderr().lock();
         if self.mode == Progress::Json {
             let v = match e {
-                Event::Started { node } => serde_json::json!({"event": "started", "step": name(*node)}),
-                Event::Reused { node } => serde_json::json!({"event": "reused", "step": name(*node)}),
-                Event::Output { node, bytes } => serde_json::json!({"event": "output", "step": name(*node), "text": String::from_utf8_lossy(bytes)}),
-                Event::Finished { node, elapsed, layer } => serde_json::json!({"event": "finished", "step": name(*node), "seconds": elapsed.as_secs_f64(), "layer_bytes": layer}),
-                Event::Failed { node, message } => serde_json::json!({"event": "failed", "step": name(*node), "message": message}),
+                Event::Started { node } => {
+                    serde_json::json!({"event": "started", "step": name(*node)})
+                }
+                Event::Reused { node } => {
+                    serde_json::json!({"event": "reused", "step": name(*node)})
+                }
+                Event::Output { node, bytes } => {
+                    serde_json::json!({"event": "output", "step": name(*node), "text": String::from_utf8_lossy(bytes)})
+                }
+                Event::Finished { node, elapsed, layer } => {
+                    serde_json::json!({"event": "finished", "step": name(*node), "seconds": elapsed.as_secs_f64(), "layer_bytes": layer})
+                }
+                Event::Failed { node, message } => {
+                    serde_json::json!({"event": "failed", "step": name(*node), "message": message})
+                }
             };
             let _ = writeln!(err, "{v}");
             return;
@@ -129,8 +160,19 @@ impl Printer<'_> {
                 Ok(())
             }
             Event::Finished { node, elapsed, layer } => match layer {
-                Some(bytes) => writeln!(err, "{} done in {:.2}s ({})", name(*node), elapsed.as_secs_f64(), human(*bytes)),
-                None => writeln!(err, "{} done in {:.2}s (no changes)", name(*node), elapsed.as_secs_f64()),
+                Some(bytes) => writeln!(
+                    err,
+                    "{} done in {:.2}s ({})",
+                    name(*node),
+                    elapsed.as_secs_f64(),
+                    human(*bytes)
+                ),
+                None => writeln!(
+                    err,
+                    "{} done in {:.2}s (no changes)",
+                    name(*node),
+                    elapsed.as_secs_f64()
+                ),
             },
             Event::Failed { node, message } => writeln!(err, "{} FAILED: {message}", name(*node)),
         };

@@ -3,16 +3,19 @@
 
 use std::io::Write;
 
+use super::Failure;
 use super::args::GraphArgs;
 use super::load::{CliResolver, load_files, open_store, print_plan_errors};
-use super::Failure;
 use crate::plan::{PlanRequest, plan, to_dot};
 
 pub fn run(args: &GraphArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store);
-    let request = PlanRequest { args: args.file.args.iter().cloned().collect(), targets: args.file.targets.clone() };
+    let request = PlanRequest {
+        args: args.file.args.iter().cloned().collect(),
+        targets: args.file.targets.clone(),
+    };
     let p = plan(&files, &request, &resolver).map_err(|d| {
         print_plan_errors(&files, d);
         Failure::UserFiles
@@ -21,7 +24,8 @@ pub fn run(args: &GraphArgs) -> Result<(), Failure> {
     for idx in p.graph.node_indices() {
         let n = &p.graph[idx];
         if n.op.makes_layer() {
-            let cached = store.get_record::<serde_json::Value>("step", &n.key).ok().flatten().is_some();
+            let cached =
+                store.get_record::<serde_json::Value>("step", &n.key).ok().flatten().is_some();
             marks.insert(idx, if cached { "reused" } else { "rebuild" });
         }
     }

@@ -11,7 +11,12 @@ use crate::dockerfile::{ImportOptions, import};
 pub fn run(args: &ImportArgs) -> Result<(), Failure> {
     let path = args.dockerfile.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
     let text = fs_err::read_to_string(&path)?;
-    let opts = ImportOptions { target: args.target.clone(), image_name: args.name.clone(), strict: args.strict, build_args: args.build_args.clone() };
+    let opts = ImportOptions {
+        target: args.target.clone(),
+        image_name: args.name.clone(),
+        strict: args.strict,
+        build_args: args.build_args.clone(),
+    };
     let src = SourceFile::new(path.display().to_string(), text.clone());
     match import(&text, &opts) {
         Ok(imported) => {

@@ -18,8 +18,14 @@ pub fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     let (path, dockerfile) = match (&args.dockerfile, &args.file) {
         (Some(d), _) => (d.clone(), true),
         (None, Some(f)) => {
-            let name = f.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-            (f.clone(), name == "dockerfile" || name.ends_with(".dockerfile") || name.starts_with("dockerfile."))
+            let name =
+                f.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            (
+                f.clone(),
+                name == "dockerfile"
+                    || name.ends_with(".dockerfile")
+                    || name.starts_with("dockerfile."),
+            )
         }
         (None, None) => (PathBuf::from("stack.kdl"), false),
     };
@@ -27,10 +33,16 @@ pub fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
         let hint = if path == Path::new("stack.kdl") { Some("run stack in a folder with a `stack.kdl`, or name the file: `stack build path/to/stack.kdl`") } else { None };
         Failure::Other(Box::new(e), hint.map(str::to_owned))
     })?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let context_dir = args.context.clone().unwrap_or_else(|| dir.clone());
     let (name, text) = if dockerfile {
-        let opts = crate::dockerfile::ImportOptions { image_name: Some("app".to_owned()), ..Default::default() };
+        let opts = crate::dockerfile::ImportOptions {
+            image_name: Some("app".to_owned()),
+            ..Default::default()
+        };
         let src = SourceFile::new(path.display().to_string(), text.clone());
         match crate::dockerfile::import(&text, &opts) {
             Ok(imported) => {
@@ -49,14 +61,30 @@ pub fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     };
     let mut files = Vec::new();
     let mut seen = Vec::new();
-    let ok = load_one(SourceFile::new(name, text), &path, &dir, &context_dir, args.context.is_some(), &mut files, &mut seen);
+    let ok = load_one(
+        SourceFile::new(name, text),
+        &path,
+        &dir,
+        &context_dir,
+        args.context.is_some(),
+        &mut files,
+        &mut seen,
+    );
     if !ok {
         return Err(Failure::UserFiles);
     }
     Ok(files)
 }
 
-fn load_one(src: SourceFile, path: &Path, dir: &Path, context_dir: &Path, fixed_context: bool, files: &mut Vec<FileInput>, seen: &mut Vec<PathBuf>) -> bool {
+fn load_one(
+    src: SourceFile,
+    path: &Path,
+    dir: &Path,
+    context_dir: &Path,
+    fixed_context: bool,
+    files: &mut Vec<FileInput>,
+    seen: &mut Vec<PathBuf>,
+) -> bool {
     seen.push(fs_err::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
     let (ast, diags) = crate::syntax::parse(&src.text);
     let has_errors = diags.iter().any(Diagnostic::is_error);
@@ -71,8 +99,13 @@ fn load_one(src: SourceFile, path: &Path, dir: &Path, context_dir: &Path, fixed_
         let pattern = dir.join(&inc.value);
         let matches: Vec<PathBuf> = glob_paths(&pattern);
         if matches.is_empty() {
-            let d = Diagnostic::error("include-not-found", format!("`{}` matches no file", inc.value), inc.span, "nothing to include")
-                .with_help("include paths are relative to the including file's folder");
+            let d = Diagnostic::error(
+                "include-not-found",
+                format!("`{}` matches no file", inc.value),
+                inc.span,
+                "nothing to include",
+            )
+            .with_help("include paths are relative to the including file's folder");
             output::print_report(&Report::new(src.clone(), vec![d]));
             ok = false;
             continue;
@@ -93,7 +126,15 @@ fn load_one(src: SourceFile, path: &Path, dir: &Path, context_dir: &Path, fixed_
             let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             // An included file's paths resolve from its own folder.
             let ctx = if fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
-            ok &= load_one(SourceFile::new(m.display().to_string(), text), &m, &sub_dir, &ctx, fixed_context, files, seen);
+            ok &= load_one(
+                SourceFile::new(m.display().to_string(), text),
+                &m,
+                &sub_dir,
+                &ctx,
+                fixed_context,
+                files,
+                seen,
+            );
         }
     }
     ok
@@ -105,9 +146,14 @@ fn glob_paths(pattern: &Path) -> Vec<PathBuf> {
     if !s.contains(['*', '?', '[']) {
         return if pattern.exists() { vec![pattern.to_owned()] } else { Vec::new() };
     }
-    let Ok(glob) = globset::GlobBuilder::new(&s).literal_separator(true).build() else { return Vec::new() };
+    let Ok(glob) = globset::GlobBuilder::new(&s).literal_separator(true).build() else {
+        return Vec::new();
+    };
     let m = glob.compile_matcher();
-    let static_part: PathBuf = pattern.components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect();
+    let static_part: PathBuf = pattern
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect();
     let depth = pattern.components().count() - static_part.components().count();
     let mut out: Vec<PathBuf> = walkdir::WalkDir::new(&static_part)
         .min_depth(1)
@@ -145,7 +191,12 @@ pub struct CliResolver<'a> {
 
 impl<'a> CliResolver<'a> {
     pub fn new(files: &'a [FileInput], store: &'a Store) -> Self {
-        Self { files, store, contexts: Mutex::new(HashMap::new()), images: Mutex::new(HashMap::new()) }
+        Self {
+            files,
+            store,
+            contexts: Mutex::new(HashMap::new()),
+            images: Mutex::new(HashMap::new()),
+        }
     }
 
     fn context(&self, file: usize) -> Result<Arc<Context>, SelectError> {
@@ -170,12 +221,21 @@ impl Resolver for CliResolver<'_> {
                 "`{reference}` is not a stage of this build, and pulling images from registries is not available in this build of stack"
             ));
         };
-        let image = Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?);
-        self.images.lock().expect("no panics while locked").insert(reference.to_owned(), Arc::clone(&image));
+        let image =
+            Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?);
+        self.images
+            .lock()
+            .expect("no panics while locked")
+            .insert(reference.to_owned(), Arc::clone(&image));
         Ok(image)
     }
 
-    fn select(&self, file: usize, source: &str, excludes: &[String]) -> Result<Vec<Selected>, SelectError> {
+    fn select(
+        &self,
+        file: usize,
+        source: &str,
+        excludes: &[String],
+    ) -> Result<Vec<Selected>, SelectError> {
         self.context(file)?.select(source, excludes)
     }
 }
@@ -195,5 +255,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default.
 pub fn open_store(args: &FileArgs) -> Result<Store, Failure> {
     let dir = args.cache_dir.clone().unwrap_or_else(Store::default_dir);
-    Store::open(&dir).map_err(|e| fail(error_chain(&e), Some("set STACK_CACHE_DIR to a writable folder")))
+    Store::open(&dir)
+        .map_err(|e| fail(error_chain(&e), Some("set STACK_CACHE_DIR to a writable folder")))
 }

@@ -86,7 +86,8 @@ pub struct Context {
 impl Context {
     /// Opens the folder `root` and reads its ignore file.
     pub fn open(root: &Path) -> Result<Self, ContextError> {
-        let root = fs_err::canonicalize(root).map_err(|_| ContextError::Missing { path: root.to_owned() })?;
+        let root = fs_err::canonicalize(root)
+            .map_err(|_| ContextError::Missing { path: root.to_owned() })?;
         if !root.is_dir() {
             return Err(ContextError::Missing { path: root });
         }
@@ -132,12 +133,15 @@ impl Context {
         if !rel.is_empty() && self.ignore.is_excluded(rel) {
             return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: true });
         }
-        let resolved = self
-            .resolve_in_root(rel)
-            .ok_or_else(|| SelectError::NotFound { source_path: source.to_owned(), excluded: false })?;
+        let resolved = self.resolve_in_root(rel).ok_or_else(|| SelectError::NotFound {
+            source_path: source.to_owned(),
+            excluded: false,
+        })?;
         let abs = self.root.join(&resolved);
-        let meta = fs_err::metadata(&abs)
-            .map_err(|_| SelectError::NotFound { source_path: source.to_owned(), excluded: false })?;
+        let meta = fs_err::metadata(&abs).map_err(|_| SelectError::NotFound {
+            source_path: source.to_owned(),
+            excluded: false,
+        })?;
         let name = rel.rsplit('/').next().unwrap_or("").to_owned();
         if meta.is_dir() {
             let entries = self.walk(&resolved)?;
@@ -153,7 +157,10 @@ impl Context {
             .literal_separator(true)
             .backslash_escape(true)
             .build()
-            .map_err(|e| SelectError::BadPattern { source_path: source.to_owned(), reason: e.kind().to_string() })?
+            .map_err(|e| SelectError::BadPattern {
+                source_path: source.to_owned(),
+                reason: e.kind().to_string(),
+            })?
             .compile_matcher();
         // Walk only below the part of the pattern that has no glob characters.
         let static_prefix: Vec<&str> = rel.split('/').take_while(|c| !has_glob(c)).collect();
@@ -164,7 +171,11 @@ impl Context {
             return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: false });
         }
         let mut matches = Vec::new();
-        for entry in walkdir::WalkDir::new(&start_abs).min_depth(1).max_depth(depth - static_prefix.len()).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(&start_abs)
+            .min_depth(1)
+            .max_depth(depth - static_prefix.len())
+            .sort_by_file_name()
+        {
             let entry = entry.map_err(|e| walk_error(&start_abs, e))?;
             let path = relative(&self.root, entry.path());
             if glob.is_match(&path) && !self.ignore.is_excluded(&path) {
@@ -180,7 +191,8 @@ impl Context {
     /// Resolves symlinks in `rel` with the context root acting as `/`.
     fn resolve_in_root(&self, rel: &str) -> Option<String> {
         let mut parts: Vec<String> = Vec::new();
-        let mut pending: Vec<String> = rel.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
+        let mut pending: Vec<String> =
+            rel.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
         let mut hops = 0;
         while let Some(part) = pending.pop() {
             match part.as_str() {
@@ -203,7 +215,8 @@ impl Context {
                 if target.starts_with('/') {
                     parts.clear();
                 }
-                pending.extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
+                pending
+                    .extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
             }
         }
         Some(parts.join("/"))
@@ -323,7 +336,8 @@ mod tests {
 
     #[test]
     fn selects_folders_files_and_globs() {
-        let (_d, c) = ctx(&[("src/a.rs", "a"), ("src/sub/b.rs", "b"), ("x.txt", "x"), ("y.txt", "y")], None);
+        let (_d, c) =
+            ctx(&[("src/a.rs", "a"), ("src/sub/b.rs", "b"), ("x.txt", "x"), ("y.txt", "y")], None);
         let s = c.select("src/", &[]).unwrap();
         let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["a.rs", "sub", "sub/b.rs"]);
@@ -350,7 +364,10 @@ mod tests {
 
     #[test]
     fn ignore_file_applies_with_exceptions() {
-        let (_d, c) = ctx(&[("a/keep.txt", "k"), ("a/drop.txt", "d"), ("b.md", "b")], Some("a\n!a/keep.txt\n*.md\n"));
+        let (_d, c) = ctx(
+            &[("a/keep.txt", "k"), ("a/drop.txt", "d"), ("b.md", "b")],
+            Some("a\n!a/keep.txt\n*.md\n"),
+        );
         let s = c.select(".", &[]).unwrap();
         let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".dockerignore", "a/keep.txt"]);

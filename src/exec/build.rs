@@ -109,7 +109,12 @@ struct StepRecord {
 }
 
 /// Runs every node the requested images need and assembles the images.
-pub fn build(plan: &Plan, store: &Store, opts: &BuildOptions, events: &(dyn Fn(Event) + Sync)) -> Result<BuildReport, BuildError> {
+pub fn build(
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<BuildReport, BuildError> {
     let results: Mutex<HashMap<NodeIndex, Vec<LayerRef>>> = Mutex::new(HashMap::new());
     let mut report = BuildReport::default();
     let order = super::schedule::order(plan);
@@ -139,9 +144,21 @@ fn exec_node(
     counters: &Mutex<(usize, usize)>,
 ) -> Result<Vec<LayerRef>, BuildError> {
     let n = &plan.graph[node];
-    let get = |i: NodeIndex| results.lock().expect("no panics while locked").get(&i).cloned().expect("dependencies run first");
+    let get = |i: NodeIndex| {
+        results
+            .lock()
+            .expect("no panics while locked")
+            .get(&i)
+            .cloned()
+            .expect("dependencies run first")
+    };
     let parent_layers = n.parent.map(get).unwrap_or_default();
-    let step_err = |message: String, tail: Vec<String>| BuildError::Step { node, label: n.label.clone(), message, output_tail: tail };
+    let step_err = |message: String, tail: Vec<String>| BuildError::Step {
+        node,
+        label: n.label.clone(),
+        message,
+        output_tail: tail,
+    };
     match &n.op {
         Op::Scratch => return Ok(Vec::new()),
         Op::Base { image, .. } => return Ok(image.layers.clone()),
@@ -167,7 +184,9 @@ fn exec_node(
         Op::Copy(op) => {
             let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
             let source_view = match &op.source {
-                crate::plan::CopySource::Node { node: src, .. } => Some(layers::view_of(store, &get(*src)).map_err(lerr)?),
+                crate::plan::CopySource::Node { node: src, .. } => {
+                    Some(layers::view_of(store, &get(*src)).map_err(lerr)?)
+                }
                 crate::plan::CopySource::Context { .. } => None,
             };
             layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch).map_err(lerr)?
@@ -187,9 +206,17 @@ fn exec_node(
         }
         Op::Scratch | Op::Base { .. } | Op::Config => unreachable!("handled above"),
     };
-    let layer = if entries.is_empty() { None } else { Some(layers::write_layer(store, &entries, opts.epoch, opts.compression).map_err(lerr)?) };
+    let layer = if entries.is_empty() {
+        None
+    } else {
+        Some(layers::write_layer(store, &entries, opts.epoch, opts.compression).map_err(lerr)?)
+    };
     store.put_record("step", &n.key, &StepRecord { layer: layer.clone() })?;
-    events(Event::Finished { node, elapsed: started.elapsed(), layer: layer.as_ref().map(|l| l.blob.size) });
+    events(Event::Finished {
+        node,
+        elapsed: started.elapsed(),
+        layer: layer.as_ref().map(|l| l.blob.size),
+    });
     counters.lock().expect("no panics while locked").0 += 1;
     let mut layers = parent_layers;
     layers.extend(layer);
@@ -197,7 +224,12 @@ fn exec_node(
 }
 
 /// Stores the outcome of a layer step (used by the run executor too).
-pub(super) fn record(store: &Store, plan: &Plan, node: NodeIndex, layer: Option<&LayerRef>) -> Result<(), StoreError> {
+pub(super) fn record(
+    store: &Store,
+    plan: &Plan,
+    node: NodeIndex,
+    layer: Option<&LayerRef>,
+) -> Result<(), StoreError> {
     store.put_record("step", &plan.graph[node].key, &StepRecord { layer: layer.cloned() })
 }
 
@@ -208,7 +240,13 @@ fn plan_user(plan: &Plan, node: NodeIndex) -> String {
 }
 
 /// Builds the config and manifest of one image and stores them.
-fn assemble(plan: &Plan, target: &crate::plan::ImageTarget, results: &HashMap<NodeIndex, Vec<LayerRef>>, store: &Store, opts: &BuildOptions) -> Result<BuiltImage, BuildError> {
+fn assemble(
+    plan: &Plan,
+    target: &crate::plan::ImageTarget,
+    results: &HashMap<NodeIndex, Vec<LayerRef>>,
+    store: &Store,
+    opts: &BuildOptions,
+) -> Result<BuiltImage, BuildError> {
     let chain = plan.chain(target.node);
     let created = rfc3339(opts.epoch);
     let mut history: Vec<Value> = Vec::new();

@@ -49,8 +49,10 @@ pub fn materialize(store: &Store, layer: &LayerRef) -> Result<(LayerIndex, PathB
         Some("zstd") => Compression::Zstd,
         _ => Compression::None,
     };
-    let mut reader = extract::decompress(blob, compression).map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
-    let index = extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
+    let mut reader = extract::decompress(blob, compression)
+        .map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
+    let index =
+        extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
     let dir = store.commit_layer_dir(tmp, &layer.diff_id)?;
     Ok((index, dir.join("tree")))
 }
@@ -65,7 +67,12 @@ pub fn view_of(store: &Store, layers: &[LayerRef]) -> Result<View, LayerError> {
 }
 
 /// Entries for a `copy`/`add` step onto the file system `target`.
-pub fn copy_entries(op: &CopyOp, target: &View, source_view: Option<&View>, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+pub fn copy_entries(
+    op: &CopyOp,
+    target: &View,
+    source_view: Option<&View>,
+    epoch: i64,
+) -> Result<Vec<Entry>, LayerError> {
     let dest = op.dest.trim_start_matches('/').to_owned();
     let owner = match &op.chown {
         Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Step)?),
@@ -104,23 +111,35 @@ pub fn copy_entries(op: &CopyOp, target: &View, source_view: Option<&View>, epoc
             for pattern in paths {
                 let rel = pattern.trim_start_matches('/');
                 let matches: Vec<String> = if rel.contains(['*', '?', '[']) {
-                    let glob = GlobBuilder::new(rel).literal_separator(true).build().map_err(|e| LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}")))?.compile_matcher();
+                    let glob = GlobBuilder::new(rel)
+                        .literal_separator(true)
+                        .build()
+                        .map_err(|e| {
+                            LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}"))
+                        })?
+                        .compile_matcher();
                     src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
                 } else {
                     vec![rel.to_owned()]
                 };
                 if matches.is_empty() {
-                    return Err(LayerError::Step(format!("`{pattern}` matches nothing in the source stage")));
+                    return Err(LayerError::Step(format!(
+                        "`{pattern}` matches nothing in the source stage"
+                    )));
                 }
                 for m in matches {
-                    let resolved = src.resolve(&m, true).ok_or_else(|| LayerError::Step(format!("`/{m}` has a symlink loop in the source stage")))?;
+                    let resolved = src.resolve(&m, true).ok_or_else(|| {
+                        LayerError::Step(format!("`/{m}` has a symlink loop in the source stage"))
+                    })?;
                     let Some(e) = src.get(&resolved).cloned() else {
                         if resolved.is_empty() {
                             copy_tree(src, "", &dest, &mut out);
                             dest_dirs.push(dest.clone());
                             continue;
                         }
-                        return Err(LayerError::Step(format!("`/{m}` does not exist in the source stage")));
+                        return Err(LayerError::Step(format!(
+                            "`/{m}` does not exist in the source stage"
+                        )));
                     };
                     let name = m.rsplit('/').next().unwrap_or("").to_owned();
                     if e.is_dir() {
@@ -150,8 +169,21 @@ pub fn copy_entries(op: &CopyOp, target: &View, source_view: Option<&View>, epoc
     // The destination folder of a folder copy exists even when the folder was empty.
     for d in dest_dirs {
         if !d.is_empty() && !out.iter().any(|e| e.path == d) {
-            let (mode, uid, gid, mtime) = existing_dir(target, &d).unwrap_or((0o755, owner.map_or(0, |o| o.0), owner.map_or(0, |o| o.1), epoch));
-            out.push(Entry { path: d, kind: EntryKind::Dir { opaque: false }, mode, uid, gid, mtime, xattrs: Vec::new() });
+            let (mode, uid, gid, mtime) = existing_dir(target, &d).unwrap_or((
+                0o755,
+                owner.map_or(0, |o| o.0),
+                owner.map_or(0, |o| o.1),
+                epoch,
+            ));
+            out.push(Entry {
+                path: d,
+                kind: EntryKind::Dir { opaque: false },
+                mode,
+                uid,
+                gid,
+                mtime,
+                xattrs: Vec::new(),
+            });
         }
     }
     finish_entries(out, target, epoch)
@@ -194,11 +226,21 @@ fn context_entries(item: &Selected, base: &str, epoch: i64, out: &mut Vec<Entry>
         let kind = match meta.kind {
             FileKind::File => EntryKind::File { source: meta.abs.clone(), size: meta.size },
             FileKind::Dir => EntryKind::Dir { opaque: false },
-            FileKind::Symlink => EntryKind::Symlink { target: meta.link.clone().unwrap_or_default() },
+            FileKind::Symlink => {
+                EntryKind::Symlink { target: meta.link.clone().unwrap_or_default() }
+            }
         };
         // Context files belong to root and carry the build's timestamp, so that a checkout's
         // owners and mtimes never reach the image.
-        out.push(Entry { path, kind, mode: meta.mode, uid: 0, gid: 0, mtime: epoch, xattrs: Vec::new() });
+        out.push(Entry {
+            path,
+            kind,
+            mode: meta.mode,
+            uid: 0,
+            gid: 0,
+            mtime: epoch,
+            xattrs: Vec::new(),
+        });
     }
 }
 
@@ -214,13 +256,18 @@ fn is_archive(item: &Selected) -> bool {
 fn unpack_archive(item: &Selected, dest: &str, epoch: i64) -> Result<Vec<Entry>, LayerError> {
     let (_, meta) = &item.entries[0];
     let digest = OciDigest::of(meta.abs.to_string_lossy().as_bytes());
-    let scratch = tempfile::tempdir().map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut f = fs_err::File::open(&meta.abs).map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let scratch =
+        tempfile::tempdir().map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let mut f = fs_err::File::open(&meta.abs)
+        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
     let mut head = [0u8; 4];
     let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
-    let file = fs_err::File::open(&meta.abs).map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut reader = extract::decompress(file, Compression::sniff(&head[..n])).map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let index = extract::extract(&mut reader, &digest, None, scratch.path()).map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))?;
+    let file = fs_err::File::open(&meta.abs)
+        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let mut reader = extract::decompress(file, Compression::sniff(&head[..n]))
+        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
+    let index = extract::extract(&mut reader, &digest, None, scratch.path())
+        .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))?;
     let tree = scratch.keep().join("tree");
     let mut out = Vec::new();
     for (path, e) in &index {
@@ -245,18 +292,40 @@ pub fn file_entries(op: &FileOp, target: &View, epoch: i64) -> Result<Vec<Entry>
         None => (0, 0),
     };
     let path = op.path.trim_start_matches('/').to_owned();
-    let e = Entry { path, kind: EntryKind::Inline { content: op.content.clone() }, mode: op.chmod, uid, gid, mtime: epoch, xattrs: Vec::new() };
+    let e = Entry {
+        path,
+        kind: EntryKind::Inline { content: op.content.clone() },
+        mode: op.chmod,
+        uid,
+        gid,
+        mtime: epoch,
+        xattrs: Vec::new(),
+    };
     finish_entries(vec![e], target, epoch)
 }
 
 /// Entries for a `workdir` step: nothing when the folder exists.
-pub fn workdir_entries(path: &str, user: &str, target: &View, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+pub fn workdir_entries(
+    path: &str,
+    user: &str,
+    target: &View,
+    epoch: i64,
+) -> Result<Vec<Entry>, LayerError> {
     let rel = path.trim_start_matches('/');
     if rel.is_empty() || target.is_dir(rel) {
         return Ok(Vec::new());
     }
-    let (uid, gid) = if user.is_empty() { (0, 0) } else { target.resolve_owner(user).unwrap_or((0, 0)) };
-    let e = Entry { path: rel.to_owned(), kind: EntryKind::Dir { opaque: false }, mode: 0o755, uid, gid, mtime: epoch, xattrs: Vec::new() };
+    let (uid, gid) =
+        if user.is_empty() { (0, 0) } else { target.resolve_owner(user).unwrap_or((0, 0)) };
+    let e = Entry {
+        path: rel.to_owned(),
+        kind: EntryKind::Dir { opaque: false },
+        mode: 0o755,
+        uid,
+        gid,
+        mtime: epoch,
+        xattrs: Vec::new(),
+    };
     finish_entries(vec![e], target, epoch)
 }
 
@@ -288,10 +357,21 @@ impl<W: Write> Write for HashTee<W> {
 }
 
 /// Writes entries as a layer blob in the store.
-pub fn write_layer(store: &Store, entries: &[Entry], epoch: i64, compression: Compression) -> Result<LayerRef, LayerError> {
+pub fn write_layer(
+    store: &Store,
+    entries: &[Entry],
+    epoch: i64,
+    compression: Compression,
+) -> Result<LayerRef, LayerError> {
     let mut tmp = store.temp_file()?;
     let tmp_path = tmp.path().to_owned();
-    let werr = |source: io::Error| LayerError::Store(StoreError::Io { action: "write layer to", path: tmp_path.clone(), source });
+    let werr = |source: io::Error| {
+        LayerError::Store(StoreError::Io {
+            action: "write layer to",
+            path: tmp_path.clone(),
+            source,
+        })
+    };
     let (diff_id, blob_digest, size) = {
         let file = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         let blob = HashTee { inner: file, hasher: Sha256Writer::default() };

@@ -35,12 +35,23 @@ struct State {
 }
 
 /// Runs `work` on every node of `order`, in parallel where the graph allows.
-pub fn run(plan: &Plan, order: &[NodeIndex], jobs: usize, keep_going: bool, work: &(dyn Fn(NodeIndex) -> Result<(), BuildError> + Sync)) -> Result<(), BuildError> {
+pub fn run(
+    plan: &Plan,
+    order: &[NodeIndex],
+    jobs: usize,
+    keep_going: bool,
+    work: &(dyn Fn(NodeIndex) -> Result<(), BuildError> + Sync),
+) -> Result<(), BuildError> {
     let in_order: HashSet<NodeIndex> = order.iter().copied().collect();
     let mut remaining = HashMap::new();
     let mut ready = Vec::new();
     for &n in order {
-        let deps = plan.graph.neighbors_directed(n, Direction::Incoming).filter(|d| in_order.contains(d)).collect::<HashSet<_>>().len();
+        let deps = plan
+            .graph
+            .neighbors_directed(n, Direction::Incoming)
+            .filter(|d| in_order.contains(d))
+            .collect::<HashSet<_>>()
+            .len();
         remaining.insert(n, deps);
         if deps == 0 {
             ready.push(n);

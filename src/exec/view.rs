@@ -44,7 +44,12 @@ impl View {
 
     fn remove_below(&mut self, path: &str) {
         let prefix = format!("{path}/");
-        let below: Vec<String> = self.entries.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        let below: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in below {
             self.entries.remove(&k);
         }
@@ -64,7 +69,8 @@ impl View {
     /// component. Returns a relative path.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
         let mut done: Vec<String> = Vec::new();
-        let mut pending: Vec<String> = path.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
+        let mut pending: Vec<String> =
+            path.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
         let mut hops = 0;
         while let Some(c) = pending.pop() {
             match c.as_str() {
@@ -90,7 +96,9 @@ impl View {
                     if target.starts_with('/') {
                         done.clear();
                     }
-                    pending.extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
+                    pending.extend(
+                        target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned),
+                    );
                 }
             }
         }
@@ -98,7 +106,11 @@ impl View {
     }
 
     pub fn is_dir(&self, path: &str) -> bool {
-        path.is_empty() || self.resolve(path, true).and_then(|p| self.get(&p).cloned()).is_some_and(|e| e.is_dir())
+        path.is_empty()
+            || self
+                .resolve(path, true)
+                .and_then(|p| self.get(&p).cloned())
+                .is_some_and(|e| e.is_dir())
     }
 
     /// Everything below a folder (relative to it), sorted.
@@ -122,7 +134,10 @@ impl View {
     /// A layer entry that reproduces the object at `path` (hard links become plain files,
     /// since their target may not be copied along).
     pub fn entry(&self, path: &str, e: &IndexEntry) -> Entry {
-        let tree = self.entries.get(path).map_or_else(|| Path::new("/nonexistent").to_owned(), |(i, _)| self.trees[*i].clone());
+        let tree = self
+            .entries
+            .get(path)
+            .map_or_else(|| Path::new("/nonexistent").to_owned(), |(i, _)| self.trees[*i].clone());
         let mut entry = e.to_entry(path, &tree);
         if let EntryKind::Hardlink { .. } = entry.kind {
             entry.kind = EntryKind::File { source: tree.join(path), size: e.size };
@@ -148,16 +163,28 @@ impl View {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
         };
-        let passwd = String::from_utf8_lossy(&self.read_file("etc/passwd").unwrap_or_default()).into_owned();
-        let groups = String::from_utf8_lossy(&self.read_file("etc/group").unwrap_or_default()).into_owned();
+        let passwd =
+            String::from_utf8_lossy(&self.read_file("etc/passwd").unwrap_or_default()).into_owned();
+        let groups =
+            String::from_utf8_lossy(&self.read_file("etc/group").unwrap_or_default()).into_owned();
         let (uid, primary) = if let Ok(n) = user.parse::<u32>() {
             (n, lookup(&passwd, user, 0).and_then(|f| f[3].parse().ok()))
         } else {
-            let f = lookup(&passwd, user, 0).ok_or_else(|| format!("user `{user}` is not in the image's /etc/passwd"))?;
-            (f[2].parse().map_err(|_| format!("bad uid for `{user}` in /etc/passwd"))?, f[3].parse().ok())
+            let f = lookup(&passwd, user, 0)
+                .ok_or_else(|| format!("user `{user}` is not in the image's /etc/passwd"))?;
+            (
+                f[2].parse().map_err(|_| format!("bad uid for `{user}` in /etc/passwd"))?,
+                f[3].parse().ok(),
+            )
         };
         let gid = match group {
-            None => if user.parse::<u32>().is_ok() { uid } else { primary.unwrap_or(uid) },
+            None => {
+                if user.parse::<u32>().is_ok() {
+                    uid
+                } else {
+                    primary.unwrap_or(uid)
+                }
+            }
             Some(g) => match g.parse::<u32>() {
                 Ok(n) => n,
                 Err(_) => lookup(&groups, g, 0)
@@ -171,7 +198,9 @@ impl View {
 
 /// Finds the `:`-separated line whose field `field` is `name`.
 fn lookup<'a>(file: &'a str, name: &str, field: usize) -> Option<Vec<&'a str>> {
-    file.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 4 && f[field] == name)
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && f[field] == name)
 }
 
 #[cfg(test)]
@@ -179,7 +208,16 @@ mod tests {
     use super::*;
 
     fn ie(kind: IndexKind) -> IndexEntry {
-        IndexEntry { kind, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] }
+        IndexEntry {
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            link: None,
+            xattrs: vec![],
+        }
     }
 
     #[test]

@@ -69,7 +69,8 @@ impl<W: Write> Compressor<W> {
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
                 // Any worker count ≥ 1 gives the same bytes; 0 (single-threaded mode) differs.
-                let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32;
+                let workers =
+                    std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32;
                 enc.multithread(workers)?;
                 enc.include_checksum(false)?;
                 enc.include_contentsize(false)?;
@@ -200,7 +201,8 @@ fn deflate_chunk(chunk: &[u8], last: bool) -> io::Result<Vec<u8>> {
         if out.capacity() - out.len() < 1024 {
             out.reserve(chunk.len() / 4 + 1024);
         }
-        let status = c.compress_vec(&chunk[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status =
+            c.compress_vec(&chunk[consumed..], &mut out, flush).map_err(io::Error::other)?;
         let done_input = c.total_in() as usize == chunk.len();
         match status {
             flate2::Status::StreamEnd => break,

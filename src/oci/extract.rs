@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps, Timespec};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use super::compress::Compression;
 use super::layer::{Entry, EntryKind};
@@ -71,15 +71,31 @@ impl IndexEntry {
             IndexKind::File => EntryKind::File { source: tree.join(path), size: self.size },
             IndexKind::Dir => EntryKind::Dir { opaque: false },
             IndexKind::OpaqueDir => EntryKind::Dir { opaque: true },
-            IndexKind::Symlink => EntryKind::Symlink { target: self.link.clone().unwrap_or_default() },
-            IndexKind::Hardlink => EntryKind::Hardlink { target: self.link.clone().unwrap_or_default() },
+            IndexKind::Symlink => {
+                EntryKind::Symlink { target: self.link.clone().unwrap_or_default() }
+            }
+            IndexKind::Hardlink => {
+                EntryKind::Hardlink { target: self.link.clone().unwrap_or_default() }
+            }
             IndexKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
             IndexKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
             IndexKind::Fifo => EntryKind::Fifo,
             IndexKind::Whiteout => EntryKind::Whiteout,
         };
-        let xattrs = self.xattrs.iter().map(|(k, v)| (k.clone(), hex::decode(v).unwrap_or_default())).collect();
-        Entry { path: path.to_owned(), kind, mode: self.mode, uid: self.uid, gid: self.gid, mtime: self.mtime, xattrs }
+        let xattrs = self
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.clone(), hex::decode(v).unwrap_or_default()))
+            .collect();
+        Entry {
+            path: path.to_owned(),
+            kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            xattrs,
+        }
     }
 }
 
@@ -95,7 +111,9 @@ pub enum ExtractError {
     },
     #[error("layer `{layer}`: entry `{path}` {problem}")]
     BadEntry { layer: OciDigest, path: String, problem: String },
-    #[error("layer `{layer}`: its uncompressed content hashes to `{actual}`, but the image config says `{expected}`")]
+    #[error(
+        "layer `{layer}`: its uncompressed content hashes to `{actual}`, but the image config says `{expected}`"
+    )]
     DiffIdMismatch { layer: OciDigest, expected: OciDigest, actual: OciDigest },
     #[error("layer `{layer}`: failed to write `{}`", path.display())]
     Write {
@@ -107,9 +125,14 @@ pub enum ExtractError {
 }
 
 /// Opens a decompressing reader over a layer blob.
-pub fn decompress<'a, R: Read + 'a>(reader: R, compression: Compression) -> io::Result<Box<dyn Read + 'a>> {
+pub fn decompress<'a, R: Read + 'a>(
+    reader: R,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match compression {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(reader))),
+        Compression::Gzip => {
+            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(reader)))
+        }
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
         Compression::None => Box::new(reader),
     })
@@ -131,7 +154,12 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Extracts the uncompressed tar `reader` into `dest/tree` and writes `dest/index.json`.
 /// `layer` names the blob in errors; `diff_id`, when given, is checked against the content.
-pub fn extract(reader: &mut dyn Read, layer: &OciDigest, diff_id: Option<&OciDigest>, dest: &Path) -> Result<LayerIndex, ExtractError> {
+pub fn extract(
+    reader: &mut dyn Read,
+    layer: &OciDigest,
+    diff_id: Option<&OciDigest>,
+    dest: &Path,
+) -> Result<LayerIndex, ExtractError> {
     let tree = dest.join("tree");
     let werr = |path: &Path| {
         let path = path.to_owned();
@@ -139,8 +167,9 @@ pub fn extract(reader: &mut dyn Read, layer: &OciDigest, diff_id: Option<&OciDig
         move |source| ExtractError::Write { layer, path, source }
     };
     fs_err::create_dir_all(&tree).map_err(werr(&tree))?;
-    let root = rustix::fs::open(&tree, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| werr(&tree)(e.into()))?;
+    let root =
+        rustix::fs::open(&tree, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| werr(&tree)(e.into()))?;
     let mut x = Extractor {
         layer: layer.clone(),
         root,
@@ -153,26 +182,38 @@ pub fn extract(reader: &mut dyn Read, layer: &OciDigest, diff_id: Option<&OciDig
     let mut hashing = HashingReader { inner: reader, hasher: Sha256Writer::default() };
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
+        let entries = archive
+            .entries()
+            .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
         for (count, entry) in entries.enumerate() {
             if count >= MAX_ENTRIES {
-                return Err(ExtractError::BadTar { layer: layer.clone(), source: io::Error::other(format!("more than {MAX_ENTRIES} entries")) });
+                return Err(ExtractError::BadTar {
+                    layer: layer.clone(),
+                    source: io::Error::other(format!("more than {MAX_ENTRIES} entries")),
+                });
             }
-            let entry = entry.map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
+            let entry =
+                entry.map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
             x.entry(entry)?;
         }
     }
     // Drain what the tar reader left (end-of-archive padding) so the diff id covers it all.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
+    io::copy(&mut hashing, &mut io::sink())
+        .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
     let actual = hashing.hasher.finish();
     if let Some(expected) = diff_id {
         if &actual != expected {
-            return Err(ExtractError::DiffIdMismatch { layer: layer.clone(), expected: expected.clone(), actual });
+            return Err(ExtractError::DiffIdMismatch {
+                layer: layer.clone(),
+                expected: expected.clone(),
+                actual,
+            });
         }
     }
     x.finish_dirs()?;
     let index_path = dest.join("index.json");
-    fs_err::write(&index_path, crate::oci::json::to_canonical(&x.index)).map_err(werr(&index_path))?;
+    fs_err::write(&index_path, crate::oci::json::to_canonical(&x.index))
+        .map_err(werr(&index_path))?;
     Ok(x.index)
 }
 
@@ -196,7 +237,11 @@ struct Extractor {
 
 impl Extractor {
     fn bad(&self, path: &str, problem: impl Into<String>) -> ExtractError {
-        ExtractError::BadEntry { layer: self.layer.clone(), path: path.to_owned(), problem: problem.into() }
+        ExtractError::BadEntry {
+            layer: self.layer.clone(),
+            path: path.to_owned(),
+            problem: problem.into(),
+        }
     }
 
     fn write_err(&self, path: &str) -> impl FnOnce(rustix::io::Errno) -> ExtractError + use<> {
@@ -226,7 +271,11 @@ impl Extractor {
             for ext in pax.flatten() {
                 let Ok(key) = ext.key() else { continue };
                 let value = ext.value_bytes();
-                let num = || std::str::from_utf8(value).ok().and_then(|v| v.split('.').next()?.parse::<i64>().ok());
+                let num = || {
+                    std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
+                };
                 match key {
                     "uid" => uid = num().map_or(uid, |v| v as u32),
                     "gid" => gid = num().map_or(gid, |v| v as u32),
@@ -241,7 +290,9 @@ impl Extractor {
         xattrs.sort();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let (parent, name) = split(&path);
-        let parent = self.resolve(parent).ok_or_else(|| self.bad(&path, "goes through too many symlinks"))?;
+        let parent = self
+            .resolve(parent)
+            .ok_or_else(|| self.bad(&path, "goes through too many symlinks"))?;
         let path = join(&parent, name);
 
         if name == ".wh..wh..opq" {
@@ -250,7 +301,19 @@ impl Extractor {
             if let Some(e) = self.index.get_mut(&parent) {
                 e.kind = IndexKind::OpaqueDir;
             } else {
-                self.index.insert(parent.clone(), IndexEntry { kind: IndexKind::OpaqueDir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+                self.index.insert(
+                    parent.clone(),
+                    IndexEntry {
+                        kind: IndexKind::OpaqueDir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: 0,
+                        size: 0,
+                        link: None,
+                        xattrs: vec![],
+                    },
+                );
             }
             return Ok(());
         }
@@ -260,9 +323,22 @@ impl Extractor {
             remove_existing(&dir_fd, hidden);
             // A 0:0 character device is overlayfs's whiteout; creating one needs no privilege
             // since Linux 5.8. Where it still fails the index alone records the deletion.
-            let _ = rustix::fs::mknodat(&dir_fd, hidden, FileType::CharacterDevice, Mode::empty(), 0);
+            let _ =
+                rustix::fs::mknodat(&dir_fd, hidden, FileType::CharacterDevice, Mode::empty(), 0);
             self.forget_below(&target);
-            self.index.insert(target, IndexEntry { kind: IndexKind::Whiteout, mode: 0, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+            self.index.insert(
+                target,
+                IndexEntry {
+                    kind: IndexKind::Whiteout,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 0,
+                    size: 0,
+                    link: None,
+                    xattrs: vec![],
+                },
+            );
             return Ok(());
         }
 
@@ -277,37 +353,66 @@ impl Extractor {
                     Err(rustix::io::Errno::EXIST) if is_dir_at(&dir_fd, name) => {}
                     Err(rustix::io::Errno::EXIST) => {
                         remove_existing(&dir_fd, name);
-                        rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700)).map_err(self.write_err(&path))?;
+                        rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700))
+                            .map_err(self.write_err(&path))?;
                     }
                     Err(e) => return Err(self.write_err(&path)(e)),
                 }
                 self.dirs.push((path.clone(), mode, mtime));
-                let keep_opaque = self.index.get(&path).is_some_and(|e| e.kind == IndexKind::OpaqueDir);
+                let keep_opaque =
+                    self.index.get(&path).is_some_and(|e| e.kind == IndexKind::OpaqueDir);
                 if keep_opaque { IndexKind::OpaqueDir } else { IndexKind::Dir }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 if et == tar::EntryType::GNUSparse {
-                    return Err(self.bad(&path, "is a sparse file, which stack does not accept in layers"));
+                    return Err(
+                        self.bad(&path, "is a sparse file, which stack does not accept in layers")
+                    );
                 }
                 remove_existing(&dir_fd, name);
-                let fd = rustix::fs::openat(&dir_fd, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
-                    .map_err(self.write_err(&path))?;
+                let fd = rustix::fs::openat(
+                    &dir_fd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(self.write_err(&path))?;
                 let mut file = std::fs::File::from(fd);
-                size = io::copy(&mut entry, &mut file).map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
+                size = io::copy(&mut entry, &mut file)
+                    .map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
                 if self.privileged {
-                    rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid))).map_err(self.write_err(&path))?;
+                    rustix::fs::fchown(
+                        &file,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                    )
+                    .map_err(self.write_err(&path))?;
                     for (k, v) in &xattrs {
-                        let _ = rustix::fs::fsetxattr(&file, k.as_str(), &hex::decode(v).unwrap_or_default(), rustix::fs::XattrFlags::empty());
+                        let _ = rustix::fs::fsetxattr(
+                            &file,
+                            k.as_str(),
+                            &hex::decode(v).unwrap_or_default(),
+                            rustix::fs::XattrFlags::empty(),
+                        );
                     }
                 }
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(self.write_err(&path))?;
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+                    .map_err(self.write_err(&path))?;
                 set_mtime(&dir_fd, name, mtime);
                 IndexKind::File
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
                 remove_existing(&dir_fd, name);
-                rustix::fs::symlinkat(target.as_str(), &dir_fd, name).map_err(self.write_err(&path))?;
+                rustix::fs::symlinkat(target.as_str(), &dir_fd, name)
+                    .map_err(self.write_err(&path))?;
                 self.chown_at(&dir_fd, name, uid, gid);
                 set_mtime(&dir_fd, name, mtime);
                 self.symlinks.insert(path.clone(), target.clone());
@@ -315,17 +420,31 @@ impl Extractor {
                 IndexKind::Symlink
             }
             tar::EntryType::Link => {
-                let raw_target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let target = normalize_entry_path(&raw_target).ok_or_else(|| self.bad(&path, format!("is a hard link to `{raw_target}`, outside the root")))?;
+                let raw_target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let target = normalize_entry_path(&raw_target).ok_or_else(|| {
+                    self.bad(&path, format!("is a hard link to `{raw_target}`, outside the root"))
+                })?;
                 let (tp, tn) = split(&target);
-                let tparent = self.resolve(tp).ok_or_else(|| self.bad(&path, "links through too many symlinks"))?;
+                let tparent = self
+                    .resolve(tp)
+                    .ok_or_else(|| self.bad(&path, "links through too many symlinks"))?;
                 let target = join(&tparent, tn);
-                if !self.index.get(&target).is_some_and(|e| matches!(e.kind, IndexKind::File | IndexKind::Hardlink)) {
+                if !self
+                    .index
+                    .get(&target)
+                    .is_some_and(|e| matches!(e.kind, IndexKind::File | IndexKind::Hardlink))
+                {
                     return Err(self.bad(&path, format!("is a hard link to `{target}`, which is not a file earlier in this layer")));
                 }
-                let tdir = self.open_existing_dir(&tparent).ok_or_else(|| self.bad(&path, format!("is a hard link to `{target}`, which cannot be opened")))?;
+                let tdir = self.open_existing_dir(&tparent).ok_or_else(|| {
+                    self.bad(&path, format!("is a hard link to `{target}`, which cannot be opened"))
+                })?;
                 remove_existing(&dir_fd, name);
-                rustix::fs::linkat(&tdir, tn, &dir_fd, name, AtFlags::empty()).map_err(self.write_err(&path))?;
+                rustix::fs::linkat(&tdir, tn, &dir_fd, name, AtFlags::empty())
+                    .map_err(self.write_err(&path))?;
                 size = self.index.get(&target).map_or(0, |e| e.size);
                 link = Some(target);
                 IndexKind::Hardlink
@@ -334,8 +453,12 @@ impl Extractor {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 let (ft, kind) = match et {
-                    tar::EntryType::Char => (FileType::CharacterDevice, IndexKind::CharDevice { major, minor }),
-                    tar::EntryType::Block => (FileType::BlockDevice, IndexKind::BlockDevice { major, minor }),
+                    tar::EntryType::Char => {
+                        (FileType::CharacterDevice, IndexKind::CharDevice { major, minor })
+                    }
+                    tar::EntryType::Block => {
+                        (FileType::BlockDevice, IndexKind::BlockDevice { major, minor })
+                    }
                     _ => (FileType::Fifo, IndexKind::Fifo),
                 };
                 remove_existing(&dir_fd, name);
@@ -347,7 +470,10 @@ impl Extractor {
                 }
                 kind
             }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => return Ok(()),
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => return Ok(()),
             other => return Err(self.bad(&path, format!("has unsupported tar type {other:?}"))),
         };
         if kind != IndexKind::Symlink {
@@ -365,7 +491,13 @@ impl Extractor {
 
     fn chown_at(&self, dir: &OwnedFd, name: &str, uid: u32, gid: u32) {
         if self.privileged {
-            let _ = rustix::fs::chownat(dir, name, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW);
+            let _ = rustix::fs::chownat(
+                dir,
+                name,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            );
         }
     }
 
@@ -377,9 +509,19 @@ impl Extractor {
     }
 
     fn open_readable_dir(&self, _dir: &OwnedFd, path: &str) -> rustix::io::Result<OwnedFd> {
-        let mut fd = rustix::fs::openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let mut fd = rustix::fs::openat(
+            &self.root,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         for comp in path.split('/').filter(|c| !c.is_empty()) {
-            fd = rustix::fs::openat(&fd, comp, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            fd = rustix::fs::openat(
+                &fd,
+                comp,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
         }
         Ok(fd)
     }
@@ -387,7 +529,12 @@ impl Extractor {
     /// Removes index entries below a path replaced by a non-folder (or deleted).
     fn forget_below(&mut self, path: &str) {
         let prefix = format!("{path}/");
-        let below: Vec<String> = self.index.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        let below: Vec<String> = self
+            .index
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in below {
             self.index.remove(&k);
         }
@@ -399,7 +546,8 @@ impl Extractor {
             return Some(parent.to_owned());
         }
         let mut done: Vec<String> = Vec::new();
-        let mut pending: Vec<String> = parent.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
+        let mut pending: Vec<String> =
+            parent.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
         let mut hops = 0;
         while let Some(c) = pending.pop() {
             match c.as_str() {
@@ -419,7 +567,8 @@ impl Extractor {
                 if target.starts_with('/') {
                     done.clear();
                 }
-                pending.extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
+                pending
+                    .extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
             }
         }
         Some(done.join("/"))
@@ -427,29 +576,71 @@ impl Extractor {
 
     /// Opens (creating as needed) folder `dir` inside the tree, never following a symlink.
     fn mkdir_p(&mut self, dir: &str, for_entry: &str) -> Result<OwnedFd, ExtractError> {
-        let mut fd = rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(self.write_err(for_entry))?;
+        let mut fd = rustix::fs::openat(
+            &self.root,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(self.write_err(for_entry))?;
         let mut so_far = String::new();
         for comp in dir.split('/').filter(|c| !c.is_empty()) {
             so_far = join(&so_far, comp);
             match rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755)) {
                 Ok(()) => {
                     if !self.index.contains_key(&so_far) {
-                        self.index.insert(so_far.clone(), IndexEntry { kind: IndexKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
+                        self.index.insert(
+                            so_far.clone(),
+                            IndexEntry {
+                                kind: IndexKind::Dir,
+                                mode: 0o755,
+                                uid: 0,
+                                gid: 0,
+                                mtime: 0,
+                                size: 0,
+                                link: None,
+                                xattrs: vec![],
+                            },
+                        );
                     }
                 }
                 Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(self.write_err(for_entry)(e)),
             }
-            fd = match rustix::fs::openat(&fd, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            fd = match rustix::fs::openat(
+                &fd,
+                comp,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
                 Ok(next) => next,
                 Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
                     // A file or a symlink this layer does not resolve sits where a folder is
                     // needed: the layer replaces it, as tar would.
                     remove_existing(&fd, comp);
-                    rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755)).map_err(self.write_err(for_entry))?;
+                    rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755))
+                        .map_err(self.write_err(for_entry))?;
                     self.symlinks.remove(&so_far);
-                    self.index.insert(so_far.clone(), IndexEntry { kind: IndexKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: vec![] });
-                    rustix::fs::openat(&fd, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(self.write_err(for_entry))?
+                    self.index.insert(
+                        so_far.clone(),
+                        IndexEntry {
+                            kind: IndexKind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: 0,
+                            size: 0,
+                            link: None,
+                            xattrs: vec![],
+                        },
+                    );
+                    rustix::fs::openat(
+                        &fd,
+                        comp,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(self.write_err(for_entry))?
                 }
                 Err(e) => return Err(self.write_err(for_entry)(e)),
             };
@@ -458,9 +649,21 @@ impl Extractor {
     }
 
     fn open_existing_dir(&self, dir: &str) -> Option<OwnedFd> {
-        let mut fd = rustix::fs::openat(&self.root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut fd = rustix::fs::openat(
+            &self.root,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
         for comp in dir.split('/').filter(|c| !c.is_empty()) {
-            fd = rustix::fs::openat(&fd, comp, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).ok()?;
+            fd = rustix::fs::openat(
+                &fd,
+                comp,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
         }
         Some(fd)
     }
@@ -470,7 +673,8 @@ impl Extractor {
         for (path, mode, mtime) in dirs.iter().rev() {
             let (parent, name) = split(path);
             let Some(dir_fd) = self.open_existing_dir(parent) else { continue };
-            rustix::fs::chmodat(&dir_fd, name, Mode::from_raw_mode(*mode), AtFlags::empty()).map_err(self.write_err(path))?;
+            rustix::fs::chmodat(&dir_fd, name, Mode::from_raw_mode(*mode), AtFlags::empty())
+                .map_err(self.write_err(path))?;
             set_mtime(&dir_fd, name, *mtime);
         }
         Ok(())
@@ -478,7 +682,8 @@ impl Extractor {
 }
 
 fn is_dir_at(dir: &impl AsFd, name: &str) -> bool {
-    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
 }
 
 /// Deletes whatever is at `name` (a file, a symlink, or a whole folder).
@@ -487,7 +692,12 @@ fn remove_existing(dir: &OwnedFd, name: &str) {
         return;
     }
     if is_dir_at(dir, name) {
-        if let Ok(sub) = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        if let Ok(sub) = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             let _ = rustix::fs::fchmod(&sub, Mode::from_raw_mode(0o700));
             if let Ok(mut d) = rustix::fs::Dir::read_from(&sub) {
                 let names: Vec<String> = d
@@ -507,7 +717,12 @@ fn remove_existing(dir: &OwnedFd, name: &str) {
 
 fn set_mtime(dir: &OwnedFd, name: &str, mtime: i64) {
     let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
-    let _ = rustix::fs::utimensat(dir, name, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW);
+    let _ = rustix::fs::utimensat(
+        dir,
+        name,
+        &Timestamps { last_access: t, last_modification: t },
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
 }
 
 fn split(path: &str) -> (&str, &str) {
@@ -588,7 +803,10 @@ mod tests {
         assert!(extract(&mut &bytes[..], &diff, Some(&diff), dir2.path()).is_ok());
         let dir3 = tempfile::tempdir().unwrap();
         let wrong = OciDigest::of(b"x");
-        assert!(matches!(extract(&mut &bytes[..], &diff, Some(&wrong), dir3.path()), Err(ExtractError::DiffIdMismatch { .. })));
+        assert!(matches!(
+            extract(&mut &bytes[..], &diff, Some(&wrong), dir3.path()),
+            Err(ExtractError::DiffIdMismatch { .. })
+        ));
     }
 
     #[test]
@@ -596,17 +814,25 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         let target = outside.path().display().to_string();
         // A symlink to a host folder, then a file written through it.
-        let bytes = raw_tar(&[("evil", tar::EntryType::Symlink, &target), ("evil/pwned", tar::EntryType::Regular, "")]);
+        let bytes = raw_tar(&[
+            ("evil", tar::EntryType::Symlink, &target),
+            ("evil/pwned", tar::EntryType::Regular, ""),
+        ]);
         let (dir, r) = run(&bytes);
         r.unwrap();
         assert!(!outside.path().join("pwned").exists(), "wrote through a symlink to the host");
-        assert!(dir.path().join("x/tree").join(target.trim_start_matches('/')).join("pwned").exists());
+        assert!(
+            dir.path().join("x/tree").join(target.trim_start_matches('/')).join("pwned").exists()
+        );
 
         let bytes = raw_tar(&[("../escape", tar::EntryType::Regular, "")]);
         let (_d, r) = run(&bytes);
         assert!(matches!(r, Err(ExtractError::BadEntry { .. })), "{r:?}");
 
-        let bytes = raw_tar(&[("up", tar::EntryType::Symlink, "../../../.."), ("up/etc/x", tar::EntryType::Regular, "")]);
+        let bytes = raw_tar(&[
+            ("up", tar::EntryType::Symlink, "../../../.."),
+            ("up/etc/x", tar::EntryType::Regular, ""),
+        ]);
         let (dir, r) = run(&bytes);
         r.unwrap();
         assert!(dir.path().join("x/tree/etc/x").exists());

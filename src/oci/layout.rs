@@ -60,7 +60,9 @@ fn ref_names(image: &BuiltImage) -> Vec<String> {
 
 fn index_for(images: &[BuiltImage], mut keep: Vec<Descriptor>) -> Index {
     let new_names: Vec<String> = images.iter().flat_map(ref_names).collect();
-    keep.retain(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_none_or(|n| !new_names.contains(n)));
+    keep.retain(|d| {
+        d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_none_or(|n| !new_names.contains(n))
+    });
     for image in images {
         for name in ref_names(image) {
             let mut d = image.manifest.clone();
@@ -69,10 +71,17 @@ fn index_for(images: &[BuiltImage], mut keep: Vec<Descriptor>) -> Index {
         }
     }
     keep.sort_by(|a, b| {
-        let name = |d: &Descriptor| d.annotations.as_ref().and_then(|x| x.get(REF_NAME)).cloned().unwrap_or_default();
+        let name = |d: &Descriptor| {
+            d.annotations.as_ref().and_then(|x| x.get(REF_NAME)).cloned().unwrap_or_default()
+        };
         name(a).cmp(&name(b)).then_with(|| a.digest.cmp(&b.digest))
     });
-    Index { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests: keep, annotations: None }
+    Index {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.into()),
+        manifests: keep,
+        annotations: None,
+    }
 }
 
 /// Writes (or updates) an OCI layout folder; other images already in it are kept.
@@ -87,7 +96,10 @@ pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<
         }
         if index_path.is_file() {
             let bytes = fs_err::read(&index_path).map_err(io(&index_path))?;
-            let idx: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::BadIndex { path: out.to_owned(), reason: e.to_string() })?;
+            let idx: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::BadIndex {
+                path: out.to_owned(),
+                reason: e.to_string(),
+            })?;
             existing = idx.manifests;
         }
     }
@@ -111,11 +123,32 @@ pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<
 }
 
 /// Writes an archive (`oci-archive` or `docker-archive`) holding exactly `images`.
-pub fn write_archive(out: &Path, images: &[BuiltImage], store: &Store, docker: bool) -> Result<(), LayoutError> {
+pub fn write_archive(
+    out: &Path,
+    images: &[BuiltImage],
+    store: &Store,
+    docker: bool,
+) -> Result<(), LayoutError> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    let file = |path: String, content: Vec<u8>| Entry { path, kind: EntryKind::Inline { content }, mode: 0o644, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() };
-    let dir = |path: &str| Entry { path: path.to_owned(), kind: EntryKind::Dir { opaque: false }, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() };
+    let file = |path: String, content: Vec<u8>| Entry {
+        path,
+        kind: EntryKind::Inline { content },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
+    };
+    let dir = |path: &str| Entry {
+        path: path.to_owned(),
+        kind: EntryKind::Dir { opaque: false },
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
+    };
     entries.push(dir("blobs"));
     entries.push(dir("blobs/sha256"));
     for image in images {
@@ -123,9 +156,11 @@ pub fn write_archive(out: &Path, images: &[BuiltImage], store: &Store, docker: b
             if seen.insert(d.digest.clone()) {
                 // Verify before packaging: the archive must never carry a corrupt blob.
                 let mut r = store.open_blob(&d.digest)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| match e.downcast::<StoreError>() {
-                    Ok(s) => LayoutError::Store(s),
-                    Err(e) => LayoutError::Io { path: store.blob_path(&d.digest), source: e },
+                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| {
+                    match e.downcast::<StoreError>() {
+                        Ok(s) => LayoutError::Store(s),
+                        Err(e) => LayoutError::Io { path: store.blob_path(&d.digest), source: e },
+                    }
                 })?;
                 entries.push(Entry {
                     path: format!("blobs/sha256/{}", d.digest.hex()),
@@ -160,7 +195,10 @@ pub fn write_archive(out: &Path, images: &[BuiltImage], store: &Store, docker: b
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs_err::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = tempfile::Builder::new().prefix(".stack-archive-").tempfile_in(parent).map_err(io(parent))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".stack-archive-")
+        .tempfile_in(parent)
+        .map_err(io(parent))?;
     let writer = std::io::BufWriter::new(tmp.as_file());
     let mut writer = super::tar_writer::write_tar(&entries, 0, writer)?;
     std::io::Write::flush(&mut writer).map_err(io(out))?;

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::image::{
-    Descriptor, Index, LayerRef, Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, REF_NAME, DOCKER_LIST, DOCKER_MANIFEST,
-    host_arch, oci_layer_media_type,
-};
 use super::image::ImageConfig;
+use super::image::{
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, LayerRef, Manifest, OCI_CONFIG, OCI_INDEX,
+    OCI_MANIFEST, REF_NAME, host_arch, oci_layer_media_type,
+};
 use crate::digest::OciDigest;
 use crate::store::{Store, StoreError};
 
@@ -74,26 +74,44 @@ pub enum LocalImageError {
 }
 
 /// Loads a local image into the store.
-pub fn load(reference: &str, local: &LocalRef, store: &Store) -> Result<LoadedImage, LocalImageError> {
-    let invalid = |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
+pub fn load(
+    reference: &str,
+    local: &LocalRef,
+    store: &Store,
+) -> Result<LoadedImage, LocalImageError> {
+    let invalid =
+        |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
     let st = |source| LocalImageError::Store { reference: reference.to_owned(), source };
     match local {
         LocalRef::OciDir { path, tag } => {
             if !path.join("index.json").is_file() {
-                return Err(LocalImageError::Missing { reference: reference.to_owned(), path: path.join("index.json") });
+                return Err(LocalImageError::Missing {
+                    reference: reference.to_owned(),
+                    path: path.join("index.json"),
+                });
             }
-            let index_bytes = fs_err::read(path.join("index.json"))
-                .map_err(|source| LocalImageError::Io { reference: reference.to_owned(), path: path.join("index.json"), source })?;
+            let index_bytes =
+                fs_err::read(path.join("index.json")).map_err(|source| LocalImageError::Io {
+                    reference: reference.to_owned(),
+                    path: path.join("index.json"),
+                    source,
+                })?;
             let fetch = |d: &Descriptor| -> Result<(), LocalImageError> {
                 let blob = path.join("blobs").join("sha256").join(d.digest.hex());
-                let mut f = fs_err::File::open(&blob).map_err(|source| LocalImageError::Io { reference: reference.to_owned(), path: blob.clone(), source })?;
+                let mut f = fs_err::File::open(&blob).map_err(|source| LocalImageError::Io {
+                    reference: reference.to_owned(),
+                    path: blob.clone(),
+                    source,
+                })?;
                 store.import_blob(&mut f, &d.digest, Some(d.size)).map_err(st)
             };
             from_index(reference, &index_bytes, tag.as_deref(), store, &fetch)
         }
         LocalRef::OciArchive { path, tag } => {
             let files = import_archive(reference, path, store)?;
-            let index_digest = files.get("index.json").ok_or_else(|| invalid("the archive has no `index.json`".into()))?;
+            let index_digest = files
+                .get("index.json")
+                .ok_or_else(|| invalid("the archive has no `index.json`".into()))?;
             let index_bytes = store.read_blob(index_digest).map_err(st)?;
             let fetch = |d: &Descriptor| -> Result<(), LocalImageError> {
                 if store.has_blob(&d.digest) {
@@ -106,19 +124,31 @@ pub fn load(reference: &str, local: &LocalRef, store: &Store) -> Result<LoadedIm
         }
         LocalRef::DockerArchive { path, tag } => {
             let files = import_archive(reference, path, store)?;
-            let manifest_digest = files.get("manifest.json").ok_or_else(|| invalid("the archive has no `manifest.json`".into()))?;
+            let manifest_digest = files
+                .get("manifest.json")
+                .ok_or_else(|| invalid("the archive has no `manifest.json`".into()))?;
             let bytes = store.read_blob(manifest_digest).map_err(st)?;
-            let entries: Vec<DockerArchiveEntry> =
-                serde_json::from_slice(&bytes).map_err(|e| invalid(format!("`manifest.json` is not valid: {e}")))?;
+            let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(format!("`manifest.json` is not valid: {e}")))?;
             let entry = match tag {
                 None if entries.len() == 1 => &entries[0],
-                None => return Err(invalid(format!("the archive holds {} images; name one with `docker-archive:FILE:REPO:TAG`", entries.len()))),
+                None => {
+                    return Err(invalid(format!(
+                        "the archive holds {} images; name one with `docker-archive:FILE:REPO:TAG`",
+                        entries.len()
+                    )));
+                }
                 Some(t) => entries
                     .iter()
                     .find(|e| e.repo_tags.iter().any(|rt| rt == t))
                     .ok_or_else(|| invalid(format!("the archive has no image tagged `{t}`")))?,
             };
-            let file = |name: &str| files.get(name.trim_start_matches("./")).cloned().ok_or_else(|| invalid(format!("`{name}` is missing from the archive")));
+            let file = |name: &str| {
+                files
+                    .get(name.trim_start_matches("./"))
+                    .cloned()
+                    .ok_or_else(|| invalid(format!("`{name}` is missing from the archive")))
+            };
             let config_digest = file(&entry.config)?;
             let config_bytes = store.read_blob(&config_digest).map_err(st)?;
             let mut layers = Vec::new();
@@ -126,7 +156,9 @@ pub fn load(reference: &str, local: &LocalRef, store: &Store) -> Result<LoadedIm
                 let d = file(name)?;
                 let size = fs_err::metadata(store.blob_path(&d)).map(|m| m.len()).unwrap_or(0);
                 let mut head = [0u8; 4];
-                let n = fs_err::File::open(store.blob_path(&d)).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+                let n = fs_err::File::open(store.blob_path(&d))
+                    .and_then(|mut f| f.read(&mut head))
+                    .unwrap_or(0);
                 let mt = super::compress::Compression::sniff(&head[..n]).media_type();
                 layers.push(Descriptor::new(mt, d, size));
             }
@@ -153,10 +185,21 @@ struct DockerArchiveEntry {
 }
 
 /// Imports every regular file of an archive into the store; returns name → digest.
-fn import_archive(reference: &str, path: &Path, store: &Store) -> Result<BTreeMap<String, OciDigest>, LocalImageError> {
-    let io_err = |source| LocalImageError::Io { reference: reference.to_owned(), path: path.to_owned(), source };
+fn import_archive(
+    reference: &str,
+    path: &Path,
+    store: &Store,
+) -> Result<BTreeMap<String, OciDigest>, LocalImageError> {
+    let io_err = |source| LocalImageError::Io {
+        reference: reference.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
     if !path.is_file() {
-        return Err(LocalImageError::Missing { reference: reference.to_owned(), path: path.to_owned() });
+        return Err(LocalImageError::Missing {
+            reference: reference.to_owned(),
+            path: path.to_owned(),
+        });
     }
     let file = fs_err::File::open(path).map_err(io_err)?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
@@ -166,19 +209,27 @@ fn import_archive(reference: &str, path: &Path, store: &Store) -> Result<BTreeMa
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let name = entry.path().map_err(io_err)?.to_string_lossy().trim_start_matches("./").to_owned();
+        let name =
+            entry.path().map_err(io_err)?.to_string_lossy().trim_start_matches("./").to_owned();
         // Stream into a temp file while hashing, then commit under the computed digest.
-        let mut tmp = store.temp_file().map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
+        let mut tmp = store
+            .temp_file()
+            .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
         let mut hasher = crate::digest::Sha256Writer::default();
         let mut tee = TeeWriter { a: &mut hasher, b: tmp.as_file_mut() };
         std::io::copy(&mut entry, &mut tee).map_err(io_err)?;
         let digest = hasher.finish();
         if let Some(hex) = name.strip_prefix("blobs/sha256/") {
             if hex != digest.hex() {
-                return Err(LocalImageError::Invalid { reference: reference.to_owned(), problem: format!("blob `{name}` hashes to `{digest}`") });
+                return Err(LocalImageError::Invalid {
+                    reference: reference.to_owned(),
+                    problem: format!("blob `{name}` hashes to `{digest}`"),
+                });
             }
         }
-        store.commit_blob(tmp, &digest).map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
+        store
+            .commit_blob(tmp, &digest)
+            .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
         files.insert(name, digest);
     }
     Ok(files)
@@ -208,19 +259,37 @@ fn from_index(
     store: &Store,
     fetch: &dyn Fn(&Descriptor) -> Result<(), LocalImageError>,
 ) -> Result<LoadedImage, LocalImageError> {
-    let invalid = |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
+    let invalid =
+        |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
     let st = |source| LocalImageError::Store { reference: reference.to_owned(), source };
-    let index: Index = serde_json::from_slice(index_bytes).map_err(|e| invalid(format!("`index.json` is not a valid OCI index: {e}")))?;
-    let names = |i: &Index| i.manifests.iter().filter_map(|m| m.annotations.as_ref()?.get(REF_NAME).cloned()).collect::<Vec<_>>().join("`, `");
+    let index: Index = serde_json::from_slice(index_bytes)
+        .map_err(|e| invalid(format!("`index.json` is not a valid OCI index: {e}")))?;
+    let names = |i: &Index| {
+        i.manifests
+            .iter()
+            .filter_map(|m| m.annotations.as_ref()?.get(REF_NAME).cloned())
+            .collect::<Vec<_>>()
+            .join("`, `")
+    };
     let desc = match tag {
         Some(t) => index
             .manifests
             .iter()
             .find(|m| m.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == t))
-            .ok_or_else(|| invalid(format!("no image is named `{t}` (names: `{}`)", names(&index))))?,
+            .ok_or_else(|| {
+                invalid(format!("no image is named `{t}` (names: `{}`)", names(&index)))
+            })?,
         None if index.manifests.len() == 1 => &index.manifests[0],
-        None if index.manifests.is_empty() => return Err(invalid("the layout holds no image".into())),
-        None => return Err(invalid(format!("the layout holds {} images; add `:NAME` (names: `{}`)", index.manifests.len(), names(&index)))),
+        None if index.manifests.is_empty() => {
+            return Err(invalid("the layout holds no image".into()));
+        }
+        None => {
+            return Err(invalid(format!(
+                "the layout holds {} images; add `:NAME` (names: `{}`)",
+                index.manifests.len(),
+                names(&index)
+            )));
+        }
     };
     let mut desc = desc.clone();
     // Follow nested indexes down to the manifest for this platform.
@@ -234,12 +303,19 @@ fn from_index(
         desc = nested
             .manifests
             .iter()
-            .find(|m| m.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == host_arch()))
+            .find(|m| {
+                m.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == host_arch())
+            })
             .cloned()
-            .ok_or_else(|| invalid(format!("index `{}` has no image for linux/{}", desc.digest, host_arch())))?;
+            .ok_or_else(|| {
+                invalid(format!("index `{}` has no image for linux/{}", desc.digest, host_arch()))
+            })?;
     }
     if desc.media_type != OCI_MANIFEST && desc.media_type != DOCKER_MANIFEST {
-        return Err(invalid(format!("`{}` is a `{}`, not an image manifest", desc.digest, desc.media_type)));
+        return Err(invalid(format!(
+            "`{}` is a `{}`, not an image manifest",
+            desc.digest, desc.media_type
+        )));
     }
     fetch(&desc)?;
     let manifest: Manifest = serde_json::from_slice(&store.read_blob(&desc.digest).map_err(st)?)
@@ -253,10 +329,17 @@ fn from_index(
 }
 
 /// Normalises media types to OCI, pairs layers with diff ids, and stores the manifest.
-fn finish(reference: &str, mut manifest: Manifest, config_bytes: &[u8], store: &Store) -> Result<LoadedImage, LocalImageError> {
-    let invalid = |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
-    let config: serde_json::Value =
-        serde_json::from_slice(config_bytes).map_err(|e| invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest)))?;
+fn finish(
+    reference: &str,
+    mut manifest: Manifest,
+    config_bytes: &[u8],
+    store: &Store,
+) -> Result<LoadedImage, LocalImageError> {
+    let invalid =
+        |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
+    let config: serde_json::Value = serde_json::from_slice(config_bytes).map_err(|e| {
+        invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest))
+    })?;
     let serde_json::Value::Object(config) = config else {
         return Err(invalid(format!("config `{}` is not a JSON object", manifest.config.digest)));
     };
@@ -268,21 +351,41 @@ fn finish(reference: &str, mut manifest: Manifest, config_bytes: &[u8], store: &
         .and_then(|d| d.as_array())
         .ok_or_else(|| invalid("the config has no `rootfs.diff_ids`".into()))?
         .iter()
-        .map(|v| v.as_str().unwrap_or("").parse::<OciDigest>().map_err(|e| invalid(format!("bad diff id in the config: {e}"))))
+        .map(|v| {
+            v.as_str()
+                .unwrap_or("")
+                .parse::<OciDigest>()
+                .map_err(|e| invalid(format!("bad diff id in the config: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     if diff_ids.len() != manifest.layers.len() {
-        return Err(invalid(format!("the manifest has {} layers but the config lists {} diff ids", manifest.layers.len(), diff_ids.len())));
+        return Err(invalid(format!(
+            "the manifest has {} layers but the config lists {} diff ids",
+            manifest.layers.len(),
+            diff_ids.len()
+        )));
     }
     manifest.media_type = Some(OCI_MANIFEST.into());
     manifest.config.media_type = OCI_CONFIG.into();
     for layer in &mut manifest.layers {
         layer.media_type = oci_layer_media_type(&layer.media_type)
-            .ok_or_else(|| invalid(format!("layer `{}` has unsupported media type `{}`", layer.digest, layer.media_type)))?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "layer `{}` has unsupported media type `{}`",
+                    layer.digest, layer.media_type
+                ))
+            })?
             .to_owned();
     }
-    let layers = diff_ids.into_iter().zip(manifest.layers.iter().cloned()).map(|(diff_id, blob)| LayerRef { diff_id, blob }).collect();
+    let layers = diff_ids
+        .into_iter()
+        .zip(manifest.layers.iter().cloned())
+        .map(|(diff_id, blob)| LayerRef { diff_id, blob })
+        .collect();
     let bytes = super::json::to_canonical(&manifest);
-    let manifest_digest = store.put_blob(&bytes).map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
+    let manifest_digest = store
+        .put_blob(&bytes)
+        .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
     Ok(LoadedImage { manifest_digest, config, layers })
 }
 
@@ -293,11 +396,20 @@ mod tests {
     #[test]
     fn parses_transports_like_skopeo() {
         let base = Path::new("/ctx");
-        assert_eq!(LocalRef::parse("oci:out:app", base), Some(LocalRef::OciDir { path: "/ctx/out".into(), tag: Some("app".into()) }));
-        assert_eq!(LocalRef::parse("oci:/abs/dir", base), Some(LocalRef::OciDir { path: "/abs/dir".into(), tag: None }));
+        assert_eq!(
+            LocalRef::parse("oci:out:app", base),
+            Some(LocalRef::OciDir { path: "/ctx/out".into(), tag: Some("app".into()) })
+        );
+        assert_eq!(
+            LocalRef::parse("oci:/abs/dir", base),
+            Some(LocalRef::OciDir { path: "/abs/dir".into(), tag: None })
+        );
         assert_eq!(
             LocalRef::parse("docker-archive:x.tar:repo/a:1", base),
-            Some(LocalRef::DockerArchive { path: "/ctx/x.tar".into(), tag: Some("repo/a:1".into()) })
+            Some(LocalRef::DockerArchive {
+                path: "/ctx/x.tar".into(),
+                tag: Some("repo/a:1".into())
+            })
         );
         assert_eq!(LocalRef::parse("alpine:3.20", base), None);
     }

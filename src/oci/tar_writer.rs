@@ -58,15 +58,22 @@ fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
 }
 
-fn write_entry<W: Write>(b: &mut tar::Builder<W>, e: &Entry, epoch: i64) -> Result<(), TarWriteError> {
+fn write_entry<W: Write>(
+    b: &mut tar::Builder<W>,
+    e: &Entry,
+    epoch: i64,
+) -> Result<(), TarWriteError> {
     let mut header = tar::Header::new_ustar();
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
     let (name, kind) = match &e.kind {
         EntryKind::Whiteout => {
-            let (dir, base) = e.path.rsplit_once('/').map_or(("", e.path.as_str()), |(d, b)| (d, b));
+            let (dir, base) =
+                e.path.rsplit_once('/').map_or(("", e.path.as_str()), |(d, b)| (d, b));
             (join(dir, &format!(".wh.{base}")), tar::EntryType::Regular)
         }
-        EntryKind::File { .. } | EntryKind::Inline { .. } => (e.path.clone(), tar::EntryType::Regular),
+        EntryKind::File { .. } | EntryKind::Inline { .. } => {
+            (e.path.clone(), tar::EntryType::Regular)
+        }
         EntryKind::Dir { .. } => (format!("{}/", e.path), tar::EntryType::Directory),
         EntryKind::Symlink { .. } => (e.path.clone(), tar::EntryType::Symlink),
         EntryKind::Hardlink { .. } => (e.path.clone(), tar::EntryType::Link),
@@ -89,7 +96,11 @@ fn write_entry<W: Write>(b: &mut tar::Builder<W>, e: &Entry, epoch: i64) -> Resu
         } else {
             id
         };
-        if setter == 0 { header.set_uid(u64::from(fitted)) } else { header.set_gid(u64::from(fitted)) }
+        if setter == 0 {
+            header.set_uid(u64::from(fitted))
+        } else {
+            header.set_gid(u64::from(fitted))
+        }
     }
     let mtime = if whiteout { 0 } else { e.mtime.clamp(0, epoch.max(0)) };
     header.set_mtime(mtime as u64);
@@ -140,7 +151,9 @@ fn write_entry<W: Write>(b: &mut tar::Builder<W>, e: &Entry, epoch: i64) -> Resu
                 return Err(TarWriteError::Changed { path: source.clone(), expected: *size });
             }
         }
-        EntryKind::Inline { content } => b.append(&header, content.as_slice()).map_err(TarWriteError::Write)?,
+        EntryKind::Inline { content } => {
+            b.append(&header, content.as_slice()).map_err(TarWriteError::Write)?
+        }
         _ => b.append(&header, io::empty()).map_err(TarWriteError::Write)?,
     }
     Ok(())
@@ -160,7 +173,11 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
-fn write_pax<W: Write>(b: &mut tar::Builder<W>, name: &str, records: &[(String, Vec<u8>)]) -> Result<(), TarWriteError> {
+fn write_pax<W: Write>(
+    b: &mut tar::Builder<W>,
+    name: &str,
+    records: &[(String, Vec<u8>)],
+) -> Result<(), TarWriteError> {
     let mut data = Vec::new();
     let mut sorted: Vec<&(String, Vec<u8>)> = records.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -178,7 +195,9 @@ fn write_pax<W: Write>(b: &mut tar::Builder<W>, name: &str, records: &[(String, 
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(tar::EntryType::XHeader);
     let base = name.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    header.set_path(truncate(&format!("PaxHeaders.0/{base}"), 100)).map_err(TarWriteError::Write)?;
+    header
+        .set_path(truncate(&format!("PaxHeaders.0/{base}"), 100))
+        .map_err(TarWriteError::Write)?;
     header.set_mode(0o644);
     header.set_size(data.len() as u64);
     header.set_mtime(0);
@@ -199,8 +218,12 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// Adds a folder entry for every parent of an entry that has none, using `meta` to give it the
 /// metadata it already has in lower layers (or `0755 root:root` when it is new).
-pub fn add_missing_parents(entries: &mut Vec<Entry>, meta: &dyn Fn(&str) -> Option<(u32, u32, u32, i64)>) {
-    let mut have: std::collections::BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
+pub fn add_missing_parents(
+    entries: &mut Vec<Entry>,
+    meta: &dyn Fn(&str) -> Option<(u32, u32, u32, i64)>,
+) {
+    let mut have: std::collections::BTreeSet<String> =
+        entries.iter().map(|e| e.path.clone()).collect();
     let mut added = Vec::new();
     for e in entries.iter() {
         let mut p = e.path.as_str();
@@ -228,7 +251,15 @@ mod tests {
     use super::*;
 
     fn e(path: &str, kind: EntryKind) -> Entry {
-        Entry { path: path.into(), kind, mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000, xattrs: vec![] }
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1_700_000_000,
+            xattrs: vec![],
+        }
     }
 
     fn listing(bytes: &[u8]) -> Vec<String> {
@@ -276,7 +307,12 @@ mod tests {
         let mut en = ar.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(en.path().unwrap().to_str().unwrap(), long);
         assert_eq!(en.header().mtime().unwrap(), 10);
-        let pax: Vec<_> = en.pax_extensions().unwrap().unwrap().map(|x| x.unwrap().key().unwrap().to_owned()).collect();
+        let pax: Vec<_> = en
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|x| x.unwrap().key().unwrap().to_owned())
+            .collect();
         assert_eq!(pax, ["SCHILY.xattr.security.capability", "path", "uid"]);
     }
 }

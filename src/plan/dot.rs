@@ -10,7 +10,9 @@ pub type Marks = HashMap<petgraph::stable_graph::NodeIndex, &'static str>;
 
 /// Renders the plan; `marks` colours nodes (`reused`, `rebuild`).
 pub fn to_dot(plan: &Plan, marks: &Marks) -> String {
-    let mut out = String::from("digraph stack {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    let mut out = String::from(
+        "digraph stack {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n",
+    );
     let ids = super::node_ids(plan);
     let mut order: Vec<_> = plan.graph.node_indices().collect();
     order.sort_by_key(|n| ids[n]);
@@ -21,7 +23,11 @@ pub fn to_dot(plan: &Plan, marks: &Marks) -> String {
             Op::Config => "config",
             _ => "layer",
         };
-        let mut label = if node.stage.is_empty() { node.label.clone() } else { format!("[{}] {}", node.stage, node.label) };
+        let mut label = if node.stage.is_empty() {
+            node.label.clone()
+        } else {
+            format!("[{}] {}", node.stage, node.label)
+        };
         label.push_str(&format!("\\n{}", node.key.short()));
         let mut attrs = format!("label=\"{}\"", escape(&label));
         match kind {
@@ -35,7 +41,13 @@ pub fn to_dot(plan: &Plan, marks: &Marks) -> String {
         }
         let _ = writeln!(out, "  n{} [{attrs}];", ids[n]);
     }
-    let mut edges: Vec<_> = plan.graph.edge_indices().filter_map(|e| plan.graph.edge_endpoints(e).map(|(a, b)| (ids[&a], ids[&b], plan.graph[e]))).collect();
+    let mut edges: Vec<_> = plan
+        .graph
+        .edge_indices()
+        .filter_map(|e| {
+            plan.graph.edge_endpoints(e).map(|(a, b)| (ids[&a], ids[&b], plan.graph[e]))
+        })
+        .collect();
     edges.sort_by_key(|(a, b, _)| (*a, *b));
     for (a, b, kind) in edges {
         let style = if kind == EdgeKind::Source { " [style=bold, color=blue]" } else { "" };

@@ -39,7 +39,12 @@ pub trait Resolver: Sync {
     /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference).
     fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, String>;
     /// Selects and hashes the files a `copy` source names in file `file`'s context.
-    fn select(&self, file: usize, source: &str, excludes: &[String]) -> Result<Vec<Selected>, SelectError>;
+    fn select(
+        &self,
+        file: usize,
+        source: &str,
+        excludes: &[String],
+    ) -> Result<Vec<Selected>, SelectError>;
 }
 
 /// What to plan.
@@ -96,11 +101,16 @@ pub enum Op {
     /// An empty file system (`from "scratch"`).
     Scratch,
     /// An existing image's layers.
-    Base { reference: String, image: Arc<LoadedImage> },
+    Base {
+        reference: String,
+        image: Arc<LoadedImage>,
+    },
     Copy(CopyOp),
     File(FileOp),
     /// Creates the working folder when the file system lacks it.
-    Workdir { path: String },
+    Workdir {
+        path: String,
+    },
     Run(RunOp),
     /// Changes only the image config.
     Config,
@@ -157,13 +167,42 @@ pub struct RunOp {
 
 #[derive(Debug, Clone)]
 pub enum PlannedMount {
-    Cache { target: String, id: String, sharing: CacheSharing, readonly: bool, mode: Option<u32>, uid: Option<u32>, gid: Option<u32> },
-    Secret { id: String, target: Option<String>, env: Option<String>, required: bool, mode: Option<u32>, uid: Option<u32>, gid: Option<u32> },
-    Tmpfs { target: String, size: Option<u64> },
+    Cache {
+        target: String,
+        id: String,
+        sharing: CacheSharing,
+        readonly: bool,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Secret {
+        id: String,
+        target: Option<String>,
+        env: Option<String>,
+        required: bool,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+    },
     /// A read-only (unless `readwrite`) view of a path in another node's file system.
-    BindNode { node: NodeIndex, source: String, target: String, readwrite: bool },
+    BindNode {
+        node: NodeIndex,
+        source: String,
+        target: String,
+        readwrite: bool,
+    },
     /// A view of a path of the build context.
-    BindContext { file: usize, source: String, target: String, readwrite: bool },
+    BindContext {
+        file: usize,
+        source: String,
+        target: String,
+        readwrite: bool,
+    },
 }
 
 /// An image to export.
@@ -193,7 +232,11 @@ impl Plan {
 }
 
 /// Plans a build. Returns every diagnostic found when the plan is unusable.
-pub fn plan(files: &[FileInput], request: &PlanRequest, resolver: &dyn Resolver) -> Result<Plan, Vec<FileDiagnostic>> {
+pub fn plan(
+    files: &[FileInput],
+    request: &PlanRequest,
+    resolver: &dyn Resolver,
+) -> Result<Plan, Vec<FileDiagnostic>> {
     stages::Planner::new(files, request, resolver).run()
 }
 

@@ -63,11 +63,18 @@ impl Scope<'_> {
 
 /// Narrows a value's span to `range` inside it when the value is written as a plain quoted
 /// string (no escapes), so the caret lands on the `${…}` itself.
-pub(super) fn sub_span(text: &str, value: &Spanned<String>, range: std::ops::Range<usize>) -> SourceSpan {
+pub(super) fn sub_span(
+    text: &str,
+    value: &Spanned<String>,
+    range: std::ops::Range<usize>,
+) -> SourceSpan {
     let start = value.span.offset();
     let end = start + value.span.len();
     if let Some(raw) = text.get(start..end) {
-        if raw.len() == value.value.len() + 2 && raw.starts_with('"') && &raw[1..raw.len() - 1] == value.value {
+        if raw.len() == value.value.len() + 2
+            && raw.starts_with('"')
+            && &raw[1..raw.len() - 1] == value.value
+        {
             return SourceSpan::from((start + 1 + range.start, range.end - range.start));
         }
     }

@@ -11,14 +11,16 @@ use serde_json::Value;
 
 use super::scope::Scope;
 use super::{
-    CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, Node, Op, Plan, PlanRequest,
-    PlannedMount, Resolver, RunOp, hash_selected,
+    CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, Node, Op, Plan,
+    PlanRequest, PlannedMount, Resolver, RunOp, hash_selected,
 };
 use crate::context::{SelectError, normalize};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::{Digest, KeyHasher};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig};
-use crate::syntax::ast::{CopyStep, Healthcheck, Network, RunMount, RunStep, Spanned, StepKind, Target, TargetKind};
+use crate::syntax::ast::{
+    CopyStep, Healthcheck, Network, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
+};
 use crate::syntax::{parse_duration, parse_mode};
 
 pub(super) struct Planner<'a> {
@@ -49,7 +51,11 @@ struct Dependency {
 }
 
 impl<'a> Planner<'a> {
-    pub(super) fn new(files: &'a [FileInput], request: &'a PlanRequest, resolver: &'a dyn Resolver) -> Self {
+    pub(super) fn new(
+        files: &'a [FileInput],
+        request: &'a PlanRequest,
+        resolver: &'a dyn Resolver,
+    ) -> Self {
         Self {
             files,
             request,
@@ -97,13 +103,21 @@ impl<'a> Planner<'a> {
             let scope_args = BTreeMap::new();
             let mut tags = Vec::new();
             for tag in &target.tags {
-                let scope = Scope { globals: &self.globals, stage_args: &scope_args, config: &end.config };
+                let scope =
+                    Scope { globals: &self.globals, stage_args: &scope_args, config: &end.config };
                 match scope.expand(tag, self.text(fi)) {
                     Ok(t) => tags.push(t),
                     Err(d) => self.error(fi, d),
                 }
             }
-            images.push(ImageTarget { name, tags, node: end.node, config: end.config, file: fi, span: target.name.span });
+            images.push(ImageTarget {
+                name,
+                tags,
+                node: end.node,
+                config: end.config,
+                file: fi,
+                span: target.name.span,
+            });
         }
         if !self.diags.is_empty() {
             return Err(self.diags);
@@ -120,7 +134,8 @@ impl<'a> Planner<'a> {
                 } else if let Some(default) = &arg.default {
                     let empty = BTreeMap::new();
                     let config = ImageConfig(serde_json::Map::new());
-                    let scope = Scope { globals: &self.globals, stage_args: &empty, config: &config };
+                    let scope =
+                        Scope { globals: &self.globals, stage_args: &empty, config: &config };
                     match scope.expand(default, file.source.text.as_str()) {
                         Ok(v) => v,
                         Err(d) => {
@@ -176,11 +191,20 @@ impl<'a> Planner<'a> {
                 .map(|t| t.name.value.clone())
                 .collect();
             if images.is_empty() && self.diags.is_empty() {
-                let span = self.files[0].ast.targets.first().map_or(SourceSpan::from((0, 0)), |t| t.name.span);
+                let span = self.files[0]
+                    .ast
+                    .targets
+                    .first()
+                    .map_or(SourceSpan::from((0, 0)), |t| t.name.span);
                 self.error(
                     0,
-                    Diagnostic::error("no-image", "the build file declares no `image`", span, "only stages here")
-                        .with_help("declare `image NAME { … }`, or name a stage with `--target`"),
+                    Diagnostic::error(
+                        "no-image",
+                        "the build file declares no `image`",
+                        span,
+                        "only stages here",
+                    )
+                    .with_help("declare `image NAME { … }`, or name a stage with `--target`"),
                 );
             }
             let mut unique = Vec::new();
@@ -216,16 +240,27 @@ impl<'a> Planner<'a> {
     }
 
     /// Expands a value that may only use build args (stage names, `from` references).
-    fn expand_static(&self, file: usize, target: &Target, value: &Spanned<String>) -> Result<String, Diagnostic> {
+    fn expand_static(
+        &self,
+        file: usize,
+        target: &Target,
+        value: &Spanned<String>,
+    ) -> Result<String, Diagnostic> {
         let mut stage_args = BTreeMap::new();
         for step in &target.steps {
             if let StepKind::Arg(a) = &step.kind {
-                let v = self.request.args.get(&a.name.value).cloned().or_else(|| a.default.as_ref().map(|d| d.value.clone()));
+                let v = self
+                    .request
+                    .args
+                    .get(&a.name.value)
+                    .cloned()
+                    .or_else(|| a.default.as_ref().map(|d| d.value.clone()));
                 stage_args.insert(a.name.value.clone(), v.unwrap_or_default());
             }
         }
         let config = ImageConfig(serde_json::Map::new());
-        Scope { globals: &self.globals, stage_args: &stage_args, config: &config }.expand(value, self.text(file))
+        Scope { globals: &self.globals, stage_args: &stage_args, config: &config }
+            .expand(value, self.text(file))
     }
 
     /// The stages a stage reads from.
@@ -239,7 +274,8 @@ impl<'a> Planner<'a> {
                 StepKind::Run(r) => {
                     for m in &r.mounts {
                         match m {
-                            RunMount::Bind { from: Some(f), .. } | RunMount::Cache { from: Some(f), .. } => refs.push(f),
+                            RunMount::Bind { from: Some(f), .. }
+                            | RunMount::Cache { from: Some(f), .. } => refs.push(f),
                             _ => {}
                         }
                     }
@@ -250,7 +286,9 @@ impl<'a> Planner<'a> {
         let mut deps = Vec::new();
         for r in refs {
             match self.expand_static(fi, target, r) {
-                Ok(v) if self.stages.contains_key(&v) => deps.push(Dependency { stage: v, file: fi, span: r.span }),
+                Ok(v) if self.stages.contains_key(&v) => {
+                    deps.push(Dependency { stage: v, file: fi, span: r.span })
+                }
                 Ok(_) => {}
                 Err(d) => self.error(fi, d),
             }
@@ -273,7 +311,8 @@ impl<'a> Planner<'a> {
             }
         }
         let mut g: DiGraph<String, usize> = DiGraph::new();
-        let idx: HashMap<String, petgraph::graph::NodeIndex> = needed.iter().map(|n| (n.clone(), g.add_node(n.clone()))).collect();
+        let idx: HashMap<String, petgraph::graph::NodeIndex> =
+            needed.iter().map(|n| (n.clone(), g.add_node(n.clone()))).collect();
         for (i, (from, dep)) in edges.iter().enumerate() {
             g.add_edge(idx[&dep.stage], idx[from], i);
         }
@@ -294,7 +333,9 @@ impl<'a> Planner<'a> {
                     for _ in 0..=members.len() {
                         let Some((_, dep)) = edges
                             .iter()
-                            .filter(|(from, dep)| *from == cur && members.contains(dep.stage.as_str()))
+                            .filter(|(from, dep)| {
+                                *from == cur && members.contains(dep.stage.as_str())
+                            })
                             .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
                         else {
                             break;
@@ -312,7 +353,10 @@ impl<'a> Planner<'a> {
                             dep.file,
                             Diagnostic::error(
                                 "stage-cycle",
-                                format!("stages depend on each other in a cycle: {}", path.join(" → ")),
+                                format!(
+                                    "stages depend on each other in a cycle: {}",
+                                    path.join(" → ")
+                                ),
                                 dep.span,
                                 "this closes the cycle",
                             )
@@ -343,7 +387,16 @@ impl<'a> Planner<'a> {
         }
         let key = KeyHasher::new("scratch").finish();
         let n = self.add_node(
-            Node { stage: String::new(), label: "scratch".into(), file: 0, span: (0, 0).into(), key, fs_key: key, parent: None, op: Op::Scratch },
+            Node {
+                stage: String::new(),
+                label: "scratch".into(),
+                file: 0,
+                span: (0, 0).into(),
+                key,
+                fs_key: key,
+                parent: None,
+                op: Op::Scratch,
+            },
             &[],
         );
         self.scratch = Some(n);
@@ -351,7 +404,12 @@ impl<'a> Planner<'a> {
     }
 
     /// The node that provides an image's layers, loaded once per reference.
-    fn base_node(&mut self, reference: &str, file: usize, span: SourceSpan) -> Option<(NodeIndex, ImageConfig)> {
+    fn base_node(
+        &mut self,
+        reference: &str,
+        file: usize,
+        span: SourceSpan,
+    ) -> Option<(NodeIndex, ImageConfig)> {
         if let Some(n) = self.bases.get(reference) {
             if let Op::Base { image, .. } = &self.graph[*n].op {
                 let config = image.config.clone();
@@ -380,13 +438,18 @@ impl<'a> Planner<'a> {
             }
             Err(problem) => {
                 let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
-                let mut d = Diagnostic::error("unknown-base", problem, span, "cannot use this base");
+                let mut d =
+                    Diagnostic::error("unknown-base", problem, span, "cannot use this base");
                 if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
                     d = d.with_help(format!("did you mean stage `{s}`?"));
                 } else if !reference.contains(':') && !reference.contains('/') {
                     d = d.with_help(format!(
                         "`{reference}` is not a stage of this build; stages are: {}",
-                        if stage_names.is_empty() { "(none)".to_owned() } else { stage_names.join(", ") }
+                        if stage_names.is_empty() {
+                            "(none)".to_owned()
+                        } else {
+                            stage_names.join(", ")
+                        }
                     ));
                 }
                 self.error(file, d);
@@ -432,7 +495,8 @@ impl<'a> Planner<'a> {
             let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
             macro_rules! expand {
                 ($v:expr) => {{
-                    let scope = Scope { globals: &self.globals, stage_args: &stage_args, config: &config };
+                    let scope =
+                        Scope { globals: &self.globals, stage_args: &stage_args, config: &config };
                     match scope.expand($v, text) {
                         Ok(x) => x,
                         Err(d) => {
@@ -444,7 +508,16 @@ impl<'a> Planner<'a> {
             }
             let config_node = |h: &mut KeyHasher| {
                 let key = h.digest(&parent_key).finish();
-                Node { stage: name.to_owned(), label: label.clone(), file: fi, span: step.span, key, fs_key: parent_fs, parent: Some(parent), op: Op::Config }
+                Node {
+                    stage: name.to_owned(),
+                    label: label.clone(),
+                    file: fi,
+                    span: step.span,
+                    key,
+                    fs_key: parent_fs,
+                    parent: Some(parent),
+                    op: Op::Config,
+                }
             };
             let node = match &step.kind {
                 StepKind::From { .. } => continue,
@@ -487,8 +560,18 @@ impl<'a> Planner<'a> {
                     let path = absolute(&current, &p);
                     config.set_string("WorkingDir", &path);
                     let user = config.string("User").unwrap_or_default();
-                    let key = KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
-                    Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op: Op::Workdir { path } }
+                    let key =
+                        KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
+                    Node {
+                        stage: name.to_owned(),
+                        label,
+                        file: fi,
+                        span: step.span,
+                        key,
+                        fs_key: key,
+                        parent: Some(parent),
+                        op: Op::Workdir { path },
+                    }
                 }
                 StepKind::User(u) => {
                     let u = expand!(u);
@@ -579,18 +662,58 @@ impl<'a> Planner<'a> {
                         .opt_str(chown.as_deref())
                         .u64(u64::from(chmod))
                         .finish();
-                    let op = Op::File(FileOp { path, content: f.content.value.clone().into_bytes(), chown, chmod });
-                    Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op }
+                    let op = Op::File(FileOp {
+                        path,
+                        content: f.content.value.clone().into_bytes(),
+                        chown,
+                        chmod,
+                    });
+                    Node {
+                        stage: name.to_owned(),
+                        label,
+                        file: fi,
+                        span: step.span,
+                        key,
+                        fs_key: key,
+                        parent: Some(parent),
+                        op,
+                    }
                 }
                 StepKind::Copy(c) => {
-                    let Some((op, key, sources)) = self.copy(fi, c, &stage_args, &config, parent_fs) else { continue };
-                    let node = Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op: Op::Copy(op) };
+                    let Some((op, key, sources)) =
+                        self.copy(fi, c, &stage_args, &config, parent_fs)
+                    else {
+                        continue;
+                    };
+                    let node = Node {
+                        stage: name.to_owned(),
+                        label,
+                        file: fi,
+                        span: step.span,
+                        key,
+                        fs_key: key,
+                        parent: Some(parent),
+                        op: Op::Copy(op),
+                    };
                     parent = self.add_node(node, &sources);
                     continue;
                 }
                 StepKind::Run(r) => {
-                    let Some((op, key, sources)) = self.run_step(fi, r, &stage_args, &config, parent_fs) else { continue };
-                    let node = Node { stage: name.to_owned(), label, file: fi, span: step.span, key, fs_key: key, parent: Some(parent), op: Op::Run(op) };
+                    let Some((op, key, sources)) =
+                        self.run_step(fi, r, &stage_args, &config, parent_fs)
+                    else {
+                        continue;
+                    };
+                    let node = Node {
+                        stage: name.to_owned(),
+                        label,
+                        file: fi,
+                        span: step.span,
+                        key,
+                        fs_key: key,
+                        parent: Some(parent),
+                        op: Op::Run(op),
+                    };
                     parent = self.add_node(node, &sources);
                     continue;
                 }
@@ -605,8 +728,13 @@ impl<'a> Planner<'a> {
         if parsed.is_none() {
             self.error(
                 file,
-                Diagnostic::error("invalid-mode", format!("`{}` is not an octal mode", m.value), m.span, "not octal")
-                    .with_help("write the mode as an octal string, e.g. \"0755\""),
+                Diagnostic::error(
+                    "invalid-mode",
+                    format!("`{}` is not an octal mode", m.value),
+                    m.span,
+                    "not octal",
+                )
+                .with_help("write the mode as an octal string, e.g. \"0755\""),
             );
         }
         parsed
@@ -640,7 +768,8 @@ impl<'a> Planner<'a> {
                 None
             }
         };
-        let sources: Vec<(String, SourceSpan)> = c.sources.iter().filter_map(|s| expand(s, self).map(|v| (v, s.span))).collect();
+        let sources: Vec<(String, SourceSpan)> =
+            c.sources.iter().filter_map(|s| expand(s, self).map(|v| (v, s.span))).collect();
         let dest_raw = expand(&c.dest, self)?;
         let from = c.from.as_ref().and_then(|f| expand(f, self).map(|v| (v, f.span)));
         let chown = c.chown.as_ref().and_then(|v| expand(v, self));
@@ -656,8 +785,13 @@ impl<'a> Planner<'a> {
             if s.contains("://") || s.starts_with("git@") {
                 self.error(
                     fi,
-                    Diagnostic::error("unsupported-remote-source", format!("`{s}` is a remote source, which stack cannot fetch yet"), *span, "remote source")
-                        .with_help("download it in a `run` step, or add the file to the build context"),
+                    Diagnostic::error(
+                        "unsupported-remote-source",
+                        format!("`{s}` is a remote source, which stack cannot fetch yet"),
+                        *span,
+                        "remote source",
+                    )
+                    .with_help("download it in a `run` step, or add the file to the build context"),
                 );
                 return None;
             }
@@ -665,14 +799,20 @@ impl<'a> Planner<'a> {
         if let Some(cs) = &c.checksum {
             self.error(
                 fi,
-                Diagnostic::error("unsupported-checksum", "`checksum=` applies only to remote sources, which stack cannot fetch yet", cs.span, "here"),
+                Diagnostic::error(
+                    "unsupported-checksum",
+                    "`checksum=` applies only to remote sources, which stack cannot fetch yet",
+                    cs.span,
+                    "here",
+                ),
             );
             return None;
         }
         let workdir = config.string("WorkingDir").unwrap_or_else(|| "/".into());
         let dest = absolute(&workdir, &dest_raw);
         let has_glob = sources.iter().any(|(s, _)| s.contains(['*', '?', '[']));
-        let dest_is_dir = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || sources.len() > 1 || has_glob;
+        let dest_is_dir =
+            dest_raw.ends_with('/') || dest_raw.ends_with("/.") || sources.len() > 1 || has_glob;
         let mut h = KeyHasher::new("copy");
         h.digest(&parent_fs).str(&dest).bool(dest_is_dir).opt_str(chown.as_deref());
         match chmod {
@@ -701,12 +841,24 @@ impl<'a> Planner<'a> {
                         Ok(sel) => selected.push(sel),
                         Err(e) => {
                             let (code, help) = match &e {
-                                SelectError::Outside { .. } => ("source-outside-context", "a symlink in the context points outside it"),
-                                SelectError::NotFound { excluded: true, .. } => ("source-excluded", "remove it from `.stackignore`/`.dockerignore`, or add a `!` exception"),
-                                SelectError::NotFound { .. } => ("source-not-found", "paths are relative to the build context"),
+                                SelectError::Outside { .. } => (
+                                    "source-outside-context",
+                                    "a symlink in the context points outside it",
+                                ),
+                                SelectError::NotFound { excluded: true, .. } => (
+                                    "source-excluded",
+                                    "remove it from `.stackignore`/`.dockerignore`, or add a `!` exception",
+                                ),
+                                SelectError::NotFound { .. } => {
+                                    ("source-not-found", "paths are relative to the build context")
+                                }
                                 _ => ("context-error", "check the file's permissions"),
                             };
-                            self.error(fi, Diagnostic::error(code, e.to_string(), *span, "cannot copy this").with_help(help));
+                            self.error(
+                                fi,
+                                Diagnostic::error(code, e.to_string(), *span, "cannot copy this")
+                                    .with_help(help),
+                            );
                             return None;
                         }
                     }
@@ -726,7 +878,16 @@ impl<'a> Planner<'a> {
                 CopySource::Node { node, paths }
             }
         };
-        let op = CopyOp { source, dest, dest_is_dir, chown, chmod, add: c.add, parents: c.parents, excludes };
+        let op = CopyOp {
+            source,
+            dest,
+            dest_is_dir,
+            chown,
+            chmod,
+            add: c.add,
+            parents: c.parents,
+            excludes,
+        };
         Some((op, h.finish(), edges))
     }
 
@@ -762,7 +923,8 @@ impl<'a> Planner<'a> {
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
-        let cwd = config.string("WorkingDir").filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+        let cwd =
+            config.string("WorkingDir").filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
         let user = config.string("User").filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
         let network = r.network.as_ref().map_or(Network::Default, |n| n.value);
         let globals = self.globals.clone();
@@ -800,7 +962,15 @@ impl<'a> Planner<'a> {
                     }
                     // Cache content never enters the key; only the mount's definition does.
                     h.str("cache").str(&target).str(&id).u8(*sharing as u8).bool(*readonly);
-                    mounts.push(PlannedMount::Cache { target, id, sharing: *sharing, readonly: *readonly, mode: *mode, uid: *uid, gid: *gid });
+                    mounts.push(PlannedMount::Cache {
+                        target,
+                        id,
+                        sharing: *sharing,
+                        readonly: *readonly,
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    });
                 }
                 RunMount::Secret { id, target, env: var, required, mode, uid, gid } => {
                     let id_v = ex(id, self)?;
@@ -814,7 +984,15 @@ impl<'a> Planner<'a> {
                         None => None,
                     };
                     h.str("secret").str(&id_v).opt_str(target.as_deref()).opt_str(var.as_deref());
-                    mounts.push(PlannedMount::Secret { id: id_v, target, env: var, required: *required, mode: *mode, uid: *uid, gid: *gid });
+                    mounts.push(PlannedMount::Secret {
+                        id: id_v,
+                        target,
+                        env: var,
+                        required: *required,
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    });
                 }
                 RunMount::Tmpfs { target, size } => {
                     let target = absolute(&cwd, &ex(target, self)?);
@@ -824,7 +1002,16 @@ impl<'a> Planner<'a> {
                             match parse_size(&v) {
                                 Some(b) => Some(b),
                                 None => {
-                                    self.error(fi, Diagnostic::error("invalid-size", format!("`{v}` is not a size"), s.span, "not a size").with_help("write sizes like \"64m\" or \"1g\""));
+                                    self.error(
+                                        fi,
+                                        Diagnostic::error(
+                                            "invalid-size",
+                                            format!("`{v}` is not a size"),
+                                            s.span,
+                                            "not a size",
+                                        )
+                                        .with_help("write sizes like \"64m\" or \"1g\""),
+                                    );
                                     return None;
                                 }
                             }
@@ -841,9 +1028,18 @@ impl<'a> Planner<'a> {
                         Some(f) => {
                             let fv = ex(f, self)?;
                             let node = self.source_node(fi, &fv, f.span)?;
-                            h.str("bind-node").digest(&self.graph[node].fs_key).str(&src).str(&target).bool(*readwrite);
+                            h.str("bind-node")
+                                .digest(&self.graph[node].fs_key)
+                                .str(&src)
+                                .str(&target)
+                                .bool(*readwrite);
                             edges.push(node);
-                            mounts.push(PlannedMount::BindNode { node, source: absolute("/", &src), target, readwrite: *readwrite });
+                            mounts.push(PlannedMount::BindNode {
+                                node,
+                                source: absolute("/", &src),
+                                target,
+                                readwrite: *readwrite,
+                            });
                         }
                         None => {
                             match self.resolver.select(fi, &src, &[]) {
@@ -852,11 +1048,24 @@ impl<'a> Planner<'a> {
                                     hash_selected(&mut h, &sel);
                                 }
                                 Err(e) => {
-                                    self.error(fi, Diagnostic::error("source-not-found", e.to_string(), source.span, "cannot bind this"));
+                                    self.error(
+                                        fi,
+                                        Diagnostic::error(
+                                            "source-not-found",
+                                            e.to_string(),
+                                            source.span,
+                                            "cannot bind this",
+                                        ),
+                                    );
                                     return None;
                                 }
                             }
-                            mounts.push(PlannedMount::BindContext { file: fi, source: normalize(&src).unwrap_or_default(), target, readwrite: *readwrite });
+                            mounts.push(PlannedMount::BindContext {
+                                file: fi,
+                                source: normalize(&src).unwrap_or_default(),
+                                target,
+                                readwrite: *readwrite,
+                            });
                         }
                     }
                 }
@@ -934,12 +1143,26 @@ fn parse_size(v: &str) -> Option<u64> {
 fn healthcheck_json(hc: &Healthcheck) -> Value {
     match hc {
         Healthcheck::None => serde_json::json!({"Test": ["NONE"]}),
-        Healthcheck::Check { test, shell, interval, timeout, start_period, start_interval, retries } => {
+        Healthcheck::Check {
+            test,
+            shell,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
             let mut m = serde_json::Map::new();
-            let mut t: Vec<Value> = vec![Value::String(if *shell { "CMD-SHELL" } else { "CMD" }.into())];
+            let mut t: Vec<Value> =
+                vec![Value::String(if *shell { "CMD-SHELL" } else { "CMD" }.into())];
             t.extend(test.iter().map(|s| Value::String(s.value.clone())));
             m.insert("Test".into(), Value::Array(t));
-            for (key, v) in [("Interval", interval), ("Timeout", timeout), ("StartPeriod", start_period), ("StartInterval", start_interval)] {
+            for (key, v) in [
+                ("Interval", interval),
+                ("Timeout", timeout),
+                ("StartPeriod", start_period),
+                ("StartInterval", start_interval),
+            ] {
                 if let Some(ns) = v.as_ref().and_then(|d| parse_duration(&d.value)) {
                     m.insert(key.into(), Value::from(ns));
                 }

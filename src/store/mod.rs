@@ -69,7 +69,8 @@ impl Store {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         for sub in ["blobs-v1/sha256", "layers-v1", "records-v1", "tmp"] {
             let p = root.join(sub);
-            fs_err::create_dir_all(&p).map_err(|source| StoreError::Create { path: p.clone(), source })?;
+            fs_err::create_dir_all(&p)
+                .map_err(|source| StoreError::Create { path: p.clone(), source })?;
         }
         Ok(Self { root: root.to_owned() })
     }
@@ -89,23 +90,37 @@ impl Store {
     /// A temporary file in the store's own `tmp/`, so that committing it is a rename.
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = self.root.join("tmp");
-        tempfile::Builder::new().prefix("blob-").tempfile_in(&dir).map_err(io_err("create a temporary file in", &dir))
+        tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&dir)
+            .map_err(io_err("create a temporary file in", &dir))
     }
 
     /// A temporary folder in the store's own `tmp/`.
     pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StoreError> {
         let dir = self.root.join("tmp");
-        tempfile::Builder::new().prefix(prefix).tempdir_in(&dir).map_err(io_err("create a temporary folder in", &dir))
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&dir)
+            .map_err(io_err("create a temporary folder in", &dir))
     }
 
     /// Moves a finished temporary file into place as blob `digest` (which the caller computed
     /// while writing it).
-    pub fn commit_blob(&self, tmp: tempfile::NamedTempFile, digest: &OciDigest) -> Result<(), StoreError> {
+    pub fn commit_blob(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        digest: &OciDigest,
+    ) -> Result<(), StoreError> {
         let dest = self.blob_path(digest);
         if dest.exists() {
             return Ok(());
         }
-        tmp.persist(&dest).map_err(|e| StoreError::Io { action: "store blob", path: dest.clone(), source: e.error })?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io {
+            action: "store blob",
+            path: dest.clone(),
+            source: e.error,
+        })?;
         Ok(())
     }
 
@@ -122,7 +137,12 @@ impl Store {
 
     /// Copies a blob from `reader` into the store, verifying it against `digest` (and `size`
     /// when known) before it becomes visible.
-    pub fn import_blob(&self, reader: &mut dyn Read, digest: &OciDigest, size: Option<u64>) -> Result<(), StoreError> {
+    pub fn import_blob(
+        &self,
+        reader: &mut dyn Read,
+        digest: &OciDigest,
+        size: Option<u64>,
+    ) -> Result<(), StoreError> {
         if self.has_blob(digest) {
             return Ok(());
         }
@@ -148,7 +168,11 @@ impl Store {
         }
         if let Some(expected) = size {
             if expected != len {
-                return Err(StoreError::WrongSize { digest: digest.clone(), expected, actual: len });
+                return Err(StoreError::WrongSize {
+                    digest: digest.clone(),
+                    expected,
+                    actual: len,
+                });
             }
         }
         self.commit_blob(tmp, digest)
@@ -181,7 +205,11 @@ impl Store {
                 StoreError::Io { action: "open", path: path.clone(), source: e }
             }
         })?;
-        Ok(VerifyingReader { inner: io::BufReader::with_capacity(1 << 20, file), hasher: Sha256Writer::default(), expected: digest.clone() })
+        Ok(VerifyingReader {
+            inner: io::BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256Writer::default(),
+            expected: digest.clone(),
+        })
     }
 
     /// Copies blob `digest` to `dest`, verifying it on the way (hard-linking is not used: the
@@ -204,23 +232,38 @@ impl Store {
     }
 
     /// Reads the record of `kind` stored under `key`, if any.
-    pub fn get_record<T: serde::de::DeserializeOwned>(&self, kind: &str, key: &Digest) -> Result<Option<T>, StoreError> {
+    pub fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        key: &Digest,
+    ) -> Result<Option<T>, StoreError> {
         let path = self.record_path(kind, key);
         match fs_err::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::BadRecord { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::BadRecord { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io { action: "read", path, source: e }),
         }
     }
 
     /// Writes a record atomically (temp file + rename).
-    pub fn put_record<T: serde::Serialize>(&self, kind: &str, key: &Digest, value: &T) -> Result<(), StoreError> {
+    pub fn put_record<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        key: &Digest,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let path = self.record_path(kind, key);
         let dir = path.parent().expect("records have a parent");
         fs_err::create_dir_all(dir).map_err(io_err("create", dir))?;
         let mut tmp = self.temp_file()?;
         tmp.write_all(&crate::oci::json::to_canonical(value)).map_err(io_err("write", &path))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io { action: "write", path: path.clone(), source: e.error })?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            action: "write",
+            path: path.clone(),
+            source: e.error,
+        })?;
         Ok(())
     }
 
@@ -231,7 +274,11 @@ impl Store {
 
     /// Moves a fully extracted layer folder into place; if another process got there first,
     /// its copy is kept and ours is dropped.
-    pub fn commit_layer_dir(&self, tmp: tempfile::TempDir, diff_id: &OciDigest) -> Result<PathBuf, StoreError> {
+    pub fn commit_layer_dir(
+        &self,
+        tmp: tempfile::TempDir,
+        diff_id: &OciDigest,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.layer_dir(diff_id);
         let staged = tmp.keep();
         match std::fs::rename(&staged, &dest) {
@@ -275,7 +322,10 @@ impl Read for VerifyingReader {
         if n == 0 {
             let actual = std::mem::take(&mut self.hasher).finish();
             if actual != self.expected {
-                return Err(io::Error::other(StoreError::Corrupt { digest: self.expected.clone(), actual }));
+                return Err(io::Error::other(StoreError::Corrupt {
+                    digest: self.expected.clone(),
+                    actual,
+                }));
             }
             // Reset so a second read at EOF does not re-check an empty hash.
             self.hasher = Sha256Writer::default();
@@ -312,7 +362,10 @@ mod tests {
         assert!(store.import_blob(&mut &b"data"[..], &wrong, None).is_err());
         assert!(!store.has_blob(&wrong));
         let right = OciDigest::of(b"data");
-        assert!(matches!(store.import_blob(&mut &b"data"[..], &right, Some(3)), Err(StoreError::WrongSize { .. })));
+        assert!(matches!(
+            store.import_blob(&mut &b"data"[..], &right, Some(3)),
+            Err(StoreError::WrongSize { .. })
+        ));
         store.import_blob(&mut &b"data"[..], &right, Some(4)).unwrap();
         assert!(store.has_blob(&right));
     }

@@ -42,7 +42,8 @@ pub fn references(value: &str) -> Vec<String> {
             continue;
         }
         let after = &rest[i + 2..];
-        let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        let len =
+            after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
         if len > 0 {
             names.push(after[..len].to_owned());
         }
@@ -116,7 +117,10 @@ fn expand_one(
     let name = &inner[..name_len];
     let err = |kind, message: String| InterpError { range: start..end, message, kind };
     if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
-        return Err(err(InterpErrorKind::Syntax, format!("`${{{inner}}}` does not start with a name")));
+        return Err(err(
+            InterpErrorKind::Syntax,
+            format!("`${{{inner}}}` does not start with a name"),
+        ));
     }
     let op = &inner[name_len..];
     let value = lookup(name);
@@ -136,10 +140,26 @@ fn expand_one(
                 ));
             }
         },
-        _ if op.starts_with(":-") => if set_nonempty { value.unwrap_or_default() } else { word(&op[2..])? },
-        _ if op.starts_with(":+") => if set_nonempty { word(&op[2..])? } else { String::new() },
+        _ if op.starts_with(":-") => {
+            if set_nonempty {
+                value.unwrap_or_default()
+            } else {
+                word(&op[2..])?
+            }
+        }
+        _ if op.starts_with(":+") => {
+            if set_nonempty {
+                word(&op[2..])?
+            } else {
+                String::new()
+            }
+        }
         _ if op.starts_with(":?") || op.starts_with('?') => {
-            let (msg, ok) = if let Some(m) = op.strip_prefix(":?") { (m, set_nonempty) } else { (&op[1..], value.is_some()) };
+            let (msg, ok) = if let Some(m) = op.strip_prefix(":?") {
+                (m, set_nonempty)
+            } else {
+                (&op[1..], value.is_some())
+            };
             if ok {
                 value.unwrap_or_default()
             } else {
@@ -148,18 +168,38 @@ fn expand_one(
             }
         }
         _ if op.starts_with('-') => value.map_or_else(|| word(&op[1..]), Ok)?,
-        _ if op.starts_with('+') => if value.is_some() { word(&op[1..])? } else { String::new() },
-        _ if op.starts_with("##") => strip_prefix(&value.unwrap_or_default(), &word(&op[2..])?, true),
-        _ if op.starts_with('#') => strip_prefix(&value.unwrap_or_default(), &word(&op[1..])?, false),
-        _ if op.starts_with("%%") => strip_suffix(&value.unwrap_or_default(), &word(&op[2..])?, true),
-        _ if op.starts_with('%') => strip_suffix(&value.unwrap_or_default(), &word(&op[1..])?, false),
+        _ if op.starts_with('+') => {
+            if value.is_some() {
+                word(&op[1..])?
+            } else {
+                String::new()
+            }
+        }
+        _ if op.starts_with("##") => {
+            strip_prefix(&value.unwrap_or_default(), &word(&op[2..])?, true)
+        }
+        _ if op.starts_with('#') => {
+            strip_prefix(&value.unwrap_or_default(), &word(&op[1..])?, false)
+        }
+        _ if op.starts_with("%%") => {
+            strip_suffix(&value.unwrap_or_default(), &word(&op[2..])?, true)
+        }
+        _ if op.starts_with('%') => {
+            strip_suffix(&value.unwrap_or_default(), &word(&op[1..])?, false)
+        }
         _ if op.starts_with('/') => {
-            let (all, rest) = match op.strip_prefix("//") { Some(r) => (true, r), None => (false, &op[1..]) };
+            let (all, rest) = match op.strip_prefix("//") {
+                Some(r) => (true, r),
+                None => (false, &op[1..]),
+            };
             let (pat, rep) = rest.split_once('/').unwrap_or((rest, ""));
             replace(&value.unwrap_or_default(), &word(pat)?, &word(rep)?, all)
         }
         _ => {
-            return Err(err(InterpErrorKind::Syntax, format!("`${{{inner}}}` uses an unknown modifier")));
+            return Err(err(
+                InterpErrorKind::Syntax,
+                format!("`${{{inner}}}` uses an unknown modifier"),
+            ));
         }
     })
 }
@@ -200,7 +240,8 @@ fn replace(value: &str, pat: &str, rep: &str, all: bool) -> String {
     while i < value.len() {
         if !replaced || all {
             // Longest match starting at i.
-            let ends: Vec<usize> = value[i..].char_indices().map(|(j, c)| i + j + c.len_utf8()).collect();
+            let ends: Vec<usize> =
+                value[i..].char_indices().map(|(j, c)| i + j + c.len_utf8()).collect();
             if let Some(end) = ends.into_iter().rev().find(|&e| glob_match(pat, &value[i..e])) {
                 out.push_str(rep);
                 i = end;

@@ -7,4 +7,7 @@ pub mod ast;
 pub mod interp;
 mod parse;
 
-pub use parse::{SUPPORTED_VERSIONS, is_var_name, parse, parse_duration, parse_mode};
+pub use parse::{
+    RUN_CHILDREN, STEPS, SUPPORTED_VERSIONS, TOP_LEVEL, is_var_name, parse, parse_duration,
+    parse_mode,
+};

@@ -4,20 +4,38 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::ast::{
-    ArgDecl, BuildFile, CacheSharing, CopyStep, FileStep, Healthcheck, Network, RunMount,
-    RunStep, Spanned, Step, StepKind, Target, TargetKind,
+    ArgDecl, BuildFile, CacheSharing, CopyStep, FileStep, Healthcheck, Network, RunMount, RunStep,
+    Spanned, Step, StepKind, Target, TargetKind,
 };
 use crate::diag::{Diagnostic, did_you_mean};
 
 /// Build-file format versions this stack understands.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
-const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include"];
-const STEPS: &[&str] = &[
-    "from", "run", "exec", "copy", "add", "file", "arg", "env", "label", "workdir", "user", "shell",
-    "stopsignal", "maintainer", "cmd", "entrypoint", "expose", "volume", "healthcheck", "tag",
+pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include"];
+pub const STEPS: &[&str] = &[
+    "from",
+    "run",
+    "exec",
+    "copy",
+    "add",
+    "file",
+    "arg",
+    "env",
+    "label",
+    "workdir",
+    "user",
+    "shell",
+    "stopsignal",
+    "maintainer",
+    "cmd",
+    "entrypoint",
+    "expose",
+    "volume",
+    "healthcheck",
+    "tag",
 ];
-const RUN_CHILDREN: &[&str] = &["cache", "secret", "network", "tmpfs", "bind"];
+pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "network", "tmpfs", "bind"];
 
 /// Parses one build file's text.
 pub fn parse(text: &str) -> (Option<BuildFile>, Vec<Diagnostic>) {
@@ -95,8 +113,13 @@ impl Parser {
         let nodes = doc.nodes();
         if nodes.is_empty() {
             self.error(
-                Diagnostic::error("empty-file", "the build file has no nodes", (0, text.len()), "only comments here")
-                    .with_help("start with `stack version=1`, then declare an `image`"),
+                Diagnostic::error(
+                    "empty-file",
+                    "the build file has no nodes",
+                    (0, text.len()),
+                    "only comments here",
+                )
+                .with_help("start with `stack version=1`, then declare an `image`"),
             );
             return None;
         }
@@ -163,8 +186,13 @@ impl Parser {
         self.max_args(node, &e, 0);
         let Some(entry) = e.prop("version") else {
             self.error(
-                Diagnostic::error("missing-version", "`stack` needs a `version`", node.span(), "no version here")
-                    .with_help("write `stack version=1`"),
+                Diagnostic::error(
+                    "missing-version",
+                    "`stack` needs a `version`",
+                    node.span(),
+                    "no version here",
+                )
+                .with_help("write `stack version=1`"),
             );
             return None;
         };
@@ -258,7 +286,11 @@ impl Parser {
                 continue;
             }
             if let Some(kind) = self.step(child) {
-                target.steps.push(Step { kind, span: child.span(), name_span: child.name().span() });
+                target.steps.push(Step {
+                    kind,
+                    span: child.span(),
+                    name_span: child.name().span(),
+                });
             }
         }
         match target.steps.iter().position(|s| matches!(s.kind, StepKind::From { .. })) {
@@ -293,8 +325,13 @@ impl Parser {
                 .nth(1)
                 .expect("counted above");
             self.error(
-                Diagnostic::error("misplaced-from", "a stage has only one `from`", second.name_span, "second `from`")
-                    .with_help("start another `stage` for a second base"),
+                Diagnostic::error(
+                    "misplaced-from",
+                    "a stage has only one `from`",
+                    second.name_span,
+                    "second `from`",
+                )
+                .with_help("start another `stage` for a second base"),
             );
         }
         Some(target)
@@ -309,7 +346,12 @@ impl Parser {
         let kind = match name {
             "from" => {
                 self.only_props(node, &e, &["platform"]);
-                self.exact_args(node, &e, 1, "a base: `scratch`, a stage name or an image reference");
+                self.exact_args(
+                    node,
+                    &e,
+                    1,
+                    "a base: `scratch`, a stage name or an image reference",
+                );
                 let base = self.string(e.args.first()?)?;
                 let platform = e.prop("platform").and_then(|p| self.string(p));
                 StepKind::From { base, platform }
@@ -388,7 +430,10 @@ impl Parser {
     fn run(&mut self, node: &KdlNode, e: &Entries<'_>, exec: bool) -> Option<RunStep> {
         self.only_props(node, e, &[]);
         if e.args.is_empty() {
-            self.missing_arg(node, if exec { "the program and its arguments" } else { "a command" });
+            self.missing_arg(
+                node,
+                if exec { "the program and its arguments" } else { "a command" },
+            );
         }
         let commands: Vec<_> = e.args.iter().filter_map(|a| self.string(a)).collect();
         let mut step = RunStep { exec, commands, mounts: Vec::new(), network: None };
@@ -398,9 +443,15 @@ impl Parser {
             let name = child.name().value();
             match name {
                 "cache" => {
-                    self.only_props(child, &ce, &["id", "sharing", "from", "source", "mode", "uid", "gid", "readonly"]);
+                    self.only_props(
+                        child,
+                        &ce,
+                        &["id", "sharing", "from", "source", "mode", "uid", "gid", "readonly"],
+                    );
                     self.exact_args(child, &ce, 1, "the target path of the cache");
-                    let Some(target) = ce.args.first().and_then(|a| self.string(a)) else { continue };
+                    let Some(target) = ce.args.first().and_then(|a| self.string(a)) else {
+                        continue;
+                    };
                     let sharing = match ce.prop("sharing").and_then(|p| self.string(p)) {
                         None => CacheSharing::Shared,
                         Some(s) => match s.value.as_str() {
@@ -426,7 +477,11 @@ impl Parser {
                     });
                 }
                 "secret" => {
-                    self.only_props(child, &ce, &["target", "env", "required", "mode", "uid", "gid"]);
+                    self.only_props(
+                        child,
+                        &ce,
+                        &["target", "env", "required", "mode", "uid", "gid"],
+                    );
                     self.exact_args(child, &ce, 1, "the secret's id");
                     let Some(id) = ce.args.first().and_then(|a| self.string(a)) else { continue };
                     step.mounts.push(RunMount::Secret {
@@ -442,18 +497,27 @@ impl Parser {
                 "tmpfs" => {
                     self.only_props(child, &ce, &["size"]);
                     self.exact_args(child, &ce, 1, "the target path");
-                    let Some(target) = ce.args.first().and_then(|a| self.string(a)) else { continue };
+                    let Some(target) = ce.args.first().and_then(|a| self.string(a)) else {
+                        continue;
+                    };
                     let size = ce.prop("size").and_then(|p| self.scalar(p));
                     step.mounts.push(RunMount::Tmpfs { target, size });
                 }
                 "bind" => {
                     self.only_props(child, &ce, &["target", "from", "readwrite"]);
                     self.exact_args(child, &ce, 1, "the source path");
-                    let Some(source) = ce.args.first().and_then(|a| self.string(a)) else { continue };
+                    let Some(source) = ce.args.first().and_then(|a| self.string(a)) else {
+                        continue;
+                    };
                     let Some(target) = ce.prop("target").and_then(|p| self.string(p)) else {
                         self.error(
-                            Diagnostic::error("missing-property", "`bind` needs `target=`", child.span(), "no target")
-                                .with_help("write `bind \"src\" target=\"/mnt/src\"`"),
+                            Diagnostic::error(
+                                "missing-property",
+                                "`bind` needs `target=`",
+                                child.span(),
+                                "no target",
+                            )
+                            .with_help("write `bind \"src\" target=\"/mnt/src\"`"),
                         );
                         continue;
                     };
@@ -510,7 +574,8 @@ impl Parser {
             }
             return None;
         };
-        let mut excludes: Vec<_> = e.prop("exclude").and_then(|p| self.string(p)).into_iter().collect();
+        let mut excludes: Vec<_> =
+            e.prop("exclude").and_then(|p| self.string(p)).into_iter().collect();
         for child in node.children().map(KdlDocument::nodes).unwrap_or_default() {
             self.no_children(child);
             let ce = entries(child);
@@ -542,7 +607,11 @@ impl Parser {
     }
 
     fn healthcheck(&mut self, node: &KdlNode, e: &Entries<'_>) -> Option<Healthcheck> {
-        self.only_props(node, e, &["shell", "interval", "timeout", "start-period", "start-interval", "retries"]);
+        self.only_props(
+            node,
+            e,
+            &["shell", "interval", "timeout", "start-period", "start-interval", "retries"],
+        );
         if e.args.len() == 1 && e.props.is_empty() {
             if let KdlValue::String(s) = e.args[0].value() {
                 if s == "none" {
@@ -564,7 +633,8 @@ impl Parser {
                 "several arguments here",
             ));
         }
-        let retries = e.prop("retries").and_then(|p| self.u32(p).map(|v| Spanned::new(v, p.span())));
+        let retries =
+            e.prop("retries").and_then(|p| self.u32(p).map(|v| Spanned::new(v, p.span())));
         Some(Healthcheck::Check {
             test,
             shell,
@@ -641,8 +711,13 @@ impl Parser {
             Some(m) => Some(m),
             None => {
                 self.error(
-                    Diagnostic::error("invalid-mode", format!("`{}` is not an octal mode", s.value), s.span, "not octal")
-                        .with_help("write the mode as an octal string, e.g. \"0644\""),
+                    Diagnostic::error(
+                        "invalid-mode",
+                        format!("`{}` is not an octal mode", s.value),
+                        s.span,
+                        "not octal",
+                    )
+                    .with_help("write the mode as an octal string, e.g. \"0644\""),
                 );
                 None
             }
@@ -653,8 +728,13 @@ impl Parser {
         let s = self.string(entry)?;
         if parse_duration(&s.value).is_none() {
             self.error(
-                Diagnostic::error("invalid-duration", format!("`{}` is not a duration", s.value), s.span, "not a duration")
-                    .with_help("write durations like \"30s\", \"1m30s\" or \"500ms\""),
+                Diagnostic::error(
+                    "invalid-duration",
+                    format!("`{}` is not a duration", s.value),
+                    s.span,
+                    "not a duration",
+                )
+                .with_help("write durations like \"30s\", \"1m30s\" or \"500ms\""),
             );
             return None;
         }
@@ -704,7 +784,9 @@ impl Parser {
             );
             d = match did_you_mean(name, allowed.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None if allowed.is_empty() => d.with_help(format!("`{}` takes no properties", node.name().value())),
+                None if allowed.is_empty() => {
+                    d.with_help(format!("`{}` takes no properties", node.name().value()))
+                }
                 None => d.with_help(format!("expected one of {}", list(allowed))),
             };
             self.error(d);
@@ -725,7 +807,12 @@ impl Parser {
             self.error(
                 Diagnostic::error(
                     "wrong-argument-count",
-                    format!("`{}` takes {n} argument{}, found {}", node.name().value(), if n == 1 { "" } else { "s" }, e.args.len()),
+                    format!(
+                        "`{}` takes {n} argument{}, found {}",
+                        node.name().value(),
+                        if n == 1 { "" } else { "s" },
+                        e.args.len()
+                    ),
                     extra.span(),
                     "unexpected argument",
                 )

@@ -1,1 +1,8 @@
+//! The one integration-test binary: black-box tests of the `stack` command and end-to-end
+//! builds checked with real clients (skopeo, umoci).
 
+mod support;
+
+mod build;
+mod diagnostics;
+mod docs;

@@ -1,0 +1,302 @@
+//! End-to-end builds, checked with skopeo and umoci.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{busybox_base, have, run_stack, skip, stderr, stdout, write_files};
+
+fn project(dir: &Path, base: &Path) {
+    write_files(
+        dir,
+        &[
+            ("src/app.sh", "#!/bin/sh\necho hello from app\n"),
+            ("src/lib/util.txt", "util\n"),
+            ("docs/readme.md", "not copied\n"),
+            (".dockerignore", "docs\n"),
+            (
+                "stack.kdl",
+                &format!(
+                    r#"stack version=1
+arg VERSION default="1.2"
+stage assets {{
+    from "scratch"
+    copy "src/lib/" to="/assets/"
+}}
+image app {{
+    from "oci:{base}:base"
+    env APP_VERSION="${{VERSION}}"
+    workdir "/srv"
+    copy "src/" to="./" chown="app:staff" chmod="0755"
+    copy "/assets/util.txt" to="/opt/util.txt" from=assets
+    file "/etc/app.conf" "mode=prod\n" chmod="0640" chown="1000:50"
+    user "app"
+    expose 8080
+    volume "/data"
+    label "org.opencontainers.image.version"="${{VERSION}}"
+    stopsignal "SIGTERM"
+    entrypoint "/bin/sh"
+    cmd "/srv/app.sh"
+    tag "example/app:${{VERSION}}"
+}}
+"#,
+                    base = base.display()
+                ),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn builds_an_image_real_clients_accept() {
+    let Some(base) = busybox_base() else { return };
+    if !have("skopeo") || !have("umoci") {
+        return skip("skopeo or umoci is missing (apt-get install skopeo umoci)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &base);
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).split_whitespace().nth(1).unwrap().to_owned();
+
+    let layout = dir.path().join("stack-out");
+    for name in ["app", "example/app:1.2"] {
+        let inspect = Command::new("skopeo")
+            .args(["inspect", &format!("oci:{}:{name}", layout.display())])
+            .output()
+            .unwrap();
+        assert!(
+            inspect.status.success(),
+            "skopeo inspect {name}: {}",
+            String::from_utf8_lossy(&inspect.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(v["Digest"], digest.as_str());
+    }
+    let config = Command::new("skopeo")
+        .args(["inspect", "--config", &format!("oci:{}:app", layout.display())])
+        .output()
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    let cc = &c["config"];
+    assert_eq!(cc["User"], "app");
+    assert_eq!(cc["WorkingDir"], "/srv");
+    assert_eq!(cc["Entrypoint"], serde_json::json!(["/bin/sh"]));
+    assert_eq!(cc["Cmd"], serde_json::json!(["/srv/app.sh"]));
+    assert!(cc["Env"].as_array().unwrap().contains(&serde_json::json!("APP_VERSION=1.2")));
+    assert_eq!(cc["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(cc["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(cc["Labels"]["org.opencontainers.image.version"], "1.2");
+    assert_eq!(cc["StopSignal"], "SIGTERM");
+    assert_eq!(c["created"], "1970-01-01T00:00:00Z");
+    let history = c["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["empty_layer"] == true
+                && h["created_by"].as_str().unwrap().starts_with("env"))
+    );
+
+    let bundle = dir.path().join("bundle");
+    let unpack = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:app", layout.display()), bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&unpack.stderr));
+    let rootfs = bundle.join("rootfs");
+    let app = std::fs::metadata(rootfs.join("srv/app.sh")).unwrap();
+    assert_eq!((app.uid(), app.gid(), app.mode() & 0o7777), (1000, 50, 0o755));
+    assert_eq!(std::fs::read_to_string(rootfs.join("srv/lib/util.txt")).unwrap(), "util\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("opt/util.txt")).unwrap(), "util\n");
+    let conf = std::fs::metadata(rootfs.join("etc/app.conf")).unwrap();
+    assert_eq!((conf.uid(), conf.gid(), conf.mode() & 0o7777), (1000, 50, 0o640));
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/app.conf")).unwrap(), "mode=prod\n");
+    assert!(rootfs.join("bin/busybox").exists(), "base layers are present");
+    assert!(
+        !rootfs.join("srv/docs").exists() && !rootfs.join("docs").exists(),
+        ".dockerignore applies"
+    );
+    assert_eq!(app.mtime(), 0, "mtimes are clamped to SOURCE_DATE_EPOCH (default 0)");
+}
+
+#[test]
+fn same_inputs_give_the_same_digest_from_any_folder() {
+    let Some(base) = busybox_base() else { return };
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    project(a.path(), &base);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    project(b.path(), &base);
+    // Different mtimes and a different umask-independent checkout time.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(b.path().join("src/app.sh"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out_a = run_stack(a.path(), &a.path().join("cache"), &["build"]);
+    let out_b = run_stack(b.path(), &b.path().join("cache"), &["build"]);
+    assert!(out_a.status.success(), "{}", stderr(&out_a));
+    assert!(out_b.status.success(), "{}", stderr(&out_b));
+    assert_eq!(stdout(&out_a), stdout(&out_b));
+    // SOURCE_DATE_EPOCH is part of the output.
+    let out_c = crate::support::stack()
+        .current_dir(a.path())
+        .env("STACK_CACHE_DIR", a.path().join("cache"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("build")
+        .output()
+        .unwrap();
+    assert!(out_c.status.success());
+    assert_ne!(stdout(&out_a), stdout(&out_c));
+}
+
+#[test]
+fn a_second_build_reuses_every_step() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &base);
+    let cache = dir.path().join("cache");
+    let first = run_stack(dir.path(), &cache, &["build"]);
+    let second = run_stack(dir.path(), &cache, &["build"]);
+    assert!(second.status.success());
+    assert_eq!(stdout(&first), stdout(&second));
+    assert!(stderr(&second).contains("0 step(s) run"), "{}", stderr(&second));
+    std::fs::write(dir.path().join("src/lib/util.txt"), "changed\n").unwrap();
+    let third = run_stack(dir.path(), &cache, &["build"]);
+    assert_ne!(stdout(&first), stdout(&third));
+    // The changed file is in both copies of it; the workdir step before them is reused.
+    assert!(stderr(&third).contains("4 step(s) run, 1 reused"), "{}", stderr(&third));
+}
+
+#[test]
+fn archives_load_in_real_clients() {
+    let Some(base) = busybox_base() else { return };
+    if !have("skopeo") {
+        return skip("skopeo is missing");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &base);
+    let cache = dir.path().join("cache");
+    let layout = run_stack(dir.path(), &cache, &["build"]);
+    let digest = stdout(&layout);
+    for (format, transport) in
+        [("oci-archive", "oci-archive"), ("docker-archive", "docker-archive")]
+    {
+        let file = dir.path().join(format!("{format}.tar"));
+        let out = run_stack(
+            dir.path(),
+            &cache,
+            &["build", "--format", format, "--out", file.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), digest);
+        let reference = if transport == "oci-archive" {
+            format!("{transport}:{}:app", file.display())
+        } else {
+            format!("{transport}:{}", file.display())
+        };
+        let inspect =
+            Command::new("skopeo").args(["inspect", "--config", &reference]).output().unwrap();
+        assert!(inspect.status.success(), "{format}: {}", String::from_utf8_lossy(&inspect.stderr));
+        let c: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(c["config"]["User"], "app");
+        // The archive bytes are reproducible too.
+        let again = dir.path().join(format!("{format}-2.tar"));
+        run_stack(
+            dir.path(),
+            &cache,
+            &["build", "--format", format, "--out", again.to_str().unwrap()],
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), std::fs::read(&again).unwrap());
+    }
+    // A built archive is usable as a base.
+    let sub = tempfile::tempdir().unwrap();
+    write_files(
+        sub.path(),
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nimage x {{\n    from \"docker-archive:{}\"\n    env X=\"1\"\n}}\n",
+                dir.path().join("docker-archive.tar").display()
+            ),
+        )],
+    );
+    let out = run_stack(sub.path(), &cache, &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn zstd_layers_are_valid() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &base);
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--compression", "zstd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Debian's umoci predates zstd layers: read them back with the zstd and tar crates.
+    let layout = dir.path().join("stack-out");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let mut names = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        if layer["mediaType"] != "application/vnd.oci.image.layer.v1.tar+zstd" {
+            continue;
+        }
+        let bytes = zstd::decode_all(blob(layer["digest"].as_str().unwrap()).as_slice()).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        for e in ar.entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().display().to_string());
+        }
+    }
+    assert!(names.contains(&"opt/util.txt".to_owned()), "{names:?}");
+}
+
+#[test]
+fn bad_local_images_fail_clearly_and_write_nothing() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Copy the base layout and corrupt one blob.
+    let copy = dir.path().join("base");
+    let status = Command::new("cp")
+        .args(["-r", base.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let blobs: Vec<_> =
+        std::fs::read_dir(copy.join("blobs/sha256")).unwrap().flatten().map(|e| e.path()).collect();
+    let biggest = blobs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = std::fs::read(biggest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(biggest, bytes).unwrap();
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            &format!("stack version=1\nimage x {{\n    from \"oci:{}:base\"\n}}\n", copy.display()),
+        )],
+    );
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let name = biggest.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(stderr(&out).contains(&name), "the error names the blob: {}", stderr(&out));
+    assert!(!dir.path().join("stack-out").exists(), "no output on failure");
+
+    write_files(
+        dir.path(),
+        &[
+            ("junk.tar", "not a tar"),
+            ("stack.kdl", "stack version=1\nimage x {\n    from \"docker-archive:junk.tar\"\n}\n"),
+        ],
+    );
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(!dir.path().join("stack-out").exists());
+}

@@ -1,0 +1,30 @@
+//! Broken build files give a located diagnostic, exit code 1, and no output. The rendered
+//! text of each fixture in `tests/data/errors/` is pinned.
+
+use std::path::Path;
+
+use crate::support::{run_stack, stderr};
+
+#[test]
+fn every_broken_file_is_reported_at_its_line() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/errors");
+    let mut names: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".kdl"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "fixtures missing");
+    for name in names {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixtures.join(&name), dir.path().join("stack.kdl")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ctx")).unwrap();
+        let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(!dir.path().join("stack-out").exists(), "{name} wrote output");
+        let text = stderr(&out);
+        assert!(text.contains("stack.kdl:"), "{name} has no location: {text}");
+        insta::assert_snapshot!(name.trim_end_matches(".kdl"), text);
+    }
+}

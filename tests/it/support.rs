@@ -1,0 +1,89 @@
+//! Test fixtures built by code: temporary projects, a busybox base image made with stack
+//! itself from Debian's `busybox-static`, and helpers to run `stack` and the real clients.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Skips a test with a reason, or fails it when `STACK_REQUIRE_SANDBOX=1` (CI) says every
+/// prerequisite must be present.
+pub fn skip(reason: &str) {
+    assert!(
+        std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+        "required prerequisite missing: {reason}"
+    );
+    eprintln!("skipped: {reason}");
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn stack() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
+    c.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
+    c
+}
+
+/// Runs stack in `dir` with a private cache; returns the output.
+pub fn run_stack(dir: &Path, cache: &Path, args: &[&str]) -> Output {
+    stack().current_dir(dir).env("STACK_CACHE_DIR", cache).args(args).output().expect("stack runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes files (path, content) under `dir`.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+}
+
+/// A busybox base image as an OCI layout, built once per test process by stack itself.
+/// Returns `None` (after `skip`) when `/bin/busybox` is missing.
+pub fn busybox_base() -> Option<PathBuf> {
+    static BASE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let busybox = Path::new("/bin/busybox");
+        if !busybox.exists() {
+            return None;
+        }
+        let root = std::env::temp_dir().join(format!("stack-it-base-{}", std::process::id()));
+        let ctx = root.join("ctx");
+        let bin = ctx.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(ctx.join("rootfs/tmp")).unwrap();
+        std::fs::copy(busybox, bin.join("busybox")).unwrap();
+        let list = Command::new(busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+            }
+        }
+        write_files(&ctx, &[
+            ("rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"),
+            ("rootfs/etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n"),
+            ("stack.kdl", "stack version=1\nimage base {\n    from \"scratch\"\n    copy \"rootfs/\" to=\"/\"\n    env PATH=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n}\n"),
+        ]);
+        let out = run_stack(&ctx, &root.join("cache"), &["build", "--out", root.join("layout").to_str().unwrap()]);
+        assert!(out.status.success(), "building the busybox base failed: {}", stderr(&out));
+        Some(root.join("layout"))
+    })
+    .clone()
+    .or_else(|| {
+        skip("/bin/busybox is missing (apt-get install busybox-static)");
+        None
+    })
+}
