@@ -14,7 +14,7 @@ use crate::oci::compress::Compression;
 use crate::oci::layout::{write_archive, write_layout};
 use crate::plan::{PlanRequest, plan};
 
-pub fn run(args: &BuildArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;

@@ -5,7 +5,7 @@ use super::args::CheckArgs;
 use super::load::{CliResolver, load_files, open_store, print_plan_errors};
 use crate::plan::{PlanRequest, plan};
 
-pub fn run(args: &CheckArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &CheckArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store);

@@ -8,7 +8,7 @@ use super::args::GraphArgs;
 use super::load::{CliResolver, load_files, open_store, print_plan_errors};
 use crate::plan::{PlanRequest, plan, to_dot};
 
-pub fn run(args: &GraphArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &GraphArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store);

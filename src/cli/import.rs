@@ -8,7 +8,7 @@ use super::{Failure, output};
 use crate::diag::{Report, SourceFile};
 use crate::dockerfile::{ImportOptions, import};
 
-pub fn run(args: &ImportArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &ImportArgs) -> Result<(), Failure> {
     let path = args.dockerfile.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
     let text = fs_err::read_to_string(&path)?;
     let opts = ImportOptions {

@@ -14,7 +14,7 @@ use crate::plan::{FileDiagnostic, FileInput, Resolver};
 use crate::store::Store;
 
 /// Reads the main build file and everything it includes; prints diagnostics on failure.
-pub fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
+pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     let (path, dockerfile) = match (&args.dockerfile, &args.file) {
         (Some(d), _) => (d.clone(), true),
         (None, Some(f)) => {
@@ -77,7 +77,7 @@ pub fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
 }
 
 fn load_one(
-    src: SourceFile,
+    src: &SourceFile,
     path: &Path,
     dir: &Path,
     context_dir: &Path,
@@ -169,7 +169,7 @@ fn glob_paths(pattern: &Path) -> Vec<PathBuf> {
 }
 
 /// Prints planner diagnostics, each in the file it points into.
-pub fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>) {
+pub(super) fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>) {
     let mut by_file: Vec<Vec<Diagnostic>> = vec![Vec::new(); files.len()];
     for d in diags {
         by_file[d.file].push(d.diagnostic);
@@ -182,7 +182,7 @@ pub fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>) {
 }
 
 /// Resolves images and context files for the planner.
-pub struct CliResolver<'a> {
+pub(super) struct CliResolver<'a> {
     pub files: &'a [FileInput],
     pub store: &'a Store,
     contexts: Mutex<HashMap<usize, Arc<Context>>>,
@@ -190,7 +190,7 @@ pub struct CliResolver<'a> {
 }
 
 impl<'a> CliResolver<'a> {
-    pub fn new(files: &'a [FileInput], store: &'a Store) -> Self {
+    pub(super) fn new(files: &'a [FileInput], store: &'a Store) -> Self {
         Self {
             files,
             store,
@@ -241,7 +241,7 @@ impl Resolver for CliResolver<'_> {
 }
 
 /// An error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -253,7 +253,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default.
-pub fn open_store(args: &FileArgs) -> Result<Store, Failure> {
+pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {
     let dir = args.cache_dir.clone().unwrap_or_else(Store::default_dir);
     Store::open(&dir)
         .map_err(|e| fail(error_chain(&e), Some("set STACK_CACHE_DIR to a writable folder")))

@@ -14,7 +14,7 @@ use super::build::BuildError;
 use crate::plan::Plan;
 
 /// The nodes the requested images need, in a valid topological order.
-pub fn order(plan: &Plan) -> Vec<NodeIndex> {
+pub(super) fn order(plan: &Plan) -> Vec<NodeIndex> {
     let mut needed: HashSet<NodeIndex> = HashSet::new();
     let mut todo: Vec<NodeIndex> = plan.images.iter().map(|i| i.node).collect();
     while let Some(n) = todo.pop() {
@@ -35,7 +35,7 @@ struct State {
 }
 
 /// Runs `work` on every node of `order`, in parallel where the graph allows.
-pub fn run(
+pub(super) fn run(
     plan: &Plan,
     order: &[NodeIndex],
     jobs: usize,
@@ -75,12 +75,11 @@ pub fn run(
                                 cv.notify_all();
                                 return;
                             }
-                            if !stop {
-                                if let Some(n) = s.ready.pop() {
+                            if !stop
+                                && let Some(n) = s.ready.pop() {
                                     s.running += 1;
                                     break n;
                                 }
-                            }
                             if s.running == 0 && s.ready.is_empty() {
                                 // Everything left depends on a failed node.
                                 cv.notify_all();

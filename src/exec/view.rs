@@ -85,8 +85,8 @@ impl View {
                 break;
             }
             let joined = done.join("/");
-            if let Some(e) = self.get(&joined) {
-                if e.kind == IndexKind::Symlink {
+            if let Some(e) = self.get(&joined)
+                && e.kind == IndexKind::Symlink {
                     hops += 1;
                     if hops > 40 {
                         return None;
@@ -100,7 +100,6 @@ impl View {
                         target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned),
                     );
                 }
-            }
         }
         Some(done.join("/"))
     }

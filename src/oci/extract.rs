@@ -39,6 +39,7 @@ pub struct IndexEntry {
     pub xattrs: Vec<(String, String)>,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
@@ -201,15 +202,14 @@ pub fn extract(
     io::copy(&mut hashing, &mut io::sink())
         .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
     let actual = hashing.hasher.finish();
-    if let Some(expected) = diff_id {
-        if &actual != expected {
+    if let Some(expected) = diff_id
+        && &actual != expected {
             return Err(ExtractError::DiffIdMismatch {
                 layer: layer.clone(),
                 expected: expected.clone(),
                 actual,
             });
         }
-    }
     x.finish_dirs()?;
     let index_path = dest.join("index.json");
     fs_err::write(&index_path, crate::oci::json::to_canonical(&x.index))

@@ -144,7 +144,7 @@ impl ImageConfig {
     pub fn set_env(&mut self, name: &str, value: &str) {
         let mut env = self.env();
         match env.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value.to_owned(),
+            Some(slot) => value.clone_into(&mut slot.1),
             None => env.push((name.to_owned(), value.to_owned())),
         }
         let list = env.into_iter().map(|(k, v)| Value::String(format!("{k}={v}"))).collect();
@@ -204,7 +204,7 @@ impl ImageConfig {
     }
 }
 
-/// BuildKit's default `PATH` for Linux images.
+/// `BuildKit`'s default `PATH` for Linux images.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The OCI architecture name of this machine.

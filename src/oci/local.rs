@@ -154,7 +154,7 @@ pub fn load(
             let mut layers = Vec::new();
             for name in &entry.layers {
                 let d = file(name)?;
-                let size = fs_err::metadata(store.blob_path(&d)).map(|m| m.len()).unwrap_or(0);
+                let size = fs_err::metadata(store.blob_path(&d)).map_or(0, |m| m.len());
                 let mut head = [0u8; 4];
                 let n = fs_err::File::open(store.blob_path(&d))
                     .and_then(|mut f| f.read(&mut head))
@@ -219,14 +219,13 @@ fn import_archive(
         let mut tee = TeeWriter { a: &mut hasher, b: tmp.as_file_mut() };
         std::io::copy(&mut entry, &mut tee).map_err(io_err)?;
         let digest = hasher.finish();
-        if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-            if hex != digest.hex() {
+        if let Some(hex) = name.strip_prefix("blobs/sha256/")
+            && hex != digest.hex() {
                 return Err(LocalImageError::Invalid {
                     reference: reference.to_owned(),
                     problem: format!("blob `{name}` hashes to `{digest}`"),
                 });
             }
-        }
         store
             .commit_blob(tmp, &digest)
             .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;

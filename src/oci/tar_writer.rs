@@ -97,9 +97,9 @@ fn write_entry<W: Write>(
             id
         };
         if setter == 0 {
-            header.set_uid(u64::from(fitted))
+            header.set_uid(u64::from(fitted));
         } else {
-            header.set_gid(u64::from(fitted))
+            header.set_gid(u64::from(fitted));
         }
     }
     let mtime = if whiteout { 0 } else { e.mtime.clamp(0, epoch.max(0)) };
@@ -116,12 +116,11 @@ fn write_entry<W: Write>(
         header.set_size(size);
     }
     match &e.kind {
-        EntryKind::Symlink { target } | EntryKind::Hardlink { target } => {
-            if header.set_link_name(target).is_err() || target.len() > 100 {
+        EntryKind::Symlink { target } | EntryKind::Hardlink { target }
+            if (header.set_link_name(target).is_err() || target.len() > 100) => {
                 pax.push(("linkpath".to_owned(), target.clone().into_bytes()));
                 header.set_link_name(truncate(target, 100)).map_err(TarWriteError::Write)?;
             }
-        }
         EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
             header.set_device_major(*major).map_err(TarWriteError::Write)?;
             header.set_device_minor(*minor).map_err(TarWriteError::Write)?;
@@ -152,7 +151,7 @@ fn write_entry<W: Write>(
             }
         }
         EntryKind::Inline { content } => {
-            b.append(&header, content.as_slice()).map_err(TarWriteError::Write)?
+            b.append(&header, content.as_slice()).map_err(TarWriteError::Write)?;
         }
         _ => b.append(&header, io::empty()).map_err(TarWriteError::Write)?,
     }

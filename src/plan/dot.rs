@@ -28,7 +28,7 @@ pub fn to_dot(plan: &Plan, marks: &Marks) -> String {
         } else {
             format!("[{}] {}", node.stage, node.label)
         };
-        label.push_str(&format!("\\n{}", node.key.short()));
+        let _ = write!(label, "\\n{}", node.key.short());
         let mut attrs = format!("label=\"{}\"", escape(&label));
         match kind {
             "base" => attrs.push_str(", shape=folder"),

@@ -19,7 +19,7 @@ pub(super) struct Scope<'a> {
 
 impl Scope<'_> {
     /// The environment wins over stage args, which win over global args (Docker's order).
-    pub fn lookup(&self, name: &str) -> Option<String> {
+    pub(super) fn lookup(&self, name: &str) -> Option<String> {
         self.config
             .env_var(name)
             .or_else(|| self.stage_args.get(name).cloned())
@@ -34,7 +34,7 @@ impl Scope<'_> {
     }
 
     /// Expands a value written in the build file whose text is `text`.
-    pub fn expand(&self, value: &Spanned<String>, text: &str) -> Result<String, Diagnostic> {
+    pub(super) fn expand(&self, value: &Spanned<String>, text: &str) -> Result<String, Diagnostic> {
         interp::expand(&value.value, &|n| self.lookup(n)).map_err(|e| {
             let span = sub_span(text, value, e.range.clone());
             match e.kind {
@@ -70,13 +70,12 @@ pub(super) fn sub_span(
 ) -> SourceSpan {
     let start = value.span.offset();
     let end = start + value.span.len();
-    if let Some(raw) = text.get(start..end) {
-        if raw.len() == value.value.len() + 2
+    if let Some(raw) = text.get(start..end)
+        && raw.len() == value.value.len() + 2
             && raw.starts_with('"')
-            && &raw[1..raw.len() - 1] == value.value
+            && raw[1..raw.len() - 1] == value.value
         {
             return SourceSpan::from((start + 1 + range.start, range.end - range.start));
         }
-    }
     value.span
 }

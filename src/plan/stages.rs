@@ -287,7 +287,7 @@ impl<'a> Planner<'a> {
         for r in refs {
             match self.expand_static(fi, target, r) {
                 Ok(v) if self.stages.contains_key(&v) => {
-                    deps.push(Dependency { stage: v, file: fi, span: r.span })
+                    deps.push(Dependency { stage: v, file: fi, span: r.span });
                 }
                 Ok(_) => {}
                 Err(d) => self.error(fi, d),
@@ -316,56 +316,53 @@ impl<'a> Planner<'a> {
         for (i, (from, dep)) in edges.iter().enumerate() {
             g.add_edge(idx[&dep.stage], idx[from], i);
         }
-        match petgraph::algo::toposort(&g, None) {
-            Ok(order) => order.into_iter().map(|i| g[i].clone()).collect(),
-            Err(_) => {
-                for scc in petgraph::algo::kosaraju_scc(&g) {
-                    let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
-                    if !cyclic {
-                        continue;
-                    }
-                    let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
-                    // Walk the cycle from its first member (sorted) for a stable message.
-                    let start = *members.iter().next().expect("non-empty");
-                    let mut path = vec![start.to_owned()];
-                    let mut cur = start.to_owned();
-                    let mut closing = None;
-                    for _ in 0..=members.len() {
-                        let Some((_, dep)) = edges
-                            .iter()
-                            .filter(|(from, dep)| {
-                                *from == cur && members.contains(dep.stage.as_str())
-                            })
-                            .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
-                        else {
-                            break;
-                        };
-                        closing = Some(dep);
-                        if dep.stage == start {
-                            break;
-                        }
-                        cur.clone_from(&dep.stage);
-                        path.push(cur.clone());
-                    }
-                    path.push(start.to_owned());
-                    if let Some(dep) = closing {
-                        self.error(
-                            dep.file,
-                            Diagnostic::error(
-                                "stage-cycle",
-                                format!(
-                                    "stages depend on each other in a cycle: {}",
-                                    path.join(" → ")
-                                ),
-                                dep.span,
-                                "this closes the cycle",
-                            )
-                            .with_help("a stage cannot read, directly or indirectly, from itself"),
-                        );
-                    }
+        if let Ok(order) = petgraph::algo::toposort(&g, None) { order.into_iter().map(|i| g[i].clone()).collect() } else {
+            for scc in petgraph::algo::kosaraju_scc(&g) {
+                let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
+                if !cyclic {
+                    continue;
                 }
-                Vec::new()
+                let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
+                // Walk the cycle from its first member (sorted) for a stable message.
+                let start = *members.iter().next().expect("non-empty");
+                let mut path = vec![start.to_owned()];
+                let mut cur = start.to_owned();
+                let mut closing = None;
+                for _ in 0..=members.len() {
+                    let Some((_, dep)) = edges
+                        .iter()
+                        .filter(|(from, dep)| {
+                            *from == cur && members.contains(dep.stage.as_str())
+                        })
+                        .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
+                    else {
+                        break;
+                    };
+                    closing = Some(dep);
+                    if dep.stage == start {
+                        break;
+                    }
+                    cur.clone_from(&dep.stage);
+                    path.push(cur.clone());
+                }
+                path.push(start.to_owned());
+                if let Some(dep) = closing {
+                    self.error(
+                        dep.file,
+                        Diagnostic::error(
+                            "stage-cycle",
+                            format!(
+                                "stages depend on each other in a cycle: {}",
+                                path.join(" → ")
+                            ),
+                            dep.span,
+                            "this closes the cycle",
+                        )
+                        .with_help("a stage cannot read, directly or indirectly, from itself"),
+                    );
+                }
             }
+            Vec::new()
         }
     }
 
@@ -410,12 +407,11 @@ impl<'a> Planner<'a> {
         file: usize,
         span: SourceSpan,
     ) -> Option<(NodeIndex, ImageConfig)> {
-        if let Some(n) = self.bases.get(reference) {
-            if let Op::Base { image, .. } = &self.graph[*n].op {
+        if let Some(n) = self.bases.get(reference)
+            && let Op::Base { image, .. } = &self.graph[*n].op {
                 let config = image.config.clone();
                 return Some((*n, strip(config)));
             }
-        }
         match self.resolver.image(reference, file) {
             Ok(image) => {
                 let key = KeyHasher::new("base").str(&image.manifest_digest.to_string()).finish();
@@ -999,21 +995,18 @@ impl<'a> Planner<'a> {
                     let size = match size {
                         Some(s) => {
                             let v = ex(s, self)?;
-                            match parse_size(&v) {
-                                Some(b) => Some(b),
-                                None => {
-                                    self.error(
-                                        fi,
-                                        Diagnostic::error(
-                                            "invalid-size",
-                                            format!("`{v}` is not a size"),
-                                            s.span,
-                                            "not a size",
-                                        )
-                                        .with_help("write sizes like \"64m\" or \"1g\""),
-                                    );
-                                    return None;
-                                }
+                            if let Some(b) = parse_size(&v) { Some(b) } else {
+                                self.error(
+                                    fi,
+                                    Diagnostic::error(
+                                        "invalid-size",
+                                        format!("`{v}` is not a size"),
+                                        s.span,
+                                        "not a size",
+                                    )
+                                    .with_help("write sizes like \"64m\" or \"1g\""),
+                                );
+                                return None;
                             }
                         }
                         None => None,
@@ -1024,49 +1017,46 @@ impl<'a> Planner<'a> {
                 RunMount::Bind { source, target, from, readwrite } => {
                     let src = ex(source, self)?;
                     let target = absolute(&cwd, &ex(target, self)?);
-                    match from {
-                        Some(f) => {
-                            let fv = ex(f, self)?;
-                            let node = self.source_node(fi, &fv, f.span)?;
-                            h.str("bind-node")
-                                .digest(&self.graph[node].fs_key)
-                                .str(&src)
-                                .str(&target)
-                                .bool(*readwrite);
-                            edges.push(node);
-                            mounts.push(PlannedMount::BindNode {
-                                node,
-                                source: absolute("/", &src),
-                                target,
-                                readwrite: *readwrite,
-                            });
-                        }
-                        None => {
-                            match self.resolver.select(fi, &src, &[]) {
-                                Ok(sel) => {
-                                    h.str("bind-context").str(&src).str(&target).bool(*readwrite);
-                                    hash_selected(&mut h, &sel);
-                                }
-                                Err(e) => {
-                                    self.error(
-                                        fi,
-                                        Diagnostic::error(
-                                            "source-not-found",
-                                            e.to_string(),
-                                            source.span,
-                                            "cannot bind this",
-                                        ),
-                                    );
-                                    return None;
-                                }
+                    if let Some(f) = from {
+                        let fv = ex(f, self)?;
+                        let node = self.source_node(fi, &fv, f.span)?;
+                        h.str("bind-node")
+                            .digest(&self.graph[node].fs_key)
+                            .str(&src)
+                            .str(&target)
+                            .bool(*readwrite);
+                        edges.push(node);
+                        mounts.push(PlannedMount::BindNode {
+                            node,
+                            source: absolute("/", &src),
+                            target,
+                            readwrite: *readwrite,
+                        });
+                    } else {
+                        match self.resolver.select(fi, &src, &[]) {
+                            Ok(sel) => {
+                                h.str("bind-context").str(&src).str(&target).bool(*readwrite);
+                                hash_selected(&mut h, &sel);
                             }
-                            mounts.push(PlannedMount::BindContext {
-                                file: fi,
-                                source: normalize(&src).unwrap_or_default(),
-                                target,
-                                readwrite: *readwrite,
-                            });
+                            Err(e) => {
+                                self.error(
+                                    fi,
+                                    Diagnostic::error(
+                                        "source-not-found",
+                                        e.to_string(),
+                                        source.span,
+                                        "cannot bind this",
+                                    ),
+                                );
+                                return None;
+                            }
                         }
+                        mounts.push(PlannedMount::BindContext {
+                            file: fi,
+                            source: normalize(&src).unwrap_or_default(),
+                            target,
+                            readwrite: *readwrite,
+                        });
                     }
                 }
             }

@@ -166,15 +166,14 @@ impl Store {
         if &actual != digest {
             return Err(StoreError::Corrupt { digest: digest.clone(), actual });
         }
-        if let Some(expected) = size {
-            if expected != len {
+        if let Some(expected) = size
+            && expected != len {
                 return Err(StoreError::WrongSize {
                     digest: digest.clone(),
                     expected,
                     actual: len,
                 });
             }
-        }
         self.commit_blob(tmp, digest)
     }
 

@@ -612,13 +612,11 @@ impl Parser {
             e,
             &["shell", "interval", "timeout", "start-period", "start-interval", "retries"],
         );
-        if e.args.len() == 1 && e.props.is_empty() {
-            if let KdlValue::String(s) = e.args[0].value() {
-                if s == "none" {
+        if e.args.len() == 1 && e.props.is_empty()
+            && let KdlValue::String(s) = e.args[0].value()
+                && s == "none" {
                     return Some(Healthcheck::None);
                 }
-            }
-        }
         if e.args.is_empty() {
             self.missing_arg(node, "the check command, or `none`");
             return None;
@@ -691,11 +689,10 @@ impl Parser {
     }
 
     fn u32(&mut self, entry: &KdlEntry) -> Option<u32> {
-        if let KdlValue::Integer(i) = entry.value() {
-            if let Ok(v) = u32::try_from(*i) {
+        if let KdlValue::Integer(i) = entry.value()
+            && let Ok(v) = u32::try_from(*i) {
                 return Some(v);
             }
-        }
         self.error(Diagnostic::error(
             "wrong-type",
             format!("expected a non-negative integer, found `{}`", entry.value()),
@@ -707,20 +704,17 @@ impl Parser {
 
     fn mode(&mut self, entry: &KdlEntry) -> Option<u32> {
         let s = self.scalar(entry)?;
-        match parse_mode(&s.value) {
-            Some(m) => Some(m),
-            None => {
-                self.error(
-                    Diagnostic::error(
-                        "invalid-mode",
-                        format!("`{}` is not an octal mode", s.value),
-                        s.span,
-                        "not octal",
-                    )
-                    .with_help("write the mode as an octal string, e.g. \"0644\""),
-                );
-                None
-            }
+        if let Some(m) = parse_mode(&s.value) { Some(m) } else {
+            self.error(
+                Diagnostic::error(
+                    "invalid-mode",
+                    format!("`{}` is not an octal mode", s.value),
+                    s.span,
+                    "not octal",
+                )
+                .with_help("write the mode as an octal string, e.g. \"0644\""),
+            );
+            None
         }
     }
 

@@ -1,4 +1,4 @@
-//! Every ```kdl block in the README and the book parses without errors.
+//! Every `kdl` code block in the README and the book parses without errors.
 
 use std::path::Path;
 

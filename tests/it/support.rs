@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 /// Skips a test with a reason, or fails it when `STACK_REQUIRE_SANDBOX=1` (CI) says every
 /// prerequisite must be present.
-pub fn skip(reason: &str) {
+pub(crate) fn skip(reason: &str) {
     assert!(
         std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
         "required prerequisite missing: {reason}"
@@ -15,7 +15,7 @@ pub fn skip(reason: &str) {
 }
 
 /// Whether a program is on PATH.
-pub fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {program}"))
@@ -23,27 +23,27 @@ pub fn have(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-pub fn stack() -> Command {
+pub(crate) fn stack() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
     c.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
     c
 }
 
 /// Runs stack in `dir` with a private cache; returns the output.
-pub fn run_stack(dir: &Path, cache: &Path, args: &[&str]) -> Output {
+pub(crate) fn run_stack(dir: &Path, cache: &Path, args: &[&str]) -> Output {
     stack().current_dir(dir).env("STACK_CACHE_DIR", cache).args(args).output().expect("stack runs")
 }
 
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Writes files (path, content) under `dir`.
-pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -53,7 +53,7 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
 
 /// A busybox base image as an OCI layout, built once per test process by stack itself.
 /// Returns `None` (after `skip`) when `/bin/busybox` is missing.
-pub fn busybox_base() -> Option<PathBuf> {
+pub(crate) fn busybox_base() -> Option<PathBuf> {
     static BASE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     BASE.get_or_init(|| {
         let busybox = Path::new("/bin/busybox");
