@@ -91,7 +91,8 @@ impl Sys for RecordingSys {
     }
     fn mkdir(&mut self, path: &Path, mode: u32) -> SysResult<bool> {
         self.rec(format!("mkdir {} {mode:o}", path.display()));
-        Ok(true)
+        let rel = path.to_string_lossy().trim_start_matches('/').to_owned();
+        Ok(self.existing.insert(rel))
     }
     fn symlink(&mut self, target: &str, link: &Path) -> SysResult<()> {
         self.rec(format!("symlink {} -> {target}", link.display()));

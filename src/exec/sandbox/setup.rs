@@ -137,10 +137,20 @@ fn open_target(
             Ok(h) => parent = h,
             Err(e) if e.errno == libc::ENOENT => {
                 let step = format!("mount target `/{rel}`");
-                if i + 1 == comps.len() && kind == Kind::File {
-                    sys.create_file_at(&parent, comps[i], 0o644).step(&step)?;
+                let created = if i + 1 == comps.len() && kind == Kind::File {
+                    sys.create_file_at(&parent, comps[i], 0o644)
                 } else {
-                    sys.mkdir_at(&parent, comps[i], 0o755).step(&step)?;
+                    sys.mkdir_at(&parent, comps[i], 0o755)
+                };
+                match created {
+                    // It exists but cannot be opened: a symlink leading nowhere in the image.
+                    Err(e) if e.errno == libc::EEXIST => {
+                        return Err(SetupError::BadTarget {
+                            target: format!("/{rel}"),
+                            reason: format!("`/{prefix}` is a symlink that leads nowhere inside the image"),
+                        });
+                    }
+                    other => other.step(&step)?,
                 }
                 stubs.push(prefix.clone());
                 parent = sys.open_in_root(root, &prefix).step(&step)?;
