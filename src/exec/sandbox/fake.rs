@@ -13,6 +13,7 @@ pub(crate) struct RecordingSys {
     pub(crate) existing: BTreeSet<String>,
     pub(crate) files: Vec<(String, Vec<u8>)>,
     next_fd: i32,
+    root: String,
 }
 
 impl RecordingSys {
@@ -22,6 +23,7 @@ impl RecordingSys {
             existing: existing.iter().map(|s| (*s).to_owned()).collect(),
             files: files.iter().map(|(p, c)| ((*p).to_owned(), c.as_bytes().to_vec())).collect(),
             next_fd: 10,
+            root: String::new(),
         }
     }
 
@@ -107,7 +109,11 @@ impl Sys for RecordingSys {
         Ok(())
     }
     fn open_dir(&mut self, path: &Path) -> SysResult<Handle> {
-        Ok(self.handle(&path.display().to_string()))
+        self.root = path.display().to_string();
+        Ok(self.handle(&self.root.clone()))
+    }
+    fn path_of(&mut self, h: &Handle) -> SysResult<std::path::PathBuf> {
+        Ok(Path::new(&self.root).join(&h.label))
     }
     fn open_in_root(&mut self, _root: &Handle, rel: &str) -> SysResult<Handle> {
         if rel.is_empty() || self.existing.contains(rel) {

@@ -152,8 +152,12 @@ fn open_target(
                     }
                     other => other.step(&step)?,
                 }
-                stubs.push(prefix.clone());
                 parent = sys.open_in_root(root, &prefix).step(&step)?;
+                // Record where it really is: `prefix` may run through image symlinks.
+                let real = sys.path_of(&parent).step(&step)?;
+                let root_path = sys.path_of(root).step(&step)?;
+                let in_root = real.strip_prefix(&root_path).unwrap_or(&real);
+                stubs.push(in_root.to_string_lossy().into_owned());
             }
             Err(error) => {
                 return Err(SetupError::Sys { step: format!("mount target `/{rel}`"), error });

@@ -209,6 +209,8 @@ pub(crate) trait Sys {
     /// Creates the symlink `name` -> `target` in the directory `parent`.
     fn symlink_at(&mut self, parent: &Handle, name: &str, target: &str) -> SysResult<()>;
     fn is_dir(&mut self, path: &Path) -> bool;
+    /// The path an open handle really refers to (after symlinks were resolved).
+    fn path_of(&mut self, h: &Handle) -> SysResult<PathBuf>;
     fn sethostname(&mut self, name: &str) -> SysResult<()>;
     fn loopback_up(&mut self) -> SysResult<()>;
     fn setgroups(&mut self, groups: &[u32]) -> SysResult<()>;
@@ -424,6 +426,12 @@ impl Sys for RealSys {
 
     fn is_dir(&mut self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    fn path_of(&mut self, h: &Handle) -> SysResult<PathBuf> {
+        std::fs::read_link(fd_path(h)).map_err(|e| {
+            SysError::new("readlink", &h.label, e.raw_os_error().unwrap_or(libc::EIO))
+        })
     }
 
     fn sethostname(&mut self, name: &str) -> SysResult<()> {
