@@ -116,7 +116,8 @@ impl Report {
 
     /// Renders every diagnostic like rustc does; `color` adds ANSI colours.
     pub fn render(&self, color: bool) -> String {
-        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let theme =
+            if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
         let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
         let named = NamedSource::new(self.source.name.clone(), Arc::clone(&self.source.text));
         let mut out = String::new();
@@ -190,7 +191,10 @@ impl miette::Diagnostic for Located<'_> {
 }
 
 /// Returns the candidate closest to `word` when it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))

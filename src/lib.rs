@@ -6,13 +6,13 @@
 //! with cache keys (`plan`), the DAG is executed (`exec`) against the content-addressed
 //! `store`, and images are written by `oci`. `cli` is the only module that prints.
 
+pub mod cli;
+pub mod context;
 pub mod diag;
 pub mod digest;
-pub mod syntax;
 pub mod dockerfile;
-pub mod context;
+pub mod exec;
+pub mod oci;
 pub mod plan;
 pub mod store;
-pub mod oci;
-pub mod exec;
-pub mod cli;
+pub mod syntax;

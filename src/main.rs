@@ -4,5 +4,5 @@ fn main() {
     if let Some(code) = stack::exec::sandbox::helper_main() {
         std::process::exit(code)
     }
-    stack::cli::main()
+    stack::cli::main();
 }

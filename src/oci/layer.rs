@@ -27,16 +27,33 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     /// A regular file whose bytes are read from `source` when the tar is written.
-    File { source: PathBuf, size: u64 },
+    File {
+        source: PathBuf,
+        size: u64,
+    },
     /// A regular file whose bytes are held in memory (generated files, small inline content).
-    Inline { content: Vec<u8> },
+    Inline {
+        content: Vec<u8>,
+    },
     /// A directory; `opaque` hides everything below it in lower layers (`.wh..wh..opq`).
-    Dir { opaque: bool },
-    Symlink { target: String },
+    Dir {
+        opaque: bool,
+    },
+    Symlink {
+        target: String,
+    },
     /// A hard link to another path (relative, normalised) of the same layer.
-    Hardlink { target: String },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    Hardlink {
+        target: String,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     /// Deletes the path from lower layers (`.wh.NAME`).
     Whiteout,

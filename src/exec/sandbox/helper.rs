@@ -68,7 +68,9 @@ pub(crate) fn main() -> i32 {
             }
             run(&spec)
         }
-        Err(e) => Err(WireError::Protocol { what: "sandbox spec".to_owned(), message: e.to_string() }),
+        Err(e) => {
+            Err(WireError::Protocol { what: "sandbox spec".to_owned(), message: e.to_string() })
+        }
     };
     let mut out = sys::file_from_fd(RESULT_FD);
     let bytes = serde_json::to_vec(&outcome).unwrap_or_default();
@@ -111,7 +113,10 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
             Ok(Report::Failed(e)) => return Err(e),
             Ok(Report::Exit(s)) => status = Some(s),
             Err(e) => {
-                return Err(WireError::Protocol { what: "pid 1 report".into(), message: e.to_string() });
+                return Err(WireError::Protocol {
+                    what: "pid 1 report".into(),
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -121,13 +126,12 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
             message: format!("the sandbox's pid 1 ended ({waited:?}) without reporting a status"),
         });
     };
-    let changes = diff::diff_upper(&plan.upper(), &spec.lower_dirs, &stubs).map_err(|e| {
-        WireError::Diff {
+    let changes =
+        diff::diff_upper(&plan.upper(), &spec.lower_dirs, &stubs).map_err(|e| WireError::Diff {
             path: e.path.display().to_string(),
             errno: e.source.raw_os_error().unwrap_or(0),
             message: e.source.to_string(),
-        }
-    })?;
+        })?;
     Ok(WireOutcome { status, changes: changes.into_iter().map(WireEntry::from).collect() })
 }
 
@@ -146,7 +150,8 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
         Ok(stubs) => report(report_w, &Report::Stubs(stubs)),
         Err(e) => fail(WireError::Setup(e)),
     }
-    let user = setup::prepare_command(&mut real, plan).unwrap_or_else(|e| fail(WireError::Setup(e)));
+    let user =
+        setup::prepare_command(&mut real, plan).unwrap_or_else(|e| fail(WireError::Setup(e)));
     sys::block_all_signals(true);
     let (err_r, err_w) = sys::pipe().unwrap_or_else(|e| fail(sys_err("pipe", e)));
     let child = match sys::fork() {
@@ -156,18 +161,17 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
             sys::close(report_w);
             sys::block_all_signals(false);
             sys::setsid();
-            let _ = sys::dup2(super::helper::OUTPUT_FD, 1);
-            let _ = sys::dup2(super::helper::OUTPUT_FD, 2);
-            let e = match setup::drop_privileges(&mut real, plan, &user) {
-                Err(e) => WireError::Setup(e),
-                Ok(()) => {
-                    sys::cloexec_from_3();
-                    let mut env = plan.spec.env.clone();
-                    if !env.iter().any(|(k, _)| k == "HOME") {
-                        env.push(("HOME".to_owned(), user.home.clone()));
-                    }
-                    exec(&plan.spec.argv, &env)
+            let _ = sys::dup2(OUTPUT_FD, 1);
+            let _ = sys::dup2(OUTPUT_FD, 2);
+            let e = if let Err(e) = setup::drop_privileges(&mut real, plan, &user) {
+                WireError::Setup(e)
+            } else {
+                sys::cloexec_from_3();
+                let mut env = plan.spec.env.clone();
+                if !env.iter().any(|(k, _)| k == "HOME") {
+                    env.push(("HOME".to_owned(), user.home.clone()));
                 }
+                exec(&plan.spec.argv, &env)
             };
             sys::write_all(err_w, &serde_json::to_vec(&e).unwrap_or_default());
             sys::exit_now(127)
@@ -181,7 +185,9 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
         let _ = sys::waitpid(child, false);
         match serde_json::from_slice::<WireError>(&start) {
             Ok(e) => fail(e),
-            Err(e) => fail(WireError::Protocol { what: "exec report".into(), message: e.to_string() }),
+            Err(e) => {
+                fail(WireError::Protocol { what: "exec report".into(), message: e.to_string() })
+            }
         }
     }
     loop {

@@ -212,9 +212,12 @@ impl From<WireError> for SandboxError {
     fn from(e: WireError) -> Self {
         let os = std::io::Error::from_raw_os_error;
         match e {
-            WireError::Setup(SetupError::Sys { step, error }) => {
-                SandboxError::Syscall { step, op: error.op, path: error.path, source: os(error.errno) }
-            }
+            WireError::Setup(SetupError::Sys { step, error }) => SandboxError::Syscall {
+                step,
+                op: error.op,
+                path: error.path,
+                source: os(error.errno),
+            },
             WireError::Setup(SetupError::UserNs { error }) => SandboxError::UserNamespaces {
                 reason: userns_reason(error.errno),
                 op: error.op,
@@ -229,11 +232,7 @@ impl From<WireError> for SandboxError {
             WireError::Exec { argv0, errno } => SandboxError::Exec { argv0, source: os(errno) },
             WireError::Diff { path, errno, message } => SandboxError::Diff {
                 path,
-                source: if errno == 0 {
-                    std::io::Error::other(message)
-                } else {
-                    os(errno)
-                },
+                source: if errno == 0 { std::io::Error::other(message) } else { os(errno) },
             },
             WireError::Protocol { what, message } => SandboxError::Protocol { what, message },
         }
@@ -257,7 +256,9 @@ fn userns_reason(errno: i32) -> String {
             .into();
     }
     match errno {
-        libc::EINVAL => "the calling process is threaded or the kernel lacks user namespaces".into(),
+        libc::EINVAL => {
+            "the calling process is threaded or the kernel lacks user namespaces".into()
+        }
         libc::ENOSPC => "the user namespace limit is reached".into(),
         _ => "the kernel or a security policy refuses unprivileged user namespaces (run as \
               root, or allow them)"
@@ -303,7 +304,15 @@ impl From<Entry> for WireEntry {
             EntryKind::Fifo => WireKind::Fifo,
             EntryKind::Whiteout => WireKind::Whiteout,
         };
-        WireEntry { path: e.path, kind, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs: e.xattrs }
+        WireEntry {
+            path: e.path,
+            kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            xattrs: e.xattrs,
+        }
     }
 }
 
@@ -320,7 +329,15 @@ impl From<WireEntry> for Entry {
             WireKind::Fifo => EntryKind::Fifo,
             WireKind::Whiteout => EntryKind::Whiteout,
         };
-        Entry { path: e.path, kind, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs: e.xattrs }
+        Entry {
+            path: e.path,
+            kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            xattrs: e.xattrs,
+        }
     }
 }
 
@@ -379,8 +396,10 @@ pub fn run_with_helper(
     sys::close(res_w);
     sys::close(out_w);
     let mut child = spawned.map_err(|source| SandboxError::Spawn { exe: exe.clone(), source })?;
-    let spec_json = serde_json::to_vec(spec)
-        .map_err(|e| SandboxError::Protocol { what: "sandbox spec".into(), message: e.to_string() })?;
+    let spec_json = serde_json::to_vec(spec).map_err(|e| SandboxError::Protocol {
+        what: "sandbox spec".into(),
+        message: e.to_string(),
+    })?;
     let mut stdin = child.stdin.take();
     let mut stderr = child.stderr.take();
     // Plain threads (never rayon workers) feed the spec, collect the helper's diagnostics,
@@ -417,9 +436,15 @@ pub fn run_with_helper(
     }
     let _ = feeder.join();
     let diag = diag.join().unwrap_or_default();
-    let (result, status) = waiter.join().expect("the sandbox waiter thread panicked (a bug in stack)");
-    let result = result.map_err(|source| SandboxError::Pipe { exe: exe.clone(), what: "result pipe", source })?;
-    let status = status.map_err(|source| SandboxError::Pipe { exe: exe.clone(), what: "wait", source })?;
+    let (result, status) =
+        waiter.join().expect("the sandbox waiter thread panicked (a bug in stack)");
+    let result = result.map_err(|source| SandboxError::Pipe {
+        exe: exe.clone(),
+        what: "result pipe",
+        source,
+    })?;
+    let status =
+        status.map_err(|source| SandboxError::Pipe { exe: exe.clone(), what: "wait", source })?;
     if result.is_empty() {
         return Err(SandboxError::HelperDied {
             exe,
@@ -427,8 +452,9 @@ pub fn run_with_helper(
             stderr: diag.trim().to_owned(),
         });
     }
-    let outcome: Result<WireOutcome, WireError> = serde_json::from_slice(&result)
-        .map_err(|e| SandboxError::Protocol { what: "helper result".into(), message: e.to_string() })?;
+    let outcome: Result<WireOutcome, WireError> = serde_json::from_slice(&result).map_err(|e| {
+        SandboxError::Protocol { what: "helper result".into(), message: e.to_string() }
+    })?;
     let outcome = outcome?;
     Ok(RunOutcome {
         status: outcome.status,

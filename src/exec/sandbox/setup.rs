@@ -81,10 +81,16 @@ pub(crate) fn enter_namespaces(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResul
         sys.unshare(Namespaces { user: true, ..Namespaces::default() })
             .map_err(|error| SetupError::UserNs { error })?;
         sys.write_file(Path::new("/proc/self/setgroups"), b"deny").step("user namespace")?;
-        sys.write_file(Path::new("/proc/self/uid_map"), format!("0 {} 1\n", plan.host_uid).as_bytes())
-            .step("user namespace")?;
-        sys.write_file(Path::new("/proc/self/gid_map"), format!("0 {} 1\n", plan.host_gid).as_bytes())
-            .step("user namespace")?;
+        sys.write_file(
+            Path::new("/proc/self/uid_map"),
+            format!("0 {} 1\n", plan.host_uid).as_bytes(),
+        )
+        .step("user namespace")?;
+        sys.write_file(
+            Path::new("/proc/self/gid_map"),
+            format!("0 {} 1\n", plan.host_gid).as_bytes(),
+        )
+        .step("user namespace")?;
     }
     sys.unshare(Namespaces {
         pid: true,
@@ -128,7 +134,9 @@ fn open_target(
     match sys.open_in_root(root, &rel) {
         Ok(h) => return Ok(h),
         Err(e) if e.errno == libc::ENOENT => {}
-        Err(error) => return Err(SetupError::Sys { step: format!("mount target `/{rel}`"), error }),
+        Err(error) => {
+            return Err(SetupError::Sys { step: format!("mount target `/{rel}`"), error });
+        }
     }
     let mut parent = sys.open_in_root(root, "").step("rootfs")?;
     for i in 0..comps.len() {
@@ -147,16 +155,18 @@ fn open_target(
                     Err(e) if e.errno == libc::EEXIST => {
                         return Err(SetupError::BadTarget {
                             target: format!("/{rel}"),
-                            reason: format!("`/{prefix}` is a symlink that leads nowhere inside the image"),
+                            reason: format!(
+                                "`/{prefix}` is a symlink that leads nowhere inside the image"
+                            ),
                         });
                     }
                     other => other.step(&step)?,
                 }
                 parent = sys.open_in_root(root, &prefix).step(&step)?;
                 // Record where it really is: `prefix` may run through image symlinks.
-                let real = sys.path_of(&parent).step(&step)?;
+                let resolved = sys.path_of(&parent).step(&step)?;
                 let root_path = sys.path_of(root).step(&step)?;
-                let in_root = real.strip_prefix(&root_path).unwrap_or(&real);
+                let in_root = resolved.strip_prefix(&root_path).unwrap_or(&resolved);
                 stubs.push(in_root.to_string_lossy().into_owned());
             }
             Err(error) => {
@@ -226,8 +236,14 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     let scratch = plan.scratch();
     let mut stubs = Vec::new();
     sys.unshare(Namespaces { mount: true, ..Namespaces::default() }).step("mount namespace")?;
-    sys.mount(None, Target::Path(Path::new("/")), None, MountFlags::REC | MountFlags::PRIVATE, None)
-        .step("make `/` private")?;
+    sys.mount(
+        None,
+        Target::Path(Path::new("/")),
+        None,
+        MountFlags::REC | MountFlags::PRIVATE,
+        None,
+    )
+    .step("make `/` private")?;
 
     for dir in ["upper", "work", "root", "l", "gen"] {
         sys.mkdir(&scratch.join(dir), 0o755).step("scratch dir")?;
@@ -254,8 +270,16 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let fresh = fs_mount(sys, &root, "proc", "proc", nse, None, &mut stubs)?;
     if fresh.is_ok() {
-        bind(sys, &root, Target::Path(Path::new("/dev/null")), "proc/sysrq-trigger", Kind::File, true, &mut stubs)
-            .ok();
+        bind(
+            sys,
+            &root,
+            Target::Path(Path::new("/dev/null")),
+            "proc/sysrq-trigger",
+            Kind::File,
+            true,
+            &mut stubs,
+        )
+        .ok();
         let t = sys.open_in_root(&root, "proc/sys").step("/proc/sys")?;
         bind(sys, &root, Target::Fd(&t), "proc/sys", Kind::Dir, true, &mut stubs)?;
     } else {
@@ -287,8 +311,16 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     } else {
         "newinstance,ptmxmode=0666,mode=0620,gid=5"
     };
-    fs_mount(sys, &root, "dev/pts", "devpts", MountFlags::NOSUID | MountFlags::NOEXEC, Some(pts_opts), &mut stubs)?
-        .step("/dev/pts")?;
+    fs_mount(
+        sys,
+        &root,
+        "dev/pts",
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(pts_opts),
+        &mut stubs,
+    )?
+    .step("/dev/pts")?;
     fs_mount(sys, &root, "dev/shm", "tmpfs", nse, Some("mode=1777,size=65536k"), &mut stubs)?
         .step("/dev/shm")?;
 
@@ -310,12 +342,22 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
             spec.hostname
         );
         let hostname = format!("{}\n", spec.hostname);
-        for (name, content) in
-            [("resolv.conf", resolv), ("hosts", hosts.into_bytes()), ("hostname", hostname.into_bytes())]
-        {
+        for (name, content) in [
+            ("resolv.conf", resolv),
+            ("hosts", hosts.into_bytes()),
+            ("hostname", hostname.into_bytes()),
+        ] {
             let src = scratch.join("gen").join(name);
             sys.write_file(&src, &content).step("generated network files")?;
-            bind(sys, &root, Target::Path(&src), &format!("etc/{name}"), Kind::File, true, &mut stubs)?;
+            bind(
+                sys,
+                &root,
+                Target::Path(&src),
+                &format!("etc/{name}"),
+                Kind::File,
+                true,
+                &mut stubs,
+            )?;
         }
     }
 
@@ -335,8 +377,16 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
                     Some(bytes) => format!("mode=1777,size={bytes}"),
                     None => "mode=1777".to_owned(),
                 };
-                fs_mount(sys, &root, target, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, Some(&data), &mut stubs)?
-                    .step(&format!("tmpfs on `{target}`"))?;
+                fs_mount(
+                    sys,
+                    &root,
+                    target,
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    Some(&data),
+                    &mut stubs,
+                )?
+                .step(&format!("tmpfs on `{target}`"))?;
             }
             Mount::Secret { host_file, target, mode, uid, gid } => {
                 let dir = scratch.join("secrets");
@@ -375,7 +425,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
 }
 
 /// Step 3, in PID 1 after the pivot: resolves the user and creates the working directory
-/// (owned by that user, like BuildKit).
+/// (owned by that user, like `BuildKit`).
 pub(crate) fn prepare_command(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<ResolvedUser> {
     let text = |sys: &mut dyn Sys, p: &str| {
         String::from_utf8_lossy(&sys.read_file(Path::new(p)).unwrap_or_default()).into_owned()

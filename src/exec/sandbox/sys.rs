@@ -371,9 +371,8 @@ impl Sys for RealSys {
     fn open_dir(&mut self, path: &Path) -> SysResult<Handle> {
         let p = cpath("open", path)?;
         // SAFETY: `p` is a valid C string alive for the call.
-        let fd = unsafe {
-            libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        };
+        let fd =
+            unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         check("open", path.display(), fd)?;
         Ok(Handle { raw: fd, label: path.display().to_string() })
     }
@@ -429,9 +428,8 @@ impl Sys for RealSys {
     }
 
     fn path_of(&mut self, h: &Handle) -> SysResult<PathBuf> {
-        std::fs::read_link(fd_path(h)).map_err(|e| {
-            SysError::new("readlink", &h.label, e.raw_os_error().unwrap_or(libc::EIO))
-        })
+        std::fs::read_link(fd_path(h))
+            .map_err(|e| SysError::new("readlink", &h.label, e.raw_os_error().unwrap_or(libc::EIO)))
     }
 
     fn sethostname(&mut self, name: &str) -> SysResult<()> {
@@ -491,7 +489,8 @@ impl Sys for RealSys {
                 continue;
             }
             // SAFETY: prctl with integer arguments only.
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+            let rc =
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
             if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
                 return Err(SysError::last("prctl(PR_CAPBSET_DROP)", cap));
             }
@@ -671,9 +670,8 @@ pub(crate) fn setsid() {
 /// Marks every fd from 3 up close-on-exec, so the command inherits only stdio.
 pub(crate) fn cloexec_from_3() {
     // SAFETY: close_range with integer arguments only.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
-    };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if rc < 0 {
         // Old kernels: walk /proc/self/fd.
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
@@ -689,23 +687,21 @@ pub(crate) fn cloexec_from_3() {
 /// Replaces the process image; returns only on failure, with the errno.
 pub(crate) fn execve(path: &Path, argv: &[String], env: &[(String, String)]) -> i32 {
     let Ok(p) = CString::new(path.as_os_str().as_bytes()) else { return libc::EINVAL };
-    let Ok(args) = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()
+    let Ok(c_args) = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>()
     else {
         return libc::EINVAL;
     };
-    let Ok(envs) = env
-        .iter()
-        .map(|(k, v)| CString::new(format!("{k}={v}")))
-        .collect::<Result<Vec<_>, _>>()
+    let Ok(c_env) =
+        env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()
     else {
         return libc::EINVAL;
     };
-    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argp.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = envs.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
+    let mut arg_ptrs: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).collect();
+    arg_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = c_env.iter().map(|a| a.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
     // SAFETY: all arrays are NULL-terminated and point at CStrings alive for the call.
-    unsafe { libc::execve(p.as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+    unsafe { libc::execve(p.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr()) };
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOEXEC)
 }
 
@@ -714,9 +710,7 @@ pub(crate) fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
+            s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
         })
         .unwrap_or(1)
 }
@@ -803,8 +797,9 @@ fn getxattr_c(p: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: valid C strings and a writable buffer of the given length.
-        let n =
-            unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(Some(buf));
