@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::oci::layer::{Entry, EntryKind};
 
+use super::copyroot::Snapshot;
 use super::sys;
 
 /// A failure reading the upper or a lower dir.
@@ -25,11 +26,11 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> DiffError + '_ {
     move |source| DiffError { path: path.to_owned(), source }
 }
 
-fn is_overlay_xattr(name: &str) -> bool {
+pub(crate) fn is_overlay_xattr(name: &str) -> bool {
     name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }
 
-fn overlay_flag(xattrs: &[(String, Vec<u8>)], what: &str) -> bool {
+pub(crate) fn overlay_flag(xattrs: &[(String, Vec<u8>)], what: &str) -> bool {
     xattrs.iter().any(|(n, v)| {
         is_overlay_xattr(n) && n.ends_with(&format!(".overlay.{what}")) && v.as_slice() == b"y"
             || (what == "whiteout" && is_overlay_xattr(n) && n.ends_with(".overlay.whiteout"))
@@ -121,12 +122,15 @@ fn unchanged(entry: &Entry, upper_path: &Path, lower: &Path) -> Result<bool, Dif
     })
 }
 
-/// Walks `upper` and returns its changes against `lowers`, leaving out `stubs`.
+/// Walks `upper` (an overlay upper dir, or with `snapshot` a copied root) and returns its
+/// changes against `lowers`, leaving out `stubs`.
 pub(crate) fn diff_upper(
     upper: &Path,
     lowers: &[PathBuf],
     stubs: &[String],
+    snapshot: Option<&Snapshot>,
 ) -> Result<Vec<Entry>, DiffError> {
+    let mut replaced_dirs: HashSet<String> = HashSet::new();
     let stubs: HashSet<&str> = stubs.iter().map(String::as_str).collect();
     // (entry, required on its own)
     let mut candidates: Vec<(Entry, bool)> = Vec::new();
@@ -159,8 +163,11 @@ pub(crate) fn diff_upper(
             mtime: md.mtime(),
             xattrs: all_xattrs.iter().filter(|(n, _)| !is_overlay_xattr(n)).cloned().collect(),
         };
-        let whiteout = (ft.is_char_device() && md.rdev() == 0)
-            || (!ft.is_dir() && overlay_flag(&all_xattrs, "whiteout"));
+        let whiteout = snapshot.is_none()
+            && ((ft.is_char_device() && md.rdev() == 0)
+                || (!ft.is_dir() && overlay_flag(&all_xattrs, "whiteout")));
+        let before = snapshot.and_then(|s| s.get(&rel));
+        let same_inode = before.is_some_and(|b| (b.dev, b.ino) == (md.dev(), md.ino()));
         if whiteout {
             let mut e = base(EntryKind::Whiteout);
             e.xattrs.clear();
@@ -169,7 +176,15 @@ pub(crate) fn diff_upper(
         }
         let stub = stubs.contains(rel.as_str());
         let entry = if ft.is_dir() {
-            base(EntryKind::Dir { opaque: overlay_flag(&all_xattrs, "opaque") })
+            let opaque = match snapshot {
+                None => overlay_flag(&all_xattrs, "opaque"),
+                // A directory removed and created again hides all it held before.
+                Some(_) => before.is_some_and(|b| b.is_dir) && !same_inode,
+            };
+            if opaque {
+                replaced_dirs.insert(rel.clone());
+            }
+            base(EntryKind::Dir { opaque })
         } else if ft.is_symlink() {
             let target = fs_err::read_link(path).map_err(err(path))?;
             base(EntryKind::Symlink { target: target.to_string_lossy().into_owned() })
@@ -196,7 +211,9 @@ pub(crate) fn diff_upper(
         } else {
             continue; // sockets have no tar form
         };
-        let required = if stub {
+        let untouched =
+            same_inode && before.is_some_and(|b| b.ctime == (md.ctime(), md.ctime_nsec()));
+        let required = if stub || untouched {
             false
         } else if let Some(lower) = lookup_lower(lowers, &rel) {
             let linked = matches!(entry.kind, EntryKind::File { .. }) && md.nlink() > 1;
@@ -209,6 +226,34 @@ pub(crate) fn diff_upper(
             continue;
         }
         candidates.push((entry, required));
+    }
+    if let Some(snap) = snapshot {
+        for rel in snap.keys() {
+            if fs_err::symlink_metadata(upper.join(rel)).is_ok() {
+                continue;
+            }
+            // Report only the topmost deletion: the parent must still be the same directory.
+            let parent_kept = match rel.rsplit_once('/') {
+                None => true,
+                Some((parent, _)) => {
+                    let now = fs_err::symlink_metadata(upper.join(parent));
+                    now.is_ok_and(|m| m.is_dir()) && !replaced_dirs.contains(parent)
+                }
+            };
+            if parent_kept {
+                let whiteout = Entry {
+                    path: rel.clone(),
+                    kind: EntryKind::Whiteout,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 0,
+                    xattrs: Vec::new(),
+                };
+                candidates.push((whiteout, true));
+            }
+        }
+        candidates.sort_by(|(a, _), (b, _)| a.path.split('/').cmp(b.path.split('/')));
     }
     let mut keep: HashSet<String> = HashSet::new();
     for (e, required) in &candidates {

@@ -9,10 +9,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::diff;
 use super::setup::{self, Plan, SetupError};
 use super::sys::{self, Forked, RealSys, SysError, WaitStatus};
-use super::{ExitStatusLike, SandboxSpec, WireEntry, WireError, WireOutcome};
+use super::{ExitStatusLike, RootMode, SandboxSpec, WireEntry, WireError, WireOutcome};
+use super::{copyroot, diff};
 
 pub(crate) const RESULT_FD: i32 = 3;
 pub(crate) const OUTPUT_FD: i32 = 4;
@@ -83,12 +83,20 @@ pub(crate) fn main() -> i32 {
 fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
     let plan = Plan {
         spec,
+        copy_root: spec.root_mode == RootMode::Copy || !overlay_usable(spec.lower_dirs.len()),
         rootless: sys::geteuid() != 0,
         host_uid: sys::getuid(),
         host_gid: sys::getgid(),
     };
     let mut real = RealSys;
     setup::enter_namespaces(&mut real, &plan).map_err(WireError::Setup)?;
+    // The copy fallback builds its root in the user namespace, so owners map like overlay's.
+    let snapshot = if plan.copy_root {
+        let root = spec.scratch_dir.join("root");
+        Some(copyroot::build_root(&spec.lower_dirs, &root).map_err(diff_err)?)
+    } else {
+        None
+    };
     let (report_r, report_w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
     // The helper is single-threaded here (see `main`), so forking is sound.
     let pid1 = match sys::fork().map_err(|e| sys_err("fork", e))? {
@@ -126,13 +134,25 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
             message: format!("the sandbox's pid 1 ended ({waited:?}) without reporting a status"),
         });
     };
+    let tree = if plan.copy_root { spec.scratch_dir.join("root") } else { plan.upper() };
     let changes =
-        diff::diff_upper(&plan.upper(), &spec.lower_dirs, &stubs).map_err(|e| WireError::Diff {
-            path: e.path.display().to_string(),
-            errno: e.source.raw_os_error().unwrap_or(0),
-            message: e.source.to_string(),
-        })?;
+        diff::diff_upper(&tree, &spec.lower_dirs, &stubs, snapshot.as_ref()).map_err(diff_err)?;
     Ok(WireOutcome { status, changes: changes.into_iter().map(WireEntry::from).collect() })
+}
+
+fn diff_err(e: diff::DiffError) -> WireError {
+    WireError::Diff {
+        path: e.path.display().to_string(),
+        errno: e.source.raw_os_error().unwrap_or(0),
+        message: e.source.to_string(),
+    }
+}
+
+/// Whether overlay can stack `lowers` dirs here.
+fn overlay_usable(lowers: usize) -> bool {
+    lowers <= setup::MAX_OVERLAY_LAYERS
+        && fs_err::read_to_string("/proc/filesystems")
+            .is_ok_and(|f| f.lines().any(|l| l.trim_end().ends_with("\toverlay")))
 }
 
 fn sys_err(step: &str, error: SysError) -> WireError {

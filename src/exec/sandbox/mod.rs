@@ -26,6 +26,7 @@
 //! Invariant: all `unsafe` lives in `sys.rs`; the setup sequence (`setup.rs`) only talks to
 //! the kernel through the `Sys` trait, so its plan is snapshot-tested with a recording fake.
 
+mod copyroot;
 mod diff;
 mod helper;
 mod setup;
@@ -69,6 +70,20 @@ pub struct SandboxSpec {
     pub hostname: String,
     pub network: Network,
     pub mounts: Vec<Mount>,
+    /// How the root is assembled; `Auto` uses overlay when it can.
+    #[serde(default)]
+    pub root_mode: RootMode,
+}
+
+/// How the sandbox assembles the root file system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RootMode {
+    /// Overlay when the kernel has it and there are at most 500 lower dirs, else `Copy`.
+    #[default]
+    Auto,
+    /// Merge the lower dirs into a plain directory and diff against a snapshot (slower; the
+    /// same entries).
+    Copy,
 }
 
 /// A raw `user` value: `name[:group]` or `uid[:gid]`, resolved through the image's

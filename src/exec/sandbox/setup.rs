@@ -16,6 +16,8 @@ use super::{Mount, Network, SandboxSpec};
 #[derive(Debug, Clone)]
 pub(crate) struct Plan<'a> {
     pub(crate) spec: &'a SandboxSpec,
+    /// The root is a merged copy of the lower dirs (no overlay).
+    pub(crate) copy_root: bool,
     /// Not root on the host: a user namespace maps the caller's ids to 0.
     pub(crate) rootless: bool,
     pub(crate) host_uid: u32,
@@ -220,6 +222,9 @@ fn fs_mount(
     Ok(sys.mount(Some(Target::Path(Path::new(fstype))), Target::Fd(&t), Some(fstype), flags, data))
 }
 
+/// Overlay's limit on stacked lower dirs.
+pub(crate) const MAX_OVERLAY_LAYERS: usize = 500;
+
 /// The overlay mount options for `lowers` stacked lower dirs (paths relative to the scratch
 /// dir, which is the working directory at mount time, so the option stays short).
 pub(crate) fn overlay_options(lowers: usize, rootless: bool) -> String {
@@ -254,16 +259,28 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     }
     sys.chdir(scratch).step("scratch dir")?;
     let root_path = plan.root();
-    let opts = overlay_options(spec.lower_dirs.len(), plan.rootless);
     let flags = if plan.rootless { MountFlags::NONE } else { MountFlags::NODEV };
-    sys.mount(
-        Some(Target::Path(Path::new("overlay"))),
-        Target::Path(&root_path),
-        Some("overlay"),
-        flags,
-        Some(&opts),
-    )
-    .step("overlay root")?;
+    if plan.copy_root {
+        // Already merged by the helper; a bind makes it a mount point for pivot_root.
+        sys.mount(
+            Some(Target::Path(&root_path)),
+            Target::Path(&root_path),
+            None,
+            MountFlags::BIND | MountFlags::REC,
+            None,
+        )
+        .step("copied root")?;
+    } else {
+        let opts = overlay_options(spec.lower_dirs.len(), plan.rootless);
+        sys.mount(
+            Some(Target::Path(Path::new("overlay"))),
+            Target::Path(&root_path),
+            Some("overlay"),
+            flags,
+            Some(&opts),
+        )
+        .step("overlay root")?;
+    }
     let root = sys.open_dir(&root_path).step("overlay root")?;
 
     // /proc: a fresh one for the new PID namespace, else the host's.

@@ -812,3 +812,21 @@ fn getxattr_c(p: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
         }
     }
 }
+
+/// Sets one extended attribute on `path` (not following symlinks).
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let p = CString::new(path.as_os_str().as_bytes())?;
+    let n = CString::new(name)?;
+    // SAFETY: valid C strings and a readable buffer of the given length.
+    let rc =
+        unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Creates a device node or fifo.
+pub(crate) fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let p = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a valid C string and integers.
+    let rc = unsafe { libc::mknod(p.as_ptr(), mode, rdev) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

@@ -66,12 +66,13 @@ fn sample_spec() -> SandboxSpec {
                 readonly: true,
             },
         ],
+        root_mode: RootMode::Auto,
     }
 }
 
 fn recorded_plan(rootless: bool) -> String {
     let spec = sample_spec();
-    let plan = Plan { spec: &spec, rootless, host_uid: 1000, host_gid: 1000 };
+    let plan = Plan { spec: &spec, copy_root: false, rootless, host_uid: 1000, host_gid: 1000 };
     let mut sys = RecordingSys::new(
         &["etc", "etc/hosts", "proc", "proc/sys", "proc/sysrq-trigger", "tmp", "var", "src"],
         &[
@@ -154,6 +155,7 @@ mod real {
         tmp: tempfile::TempDir,
         lower: PathBuf,
         runs: std::cell::Cell<u32>,
+        mode: RootMode,
     }
 
     fn write(path: &Path, content: &str) {
@@ -181,7 +183,7 @@ mod real {
         write(&lower.join("etc/base.txt"), "base\n");
         write(&lower.join("data/a"), "a\n");
         write(&lower.join("data/b"), "b\n");
-        Fixture { tmp, lower, runs: std::cell::Cell::new(0) }
+        Fixture { tmp, lower, runs: std::cell::Cell::new(0), mode: RootMode::Auto }
     }
 
     impl Fixture {
@@ -197,6 +199,7 @@ mod real {
                 hostname: "sandbox".into(),
                 network: Network::None,
                 mounts: vec![],
+                root_mode: self.mode,
             }
         }
     }
@@ -241,10 +244,20 @@ mod real {
 
     #[test]
     fn whiteouts_opaque_dirs_hardlinks_and_untouched_copy_ups() {
+        whiteouts_opaque_dirs_hardlinks(RootMode::Auto);
+    }
+
+    #[test]
+    fn copied_root_fallback_gives_the_same_entries() {
+        whiteouts_opaque_dirs_hardlinks(RootMode::Copy);
+    }
+
+    fn whiteouts_opaque_dirs_hardlinks(mode: RootMode) {
         if !sandbox_available() {
             return;
         }
-        let fx = fixture();
+        let mut fx = fixture();
+        fx.mode = mode;
         let script = "rm /etc/base.txt && rm -rf /data && mkdir /data && echo c > /data/c \
                       && echo h > /h1 && ln /h1 /h2 && touch /etc/passwd && cat /etc/group >/dev/null";
         let (o, out) = go(&fx.spec(script));
@@ -254,6 +267,9 @@ mod real {
         assert_eq!(entry(&o, "data").kind, EntryKind::Dir { opaque: true });
         assert_eq!(entry(&o, "etc").kind, EntryKind::Dir { opaque: false });
         assert_eq!(entry(&o, "h2").kind, EntryKind::Hardlink { target: "h1".into() });
+        let EntryKind::File { source, .. } = &entry(&o, "h1").kind else { panic!() };
+        let tree = if mode == RootMode::Copy { "root" } else { "upper" };
+        assert!(source.parent().unwrap().ends_with(tree), "{}", source.display());
         assert!(o.changes.iter().all(|e| e.xattrs.iter().all(|(n, _)| !n.contains("overlay"))));
     }
 
