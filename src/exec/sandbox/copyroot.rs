@@ -18,6 +18,9 @@ pub(crate) struct Snap {
     pub(crate) dev: u64,
     pub(crate) ino: u64,
     pub(crate) ctime: (i64, i64),
+    /// Birth time, when the file system records it: tells a re-created directory from the
+    /// old one even when the inode number is reused.
+    pub(crate) btime: Option<std::time::SystemTime>,
     pub(crate) is_dir: bool,
 }
 
@@ -131,6 +134,7 @@ pub(crate) fn snapshot(root: &Path) -> Result<Snapshot, DiffError> {
                 dev: md.dev(),
                 ino: md.ino(),
                 ctime: (md.ctime(), md.ctime_nsec()),
+                btime: md.created().ok(),
                 is_dir: md.is_dir(),
             },
         );

@@ -167,7 +167,8 @@ pub(crate) fn diff_upper(
             && ((ft.is_char_device() && md.rdev() == 0)
                 || (!ft.is_dir() && overlay_flag(&all_xattrs, "whiteout")));
         let before = snapshot.and_then(|s| s.get(&rel));
-        let same_inode = before.is_some_and(|b| (b.dev, b.ino) == (md.dev(), md.ino()));
+        let same_inode = before
+            .is_some_and(|b| (b.dev, b.ino, b.btime) == (md.dev(), md.ino(), md.created().ok()));
         if whiteout {
             let mut e = base(EntryKind::Whiteout);
             e.xattrs.clear();

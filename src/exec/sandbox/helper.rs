@@ -33,6 +33,8 @@ fn report(fd: i32, r: &Report) {
 
 /// Runs the helper; returns its exit code.
 pub(crate) fn main() -> i32 {
+    // Die with the caller (its spawning thread, which blocks in `run` until we are done).
+    sys::set_pdeathsig();
     sys::set_cloexec(RESULT_FD);
     sys::set_cloexec(OUTPUT_FD);
     if sys::thread_count() > 1 {

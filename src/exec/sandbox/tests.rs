@@ -274,6 +274,94 @@ mod real {
     }
 
     #[test]
+    fn stacked_lowers_with_whiteouts_and_opaque_dirs() {
+        stacked_lowers(RootMode::Auto);
+    }
+
+    #[test]
+    fn stacked_lowers_in_a_copied_root() {
+        stacked_lowers(RootMode::Copy);
+    }
+
+    fn stacked_lowers(mode: RootMode) {
+        if !sandbox_available() {
+            return;
+        }
+        if rootless() {
+            println!("skipped: building overlay whiteouts (0:0 devices) in a fixture needs root");
+            return;
+        }
+        let mut fx = fixture();
+        fx.mode = mode;
+        write(&fx.lower.join("data2/x"), "x\n");
+        write(&fx.lower.join("data2/y"), "y\n");
+        let top = fx.tmp.path().join("top");
+        write(&top.join("data2/z"), "z\n");
+        sys::set_xattr(&top.join("data2"), "trusted.overlay.opaque", b"y").unwrap();
+        sys::mknod(&top.join("data/b"), libc::S_IFCHR | 0o600, 0).unwrap_or_else(|e| {
+            fs_err::create_dir_all(top.join("data")).unwrap();
+            sys::mknod(&top.join("data/b"), libc::S_IFCHR | 0o600, 0).expect(&e.to_string());
+        });
+        let mut spec = fx.spec("ls /data; ls /data2; touch /data/a; echo new > /data2/z");
+        spec.lower_dirs.insert(0, top);
+        let (o, out) = go(&spec);
+        assert_eq!(out, "a\nz\n");
+        assert_eq!(paths(&o), ["data2", "data2/z"]);
+        assert_eq!(entry(&o, "data2").kind, EntryKind::Dir { opaque: false });
+    }
+
+    /// The child half of `killing_the_caller_kills_the_whole_step`.
+    #[test]
+    fn orphan_caller_entry() {
+        let Ok(token) = std::env::var("STACK_SANDBOX_TEST_ORPHAN") else { return };
+        let fx = fixture();
+        let mut spec = fx.spec("");
+        spec.argv = vec!["sleep".into(), token];
+        let _ = go(&spec);
+        unreachable!("the caller is killed while its step sleeps");
+    }
+
+    fn processes_with_arg(arg: &str) -> Vec<u32> {
+        fs_err::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn killing_the_caller_kills_the_whole_step() {
+        if !sandbox_available() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let token = (800_000 + std::process::id()).to_string();
+        let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "exec::sandbox::tests::real::orphan_caller_entry", "--nocapture"])
+            .env("STACK_SANDBOX_TEST_ORPHAN", &token)
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while processes_with_arg(&token).is_empty() {
+            assert!(Instant::now() < deadline, "the step never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        caller.kill().unwrap();
+        caller.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_with_arg(&token).is_empty() {
+            assert!(Instant::now() < deadline, "the step outlived its caller");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(mounts_mentioning(tmp.path()), Vec::<String>::new());
+    }
+
+    #[test]
     fn env_cwd_and_hostname() {
         if !sandbox_available() {
             return;
