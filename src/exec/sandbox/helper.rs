@@ -95,7 +95,7 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
     // The copy fallback builds its root in the user namespace, so owners map like overlay's.
     let snapshot = if plan.copy_root {
         let root = spec.scratch_dir.join("root");
-        Some(copyroot::build_root(&spec.lower_dirs, &root).map_err(diff_err)?)
+        Some(copyroot::build_root(&spec.lower_dirs, &root).map_err(WireError::from)?)
     } else {
         None
     };
@@ -137,16 +137,18 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
         });
     };
     let tree = if plan.copy_root { spec.scratch_dir.join("root") } else { plan.upper() };
-    let changes =
-        diff::diff_upper(&tree, &spec.lower_dirs, &stubs, snapshot.as_ref()).map_err(diff_err)?;
+    let changes = diff::diff_upper(&tree, &spec.lower_dirs, &stubs, snapshot.as_ref())
+        .map_err(WireError::from)?;
     Ok(WireOutcome { status, changes: changes.into_iter().map(WireEntry::from).collect() })
 }
 
-fn diff_err(e: diff::DiffError) -> WireError {
-    WireError::Diff {
-        path: e.path.display().to_string(),
-        errno: e.source.raw_os_error().unwrap_or(0),
-        message: e.source.to_string(),
+impl From<diff::DiffError> for WireError {
+    fn from(e: diff::DiffError) -> Self {
+        WireError::Diff {
+            path: e.path.display().to_string(),
+            errno: e.source.raw_os_error().unwrap_or(0),
+            message: e.source.to_string(),
+        }
     }
 }
 
