@@ -161,6 +161,9 @@ impl Sys for RecordingSys {
         self.rec(format!("setresuid {uid}"));
         Ok(())
     }
+    fn umask(&mut self, mask: u32) {
+        self.rec(format!("umask {mask:03o}"));
+    }
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()> {
         self.rec(format!("capbset keep {keep:?}"));
         Ok(())

@@ -482,6 +482,8 @@ pub(crate) fn drop_privileges(
         sys.drop_bounding_caps(&DEFAULT_CAPS).step("capabilities")?;
         sys.setgroups(&user.groups).step("user")?;
     }
+    // Files the command creates must not depend on the caller's umask.
+    sys.umask(0o022);
     sys.setresgid(user.gid).step("user")?;
     sys.setresuid(user.uid).step("user")?;
     let cwd = if plan.spec.cwd.is_empty() { "/" } else { &plan.spec.cwd };

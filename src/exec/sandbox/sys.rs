@@ -218,6 +218,7 @@ pub(crate) trait Sys {
     fn setresuid(&mut self, uid: u32) -> SysResult<()>;
     /// Drops every capability outside `keep` from the bounding set.
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()>;
+    fn umask(&mut self, mask: u32);
 }
 
 fn cstr(op: &str, s: &OsStr) -> SysResult<CString> {
@@ -477,6 +478,11 @@ impl Sys for RealSys {
         // SAFETY: integers only.
         let rc = unsafe { libc::setresuid(uid, uid, uid) };
         check("setresuid", uid, rc)
+    }
+
+    fn umask(&mut self, mask: u32) {
+        // SAFETY: umask takes an integer and cannot fail.
+        unsafe { libc::umask(mask) };
     }
 
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()> {
