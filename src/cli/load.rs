@@ -62,7 +62,7 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     let mut files = Vec::new();
     let mut seen = Vec::new();
     let ok = load_one(
-        SourceFile::new(name, text),
+        &SourceFile::new(name, text),
         &path,
         &dir,
         &context_dir,
@@ -127,7 +127,7 @@ fn load_one(
             // An included file's paths resolve from its own folder.
             let ctx = if fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
             ok &= load_one(
-                SourceFile::new(m.display().to_string(), text),
+                &SourceFile::new(m.display().to_string(), text),
                 &m,
                 &sub_dir,
                 &ctx,

@@ -1,0 +1,175 @@
+//! A recording [`Sys`] for unit tests: every call is logged as one line, nothing touches the
+//! kernel, and `open_in_root` pretends only the configured paths exist.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::path::Path;
+
+use super::sys::{Handle, MountFlags, Namespaces, Sys, SysError, SysResult, Target};
+
+pub(crate) struct RecordingSys {
+    pub(crate) log: String,
+    /// Paths (relative to the rootfs) that exist in the image.
+    pub(crate) existing: BTreeSet<String>,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
+    next_fd: i32,
+    root: String,
+}
+
+impl RecordingSys {
+    pub(crate) fn new(existing: &[&str], files: &[(&str, &str)]) -> Self {
+        RecordingSys {
+            log: String::new(),
+            existing: existing.iter().map(|s| (*s).to_owned()).collect(),
+            files: files.iter().map(|(p, c)| ((*p).to_owned(), c.as_bytes().to_vec())).collect(),
+            next_fd: 10,
+            root: String::new(),
+        }
+    }
+
+    fn rec(&mut self, line: impl AsRef<str>) {
+        self.log.push_str(line.as_ref());
+        self.log.push('\n');
+    }
+
+    fn handle(&mut self, label: &str) -> Handle {
+        self.next_fd += 1;
+        Handle { raw: self.next_fd, label: label.to_owned() }
+    }
+}
+
+fn loc(t: Target<'_>) -> String {
+    t.to_string()
+}
+
+impl Sys for RecordingSys {
+    fn unshare(&mut self, ns: Namespaces) -> SysResult<()> {
+        self.rec(format!("unshare {ns}"));
+        Ok(())
+    }
+    fn write_file(&mut self, path: &Path, data: &[u8]) -> SysResult<()> {
+        self.rec(format!("write {} {:?}", path.display(), String::from_utf8_lossy(data)));
+        Ok(())
+    }
+    fn read_file(&mut self, path: &Path) -> SysResult<Vec<u8>> {
+        self.rec(format!("read {}", path.display()));
+        let p = path.to_string_lossy();
+        self.files
+            .iter()
+            .find(|(f, _)| *f == p)
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| SysError::new("read", p, libc::ENOENT))
+    }
+    fn mount(
+        &mut self,
+        source: Option<Target<'_>>,
+        target: Target<'_>,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> SysResult<()> {
+        let mut line = format!("mount {} -> {}", source.map_or("-".into(), loc), loc(target));
+        let _ = write!(line, " type={} flags={flags}", fstype.unwrap_or("-"));
+        if let Some(d) = data {
+            let _ = write!(line, " data={d}");
+        }
+        self.rec(line);
+        Ok(())
+    }
+    fn mount_flags_of(&mut self, _target: Target<'_>) -> SysResult<MountFlags> {
+        Ok(MountFlags::NOSUID)
+    }
+    fn umount_detach(&mut self, path: &Path) -> SysResult<()> {
+        self.rec(format!("umount -l {}", path.display()));
+        Ok(())
+    }
+    fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> SysResult<()> {
+        self.rec(format!("pivot_root {} {}", new_root.display(), put_old.display()));
+        Ok(())
+    }
+    fn chdir(&mut self, path: &Path) -> SysResult<()> {
+        self.rec(format!("chdir {}", path.display()));
+        Ok(())
+    }
+    fn mkdir(&mut self, path: &Path, mode: u32) -> SysResult<bool> {
+        self.rec(format!("mkdir {} {mode:o}", path.display()));
+        let rel = path.to_string_lossy().trim_start_matches('/').to_owned();
+        Ok(self.existing.insert(rel))
+    }
+    fn symlink(&mut self, target: &str, link: &Path) -> SysResult<()> {
+        self.rec(format!("symlink {} -> {target}", link.display()));
+        Ok(())
+    }
+    fn chown(&mut self, path: &Path, uid: u32, gid: u32) -> SysResult<()> {
+        self.rec(format!("chown {} {uid}:{gid}", path.display()));
+        Ok(())
+    }
+    fn chmod(&mut self, path: &Path, mode: u32) -> SysResult<()> {
+        self.rec(format!("chmod {} {mode:o}", path.display()));
+        Ok(())
+    }
+    fn open_dir(&mut self, path: &Path) -> SysResult<Handle> {
+        self.root = path.display().to_string();
+        Ok(self.handle(&self.root.clone()))
+    }
+    fn path_of(&mut self, h: &Handle) -> SysResult<std::path::PathBuf> {
+        Ok(Path::new(&self.root).join(&h.label))
+    }
+    fn open_in_root(&mut self, _root: &Handle, rel: &str) -> SysResult<Handle> {
+        if rel.is_empty() || self.existing.contains(rel) {
+            Ok(self.handle(rel))
+        } else {
+            Err(SysError::new("openat2", rel, libc::ENOENT))
+        }
+    }
+    fn mkdir_at(&mut self, parent: &Handle, name: &str, mode: u32) -> SysResult<()> {
+        let p = join(&parent.label, name);
+        self.rec(format!("mkdirat <root>/{p} {mode:o}"));
+        self.existing.insert(p);
+        Ok(())
+    }
+    fn create_file_at(&mut self, parent: &Handle, name: &str, mode: u32) -> SysResult<()> {
+        let p = join(&parent.label, name);
+        self.rec(format!("create <root>/{p} {mode:o}"));
+        self.existing.insert(p);
+        Ok(())
+    }
+    fn symlink_at(&mut self, parent: &Handle, name: &str, target: &str) -> SysResult<()> {
+        self.rec(format!("symlinkat <root>/{} -> {target}", join(&parent.label, name)));
+        Ok(())
+    }
+    fn is_dir(&mut self, path: &Path) -> bool {
+        !path.to_string_lossy().ends_with(".txt")
+    }
+    fn sethostname(&mut self, name: &str) -> SysResult<()> {
+        self.rec(format!("sethostname {name}"));
+        Ok(())
+    }
+    fn loopback_up(&mut self) -> SysResult<()> {
+        self.rec("ifup lo");
+        Ok(())
+    }
+    fn setgroups(&mut self, groups: &[u32]) -> SysResult<()> {
+        self.rec(format!("setgroups {groups:?}"));
+        Ok(())
+    }
+    fn setresgid(&mut self, gid: u32) -> SysResult<()> {
+        self.rec(format!("setresgid {gid}"));
+        Ok(())
+    }
+    fn setresuid(&mut self, uid: u32) -> SysResult<()> {
+        self.rec(format!("setresuid {uid}"));
+        Ok(())
+    }
+    fn umask(&mut self, mask: u32) {
+        self.rec(format!("umask {mask:03o}"));
+    }
+    fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()> {
+        self.rec(format!("capbset keep {keep:?}"));
+        Ok(())
+    }
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") }
+}

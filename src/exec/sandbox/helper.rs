@@ -1,0 +1,258 @@
+//! The re-executed helper: reads the spec from fd 0, enters the namespaces, forks PID 1 (which
+//! builds the root and supervises the command), then diffs the upper dir and writes the
+//! result to fd 3. The command's output goes to fd 4.
+//!
+//! Invariant: the code that calls `unshare` runs in a single-threaded process; when the
+//! helper finds itself threaded (the test harness runs it inside a test thread) it forks
+//! first, and the fork's parent only waits.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::setup::{self, Plan, SetupError};
+use super::sys::{self, Forked, RealSys, SysError, WaitStatus};
+use super::{ExitStatusLike, RootMode, SandboxSpec, WireEntry, WireError, WireOutcome};
+use super::{copyroot, diff};
+
+pub(crate) const RESULT_FD: i32 = 3;
+pub(crate) const OUTPUT_FD: i32 = 4;
+
+/// One line PID 1 sends to the helper.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Report {
+    Stubs(Vec<String>),
+    Failed(WireError),
+    Exit(ExitStatusLike),
+}
+
+fn report(fd: i32, r: &Report) {
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    sys::write_all(fd, &line);
+}
+
+/// Runs the helper; returns its exit code.
+pub(crate) fn main() -> i32 {
+    // Die with the caller (its spawning thread, which blocks in `run` until we are done).
+    sys::set_pdeathsig();
+    sys::set_cloexec(RESULT_FD);
+    sys::set_cloexec(OUTPUT_FD);
+    if sys::thread_count() > 1 {
+        // SAFETY of the fork: the child continues as the helper; it was exec'd moments ago,
+        // and the other threads (a test harness's) hold no lock the child needs: glibc resets
+        // malloc locks across fork and nothing here touches stdout.
+        match sys::fork() {
+            Ok(Forked::Parent(pid)) => {
+                for fd in [0, RESULT_FD, OUTPUT_FD] {
+                    sys::close(fd);
+                }
+                return match sys::waitpid(pid, false) {
+                    Ok(Some((_, WaitStatus::Exited(c)))) => c,
+                    _ => 1,
+                };
+            }
+            Ok(Forked::Child) => {}
+            Err(e) => {
+                eprintln!("stack sandbox helper: {e}");
+                return 1;
+            }
+        }
+    }
+    sys::set_pdeathsig();
+    let spec = serde_json::from_reader::<_, SandboxSpec>(std::io::stdin().lock());
+    let outcome = match spec {
+        Ok(spec) => {
+            if let Ok(null) = fs_err::File::open("/dev/null") {
+                use std::os::fd::IntoRawFd;
+                let fd = null.into_raw_fd();
+                let _ = sys::dup2(fd, 0);
+                sys::close(fd);
+            }
+            run(&spec)
+        }
+        Err(e) => {
+            Err(WireError::Protocol { what: "sandbox spec".to_owned(), message: e.to_string() })
+        }
+    };
+    let mut out = sys::file_from_fd(RESULT_FD);
+    let bytes = serde_json::to_vec(&outcome).unwrap_or_default();
+    if out.write_all(&bytes).is_err() {
+        return 1;
+    }
+    0
+}
+
+fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
+    let plan = Plan {
+        spec,
+        copy_root: spec.root_mode == RootMode::Copy || !overlay_usable(spec.lower_dirs.len()),
+        rootless: sys::geteuid() != 0,
+        host_uid: sys::getuid(),
+        host_gid: sys::getgid(),
+    };
+    let mut real = RealSys;
+    setup::enter_namespaces(&mut real, &plan).map_err(WireError::Setup)?;
+    // The copy fallback builds its root in the user namespace, so owners map like overlay's.
+    let snapshot = if plan.copy_root {
+        let root = spec.scratch_dir.join("root");
+        Some(copyroot::build_root(&spec.lower_dirs, &root).map_err(WireError::from)?)
+    } else {
+        None
+    };
+    let (report_r, report_w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
+    // The helper is single-threaded here (see `main`), so forking is sound.
+    let pid1 = match sys::fork().map_err(|e| sys_err("fork", e))? {
+        Forked::Child => {
+            sys::close(report_r);
+            sys::close(RESULT_FD);
+            sys::set_pdeathsig();
+            pid1(&plan, report_w)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    sys::close(report_w);
+    sys::close(OUTPUT_FD);
+    let reports = sys::read_to_end(report_r);
+    sys::close(report_r);
+    let waited = sys::waitpid(pid1, false).map_err(|e| sys_err("waitpid", e))?;
+    let mut stubs = Vec::new();
+    let mut status = None;
+    for line in reports.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Report>(line) {
+            Ok(Report::Stubs(s)) => stubs = s,
+            Ok(Report::Failed(e)) => return Err(e),
+            Ok(Report::Exit(s)) => status = Some(s),
+            Err(e) => {
+                return Err(WireError::Protocol {
+                    what: "pid 1 report".into(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    let Some(status) = status else {
+        return Err(WireError::Protocol {
+            what: "pid 1 report".into(),
+            message: format!("the sandbox's pid 1 ended ({waited:?}) without reporting a status"),
+        });
+    };
+    let tree = if plan.copy_root { spec.scratch_dir.join("root") } else { plan.upper() };
+    let changes = diff::diff_upper(&tree, &spec.lower_dirs, &stubs, snapshot.as_ref())
+        .map_err(WireError::from)?;
+    Ok(WireOutcome { status, changes: changes.into_iter().map(WireEntry::from).collect() })
+}
+
+impl From<diff::DiffError> for WireError {
+    fn from(e: diff::DiffError) -> Self {
+        WireError::Diff {
+            path: e.path.display().to_string(),
+            errno: e.source.raw_os_error().unwrap_or(0),
+            message: e.source.to_string(),
+        }
+    }
+}
+
+/// Whether overlay can stack `lowers` dirs here.
+fn overlay_usable(lowers: usize) -> bool {
+    lowers <= setup::MAX_OVERLAY_LAYERS
+        && fs_err::read_to_string("/proc/filesystems")
+            .is_ok_and(|f| f.lines().any(|l| l.trim_end().ends_with("\toverlay")))
+}
+
+fn sys_err(step: &str, error: SysError) -> WireError {
+    WireError::Setup(SetupError::Sys { step: step.to_owned(), error })
+}
+
+/// PID 1 of the sandbox: builds the root, starts the command, forwards signals, reaps.
+fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
+    let mut real = RealSys;
+    let fail = |e: WireError| -> ! {
+        report(report_w, &Report::Failed(e));
+        sys::exit_now(1)
+    };
+    match setup::setup_rootfs(&mut real, plan) {
+        Ok(stubs) => report(report_w, &Report::Stubs(stubs)),
+        Err(e) => fail(WireError::Setup(e)),
+    }
+    let user =
+        setup::prepare_command(&mut real, plan).unwrap_or_else(|e| fail(WireError::Setup(e)));
+    sys::block_all_signals(true);
+    let (err_r, err_w) = sys::pipe().unwrap_or_else(|e| fail(sys_err("pipe", e)));
+    let child = match sys::fork() {
+        Err(e) => fail(sys_err("fork", e)),
+        Ok(Forked::Child) => {
+            sys::close(err_r);
+            sys::close(report_w);
+            sys::block_all_signals(false);
+            sys::setsid();
+            let _ = sys::dup2(OUTPUT_FD, 1);
+            let _ = sys::dup2(OUTPUT_FD, 2);
+            let e = if let Err(e) = setup::drop_privileges(&mut real, plan, &user) {
+                WireError::Setup(e)
+            } else {
+                sys::cloexec_from_3();
+                let mut env = plan.spec.env.clone();
+                if !env.iter().any(|(k, _)| k == "HOME") {
+                    env.push(("HOME".to_owned(), user.home.clone()));
+                }
+                exec(&plan.spec.argv, &env)
+            };
+            sys::write_all(err_w, &serde_json::to_vec(&e).unwrap_or_default());
+            sys::exit_now(127)
+        }
+        Ok(Forked::Parent(pid)) => pid,
+    };
+    sys::close(err_w);
+    sys::close(OUTPUT_FD);
+    let start = sys::read_to_end(err_r);
+    if !start.is_empty() {
+        let _ = sys::waitpid(child, false);
+        match serde_json::from_slice::<WireError>(&start) {
+            Ok(e) => fail(e),
+            Err(e) => {
+                fail(WireError::Protocol { what: "exec report".into(), message: e.to_string() })
+            }
+        }
+    }
+    loop {
+        let sig = sys::wait_signal();
+        if sig == libc::SIGCHLD {
+            while let Ok(Some((pid, status))) = sys::waitpid(-1, true) {
+                if pid == child {
+                    let (st, code) = match status {
+                        WaitStatus::Exited(c) => (ExitStatusLike::Exited(c), c),
+                        WaitStatus::Signaled(s) => (ExitStatusLike::Signaled(s), 128 + s),
+                    };
+                    report(report_w, &Report::Exit(st));
+                    sys::exit_now(code);
+                }
+            }
+        } else if sys::FORWARDED_SIGNALS.contains(&sig) {
+            sys::kill(-child, sig);
+        }
+    }
+}
+
+/// Executes the command, searching `PATH` from the spec's env; returns the failure.
+fn exec(argv: &[String], env: &[(String, String)]) -> WireError {
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    let fail = |errno| WireError::Exec { argv0: argv0.clone(), errno };
+    if argv0.is_empty() {
+        return fail(libc::ENOENT);
+    }
+    if argv0.contains('/') {
+        return fail(sys::execve(&PathBuf::from(&argv0), argv, env));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", |(_, v)| v);
+    let mut errno = libc::ENOENT;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        match sys::execve(&PathBuf::from(dir).join(&argv0), argv, env) {
+            libc::ENOENT | libc::ENOTDIR => {}
+            e => errno = e,
+        }
+    }
+    fail(errno)
+}

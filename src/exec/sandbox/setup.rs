@@ -1,0 +1,491 @@
+//! The setup sequence, written once against [`Sys`] so the real helper and the recording fake
+//! run the very same code: namespaces, the overlay root, `/proc`, `/dev`, `/sys`, generated
+//! files, the spec's mounts, `pivot_root`, and the privilege drop before `exec`.
+//!
+//! Invariant: every mount target inside the rootfs is opened with `RESOLVE_IN_ROOT` and
+//! mounted through its fd, so a symlink in an image can never aim a mount (or a stub) at the
+//! host; every file or directory this code creates in the rootfs is reported as a stub.
+
+use std::path::{Path, PathBuf};
+
+use super::sys::{Handle, MountFlags, Namespaces, Sys, SysError, SysResult, Target};
+use super::user::{self, ResolvedUser};
+use super::{Mount, Network, SandboxSpec};
+
+/// Everything the setup needs besides the spec, decided by the helper at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan<'a> {
+    pub(crate) spec: &'a SandboxSpec,
+    /// The root is a merged copy of the lower dirs (no overlay).
+    pub(crate) copy_root: bool,
+    /// Not root on the host: a user namespace maps the caller's ids to 0.
+    pub(crate) rootless: bool,
+    pub(crate) host_uid: u32,
+    pub(crate) host_gid: u32,
+}
+
+/// A setup failure: which step, and the syscall that failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum SetupError {
+    Sys { step: String, error: SysError },
+    UserNs { error: SysError },
+    User { spec: String, reason: String },
+    BadTarget { target: String, reason: String },
+}
+
+type SetupResult<T> = Result<T, SetupError>;
+
+trait Step<T> {
+    fn step(self, step: &str) -> SetupResult<T>;
+}
+
+impl<T> Step<T> for SysResult<T> {
+    fn step(self, step: &str) -> SetupResult<T> {
+        self.map_err(|error| SetupError::Sys { step: step.to_owned(), error })
+    }
+}
+
+/// Capabilities a root command keeps (Docker's default set minus nothing, plus nothing).
+pub(crate) const DEFAULT_CAPS: [u32; 14] = [
+    0,  // CHOWN
+    1,  // DAC_OVERRIDE
+    3,  // FOWNER
+    4,  // FSETID
+    5,  // KILL
+    6,  // SETGID
+    7,  // SETUID
+    8,  // SETPCAP
+    10, // NET_BIND_SERVICE
+    13, // NET_RAW
+    18, // SYS_CHROOT
+    27, // MKNOD
+    29, // AUDIT_WRITE
+    31, // SETFCAP
+];
+
+impl Plan<'_> {
+    pub(crate) fn scratch(&self) -> &Path {
+        &self.spec.scratch_dir
+    }
+    pub(crate) fn upper(&self) -> PathBuf {
+        self.scratch().join("upper")
+    }
+    fn root(&self) -> PathBuf {
+        self.scratch().join("root")
+    }
+}
+
+/// Step 1, in the helper: the user namespace (rootless) and the PID, IPC, UTS and network
+/// namespaces. The mount namespace is left to PID 1 so that its `pivot_root` cannot move the
+/// helper's own root.
+pub(crate) fn enter_namespaces(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<()> {
+    if plan.rootless {
+        sys.unshare(Namespaces { user: true, ..Namespaces::default() })
+            .map_err(|error| SetupError::UserNs { error })?;
+        sys.write_file(Path::new("/proc/self/setgroups"), b"deny").step("user namespace")?;
+        sys.write_file(
+            Path::new("/proc/self/uid_map"),
+            format!("0 {} 1\n", plan.host_uid).as_bytes(),
+        )
+        .step("user namespace")?;
+        sys.write_file(
+            Path::new("/proc/self/gid_map"),
+            format!("0 {} 1\n", plan.host_gid).as_bytes(),
+        )
+        .step("user namespace")?;
+    }
+    sys.unshare(Namespaces {
+        pid: true,
+        ipc: true,
+        uts: true,
+        net: plan.spec.network == Network::None,
+        ..Namespaces::default()
+    })
+    .step("namespaces")
+}
+
+/// The kind of object a mount target must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+/// Splits an absolute or relative in-image path into normal components.
+fn components(target: &str) -> SetupResult<Vec<&str>> {
+    let comps: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    if comps.contains(&"..") || comps.is_empty() {
+        return Err(SetupError::BadTarget {
+            target: target.to_owned(),
+            reason: "a mount target must be a path below `/` without `..`".to_owned(),
+        });
+    }
+    Ok(comps)
+}
+
+/// Opens `target` inside the rootfs, creating missing components (recorded as stubs).
+fn open_target(
+    sys: &mut dyn Sys,
+    root: &Handle,
+    target: &str,
+    kind: Kind,
+    stubs: &mut Vec<String>,
+) -> SetupResult<Handle> {
+    let comps = components(target)?;
+    let rel = comps.join("/");
+    match sys.open_in_root(root, &rel) {
+        Ok(h) => return Ok(h),
+        Err(e) if e.errno == libc::ENOENT => {}
+        Err(error) => {
+            return Err(SetupError::Sys { step: format!("mount target `/{rel}`"), error });
+        }
+    }
+    let mut parent = sys.open_in_root(root, "").step("rootfs")?;
+    for i in 0..comps.len() {
+        let prefix = comps[..=i].join("/");
+        match sys.open_in_root(root, &prefix) {
+            Ok(h) => parent = h,
+            Err(e) if e.errno == libc::ENOENT => {
+                let step = format!("mount target `/{rel}`");
+                let created = if i + 1 == comps.len() && kind == Kind::File {
+                    sys.create_file_at(&parent, comps[i], 0o644)
+                } else {
+                    sys.mkdir_at(&parent, comps[i], 0o755)
+                };
+                match created {
+                    // It exists but cannot be opened: a symlink leading nowhere in the image.
+                    Err(e) if e.errno == libc::EEXIST => {
+                        return Err(SetupError::BadTarget {
+                            target: format!("/{rel}"),
+                            reason: format!(
+                                "`/{prefix}` is a symlink that leads nowhere inside the image"
+                            ),
+                        });
+                    }
+                    other => other.step(&step)?,
+                }
+                parent = sys.open_in_root(root, &prefix).step(&step)?;
+                // Record where it really is: `prefix` may run through image symlinks.
+                let resolved = sys.path_of(&parent).step(&step)?;
+                let root_path = sys.path_of(root).step(&step)?;
+                let in_root = resolved.strip_prefix(&root_path).unwrap_or(&resolved);
+                stubs.push(in_root.to_string_lossy().into_owned());
+            }
+            Err(error) => {
+                return Err(SetupError::Sys { step: format!("mount target `/{rel}`"), error });
+            }
+        }
+    }
+    Ok(parent)
+}
+
+/// Bind-mounts `source` onto `target` in the rootfs, read-only if asked.
+fn bind(
+    sys: &mut dyn Sys,
+    root: &Handle,
+    source: Target<'_>,
+    target: &str,
+    kind: Kind,
+    readonly: bool,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let step = format!("bind mount on `{target}`");
+    let t = open_target(sys, root, target, kind, stubs)?;
+    sys.mount(Some(source), Target::Fd(&t), None, MountFlags::BIND | MountFlags::REC, None)
+        .step(&step)?;
+    if readonly {
+        // Re-open: the old handle points below the new mount.
+        let t = sys.open_in_root(root, &components(target)?.join("/")).step(&step)?;
+        let locked = sys.mount_flags_of(Target::Fd(&t)).step(&step)?;
+        sys.mount(
+            None,
+            Target::Fd(&t),
+            None,
+            MountFlags::BIND | MountFlags::REMOUNT | MountFlags::RDONLY | locked,
+            None,
+        )
+        .step(&step)?;
+    }
+    Ok(())
+}
+
+fn fs_mount(
+    sys: &mut dyn Sys,
+    root: &Handle,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&str>,
+    stubs: &mut Vec<String>,
+) -> SetupResult<SysResult<()>> {
+    let t = open_target(sys, root, target, Kind::Dir, stubs)?;
+    Ok(sys.mount(Some(Target::Path(Path::new(fstype))), Target::Fd(&t), Some(fstype), flags, data))
+}
+
+/// Overlay's limit on stacked lower dirs.
+pub(crate) const MAX_OVERLAY_LAYERS: usize = 500;
+
+/// The overlay mount options for `lowers` stacked lower dirs (paths relative to the scratch
+/// dir, which is the working directory at mount time, so the option stays short).
+pub(crate) fn overlay_options(lowers: usize, rootless: bool) -> String {
+    let lower: Vec<String> = (0..lowers).map(|i| format!("l/{i}")).collect();
+    let mut o = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
+    o.push_str(if rootless { ",userxattr" } else { ",redirect_dir=off,metacopy=off,index=off" });
+    o
+}
+
+/// Step 2, in PID 1 of the new PID namespace: builds the root and pivots into it. Returns
+/// the stubs (paths relative to the root) created in the upper dir, which the diff drops.
+pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Vec<String>> {
+    let spec = plan.spec;
+    let scratch = plan.scratch();
+    let mut stubs = Vec::new();
+    sys.unshare(Namespaces { mount: true, ..Namespaces::default() }).step("mount namespace")?;
+    sys.mount(
+        None,
+        Target::Path(Path::new("/")),
+        None,
+        MountFlags::REC | MountFlags::PRIVATE,
+        None,
+    )
+    .step("make `/` private")?;
+
+    for dir in ["upper", "work", "root", "l", "gen"] {
+        sys.mkdir(&scratch.join(dir), 0o755).step("scratch dir")?;
+    }
+    for (i, lower) in spec.lower_dirs.iter().enumerate() {
+        let link = scratch.join("l").join(i.to_string());
+        sys.symlink(&lower.to_string_lossy(), &link).step("lower dir link")?;
+    }
+    sys.chdir(scratch).step("scratch dir")?;
+    let root_path = plan.root();
+    let flags = if plan.rootless { MountFlags::NONE } else { MountFlags::NODEV };
+    if plan.copy_root {
+        // Already merged by the helper; a bind makes it a mount point for pivot_root.
+        sys.mount(
+            Some(Target::Path(&root_path)),
+            Target::Path(&root_path),
+            None,
+            MountFlags::BIND | MountFlags::REC,
+            None,
+        )
+        .step("copied root")?;
+    } else {
+        let opts = overlay_options(spec.lower_dirs.len(), plan.rootless);
+        sys.mount(
+            Some(Target::Path(Path::new("overlay"))),
+            Target::Path(&root_path),
+            Some("overlay"),
+            flags,
+            Some(&opts),
+        )
+        .step("overlay root")?;
+    }
+    let root = sys.open_dir(&root_path).step("overlay root")?;
+
+    // /proc: a fresh one for the new PID namespace, else the host's.
+    let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let fresh = fs_mount(sys, &root, "proc", "proc", nse, None, &mut stubs)?;
+    if fresh.is_ok() {
+        bind(
+            sys,
+            &root,
+            Target::Path(Path::new("/dev/null")),
+            "proc/sysrq-trigger",
+            Kind::File,
+            true,
+            &mut stubs,
+        )
+        .ok();
+        let t = sys.open_in_root(&root, "proc/sys").step("/proc/sys")?;
+        bind(sys, &root, Target::Fd(&t), "proc/sys", Kind::Dir, true, &mut stubs)?;
+    } else {
+        bind(sys, &root, Target::Path(Path::new("/proc")), "proc", Kind::Dir, false, &mut stubs)?;
+    }
+
+    // /dev: a small tmpfs with the harmless host devices bound in.
+    fs_mount(sys, &root, "dev", "tmpfs", nse, Some("mode=755,size=65536k"), &mut stubs)?
+        .step("/dev")?;
+    let dev = sys.open_in_root(&root, "dev").step("/dev")?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        sys.create_file_at(&dev, name, 0o666).step("/dev")?;
+        let host = PathBuf::from("/dev").join(name);
+        let t = sys.open_in_root(&root, &format!("dev/{name}")).step("/dev")?;
+        sys.mount(Some(Target::Path(&host)), Target::Fd(&t), None, MountFlags::BIND, None)
+            .step("/dev")?;
+    }
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        sys.symlink_at(&dev, name, target).step("/dev")?;
+    }
+    let pts_opts = if plan.rootless {
+        "newinstance,ptmxmode=0666,mode=0620"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    };
+    fs_mount(
+        sys,
+        &root,
+        "dev/pts",
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(pts_opts),
+        &mut stubs,
+    )?
+    .step("/dev/pts")?;
+    fs_mount(sys, &root, "dev/shm", "tmpfs", nse, Some("mode=1777,size=65536k"), &mut stubs)?
+        .step("/dev/shm")?;
+
+    // /sys, read-only: a fresh sysfs needs a network namespace of our own.
+    let sysfs = if spec.network == Network::None || !plan.rootless {
+        fs_mount(sys, &root, "sys", "sysfs", nse | MountFlags::RDONLY, None, &mut stubs)?
+    } else {
+        Err(SysError::new("mount", "sys", libc::EPERM))
+    };
+    if sysfs.is_err() {
+        bind(sys, &root, Target::Path(Path::new("/sys")), "sys", Kind::Dir, true, &mut stubs)?;
+    }
+
+    // Generated network files, only when the network is on.
+    if spec.network == Network::Host {
+        let resolv = sys.read_file(Path::new("/etc/resolv.conf")).unwrap_or_default();
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            spec.hostname
+        );
+        let hostname = format!("{}\n", spec.hostname);
+        for (name, content) in [
+            ("resolv.conf", resolv),
+            ("hosts", hosts.into_bytes()),
+            ("hostname", hostname.into_bytes()),
+        ] {
+            let src = scratch.join("gen").join(name);
+            sys.write_file(&src, &content).step("generated network files")?;
+            bind(
+                sys,
+                &root,
+                Target::Path(&src),
+                &format!("etc/{name}"),
+                Kind::File,
+                true,
+                &mut stubs,
+            )?;
+        }
+    }
+
+    // The spec's mounts, in order.
+    let mut secrets_ready = false;
+    for (i, mount) in spec.mounts.iter().enumerate() {
+        match mount {
+            Mount::Cache { host_dir, target, readonly } => {
+                bind(sys, &root, Target::Path(host_dir), target, Kind::Dir, *readonly, &mut stubs)?;
+            }
+            Mount::Bind { host_path, target, readonly } => {
+                let kind = if sys.is_dir(host_path) { Kind::Dir } else { Kind::File };
+                bind(sys, &root, Target::Path(host_path), target, kind, *readonly, &mut stubs)?;
+            }
+            Mount::Tmpfs { target, size } => {
+                let data = match size {
+                    Some(bytes) => format!("mode=1777,size={bytes}"),
+                    None => "mode=1777".to_owned(),
+                };
+                fs_mount(
+                    sys,
+                    &root,
+                    target,
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    Some(&data),
+                    &mut stubs,
+                )?
+                .step(&format!("tmpfs on `{target}`"))?;
+            }
+            Mount::Secret { host_file, target, mode, uid, gid } => {
+                let dir = scratch.join("secrets");
+                let step = format!("secret on `{target}`");
+                if !secrets_ready {
+                    sys.mkdir(&dir, 0o700).step(&step)?;
+                    sys.mount(
+                        Some(Target::Path(Path::new("tmpfs"))),
+                        Target::Path(&dir),
+                        Some("tmpfs"),
+                        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                        Some("mode=0755,size=16m"),
+                    )
+                    .step(&step)?;
+                    secrets_ready = true;
+                }
+                let copy = dir.join(i.to_string());
+                let content = sys.read_file(host_file).step(&step)?;
+                sys.write_file(&copy, &content).step(&step)?;
+                sys.chmod(&copy, *mode).step(&step)?;
+                sys.chown(&copy, *uid, *gid).step(&step)?;
+                bind(sys, &root, Target::Path(&copy), target, Kind::File, true, &mut stubs)?;
+            }
+        }
+    }
+
+    sys.chdir(&root_path).step("pivot_root")?;
+    sys.pivot_root(Path::new("."), Path::new(".")).step("pivot_root")?;
+    sys.umount_detach(Path::new(".")).step("detach the old root")?;
+    sys.chdir(Path::new("/")).step("pivot_root")?;
+    sys.sethostname(&spec.hostname).step("hostname")?;
+    if spec.network == Network::None {
+        sys.loopback_up().step("loopback interface")?;
+    }
+    Ok(stubs)
+}
+
+/// Step 3, in PID 1 after the pivot: resolves the user and creates the working directory
+/// (owned by that user, like `BuildKit`).
+pub(crate) fn prepare_command(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<ResolvedUser> {
+    let text = |sys: &mut dyn Sys, p: &str| {
+        String::from_utf8_lossy(&sys.read_file(Path::new(p)).unwrap_or_default()).into_owned()
+    };
+    let passwd = text(sys, "/etc/passwd");
+    let group = text(sys, "/etc/group");
+    let spec = &plan.spec.user.0;
+    let user = user::resolve(spec, &passwd, &group)
+        .map_err(|reason| SetupError::User { spec: spec.clone(), reason })?;
+    if plan.rootless && (user.uid != 0 || user.gid != 0) {
+        return Err(SetupError::User {
+            spec: spec.clone(),
+            reason: format!(
+                "uid {} gid {} is not mapped: a rootless sandbox maps only the caller to root",
+                user.uid, user.gid
+            ),
+        });
+    }
+    let mut dir = PathBuf::from("/");
+    for comp in plan.spec.cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        dir.push(comp);
+        let step = format!("working directory `{}`", plan.spec.cwd);
+        if sys.mkdir(&dir, 0o755).step(&step)? {
+            sys.chown(&dir, user.uid, user.gid).step(&step)?;
+        }
+    }
+    Ok(user)
+}
+
+/// Step 4, in the command's process just before `exec`: drops capabilities and ids.
+pub(crate) fn drop_privileges(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    user: &ResolvedUser,
+) -> SetupResult<()> {
+    if !plan.rootless {
+        sys.drop_bounding_caps(&DEFAULT_CAPS).step("capabilities")?;
+        sys.setgroups(&user.groups).step("user")?;
+    }
+    // Files the command creates must not depend on the caller's umask.
+    sys.umask(0o022);
+    sys.setresgid(user.gid).step("user")?;
+    sys.setresuid(user.uid).step("user")?;
+    let cwd = if plan.spec.cwd.is_empty() { "/" } else { &plan.spec.cwd };
+    sys.chdir(Path::new(cwd)).step("working directory")
+}

@@ -1,0 +1,634 @@
+//! Sandbox tests: the recorded setup plan (no root needed), and real runs over a busybox
+//! rootfs built here from `/bin/busybox`, as root and (re-running the `real` tests through
+//! `setpriv` as `nobody`) rootless.
+//!
+//! The helper is this test binary itself: `run_with_helper` starts it with a filter that
+//! selects only [`helper_entry`], which calls `helper_main()`. Since libtest runs that test on
+//! a thread, the helper forks once to become single-threaded before it `unshare`s.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use super::fake::RecordingSys;
+use super::setup::{self, Plan};
+use super::*;
+
+/// The entry point of the helper when the test binary is re-executed as one.
+#[test]
+fn helper_entry() {
+    if let Some(code) = helper_main() {
+        std::process::exit(code);
+    }
+}
+
+fn test_helper() -> Helper {
+    Helper {
+        program: PathBuf::from("/proc/self/exe"),
+        args: [
+            "--exact",
+            "exec::sandbox::tests::helper_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+fn sample_spec() -> SandboxSpec {
+    SandboxSpec {
+        lower_dirs: vec![PathBuf::from("/store/layers/b"), PathBuf::from("/store/layers/a")],
+        scratch_dir: PathBuf::from("/scratch/step1"),
+        argv: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+        env: vec![("PATH".into(), "/bin".into())],
+        cwd: "/src/app".into(),
+        user: UserSpec("app".into()),
+        hostname: "stack".into(),
+        network: Network::Host,
+        mounts: vec![
+            Mount::Cache {
+                host_dir: "/cache/apt".into(),
+                target: "/var/cache/apt".into(),
+                readonly: false,
+            },
+            Mount::Tmpfs { target: "/tmp".into(), size: Some(1 << 20) },
+            Mount::Secret {
+                host_file: "/secrets/token".into(),
+                target: "/run/secrets/token".into(),
+                mode: 0o400,
+                uid: 0,
+                gid: 0,
+            },
+            Mount::Bind {
+                host_path: "/ctx/file.txt".into(),
+                target: "/src/file.txt".into(),
+                readonly: true,
+            },
+        ],
+        root_mode: RootMode::Auto,
+    }
+}
+
+fn recorded_plan(rootless: bool) -> String {
+    let spec = sample_spec();
+    let plan = Plan { spec: &spec, copy_root: false, rootless, host_uid: 1000, host_gid: 1000 };
+    let mut sys = RecordingSys::new(
+        &["etc", "etc/hosts", "proc", "proc/sys", "proc/sysrq-trigger", "tmp", "var", "src"],
+        &[
+            ("/etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
+            ("/etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"),
+            ("/etc/resolv.conf", "nameserver 10.0.0.1\n"),
+            ("/secrets/token", "t0k3n"),
+        ],
+    );
+    setup::enter_namespaces(&mut sys, &plan).unwrap();
+    sys.log.push_str("--- pid 1\n");
+    let stubs = setup::setup_rootfs(&mut sys, &plan).unwrap();
+    writeln!(sys.log, "--- stubs {stubs:?}").unwrap();
+    match setup::prepare_command(&mut sys, &plan) {
+        Ok(user) => {
+            sys.log.push_str("--- command\n");
+            setup::drop_privileges(&mut sys, &plan, &user).unwrap();
+        }
+        Err(e) => writeln!(sys.log, "--- command refused: {e:?}").unwrap(),
+    }
+    sys.log
+}
+
+#[test]
+fn setup_plan_as_root() {
+    insta::assert_snapshot!(recorded_plan(false));
+}
+
+#[test]
+fn setup_plan_rootless() {
+    insta::assert_snapshot!(recorded_plan(true));
+}
+
+#[test]
+fn overlay_options_stay_short_for_500_layers() {
+    let opts = setup::overlay_options(500, false);
+    assert!(opts.len() < 4096, "{} bytes", opts.len());
+    assert!(opts.starts_with("lowerdir=l/0:l/1:"));
+}
+
+#[test]
+fn errors_name_what_failed() {
+    let e = SandboxError::from(WireError::Setup(SetupError::Sys {
+        step: "overlay root".into(),
+        error: sys::SysError::new("mount", "/scratch/root", libc::EINVAL),
+    }));
+    assert_eq!(e.to_string(), "sandbox setup failed at overlay root: `mount` on `/scratch/root`");
+    let e = SandboxError::from(WireError::Exec { argv0: "nope".into(), errno: libc::ENOENT });
+    assert_eq!(e.to_string(), "cannot execute `nope` in the sandbox");
+}
+
+/// Real runs. Also re-run as `nobody` by `rootless_suite`.
+mod real {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Returns whether the sandbox works here; prints `skipped: <reason>` otherwise, or
+    /// panics when `STACK_REQUIRE_SANDBOX=1`.
+    pub(super) fn sandbox_available() -> bool {
+        match probe() {
+            Ok(()) => true,
+            Err(reason) => {
+                assert!(
+                    std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+                    "sandbox required but unavailable: {reason}"
+                );
+                println!("skipped: {reason}");
+                false
+            }
+        }
+    }
+
+    pub(super) fn rootless() -> bool {
+        sys::geteuid() != 0
+    }
+
+    struct Fixture {
+        tmp: tempfile::TempDir,
+        lower: PathBuf,
+        runs: std::cell::Cell<u32>,
+        mode: RootMode,
+    }
+
+    fn write(path: &Path, content: &str) {
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, content).unwrap();
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let lower = tmp.path().join("lower");
+        let bin = lower.join("bin");
+        fs_err::create_dir_all(&bin).unwrap();
+        fs_err::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        let list = std::process::Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8(list.stdout).unwrap().lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+            }
+        }
+        write(
+            &lower.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        );
+        write(&lower.join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\naudio:x:29:app\n");
+        write(&lower.join("etc/base.txt"), "base\n");
+        write(&lower.join("data/a"), "a\n");
+        write(&lower.join("data/b"), "b\n");
+        Fixture { tmp, lower, runs: std::cell::Cell::new(0), mode: RootMode::Auto }
+    }
+
+    impl Fixture {
+        fn spec(&self, script: &str) -> SandboxSpec {
+            self.runs.set(self.runs.get() + 1);
+            SandboxSpec {
+                lower_dirs: vec![self.lower.clone()],
+                scratch_dir: self.tmp.path().join(format!("scratch{}", self.runs.get())),
+                argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                env: vec![("PATH".into(), "/bin".into())],
+                cwd: "/".into(),
+                user: UserSpec::default(),
+                hostname: "sandbox".into(),
+                network: Network::None,
+                mounts: vec![],
+                root_mode: self.mode,
+            }
+        }
+    }
+
+    fn go(spec: &SandboxSpec) -> (RunOutcome, String) {
+        let mut out = Vec::new();
+        let outcome =
+            run_with_helper(spec, &mut |chunk| out.extend_from_slice(chunk), &test_helper())
+                .unwrap_or_else(|e| {
+                    panic!("run failed: {e} ({:?})", std::error::Error::source(&e))
+                });
+        (outcome, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn paths(o: &RunOutcome) -> Vec<&str> {
+        o.changes.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    fn entry<'a>(o: &'a RunOutcome, path: &str) -> &'a Entry {
+        o.changes
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no `{path}` in {:?}", paths(o)))
+    }
+
+    #[test]
+    fn created_file_and_streamed_output() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let (o, out) = go(&fx.spec("echo hello; echo oops >&2; echo data > /new.txt"));
+        assert_eq!(o.status, ExitStatusLike::Exited(0));
+        assert!(out.contains("hello\n") && out.contains("oops\n"), "{out:?}");
+        // No stub (proc, dev, sys mount points) and nothing else.
+        assert_eq!(paths(&o), ["new.txt"]);
+        let EntryKind::File { source, size } = &entry(&o, "new.txt").kind else { panic!() };
+        assert_eq!(*size, 5);
+        assert_eq!(fs_err::read_to_string(source).unwrap(), "data\n");
+        assert_eq!((entry(&o, "new.txt").uid, entry(&o, "new.txt").mode), (0, 0o644));
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_hardlinks_and_untouched_copy_ups() {
+        whiteouts_opaque_dirs_hardlinks(RootMode::Auto);
+    }
+
+    #[test]
+    fn copied_root_fallback_gives_the_same_entries() {
+        whiteouts_opaque_dirs_hardlinks(RootMode::Copy);
+    }
+
+    fn whiteouts_opaque_dirs_hardlinks(mode: RootMode) {
+        if !sandbox_available() {
+            return;
+        }
+        let mut fx = fixture();
+        fx.mode = mode;
+        let script = "rm /etc/base.txt && rm -rf /data && mkdir /data && echo c > /data/c \
+                      && echo h > /h1 && ln /h1 /h2 && touch /etc/passwd && cat /etc/group >/dev/null";
+        let (o, out) = go(&fx.spec(script));
+        assert!(o.status.success(), "{out}");
+        assert_eq!(paths(&o), ["data", "data/c", "etc", "etc/base.txt", "h1", "h2"]);
+        assert_eq!(entry(&o, "etc/base.txt").kind, EntryKind::Whiteout);
+        assert_eq!(entry(&o, "data").kind, EntryKind::Dir { opaque: true });
+        assert_eq!(entry(&o, "etc").kind, EntryKind::Dir { opaque: false });
+        assert_eq!(entry(&o, "h2").kind, EntryKind::Hardlink { target: "h1".into() });
+        let EntryKind::File { source, .. } = &entry(&o, "h1").kind else { panic!() };
+        let tree = if mode == RootMode::Copy { "root" } else { "upper" };
+        assert!(source.parent().unwrap().ends_with(tree), "{}", source.display());
+        assert!(o.changes.iter().all(|e| e.xattrs.iter().all(|(n, _)| !n.contains("overlay"))));
+    }
+
+    #[test]
+    fn stacked_lowers_with_whiteouts_and_opaque_dirs() {
+        stacked_lowers(RootMode::Auto);
+    }
+
+    #[test]
+    fn stacked_lowers_in_a_copied_root() {
+        stacked_lowers(RootMode::Copy);
+    }
+
+    fn stacked_lowers(mode: RootMode) {
+        if !sandbox_available() {
+            return;
+        }
+        let mut fx = fixture();
+        fx.mode = mode;
+        write(&fx.lower.join("data2/x"), "x\n");
+        write(&fx.lower.join("data2/y"), "y\n");
+        let top = fx.tmp.path().join("top");
+        write(&top.join("data2/z"), "z\n");
+        // The lower-dir format: `user.` xattrs when rootless (overlay mounted with `userxattr`).
+        let opaque = if rootless() { "user.overlay.opaque" } else { "trusted.overlay.opaque" };
+        sys::set_xattr(&top.join("data2"), opaque, b"y").unwrap();
+        // A whiteout: unprivileged users may create 0:0 character devices (Linux ≥ 5.8).
+        fs_err::create_dir_all(top.join("data")).unwrap();
+        sys::mknod(&top.join("data/b"), libc::S_IFCHR | 0o600, 0).unwrap();
+        let mut spec = fx.spec("ls /data; ls /data2; touch /data/a; echo new > /data2/z");
+        spec.lower_dirs.insert(0, top);
+        let (o, out) = go(&spec);
+        assert_eq!(out, "a\nz\n");
+        assert_eq!(paths(&o), ["data2", "data2/z"]);
+        assert_eq!(entry(&o, "data2").kind, EntryKind::Dir { opaque: false });
+    }
+
+    /// The child half of `killing_the_caller_kills_the_whole_step`.
+    #[test]
+    fn orphan_caller_entry() {
+        let Ok(token) = std::env::var("STACK_SANDBOX_TEST_ORPHAN") else { return };
+        let fx = fixture();
+        let mut spec = fx.spec("");
+        spec.argv = vec!["sleep".into(), token];
+        let _ = go(&spec);
+        unreachable!("the caller is killed while its step sleeps");
+    }
+
+    fn processes_with_arg(arg: &str) -> Vec<u32> {
+        fs_err::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn killing_the_caller_kills_the_whole_step() {
+        if !sandbox_available() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let token = (800_000 + std::process::id()).to_string();
+        let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "exec::sandbox::tests::real::orphan_caller_entry", "--nocapture"])
+            .env("STACK_SANDBOX_TEST_ORPHAN", &token)
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while processes_with_arg(&token).is_empty() {
+            assert!(Instant::now() < deadline, "the step never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        caller.kill().unwrap();
+        caller.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_with_arg(&token).is_empty() {
+            assert!(Instant::now() < deadline, "the step outlived its caller");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(mounts_mentioning(tmp.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn env_cwd_and_hostname() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let mut spec = fx.spec("echo $FOO; pwd; hostname; echo $HOME");
+        spec.env.push(("FOO".into(), "bar baz".into()));
+        spec.cwd = "/work/dir".into();
+        let (o, out) = go(&spec);
+        assert_eq!(out, "bar baz\n/work/dir\nsandbox\n/root\n");
+        assert_eq!(paths(&o), ["work", "work/dir"]);
+    }
+
+    #[test]
+    fn users_by_name_and_id_with_supplementary_groups() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let mut spec = fx.spec("id");
+        spec.user = UserSpec("app".into());
+        spec.cwd = "/home/app/w".into();
+        if rootless() {
+            let err = run_with_helper(&spec, &mut |_| {}, &test_helper()).unwrap_err();
+            assert!(err.to_string().contains("cannot run as user `app`"), "{err}");
+            println!("note: a rootless sandbox maps only the caller (no /etc/subuid range)");
+            return;
+        }
+        let (o, out) = go(&spec);
+        assert_eq!(out, "uid=1000(app) gid=1000(app) groups=10(wheel),29(audio),1000(app)\n");
+        assert_eq!((entry(&o, "home/app/w").uid, entry(&o, "home/app/w").gid), (1000, 1000));
+        let mut spec = fx.spec("id");
+        spec.user = UserSpec("1000:10".into());
+        let (_, out) = go(&spec);
+        assert_eq!(out, "uid=1000(app) gid=10(wheel) groups=10(wheel),29(audio)\n");
+        let mut spec = fx.spec("touch /root-only || echo denied");
+        spec.user = UserSpec("app".into());
+        assert_eq!(go(&spec).1.trim_end().rsplit('\n').next(), Some("denied"));
+    }
+
+    #[test]
+    fn exit_codes_signals_and_exec_errors() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        assert_eq!(go(&fx.spec("exit 3")).0.status, ExitStatusLike::Exited(3));
+        assert_eq!(go(&fx.spec("kill -9 $$")).0.status, ExitStatusLike::Signaled(9));
+        let (o, _) = go(&fx.spec("echo x > /failed; exit 1"));
+        assert_eq!((o.status.code(), paths(&o)), (1, vec!["failed"]));
+        let mut spec = fx.spec("");
+        spec.argv = vec!["no-such-tool".into()];
+        let err = run_with_helper(&spec, &mut |_| {}, &test_helper()).unwrap_err();
+        assert!(matches!(err, SandboxError::Exec { .. }), "{err}");
+        assert_eq!(err.to_string(), "cannot execute `no-such-tool` in the sandbox");
+    }
+
+    #[test]
+    fn proc_dev_and_pid_namespace() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let script = "echo $$; cat /proc/1/cmdline | tr '\\0' ' ' | wc -c >/dev/null && echo proc; \
+                      echo x > /dev/null && head -c 3 /dev/zero | wc -c; ls /dev/pts/ptmx; \
+                      touch /dev/shm/x && echo shm; touch /sys/x 2>/dev/null || echo sys-ro; \
+                      ls /proc/self/fd";
+        let (o, out) = go(&fx.spec(script));
+        assert_eq!(out, "2\nproc\n3\n/dev/pts/ptmx\nshm\nsys-ro\n0\n1\n2\n3\n", "{out}");
+        assert!(paths(&o).is_empty(), "{:?}", paths(&o));
+    }
+
+    #[test]
+    fn network_none_has_only_loopback_and_host_gets_generated_files() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let (o, out) = go(&fx.spec("ls /sys/class/net; cat /sys/class/net/lo/flags"));
+        assert_eq!(out, "lo\n0x9\n");
+        assert!(paths(&o).is_empty());
+        let mut spec = fx.spec(
+            "cat /etc/hostname; grep -c localhost /etc/hosts; echo x >> /etc/hosts || echo ro",
+        );
+        spec.network = Network::Host;
+        spec.hostname = "builder".into();
+        let (o, out) = go(&spec);
+        assert!(out.starts_with("builder\n2\n") && out.ends_with("ro\n"), "{out}");
+        assert!(paths(&o).is_empty(), "{:?}", paths(&o));
+    }
+
+    #[test]
+    fn cache_persists_tmpfs_and_secret_leave_no_trace() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let cache = fx.tmp.path().join("cache");
+        fs_err::create_dir(&cache).unwrap();
+        let secret = fx.tmp.path().join("secret");
+        fs_err::write(&secret, "s3cret").unwrap();
+        let mounts = vec![
+            Mount::Cache {
+                host_dir: cache.clone(),
+                target: "/var/cache/x".into(),
+                readonly: false,
+            },
+            Mount::Tmpfs { target: "/scratchpad".into(), size: Some(1 << 20) },
+            Mount::Secret {
+                host_file: secret.clone(),
+                target: "/run/secrets/token".into(),
+                mode: 0o400,
+                uid: 0,
+                gid: 0,
+            },
+        ];
+        let mut spec = fx.spec(
+            "echo 1 >> /var/cache/x/c; echo t > /scratchpad/f; cat /run/secrets/token; echo; \
+             stat -c %a /run/secrets/token; echo no >> /run/secrets/token || echo ro",
+        );
+        spec.mounts = mounts.clone();
+        let (o, out) = go(&spec);
+        assert!(out.starts_with("s3cret\n400\n") && out.ends_with("ro\n"), "{out}");
+        assert!(paths(&o).is_empty(), "{:?}", paths(&o));
+        let mut spec = fx.spec("cat /var/cache/x/c; ls /scratchpad");
+        spec.mounts = mounts;
+        let (o, out) = go(&spec);
+        assert_eq!(out, "1\n");
+        assert!(paths(&o).is_empty());
+        assert_eq!(fs_err::read_to_string(cache.join("c")).unwrap(), "1\n");
+        assert_eq!(fs_err::read_to_string(&secret).unwrap(), "s3cret");
+    }
+
+    #[test]
+    fn bind_mounts_are_read_only_by_default() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let host = fx.tmp.path().join("ctx");
+        write(&host.join("file"), "ctx\n");
+        let mut spec = fx.spec("cat /src/file; touch /src/new 2>/dev/null || echo denied");
+        spec.mounts =
+            vec![Mount::Bind { host_path: host.clone(), target: "/src".into(), readonly: true }];
+        let (o, out) = go(&spec);
+        assert_eq!(out, "ctx\ndenied\n");
+        assert!(!host.join("new").exists());
+        assert!(paths(&o).is_empty(), "{:?}", paths(&o));
+    }
+
+    #[test]
+    fn a_step_cannot_write_outside_its_rootfs() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let host_dir = fx.tmp.path().join("host");
+        let marker = host_dir.join("marker");
+        write(&marker, "untouched\n");
+        fs_err::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let m = marker.display().to_string();
+        let h = host_dir.display().to_string();
+        std::os::unix::fs::symlink(&h, fx.lower.join("hostlink")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../../..", fx.lower.join("up")).unwrap();
+        let script = format!(
+            "for p in {m} /../../../..{m} /hostlink/marker /up{m} /proc/1/root{m} \
+             /proc/self/root{m} /proc/self/cwd/../../..{m}; do echo pwned > $p 2>/dev/null; done; \
+             for fd in /proc/self/fd/*; do echo pwned > $fd/../..{m} 2>/dev/null; done; \
+             mkdir -p /up/made; echo done"
+        );
+        let mut spec = fx.spec(&script);
+        // Mount targets through image symlinks land inside the rootfs too.
+        spec.mounts = vec![Mount::Tmpfs { target: "/up/up-target".into(), size: None }];
+        let (o, out) = go(&spec);
+        // A symlink to a host path that does not exist in the image is refused, not followed.
+        let mut bad = fx.spec("true");
+        bad.mounts = vec![Mount::Tmpfs { target: "/hostlink/tmpfs-target".into(), size: None }];
+        let err = run_with_helper(&bad, &mut |_| {}, &test_helper()).unwrap_err();
+        assert!(matches!(err, SandboxError::BadTarget { .. }), "{err}");
+        assert!(out.ends_with("done\n"), "{out}");
+        assert_eq!(fs_err::read_to_string(&marker).unwrap(), "untouched\n");
+        let listing: Vec<_> =
+            fs_err::read_dir(&host_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(listing, ["marker"]);
+        assert!(!Path::new("/up-target").exists() && !Path::new("/tmpfs-target").exists());
+        // Writes through the symlink went into the layer, at the in-image path.
+        assert_eq!(paths(&o), ["made"]);
+        assert!(!Path::new("/made").exists());
+    }
+
+    fn mounts_mentioning(dir: &Path) -> Vec<String> {
+        let text = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+        let needle = dir.display().to_string();
+        text.lines().filter(|l| l.contains(&needle)).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn nothing_stays_mounted_even_when_the_command_is_killed() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let start = Instant::now();
+        let (o, _) = go(&fx.spec("sleep 600 & sleep 600 & kill -KILL $$"));
+        assert_eq!(o.status, ExitStatusLike::Signaled(9));
+        assert!(start.elapsed() < Duration::from_mins(1), "background processes outlived the step");
+        let (o, _) = go(&fx.spec("true"));
+        assert!(o.status.success());
+        assert_eq!(mounts_mentioning(fx.tmp.path()), Vec::<String>::new());
+        drop(o);
+        // The guard cleaned the scratch dir, even overlay's mode-000 work dir.
+        let scratch = fx.tmp.path().join("scratch2");
+        assert_eq!(fs_err::read_dir(&scratch).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn overhead_of_a_trivial_run() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let mut times: Vec<Duration> = (0..20)
+            .map(|_| {
+                let mut spec = fx.spec("");
+                spec.argv = vec!["true".into()];
+                let t = Instant::now();
+                let (o, _) = go(&spec);
+                assert!(o.status.success());
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        let median = times[10];
+        println!(
+            "sandbox overhead: median {median:?} over 20 runs of `true` (rootless: {})",
+            rootless()
+        );
+        assert!(median < Duration::from_secs(5));
+        let _ = fx.tmp.path().metadata().unwrap().uid();
+    }
+}
+
+/// Re-runs the `real` tests as `nobody` through `setpriv`, when we are root.
+#[test]
+fn rootless_suite() {
+    if sys::geteuid() != 0 || !real::sandbox_available() {
+        return;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() {
+        println!("skipped: no setpriv to drop privileges");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args(["exec::sandbox::tests::real::", "--nocapture", "--test-threads=2"])
+        .env("TMPDIR", "/tmp")
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("--- rootless run of the real tests ---\n{text}");
+    if text.contains("skipped: cannot create a user namespace") {
+        assert!(
+            std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+            "rootless sandbox required: {text}"
+        );
+        return;
+    }
+    assert!(out.status.success(), "the rootless run failed");
+    assert!(text.contains("test result: ok"), "{text}");
+}
