@@ -240,17 +240,7 @@ impl Resolver for CliResolver<'_> {
     }
 }
 
-/// An error and its causes on one line.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use crate::diag::error_chain;
 
 /// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default.
 pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {

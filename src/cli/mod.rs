@@ -71,9 +71,10 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::BrokenPipe {
-                return true;
-            }
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
         cur = err.source();
     }
     false

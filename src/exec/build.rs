@@ -168,13 +168,14 @@ fn exec_node(
     let bypass = opts.no_cache || opts.no_cache_stages.contains(&n.stage);
     if !bypass
         && let Some(rec) = store.get_record::<StepRecord>("step", &n.key)?
-            && rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest)) {
-                events(Event::Reused { node });
-                counters.lock().expect("no panics while locked").1 += 1;
-                let mut layers = parent_layers;
-                layers.extend(rec.layer);
-                return Ok(layers);
-            }
+        && rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))
+    {
+        events(Event::Reused { node });
+        counters.lock().expect("no panics while locked").1 += 1;
+        let mut layers = parent_layers;
+        layers.extend(rec.layer);
+        return Ok(layers);
+    }
     events(Event::Started { node });
     let started = Instant::now();
     let lerr = |e: LayerError| step_err(e.to_string(), Vec::new());

@@ -161,9 +161,10 @@ pub fn copy_entries(
             e.gid = gid;
         }
         if let Some(mode) = op.chmod
-            && !matches!(e.kind, EntryKind::Symlink { .. }) {
-                e.mode = mode;
-            }
+            && !matches!(e.kind, EntryKind::Symlink { .. })
+        {
+            e.mode = mode;
+        }
     }
     // The destination folder of a folder copy exists even when the folder was empty.
     for d in dest_dirs {

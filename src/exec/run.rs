@@ -1,27 +1,280 @@
-//! `run`/`exec` steps: the bridge between the plan and the sandbox.
+//! `run`/`exec` steps: the bridge between the plan and the sandbox. Prepares the lower dirs,
+//! cache folders, secrets and binds, runs the command, and turns its changes into a layer.
+//!
+//! Invariants: secret values are never part of a key, a record, a layer or the printed log
+//! (they reach the step only through a private file or its environment); cache-mount contents
+//! never enter a layer.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use petgraph::stable_graph::NodeIndex;
 
-use super::build::{BuildError, BuildOptions, Event};
+use super::build::{BuildError, BuildOptions, Event, SecretValue, record};
+use super::layers;
+use super::sandbox::{self, Mount, Network as SandboxNetwork, RootMode, SandboxSpec, UserSpec};
+use crate::digest::Digest;
 use crate::oci::image::LayerRef;
-use crate::plan::{Plan, RunOp};
+use crate::plan::{Plan, PlannedMount, RunOp};
 use crate::store::Store;
+use crate::syntax::ast::{CacheSharing, Network};
+
+/// Lines of output kept to show with a failure.
+const TAIL_LINES: usize = 20;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_step(
     plan: &Plan,
     node: NodeIndex,
-    _op: &RunOp,
-    _parent: &[LayerRef],
-    _store: &Store,
-    _opts: &BuildOptions,
-    _events: &(dyn Fn(Event) + Sync),
-    _get: &dyn Fn(NodeIndex) -> Vec<LayerRef>,
+    op: &RunOp,
+    parent: &[LayerRef],
+    store: &Store,
+    opts: &BuildOptions,
+    events: &(dyn Fn(Event) + Sync),
+    get: &dyn Fn(NodeIndex) -> Vec<LayerRef>,
 ) -> Result<Vec<LayerRef>, BuildError> {
-    Err(BuildError::Step {
+    let n = &plan.graph[node];
+    let started = Instant::now();
+    let fail = |message: String, tail: Vec<String>| BuildError::Step {
         node,
-        label: plan.graph[node].label.clone(),
-        message: "run steps are not available in this build of stack yet".into(),
-        output_tail: Vec::new(),
+        label: n.label.clone(),
+        message,
+        output_tail: tail,
+    };
+    sandbox::probe().map_err(|why| fail(format!("cannot run steps here: {why}"), Vec::new()))?;
+    let mut lower_dirs = Vec::with_capacity(parent.len());
+    for layer in parent.iter().rev() {
+        let (_, tree) =
+            layers::materialize(store, layer).map_err(|e| fail(e.to_string(), Vec::new()))?;
+        lower_dirs.push(tree);
+    }
+    let scratch = store.temp_dir("run-").map_err(|e| fail(e.to_string(), Vec::new()))?;
+    let extras = store.temp_dir("run-mounts-").map_err(|e| fail(e.to_string(), Vec::new()))?;
+    let mut env = op.env.clone();
+    let mut mounts = Vec::new();
+    let mut _locks = Vec::new();
+    for m in &op.mounts {
+        match m {
+            PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid } => {
+                let dir = store.root().join("cache-v1").join(Digest::of(id.as_bytes()).to_hex());
+                let fresh = !dir.exists();
+                fs_err::create_dir_all(&dir).map_err(|e| {
+                    fail(format!("cannot create the cache folder for `{id}`: {e}"), Vec::new())
+                })?;
+                if fresh {
+                    let _ = fs_err::set_permissions(
+                        &dir,
+                        std::fs::Permissions::from_mode(mode.unwrap_or(0o755)),
+                    );
+                    if uid.is_some() || gid.is_some() {
+                        let _ = std::os::unix::fs::chown(&dir, *uid, *gid);
+                    }
+                }
+                if *sharing == CacheSharing::Locked {
+                    _locks.push(lock_dir(&dir).map_err(|e| {
+                        fail(format!("cannot lock the cache `{id}`: {e}"), Vec::new())
+                    })?);
+                }
+                mounts.push(Mount::Cache {
+                    host_dir: dir,
+                    target: target.clone(),
+                    readonly: *readonly,
+                });
+            }
+            PlannedMount::Secret { id, target, env: var, required, mode, uid, gid } => {
+                let value = match opts.secrets.get(id) {
+                    Some(SecretValue::File(p)) => Some(fs_err::read(p).map_err(|e| {
+                        fail(format!("cannot read secret `{id}`: {e}"), Vec::new())
+                    })?),
+                    Some(SecretValue::Env(v)) => {
+                        std::env::var_os(v).map(|s| s.into_encoded_bytes())
+                    }
+                    None => None,
+                };
+                let Some(value) = value else {
+                    if *required {
+                        return Err(fail(
+                            format!(
+                                "secret `{id}` is required; pass it with `--secret id={id},src=FILE`"
+                            ),
+                            Vec::new(),
+                        ));
+                    }
+                    continue;
+                };
+                if let Some(var) = var {
+                    env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+                }
+                if let Some(target) = target {
+                    let file =
+                        extras.path().join(format!("secret-{}", Digest::of(id.as_bytes()).short()));
+                    fs_err::write(&file, &value).map_err(|e| {
+                        fail(format!("cannot stage secret `{id}`: {e}"), Vec::new())
+                    })?;
+                    let _ = fs_err::set_permissions(&file, std::fs::Permissions::from_mode(0o400));
+                    mounts.push(Mount::Secret {
+                        host_file: file,
+                        target: target.clone(),
+                        mode: mode.unwrap_or(0o400),
+                        uid: uid.unwrap_or(0),
+                        gid: gid.unwrap_or(0),
+                    });
+                }
+            }
+            PlannedMount::Tmpfs { target, size } => {
+                mounts.push(Mount::Tmpfs { target: target.clone(), size: *size })
+            }
+            PlannedMount::BindNode { node: src, source, target, readwrite } => {
+                let view = layers::view_of(store, &get(*src))
+                    .map_err(|e| fail(e.to_string(), Vec::new()))?;
+                let dest = extras.path().join(format!("bind-{}", mounts.len()));
+                materialize_path(&view, source.trim_start_matches('/'), &dest).map_err(|e| {
+                    fail(format!("cannot prepare bind `{source}`: {e}"), Vec::new())
+                })?;
+                mounts.push(Mount::Bind {
+                    host_path: dest,
+                    target: target.clone(),
+                    readonly: !readwrite,
+                });
+            }
+            PlannedMount::BindContext { file, source, target, readwrite } => {
+                let ctx = plan_context_dir(plan, *file);
+                let host = ctx.join(source);
+                let host = if *readwrite {
+                    // A writable bind works on a copy: nothing a step does reaches the context.
+                    let dest = extras.path().join(format!("bind-{}", mounts.len()));
+                    copy_recursively(&host, &dest).map_err(|e| {
+                        fail(format!("cannot copy `{source}` for a writable bind: {e}"), Vec::new())
+                    })?;
+                    dest
+                } else {
+                    host
+                };
+                mounts.push(Mount::Bind {
+                    host_path: host,
+                    target: target.clone(),
+                    readonly: !readwrite,
+                });
+            }
+        }
+    }
+    let spec = SandboxSpec {
+        lower_dirs,
+        scratch_dir: scratch.path().to_owned(),
+        argv: op.argv.clone(),
+        env,
+        cwd: op.cwd.clone(),
+        user: UserSpec(op.user.clone()),
+        hostname: "stack".into(),
+        network: if op.network == Network::None {
+            SandboxNetwork::None
+        } else {
+            SandboxNetwork::Host
+        },
+        mounts,
+        root_mode: RootMode::Auto,
+    };
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut partial = Vec::new();
+    let outcome = sandbox::run(&spec, &mut |bytes| {
+        events(Event::Output { node, bytes: bytes.to_vec() });
+        partial.extend_from_slice(bytes);
+        while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=nl).collect();
+            tail.push_back(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            if tail.len() > TAIL_LINES {
+                tail.pop_front();
+            }
+        }
     })
+    .map_err(|e| fail(crate::diag::error_chain(&e), Vec::new()))?;
+    if !partial.is_empty() {
+        tail.push_back(String::from_utf8_lossy(&partial).into_owned());
+    }
+    if !outcome.status.success() {
+        return Err(fail(
+            format!("the command exited with code {}", outcome.status.code()),
+            tail.into_iter().collect(),
+        ));
+    }
+    let layer = if outcome.changes.is_empty() {
+        None
+    } else {
+        Some(
+            layers::write_layer(store, &outcome.changes, opts.epoch, opts.compression)
+                .map_err(|e| fail(e.to_string(), Vec::new()))?,
+        )
+    };
+    drop(outcome);
+    record(store, plan, node, layer.as_ref())?;
+    events(Event::Finished {
+        node,
+        elapsed: started.elapsed(),
+        layer: layer.as_ref().map(|l| l.blob.size),
+    });
+    let mut layers = parent.to_vec();
+    layers.extend(layer);
+    Ok(layers)
+}
+
+fn plan_context_dir(plan: &Plan, file: usize) -> PathBuf {
+    plan.context_dirs.get(file).cloned().unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Takes an exclusive lock on a cache folder for the life of the returned file.
+fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    let f = std::fs::File::open(dir)?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(f)
+}
+
+/// Recreates `path` of a merged view at `dest` (hard links where possible, else copies).
+fn materialize_path(view: &super::view::View, path: &str, dest: &Path) -> std::io::Result<()> {
+    let resolved = view.resolve(path, true).unwrap_or_default();
+    if !resolved.is_empty() && !view.is_dir(&resolved) {
+        let src = view
+            .source(&resolved)
+            .ok_or_else(|| std::io::Error::other(format!("`/{path}` does not exist")))?;
+        fs_err::copy(src, dest)?;
+        return Ok(());
+    }
+    fs_err::create_dir_all(dest)?;
+    for (rel, e) in view.below(&resolved) {
+        let full = if resolved.is_empty() { rel.clone() } else { format!("{resolved}/{rel}") };
+        let target = dest.join(&rel);
+        if e.is_dir() {
+            fs_err::create_dir_all(&target)?;
+        } else if let Some(link) =
+            e.link.as_ref().filter(|_| e.kind == crate::oci::extract::IndexKind::Symlink)
+        {
+            let _ = std::os::unix::fs::symlink(link, &target);
+        } else if let Some(src) = view.source(&full) {
+            if std::fs::hard_link(&src, &target).is_err() {
+                let _ = fs_err::copy(&src, &target);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn copy_recursively(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if src.is_file() {
+        fs_err::copy(src, dest)?;
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(src) {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
+        let target = dest.join(rel);
+        if entry.file_type().is_dir() {
+            fs_err::create_dir_all(&target)?;
+        } else if entry.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs_err::read_link(entry.path())?, &target)?;
+        } else {
+            fs_err::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }

@@ -75,11 +75,10 @@ pub(super) fn run(
                                 cv.notify_all();
                                 return;
                             }
-                            if !stop
-                                && let Some(n) = s.ready.pop() {
-                                    s.running += 1;
-                                    break n;
-                                }
+                            if !stop && let Some(n) = s.ready.pop() {
+                                s.running += 1;
+                                break n;
+                            }
                             if s.running == 0 && s.ready.is_empty() {
                                 // Everything left depends on a failed node.
                                 cv.notify_all();

@@ -86,20 +86,20 @@ impl View {
             }
             let joined = done.join("/");
             if let Some(e) = self.get(&joined)
-                && e.kind == IndexKind::Symlink {
-                    hops += 1;
-                    if hops > 40 {
-                        return None;
-                    }
-                    let target = e.link.clone().unwrap_or_default();
-                    done.pop();
-                    if target.starts_with('/') {
-                        done.clear();
-                    }
-                    pending.extend(
-                        target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned),
-                    );
+                && e.kind == IndexKind::Symlink
+            {
+                hops += 1;
+                if hops > 40 {
+                    return None;
                 }
+                let target = e.link.clone().unwrap_or_default();
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                pending
+                    .extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
+            }
         }
         Some(done.join("/"))
     }

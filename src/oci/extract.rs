@@ -203,13 +203,14 @@ pub fn extract(
         .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
     let actual = hashing.hasher.finish();
     if let Some(expected) = diff_id
-        && &actual != expected {
-            return Err(ExtractError::DiffIdMismatch {
-                layer: layer.clone(),
-                expected: expected.clone(),
-                actual,
-            });
-        }
+        && &actual != expected
+    {
+        return Err(ExtractError::DiffIdMismatch {
+            layer: layer.clone(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
     x.finish_dirs()?;
     let index_path = dest.join("index.json");
     fs_err::write(&index_path, crate::oci::json::to_canonical(&x.index))

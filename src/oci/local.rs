@@ -220,12 +220,13 @@ fn import_archive(
         std::io::copy(&mut entry, &mut tee).map_err(io_err)?;
         let digest = hasher.finish();
         if let Some(hex) = name.strip_prefix("blobs/sha256/")
-            && hex != digest.hex() {
-                return Err(LocalImageError::Invalid {
-                    reference: reference.to_owned(),
-                    problem: format!("blob `{name}` hashes to `{digest}`"),
-                });
-            }
+            && hex != digest.hex()
+        {
+            return Err(LocalImageError::Invalid {
+                reference: reference.to_owned(),
+                problem: format!("blob `{name}` hashes to `{digest}`"),
+            });
+        }
         store
             .commit_blob(tmp, &digest)
             .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;

@@ -117,10 +117,11 @@ fn write_entry<W: Write>(
     }
     match &e.kind {
         EntryKind::Symlink { target } | EntryKind::Hardlink { target }
-            if (header.set_link_name(target).is_err() || target.len() > 100) => {
-                pax.push(("linkpath".to_owned(), target.clone().into_bytes()));
-                header.set_link_name(truncate(target, 100)).map_err(TarWriteError::Write)?;
-            }
+            if (header.set_link_name(target).is_err() || target.len() > 100) =>
+        {
+            pax.push(("linkpath".to_owned(), target.clone().into_bytes()));
+            header.set_link_name(truncate(target, 100)).map_err(TarWriteError::Write)?;
+        }
         EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
             header.set_device_major(*major).map_err(TarWriteError::Write)?;
             header.set_device_minor(*minor).map_err(TarWriteError::Write)?;

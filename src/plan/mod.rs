@@ -67,6 +67,8 @@ pub struct FileDiagnostic {
 #[derive(Debug)]
 pub struct Plan {
     pub graph: StableDiGraph<Node, EdgeKind>,
+    /// The build context of each input file (for `bind` mounts of the context).
+    pub context_dirs: Vec<PathBuf>,
     pub images: Vec<ImageTarget>,
     pub warnings: Vec<FileDiagnostic>,
 }

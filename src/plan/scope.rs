@@ -72,10 +72,10 @@ pub(super) fn sub_span(
     let end = start + value.span.len();
     if let Some(raw) = text.get(start..end)
         && raw.len() == value.value.len() + 2
-            && raw.starts_with('"')
-            && raw[1..raw.len() - 1] == value.value
-        {
-            return SourceSpan::from((start + 1 + range.start, range.end - range.start));
-        }
+        && raw.starts_with('"')
+        && raw[1..raw.len() - 1] == value.value
+    {
+        return SourceSpan::from((start + 1 + range.start, range.end - range.start));
+    }
     value.span
 }

@@ -122,7 +122,12 @@ impl<'a> Planner<'a> {
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
-        Ok(Plan { graph: self.graph, images, warnings: Vec::new() })
+        Ok(Plan {
+            graph: self.graph,
+            context_dirs: self.files.iter().map(|f| f.context_dir.clone()).collect(),
+            images,
+            warnings: Vec::new(),
+        })
     }
 
     fn collect_globals(&mut self) {
@@ -316,7 +321,9 @@ impl<'a> Planner<'a> {
         for (i, (from, dep)) in edges.iter().enumerate() {
             g.add_edge(idx[&dep.stage], idx[from], i);
         }
-        if let Ok(order) = petgraph::algo::toposort(&g, None) { order.into_iter().map(|i| g[i].clone()).collect() } else {
+        if let Ok(order) = petgraph::algo::toposort(&g, None) {
+            order.into_iter().map(|i| g[i].clone()).collect()
+        } else {
             for scc in petgraph::algo::kosaraju_scc(&g) {
                 let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
                 if !cyclic {
@@ -331,9 +338,7 @@ impl<'a> Planner<'a> {
                 for _ in 0..=members.len() {
                     let Some((_, dep)) = edges
                         .iter()
-                        .filter(|(from, dep)| {
-                            *from == cur && members.contains(dep.stage.as_str())
-                        })
+                        .filter(|(from, dep)| *from == cur && members.contains(dep.stage.as_str()))
                         .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
                     else {
                         break;
@@ -351,10 +356,7 @@ impl<'a> Planner<'a> {
                         dep.file,
                         Diagnostic::error(
                             "stage-cycle",
-                            format!(
-                                "stages depend on each other in a cycle: {}",
-                                path.join(" → ")
-                            ),
+                            format!("stages depend on each other in a cycle: {}", path.join(" → ")),
                             dep.span,
                             "this closes the cycle",
                         )
@@ -408,10 +410,11 @@ impl<'a> Planner<'a> {
         span: SourceSpan,
     ) -> Option<(NodeIndex, ImageConfig)> {
         if let Some(n) = self.bases.get(reference)
-            && let Op::Base { image, .. } = &self.graph[*n].op {
-                let config = image.config.clone();
-                return Some((*n, strip(config)));
-            }
+            && let Op::Base { image, .. } = &self.graph[*n].op
+        {
+            let config = image.config.clone();
+            return Some((*n, strip(config)));
+        }
         match self.resolver.image(reference, file) {
             Ok(image) => {
                 let key = KeyHasher::new("base").str(&image.manifest_digest.to_string()).finish();
@@ -995,7 +998,9 @@ impl<'a> Planner<'a> {
                     let size = match size {
                         Some(s) => {
                             let v = ex(s, self)?;
-                            if let Some(b) = parse_size(&v) { Some(b) } else {
+                            if let Some(b) = parse_size(&v) {
+                                Some(b)
+                            } else {
                                 self.error(
                                     fi,
                                     Diagnostic::error(

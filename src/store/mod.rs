@@ -167,13 +167,10 @@ impl Store {
             return Err(StoreError::Corrupt { digest: digest.clone(), actual });
         }
         if let Some(expected) = size
-            && expected != len {
-                return Err(StoreError::WrongSize {
-                    digest: digest.clone(),
-                    expected,
-                    actual: len,
-                });
-            }
+            && expected != len
+        {
+            return Err(StoreError::WrongSize { digest: digest.clone(), expected, actual: len });
+        }
         self.commit_blob(tmp, digest)
     }
 

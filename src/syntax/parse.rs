@@ -612,11 +612,13 @@ impl Parser {
             e,
             &["shell", "interval", "timeout", "start-period", "start-interval", "retries"],
         );
-        if e.args.len() == 1 && e.props.is_empty()
+        if e.args.len() == 1
+            && e.props.is_empty()
             && let KdlValue::String(s) = e.args[0].value()
-                && s == "none" {
-                    return Some(Healthcheck::None);
-                }
+            && s == "none"
+        {
+            return Some(Healthcheck::None);
+        }
         if e.args.is_empty() {
             self.missing_arg(node, "the check command, or `none`");
             return None;
@@ -690,9 +692,10 @@ impl Parser {
 
     fn u32(&mut self, entry: &KdlEntry) -> Option<u32> {
         if let KdlValue::Integer(i) = entry.value()
-            && let Ok(v) = u32::try_from(*i) {
-                return Some(v);
-            }
+            && let Ok(v) = u32::try_from(*i)
+        {
+            return Some(v);
+        }
         self.error(Diagnostic::error(
             "wrong-type",
             format!("expected a non-negative integer, found `{}`", entry.value()),
@@ -704,7 +707,9 @@ impl Parser {
 
     fn mode(&mut self, entry: &KdlEntry) -> Option<u32> {
         let s = self.scalar(entry)?;
-        if let Some(m) = parse_mode(&s.value) { Some(m) } else {
+        if let Some(m) = parse_mode(&s.value) {
+            Some(m)
+        } else {
             self.error(
                 Diagnostic::error(
                     "invalid-mode",
