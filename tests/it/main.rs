@@ -6,3 +6,4 @@ mod support;
 mod build;
 mod diagnostics;
 mod docs;
+mod run;

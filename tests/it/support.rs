@@ -65,6 +65,7 @@ pub(crate) fn busybox_base() -> Option<PathBuf> {
         let bin = ctx.join("rootfs/bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(ctx.join("rootfs/tmp")).unwrap();
+        std::fs::set_permissions(ctx.join("rootfs/tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         let list = Command::new(busybox).arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
