@@ -54,7 +54,7 @@ pub(super) fn run_step(
     let extras = store.temp_dir("run-mounts-").map_err(|e| fail(e.to_string(), Vec::new()))?;
     let mut env = op.env.clone();
     let mut mounts = Vec::new();
-    let mut _locks = Vec::new();
+    let mut held_locks = Vec::new();
     for m in &op.mounts {
         match m {
             PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid } => {
@@ -73,7 +73,7 @@ pub(super) fn run_step(
                     }
                 }
                 if *sharing == CacheSharing::Locked {
-                    _locks.push(lock_dir(&dir).map_err(|e| {
+                    held_locks.push(lock_dir(&dir).map_err(|e| {
                         fail(format!("cannot lock the cache `{id}`: {e}"), Vec::new())
                     })?);
                 }
@@ -89,7 +89,7 @@ pub(super) fn run_step(
                         fail(format!("cannot read secret `{id}`: {e}"), Vec::new())
                     })?),
                     Some(SecretValue::Env(v)) => {
-                        std::env::var_os(v).map(|s| s.into_encoded_bytes())
+                        std::env::var_os(v).map(std::ffi::OsString::into_encoded_bytes)
                     }
                     None => None,
                 };
@@ -124,7 +124,7 @@ pub(super) fn run_step(
                 }
             }
             PlannedMount::Tmpfs { target, size } => {
-                mounts.push(Mount::Tmpfs { target: target.clone(), size: *size })
+                mounts.push(Mount::Tmpfs { target: target.clone(), size: *size });
             }
             PlannedMount::BindNode { node: src, source, target, readwrite } => {
                 let view = layers::view_of(store, &get(*src))
@@ -250,10 +250,10 @@ fn materialize_path(view: &super::view::View, path: &str, dest: &Path) -> std::i
             e.link.as_ref().filter(|_| e.kind == crate::oci::extract::IndexKind::Symlink)
         {
             let _ = std::os::unix::fs::symlink(link, &target);
-        } else if let Some(src) = view.source(&full) {
-            if std::fs::hard_link(&src, &target).is_err() {
-                let _ = fs_err::copy(&src, &target);
-            }
+        } else if let Some(src) = view.source(&full)
+            && std::fs::hard_link(&src, &target).is_err()
+        {
+            let _ = fs_err::copy(&src, &target);
         }
     }
     Ok(())
