@@ -75,6 +75,9 @@ pub struct BuildArgs {
     /// A secret for `run` steps: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
+    /// Say why each step that is not reused has to run
+    #[arg(long)]
+    pub explain: bool,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,

@@ -27,6 +27,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         print_plan_errors(&files, d);
         Failure::UserFiles
     })?;
+    resolver.save_stat_caches();
     let opts = BuildOptions {
         compression: match args.compression {
             CompressionArg::Gzip => Compression::Gzip,
@@ -40,6 +41,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         }),
         secrets: parse_secrets(&args.secrets)?,
         keep_going: args.keep_going,
+        explain: args.explain,
     };
     let progress = Printer { mode: args.progress, plan: &p, lock: Mutex::new(()) };
     let report = match crate::exec::build(&p, &store, &opts, &|e| progress.event(&e)) {
@@ -145,6 +147,9 @@ impl Printer<'_> {
                 Event::Failed { node, message } => {
                     serde_json::json!({"event": "failed", "step": name(*node), "message": message})
                 }
+                Event::Explain { node, reasons } => {
+                    serde_json::json!({"event": "explain", "step": name(*node), "reasons": reasons})
+                }
             };
             let _ = writeln!(err, "{v}");
             return;
@@ -175,6 +180,12 @@ impl Printer<'_> {
                 ),
             },
             Event::Failed { node, message } => writeln!(err, "{} FAILED: {message}", name(*node)),
+            Event::Explain { node, reasons } => {
+                for r in reasons {
+                    let _ = writeln!(err, "{} runs because {r}", name(*node));
+                }
+                Ok(())
+            }
         };
     }
 }

@@ -204,9 +204,25 @@ impl<'a> CliResolver<'a> {
         if let Some(c) = map.get(&file) {
             return Ok(Arc::clone(c));
         }
-        let c = Arc::new(Context::open(&self.files[file].context_dir)?);
+        let mut c = Context::open(&self.files[file].context_dir)?;
+        c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
+            &self.store.stat_cache_path(&c.root),
+        ));
+        let c = Arc::new(c);
         map.insert(file, Arc::clone(&c));
         Ok(c)
+    }
+}
+
+impl CliResolver<'_> {
+    /// Saves what the contexts' stat caches learned (best effort: a lost cache only costs
+    /// hashing next time).
+    pub fn save_stat_caches(&self) {
+        for c in self.contexts.lock().expect("no panics while locked").values() {
+            if c.stat_cache.is_dirty() {
+                let _ = self.store.save_stat_cache(&c.root, &c.stat_cache.encode());
+            }
+        }
     }
 }
 

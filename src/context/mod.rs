@@ -5,6 +5,7 @@
 //! followed with the context root as `/`, as Docker does.
 
 pub mod ignore;
+pub mod statcache;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct FileMeta {
     pub link: Option<String>,
     /// Where to read it from.
     pub abs: PathBuf,
+    /// The stat fields the stat cache compares.
+    pub stamp: Option<statcache::Stamp>,
 }
 
 /// One item a `copy` source matched: a file, or a folder with everything below it.
@@ -81,6 +84,8 @@ pub enum SelectError {
 pub struct Context {
     pub root: PathBuf,
     pub ignore: IgnoreRules,
+    /// Hashes of unchanged files from earlier builds.
+    pub stat_cache: std::sync::Arc<statcache::StatCache>,
 }
 
 impl Context {
@@ -101,7 +106,7 @@ impl Context {
                 break;
             }
         }
-        Ok(Self { root, ignore })
+        Ok(Self { root, ignore, stat_cache: std::sync::Arc::default() })
     }
 
     /// Selects and hashes what one `copy` source names: a path, or a glob.
@@ -124,7 +129,7 @@ impl Context {
             if let Some(ex) = &excludes {
                 item.entries.retain(|(p, _)| p.is_empty() || !ex.is_excluded(p));
             }
-            hash_files(&mut item.entries)?;
+            hash_files(&mut item.entries, &self.stat_cache)?;
         }
         Ok(selected)
     }
@@ -273,13 +278,26 @@ fn file_meta(abs: &Path, meta: &std::fs::Metadata, link: Option<String>) -> File
         hash: None,
         link,
         abs: abs.to_owned(),
+        stamp: (kind == FileKind::File).then(|| statcache::Stamp::of(meta)),
     }
 }
 
-/// Hashes every regular file in parallel.
-fn hash_files(entries: &mut [(String, FileMeta)]) -> Result<(), ContextError> {
+/// Hashes every regular file in parallel, taking unchanged files' hashes from the stat cache.
+fn hash_files(
+    entries: &mut [(String, FileMeta)],
+    cache: &statcache::StatCache,
+) -> Result<(), ContextError> {
     entries.par_iter_mut().filter(|(_, m)| m.kind == FileKind::File).try_for_each(|(_, m)| {
-        m.hash = Some(hash_file(&m.abs)?);
+        let stamp = m.stamp;
+        if let Some(d) = stamp.and_then(|s| cache.get(&m.abs, &s)) {
+            m.hash = Some(d);
+            return Ok(());
+        }
+        let d = hash_file(&m.abs)?;
+        if let Some(s) = stamp {
+            cache.put(&m.abs, s, d);
+        }
+        m.hash = Some(d);
         Ok(())
     })
 }

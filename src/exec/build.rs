@@ -34,6 +34,8 @@ pub struct BuildOptions {
     /// Secrets by id, for `run` steps.
     pub secrets: BTreeMap<String, SecretValue>,
     pub keep_going: bool,
+    /// Say why each step that is not reused runs.
+    pub explain: bool,
 }
 
 impl Default for BuildOptions {
@@ -46,6 +48,7 @@ impl Default for BuildOptions {
             jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             secrets: BTreeMap::new(),
             keep_going: false,
+            explain: false,
         }
     }
 }
@@ -60,11 +63,30 @@ pub enum SecretValue {
 /// What happened to a node, for progress displays and logs.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { node: NodeIndex },
-    Reused { node: NodeIndex },
-    Output { node: NodeIndex, bytes: Vec<u8> },
-    Finished { node: NodeIndex, elapsed: Duration, layer: Option<u64> },
-    Failed { node: NodeIndex, message: String },
+    Started {
+        node: NodeIndex,
+    },
+    Reused {
+        node: NodeIndex,
+    },
+    Output {
+        node: NodeIndex,
+        bytes: Vec<u8>,
+    },
+    Finished {
+        node: NodeIndex,
+        elapsed: Duration,
+        layer: Option<u64>,
+    },
+    Failed {
+        node: NodeIndex,
+        message: String,
+    },
+    /// Why a step runs instead of being reused (`--explain`).
+    Explain {
+        node: NodeIndex,
+        reasons: Vec<String>,
+    },
 }
 
 /// A built image, with all its blobs in the store.
@@ -166,15 +188,23 @@ fn exec_node(
         _ => {}
     }
     let bypass = opts.no_cache || opts.no_cache_stages.contains(&n.stage);
+    let history_key = super::explain::history_key(plan, node);
+    let previous = super::explain::load(store, &history_key);
+    let remember = || super::explain::save(store, &history_key, n, previous.as_ref());
     if !bypass
         && let Some(rec) = store.get_record::<StepRecord>("step", &n.key)?
         && rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))
     {
+        remember();
         events(Event::Reused { node });
         counters.lock().expect("no panics while locked").1 += 1;
         let mut layers = parent_layers;
         layers.extend(rec.layer);
         return Ok(layers);
+    }
+    if opts.explain {
+        let reasons = super::explain::reasons(plan, node, previous.as_ref(), bypass);
+        events(Event::Explain { node, reasons });
     }
     events(Event::Started { node });
     let started = Instant::now();
@@ -201,7 +231,10 @@ fn exec_node(
         }
         Op::Run(op) => {
             return super::run::run_step(plan, node, op, &parent_layers, store, opts, events, &get)
-                .inspect(|_| counters.lock().expect("no panics while locked").0 += 1);
+                .inspect(|_| {
+                    remember();
+                    counters.lock().expect("no panics while locked").0 += 1;
+                });
         }
         Op::Scratch | Op::Base { .. } | Op::Config => unreachable!("handled above"),
     };
@@ -211,6 +244,7 @@ fn exec_node(
         Some(layers::write_layer(store, &entries, opts.epoch, opts.compression).map_err(lerr)?)
     };
     store.put_record("step", &n.key, &StepRecord { layer: layer.clone() })?;
+    remember();
     events(Event::Finished {
         node,
         elapsed: started.elapsed(),

@@ -2,6 +2,7 @@
 //! The only module that spawns processes.
 
 pub mod build;
+mod explain;
 pub mod layers;
 mod run;
 pub mod sandbox;

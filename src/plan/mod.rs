@@ -95,6 +95,10 @@ pub struct Node {
     pub fs_key: Digest,
     pub parent: Option<NodeIndex>,
     pub op: Op,
+    /// Where the step sits (`stage#index`), stable across builds, for `--explain`.
+    pub identity: String,
+    /// What the key covers, by name, for `--explain` (never a secret's value).
+    pub inputs: Vec<(String, String)>,
 }
 
 /// What a step does.

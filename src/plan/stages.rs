@@ -387,6 +387,8 @@ impl<'a> Planner<'a> {
         let key = KeyHasher::new("scratch").finish();
         let n = self.add_node(
             Node {
+                identity: String::new(),
+                inputs: Vec::new(),
                 stage: String::new(),
                 label: "scratch".into(),
                 file: 0,
@@ -421,6 +423,8 @@ impl<'a> Planner<'a> {
                 let config = strip(image.config.clone());
                 let n = self.add_node(
                     Node {
+                        identity: String::new(),
+                        inputs: Vec::new(),
                         stage: String::new(),
                         label: format!("from {reference}"),
                         file,
@@ -488,7 +492,7 @@ impl<'a> Planner<'a> {
         };
         let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
         let mut cmd_set_here = false;
-        for step in &target.steps[1..] {
+        for (step_no, step) in target.steps.iter().enumerate().skip(1) {
             let label = self.label(fi, step.span);
             let parent_node = &self.graph[parent];
             let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
@@ -508,6 +512,8 @@ impl<'a> Planner<'a> {
             let config_node = |h: &mut KeyHasher| {
                 let key = h.digest(&parent_key).finish();
                 Node {
+                    identity: String::new(),
+                    inputs: Vec::new(),
                     stage: name.to_owned(),
                     label: label.clone(),
                     file: fi,
@@ -562,6 +568,8 @@ impl<'a> Planner<'a> {
                     let key =
                         KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
                     Node {
+                        identity: String::new(),
+                        inputs: Vec::new(),
                         stage: name.to_owned(),
                         label,
                         file: fi,
@@ -668,6 +676,8 @@ impl<'a> Planner<'a> {
                         chmod,
                     });
                     Node {
+                        identity: String::new(),
+                        inputs: Vec::new(),
                         stage: name.to_owned(),
                         label,
                         file: fi,
@@ -679,12 +689,14 @@ impl<'a> Planner<'a> {
                     }
                 }
                 StepKind::Copy(c) => {
-                    let Some((op, key, sources)) =
+                    let Some((op, key, sources, inputs)) =
                         self.copy(fi, c, &stage_args, &config, parent_fs)
                     else {
                         continue;
                     };
                     let node = Node {
+                        identity: format!("{name}#{step_no}"),
+                        inputs,
                         stage: name.to_owned(),
                         label,
                         file: fi,
@@ -698,12 +710,14 @@ impl<'a> Planner<'a> {
                     continue;
                 }
                 StepKind::Run(r) => {
-                    let Some((op, key, sources)) =
+                    let Some((op, key, sources, inputs)) =
                         self.run_step(fi, r, &stage_args, &config, parent_fs)
                     else {
                         continue;
                     };
                     let node = Node {
+                        identity: format!("{name}#{step_no}"),
+                        inputs,
                         stage: name.to_owned(),
                         label,
                         file: fi,
@@ -717,6 +731,11 @@ impl<'a> Planner<'a> {
                     continue;
                 }
             };
+            let mut node = node;
+            if node.op.makes_layer() {
+                node.identity = format!("{name}#{step_no}");
+                node.inputs = simple_inputs(&node.op, parent_fs);
+            }
             parent = self.add_node(node, &[]);
         }
         self.done.insert(name.to_owned(), StageEnd { node: parent, config });
@@ -754,7 +773,7 @@ impl<'a> Planner<'a> {
         stage_args: &BTreeMap<String, String>,
         config: &ImageConfig,
         parent_fs: Digest,
-    ) -> Option<(CopyOp, Digest, Vec<NodeIndex>)> {
+    ) -> Option<(CopyOp, Digest, Vec<NodeIndex>, Vec<(String, String)>)> {
         let text = self.text(fi);
         let globals = self.globals.clone();
         let scope = Scope { globals: &globals, stage_args, config };
@@ -877,6 +896,44 @@ impl<'a> Planner<'a> {
                 CopySource::Node { node, paths }
             }
         };
+        let mut inputs = vec![
+            ("parent".to_owned(), parent_fs.to_hex()),
+            ("destination".to_owned(), dest.clone()),
+        ];
+        inputs.push((
+            "options".to_owned(),
+            format!("chown={chown:?} chmod={chmod:?} excludes={excludes:?}"),
+        ));
+        match &source {
+            CopySource::Context { selected, .. } => {
+                for (items, (src, _)) in selected.iter().zip(&sources) {
+                    for item in items {
+                        for (rel, meta) in &item.entries {
+                            let path = if rel.is_empty() {
+                                src.clone()
+                            } else {
+                                format!("{}/{rel}", src.trim_end_matches('/'))
+                            };
+                            let what = match (&meta.hash, &meta.link) {
+                                (Some(h), _) => format!("{} mode {:o}", h.short(), meta.mode),
+                                (None, Some(l)) => format!("symlink to {l}"),
+                                _ => format!("folder mode {:o}", meta.mode),
+                            };
+                            inputs.push((format!("file `{path}`"), what));
+                        }
+                    }
+                }
+            }
+            CopySource::Node { node, .. } => {
+                let n = &self.graph[*node];
+                let from = if n.stage.is_empty() {
+                    n.label.clone()
+                } else {
+                    format!("stage `{}`", n.stage)
+                };
+                inputs.push((format!("source {from}"), n.fs_key.to_hex()));
+            }
+        }
         let op = CopyOp {
             source,
             dest,
@@ -887,7 +944,7 @@ impl<'a> Planner<'a> {
             parents: c.parents,
             excludes,
         };
-        Some((op, h.finish(), edges))
+        Some((op, h.finish(), edges, inputs))
     }
 
     fn run_step(
@@ -897,7 +954,7 @@ impl<'a> Planner<'a> {
         stage_args: &BTreeMap<String, String>,
         config: &ImageConfig,
         parent_fs: Digest,
-    ) -> Option<(RunOp, Digest, Vec<NodeIndex>)> {
+    ) -> Option<(RunOp, Digest, Vec<NodeIndex>, Vec<(String, String)>)> {
         let text = self.text(fi);
         let commands: Vec<String> = r.commands.iter().map(|c| c.value.clone()).collect();
         let argv = if r.exec {
@@ -1066,7 +1123,49 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        Some((RunOp { argv, env, cwd, user, network, mounts }, h.finish(), edges))
+        let mut inputs = vec![
+            ("parent".to_owned(), parent_fs.to_hex()),
+            ("command".to_owned(), argv.join(" ")),
+            ("working folder".to_owned(), cwd.clone()),
+            ("user".to_owned(), user.clone()),
+        ];
+        let image_env: Vec<String> = config.env().into_iter().map(|(k, _)| k).collect();
+        for (k, v) in &env {
+            let kind = if image_env.contains(k) { "env" } else { "arg" };
+            inputs.push((format!("{kind} `{k}`"), v.clone()));
+        }
+        inputs.push((
+            "mounts".to_owned(),
+            format!("{:?}", mounts.iter().map(mount_summary).collect::<Vec<_>>()),
+        ));
+        Some((RunOp { argv, env, cwd, user, network, mounts }, h.finish(), edges, inputs))
+    }
+}
+
+/// Named inputs of `file` and `workdir` steps, for `--explain`.
+fn simple_inputs(op: &Op, parent_fs: Digest) -> Vec<(String, String)> {
+    let mut inputs = vec![("parent".to_owned(), parent_fs.to_hex())];
+    match op {
+        Op::File(f) => {
+            inputs.push(("path".into(), f.path.clone()));
+            inputs.push(("content".into(), Digest::of(&f.content).short()));
+            inputs.push(("options".into(), format!("chown={:?} chmod={:o}", f.chown, f.chmod)));
+        }
+        Op::Workdir { path } => inputs.push(("path".into(), path.clone())),
+        _ => {}
+    }
+    inputs
+}
+
+fn mount_summary(m: &PlannedMount) -> String {
+    match m {
+        PlannedMount::Cache { target, id, .. } => format!("cache {target} id={id}"),
+        PlannedMount::Secret { id, target, env, .. } => {
+            format!("secret {id} target={target:?} env={env:?}")
+        }
+        PlannedMount::Tmpfs { target, .. } => format!("tmpfs {target}"),
+        PlannedMount::BindNode { source, target, .. }
+        | PlannedMount::BindContext { source, target, .. } => format!("bind {source} {target}"),
     }
 }
 

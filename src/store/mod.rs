@@ -263,6 +263,27 @@ impl Store {
         Ok(())
     }
 
+    /// The stat-cache file of a build context folder.
+    pub fn stat_cache_path(&self, context_root: &Path) -> PathBuf {
+        let key = Digest::of(context_root.as_os_str().as_encoded_bytes());
+        self.root.join("statcache-v1").join(format!("{}.bin", key.to_hex()))
+    }
+
+    /// Saves a stat cache atomically (temp file + rename).
+    pub fn save_stat_cache(&self, context_root: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.stat_cache_path(context_root);
+        let dir = path.parent().expect("has a parent");
+        fs_err::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(bytes).map_err(io_err("write", &path))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            action: "write",
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
     /// Where the extracted tree of layer `diff_id` lives once it exists.
     pub fn layer_dir(&self, diff_id: &OciDigest) -> PathBuf {
         self.root.join("layers-v1").join(diff_id.hex())
