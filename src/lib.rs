@@ -14,5 +14,6 @@ pub mod context;
 pub mod plan;
 pub mod store;
 pub mod oci;
+pub mod registry;
 pub mod exec;
 pub mod cli;
