@@ -23,6 +23,8 @@ pub struct Client {
     pub(super) opts: ClientOptions,
     hosts: Mutex<HashMap<String, HostAuth>>,
     tokens: Mutex<HashMap<(String, String), Token>>,
+    /// Held while a token is fetched, so parallel transfers ask the token server once.
+    token_fetch: Mutex<()>,
 }
 
 impl std::fmt::Debug for Client {
@@ -102,7 +104,7 @@ impl Client {
             .max_redirects(8)
             .build()
             .into();
-        Self { agent, opts, hosts: Mutex::new(HashMap::new()), tokens: Mutex::new(HashMap::new()) }
+        Self { agent, opts, hosts: Mutex::new(HashMap::new()), tokens: Mutex::new(HashMap::new()), token_fetch: Mutex::new(()) }
     }
 
     /// `http://` for loopback and insecure registries, else `https://`.
@@ -165,10 +167,15 @@ impl Client {
                     }
                 }
                 let key = (ctx.registry.to_owned(), scopes.join(" "));
-                if let Some(t) = self.tokens.lock().expect("lock").get(&key) {
-                    if t.expires > Instant::now() {
-                        return Ok(Some(format!("Bearer {}", t.value)));
-                    }
+                let cached = || {
+                    self.tokens.lock().expect("lock").get(&key).filter(|t| t.expires > Instant::now()).map(|t| format!("Bearer {}", t.value))
+                };
+                if let Some(h) = cached() {
+                    return Ok(Some(h));
+                }
+                let _single_flight = self.token_fetch.lock().expect("lock");
+                if let Some(h) = cached() {
+                    return Ok(Some(h));
                 }
                 let token = self.fetch_token(ctx, &realm, service.as_deref(), &scopes)?;
                 let header = format!("Bearer {}", token.value);
@@ -265,18 +272,21 @@ impl Client {
 
     /// Records a 401's challenge; returns whether another attempt can succeed: when nothing
     /// was sent, or when a (possibly expired) token was sent and a fresh one may work.
-    fn learn(&self, ctx: &Ctx<'_>, resp: &Response<ureq::Body>, sent_auth: bool) -> bool {
+    fn learn(&self, ctx: &Ctx<'_>, resp: &Response<ureq::Body>, sent: Option<&str>) -> bool {
         let Some(challenge) = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).and_then(auth::parse_challenge) else {
             return false;
         };
         let bearer = matches!(challenge, Challenge::Bearer { .. });
         self.hosts.lock().expect("lock").entry(ctx.registry.to_owned()).or_default().challenge = Some(challenge);
         if bearer {
-            // A rejected token is dropped so the next attempt asks for a fresh one.
-            self.tokens.lock().expect("lock").retain(|(reg, _), _| reg != ctx.registry);
+            // A rejected token is dropped so the next attempt asks for a fresh one (only that
+            // one: a parallel request's newer token stays).
+            if let Some(sent) = sent {
+                self.tokens.lock().expect("lock").retain(|(reg, _), t| reg != ctx.registry || sent.strip_prefix("Bearer ") != Some(t.value.as_str()));
+            }
             return true;
         }
-        !sent_auth
+        sent.is_none()
     }
 
     /// Sends a request, answering auth challenges and retrying transient failures. Any
@@ -286,13 +296,12 @@ impl Client {
         let mut auth_rounds = 0u32;
         loop {
             let authorization = self.authorization(ctx)?;
-            let sent_auth = authorization.is_some();
-            match self.send_once(req, authorization) {
+            match self.send_once(req, authorization.clone()) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if status == 401 && auth_rounds < 2 {
                         auth_rounds += 1;
-                        if self.learn(ctx, &resp, sent_auth) {
+                        if self.learn(ctx, &resp, authorization.as_deref()) {
                             continue;
                         }
                     }

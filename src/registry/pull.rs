@@ -141,6 +141,10 @@ impl Client {
                 what: format!("checking manifest `{reference}`"),
             };
             let resp = self.send(&ctx, &req)?;
+            let status = resp.status().as_u16();
+            if status == 429 || status >= 500 {
+                return Err(self.status_error(&ctx, &req.what, &reference, resp));
+            }
             if resp.status().is_success() {
                 let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<OciDigest>().ok());
                 if let Some(m) = digest.as_ref().map(&stored).transpose()?.flatten() {

@@ -273,7 +273,7 @@ mod tests {
             ("[::1]:5000/app", "[::1]:5000/app:latest"),
             ("registry:5000/app", "registry:5000/app:latest"),
             ("my_registry/app", "docker.io/my_registry/app:latest"),
-            ("a-b.c__d/e---f", "docker.io/a-b.c__d/e---f:latest"),
+            ("a-b_c__d/e---f.g", "docker.io/a-b_c__d/e---f.g:latest"),
         ];
         for (input, want) in table {
             let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -305,6 +305,7 @@ mod tests {
             "-a",
             "a-",
             "a..b",
+            "a_b.c/app",
             "host:99999/app",
             "host:/app",
             "[zz]:5000/app",
