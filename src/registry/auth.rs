@@ -27,7 +27,10 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -55,13 +58,16 @@ pub struct CredentialSources {
 impl CredentialSources {
     /// `REGISTRY_AUTH_FILE`, and `$DOCKER_CONFIG/config.json` else `~/.docker/config.json`.
     pub fn from_env() -> Self {
-        let auth_file = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()).map(PathBuf::from);
-        let docker_config = if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-            PathBuf::from(dir).join("config.json")
-        } else {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-            home.join(".docker").join("config.json")
-        };
+        let auth_file =
+            std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()).map(PathBuf::from);
+        let docker_config =
+            if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+                PathBuf::from(dir).join("config.json")
+            } else {
+                let home =
+                    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+                home.join(".docker").join("config.json")
+            };
         Self { auth_file, docker_config }
     }
 
@@ -112,14 +118,21 @@ impl fmt::Debug for AuthEntry {
 }
 
 impl AuthEntry {
-    fn credentials(&self, path: &std::path::Path, key: &str) -> Result<Option<Credentials>, RegistryError> {
+    fn credentials(
+        &self,
+        path: &std::path::Path,
+        key: &str,
+    ) -> Result<Option<Credentials>, RegistryError> {
         if let Some(token) = self.identity_token.as_ref().filter(|t| !t.is_empty()) {
             return Ok(Some(Credentials { username: "<token>".into(), password: token.clone() }));
         }
         if let Some(auth) = self.auth.as_ref().filter(|a| !a.is_empty()) {
             let bad = || RegistryError::Credentials {
                 registry: key.to_owned(),
-                problem: format!("the `auth` entry for `{key}` in `{}` is not base64 of `user:password`", path.display()),
+                problem: format!(
+                    "the `auth` entry for `{key}` in `{}` is not base64 of `user:password`",
+                    path.display()
+                ),
             };
             let decoded = B64.decode(auth.trim()).map_err(|_| bad())?;
             let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -127,7 +140,9 @@ impl AuthEntry {
             return Ok(Some(Credentials { username: u.to_owned(), password: p.to_owned() }));
         }
         match (&self.username, &self.password) {
-            (Some(u), Some(p)) => Ok(Some(Credentials { username: u.clone(), password: p.clone() })),
+            (Some(u), Some(p)) => {
+                Ok(Some(Credentials { username: u.clone(), password: p.clone() }))
+            }
             _ => Ok(None),
         }
     }
@@ -135,10 +150,12 @@ impl AuthEntry {
 
 fn read_config(path: &std::path::Path) -> Result<Option<ConfigFile>, RegistryError> {
     match fs_err::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RegistryError::Credentials {
-            registry: String::new(),
-            problem: format!("`{}` is not valid JSON: {e}", path.display()),
-        }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| RegistryError::Credentials {
+                registry: String::new(),
+                problem: format!("`{}` is not valid JSON: {e}", path.display()),
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RegistryError::Credentials {
             registry: String::new(),
@@ -150,13 +167,15 @@ fn read_config(path: &std::path::Path) -> Result<Option<ConfigFile>, RegistryErr
 /// Finds credentials for `registry` (as written in references, e.g. `docker.io`,
 /// `localhost:5000`): `REGISTRY_AUTH_FILE` first, then the Docker config's `credHelpers`,
 /// `auths` and `credsStore`, in that order.
-pub(super) fn find_credentials(sources: &CredentialSources, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-    if let Some(path) = &sources.auth_file {
-        if let Some(file) = read_config(path)? {
-            if let Some(c) = from_auths(&file, path, registry)? {
-                return Ok(Some(c));
-            }
-        }
+pub(super) fn find_credentials(
+    sources: &CredentialSources,
+    registry: &str,
+) -> Result<Option<Credentials>, RegistryError> {
+    if let Some(path) = &sources.auth_file
+        && let Some(file) = read_config(path)?
+        && let Some(c) = from_auths(&file, path, registry)?
+    {
+        return Ok(Some(c));
     }
     let path = &sources.docker_config;
     let Some(file) = read_config(path)? else { return Ok(None) };
@@ -172,7 +191,11 @@ pub(super) fn find_credentials(sources: &CredentialSources, registry: &str) -> R
     }
 }
 
-fn from_auths(file: &ConfigFile, path: &std::path::Path, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+fn from_auths(
+    file: &ConfigFile,
+    path: &std::path::Path,
+    registry: &str,
+) -> Result<Option<Credentials>, RegistryError> {
     // An exact key wins over a normalised one (`https://index.docker.io/v1/` vs `docker.io`).
     let entry = file.auths.get(registry).map(|e| (registry, e)).or_else(|| {
         file.auths.iter().find(|(k, _)| key_registry(k) == registry).map(|(k, e)| (k.as_str(), e))
@@ -188,47 +211,69 @@ fn helper_server(registry: &str) -> &str {
     if registry == DOCKER_HUB { DOCKER_HUB_CONFIG_KEY } else { registry }
 }
 
+/// A credential helper's answer to `get`.
+#[derive(serde::Deserialize)]
+struct HelperOut {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
 /// Runs `docker-credential-<helper> get` with the server on stdin.
-fn helper_get(helper: &str, registry: &str, config: &std::path::Path) -> Result<Option<Credentials>, RegistryError> {
+fn helper_get(
+    helper: &str,
+    registry: &str,
+    config: &std::path::Path,
+) -> Result<Option<Credentials>, RegistryError> {
     let program = format!("docker-credential-{helper}");
-    let fail = |problem: String| RegistryError::Credentials { registry: registry.to_owned(), problem };
+    let fail =
+        |problem: String| RegistryError::Credentials { registry: registry.to_owned(), problem };
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run credential helper `{program}`: {e}; install it or remove it from `{}`", config.display())))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot run credential helper `{program}`: {e}; install it or remove it from `{}`",
+                config.display()
+            ))
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(helper_server(registry).as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| fail(format!("credential helper `{program}` failed: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("credential helper `{program}` failed: {e}")))?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout).to_lowercase() + &String::from_utf8_lossy(&out.stderr).to_lowercase();
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase()
+            + &String::from_utf8_lossy(&out.stderr).to_lowercase();
         if text.contains("credentials not found") {
             return Ok(None);
         }
         return Err(fail(format!("credential helper `{program}` exited with {}", out.status)));
     }
-    #[derive(serde::Deserialize)]
-    struct HelperOut {
-        #[serde(rename = "Username", default)]
-        username: String,
-        #[serde(rename = "Secret", default)]
-        secret: String,
-    }
-    let parsed: HelperOut =
-        serde_json::from_slice(&out.stdout).map_err(|_| fail(format!("credential helper `{program}` printed something that is not its JSON answer")))?;
+    let parsed: HelperOut = serde_json::from_slice(&out.stdout).map_err(|_| {
+        fail(format!("credential helper `{program}` printed something that is not its JSON answer"))
+    })?;
     Ok(Some(Credentials { username: parsed.username, password: parsed.secret }))
 }
 
 /// Stores credentials for `registry` in the Docker config file (through its `credsStore` or
 /// `credHelpers` entry when one is set, else base64 in `auths`), keeping every other field.
-pub(super) fn store_credentials(sources: &CredentialSources, registry: &str, creds: &Credentials) -> Result<PathBuf, RegistryError> {
+pub(super) fn store_credentials(
+    sources: &CredentialSources,
+    registry: &str,
+    creds: &Credentials,
+) -> Result<PathBuf, RegistryError> {
     let path = sources.docker_config.clone();
-    let fail = |problem: String| RegistryError::Credentials { registry: registry.to_owned(), problem };
+    let fail =
+        |problem: String| RegistryError::Credentials { registry: registry.to_owned(), problem };
     let mut doc: serde_json::Map<String, serde_json::Value> = match fs_err::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| fail(format!("`{}` is not valid JSON: {e}", path.display())))?,
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("`{}` is not valid JSON: {e}", path.display())))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Map::new(),
         Err(e) => return Err(fail(format!("cannot read `{}`: {}", path.display(), e.kind()))),
     };
@@ -236,7 +281,9 @@ pub(super) fn store_credentials(sources: &CredentialSources, registry: &str, cre
     let helper = doc
         .get("credHelpers")
         .and_then(|h| h.as_object())
-        .and_then(|h| h.iter().find(|(k, _)| key_registry(k) == registry).and_then(|(_, v)| v.as_str()))
+        .and_then(|h| {
+            h.iter().find(|(k, _)| key_registry(k) == registry).and_then(|(_, v)| v.as_str())
+        })
         .or_else(|| doc.get("credsStore").and_then(|s| s.as_str()))
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
@@ -253,13 +300,15 @@ pub(super) fn store_credentials(sources: &CredentialSources, registry: &str, cre
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(input.to_string().as_bytes());
         }
-        let status = child.wait().map_err(|e| fail(format!("credential helper `{program}` failed: {e}")))?;
+        let status =
+            child.wait().map_err(|e| fail(format!("credential helper `{program}` failed: {e}")))?;
         if !status.success() {
             return Err(fail(format!("credential helper `{program}` exited with {status}")));
         }
         return Ok(path);
     }
-    let auths = doc.entry("auths").or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    let auths =
+        doc.entry("auths").or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
     if !auths.is_object() {
         *auths = serde_json::Value::Object(serde_json::Map::new());
     }
@@ -269,7 +318,8 @@ pub(super) fn store_credentials(sources: &CredentialSources, registry: &str, cre
     let encoded = B64.encode(format!("{}:{}", creds.username, creds.password));
     auths.insert(key, serde_json::json!({ "auth": encoded }));
     let dir = path.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
-    fs_err::create_dir_all(&dir).map_err(|e| fail(format!("cannot create `{}`: {}", dir.display(), e.kind())))?;
+    fs_err::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create `{}`: {}", dir.display(), e.kind())))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".config.json")
         .tempfile_in(&dir)
@@ -280,8 +330,10 @@ pub(super) fn store_credentials(sources: &CredentialSources, registry: &str, cre
         let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600));
     }
     let text = serde_json::to_string_pretty(&doc).expect("a JSON map serialises");
-    tmp.write_all(text.as_bytes()).map_err(|e| fail(format!("cannot write `{}`: {}", path.display(), e.kind())))?;
-    tmp.persist(&path).map_err(|e| fail(format!("cannot write `{}`: {}", path.display(), e.error.kind())))?;
+    tmp.write_all(text.as_bytes())
+        .map_err(|e| fail(format!("cannot write `{}`: {}", path.display(), e.kind())))?;
+    tmp.persist(&path)
+        .map_err(|e| fail(format!("cannot write `{}`: {}", path.display(), e.error.kind())))?;
     Ok(path)
 }
 
@@ -316,7 +368,8 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
         while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
             chars.next();
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() {
             break;
         }
@@ -334,7 +387,10 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
                 }
             }
         } else {
-            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>().trim().to_owned();
+            std::iter::from_fn(|| chars.next_if(|c| *c != ','))
+                .collect::<String>()
+                .trim()
+                .clone_into(&mut value);
         }
         out.insert(key.trim().to_ascii_lowercase(), value);
     }
@@ -348,7 +404,9 @@ mod tests {
     #[test]
     fn parses_challenges() {
         assert_eq!(
-            parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#),
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into()),
@@ -358,7 +416,11 @@ mod tests {
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(
             parse_challenge(r#"bearer realm=http://127.0.0.1:1/t, service="a \"b\"""#),
-            Some(Challenge::Bearer { realm: "http://127.0.0.1:1/t".into(), service: Some("a \"b\"".into()), scope: None })
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:1/t".into(),
+                service: Some("a \"b\"".into()),
+                scope: None
+            })
         );
         assert_eq!(parse_challenge("Bearer service=x"), None);
         assert_eq!(parse_challenge("Negotiate"), None);

@@ -6,6 +6,7 @@
 //! or a retried request never sends a truncated body.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -37,7 +38,15 @@ impl std::fmt::Debug for Client {
 #[derive(Clone, Default)]
 struct HostAuth {
     challenge: Option<Challenge>,
-    credentials: Option<Option<Credentials>>,
+    /// Looked up once: `Lookup::Done(None)` means there are none.
+    credentials: Lookup,
+}
+
+#[derive(Clone, Default)]
+enum Lookup {
+    #[default]
+    Pending,
+    Done(Option<Credentials>),
 }
 
 struct Token {
@@ -66,7 +75,11 @@ pub(super) enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
     /// `len` bytes of `path` from `offset`.
-    File { path: PathBuf, offset: u64, len: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Payload<'_> {
@@ -87,7 +100,7 @@ pub(super) struct Req<'a> {
     /// Whether 5xx/429/transport failures are retried (not for upload steps whose session
     /// a partial attempt may have consumed; the caller restarts those).
     pub retry: bool,
-    /// What the request does, for error messages (`fetching manifest \`3.20\``).
+    /// What the request does, for error messages (e.g. "fetching manifest 3.20").
     pub what: String,
 }
 
@@ -104,13 +117,20 @@ impl Client {
             .max_redirects(8)
             .build()
             .into();
-        Self { agent, opts, hosts: Mutex::new(HashMap::new()), tokens: Mutex::new(HashMap::new()), token_fetch: Mutex::new(()) }
+        Self {
+            agent,
+            opts,
+            hosts: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            token_fetch: Mutex::new(()),
+        }
     }
 
     /// `http://` for loopback and insecure registries, else `https://`.
     pub(super) fn base_url(&self, registry: &str) -> String {
         let host = api_host(registry);
-        let plain = is_loopback(registry) || self.opts.insecure_registries.iter().any(|r| r == registry || r == host);
+        let plain = is_loopback(registry)
+            || self.opts.insecure_registries.iter().any(|r| r == registry || r == host);
         format!("{}://{host}", if plain { "http" } else { "https" })
     }
 
@@ -138,37 +158,54 @@ impl Client {
             what: "the API check".into(),
         };
         let resp = self.send(&ctx, &req)?;
-        if resp.status().is_success() { Ok(()) } else { Err(self.status_error(&ctx, &req.what, "", resp)) }
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(&ctx, &req.what, "", resp))
+        }
     }
 
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-        if let Some(Some(c)) = self.hosts.lock().expect("lock").get(registry).map(|h| h.credentials.clone()) {
+        if let Some(Lookup::Done(c)) =
+            self.hosts.lock().expect("lock").get(registry).map(|h| h.credentials.clone())
+        {
             return Ok(c);
         }
-        let found = auth::find_credentials(&self.opts.credentials, registry).map_err(|e| match e {
-            RegistryError::Credentials { problem, .. } => RegistryError::Credentials { registry: registry.to_owned(), problem },
-            other => other,
-        })?;
-        self.hosts.lock().expect("lock").entry(registry.to_owned()).or_default().credentials = Some(found.clone());
+        let found =
+            auth::find_credentials(&self.opts.credentials, registry).map_err(|e| match e {
+                RegistryError::Credentials { problem, .. } => {
+                    RegistryError::Credentials { registry: registry.to_owned(), problem }
+                }
+                other => other,
+            })?;
+        self.hosts.lock().expect("lock").entry(registry.to_owned()).or_default().credentials =
+            Lookup::Done(found.clone());
         Ok(found)
     }
 
     /// The `Authorization` header to send, fetching a token when the registry wants one.
     fn authorization(&self, ctx: &Ctx<'_>) -> Result<Option<String>, RegistryError> {
-        let challenge = self.hosts.lock().expect("lock").get(ctx.registry).and_then(|h| h.challenge.clone());
+        let challenge =
+            self.hosts.lock().expect("lock").get(ctx.registry).and_then(|h| h.challenge.clone());
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials(ctx.registry)?.map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service, scope }) => {
                 let mut scopes = ctx.scope.clone();
-                if let Some(s) = scope {
-                    if !scopes.contains(&s) && ctx.scope.is_empty() {
-                        scopes.push(s);
-                    }
+                if let Some(s) = scope
+                    && !scopes.contains(&s)
+                    && ctx.scope.is_empty()
+                {
+                    scopes.push(s);
                 }
                 let key = (ctx.registry.to_owned(), scopes.join(" "));
                 let cached = || {
-                    self.tokens.lock().expect("lock").get(&key).filter(|t| t.expires > Instant::now()).map(|t| format!("Bearer {}", t.value))
+                    self.tokens
+                        .lock()
+                        .expect("lock")
+                        .get(&key)
+                        .filter(|t| t.expires > Instant::now())
+                        .map(|t| format!("Bearer {}", t.value))
                 };
                 if let Some(h) = cached() {
                     return Ok(Some(h));
@@ -185,14 +222,24 @@ impl Client {
         }
     }
 
-    /// Asks the token server for a token (Docker token spec; OAuth2 refresh-token grant when
+    /// Asks the token server for a token (Docker token spec; `OAuth2` refresh-token grant when
     /// the secret is an identity token).
-    fn fetch_token(&self, ctx: &Ctx<'_>, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<Token, RegistryError> {
+    fn fetch_token(
+        &self,
+        ctx: &Ctx<'_>,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Token, RegistryError> {
         let creds = self.credentials(ctx.registry)?;
         let mut attempt = 0;
         loop {
             let result = if let Some(c) = creds.as_ref().filter(|c| c.is_identity_token()) {
-                let mut form = vec![("grant_type", "refresh_token".to_owned()), ("client_id", "stack".to_owned()), ("refresh_token", c.password.clone())];
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("client_id", "stack".to_owned()),
+                    ("refresh_token", c.password.clone()),
+                ];
                 if let Some(s) = service {
                     form.push(("service", s.to_owned()));
                 }
@@ -204,11 +251,11 @@ impl Client {
                 let mut url = realm.to_owned();
                 let mut sep = if url.contains('?') { '&' } else { '?' };
                 if let Some(s) = service {
-                    url.push_str(&format!("{sep}service={}", query_escape(s)));
+                    let _ = write!(url, "{sep}service={}", query_escape(s));
                     sep = '&';
                 }
                 for s in scopes {
-                    url.push_str(&format!("{sep}scope={}", query_escape(s)));
+                    let _ = write!(url, "{sep}scope={}", query_escape(s));
                     sep = '&';
                 }
                 let mut req = self.agent.get(&url);
@@ -237,29 +284,38 @@ impl Client {
                     if !resp.status().is_success() {
                         return Err(self.status_error(ctx, &what, "", resp));
                     }
-                    #[derive(serde::Deserialize)]
-                    struct TokenResponse {
-                        #[serde(default)]
-                        token: Option<String>,
-                        #[serde(default)]
-                        access_token: Option<String>,
-                        #[serde(default)]
-                        expires_in: Option<u64>,
-                    }
-                    let body = resp.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| self.transport_error(ctx, &what, attempt + 1, e))?;
-                    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| RegistryError::Invalid {
-                        registry: ctx.registry.to_owned(),
-                        repository: ctx.repository.to_owned(),
-                        problem: format!("the token server `{}` answered something that is not a token", strip_query(realm)),
-                    })?;
-                    let value = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| RegistryError::Invalid {
-                        registry: ctx.registry.to_owned(),
-                        repository: ctx.repository.to_owned(),
-                        problem: format!("the token server `{}` answered without a token", strip_query(realm)),
-                    })?;
+                    let body = resp
+                        .body_mut()
+                        .with_config()
+                        .limit(1 << 20)
+                        .read_to_vec()
+                        .map_err(|e| self.transport_error(ctx, &what, attempt + 1, e))?;
+                    let parsed: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|_| RegistryError::Invalid {
+                            registry: ctx.registry.to_owned(),
+                            repository: ctx.repository.to_owned(),
+                            problem: format!(
+                                "the token server `{}` answered something that is not a token",
+                                strip_query(realm)
+                            ),
+                        })?;
+                    let value =
+                        parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(
+                            || RegistryError::Invalid {
+                                registry: ctx.registry.to_owned(),
+                                repository: ctx.repository.to_owned(),
+                                problem: format!(
+                                    "the token server `{}` answered without a token",
+                                    strip_query(realm)
+                                ),
+                            },
+                        )?;
                     // Spec default is 60 s; refresh a little early.
                     let secs = parsed.expires_in.unwrap_or(60).max(10);
-                    return Ok(Token { value, expires: Instant::now() + Duration::from_secs(secs * 9 / 10) });
+                    return Ok(Token {
+                        value,
+                        expires: Instant::now() + Duration::from_secs(secs * 9 / 10),
+                    });
                 }
                 Err(e) if is_transient(&e) && attempt < self.opts.retries => {
                     self.backoff(attempt, None);
@@ -273,16 +329,24 @@ impl Client {
     /// Records a 401's challenge; returns whether another attempt can succeed: when nothing
     /// was sent, or when a (possibly expired) token was sent and a fresh one may work.
     fn learn(&self, ctx: &Ctx<'_>, resp: &Response<ureq::Body>, sent: Option<&str>) -> bool {
-        let Some(challenge) = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).and_then(auth::parse_challenge) else {
+        let Some(challenge) = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge)
+        else {
             return false;
         };
         let bearer = matches!(challenge, Challenge::Bearer { .. });
-        self.hosts.lock().expect("lock").entry(ctx.registry.to_owned()).or_default().challenge = Some(challenge);
+        self.hosts.lock().expect("lock").entry(ctx.registry.to_owned()).or_default().challenge =
+            Some(challenge);
         if bearer {
             // A rejected token is dropped so the next attempt asks for a fresh one (only that
             // one: a parallel request's newer token stays).
             if let Some(sent) = sent {
-                self.tokens.lock().expect("lock").retain(|(reg, _), t| reg != ctx.registry || sent.strip_prefix("Bearer ") != Some(t.value.as_str()));
+                self.tokens.lock().expect("lock").retain(|(reg, _), t| {
+                    reg != ctx.registry || sent.strip_prefix("Bearer ") != Some(t.value.as_str())
+                });
             }
             return true;
         }
@@ -291,7 +355,11 @@ impl Client {
 
     /// Sends a request, answering auth challenges and retrying transient failures. Any
     /// status is returned as a response; transport failures become errors.
-    pub(super) fn send(&self, ctx: &Ctx<'_>, req: &Req<'_>) -> Result<Response<ureq::Body>, RegistryError> {
+    pub(super) fn send(
+        &self,
+        ctx: &Ctx<'_>,
+        req: &Req<'_>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
         let mut attempt = 0u32;
         let mut auth_rounds = 0u32;
         loop {
@@ -305,7 +373,9 @@ impl Client {
                             continue;
                         }
                     }
-                    let transient = status == 429 || status == 408 || (status >= 500 && status != 501 && status != 505);
+                    let transient = status == 429
+                        || status == 408
+                        || (status >= 500 && status != 501 && status != 505);
                     if req.retry && transient && attempt < self.opts.retries {
                         let after = retry_after(&resp);
                         if status == 429 && after.is_some_and(|d| d > Duration::from_secs(30)) {
@@ -326,7 +396,11 @@ impl Client {
         }
     }
 
-    fn send_once(&self, req: &Req<'_>, authorization: Option<String>) -> Result<Response<ureq::Body>, ureq::Error> {
+    fn send_once(
+        &self,
+        req: &Req<'_>,
+        authorization: Option<String>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
         let mut builder = http::Request::builder().method(req.method.clone()).uri(req.url.as_str());
         for (k, v) in &req.headers {
             builder = builder.header(*k, v.as_str());
@@ -334,7 +408,10 @@ impl Client {
         if let Some(a) = authorization {
             builder = builder.header("Authorization", a);
         }
-        let has_body = !matches!(req.body, Payload::Empty) || req.method == Method::PUT || req.method == Method::PATCH || req.method == Method::POST;
+        let has_body = !matches!(req.body, Payload::Empty)
+            || req.method == Method::PUT
+            || req.method == Method::PATCH
+            || req.method == Method::POST;
         if has_body {
             builder = builder.header("Content-Length", req.body.len().to_string());
         }
@@ -354,32 +431,58 @@ impl Client {
     /// Sleeps before retry `attempt` (0-based): `backoff * 2^attempt` with ±25 % jitter,
     /// capped, or what `Retry-After` asked for.
     pub(super) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
-        let base = self.opts.backoff.saturating_mul(1 << attempt.min(16)).min(self.opts.max_backoff);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let base =
+            self.opts.backoff.saturating_mul(1 << attempt.min(16)).min(self.opts.max_backoff);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 + 0.75;
         let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter));
         std::thread::sleep(delay.min(Duration::from_secs(30)));
     }
 
-    pub(super) fn transport_error(&self, ctx: &Ctx<'_>, what: &str, attempts: u32, e: ureq::Error) -> RegistryError {
+    pub(super) fn transport_error(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        attempts: u32,
+        e: ureq::Error,
+    ) -> RegistryError {
         let registry = ctx.registry.to_owned();
         match e {
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 RegistryError::ConnectionRefused { url: self.base_url(&registry), registry }
             }
-            ureq::Error::HostNotFound => RegistryError::HostNotFound { host: api_host(&registry).to_owned(), registry },
+            ureq::Error::HostNotFound => {
+                RegistryError::HostNotFound { host: api_host(&registry).to_owned(), registry }
+            }
             ureq::Error::Tls(detail) => RegistryError::Tls { registry, detail: detail.to_owned() },
             ureq::Error::Rustls(e) => RegistryError::Tls { registry, detail: e.to_string() },
-            ureq::Error::Io(io) if io.to_string().to_lowercase().contains("tls") || io.to_string().contains("certificate") => {
+            ureq::Error::Io(io)
+                if io.to_string().to_lowercase().contains("tls")
+                    || io.to_string().contains("certificate") =>
+            {
                 RegistryError::Tls { registry, detail: io.to_string() }
             }
             // A plain-HTTP answer on an HTTPS port (or the reverse) shows up as a protocol error.
-            other => RegistryError::Transport { registry, repository: ctx.repository.to_owned(), what: what.to_owned(), attempts, detail: other.to_string() },
+            other => RegistryError::Transport {
+                registry,
+                repository: ctx.repository.to_owned(),
+                what: what.to_owned(),
+                attempts,
+                detail: other.to_string(),
+            },
         }
     }
 
     /// Turns a non-success response into the error that explains it.
-    pub(super) fn status_error(&self, ctx: &Ctx<'_>, what: &str, reference: &str, mut resp: Response<ureq::Body>) -> RegistryError {
+    pub(super) fn status_error(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        reference: &str,
+        mut resp: Response<ureq::Body>,
+    ) -> RegistryError {
         let status = resp.status().as_u16();
         let after = retry_after(&resp);
         let body = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
@@ -388,9 +491,20 @@ impl Client {
         let registry = ctx.registry.to_owned();
         let repository = ctx.repository.to_owned();
         match status {
-            404 => RegistryError::NotFound { registry, repository, reference: reference.to_owned(), status, code: code_part },
+            404 => RegistryError::NotFound {
+                registry,
+                repository,
+                reference: reference.to_owned(),
+                status,
+                code: code_part,
+            },
             401 => RegistryError::Unauthorized {
-                had_credentials: self.hosts.lock().expect("lock").get(ctx.registry).and_then(|h| h.credentials.clone()).flatten().is_some(),
+                had_credentials: self
+                    .hosts
+                    .lock()
+                    .expect("lock")
+                    .get(ctx.registry)
+                    .is_some_and(|h| matches!(h.credentials, Lookup::Done(Some(_)))),
                 registry,
                 repository,
                 status,
@@ -409,10 +523,26 @@ impl Client {
     }
 }
 
+/// A token server's answer.
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
 /// Whether a transport error is worth retrying (resets, timeouts, truncated responses).
 fn is_transient(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::Io(io) => !matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied),
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+        ),
         ureq::Error::Timeout(_) | ureq::Error::Protocol(_) | ureq::Error::ConnectionFailed => true,
         _ => false,
     }
@@ -420,7 +550,14 @@ fn is_transient(e: &ureq::Error) -> bool {
 
 /// `Retry-After` in seconds (HTTP dates are treated as absent).
 pub(super) fn retry_after(resp: &Response<ureq::Body>) -> Option<Duration> {
-    resp.headers().get("retry-after")?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    resp.headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// The first `{code, message}` of a distribution-spec error body.
@@ -437,7 +574,11 @@ fn error_body(body: &[u8]) -> (Option<String>, Option<String>) {
         message: Option<String>,
     }
     match serde_json::from_slice::<Errors>(body) {
-        Ok(e) => e.errors.into_iter().next().map_or((None, None), |e| (e.code, e.message.map(|m| m.chars().take(300).collect()))),
+        Ok(e) => {
+            e.errors.into_iter().next().map_or((None, None), |e| {
+                (e.code, e.message.map(|m| m.chars().take(300).collect()))
+            })
+        }
         Err(_) => (None, None),
     }
 }
@@ -453,7 +594,7 @@ pub(super) fn query_escape(s: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

@@ -65,7 +65,7 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_mins(1),
             parallel: 4,
             platform: None,
             credentials: CredentialSources::from_env(),
@@ -116,35 +116,62 @@ pub fn login_to(
 pub enum RegistryError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("`{registry}/{repository}:{reference}` was not found (HTTP {status}{code}): check the image name and tag, and that it exists on `{registry}`")]
+    #[error(
+        "`{registry}/{repository}:{reference}` was not found (HTTP {status}{code}): check the image name and tag, and that it exists on `{registry}`"
+    )]
     NotFound { registry: String, repository: String, reference: String, status: u16, code: String },
     #[error("`{registry}/{repository}`: authentication required (HTTP {status}){}", if *had_credentials { "; the stored credentials were rejected: run `stack login` again" } else { "; run `stack login` for this registry" })]
     Unauthorized { registry: String, repository: String, status: u16, had_credentials: bool },
-    #[error("`{registry}/{repository}`: access denied (HTTP {status}{code}): the account lacks permission for this repository; check the name or run `stack login` with an account that has access")]
+    #[error(
+        "`{registry}/{repository}`: access denied (HTTP {status}{code}): the account lacks permission for this repository; check the name or run `stack login` with an account that has access"
+    )]
     Denied { registry: String, repository: String, status: u16, code: String },
     #[error("`{registry}/{repository}`: rate limited by the registry (HTTP 429){}", match retry_after { Some(d) => format!("; retry in {} s", d.as_secs().max(1)), None => "; retry later, or run `stack login` for a higher limit".to_owned() })]
     RateLimited { registry: String, repository: String, retry_after: Option<Duration> },
-    #[error("`{registry}/{repository}`: `{what}` should have digest `{expected}` but the registry sent content hashing to `{actual}`; the data was discarded (a proxy or the registry corrupted it; retry)")]
-    DigestMismatch { registry: String, repository: String, what: String, expected: OciDigest, actual: OciDigest },
-    #[error("`{registry}/{repository}`: `{what}` should have {expected} bytes but the registry sent {actual}; the data was discarded")]
+    #[error(
+        "`{registry}/{repository}`: `{what}` should have digest `{expected}` but the registry sent content hashing to `{actual}`; the data was discarded (a proxy or the registry corrupted it; retry)"
+    )]
+    DigestMismatch {
+        registry: String,
+        repository: String,
+        what: String,
+        expected: OciDigest,
+        actual: OciDigest,
+    },
+    #[error(
+        "`{registry}/{repository}`: `{what}` should have {expected} bytes but the registry sent {actual}; the data was discarded"
+    )]
     SizeMismatch { registry: String, repository: String, what: String, expected: u64, actual: u64 },
-    #[error("`{registry}`: TLS failed ({detail}); if this registry speaks plain HTTP, list it as an insecure registry, else check its certificate and the system clock")]
+    #[error(
+        "`{registry}`: TLS failed ({detail}); if this registry speaks plain HTTP, list it as an insecure registry, else check its certificate and the system clock"
+    )]
     Tls { registry: String, detail: String },
-    #[error("`{registry}`: connection refused at `{url}`: is the registry running, and is the host and port right?")]
+    #[error(
+        "`{registry}`: connection refused at `{url}`: is the registry running, and is the host and port right?"
+    )]
     ConnectionRefused { registry: String, url: String },
     #[error("`{registry}`: cannot resolve host `{host}`: check the registry name and the network")]
     HostNotFound { registry: String, host: String },
     #[error("`{registry}/{repository}`: {what} failed after {attempts} attempts: {detail}")]
     Transport { registry: String, repository: String, what: String, attempts: u32, detail: String },
     #[error("`{registry}/{repository}`: {what} answered HTTP {status}{code}{message}")]
-    Http { registry: String, repository: String, what: String, status: u16, code: String, message: String },
+    Http {
+        registry: String,
+        repository: String,
+        what: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("`{registry}/{repository}`: {problem}")]
     Invalid { registry: String, repository: String, problem: String },
     #[error("`{registry}/{repository}` has no image for `{wanted}` (it has: {available})")]
     NoPlatform { registry: String, repository: String, wanted: String, available: String },
     #[error("credentials for `{registry}`: {problem}")]
     Credentials { registry: String, problem: String },
-    #[error("`{registry}/{repository}`: blob `{digest}` is not in the local store, so it cannot be pushed")]
+    #[error(
+        "`{registry}/{repository}`: blob `{digest}` is not in the local store, so it cannot be pushed"
+    )]
     MissingBlob { registry: String, repository: String, digest: OciDigest },
     #[error("`{registry}/{repository}`: the store failed")]
     Store {
@@ -159,7 +186,10 @@ impl RegistryError {
     /// Whether retrying later may help (rate limits, transport failures, server errors).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Transport { .. } | Self::DigestMismatch { .. } | Self::SizeMismatch { .. } => true,
+            Self::RateLimited { .. }
+            | Self::Transport { .. }
+            | Self::DigestMismatch { .. }
+            | Self::SizeMismatch { .. } => true,
             Self::Http { status, .. } => *status >= 500,
             _ => false,
         }

@@ -14,8 +14,8 @@ use super::client::{Ctx, Payload, Req};
 use super::{Client, Reference, RegistryError, host_platform};
 use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::image::{
-    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, LayerRef, Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Platform,
-    oci_layer_media_type,
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, LayerRef, Manifest, OCI_CONFIG,
+    OCI_INDEX, OCI_MANIFEST, Platform, oci_layer_media_type,
 };
 use crate::oci::local::LoadedImage;
 use crate::store::Store;
@@ -98,14 +98,24 @@ pub(super) fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a
     let candidates: Vec<&Descriptor> = index
         .manifests
         .iter()
-        .filter(|d| d.platform.as_ref().is_some_and(|p| p.os == want.os && p.architecture == want.architecture))
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
+        })
         .collect();
     let variant = |d: &Descriptor| d.platform.as_ref().and_then(|p| p.variant.clone());
     candidates
         .iter()
         .find(|d| variant(d) == want.variant)
         .or_else(|| candidates.iter().find(|d| variant(d).is_none()))
-        .or_else(|| if want.variant.is_none() || want.architecture == "arm64" { candidates.first() } else { None })
+        .or_else(|| {
+            if want.variant.is_none() || want.architecture == "arm64" {
+                candidates.first()
+            } else {
+                None
+            }
+        })
         .copied()
 }
 
@@ -116,15 +126,31 @@ impl Client {
 
     /// Fetches a manifest or index by tag or digest. By digest, a stored copy is used without
     /// a request; by tag, a `HEAD` tells the digest and a stored copy avoids the `GET`.
-    pub(super) fn fetch_manifest(&self, r: &Reference, store: &Store) -> Result<RawManifest, RegistryError> {
+    pub(super) fn fetch_manifest(
+        &self,
+        r: &Reference,
+        store: &Store,
+    ) -> Result<RawManifest, RegistryError> {
         let ctx = Ctx::pull(&r.registry, &r.repository);
-        let invalid = |problem: String| RegistryError::Invalid { registry: r.registry.clone(), repository: r.repository.clone(), problem };
+        let invalid = |problem: String| RegistryError::Invalid {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            problem,
+        };
         let stored = |digest: &OciDigest| -> Result<Option<RawManifest>, RegistryError> {
             if !store.has_blob(digest) {
                 return Ok(None);
             }
-            let bytes = store.read_blob(digest).map_err(|source| RegistryError::Store { registry: r.registry.clone(), repository: r.repository.clone(), source })?;
-            Ok(sniff_media_type(&bytes).map(|media_type| RawManifest { digest: digest.clone(), media_type, bytes }))
+            let bytes = store.read_blob(digest).map_err(|source| RegistryError::Store {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                source,
+            })?;
+            Ok(sniff_media_type(&bytes).map(|media_type| RawManifest {
+                digest: digest.clone(),
+                media_type,
+                bytes,
+            }))
         };
         let reference = r.manifest_reference();
         if let Some(d) = &r.digest {
@@ -146,7 +172,11 @@ impl Client {
                 return Err(self.status_error(&ctx, &req.what, &reference, resp));
             }
             if resp.status().is_success() {
-                let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<OciDigest>().ok());
+                let digest = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<OciDigest>().ok());
                 if let Some(m) = digest.as_ref().map(&stored).transpose()?.flatten() {
                     return Ok(m);
                 }
@@ -167,7 +197,11 @@ impl Client {
             if !resp.status().is_success() {
                 return Err(self.status_error(&ctx, &what, &reference, resp));
             }
-            let header_digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<OciDigest>().ok());
+            let header_digest = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<OciDigest>().ok());
             let content_type = resp
                 .headers()
                 .get("content-type")
@@ -203,16 +237,24 @@ impl Client {
             let media_type = content_type
                 .filter(|c| known.contains(&c.as_str()) || c.starts_with(SCHEMA1))
                 .or_else(|| sniff_media_type(&bytes))
-                .ok_or_else(|| invalid(format!("manifest `{reference}` has no recognisable media type")))?;
+                .ok_or_else(|| {
+                    invalid(format!("manifest `{reference}` has no recognisable media type"))
+                })?;
             if media_type.starts_with(SCHEMA1) {
                 return Err(invalid(format!(
                     "manifest `{reference}` uses the retired Docker schema 1, which stack does not read; push the image again with a current client"
                 )));
             }
             if !known.contains(&media_type.as_str()) {
-                return Err(invalid(format!("manifest `{reference}` is a `{media_type}`, not an image")));
+                return Err(invalid(format!(
+                    "manifest `{reference}` is a `{media_type}`, not an image"
+                )));
             }
-            store.put_blob(&bytes).map_err(|source| RegistryError::Store { registry: r.registry.clone(), repository: r.repository.clone(), source })?;
+            store.put_blob(&bytes).map_err(|source| RegistryError::Store {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                source,
+            })?;
             return Ok(RawManifest { digest: actual, media_type, bytes });
         }
     }
@@ -226,7 +268,11 @@ impl Client {
             repository: r.repository.clone(),
             problem: format!("cannot create a temporary folder: {e}"),
         })?;
-        let store = Store::open(scratch.path()).map_err(|source| RegistryError::Store { registry: r.registry.clone(), repository: r.repository.clone(), source })?;
+        let store = Store::open(scratch.path()).map_err(|source| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source,
+        })?;
         self.resolve_in(r, &store)
     }
 
@@ -238,17 +284,24 @@ impl Client {
     }
 
     fn choose(&self, r: &Reference, index: &RawManifest) -> Result<Descriptor, RegistryError> {
-        let parsed: Index = serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::Invalid {
-            registry: r.registry.clone(),
-            repository: r.repository.clone(),
-            problem: format!("index `{}` is not valid: {e}", index.digest),
-        })?;
+        let parsed: Index =
+            serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::Invalid {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                problem: format!("index `{}` is not valid: {e}", index.digest),
+            })?;
         let want = self.opts.platform.clone().unwrap_or_else(host_platform);
         pick_platform(&parsed, &want).cloned().ok_or_else(|| RegistryError::NoPlatform {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
             wanted: platform_string(&want),
-            available: parsed.manifests.iter().filter_map(|d| d.platform.as_ref()).map(|p| format!("`{}`", platform_string(p))).collect::<Vec<_>>().join(", "),
+            available: parsed
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref())
+                .map(|p| format!("`{}`", platform_string(p)))
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -260,8 +313,16 @@ impl Client {
 
     /// [`Client::pull`], also telling the registry digest and what was downloaded.
     pub fn pull_image(&self, r: &Reference, store: &Store) -> Result<Pulled, RegistryError> {
-        let invalid = |problem: String| RegistryError::Invalid { registry: r.registry.clone(), repository: r.repository.clone(), problem };
-        let st = |source| RegistryError::Store { registry: r.registry.clone(), repository: r.repository.clone(), source };
+        let invalid = |problem: String| RegistryError::Invalid {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            problem,
+        };
+        let st = |source| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source,
+        };
         let mut top = self.fetch_manifest(r, store)?;
         let mut index_digest = None;
         // Nested indexes are allowed by the spec; follow a few levels.
@@ -273,23 +334,40 @@ impl Client {
             index_digest.get_or_insert(top.digest.clone());
             top = self.fetch_manifest(&r.with_digest(chosen.digest.clone()), store)?;
             if top.bytes.len() as u64 != chosen.size {
-                return Err(invalid(format!("manifest `{}` has {} bytes but its index says {}", chosen.digest, top.bytes.len(), chosen.size)));
+                return Err(invalid(format!(
+                    "manifest `{}` has {} bytes but its index says {}",
+                    chosen.digest,
+                    top.bytes.len(),
+                    chosen.size
+                )));
             }
         }
         if top.is_index() {
             return Err(invalid(format!("index `{}` nests too deeply", top.digest)));
         }
-        let manifest: Manifest = serde_json::from_slice(&top.bytes).map_err(|e| invalid(format!("manifest `{}` is not valid: {e}", top.digest)))?;
+        let manifest: Manifest = serde_json::from_slice(&top.bytes)
+            .map_err(|e| invalid(format!("manifest `{}` is not valid: {e}", top.digest)))?;
         let mut wanted = vec![manifest.config.clone()];
         wanted.extend(manifest.layers.iter().cloned());
         let (downloaded, bytes_downloaded) = self.download_all(r, &wanted, store)?;
         let config_bytes = store.read_blob(&manifest.config.digest).map_err(st)?;
         let image = normalise(r, manifest, &config_bytes, store)?;
-        Ok(Pulled { image, registry_digest: top.digest, index_digest, downloaded, bytes_downloaded })
+        Ok(Pulled {
+            image,
+            registry_digest: top.digest,
+            index_digest,
+            downloaded,
+            bytes_downloaded,
+        })
     }
 
     /// Downloads the missing blobs with up to `parallel` threads; returns what was fetched.
-    fn download_all(&self, r: &Reference, blobs: &[Descriptor], store: &Store) -> Result<(Vec<OciDigest>, u64), RegistryError> {
+    fn download_all(
+        &self,
+        r: &Reference,
+        blobs: &[Descriptor],
+        store: &Store,
+    ) -> Result<(Vec<OciDigest>, u64), RegistryError> {
         let mut todo: Vec<&Descriptor> = Vec::new();
         for b in blobs {
             if !store.has_blob(&b.digest) && !todo.iter().any(|t| t.digest == b.digest) {
@@ -297,7 +375,7 @@ impl Client {
             }
         }
         // Largest first, so the longest download starts at once.
-        todo.sort_by(|a, b| b.size.cmp(&a.size));
+        todo.sort_by_key(|d| std::cmp::Reverse(d.size));
         let next = AtomicUsize::new(0);
         let total = AtomicU64::new(0);
         let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
@@ -333,17 +411,31 @@ impl Client {
     /// Downloads one blob into a store temp file, resuming with `Range` after a broken
     /// transfer, restarting after corrupt data, and committing only verified content.
     /// Returns the bytes received over the network.
-    pub(super) fn download_blob(&self, r: &Reference, desc: &Descriptor, store: &Store) -> Result<u64, RegistryError> {
+    pub(super) fn download_blob(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        store: &Store,
+    ) -> Result<u64, RegistryError> {
         let ctx = Ctx::pull(&r.registry, &r.repository);
-        let st = |source| RegistryError::Store { registry: r.registry.clone(), repository: r.repository.clone(), source };
+        let st = |source| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source,
+        };
         let what = format!("downloading blob `{}`", desc.digest);
-        let url = format!("{}/v2/{}/blobs/{}", self.base_url(&r.registry), r.repository, desc.digest);
+        let url =
+            format!("{}/v2/{}/blobs/{}", self.base_url(&r.registry), r.repository, desc.digest);
         let mut tmp = store.temp_file().map_err(st)?;
         let tmp_path = tmp.path().to_owned();
         let io_fail = |e: std::io::Error| RegistryError::Store {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
-            source: crate::store::StoreError::Io { action: "write", path: tmp_path.clone(), source: e },
+            source: crate::store::StoreError::Io {
+                action: "write",
+                path: tmp_path.clone(),
+                source: e,
+            },
         };
         let mut hasher = Sha256Writer::default();
         let mut received = 0u64;
@@ -355,7 +447,14 @@ impl Client {
             if offset > 0 {
                 headers.push(("Range", format!("bytes={offset}-")));
             }
-            let req = Req { method: Method::GET, url: url.clone(), headers, body: Payload::Empty, retry: true, what: what.clone() };
+            let req = Req {
+                method: Method::GET,
+                url: url.clone(),
+                headers,
+                body: Payload::Empty,
+                retry: true,
+                what: what.clone(),
+            };
             let resp = self.send(&ctx, &req)?;
             let status = resp.status().as_u16();
             match status {
@@ -377,7 +476,10 @@ impl Client {
                             return Err(RegistryError::Invalid {
                                 registry: r.registry.clone(),
                                 repository: r.repository.clone(),
-                                problem: format!("blob `{}`: the registry answered a range request with the wrong range", desc.digest),
+                                problem: format!(
+                                    "blob `{}`: the registry answered a range request with the wrong range",
+                                    desc.digest
+                                ),
                             });
                         }
                         attempt += 1;
@@ -394,7 +496,9 @@ impl Client {
                     Ok(n) => {
                         received += n as u64;
                         if hasher.len() + n as u64 > desc.size {
-                            break Err(std::io::Error::other("more bytes than the descriptor's size"));
+                            break Err(std::io::Error::other(
+                                "more bytes than the descriptor's size",
+                            ));
                         }
                         hasher.update(&buf[..n]);
                         tmp.write_all(&buf[..n]).map_err(io_fail)?;
@@ -428,7 +532,10 @@ impl Client {
                     expected: desc.size,
                     actual: hasher.len(),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("more bytes") => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::Other
+                        && e.to_string().contains("more bytes") =>
+                {
                     restart(&mut tmp, &mut hasher).map_err(io_fail)?;
                     RegistryError::SizeMismatch {
                         registry: r.registry.clone(),
@@ -468,10 +575,20 @@ fn restart(tmp: &mut tempfile::NamedTempFile, hasher: &mut Sha256Writer) -> std:
 
 /// Normalises a pulled manifest like a local load: OCI media types, layers paired with the
 /// config's diff ids, the canonical manifest stored.
-fn normalise(r: &Reference, mut manifest: Manifest, config_bytes: &[u8], store: &Store) -> Result<LoadedImage, RegistryError> {
-    let invalid = |problem: String| RegistryError::Invalid { registry: r.registry.clone(), repository: r.repository.clone(), problem };
-    let config: serde_json::Value =
-        serde_json::from_slice(config_bytes).map_err(|e| invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest)))?;
+fn normalise(
+    r: &Reference,
+    mut manifest: Manifest,
+    config_bytes: &[u8],
+    store: &Store,
+) -> Result<LoadedImage, RegistryError> {
+    let invalid = |problem: String| RegistryError::Invalid {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        problem,
+    };
+    let config: serde_json::Value = serde_json::from_slice(config_bytes).map_err(|e| {
+        invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest))
+    })?;
     let serde_json::Value::Object(config) = config else {
         return Err(invalid(format!("config `{}` is not a JSON object", manifest.config.digest)));
     };
@@ -483,21 +600,42 @@ fn normalise(r: &Reference, mut manifest: Manifest, config_bytes: &[u8], store: 
         .and_then(|d| d.as_array())
         .ok_or_else(|| invalid("the config has no `rootfs.diff_ids`".into()))?
         .iter()
-        .map(|v| v.as_str().unwrap_or("").parse::<OciDigest>().map_err(|e| invalid(format!("bad diff id in the config: {e}"))))
+        .map(|v| {
+            v.as_str()
+                .unwrap_or("")
+                .parse::<OciDigest>()
+                .map_err(|e| invalid(format!("bad diff id in the config: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     if diff_ids.len() != manifest.layers.len() {
-        return Err(invalid(format!("the manifest has {} layers but the config lists {} diff ids", manifest.layers.len(), diff_ids.len())));
+        return Err(invalid(format!(
+            "the manifest has {} layers but the config lists {} diff ids",
+            manifest.layers.len(),
+            diff_ids.len()
+        )));
     }
     manifest.media_type = Some(OCI_MANIFEST.into());
     manifest.config.media_type = OCI_CONFIG.into();
     for layer in &mut manifest.layers {
         layer.media_type = oci_layer_media_type(&layer.media_type)
-            .ok_or_else(|| invalid(format!("layer `{}` has unsupported media type `{}`", layer.digest, layer.media_type)))?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "layer `{}` has unsupported media type `{}`",
+                    layer.digest, layer.media_type
+                ))
+            })?
             .to_owned();
     }
-    let layers = diff_ids.into_iter().zip(manifest.layers.iter().cloned()).map(|(diff_id, blob)| LayerRef { diff_id, blob }).collect();
+    let layers = diff_ids
+        .into_iter()
+        .zip(manifest.layers.iter().cloned())
+        .map(|(diff_id, blob)| LayerRef { diff_id, blob })
+        .collect();
     let bytes = crate::oci::json::to_canonical(&manifest);
-    let manifest_digest =
-        store.put_blob(&bytes).map_err(|source| RegistryError::Store { registry: r.registry.clone(), repository: r.repository.clone(), source })?;
+    let manifest_digest = store.put_blob(&bytes).map_err(|source| RegistryError::Store {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        source,
+    })?;
     Ok(LoadedImage { manifest_digest, config, layers })
 }

@@ -59,7 +59,14 @@ impl Client {
         target: &Reference,
         store: &Store,
     ) -> Result<PushReport, RegistryError> {
-        self.push_with(manifest_bytes, manifest_media_type, blobs, target, store, &PushOptions::default())
+        self.push_with(
+            manifest_bytes,
+            manifest_media_type,
+            blobs,
+            target,
+            store,
+            &PushOptions::default(),
+        )
     }
 
     /// [`Client::push`] with mounts, more tags and chunked uploads.
@@ -75,7 +82,11 @@ impl Client {
         let local_digest = OciDigest::of(manifest_bytes);
         for b in blobs {
             if !store.has_blob(&b.digest) {
-                return Err(RegistryError::MissingBlob { registry: target.registry.clone(), repository: target.repository.clone(), digest: b.digest.clone() });
+                return Err(RegistryError::MissingBlob {
+                    registry: target.registry.clone(),
+                    repository: target.repository.clone(),
+                    digest: b.digest.clone(),
+                });
             }
         }
         let mut unique: Vec<&Descriptor> = Vec::new();
@@ -84,8 +95,13 @@ impl Client {
                 unique.push(b);
             }
         }
-        unique.sort_by(|a, b| b.size.cmp(&a.size));
-        let mounts: Vec<&str> = opts.mount_from.iter().map(String::as_str).filter(|m| *m != target.repository).collect();
+        unique.sort_by_key(|d| std::cmp::Reverse(d.size));
+        let mounts: Vec<&str> = opts
+            .mount_from
+            .iter()
+            .map(String::as_str)
+            .filter(|m| *m != target.repository)
+            .collect();
         let mut scope = vec![format!("repository:{}:pull,push", target.repository)];
         scope.extend(mounts.iter().map(|m| format!("repository:{m}:pull")));
         let ctx = Ctx { registry: &target.registry, repository: &target.repository, scope };
@@ -101,7 +117,9 @@ impl Client {
                         if failure.lock().expect("lock").is_some() {
                             return;
                         }
-                        let Some(desc) = unique.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                        let Some(desc) = unique.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return;
+                        };
                         match self.push_blob(&ctx, desc, &mounts, store, opts.chunk_size) {
                             Ok(o) => results.lock().expect("lock").push((desc.digest.clone(), o)),
                             Err(e) => {
@@ -116,7 +134,13 @@ impl Client {
         if let Some(e) = failure.into_inner().expect("lock") {
             return Err(e);
         }
-        let mut report = PushReport { digest: local_digest.clone(), uploaded: Vec::new(), skipped: Vec::new(), mounted: Vec::new(), bytes_uploaded: 0 };
+        let mut report = PushReport {
+            digest: local_digest.clone(),
+            uploaded: Vec::new(),
+            skipped: Vec::new(),
+            mounted: Vec::new(),
+            bytes_uploaded: 0,
+        };
         let mut results = results.into_inner().expect("lock");
         results.sort_by(|a, b| a.0.cmp(&b.0));
         for (d, o) in results {
@@ -131,7 +155,8 @@ impl Client {
         }
 
         let mut references: Vec<String> = target.tag.iter().cloned().collect();
-        references.extend(opts.extra_tags.iter().filter(|t| Some(*t) != target.tag.as_ref()).cloned());
+        references
+            .extend(opts.extra_tags.iter().filter(|t| Some(*t) != target.tag.as_ref()).cloned());
         if references.is_empty() {
             references.push(local_digest.to_string());
         }
@@ -139,7 +164,11 @@ impl Client {
             let what = format!("putting manifest `{reference}`");
             let req = Req {
                 method: Method::PUT,
-                url: format!("{}/v2/{}/manifests/{reference}", self.base_url(&target.registry), target.repository),
+                url: format!(
+                    "{}/v2/{}/manifests/{reference}",
+                    self.base_url(&target.registry),
+                    target.repository
+                ),
                 headers: vec![("Content-Type", manifest_media_type.to_owned())],
                 body: Payload::Bytes(manifest_bytes),
                 retry: true,
@@ -149,7 +178,11 @@ impl Client {
             if !resp.status().is_success() {
                 return Err(self.status_error(&ctx, &what, &reference, resp));
             }
-            let reported = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<OciDigest>().ok());
+            let reported = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<OciDigest>().ok());
             if let Some(reported) = reported {
                 if reported != local_digest {
                     return Err(RegistryError::DigestMismatch {
@@ -171,7 +204,14 @@ impl Client {
     }
 
     /// Pushes one blob: `HEAD` to skip, mounts, then an upload (restarted on failure).
-    fn push_blob(&self, ctx: &Ctx<'_>, desc: &Descriptor, mounts: &[&str], store: &Store, chunk: Option<u64>) -> Result<BlobOutcome, RegistryError> {
+    fn push_blob(
+        &self,
+        ctx: &Ctx<'_>,
+        desc: &Descriptor,
+        mounts: &[&str],
+        store: &Store,
+        chunk: Option<u64>,
+    ) -> Result<BlobOutcome, RegistryError> {
         let head = Req {
             method: Method::HEAD,
             url: self.blob_url(ctx, &desc.digest),
@@ -229,27 +269,42 @@ impl Client {
     }
 
     /// One upload attempt in a fresh (or the given) session.
-    fn upload(&self, ctx: &Ctx<'_>, desc: &Descriptor, store: &Store, chunk: Option<u64>, session: Option<String>) -> Result<u64, RegistryError> {
+    fn upload(
+        &self,
+        ctx: &Ctx<'_>,
+        desc: &Descriptor,
+        store: &Store,
+        chunk: Option<u64>,
+        session: Option<String>,
+    ) -> Result<u64, RegistryError> {
         let digest = &desc.digest;
-        let mut url = match session {
-            Some(s) => s,
-            None => {
-                let what = format!("starting the upload of blob `{digest}`");
-                let req = Req {
-                    method: Method::POST,
-                    url: format!("{}/v2/{}/blobs/uploads/", self.base_url(ctx.registry), ctx.repository),
-                    headers: Vec::new(),
-                    body: Payload::Empty,
-                    retry: true,
-                    what: what.clone(),
-                };
-                let resp = self.send(ctx, &req)?;
-                if resp.status().as_u16() != 202 {
-                    return Err(self.status_error(ctx, &what, &digest.to_string(), resp));
-                }
-                let loc = location(&resp).ok_or_else(|| self.invalid(ctx, format!("the registry opened an upload for `{digest}` without a `Location`")))?;
-                self.absolute(ctx.registry, &loc)
+        let mut url = if let Some(s) = session {
+            s
+        } else {
+            let what = format!("starting the upload of blob `{digest}`");
+            let req = Req {
+                method: Method::POST,
+                url: format!(
+                    "{}/v2/{}/blobs/uploads/",
+                    self.base_url(ctx.registry),
+                    ctx.repository
+                ),
+                headers: Vec::new(),
+                body: Payload::Empty,
+                retry: true,
+                what: what.clone(),
+            };
+            let resp = self.send(ctx, &req)?;
+            if resp.status().as_u16() != 202 {
+                return Err(self.status_error(ctx, &what, &digest.to_string(), resp));
             }
+            let loc = location(&resp).ok_or_else(|| {
+                self.invalid(
+                    ctx,
+                    format!("the registry opened an upload for `{digest}` without a `Location`"),
+                )
+            })?;
+            self.absolute(ctx.registry, &loc)
         };
         let path = store.blob_path(digest);
         let size = desc.size;
@@ -257,11 +312,15 @@ impl Client {
         if let Some(chunk) = chunk.filter(|c| *c > 0 && size > *c) {
             while offset < size {
                 let len = chunk.min(size - offset);
-                let what = format!("uploading bytes {offset}-{} of blob `{digest}`", offset + len - 1);
+                let what =
+                    format!("uploading bytes {offset}-{} of blob `{digest}`", offset + len - 1);
                 let req = Req {
                     method: Method::PATCH,
                     url: url.clone(),
-                    headers: vec![("Content-Type", "application/octet-stream".into()), ("Content-Range", format!("{offset}-{}", offset + len - 1))],
+                    headers: vec![
+                        ("Content-Type", "application/octet-stream".into()),
+                        ("Content-Range", format!("{offset}-{}", offset + len - 1)),
+                    ],
                     body: Payload::File { path: path.clone(), offset, len },
                     retry: false,
                     what: what.clone(),
@@ -282,7 +341,11 @@ impl Client {
             method: Method::PUT,
             url: format!("{url}{sep}digest={}", query_escape(&digest.to_string())),
             headers: vec![("Content-Type", "application/octet-stream".into())],
-            body: if offset == size { Payload::Empty } else { Payload::File { path, offset, len: size - offset } },
+            body: if offset == size {
+                Payload::Empty
+            } else {
+                Payload::File { path, offset, len: size - offset }
+            },
             retry: false,
             what: what.clone(),
         };
@@ -295,7 +358,11 @@ impl Client {
 
     fn invalid(&self, ctx: &Ctx<'_>, problem: String) -> RegistryError {
         let _ = self;
-        RegistryError::Invalid { registry: ctx.registry.to_owned(), repository: ctx.repository.to_owned(), problem }
+        RegistryError::Invalid {
+            registry: ctx.registry.to_owned(),
+            repository: ctx.repository.to_owned(),
+            problem,
+        }
     }
 }
 

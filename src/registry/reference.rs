@@ -35,11 +35,15 @@ pub enum ReferenceError {
     Empty,
     #[error("image reference `{0}` is longer than 255 characters")]
     TooLong(String),
-    #[error("image reference `{reference}` has an invalid repository name `{name}`: use lowercase letters, digits and `.`, `_`, `__`, `-` between them")]
+    #[error(
+        "image reference `{reference}` has an invalid repository name `{name}`: use lowercase letters, digits and `.`, `_`, `__`, `-` between them"
+    )]
     Repository { reference: String, name: String },
     #[error("image reference `{reference}` has an invalid registry host `{host}`")]
     Host { reference: String, host: String },
-    #[error("image reference `{reference}` has an invalid tag `{tag}`: up to 128 of letters, digits, `_`, `.`, `-`, not starting with `.` or `-`")]
+    #[error(
+        "image reference `{reference}` has an invalid tag `{tag}`: up to 128 of letters, digits, `_`, `.`, `-`, not starting with `.` or `-`"
+    )]
     Tag { reference: String, tag: String },
     #[error("image reference `{reference}` has an invalid digest")]
     Digest {
@@ -60,10 +64,9 @@ impl Reference {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                let digest = d.parse::<OciDigest>().map_err(|source| ReferenceError::Digest {
-                    reference: s.to_owned(),
-                    source,
-                })?;
+                let digest = d
+                    .parse::<OciDigest>()
+                    .map_err(|source| ReferenceError::Digest { reference: s.to_owned(), source })?;
                 (r, Some(digest))
             }
             None => (s, None),
@@ -79,9 +82,7 @@ impl Reference {
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, remainder))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.starts_with('[') =>
+                if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
             {
                 (first.to_owned(), remainder.to_owned())
             }
@@ -99,10 +100,10 @@ impl Reference {
         if !valid_repository(&repository) {
             return Err(ReferenceError::Repository { reference: s.to_owned(), name: repository });
         }
-        if let Some(t) = &tag {
-            if !valid_tag(t) {
-                return Err(ReferenceError::Tag { reference: s.to_owned(), tag: t.clone() });
-            }
+        if let Some(t) = &tag
+            && !valid_tag(t)
+        {
+            return Err(ReferenceError::Tag { reference: s.to_owned(), tag: t.clone() });
         }
         let tag = if tag.is_none() && digest.is_none() { Some("latest".to_owned()) } else { tag };
         Ok(Self { registry, repository, tag, digest })
@@ -128,6 +129,7 @@ impl Reference {
     }
 
     /// The same repository with a digest instead of the tag.
+    #[must_use]
     pub fn with_digest(&self, digest: OciDigest) -> Self {
         Self { digest: Some(digest), ..self.clone() }
     }
@@ -156,11 +158,7 @@ impl std::str::FromStr for Reference {
 
 /// The API host for a registry name (`docker.io` is served by `registry-1.docker.io`).
 pub fn api_host(registry: &str) -> &str {
-    if registry == DOCKER_HUB || registry == "index.docker.io" {
-        DOCKER_HUB_API
-    } else {
-        registry
-    }
+    if registry == DOCKER_HUB || registry == "index.docker.io" { DOCKER_HUB_API } else { registry }
 }
 
 /// The host part of `host[:port]` or `[v6][:port]`.
@@ -193,10 +191,12 @@ fn valid_host(h: &str) -> bool {
             None => (Some(h), None),
         }
     };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
-            return false;
-        }
+    if let Some(port) = port
+        && (port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err())
+    {
+        return false;
     }
     host.is_none_or(|host| {
         !host.is_empty()

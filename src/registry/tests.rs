@@ -3,6 +3,7 @@
 //! proxy. Nothing here leaves 127.0.0.1.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,10 @@ fn have_registry() -> bool {
     if Path::new(REGISTRY_BIN).is_file() {
         return true;
     }
-    assert!(std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"), "docker-registry not installed and STACK_REQUIRE_SANDBOX=1");
+    assert!(
+        std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+        "docker-registry not installed and STACK_REQUIRE_SANDBOX=1"
+    );
     println!("skipped: docker-registry not installed");
     false
 }
@@ -32,7 +36,10 @@ fn have_skopeo() -> bool {
     if Path::new("/usr/bin/skopeo").is_file() {
         return true;
     }
-    assert!(std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"), "skopeo not installed and STACK_REQUIRE_SANDBOX=1");
+    assert!(
+        std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+        "skopeo not installed and STACK_REQUIRE_SANDBOX=1"
+    );
     println!("skipped: skopeo not installed");
     false
 }
@@ -55,7 +62,11 @@ impl Registry {
         if let Some(entry) = htpasswd {
             let path = dir.path().join("htpasswd");
             fs_err::write(&path, entry).unwrap();
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: stack-test\n    path: {}\n", path.display()));
+            let _ = write!(
+                config,
+                "auth:\n  htpasswd:\n    realm: stack-test\n    path: {}\n",
+                path.display()
+            );
         }
         let config_path = dir.path().join("config.yml");
         fs_err::write(&config_path, config).unwrap();
@@ -102,7 +113,10 @@ fn test_client() -> Client {
         max_backoff: Duration::from_millis(200),
         retries: 4,
         read_timeout: Duration::from_secs(20),
-        credentials: CredentialSources { auth_file: None, docker_config: PathBuf::from("/nonexistent/config.json") },
+        credentials: CredentialSources {
+            auth_file: None,
+            docker_config: PathBuf::from("/nonexistent/config.json"),
+        },
         ..ClientOptions::default()
     })
 }
@@ -206,12 +220,25 @@ fn write_layout(store: &Store, img: &TestImage, dir: &Path, tag: &str) {
 
 fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo").arg("--insecure-policy").args(args).output().unwrap();
-    assert!(out.status.success(), "skopeo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn skopeo_digest(image: &str) -> OciDigest {
-    skopeo(&["inspect", "--tls-verify=false", "--format", "{{.Digest}}", &format!("docker://{image}")]).trim().parse().unwrap()
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &format!("docker://{image}"),
+    ])
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 fn reference(s: &str) -> Reference {
@@ -298,13 +325,19 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(conn: TcpStream, upstream: u16, hook: &Hook, log: &Mutex<Vec<Head>>) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    upstream: u16,
+    hook: &Hook,
+    log: &Mutex<Vec<Head>>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let (method, path) =
+        (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -330,9 +363,12 @@ fn serve(conn: TcpStream, upstream: u16, hook: &Hook, log: &Mutex<Vec<Head>>) ->
             return Ok(());
         }
         Reply::Answer(status, extra, text) => {
-            let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", text.len());
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                text.len()
+            );
             for (k, v) in extra {
-                out.push_str(&format!("{k}: {v}\r\n"));
+                let _ = write!(out, "{k}: {v}\r\n");
             }
             out.push_str("\r\n");
             out.push_str(&text);
@@ -345,7 +381,7 @@ fn serve(conn: TcpStream, upstream: u16, hook: &Hook, log: &Mutex<Vec<Head>>) ->
     let mut req = format!("{} {} HTTP/1.1\r\n", head.method, head.path);
     for (k, v) in &head.headers {
         if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("authorization") {
-            req.push_str(&format!("{k}: {v}\r\n"));
+            let _ = write!(req, "{k}: {v}\r\n");
         }
     }
     req.push_str("Connection: close\r\n\r\n");
@@ -393,10 +429,20 @@ fn pulls_by_tag_and_digest_and_a_second_pull_downloads_nothing() {
     }
     let reg = Registry::start(None);
     let (_s, seed) = new_store();
-    let img = make_image(&seed, &[("etc/hello", b"hello from a skopeo push\n"), ("bin/x", &noise(200_000, 7))], true, "seeded");
+    let img = make_image(
+        &seed,
+        &[("etc/hello", b"hello from a skopeo push\n"), ("bin/x", &noise(200_000, 7))],
+        true,
+        "seeded",
+    );
     let layout = tempfile::tempdir().unwrap();
     write_layout(&seed, &img, layout.path(), "v1");
-    skopeo(&["copy", "--dest-tls-verify=false", &format!("oci:{}:v1", layout.path().display()), &format!("docker://{}/app/one:v1", reg.host())]);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.path().display()),
+        &format!("docker://{}/app/one:v1", reg.host()),
+    ]);
     let registry_digest = skopeo_digest(&format!("{}/app/one:v1", reg.host()));
 
     // Count requests through a pass-through proxy.
@@ -441,11 +487,17 @@ fn push_matches_skopeo_and_a_repush_uploads_nothing() {
     }
     let reg = Registry::start(None);
     let (_s, store) = new_store();
-    let img = make_image(&store, &[("a.txt", b"pushed by stack\n"), ("n", &noise(100_000, 3))], true, "pushed");
+    let img = make_image(
+        &store,
+        &[("a.txt", b"pushed by stack\n"), ("n", &noise(100_000, 3))],
+        true,
+        "pushed",
+    );
     let client = test_client();
     let target = reference(&format!("{}/team/app:1.0", reg.host()));
     let opts = PushOptions { extra_tags: vec!["latest".into()], ..PushOptions::default() };
-    let report = client.push_with(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store, &opts).unwrap();
+    let report =
+        client.push_with(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store, &opts).unwrap();
     assert_eq!(report.digest, img.digest);
     assert_eq!(report.uploaded.len(), 2);
     assert_eq!(report.bytes_uploaded, img.blobs.iter().map(|b| b.size).sum::<u64>());
@@ -475,18 +527,23 @@ fn mounts_across_repositories_and_uploads_in_chunks() {
     let client = test_client();
     let base = reference(&format!("{}/base/image:1", reg.host()));
     let chunked = PushOptions { chunk_size: Some(128 * 1024), ..PushOptions::default() };
-    let first = client.push_with(&img.manifest, OCI_MANIFEST, &img.blobs, &base, &store, &chunked).unwrap();
+    let first =
+        client.push_with(&img.manifest, OCI_MANIFEST, &img.blobs, &base, &store, &chunked).unwrap();
     assert_eq!(first.uploaded.len(), 2);
 
     // The chunked upload reads back intact.
     let (_d, fresh) = new_store();
     let pulled = client.pull_image(&base, &fresh).unwrap();
-    assert_eq!(fresh.read_blob(&img.blobs[1].digest).unwrap(), store.read_blob(&img.blobs[1].digest).unwrap());
+    assert_eq!(
+        fresh.read_blob(&img.blobs[1].digest).unwrap(),
+        store.read_blob(&img.blobs[1].digest).unwrap()
+    );
     assert_eq!(pulled.registry_digest, img.digest);
 
     let other = reference(&format!("{}/derived/app:2", reg.host()));
     let opts = PushOptions { mount_from: vec!["base/image".into()], ..PushOptions::default() };
-    let report = client.push_with(&img.manifest, OCI_MANIFEST, &img.blobs, &other, &store, &opts).unwrap();
+    let report =
+        client.push_with(&img.manifest, OCI_MANIFEST, &img.blobs, &other, &store, &opts).unwrap();
     assert_eq!(report.mounted.len(), 2, "{report:?}");
     assert!(report.uploaded.is_empty());
     assert_eq!(client.resolve(&other).unwrap(), img.digest);
@@ -534,9 +591,14 @@ fn basic_auth_uses_the_docker_config_and_never_leaks_the_password() {
 
     // REGISTRY_AUTH_FILE (containers-auth.json) comes first.
     let auth_file = cfg.path().join("auth.json");
-    let entry = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:s3cret-pw");
-    fs_err::write(&auth_file, format!(r#"{{"auths":{{"{}":{{"auth":"{entry}"}}}}}}"#, reg.host())).unwrap();
-    let c = client_with(CredentialSources { auth_file: Some(auth_file), docker_config: PathBuf::from("/nonexistent") });
+    let entry =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:s3cret-pw");
+    fs_err::write(&auth_file, format!(r#"{{"auths":{{"{}":{{"auth":"{entry}"}}}}}}"#, reg.host()))
+        .unwrap();
+    let c = client_with(CredentialSources {
+        auth_file: Some(auth_file),
+        docker_config: PathBuf::from("/nonexistent"),
+    });
     c.resolve(&target).unwrap();
 }
 
@@ -580,31 +642,53 @@ fn bearer_tokens_are_fetched_per_scope_cached_and_renewed() {
     let state = Arc::new(Mutex::new(TokenState::default()));
     let realm_port = Arc::new(std::sync::atomic::AtomicU16::new(0));
     let (st, rp) = (state.clone(), realm_port.clone());
-    let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "bob:tok-pass"));
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "bob:tok-pass")
+    );
     let proxy = Proxy::start(reg.port, move |h| {
         let mut s = st.lock().unwrap();
         if h.path.starts_with("/token") {
             s.token_requests += 1;
             let params = query_params(&h.path);
-            let scopes: Vec<String> = params.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
+            let scopes: Vec<String> =
+                params.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
             let wants_push = scopes.iter().any(|s| s.contains("push"));
             // Anonymous tokens may pull; pushing needs bob's password.
             if wants_push && h.header("authorization") != Some(basic.as_str()) {
                 return Reply::Answer(401, vec![], r#"{"details":"bad credentials"}"#.into());
             }
-            assert_eq!(params.iter().find(|(k, _)| k == "service").map(|(_, v)| v.as_str()), Some("stack-test"));
+            assert_eq!(
+                params.iter().find(|(k, _)| k == "service").map(|(_, v)| v.as_str()),
+                Some("stack-test")
+            );
             s.scopes.extend(scopes);
             let t = format!("tok-{}", s.issued.len());
             s.issued.push(t.clone());
             s.valid.push(t.clone());
-            return Reply::Answer(200, vec![("Content-Type".into(), "application/json".into())], format!(r#"{{"token":"{t}","expires_in":300}}"#));
+            return Reply::Answer(
+                200,
+                vec![("Content-Type".into(), "application/json".into())],
+                format!(r#"{{"token":"{t}","expires_in":300}}"#),
+            );
         }
-        let ok = h.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).is_some_and(|t| s.valid.iter().any(|v| v == t));
+        let ok = h
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| s.valid.iter().any(|v| v == t));
         if ok {
             Reply::Forward
         } else {
-            let challenge = format!(r#"Bearer realm="http://127.0.0.1:{}/token",service="stack-test""#, rp.load(Ordering::SeqCst));
-            Reply::Answer(401, vec![("WWW-Authenticate".into(), challenge)], r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into())
+            let challenge = format!(
+                r#"Bearer realm="http://127.0.0.1:{}/token",service="stack-test""#,
+                rp.load(Ordering::SeqCst)
+            );
+            Reply::Answer(
+                401,
+                vec![("WWW-Authenticate".into(), challenge)],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                    .into(),
+            )
         }
     });
     // The realm is the proxy itself (its `/token` path).
@@ -615,7 +699,8 @@ fn bearer_tokens_are_fetched_per_scope_cached_and_renewed() {
     let target = reference(&format!("{}/secure/app:1", proxy.host()));
 
     // Without credentials pushing is refused, with a `stack login` hint.
-    let err = test_client().push(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store).unwrap_err();
+    let err =
+        test_client().push(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store).unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 
     let cfg = tempfile::tempdir().unwrap();
@@ -655,7 +740,15 @@ fn faults_are_retried_resumed_and_corrupt_data_is_never_stored() {
     let reg = Registry::start(None);
     let (_s, store) = new_store();
     let img = make_image(&store, &[("data", &noise(600_000, 5))], false, "faults");
-    test_client().push(&img.manifest, OCI_MANIFEST, &img.blobs, &reference(&format!("{}/f/app:1", reg.host())), &store).unwrap();
+    test_client()
+        .push(
+            &img.manifest,
+            OCI_MANIFEST,
+            &img.blobs,
+            &reference(&format!("{}/f/app:1", reg.host())),
+            &store,
+        )
+        .unwrap();
     let layer = img.blobs[1].digest.clone();
 
     // Blob GETs for the layer: a 500, a dropped connection, a truncated body (resumed with
@@ -690,19 +783,28 @@ fn faults_are_retried_resumed_and_corrupt_data_is_never_stored() {
     assert_eq!(pulled.registry_digest, img.digest);
     assert_eq!(fresh.read_blob(&layer).unwrap(), store.read_blob(&layer).unwrap());
     let reqs = proxy.requests();
-    assert!(reqs.iter().any(|h| is_blob_get(h) && h.header("range").is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-")), "a resumed request: {reqs:?}");
+    assert!(
+        reqs.iter().any(|h| is_blob_get(h)
+            && h.header("range").is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-")),
+        "a resumed request: {reqs:?}"
+    );
     assert!(counter.lock().unwrap().1 >= 5);
 
     // A registry that always corrupts: the pull fails with a digest mismatch and nothing is
     // stored, not even a temporary file.
-    let bad = Proxy::start(reg.port, |h| if is_blob_get(h) { Reply::Corrupt } else { Reply::Forward });
+    let bad =
+        Proxy::start(reg.port, |h| if is_blob_get(h) { Reply::Corrupt } else { Reply::Forward });
     let (_d2, clean) = new_store();
     let client = Client::new(ClientOptions { retries: 2, ..test_client().opts });
     let err = client.pull(&reference(&format!("{}/f/app:1", bad.host())), &clean).unwrap_err();
     assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains("discarded"), "{err}");
     assert!(!clean.has_blob(&layer));
-    assert_eq!(fs_err::read_dir(clean.root().join("tmp")).unwrap().count(), 0, "temporary files left behind");
+    assert_eq!(
+        fs_err::read_dir(clean.root().join("tmp")).unwrap().count(),
+        0,
+        "temporary files left behind"
+    );
 }
 
 #[test]
@@ -716,12 +818,20 @@ fn errors_name_the_image_and_say_what_to_do() {
     let err = client.pull(&reference(&format!("{}/no/such:tag", reg.host())), &store).unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { status: 404, .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains(&format!("{}/no/such:tag", reg.host())) && text.contains("404"), "{text}");
+    assert!(
+        text.contains(&format!("{}/no/such:tag", reg.host())) && text.contains("404"),
+        "{text}"
+    );
 
     // Rate limited, with a Retry-After beyond what is worth waiting for.
-    let limited = Proxy::start(reg.port, |_| Reply::Answer(429, vec![("Retry-After".into(), "120".into())], String::new()));
+    let limited = Proxy::start(reg.port, |_| {
+        Reply::Answer(429, vec![("Retry-After".into(), "120".into())], String::new())
+    });
     let err = client.resolve(&reference(&format!("{}/x/y:1", limited.host()))).unwrap_err();
-    assert!(matches!(err, RegistryError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 120), "{err}");
+    assert!(
+        matches!(err, RegistryError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 120),
+        "{err}"
+    );
     assert!(err.to_string().contains("retry in 120 s"), "{err}");
 
     // Persistent 500s give up after the retries and say which request failed.
@@ -743,16 +853,29 @@ fn picks_the_host_platform_from_an_index() {
     let d = |s: &str| OciDigest::of(s.as_bytes());
     let entry = |arch: &str, variant: Option<&str>, tag: &str| {
         let mut desc = Descriptor::new(OCI_MANIFEST, d(tag), 1);
-        desc.platform = Some(Platform { architecture: arch.into(), os: "linux".into(), variant: variant.map(str::to_owned) });
+        desc.platform = Some(Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.map(str::to_owned),
+        });
         desc
     };
     let index = crate::oci::image::Index {
         schema_version: 2,
         media_type: None,
-        manifests: vec![entry("arm", Some("v6"), "armv6"), entry("arm", Some("v7"), "armv7"), entry("arm64", None, "arm64"), entry("amd64", None, "amd64")],
+        manifests: vec![
+            entry("arm", Some("v6"), "armv6"),
+            entry("arm", Some("v7"), "armv7"),
+            entry("arm64", None, "arm64"),
+            entry("amd64", None, "amd64"),
+        ],
         annotations: None,
     };
-    let want = |arch: &str, variant: Option<&str>| Platform { architecture: arch.into(), os: "linux".into(), variant: variant.map(str::to_owned) };
+    let want = |arch: &str, variant: Option<&str>| Platform {
+        architecture: arch.into(),
+        os: "linux".into(),
+        variant: variant.map(str::to_owned),
+    };
     assert_eq!(pull::pick_platform(&index, &want("amd64", None)).unwrap().digest, d("amd64"));
     assert_eq!(pull::pick_platform(&index, &want("arm64", Some("v8"))).unwrap().digest, d("arm64"));
     assert_eq!(pull::pick_platform(&index, &want("arm", Some("v7"))).unwrap().digest, d("armv7"));
@@ -770,18 +893,32 @@ fn throughput_of_a_50mb_layer_compared_with_skopeo() {
     let reg = Registry::start(None);
     let (_s, store) = new_store();
     let img = make_image(&store, &[("blob", &noise(50 << 20, 99))], false, "perf");
-    let size = img.blobs[1].size;
-    let mb = |secs: f64| size as f64 / (1 << 20) as f64 / secs;
+    let size_mb = f64::from(u32::try_from(img.blobs[1].size).unwrap()) / f64::from(1u32 << 20);
+    let mb = |secs: f64| size_mb / secs;
     let client = test_client();
 
     let t = Instant::now();
-    client.push(&img.manifest, OCI_MANIFEST, &img.blobs, &reference(&format!("{}/perf/stack:1", reg.host())), &store).unwrap();
+    client
+        .push(
+            &img.manifest,
+            OCI_MANIFEST,
+            &img.blobs,
+            &reference(&format!("{}/perf/stack:1", reg.host())),
+            &store,
+        )
+        .unwrap();
     let push_stack = t.elapsed().as_secs_f64();
 
     let layout = tempfile::tempdir().unwrap();
     write_layout(&store, &img, layout.path(), "1");
     let t = Instant::now();
-    skopeo(&["copy", "-q", "--dest-tls-verify=false", &format!("oci:{}:1", layout.path().display()), &format!("docker://{}/perf/skopeo:1", reg.host())]);
+    skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", layout.path().display()),
+        &format!("docker://{}/perf/skopeo:1", reg.host()),
+    ]);
     let push_skopeo = t.elapsed().as_secs_f64();
 
     let (_d, fresh) = new_store();
@@ -792,12 +929,18 @@ fn throughput_of_a_50mb_layer_compared_with_skopeo() {
 
     let out = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    skopeo(&["copy", "-q", "--src-tls-verify=false", &format!("docker://{}/perf/skopeo:1", reg.host()), &format!("oci:{}:1", out.path().display())]);
+    skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{}/perf/skopeo:1", reg.host()),
+        &format!("oci:{}:1", out.path().display()),
+    ]);
     let pull_skopeo = t.elapsed().as_secs_f64();
 
     println!(
         "throughput ({:.1} MB layer): push stack {:.2} s ({:.0} MB/s), skopeo {:.2} s ({:.0} MB/s); pull stack {:.2} s ({:.0} MB/s), skopeo {:.2} s ({:.0} MB/s)",
-        size as f64 / (1 << 20) as f64,
+        size_mb,
         push_stack,
         mb(push_stack),
         push_skopeo,
