@@ -849,6 +849,74 @@ fn errors_name_the_image_and_say_what_to_do() {
 }
 
 #[test]
+fn pulls_docker_schema2_images_and_indexes_for_this_platform() {
+    if !have_registry() || !have_skopeo() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let (_s, store) = new_store();
+    let img = make_image(&store, &[("d", b"docker format")], true, "v2s2");
+    let layout = tempfile::tempdir().unwrap();
+    write_layout(&store, &img, layout.path(), "v1");
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.path().display()),
+        &format!("docker://{}/docker/app:v1", reg.host()),
+    ]);
+    let client = test_client();
+    let (_d, fresh) = new_store();
+    let pulled =
+        client.pull_image(&reference(&format!("{}/docker/app:v1", reg.host())), &fresh).unwrap();
+    assert_eq!(pulled.registry_digest, skopeo_digest(&format!("{}/docker/app:v1", reg.host())));
+    assert_ne!(pulled.registry_digest, img.digest, "skopeo converted the manifest");
+    assert_eq!(
+        pulled.image.layers[0].blob.media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let normalised: serde_json::Value =
+        serde_json::from_slice(&fresh.read_blob(&pulled.image.manifest_digest).unwrap()).unwrap();
+    assert_eq!(normalised["mediaType"], OCI_MANIFEST);
+
+    // An index with this platform and another: the manifests go by digest, the index by tag.
+    let other = make_image(&store, &[("o", b"other arch")], true, "other");
+    for m in [&img, &other] {
+        let by_digest = reference(&format!("{}/multi/app@{}", reg.host(), m.digest));
+        client.push(&m.manifest, OCI_MANIFEST, &m.blobs, &by_digest, &store).unwrap();
+    }
+    let entry = |m: &TestImage, arch: &str| {
+        let mut d = Descriptor::new(OCI_MANIFEST, m.digest.clone(), m.manifest.len() as u64);
+        d.platform =
+            Some(Platform { architecture: arch.into(), os: "linux".into(), variant: None });
+        d
+    };
+    let foreign = if crate::oci::image::host_arch() == "s390x" { "ppc64le" } else { "s390x" };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::oci::image::OCI_INDEX,
+        "manifests": [entry(&other, foreign), entry(&img, crate::oci::image::host_arch())],
+    });
+    let index_bytes = crate::oci::json::to_canonical(&index);
+    let tagged = reference(&format!("{}/multi/app:latest", reg.host()));
+    client.push(&index_bytes, crate::oci::image::OCI_INDEX, &[], &tagged, &store).unwrap();
+    assert_eq!(client.resolve(&tagged).unwrap(), img.digest);
+    let (_d2, fresh2) = new_store();
+    let pulled = client.pull_image(&tagged, &fresh2).unwrap();
+    assert_eq!(pulled.registry_digest, img.digest);
+    assert_eq!(pulled.index_digest, Some(OciDigest::of(&index_bytes)));
+    assert!(!fresh2.has_blob(&other.blobs[1].digest), "the other platform's layer is not pulled");
+    let wrong = Client::new(ClientOptions {
+        platform: Some(Platform { architecture: "mips".into(), os: "linux".into(), variant: None }),
+        ..test_client().opts
+    });
+    let err = wrong.resolve(&tagged).unwrap_err();
+    assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
+    assert!(err.to_string().contains(foreign), "{err}");
+}
+
+#[test]
 fn picks_the_host_platform_from_an_index() {
     let d = |s: &str| OciDigest::of(s.as_bytes());
     let entry = |arch: &str, variant: Option<&str>, tag: &str| {
