@@ -14,5 +14,6 @@ pub mod dockerfile;
 pub mod exec;
 pub mod oci;
 pub mod plan;
+pub mod registry;
 pub mod store;
 pub mod syntax;

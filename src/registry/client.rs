@@ -1,0 +1,601 @@
+//! The HTTP side of the client: one `ureq` agent, per-registry authentication state, a token
+//! cache keyed by scope, and a request loop that answers 401 challenges and retries transient
+//! failures with exponential backoff.
+//!
+//! Invariant: request bodies are replayable ([`Payload`] reopens files), so an expired token
+//! or a retried request never sends a truncated body.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ureq::http::{self, Method, Response};
+
+use super::auth::{self, Challenge, Credentials};
+use super::reference::{api_host, is_loopback};
+use super::{ClientOptions, RegistryError};
+
+/// A registry client; cheap to share across threads (`&Client` is `Sync`).
+pub struct Client {
+    pub(super) agent: ureq::Agent,
+    pub(super) opts: ClientOptions,
+    hosts: Mutex<HashMap<String, HostAuth>>,
+    tokens: Mutex<HashMap<(String, String), Token>>,
+    /// Held while a token is fetched, so parallel transfers ask the token server once.
+    token_fetch: Mutex<()>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("opts", &self.opts).finish_non_exhaustive()
+    }
+}
+
+/// What a registry asked for, and the credentials found for it (looked up once).
+#[derive(Clone, Default)]
+struct HostAuth {
+    challenge: Option<Challenge>,
+    /// Looked up once: `Lookup::Done(None)` means there are none.
+    credentials: Lookup,
+}
+
+#[derive(Clone, Default)]
+enum Lookup {
+    #[default]
+    Pending,
+    Done(Option<Credentials>),
+}
+
+struct Token {
+    value: String,
+    expires: Instant,
+}
+
+/// What a request is about: names for errors, and the token scope it needs.
+#[derive(Debug, Clone)]
+pub(super) struct Ctx<'a> {
+    pub registry: &'a str,
+    pub repository: &'a str,
+    /// `repository:NAME:ACTIONS` entries.
+    pub scope: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn pull(registry: &'a str, repository: &'a str) -> Self {
+        Self { registry, repository, scope: vec![format!("repository:{repository}:pull")] }
+    }
+}
+
+/// A replayable request body.
+#[derive(Debug, Clone)]
+pub(super) enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// `len` bytes of `path` from `offset`.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Payload<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Empty => 0,
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+}
+
+pub(super) struct Req<'a> {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Payload<'a>,
+    /// Whether 5xx/429/transport failures are retried (not for upload steps whose session
+    /// a partial attempt may have consumed; the caller restarts those).
+    pub retry: bool,
+    /// What the request does, for error messages (e.g. "fetching manifest 3.20").
+    pub what: String,
+}
+
+impl Client {
+    /// Creates a client. No connection is made until the first request.
+    pub fn new(opts: ClientOptions) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(opts.user_agent.as_str())
+            .timeout_connect(Some(opts.connect_timeout))
+            .timeout_recv_response(Some(opts.read_timeout))
+            .timeout_per_read(Some(opts.read_timeout))
+            .max_idle_connections_per_host(opts.parallel.max(1) * 2)
+            .max_redirects(8)
+            .build()
+            .into();
+        Self {
+            agent,
+            opts,
+            hosts: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            token_fetch: Mutex::new(()),
+        }
+    }
+
+    /// `http://` for loopback and insecure registries, else `https://`.
+    pub(super) fn base_url(&self, registry: &str) -> String {
+        let host = api_host(registry);
+        let plain = is_loopback(registry)
+            || self.opts.insecure_registries.iter().any(|r| r == registry || r == host);
+        format!("{}://{host}", if plain { "http" } else { "https" })
+    }
+
+    /// Makes a `Location` header absolute.
+    pub(super) fn absolute(&self, registry: &str, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else if location.starts_with('/') {
+            format!("{}{location}", self.base_url(registry))
+        } else {
+            format!("{}/{location}", self.base_url(registry))
+        }
+    }
+
+    /// Checks that the stored credentials (if any) are accepted by `registry`: `GET /v2/`,
+    /// answering its challenge.
+    pub fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
+        let ctx = Ctx { registry, repository: "", scope: Vec::new() };
+        let req = Req {
+            method: Method::GET,
+            url: format!("{}/v2/", self.base_url(registry)),
+            headers: Vec::new(),
+            body: Payload::Empty,
+            retry: true,
+            what: "the API check".into(),
+        };
+        let resp = self.send(&ctx, &req)?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(&ctx, &req.what, "", resp))
+        }
+    }
+
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+        if let Some(Lookup::Done(c)) =
+            self.hosts.lock().expect("lock").get(registry).map(|h| h.credentials.clone())
+        {
+            return Ok(c);
+        }
+        let found =
+            auth::find_credentials(&self.opts.credentials, registry).map_err(|e| match e {
+                RegistryError::Credentials { problem, .. } => {
+                    RegistryError::Credentials { registry: registry.to_owned(), problem }
+                }
+                other => other,
+            })?;
+        self.hosts.lock().expect("lock").entry(registry.to_owned()).or_default().credentials =
+            Lookup::Done(found.clone());
+        Ok(found)
+    }
+
+    /// The `Authorization` header to send, fetching a token when the registry wants one.
+    fn authorization(&self, ctx: &Ctx<'_>) -> Result<Option<String>, RegistryError> {
+        let challenge =
+            self.hosts.lock().expect("lock").get(ctx.registry).and_then(|h| h.challenge.clone());
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials(ctx.registry)?.map(|c| c.basic_header())),
+            Some(Challenge::Bearer { realm, service, scope }) => {
+                let mut scopes = ctx.scope.clone();
+                if let Some(s) = scope
+                    && !scopes.contains(&s)
+                    && ctx.scope.is_empty()
+                {
+                    scopes.push(s);
+                }
+                let key = (ctx.registry.to_owned(), scopes.join(" "));
+                let cached = || {
+                    self.tokens
+                        .lock()
+                        .expect("lock")
+                        .get(&key)
+                        .filter(|t| t.expires > Instant::now())
+                        .map(|t| format!("Bearer {}", t.value))
+                };
+                if let Some(h) = cached() {
+                    return Ok(Some(h));
+                }
+                let _single_flight = self.token_fetch.lock().expect("lock");
+                if let Some(h) = cached() {
+                    return Ok(Some(h));
+                }
+                let token = self.fetch_token(ctx, &realm, service.as_deref(), &scopes)?;
+                let header = format!("Bearer {}", token.value);
+                self.tokens.lock().expect("lock").insert(key, token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// Asks the token server for a token (Docker token spec; `OAuth2` refresh-token grant when
+    /// the secret is an identity token).
+    fn fetch_token(
+        &self,
+        ctx: &Ctx<'_>,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Token, RegistryError> {
+        let creds = self.credentials(ctx.registry)?;
+        let mut attempt = 0;
+        loop {
+            let result = if let Some(c) = creds.as_ref().filter(|c| c.is_identity_token()) {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("client_id", "stack".to_owned()),
+                    ("refresh_token", c.password.clone()),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_owned()));
+                }
+                if !scopes.is_empty() {
+                    form.push(("scope", scopes.join(" ")));
+                }
+                self.agent.post(realm).send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+            } else {
+                let mut url = realm.to_owned();
+                let mut sep = if url.contains('?') { '&' } else { '?' };
+                if let Some(s) = service {
+                    let _ = write!(url, "{sep}service={}", query_escape(s));
+                    sep = '&';
+                }
+                for s in scopes {
+                    let _ = write!(url, "{sep}scope={}", query_escape(s));
+                    sep = '&';
+                }
+                let mut req = self.agent.get(&url);
+                if let Some(c) = &creds {
+                    req = req.header("Authorization", c.basic_header());
+                }
+                req.call()
+            };
+            let what = "the token request".to_owned();
+            match result {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    if (status == 429 || status >= 500) && attempt < self.opts.retries {
+                        self.backoff(attempt, retry_after(&resp));
+                        attempt += 1;
+                        continue;
+                    }
+                    if status == 401 || status == 403 {
+                        return Err(RegistryError::Unauthorized {
+                            registry: ctx.registry.to_owned(),
+                            repository: ctx.repository.to_owned(),
+                            status,
+                            had_credentials: creds.is_some(),
+                        });
+                    }
+                    if !resp.status().is_success() {
+                        return Err(self.status_error(ctx, &what, "", resp));
+                    }
+                    let body = resp
+                        .body_mut()
+                        .with_config()
+                        .limit(1 << 20)
+                        .read_to_vec()
+                        .map_err(|e| self.transport_error(ctx, &what, attempt + 1, e))?;
+                    let parsed: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|_| RegistryError::Invalid {
+                            registry: ctx.registry.to_owned(),
+                            repository: ctx.repository.to_owned(),
+                            problem: format!(
+                                "the token server `{}` answered something that is not a token",
+                                strip_query(realm)
+                            ),
+                        })?;
+                    let value =
+                        parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(
+                            || RegistryError::Invalid {
+                                registry: ctx.registry.to_owned(),
+                                repository: ctx.repository.to_owned(),
+                                problem: format!(
+                                    "the token server `{}` answered without a token",
+                                    strip_query(realm)
+                                ),
+                            },
+                        )?;
+                    // Spec default is 60 s; refresh a little early.
+                    let secs = parsed.expires_in.unwrap_or(60).max(10);
+                    return Ok(Token {
+                        value,
+                        expires: Instant::now() + Duration::from_secs(secs * 9 / 10),
+                    });
+                }
+                Err(e) if is_transient(&e) && attempt < self.opts.retries => {
+                    self.backoff(attempt, None);
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.transport_error(ctx, &what, attempt + 1, e)),
+            }
+        }
+    }
+
+    /// Records a 401's challenge; returns whether another attempt can succeed: when nothing
+    /// was sent, or when a (possibly expired) token was sent and a fresh one may work.
+    fn learn(&self, ctx: &Ctx<'_>, resp: &Response<ureq::Body>, sent: Option<&str>) -> bool {
+        let Some(challenge) = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge)
+        else {
+            return false;
+        };
+        let bearer = matches!(challenge, Challenge::Bearer { .. });
+        self.hosts.lock().expect("lock").entry(ctx.registry.to_owned()).or_default().challenge =
+            Some(challenge);
+        if bearer {
+            // A rejected token is dropped so the next attempt asks for a fresh one (only that
+            // one: a parallel request's newer token stays).
+            if let Some(sent) = sent {
+                self.tokens.lock().expect("lock").retain(|(reg, _), t| {
+                    reg != ctx.registry || sent.strip_prefix("Bearer ") != Some(t.value.as_str())
+                });
+            }
+            return true;
+        }
+        sent.is_none()
+    }
+
+    /// Sends a request, answering auth challenges and retrying transient failures. Any
+    /// status is returned as a response; transport failures become errors.
+    pub(super) fn send(
+        &self,
+        ctx: &Ctx<'_>,
+        req: &Req<'_>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let mut attempt = 0u32;
+        let mut auth_rounds = 0u32;
+        loop {
+            let authorization = self.authorization(ctx)?;
+            match self.send_once(req, authorization.clone()) {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if status == 401 && auth_rounds < 2 {
+                        auth_rounds += 1;
+                        if self.learn(ctx, &resp, authorization.as_deref()) {
+                            continue;
+                        }
+                    }
+                    let transient = status == 429
+                        || status == 408
+                        || (status >= 500 && status != 501 && status != 505);
+                    if req.retry && transient && attempt < self.opts.retries {
+                        let after = retry_after(&resp);
+                        if status == 429 && after.is_some_and(|d| d > Duration::from_secs(30)) {
+                            return Ok(resp);
+                        }
+                        self.backoff(attempt, after);
+                        attempt += 1;
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+                Err(e) if req.retry && is_transient(&e) && attempt < self.opts.retries => {
+                    self.backoff(attempt, None);
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.transport_error(ctx, &req.what, attempt + 1, e)),
+            }
+        }
+    }
+
+    fn send_once(
+        &self,
+        req: &Req<'_>,
+        authorization: Option<String>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let mut builder = http::Request::builder().method(req.method.clone()).uri(req.url.as_str());
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, v.as_str());
+        }
+        if let Some(a) = authorization {
+            builder = builder.header("Authorization", a);
+        }
+        let has_body = !matches!(req.body, Payload::Empty)
+            || req.method == Method::PUT
+            || req.method == Method::PATCH
+            || req.method == Method::POST;
+        if has_body {
+            builder = builder.header("Content-Length", req.body.len().to_string());
+        }
+        match &req.body {
+            Payload::Empty if has_body => self.agent.run(builder.body(ureq::SendBody::none())?),
+            Payload::Empty => self.agent.run(builder.body(())?),
+            Payload::Bytes(b) => self.agent.run(builder.body(*b)?),
+            Payload::File { path, offset, len } => {
+                let mut file = fs_err::File::open(path).map_err(ureq::Error::Io)?;
+                file.seek(SeekFrom::Start(*offset)).map_err(ureq::Error::Io)?;
+                let reader = std::io::BufReader::with_capacity(1 << 20, file).take(*len);
+                self.agent.run(builder.body(ureq::SendBody::from_owned_reader(reader))?)
+            }
+        }
+    }
+
+    /// Sleeps before retry `attempt` (0-based): `backoff * 2^attempt` with ±25 % jitter,
+    /// capped, or what `Retry-After` asked for.
+    pub(super) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
+        let base =
+            self.opts.backoff.saturating_mul(1 << attempt.min(16)).min(self.opts.max_backoff);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 + 0.75;
+        let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter));
+        std::thread::sleep(delay.min(Duration::from_secs(30)));
+    }
+
+    pub(super) fn transport_error(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        attempts: u32,
+        e: ureq::Error,
+    ) -> RegistryError {
+        let registry = ctx.registry.to_owned();
+        match e {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                RegistryError::ConnectionRefused { url: self.base_url(&registry), registry }
+            }
+            ureq::Error::HostNotFound => {
+                RegistryError::HostNotFound { host: api_host(&registry).to_owned(), registry }
+            }
+            ureq::Error::Tls(detail) => RegistryError::Tls { registry, detail: detail.to_owned() },
+            ureq::Error::Rustls(e) => RegistryError::Tls { registry, detail: e.to_string() },
+            ureq::Error::Io(io)
+                if io.to_string().to_lowercase().contains("tls")
+                    || io.to_string().contains("certificate") =>
+            {
+                RegistryError::Tls { registry, detail: io.to_string() }
+            }
+            // A plain-HTTP answer on an HTTPS port (or the reverse) shows up as a protocol error.
+            other => RegistryError::Transport {
+                registry,
+                repository: ctx.repository.to_owned(),
+                what: what.to_owned(),
+                attempts,
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    /// Turns a non-success response into the error that explains it.
+    pub(super) fn status_error(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        reference: &str,
+        mut resp: Response<ureq::Body>,
+    ) -> RegistryError {
+        let status = resp.status().as_u16();
+        let after = retry_after(&resp);
+        let body = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
+        let (code, message) = error_body(&body);
+        let code_part = code.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+        let registry = ctx.registry.to_owned();
+        let repository = ctx.repository.to_owned();
+        match status {
+            404 => RegistryError::NotFound {
+                registry,
+                repository,
+                reference: reference.to_owned(),
+                status,
+                code: code_part,
+            },
+            401 => RegistryError::Unauthorized {
+                had_credentials: self
+                    .hosts
+                    .lock()
+                    .expect("lock")
+                    .get(ctx.registry)
+                    .is_some_and(|h| matches!(h.credentials, Lookup::Done(Some(_)))),
+                registry,
+                repository,
+                status,
+            },
+            403 => RegistryError::Denied { registry, repository, status, code: code_part },
+            429 => RegistryError::RateLimited { registry, repository, retry_after: after },
+            _ => RegistryError::Http {
+                registry,
+                repository,
+                what: what.to_owned(),
+                status,
+                code: code_part,
+                message: message.map(|m| format!(": {m}")).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// A token server's answer.
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Whether a transport error is worth retrying (resets, timeouts, truncated responses).
+fn is_transient(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+        ),
+        ureq::Error::Timeout(_) | ureq::Error::Protocol(_) | ureq::Error::ConnectionFailed => true,
+        _ => false,
+    }
+}
+
+/// `Retry-After` in seconds (HTTP dates are treated as absent).
+pub(super) fn retry_after(resp: &Response<ureq::Body>) -> Option<Duration> {
+    resp.headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The first `{code, message}` of a distribution-spec error body.
+fn error_body(body: &[u8]) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<Errors>(body) {
+        Ok(e) => {
+            e.errors.into_iter().next().map_or((None, None), |e| {
+                (e.code, e.message.map(|m| m.chars().take(300).collect()))
+            })
+        }
+        Err(_) => (None, None),
+    }
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+pub(super) fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}

@@ -1,0 +1,641 @@
+//! Resolving and pulling: manifest negotiation, platform selection in indexes, and blob
+//! downloads that are parallel, verified, retried and resumed with `Range`.
+//!
+//! Invariant: a downloaded blob is committed to the store only after its sha256 and size
+//! matched the descriptor; anything else is deleted with its temporary file.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use ureq::http::Method;
+
+use super::client::{Ctx, Payload, Req};
+use super::{Client, Reference, RegistryError, host_platform};
+use crate::digest::{OciDigest, Sha256Writer};
+use crate::oci::image::{
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, LayerRef, Manifest, OCI_CONFIG,
+    OCI_INDEX, OCI_MANIFEST, Platform, oci_layer_media_type,
+};
+use crate::oci::local::LoadedImage;
+use crate::store::Store;
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1";
+const MAX_MANIFEST: u64 = 8 << 20;
+
+/// A manifest or index as the registry serves it.
+#[derive(Debug, Clone)]
+pub(super) struct RawManifest {
+    pub digest: OciDigest,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl RawManifest {
+    fn is_index(&self) -> bool {
+        self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST
+    }
+}
+
+/// What a pull did, beyond the loaded image.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The image, normalised like a local load (its `manifest_digest` is that of the
+    /// normalised OCI manifest, the identity cache keys use).
+    pub image: LoadedImage,
+    /// The digest of the platform manifest as the registry serves it (what `stack.lock` pins
+    /// and `org.opencontainers.image.base.digest` names).
+    pub registry_digest: OciDigest,
+    /// The index the platform manifest was chosen from, if the reference named one.
+    pub index_digest: Option<OciDigest>,
+    /// Blobs fetched over the network in this pull (those already stored are not).
+    pub downloaded: Vec<OciDigest>,
+    pub bytes_downloaded: u64,
+}
+
+/// `{"mediaType": …}` or the field that tells a manifest from an index.
+fn sniff_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default)]
+        media_type: Option<String>,
+        #[serde(default)]
+        schema_version: Option<u32>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+        #[serde(default)]
+        layers: Option<serde_json::Value>,
+    }
+    let p: Probe = serde_json::from_slice(bytes).ok()?;
+    if let Some(mt) = p.media_type {
+        return Some(mt);
+    }
+    if p.schema_version == Some(1) {
+        return Some(SCHEMA1.to_owned());
+    }
+    if p.manifests.is_some() {
+        Some(OCI_INDEX.to_owned())
+    } else if p.layers.is_some() {
+        Some(OCI_MANIFEST.to_owned())
+    } else {
+        None
+    }
+}
+
+fn platform_string(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// Picks the entry for `want`: an exact variant match first, then an entry without a variant,
+/// then (for `arm64`, whose `v8` is implied) any variant.
+pub(super) fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
+        })
+        .collect();
+    let variant = |d: &Descriptor| d.platform.as_ref().and_then(|p| p.variant.clone());
+    candidates
+        .iter()
+        .find(|d| variant(d) == want.variant)
+        .or_else(|| candidates.iter().find(|d| variant(d).is_none()))
+        .or_else(|| {
+            if want.variant.is_none() || want.architecture == "arm64" {
+                candidates.first()
+            } else {
+                None
+            }
+        })
+        .copied()
+}
+
+impl Client {
+    fn manifest_url(&self, r: &Reference, reference: &str) -> String {
+        format!("{}/v2/{}/manifests/{reference}", self.base_url(&r.registry), r.repository)
+    }
+
+    /// Fetches a manifest or index by tag or digest. By digest, a stored copy is used without
+    /// a request; by tag, a `HEAD` tells the digest and a stored copy avoids the `GET`.
+    pub(super) fn fetch_manifest(
+        &self,
+        r: &Reference,
+        store: &Store,
+    ) -> Result<RawManifest, RegistryError> {
+        let ctx = Ctx::pull(&r.registry, &r.repository);
+        let invalid = |problem: String| RegistryError::Invalid {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            problem,
+        };
+        let stored = |digest: &OciDigest| -> Result<Option<RawManifest>, RegistryError> {
+            if !store.has_blob(digest) {
+                return Ok(None);
+            }
+            let bytes = store.read_blob(digest).map_err(|source| RegistryError::Store {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                source,
+            })?;
+            Ok(sniff_media_type(&bytes).map(|media_type| RawManifest {
+                digest: digest.clone(),
+                media_type,
+                bytes,
+            }))
+        };
+        let reference = r.manifest_reference();
+        if let Some(d) = &r.digest {
+            if let Some(m) = stored(d)? {
+                return Ok(m);
+            }
+        } else {
+            let req = Req {
+                method: Method::HEAD,
+                url: self.manifest_url(r, &reference),
+                headers: vec![("Accept", ACCEPT.to_owned())],
+                body: Payload::Empty,
+                retry: true,
+                what: format!("checking manifest `{reference}`"),
+            };
+            let resp = self.send(&ctx, &req)?;
+            let status = resp.status().as_u16();
+            if status == 429 || status >= 500 {
+                return Err(self.status_error(&ctx, &req.what, &reference, resp));
+            }
+            if resp.status().is_success() {
+                let digest = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<OciDigest>().ok());
+                if let Some(m) = digest.as_ref().map(&stored).transpose()?.flatten() {
+                    return Ok(m);
+                }
+            }
+        }
+        let what = format!("fetching manifest `{reference}`");
+        let req = Req {
+            method: Method::GET,
+            url: self.manifest_url(r, &reference),
+            headers: vec![("Accept", ACCEPT.to_owned())],
+            body: Payload::Empty,
+            retry: true,
+            what: what.clone(),
+        };
+        let mut attempt = 0;
+        loop {
+            let mut resp = self.send(&ctx, &req)?;
+            if !resp.status().is_success() {
+                return Err(self.status_error(&ctx, &what, &reference, resp));
+            }
+            let header_digest = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<OciDigest>().ok());
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+            let bytes = match resp.body_mut().with_config().limit(MAX_MANIFEST).read_to_vec() {
+                Ok(b) => b,
+                Err(e) if attempt < self.opts.retries => {
+                    let _ = e;
+                    self.backoff(attempt, None);
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(self.transport_error(&ctx, &what, attempt + 1, e)),
+            };
+            let actual = OciDigest::of(&bytes);
+            let expected = r.digest.clone().or(header_digest);
+            if let Some(expected) = expected.filter(|e| *e != actual) {
+                if attempt < self.opts.retries {
+                    self.backoff(attempt, None);
+                    attempt += 1;
+                    continue;
+                }
+                return Err(RegistryError::DigestMismatch {
+                    registry: r.registry.clone(),
+                    repository: r.repository.clone(),
+                    what: format!("manifest `{reference}`"),
+                    expected,
+                    actual,
+                });
+            }
+            let known = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+            let media_type = content_type
+                .filter(|c| known.contains(&c.as_str()) || c.starts_with(SCHEMA1))
+                .or_else(|| sniff_media_type(&bytes))
+                .ok_or_else(|| {
+                    invalid(format!("manifest `{reference}` has no recognisable media type"))
+                })?;
+            if media_type.starts_with(SCHEMA1) {
+                return Err(invalid(format!(
+                    "manifest `{reference}` uses the retired Docker schema 1, which stack does not read; push the image again with a current client"
+                )));
+            }
+            if !known.contains(&media_type.as_str()) {
+                return Err(invalid(format!(
+                    "manifest `{reference}` is a `{media_type}`, not an image"
+                )));
+            }
+            store.put_blob(&bytes).map_err(|source| RegistryError::Store {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                source,
+            })?;
+            return Ok(RawManifest { digest: actual, media_type, bytes });
+        }
+    }
+
+    /// Resolves a reference to the digest of its manifest for this client's platform
+    /// (`linux/<host arch>[/variant]` unless set in the options), downloading no layers. For a
+    /// single-platform image that is the manifest's digest; for an index, the chosen entry's.
+    pub fn resolve(&self, r: &Reference) -> Result<OciDigest, RegistryError> {
+        let scratch = tempfile::tempdir().map_err(|e| RegistryError::Invalid {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            problem: format!("cannot create a temporary folder: {e}"),
+        })?;
+        let store = Store::open(scratch.path()).map_err(|source| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source,
+        })?;
+        self.resolve_in(r, &store)
+    }
+
+    /// [`Client::resolve`] that keeps the manifests it fetched in `store` (and reads them from
+    /// there when pinned by digest).
+    pub fn resolve_in(&self, r: &Reference, store: &Store) -> Result<OciDigest, RegistryError> {
+        let top = self.fetch_manifest(r, store)?;
+        if top.is_index() { Ok(self.choose(r, &top)?.digest) } else { Ok(top.digest) }
+    }
+
+    fn choose(&self, r: &Reference, index: &RawManifest) -> Result<Descriptor, RegistryError> {
+        let parsed: Index =
+            serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::Invalid {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                problem: format!("index `{}` is not valid: {e}", index.digest),
+            })?;
+        let want = self.opts.platform.clone().unwrap_or_else(host_platform);
+        pick_platform(&parsed, &want).cloned().ok_or_else(|| RegistryError::NoPlatform {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            wanted: platform_string(&want),
+            available: parsed
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref())
+                .map(|p| format!("`{}`", platform_string(p)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Pulls an image into the store: manifest (through an index if needed), config and
+    /// layers, each verified. Returns the image normalised like a local load.
+    pub fn pull(&self, r: &Reference, store: &Store) -> Result<LoadedImage, RegistryError> {
+        self.pull_image(r, store).map(|p| p.image)
+    }
+
+    /// [`Client::pull`], also telling the registry digest and what was downloaded.
+    pub fn pull_image(&self, r: &Reference, store: &Store) -> Result<Pulled, RegistryError> {
+        let invalid = |problem: String| RegistryError::Invalid {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            problem,
+        };
+        let st = |source| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source,
+        };
+        let mut top = self.fetch_manifest(r, store)?;
+        let mut index_digest = None;
+        // Nested indexes are allowed by the spec; follow a few levels.
+        for _ in 0..3 {
+            if !top.is_index() {
+                break;
+            }
+            let chosen = self.choose(r, &top)?;
+            index_digest.get_or_insert(top.digest.clone());
+            top = self.fetch_manifest(&r.with_digest(chosen.digest.clone()), store)?;
+            if top.bytes.len() as u64 != chosen.size {
+                return Err(invalid(format!(
+                    "manifest `{}` has {} bytes but its index says {}",
+                    chosen.digest,
+                    top.bytes.len(),
+                    chosen.size
+                )));
+            }
+        }
+        if top.is_index() {
+            return Err(invalid(format!("index `{}` nests too deeply", top.digest)));
+        }
+        let manifest: Manifest = serde_json::from_slice(&top.bytes)
+            .map_err(|e| invalid(format!("manifest `{}` is not valid: {e}", top.digest)))?;
+        let mut wanted = vec![manifest.config.clone()];
+        wanted.extend(manifest.layers.iter().cloned());
+        let (downloaded, bytes_downloaded) = self.download_all(r, &wanted, store)?;
+        let config_bytes = store.read_blob(&manifest.config.digest).map_err(st)?;
+        let image = normalise(r, manifest, &config_bytes, store)?;
+        Ok(Pulled {
+            image,
+            registry_digest: top.digest,
+            index_digest,
+            downloaded,
+            bytes_downloaded,
+        })
+    }
+
+    /// Downloads the missing blobs with up to `parallel` threads; returns what was fetched.
+    fn download_all(
+        &self,
+        r: &Reference,
+        blobs: &[Descriptor],
+        store: &Store,
+    ) -> Result<(Vec<OciDigest>, u64), RegistryError> {
+        let mut todo: Vec<&Descriptor> = Vec::new();
+        for b in blobs {
+            if !store.has_blob(&b.digest) && !todo.iter().any(|t| t.digest == b.digest) {
+                todo.push(b);
+            }
+        }
+        // Largest first, so the longest download starts at once.
+        todo.sort_by_key(|d| std::cmp::Reverse(d.size));
+        let next = AtomicUsize::new(0);
+        let total = AtomicU64::new(0);
+        let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
+        let workers = self.opts.parallel.clamp(1, todo.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        if failure.lock().expect("lock").is_some() {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(desc) = todo.get(i) else { return };
+                        match self.download_blob(r, desc, store) {
+                            Ok(n) => {
+                                total.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                failure.lock().expect("lock").get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().expect("lock") {
+            return Err(e);
+        }
+        Ok((todo.iter().map(|d| d.digest.clone()).collect(), total.into_inner()))
+    }
+
+    /// Downloads one blob into a store temp file, resuming with `Range` after a broken
+    /// transfer, restarting after corrupt data, and committing only verified content.
+    /// Returns the bytes received over the network.
+    pub(super) fn download_blob(
+        &self,
+        r: &Reference,
+        desc: &Descriptor,
+        store: &Store,
+    ) -> Result<u64, RegistryError> {
+        let ctx = Ctx::pull(&r.registry, &r.repository);
+        let st = |source| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source,
+        };
+        let what = format!("downloading blob `{}`", desc.digest);
+        let url =
+            format!("{}/v2/{}/blobs/{}", self.base_url(&r.registry), r.repository, desc.digest);
+        let mut tmp = store.temp_file().map_err(st)?;
+        let tmp_path = tmp.path().to_owned();
+        let io_fail = |e: std::io::Error| RegistryError::Store {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            source: crate::store::StoreError::Io {
+                action: "write",
+                path: tmp_path.clone(),
+                source: e,
+            },
+        };
+        let mut hasher = Sha256Writer::default();
+        let mut received = 0u64;
+        let mut attempt = 0u32;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let offset = hasher.len();
+            let mut headers = Vec::new();
+            if offset > 0 {
+                headers.push(("Range", format!("bytes={offset}-")));
+            }
+            let req = Req {
+                method: Method::GET,
+                url: url.clone(),
+                headers,
+                body: Payload::Empty,
+                retry: true,
+                what: what.clone(),
+            };
+            let resp = self.send(&ctx, &req)?;
+            let status = resp.status().as_u16();
+            match status {
+                200 if offset > 0 => {
+                    // The registry ignored the range: start over.
+                    restart(&mut tmp, &mut hasher).map_err(io_fail)?;
+                }
+                206 => {
+                    let start = resp
+                        .headers()
+                        .get("content-range")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("bytes "))
+                        .and_then(|v| v.split('-').next())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if start != Some(offset) {
+                        restart(&mut tmp, &mut hasher).map_err(io_fail)?;
+                        if attempt >= self.opts.retries {
+                            return Err(RegistryError::Invalid {
+                                registry: r.registry.clone(),
+                                repository: r.repository.clone(),
+                                problem: format!(
+                                    "blob `{}`: the registry answered a range request with the wrong range",
+                                    desc.digest
+                                ),
+                            });
+                        }
+                        attempt += 1;
+                        continue;
+                    }
+                }
+                200 => {}
+                _ => return Err(self.status_error(&ctx, &what, &desc.digest.to_string(), resp)),
+            }
+            let mut body = resp.into_body().into_reader();
+            let outcome: Result<(), std::io::Error> = loop {
+                match body.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        received += n as u64;
+                        if hasher.len() + n as u64 > desc.size {
+                            break Err(std::io::Error::other(
+                                "more bytes than the descriptor's size",
+                            ));
+                        }
+                        hasher.update(&buf[..n]);
+                        tmp.write_all(&buf[..n]).map_err(io_fail)?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let failure = match outcome {
+                Ok(()) if hasher.len() == desc.size => {
+                    let actual = hasher.clone().finish();
+                    if actual == desc.digest {
+                        tmp.flush().map_err(io_fail)?;
+                        store.commit_blob(tmp, &desc.digest).map_err(st)?;
+                        return Ok(received);
+                    }
+                    // Corrupt content: discard everything and fetch it again.
+                    restart(&mut tmp, &mut hasher).map_err(io_fail)?;
+                    RegistryError::DigestMismatch {
+                        registry: r.registry.clone(),
+                        repository: r.repository.clone(),
+                        what: format!("blob `{}`", desc.digest),
+                        expected: desc.digest.clone(),
+                        actual,
+                    }
+                }
+                Ok(()) => RegistryError::SizeMismatch {
+                    registry: r.registry.clone(),
+                    repository: r.repository.clone(),
+                    what: format!("blob `{}`", desc.digest),
+                    expected: desc.size,
+                    actual: hasher.len(),
+                },
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::Other
+                        && e.to_string().contains("more bytes") =>
+                {
+                    restart(&mut tmp, &mut hasher).map_err(io_fail)?;
+                    RegistryError::SizeMismatch {
+                        registry: r.registry.clone(),
+                        repository: r.repository.clone(),
+                        what: format!("blob `{}`", desc.digest),
+                        expected: desc.size,
+                        actual: desc.size + 1,
+                    }
+                }
+                Err(e) => RegistryError::Transport {
+                    registry: r.registry.clone(),
+                    repository: r.repository.clone(),
+                    what: what.clone(),
+                    attempts: attempt + 1,
+                    detail: e.to_string(),
+                },
+            };
+            if attempt >= self.opts.retries {
+                return Err(failure);
+            }
+            // A broken transfer keeps what verified so far in the hasher; the next request
+            // asks for the rest.
+            self.backoff(attempt, None);
+            attempt += 1;
+        }
+    }
+}
+
+/// Empties the temp file and the running hash.
+fn restart(tmp: &mut tempfile::NamedTempFile, hasher: &mut Sha256Writer) -> std::io::Result<()> {
+    let f = tmp.as_file_mut();
+    f.set_len(0)?;
+    f.seek(SeekFrom::Start(0))?;
+    *hasher = Sha256Writer::default();
+    Ok(())
+}
+
+/// Normalises a pulled manifest like a local load: OCI media types, layers paired with the
+/// config's diff ids, the canonical manifest stored.
+fn normalise(
+    r: &Reference,
+    mut manifest: Manifest,
+    config_bytes: &[u8],
+    store: &Store,
+) -> Result<LoadedImage, RegistryError> {
+    let invalid = |problem: String| RegistryError::Invalid {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        problem,
+    };
+    let config: serde_json::Value = serde_json::from_slice(config_bytes).map_err(|e| {
+        invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest))
+    })?;
+    let serde_json::Value::Object(config) = config else {
+        return Err(invalid(format!("config `{}` is not a JSON object", manifest.config.digest)));
+    };
+    let config = ImageConfig(config);
+    let diff_ids: Vec<OciDigest> = config
+        .0
+        .get("rootfs")
+        .and_then(|r| r.get("diff_ids"))
+        .and_then(|d| d.as_array())
+        .ok_or_else(|| invalid("the config has no `rootfs.diff_ids`".into()))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or("")
+                .parse::<OciDigest>()
+                .map_err(|e| invalid(format!("bad diff id in the config: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(invalid(format!(
+            "the manifest has {} layers but the config lists {} diff ids",
+            manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    manifest.media_type = Some(OCI_MANIFEST.into());
+    manifest.config.media_type = OCI_CONFIG.into();
+    for layer in &mut manifest.layers {
+        layer.media_type = oci_layer_media_type(&layer.media_type)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "layer `{}` has unsupported media type `{}`",
+                    layer.digest, layer.media_type
+                ))
+            })?
+            .to_owned();
+    }
+    let layers = diff_ids
+        .into_iter()
+        .zip(manifest.layers.iter().cloned())
+        .map(|(diff_id, blob)| LayerRef { diff_id, blob })
+        .collect();
+    let bytes = crate::oci::json::to_canonical(&manifest);
+    let manifest_digest = store.put_blob(&bytes).map_err(|source| RegistryError::Store {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        source,
+    })?;
+    Ok(LoadedImage { manifest_digest, config, layers })
+}
