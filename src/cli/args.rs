@@ -22,6 +22,53 @@ pub enum Command {
     Graph(GraphArgs),
     /// Convert a Dockerfile into an equivalent build file
     Import(ImportArgs),
+    /// Resolve every registry reference again and rewrite `stack.lock`
+    Lock(LockArgs),
+    /// Push an image from an OCI layout to a registry
+    Push(PushArgs),
+    /// Store credentials for a registry
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image's name in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to push it, e.g. `registry.example.com/team/app:1.0`
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// The OCI layout holding the image
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Speak plain HTTP to this registry (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// The local store (cache) folder
+    #[arg(long, env = "STACK_CACHE_DIR", value_name = "DIR", hide_env_values = true)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host, e.g. `registry.example.com` or `localhost:5000`
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    /// The user name
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password from standard input (otherwise from `STACK_REGISTRY_PASSWORD`)
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Speak plain HTTP to this registry (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Options shared by the commands that read a build file.
@@ -42,6 +89,12 @@ pub struct FileArgs {
     /// The build context for `copy` (default: the build file's folder)
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
+    /// Speak plain HTTP to this registry (repeatable; loopback registries always are)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Fail instead of changing `stack.lock` (for CI)
+    #[arg(long)]
+    pub locked: bool,
     /// The local store (cache) folder
     #[arg(long, env = "STACK_CACHE_DIR", value_name = "DIR", hide_env_values = true)]
     pub cache_dir: Option<PathBuf>,
@@ -75,6 +128,9 @@ pub struct BuildArgs {
     /// A secret for `run` steps: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
+    /// Also push each image to every tag that names a registry
+    #[arg(long)]
+    pub push: bool,
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,

@@ -18,7 +18,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
-    let resolver = CliResolver::new(&files, &store);
+    let resolver = CliResolver::new(&files, &store, &args.file)?;
     let request = PlanRequest {
         args: args.file.args.iter().cloned().collect(),
         targets: args.file.targets.clone(),
@@ -69,9 +69,14 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         Format::DockerArchive => write_archive(&args.out, &report.images, &store, true),
     };
     result.map_err(|e| fail(error_chain(&e), None))?;
+    resolver.save_lock()?;
     let mut stdout = std::io::stdout().lock();
     for image in &report.images {
         writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+    }
+    drop(stdout);
+    if args.push {
+        super::push::push_all(resolver.registry(), &store, &report.images)?;
     }
     eprintln!(
         "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",

@@ -8,7 +8,7 @@ use crate::plan::{PlanRequest, plan};
 pub(super) fn run(args: &CheckArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
-    let resolver = CliResolver::new(&files, &store);
+    let resolver = CliResolver::new(&files, &store, &args.file)?;
     let request = PlanRequest {
         args: args.file.args.iter().cloned().collect(),
         targets: args.file.targets.clone(),

@@ -11,7 +11,7 @@ use crate::plan::{PlanRequest, plan, to_dot};
 pub(super) fn run(args: &GraphArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
-    let resolver = CliResolver::new(&files, &store);
+    let resolver = CliResolver::new(&files, &store, &args.file)?;
     let request = PlanRequest {
         args: args.file.args.iter().cloned().collect(),
         targets: args.file.targets.clone(),

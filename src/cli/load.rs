@@ -181,22 +181,131 @@ pub(super) fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>)
     }
 }
 
+/// How `stack.lock` is used while resolving registry references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LockMode {
+    /// Use pinned digests; pin new references.
+    Use,
+    /// Resolve every reference again (`stack lock`).
+    Refresh,
+    /// Use pinned digests; a reference that is not pinned is an error (`--locked`).
+    Locked,
+}
+
 /// Resolves images and context files for the planner.
 pub(super) struct CliResolver<'a> {
     pub files: &'a [FileInput],
     pub store: &'a Store,
     contexts: Mutex<HashMap<usize, Arc<Context>>>,
     images: Mutex<HashMap<String, Arc<LoadedImage>>>,
+    registry: crate::registry::Client,
+    lock: Mutex<crate::lockfile::Lock>,
+    lock_path: PathBuf,
+    lock_mode: LockMode,
+    lock_changed: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> CliResolver<'a> {
-    pub(super) fn new(files: &'a [FileInput], store: &'a Store) -> Self {
-        Self {
+    pub(super) fn new(
+        files: &'a [FileInput],
+        store: &'a Store,
+        args: &FileArgs,
+    ) -> Result<Self, Failure> {
+        let mode = if args.locked { LockMode::Locked } else { LockMode::Use };
+        Self::with_mode(files, store, args, mode)
+    }
+
+    pub(super) fn with_mode(
+        files: &'a [FileInput],
+        store: &'a Store,
+        args: &FileArgs,
+        mode: LockMode,
+    ) -> Result<Self, Failure> {
+        let lock_path = lock_path(args);
+        let lock = match fs_err::read_to_string(&lock_path) {
+            Ok(text) => crate::lockfile::Lock::parse(&text).map_err(|e| {
+                fail(e.to_string(), Some("delete it and run `stack lock` to write a new one"))
+            })?,
+            Err(_) => crate::lockfile::Lock::default(),
+        };
+        let opts = crate::registry::ClientOptions {
+            insecure_registries: args.insecure_registries.clone(),
+            ..Default::default()
+        };
+        Ok(Self {
             files,
             store,
             contexts: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
+            registry: crate::registry::Client::new(opts),
+            lock: Mutex::new(lock),
+            lock_path,
+            lock_mode: mode,
+            lock_changed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Writes `stack.lock` when resolving pinned something new (or on `stack lock`).
+    pub(super) fn save_lock(&self) -> Result<(), Failure> {
+        let changed = self.lock_changed.load(std::sync::atomic::Ordering::SeqCst);
+        if changed || self.lock_mode == LockMode::Refresh {
+            let lock = self.lock.lock().expect("no panics while locked");
+            if lock.entries.is_empty() && !self.lock_path.exists() {
+                return Ok(());
+            }
+            let tmp = self.lock_path.with_extension("lock.tmp");
+            fs_err::write(&tmp, lock.render())?;
+            fs_err::rename(&tmp, &self.lock_path)?;
         }
+        Ok(())
+    }
+
+    /// The registry client (for pushes).
+    pub(super) fn registry(&self) -> &crate::registry::Client {
+        &self.registry
+    }
+
+    fn pull(&self, reference: &str) -> Result<Arc<LoadedImage>, String> {
+        let r = crate::registry::Reference::parse(reference).map_err(|e| {
+            format!(
+                "`{reference}` is neither a stage of this build nor a valid image reference: {e}"
+            )
+        })?;
+        let p = crate::registry::host_platform();
+        let platform = match &p.variant {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        };
+        let name = r.to_string();
+        let pinned = if self.lock_mode == LockMode::Refresh {
+            None
+        } else {
+            self.lock.lock().expect("no panics while locked").get(&name, &platform).cloned()
+        };
+        let target = match (&r.digest, pinned) {
+            (None, Some(d)) => r.with_digest(d),
+            (None, None) if self.lock_mode == LockMode::Locked => {
+                return Err(format!(
+                    "`{name}` is not pinned in `{}`, and `--locked` forbids changing it; run `stack lock`",
+                    self.lock_path.display()
+                ));
+            }
+            (Some(_), _) | (None, None) => r.clone(),
+        };
+        let pulled = self.registry.pull_image(&target, self.store).map_err(|e| error_chain(&e))?;
+        if self.lock.lock().expect("no panics while locked").insert(
+            &name,
+            &platform,
+            pulled.registry_digest.clone(),
+        ) {
+            if self.lock_mode == LockMode::Locked {
+                return Err(format!(
+                    "`{name}` resolved to a digest other than the one pinned in `stack.lock`"
+                ));
+            }
+            self.lock_changed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(Arc::new(pulled.image))
     }
 
     fn context(&self, file: usize) -> Result<Arc<Context>, SelectError> {
@@ -217,7 +326,7 @@ impl<'a> CliResolver<'a> {
 impl CliResolver<'_> {
     /// Saves what the contexts' stat caches learned (best effort: a lost cache only costs
     /// hashing next time).
-    pub fn save_stat_caches(&self) {
+    pub(super) fn save_stat_caches(&self) {
         for c in self.contexts.lock().expect("no panics while locked").values() {
             if c.stat_cache.is_dirty() {
                 let _ = self.store.save_stat_cache(&c.root, &c.stat_cache.encode());
@@ -232,13 +341,12 @@ impl Resolver for CliResolver<'_> {
             return Ok(Arc::clone(i));
         }
         let dir = self.files[file].source.name.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
-        let Some(local) = LocalRef::parse(reference, Path::new(&dir)) else {
-            return Err(format!(
-                "`{reference}` is not a stage of this build, and pulling images from registries is not available in this build of stack"
-            ));
+        let image = match LocalRef::parse(reference, Path::new(&dir)) {
+            Some(local) => {
+                Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?)
+            }
+            None => self.pull(reference)?,
         };
-        let image =
-            Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?);
         self.images
             .lock()
             .expect("no panics while locked")
@@ -257,6 +365,18 @@ impl Resolver for CliResolver<'_> {
 }
 
 pub(crate) use crate::diag::error_chain;
+
+/// `stack.lock` sits next to the build file (or Dockerfile).
+fn lock_path(args: &FileArgs) -> PathBuf {
+    let file = args
+        .dockerfile
+        .clone()
+        .or_else(|| args.file.clone())
+        .unwrap_or_else(|| PathBuf::from("stack.kdl"));
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("stack.lock"), |d| d.join("stack.lock"))
+}
 
 /// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default.
 pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {

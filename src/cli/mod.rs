@@ -11,7 +11,10 @@ mod check;
 mod graph;
 mod import;
 mod load;
+mod lock;
+mod login;
 mod output;
+mod push;
 
 use std::process::ExitCode;
 
@@ -52,6 +55,9 @@ pub fn main() -> ExitCode {
         args::Command::Check(a) => check::run(&a),
         args::Command::Graph(a) => graph::run(&a),
         args::Command::Import(a) => import::run(&a),
+        args::Command::Lock(a) => lock::run(&a),
+        args::Command::Login(a) => login::run(&a),
+        args::Command::Push(a) => push_cmd(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +71,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(4)
         }
     }
+}
+
+fn push_cmd(a: &args::PushArgs) -> Result<(), Failure> {
+    let dir = a.cache_dir.clone().unwrap_or_else(crate::store::Store::default_dir);
+    let store = crate::store::Store::open(&dir).map_err(|e| fail(load::error_chain(&e), None))?;
+    let client = crate::registry::Client::new(crate::registry::ClientOptions {
+        insecure_registries: a.insecure_registries.clone(),
+        ..Default::default()
+    });
+    push::push_from_layout(&client, &store, &a.layout, &a.name, &a.target)
 }
 
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
