@@ -119,7 +119,7 @@ pub struct BuildArgs {
     /// Rebuild the steps of these stages (repeatable)
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
-    /// Steps to run at once (default: the number of cores)
+    /// Steps to run at once (default: twice the number of cores, at least 4)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Keep building independent steps after a failure

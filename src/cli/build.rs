@@ -36,12 +36,11 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         epoch: args.source_date_epoch.unwrap_or(0),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
-        jobs: args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-        }),
+        jobs: args.jobs.unwrap_or_else(crate::exec::build::default_jobs),
         secrets: parse_secrets(&args.secrets)?,
         keep_going: args.keep_going,
         explain: args.explain,
+        cancel: std::sync::Arc::default(),
     };
     let progress = Printer { mode: args.progress, plan: &p, lock: Mutex::new(()) };
     let report = match crate::exec::build(&p, &store, &opts, &|e| progress.event(&e)) {
@@ -60,6 +59,10 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
             output::print_report(&Report::new(files[n.file].source.clone(), vec![d]));
             eprintln!("error: the build failed; no image was written");
             return Err(Failure::StepFailed);
+        }
+        Err(BuildError::Interrupted) => {
+            eprintln!("interrupted: the running steps were stopped; no image was written");
+            return Err(Failure::Interrupted);
         }
         Err(e) => return Err(fail(error_chain(&e), None)),
     };

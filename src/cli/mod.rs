@@ -29,6 +29,8 @@ pub enum Failure {
     UserFiles,
     /// A build step failed (its diagnostic was printed).
     StepFailed,
+    /// Ctrl-C or SIGTERM stopped the build.
+    Interrupted,
     /// Anything else: printed as `error:` with its causes.
     Other(Box<dyn std::error::Error + Send + Sync>, Option<String>),
 }
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
         eprintln!("  this is a bug in stack; please report it with the command you ran");
     }));
     let cli = Cli::parse();
+    crate::exec::cancel::install_handlers();
     let color = output::stderr_color();
     let result = match cli.command {
         args::Command::Build(a) => build::run(&a),
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::UserFiles) => ExitCode::from(1),
         Err(Failure::StepFailed) => ExitCode::from(3),
+        Err(Failure::Interrupted) => ExitCode::from(130),
         Err(Failure::Other(e, hint)) => {
             if is_broken_pipe(e.as_ref()) {
                 return ExitCode::SUCCESS;

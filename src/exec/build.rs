@@ -36,6 +36,8 @@ pub struct BuildOptions {
     pub keep_going: bool,
     /// Say why each step that is not reused runs.
     pub explain: bool,
+    /// Set to stop the build: no new steps start and running ones are killed.
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for BuildOptions {
@@ -45,12 +47,20 @@ impl Default for BuildOptions {
             epoch: 0,
             no_cache: false,
             no_cache_stages: Vec::new(),
-            jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            jobs: default_jobs(),
             secrets: BTreeMap::new(),
             keep_going: false,
             explain: false,
+            cancel: std::sync::Arc::default(),
         }
     }
+}
+
+/// Steps run at once by default: twice the cores, at least 4. Steps mostly wait (on a
+/// sandboxed process, on the disk); the CPU-bound work inside them (hashing, compression)
+/// runs on rayon's pool, which is sized to the cores, so more steps than cores pay off.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get).saturating_mul(2).max(4)
 }
 
 /// Where a secret's value comes from.
@@ -122,6 +132,8 @@ pub enum BuildError {
     Step { node: NodeIndex, label: String, message: String, output_tail: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the build was interrupted")]
+    Interrupted,
 }
 
 /// The record stored under a layer step's key.
@@ -141,11 +153,31 @@ pub fn build(
     let mut report = BuildReport::default();
     let order = super::schedule::order(plan);
     let counters = Mutex::new((0usize, 0usize));
-    super::schedule::run(plan, &order, opts.jobs, opts.keep_going, &|node| {
-        let layers = exec_node(plan, node, store, opts, &results, events, &counters)?;
-        results.lock().expect("no panics while locked").insert(node, layers);
-        Ok(())
-    })?;
+    // Ctrl-C reaches the steps through the same flag as a failure.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if super::cancel::interrupted() {
+                    opts.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        });
+        let r =
+            super::schedule::run(plan, &order, opts.jobs, opts.keep_going, &opts.cancel, &|node| {
+                let layers = exec_node(plan, node, store, opts, &results, events, &counters)?;
+                results.lock().expect("no panics while locked").insert(node, layers);
+                Ok(())
+            });
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    });
+    if super::cancel::interrupted() {
+        return Err(BuildError::Interrupted);
+    }
+    result?;
     let (run, reused) = *counters.lock().expect("no panics while locked");
     report.steps_run = run;
     report.steps_reused = reused;

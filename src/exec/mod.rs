@@ -2,6 +2,7 @@
 //! The only module that spawns processes.
 
 pub mod build;
+pub mod cancel;
 mod explain;
 pub mod layers;
 mod run;

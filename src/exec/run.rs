@@ -178,17 +178,21 @@ pub(super) fn run_step(
     };
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut partial = Vec::new();
-    let outcome = sandbox::run(&spec, &mut |bytes| {
-        events(Event::Output { node, bytes: bytes.to_vec() });
-        partial.extend_from_slice(bytes);
-        while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=nl).collect();
-            tail.push_back(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
-            if tail.len() > TAIL_LINES {
-                tail.pop_front();
+    let outcome = sandbox::run_cancellable(
+        &spec,
+        &mut |bytes| {
+            events(Event::Output { node, bytes: bytes.to_vec() });
+            partial.extend_from_slice(bytes);
+            while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=nl).collect();
+                tail.push_back(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+                if tail.len() > TAIL_LINES {
+                    tail.pop_front();
+                }
             }
-        }
-    })
+        },
+        &opts.cancel,
+    )
     .map_err(|e| fail(crate::diag::error_chain(&e), Vec::new()))?;
     if !partial.is_empty() {
         tail.push_back(String::from_utf8_lossy(&partial).into_owned());

@@ -40,6 +40,7 @@ pub(super) fn run(
     order: &[NodeIndex],
     jobs: usize,
     keep_going: bool,
+    cancel: &std::sync::atomic::AtomicBool,
     work: &(dyn Fn(NodeIndex) -> Result<(), BuildError> + Sync),
 ) -> Result<(), BuildError> {
     let in_order: HashSet<NodeIndex> = order.iter().copied().collect();
@@ -70,7 +71,8 @@ pub(super) fn run(
                     let node = {
                         let mut s = state.lock().expect("no panics while locked");
                         loop {
-                            let stop = !keep_going && !s.errors.is_empty();
+                            let stop = (!keep_going && !s.errors.is_empty())
+                                || cancel.load(std::sync::atomic::Ordering::SeqCst);
                             if s.done == total || (stop && s.running == 0) {
                                 cv.notify_all();
                                 return;
@@ -106,7 +108,13 @@ pub(super) fn run(
                             newly.reverse();
                             s.ready.extend(newly);
                         }
-                        Err(e) => s.errors.push(e),
+                        Err(e) => {
+                            if !keep_going {
+                                // Running steps see this and are killed.
+                                cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            s.errors.push(e);
+                        }
                     }
                     cv.notify_all();
                 }

@@ -6,5 +6,6 @@ mod support;
 mod build;
 mod diagnostics;
 mod docs;
+mod parallel;
 mod registry;
 mod run;

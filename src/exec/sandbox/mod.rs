@@ -190,6 +190,8 @@ fn remove_tree(path: &Path) {
 /// Everything that can go wrong running a step.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    #[error("the step was cancelled")]
+    Cancelled,
     #[error("cannot prepare the scratch dir `{}`", path.display())]
     Scratch { path: PathBuf, source: std::io::Error },
     #[error("cannot start the sandbox helper `{}`", exe.display())]
@@ -382,12 +384,31 @@ pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(&[u8])) -> Result<RunOutco
     run_with_helper(spec, output, &Helper::current_exe())
 }
 
+/// Like [`run`], and kills the whole step (the helper, whose death takes the step's PID
+/// namespace with it) as soon as `cancel` becomes true.
+pub fn run_cancellable(
+    spec: &SandboxSpec,
+    output: &mut dyn FnMut(&[u8]),
+    cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<RunOutcome, SandboxError> {
+    run_inner(spec, output, &Helper::current_exe(), Some(cancel))
+}
+
 /// Runs the command, streaming its combined stdout and stderr to `output` chunk by chunk,
 /// and returns its status and its changes (on failure too).
 pub fn run_with_helper(
     spec: &SandboxSpec,
     output: &mut dyn FnMut(&[u8]),
     helper: &Helper,
+) -> Result<RunOutcome, SandboxError> {
+    run_inner(spec, output, helper, None)
+}
+
+fn run_inner(
+    spec: &SandboxSpec,
+    output: &mut dyn FnMut(&[u8]),
+    helper: &Helper,
+    cancel: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<RunOutcome, SandboxError> {
     use std::process::{Command, Stdio};
     let exe = helper.program.clone();
@@ -417,6 +438,24 @@ pub fn run_with_helper(
     })?;
     let mut stdin = child.stdin.take();
     let mut stderr = child.stderr.take();
+    // A watcher kills the helper when the build is cancelled; `finished` stops it.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = cancel.map(|cancel| {
+        let (cancel, finished) = (std::sync::Arc::clone(cancel), std::sync::Arc::clone(&finished));
+        let pid = rustix::process::Pid::from_raw(child.id() as i32);
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            while !finished.load(Ordering::SeqCst) {
+                if cancel.load(Ordering::SeqCst) {
+                    if let Some(pid) = pid {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    });
     // Plain threads (never rayon workers) feed the spec, collect the helper's diagnostics,
     // and wait for it; this thread streams the output.
     let feeder = std::thread::spawn(move || {
@@ -453,6 +492,13 @@ pub fn run_with_helper(
     let diag = diag.join().unwrap_or_default();
     let (result, status) =
         waiter.join().expect("the sandbox waiter thread panicked (a bug in stack)");
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
+    if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+        return Err(SandboxError::Cancelled);
+    }
     let result = result.map_err(|source| SandboxError::Pipe {
         exe: exe.clone(),
         what: "result pipe",
