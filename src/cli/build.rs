@@ -2,14 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Mutex;
 use std::time::Instant;
 
-use super::args::{BuildArgs, CompressionArg, Format, Progress};
+use super::args::{BuildArgs, CompressionArg, Format};
 use super::load::{CliResolver, error_chain, load_files, open_store, print_plan_errors};
 use super::{Failure, fail, output};
 use crate::diag::{Diagnostic, Report};
-use crate::exec::{BuildError, BuildOptions, Event, SecretValue};
+use crate::exec::{BuildError, BuildOptions, SecretValue};
 use crate::oci::compress::Compression;
 use crate::oci::layout::{write_archive, write_layout};
 use crate::plan::{PlanRequest, plan};
@@ -42,8 +41,10 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         explain: args.explain,
         cancel: std::sync::Arc::default(),
     };
-    let progress = Printer { mode: args.progress, plan: &p, lock: Mutex::new(()) };
-    let report = match crate::exec::build(&p, &store, &opts, &|e| progress.event(&e)) {
+    let progress = super::progress::Printer::new(args.progress, &p);
+    let built = crate::exec::build(&p, &store, &opts, &|e| progress.event(&e));
+    progress.finish();
+    let report = match built {
         Ok(r) => r,
         Err(BuildError::Step { node, label, message, output_tail }) => {
             let n = &p.graph[node];
@@ -117,93 +118,4 @@ fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Fail
         out.insert(id, value);
     }
     Ok(out)
-}
-
-/// Prints build events as plain lines (one per event) or JSON objects.
-struct Printer<'a> {
-    mode: Progress,
-    plan: &'a crate::plan::Plan,
-    lock: Mutex<()>,
-}
-
-impl Printer<'_> {
-    fn event(&self, e: &Event) {
-        let _guard = self.lock.lock();
-        let name = |n: petgraph::stable_graph::NodeIndex| {
-            let node = &self.plan.graph[n];
-            if node.stage.is_empty() {
-                node.label.clone()
-            } else {
-                format!("[{}] {}", node.stage, node.label)
-            }
-        };
-        let mut err = std::io::stderr().lock();
-        if self.mode == Progress::Json {
-            let v = match e {
-                Event::Started { node } => {
-                    serde_json::json!({"event": "started", "step": name(*node)})
-                }
-                Event::Reused { node } => {
-                    serde_json::json!({"event": "reused", "step": name(*node)})
-                }
-                Event::Output { node, bytes } => {
-                    serde_json::json!({"event": "output", "step": name(*node), "text": String::from_utf8_lossy(bytes)})
-                }
-                Event::Finished { node, elapsed, layer } => {
-                    serde_json::json!({"event": "finished", "step": name(*node), "seconds": elapsed.as_secs_f64(), "layer_bytes": layer})
-                }
-                Event::Failed { node, message } => {
-                    serde_json::json!({"event": "failed", "step": name(*node), "message": message})
-                }
-                Event::Explain { node, reasons } => {
-                    serde_json::json!({"event": "explain", "step": name(*node), "reasons": reasons})
-                }
-            };
-            let _ = writeln!(err, "{v}");
-            return;
-        }
-        let _ = match e {
-            Event::Started { node } => writeln!(err, "{} ...", name(*node)),
-            Event::Reused { node } => writeln!(err, "{} (cached)", name(*node)),
-            Event::Output { node, bytes } => {
-                let prefix = format!("[{}]", self.plan.graph[*node].stage);
-                for line in String::from_utf8_lossy(bytes).lines() {
-                    let _ = writeln!(err, "{prefix} | {line}");
-                }
-                Ok(())
-            }
-            Event::Finished { node, elapsed, layer } => match layer {
-                Some(bytes) => writeln!(
-                    err,
-                    "{} done in {:.2}s ({})",
-                    name(*node),
-                    elapsed.as_secs_f64(),
-                    human(*bytes)
-                ),
-                None => writeln!(
-                    err,
-                    "{} done in {:.2}s (no changes)",
-                    name(*node),
-                    elapsed.as_secs_f64()
-                ),
-            },
-            Event::Failed { node, message } => writeln!(err, "{} FAILED: {message}", name(*node)),
-            Event::Explain { node, reasons } => {
-                for r in reasons {
-                    let _ = writeln!(err, "{} runs because {r}", name(*node));
-                }
-                Ok(())
-            }
-        };
-    }
-}
-
-fn human(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
-    } else if bytes >= 1 << 10 {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
 }

@@ -14,6 +14,7 @@ mod load;
 mod lock;
 mod login;
 mod output;
+mod progress;
 mod push;
 
 use std::process::ExitCode;
