@@ -40,14 +40,13 @@ impl<'a> Printer<'a> {
     pub(super) fn new(mode: Progress, plan: &'a Plan) -> Self {
         let mode = match mode {
             Progress::Json => Mode::Json,
-            Progress::Plain => Mode::Plain,
             Progress::Auto
                 if std::io::IsTerminal::is_terminal(&std::io::stderr())
                     && std::env::var_os("CI").is_none() =>
             {
                 Mode::Live
             }
-            Progress::Auto => Mode::Plain,
+            Progress::Auto | Progress::Plain => Mode::Plain,
         };
         let live = Live {
             multi: (mode == Mode::Live)
@@ -177,7 +176,7 @@ impl<'a> Printer<'a> {
                         elapsed.as_secs_f64(),
                         self.name(*node),
                         size(*layer)
-                    )
+                    );
                 });
             }
             Event::Failed { node, message } => {

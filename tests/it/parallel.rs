@@ -1,6 +1,7 @@
 //! The scheduler: parallel stages give the same images at any `--jobs`, a failure cancels
 //! running steps, Ctrl-C stops the build and leaves nothing behind, and `--explain` says why.
 
+use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use crate::support::{busybox_base, run_stack, skip, stack, stderr, stdout, write_files};
@@ -16,14 +17,23 @@ fn sandbox_ready() -> bool {
 fn stages(base: &std::path::Path, bad: bool) -> String {
     let mut s = String::from("stack version=1\n");
     for name in ["a", "b", "c", "d"] {
-        s.push_str(&format!("stage {name} {{\n    from \"oci:{}:base\"\n    run \"echo {name} > /{name}.out\"\n}}\n", base.display()));
+        let _ = write!(
+            s,
+            "stage {name} {{\n    from \"oci:{}:base\"\n    run \"echo {name} > /{name}.out\"\n}}\n",
+            base.display()
+        );
     }
     if bad {
-        s.push_str(&format!("stage slow {{\n    from \"oci:{}:base\"\n    run \"sleep 60\"\n}}\nstage bad {{\n    from \"oci:{}:base\"\n    run \"sleep 0.3; exit 4\"\n}}\n", base.display(), base.display()));
+        let _ = write!(
+            s,
+            "stage slow {{\n    from \"oci:{}:base\"\n    run \"sleep 60\"\n}}\nstage bad {{\n    from \"oci:{}:base\"\n    run \"sleep 0.3; exit 4\"\n}}\n",
+            base.display(),
+            base.display()
+        );
     }
-    s.push_str(&format!("image all {{\n    from \"oci:{}:base\"\n", base.display()));
+    let _ = write!(s, "image all {{\n    from \"oci:{}:base\"\n", base.display());
     for name in ["a", "b", "c", "d"] {
-        s.push_str(&format!("    copy \"/{name}.out\" to=\"/out/{name}\" from={name}\n"));
+        let _ = writeln!(s, "    copy \"/{name}.out\" to=\"/out/{name}\" from={name}");
     }
     if bad {
         s.push_str("    copy \"/etc/passwd\" to=\"/x\" from=slow\n    copy \"/etc/passwd\" to=\"/y\" from=bad\n");
