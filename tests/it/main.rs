@@ -6,4 +6,5 @@ mod support;
 mod build;
 mod diagnostics;
 mod docs;
+mod equivalence;
 mod run;
