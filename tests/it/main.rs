@@ -7,4 +7,5 @@ mod build;
 mod diagnostics;
 mod docs;
 mod equivalence;
+mod realworld;
 mod run;
