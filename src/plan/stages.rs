@@ -41,7 +41,7 @@ pub(super) struct Planner<'a> {
 struct StageEnd {
     node: NodeIndex,
     config: ImageConfig,
-    /// The stage's args at its end: a stage built `from` it starts with them, as in BuildKit.
+    /// The stage's args at its end: a stage built `from` it starts with them, as in `BuildKit`.
     args: BTreeMap<String, String>,
 }
 
@@ -542,17 +542,14 @@ impl<'a> Planner<'a> {
                     } else {
                         self.globals.get(&decl.name.value).cloned()
                     };
-                    match value {
-                        Some(v) => {
-                            stage_args.insert(decl.name.value.clone(), v);
-                            unset_args.remove(&decl.name.value);
-                        }
-                        None => {
-                            // Declared without a value: `${NAME}` is empty, and `run` steps
-                            // do not see it at all (BuildKit leaves it unset).
-                            stage_args.insert(decl.name.value.clone(), String::new());
-                            unset_args.insert(decl.name.value.clone());
-                        }
+                    if let Some(v) = value {
+                        stage_args.insert(decl.name.value.clone(), v);
+                        unset_args.remove(&decl.name.value);
+                    } else {
+                        // Declared without a value: `${NAME}` is empty, and `run` steps do
+                        // not see it at all (BuildKit leaves it unset).
+                        stage_args.insert(decl.name.value.clone(), String::new());
+                        unset_args.insert(decl.name.value.clone());
                     }
                     continue;
                 }
@@ -1093,7 +1090,7 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// The platform args BuildKit predefines in the global scope, for `linux/<host arch>`:
+/// The platform args `BuildKit` predefines in the global scope, for `linux/<host arch>`:
 /// `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` and their `BUILD…` twins.
 pub(crate) fn predefined_args() -> Vec<(&'static str, String)> {
     let arch = crate::oci::image::host_arch();

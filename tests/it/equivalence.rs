@@ -484,7 +484,7 @@ RUN echo "$GREETING $LEVEL." > /final.txt
         Case {
             name: "copy-from",
             files: vec![dockerfile(
-                r#"FROM ${BASE} AS builder
+                r"FROM ${BASE} AS builder
 RUN mkdir -p /out/bin /out/empty /out/private && echo tool > /out/bin/tool && chmod 0755 /out/bin/tool \
  && echo secret > /out/private/key && chmod 0700 /out/private && chmod 0600 /out/private/key \
  && chown -R 1000:50 /out/private && ln -s bin/tool /out/link && echo data > /data.txt \
@@ -500,7 +500,7 @@ COPY --from=builder /out/link /linkcopy
 COPY --from=builder /srcdir /dstdir
 COPY --from=builder /srcdir/a /new/parent/dirs/
 COPY --from=builder --chown=1000:50 /srcdir/a /owned/parents/
-"#,
+",
             )],
             targets: &[],
             ignore: &[],
@@ -561,7 +561,7 @@ COPY src /whole-src
             name: "add-archive",
             files: vec![
                 dockerfile(
-                    r#"FROM ${BASE}
+                    r"FROM ${BASE}
 ADD pkg.tar.gz /opt/
 ADD plain.tar /plain/
 ADD --chown=app:staff notes.txt /notes/
@@ -569,7 +569,7 @@ ADD notes.txt /notes-root.txt
 ADD *.txt /globbed/
 WORKDIR /srv
 ADD pkg.tar.gz unpacked-here
-"#,
+",
                 ),
                 ("notes.txt", "notes\n".into()),
             ],
