@@ -39,9 +39,18 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let context_dir = args.context.clone().unwrap_or_else(|| dir.clone());
     let (name, text) = if dockerfile {
-        let opts = crate::dockerfile::ImportOptions {
-            image_name: Some("app".to_owned()),
-            ..Default::default()
+        // `--target STAGE` exports that stage under its own name, as `docker build --target`
+        // does; without one the last stage is the image `app`.
+        let opts = match args.targets.as_slice() {
+            [t] => crate::dockerfile::ImportOptions {
+                target: Some(t.clone()),
+                image_name: Some(t.clone()),
+                ..Default::default()
+            },
+            _ => crate::dockerfile::ImportOptions {
+                image_name: Some("app".to_owned()),
+                ..Default::default()
+            },
         };
         let src = SourceFile::new(path.display().to_string(), text.clone());
         match crate::dockerfile::import(&text, &opts) {

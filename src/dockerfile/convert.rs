@@ -317,6 +317,7 @@ impl Converter<'_> {
         let mut from_line = match parent {
             Some(p) => {
                 scope.env.clone_from(&scopes[p].env);
+                scope.stage_args.clone_from(&scopes[p].stage_args);
                 scope.shell.clone_from(&scopes[p].shell);
                 format!("{STEP}from {}", ident_or_string(&self.stages[p].emitted))
             }
@@ -757,7 +758,7 @@ impl Converter<'_> {
                     }
                 }
             } else {
-                literal(&body)
+                body.clone()
             };
             let mut s = format!("file {}", string(&path));
             if let Some(v) = &chmod {
@@ -765,6 +766,11 @@ impl Converter<'_> {
             }
             if let Some(v) = &chown {
                 let _ = write!(s, " chown={}", string(v));
+            }
+            // Only an expanding heredoc with a reference (or an escaped `$${`) needs stack to
+            // expand the content; any other content is written as it is.
+            if doc.expand && content.contains("${") {
+                s.push_str(" expand=#true");
             }
             let _ = write!(s, " {}", Self::string_at(&content, STEP));
             self.line(&s);

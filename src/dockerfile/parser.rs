@@ -1341,9 +1341,9 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
     if m.sharing.is_some() && t != MountType::Cache {
         return Err(format!("`sharing` is only valid for cache mounts, not `{}`", type_name(t)));
     }
-    if t != MountType::Secret && t != MountType::Ssh && t != MountType::Tmpfs && m.target.is_none()
-    {
-        return Err(format!("a `{}` mount needs a `target`", type_name(t)));
+    if t != MountType::Secret && t != MountType::Ssh && m.target.is_none() {
+        // BuildKit mounts a mount without a target at the working folder.
+        m.target = Some(".".into());
     }
     Ok(m)
 }

@@ -256,10 +256,9 @@ fn exec_node(
             let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
             layers::file_entries(op, &target, opts.epoch).map_err(lerr)?
         }
-        Op::Workdir { path } => {
+        Op::Workdir { path, user } => {
             let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
-            let user = plan_user(plan, node);
-            layers::workdir_entries(path, &user, &target, opts.epoch).map_err(lerr)?
+            layers::workdir_entries(path, user, &target, opts.epoch).map_err(lerr)?
         }
         Op::Run(op) => {
             return super::run::run_step(plan, node, op, &parent_layers, store, opts, events, &get)
@@ -299,11 +298,6 @@ pub(super) fn record(
 }
 
 /// The `user` in effect at a node, found from the plan's run ops or config (for workdir).
-fn plan_user(plan: &Plan, node: NodeIndex) -> String {
-    let _ = (plan, node);
-    String::new()
-}
-
 /// Builds the config and manifest of one image and stores them.
 fn assemble(
     plan: &Plan,

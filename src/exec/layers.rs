@@ -186,7 +186,7 @@ pub fn copy_entries(
             });
         }
     }
-    finish_entries(out, target, epoch)
+    finish_entries(out, target, epoch, owner.unwrap_or((0, 0)))
 }
 
 fn existing_dir(view: &View, path: &str) -> Option<(u32, u32, u32, i64)> {
@@ -194,8 +194,15 @@ fn existing_dir(view: &View, path: &str) -> Option<(u32, u32, u32, i64)> {
     e.is_dir().then_some((e.mode, e.uid, e.gid, e.mtime))
 }
 
-/// Dedupes by path (last wins), adds missing parents with their existing metadata.
-fn finish_entries(out: Vec<Entry>, target: &View, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+/// Dedupes by path (last wins), adds missing parents with their existing metadata; folders
+/// that do not exist yet are created `0755` and owned by `owner`, as `BuildKit` creates them
+/// for `COPY --chown` and for `WORKDIR` under `USER`.
+fn finish_entries(
+    out: Vec<Entry>,
+    target: &View,
+    epoch: i64,
+    owner: (u32, u32),
+) -> Result<Vec<Entry>, LayerError> {
     let mut by_path: std::collections::BTreeMap<String, Entry> = std::collections::BTreeMap::new();
     for e in out {
         if e.path.is_empty() {
@@ -204,7 +211,9 @@ fn finish_entries(out: Vec<Entry>, target: &View, epoch: i64) -> Result<Vec<Entr
         by_path.insert(e.path.clone(), e);
     }
     let mut entries: Vec<Entry> = by_path.into_values().collect();
-    add_missing_parents(&mut entries, &|p| existing_dir(target, p).or(Some((0o755, 0, 0, epoch))));
+    add_missing_parents(&mut entries, &|p| {
+        existing_dir(target, p).or(Some((0o755, owner.0, owner.1, epoch)))
+    });
     Ok(entries)
 }
 
@@ -282,7 +291,40 @@ fn unpack_archive(item: &Selected, dest: &str, epoch: i64) -> Result<Vec<Entry>,
         entry.mtime = entry.mtime.min(epoch);
         out.push(entry);
     }
+    order_hardlinks(&mut out);
     Ok(out)
+}
+
+/// Makes the first path (in the layer's sorted order) of every hard-link group the file and
+/// the others links to it: an archive may name a link before its target sorts, and a layer
+/// tar is written sorted, where a link must follow the file it names.
+fn order_hardlinks(entries: &mut [Entry]) {
+    let mut groups: std::collections::BTreeMap<String, Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let EntryKind::Hardlink { target } = &e.kind {
+            groups.entry(target.clone()).or_default().push(i);
+        }
+    }
+    for (target, links) in groups {
+        let Some(file) = entries.iter().position(|e| e.path == target) else { continue };
+        let Some(&first) = links.iter().min_by(|a, b| entries[**a].path.cmp(&entries[**b].path))
+        else {
+            continue;
+        };
+        if entries[first].path > entries[file].path {
+            continue;
+        }
+        let new_target = entries[first].path.clone();
+        let file_entry = entries[file].clone();
+        entries[first] = Entry { path: new_target.clone(), ..file_entry };
+        entries[file].kind = EntryKind::Hardlink { target: new_target.clone() };
+        for &i in &links {
+            if i != first {
+                entries[i].kind = EntryKind::Hardlink { target: new_target.clone() };
+            }
+        }
+    }
 }
 
 /// Entries for a `file` step.
@@ -301,7 +343,7 @@ pub fn file_entries(op: &FileOp, target: &View, epoch: i64) -> Result<Vec<Entry>
         mtime: epoch,
         xattrs: Vec::new(),
     };
-    finish_entries(vec![e], target, epoch)
+    finish_entries(vec![e], target, epoch, (uid, gid))
 }
 
 /// Entries for a `workdir` step: nothing when the folder exists.
@@ -326,7 +368,7 @@ pub fn workdir_entries(
         mtime: epoch,
         xattrs: Vec::new(),
     };
-    finish_entries(vec![e], target, epoch)
+    finish_entries(vec![e], target, epoch, (uid, gid))
 }
 
 fn join(dir: &str, name: &str) -> String {

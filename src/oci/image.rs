@@ -107,6 +107,8 @@ impl ImageConfig {
         let mut c = Map::new();
         // Like BuildKit, an empty image still gets a PATH so that later steps find programs.
         c.insert("Env".into(), Value::Array(vec![Value::String(format!("PATH={DEFAULT_PATH}"))]));
+        // BuildKit's empty image starts in `/` too.
+        c.insert("WorkingDir".into(), Value::String("/".into()));
         m.insert("config".into(), Value::Object(c));
         m.insert("rootfs".into(), serde_json::json!({"type": "layers", "diff_ids": []}));
         Self(m)

@@ -113,9 +113,11 @@ pub enum Op {
     },
     Copy(CopyOp),
     File(FileOp),
-    /// Creates the working folder when the file system lacks it.
+    /// Creates the working folder when the file system lacks it, owned by `user` (the
+    /// image's `USER` at that point, empty for root), as `BuildKit` does.
     Workdir {
         path: String,
+        user: String,
     },
     Run(RunOp),
     /// Changes only the image config.

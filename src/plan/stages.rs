@@ -41,6 +41,8 @@ pub(super) struct Planner<'a> {
 struct StageEnd {
     node: NodeIndex,
     config: ImageConfig,
+    /// The stage's args at its end: a stage built `from` it starts with them, as in `BuildKit`.
+    args: BTreeMap<String, String>,
 }
 
 /// A reference to something a stage depends on, and where it is written.
@@ -131,6 +133,10 @@ impl<'a> Planner<'a> {
     }
 
     fn collect_globals(&mut self) {
+        for (name, value) in predefined_args() {
+            let value = self.request.args.get(name).cloned().unwrap_or(value);
+            self.globals.insert(name.to_owned(), value);
+        }
         for (fi, file) in self.files.iter().enumerate() {
             for arg in &file.ast.args {
                 let name = arg.name.value.clone();
@@ -480,18 +486,26 @@ impl<'a> Planner<'a> {
             Ok(v) => v,
             Err(d) => return self.error(fi, d),
         };
+        let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
         let (mut parent, mut config) = if base_value == "scratch" {
             (self.scratch_node(), ImageConfig::scratch())
         } else if let Some(end) = self.done.get(&base_value) {
+            stage_args.clone_from(&end.args);
             (end.node, end.config.clone())
         } else {
             match self.base_node(&base_value, fi, base.span) {
-                Some(x) => x,
+                Some((node, mut config)) => {
+                    // BuildKit gives an image without `PATH` the default one.
+                    if config.env_var("PATH").is_none() {
+                        config.set_env("PATH", DEFAULT_PATH);
+                    }
+                    (node, config)
+                }
                 None => return,
             }
         };
-        let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
         let mut cmd_set_here = false;
+        let mut unset_args: BTreeSet<String> = BTreeSet::new();
         for (step_no, step) in target.steps.iter().enumerate().skip(1) {
             let label = self.label(fi, step.span);
             let parent_node = &self.graph[parent];
@@ -528,13 +542,21 @@ impl<'a> Planner<'a> {
                 StepKind::From { .. } => continue,
                 StepKind::Arg(decl) => {
                     let value = if let Some(v) = self.request.args.get(&decl.name.value) {
-                        v.clone()
+                        Some(v.clone())
                     } else if let Some(d) = &decl.default {
-                        expand!(d)
+                        Some(expand!(d))
                     } else {
-                        self.globals.get(&decl.name.value).cloned().unwrap_or_default()
+                        self.globals.get(&decl.name.value).cloned()
                     };
-                    stage_args.insert(decl.name.value.clone(), value);
+                    if let Some(v) = value {
+                        stage_args.insert(decl.name.value.clone(), v);
+                        unset_args.remove(&decl.name.value);
+                    } else {
+                        // Declared without a value: `${NAME}` is empty, and `run` steps do
+                        // not see it at all (BuildKit leaves it unset).
+                        stage_args.insert(decl.name.value.clone(), String::new());
+                        unset_args.insert(decl.name.value.clone());
+                    }
                     continue;
                 }
                 StepKind::Env(pairs) => {
@@ -577,7 +599,7 @@ impl<'a> Planner<'a> {
                         key,
                         fs_key: key,
                         parent: Some(parent),
-                        op: Op::Workdir { path },
+                        op: Op::Workdir { path, user },
                     }
                 }
                 StepKind::User(u) => {
@@ -655,6 +677,8 @@ impl<'a> Planner<'a> {
                         Some(c) => Some(expand!(c)),
                         None => None,
                     };
+                    let content =
+                        if f.expand { expand!(&f.content) } else { f.content.value.clone() };
                     let chmod = match &f.chmod {
                         Some(m) => match self.mode(fi, m) {
                             Some(m) => m,
@@ -665,16 +689,11 @@ impl<'a> Planner<'a> {
                     let key = KeyHasher::new("file")
                         .digest(&parent_fs)
                         .str(&path)
-                        .str(&f.content.value)
+                        .str(&content)
                         .opt_str(chown.as_deref())
                         .u64(u64::from(chmod))
                         .finish();
-                    let op = Op::File(FileOp {
-                        path,
-                        content: f.content.value.clone().into_bytes(),
-                        chown,
-                        chmod,
-                    });
+                    let op = Op::File(FileOp { path, content: content.into_bytes(), chown, chmod });
                     Node {
                         identity: String::new(),
                         inputs: Vec::new(),
@@ -711,7 +730,7 @@ impl<'a> Planner<'a> {
                 }
                 StepKind::Run(r) => {
                     let Some((op, key, sources, inputs)) =
-                        self.run_step(fi, r, &stage_args, &config, parent_fs)
+                        self.run_step(fi, r, &stage_args, &unset_args, &config, parent_fs)
                     else {
                         continue;
                     };
@@ -738,7 +757,7 @@ impl<'a> Planner<'a> {
             }
             parent = self.add_node(node, &[]);
         }
-        self.done.insert(name.to_owned(), StageEnd { node: parent, config });
+        self.done.insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args });
     }
 
     fn mode(&mut self, file: usize, m: &Spanned<String>) -> Option<u32> {
@@ -952,6 +971,7 @@ impl<'a> Planner<'a> {
         fi: usize,
         r: &RunStep,
         stage_args: &BTreeMap<String, String>,
+        unset_args: &BTreeSet<String>,
         config: &ImageConfig,
         parent_fs: Digest,
     ) -> Option<(RunOp, Digest, Vec<NodeIndex>, Vec<(String, String)>)> {
@@ -967,12 +987,12 @@ impl<'a> Planner<'a> {
             shell.push(join_commands(&commands));
             shell
         };
-        // The image environment, then build args that it does not set (Docker's rule).
+        // The image environment, then the stage's args that it does not set (Docker's rule:
+        // a top-level arg reaches `run` only through an `arg` in the stage, so changing one
+        // never invalidates the steps of stages that do not declare it).
         let mut env = config.env();
-        let mut args: BTreeMap<&String, &String> = self.globals.iter().collect();
-        args.extend(stage_args.iter());
-        for (k, v) in args {
-            if !env.iter().any(|(ek, _)| ek == k) {
+        for (k, v) in stage_args {
+            if !unset_args.contains(k) && !env.iter().any(|(ek, _)| ek == k) {
                 env.push((k.clone(), v.clone()));
             }
         }
@@ -1151,7 +1171,10 @@ fn simple_inputs(op: &Op, parent_fs: Digest) -> Vec<(String, String)> {
             inputs.push(("content".into(), Digest::of(&f.content).short()));
             inputs.push(("options".into(), format!("chown={:?} chmod={:o}", f.chown, f.chmod)));
         }
-        Op::Workdir { path } => inputs.push(("path".into(), path.clone())),
+        Op::Workdir { path, user } => {
+            inputs.push(("path".into(), path.clone()));
+            inputs.push(("user".into(), user.clone()));
+        }
         _ => {}
     }
     inputs
@@ -1167,6 +1190,31 @@ fn mount_summary(m: &PlannedMount) -> String {
         PlannedMount::BindNode { source, target, .. }
         | PlannedMount::BindContext { source, target, .. } => format!("bind {source} {target}"),
     }
+}
+
+/// The platform args `BuildKit` predefines in the global scope, for `linux/<host arch>`:
+/// `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` and their `BUILD…` twins.
+pub(crate) fn predefined_args() -> Vec<(&'static str, String)> {
+    let arch = crate::oci::image::host_arch();
+    let variant = match std::env::consts::ARCH {
+        "arm" => "v7",
+        _ => "",
+    };
+    let platform = if variant.is_empty() {
+        format!("linux/{arch}")
+    } else {
+        format!("linux/{arch}/{variant}")
+    };
+    vec![
+        ("TARGETPLATFORM", platform.clone()),
+        ("TARGETOS", "linux".to_owned()),
+        ("TARGETARCH", arch.to_owned()),
+        ("TARGETVARIANT", variant.to_owned()),
+        ("BUILDPLATFORM", platform),
+        ("BUILDOS", "linux".to_owned()),
+        ("BUILDARCH", arch.to_owned()),
+        ("BUILDVARIANT", variant.to_owned()),
+    ]
 }
 
 /// Drops the parts of a base config that the executor rebuilds.

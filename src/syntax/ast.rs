@@ -194,6 +194,9 @@ pub struct FileStep {
     pub content: Spanned<String>,
     pub chown: Option<Spanned<String>>,
     pub chmod: Option<Spanned<String>>,
+    /// `expand=#true`: `${…}` in the content is expanded like any other value (an unquoted
+    /// Dockerfile heredoc).
+    pub expand: bool,
 }
 
 #[derive(Debug, Clone)]

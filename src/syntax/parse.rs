@@ -359,7 +359,7 @@ impl Parser {
             "run" | "exec" => StepKind::Run(self.run(node, &e, name == "exec")?),
             "copy" | "add" => StepKind::Copy(self.copy(node, &e, name == "add")?),
             "file" => {
-                self.only_props(node, &e, &["chown", "chmod"]);
+                self.only_props(node, &e, &["chown", "chmod", "expand"]);
                 self.exact_args(node, &e, 2, "a destination path and the file's content");
                 if e.args.len() < 2 {
                     return None;
@@ -368,7 +368,8 @@ impl Parser {
                 let content = self.string(e.args[1])?;
                 let chown = e.prop("chown").and_then(|p| self.scalar(p));
                 let chmod = e.prop("chmod").and_then(|p| self.scalar(p));
-                StepKind::File(FileStep { path, content, chown, chmod })
+                let expand = e.prop("expand").is_some_and(|p| self.bool(p));
+                StepKind::File(FileStep { path, content, chown, chmod, expand })
             }
             "arg" => StepKind::Arg(self.arg(node)?),
             "env" | "label" => {

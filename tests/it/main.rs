@@ -6,6 +6,8 @@ mod support;
 mod build;
 mod diagnostics;
 mod docs;
+mod equivalence;
 mod parallel;
+mod realworld;
 mod registry;
 mod run;

@@ -143,7 +143,7 @@ fn explain_names_what_changed() {
             (
                 "stack.kdl",
                 &format!(
-                    "stack version=1\narg V default=\"1\"\nimage a {{\n    from \"oci:{}:base\"\n    copy \"src/\" to=\"/src/\"\n    env E=\"x\"\n    run \"echo $V $E > /v\"\n}}\n",
+                    "stack version=1\narg V default=\"1\"\nimage a {{\n    from \"oci:{}:base\"\n    arg V\n    copy \"src/\" to=\"/src/\"\n    env E=\"x\"\n    run \"echo $V $E > /v\"\n}}\n",
                     base.display()
                 ),
             ),

@@ -1,6 +1,6 @@
 //! Resolves a `user` string (`name[:group]`, `uid[:gid]`) through the image's `/etc/passwd`
 //! and `/etc/group`, like Docker: numeric ids need no entry, names must exist, supplementary
-//! groups are every group listing the user by name.
+//! groups are every group listing the user by name (only when the group is not given).
 //!
 //! Invariant: pure functions over file contents; no IO here.
 
@@ -9,7 +9,8 @@
 pub(crate) struct ResolvedUser {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
-    /// Supplementary groups, primary gid first, without duplicates.
+    /// Supplementary groups: those listing the user by name, as runc sets them (the primary
+    /// gid only when a group lists the user), none when the group is given.
     pub(crate) groups: Vec<u32>,
     /// The home directory from `/etc/passwd` (`/` when unknown).
     pub(crate) home: String,
@@ -75,8 +76,10 @@ pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedU
         },
         None => entry.as_ref().map_or(0, |e| e.gid),
     };
-    let mut groups = vec![gid];
-    if let Some(e) = &entry {
+    let mut groups = Vec::new();
+    // runc (and so BuildKit) adds supplementary groups only in the implicit form: a `user`
+    // that names its group runs with that group alone.
+    if let Some(e) = entry.as_ref().filter(|_| grp.is_none()) {
         for (_, g, members) in group_entries(group) {
             if members.contains(&e.name) && !groups.contains(&g) {
                 groups.push(g);
@@ -97,14 +100,14 @@ mod tests {
     #[test]
     fn names_ids_and_groups_resolve_like_docker() {
         let app = resolve("app", PASSWD, GROUP).unwrap();
-        assert_eq!((app.uid, app.gid, app.groups.clone()), (1000, 1000, vec![1000, 10, 29]));
+        assert_eq!((app.uid, app.gid, app.groups.clone()), (1000, 1000, vec![10, 29]));
         assert_eq!(app.home, "/home/app");
         let by_id = resolve("1000", PASSWD, GROUP).unwrap();
         assert_eq!(by_id, app);
         let explicit = resolve("app:wheel", PASSWD, GROUP).unwrap();
-        assert_eq!((explicit.gid, explicit.groups), (10, vec![10, 29]));
+        assert_eq!((explicit.gid, explicit.groups), (10, vec![]));
         let unknown = resolve("4242:77", PASSWD, GROUP).unwrap();
-        assert_eq!((unknown.uid, unknown.gid, unknown.groups), (4242, 77, vec![77]));
+        assert_eq!((unknown.uid, unknown.gid, unknown.groups), (4242, 77, vec![]));
         assert_eq!(resolve("", PASSWD, GROUP).unwrap().uid, 0);
         assert!(resolve("nobody", PASSWD, GROUP).unwrap_err().contains("`nobody`"));
         assert!(resolve("app:nogroup", PASSWD, GROUP).unwrap_err().contains("`nogroup`"));

@@ -1,0 +1,5 @@
+FROM alpine:3.20
+RUN apk add --no-cache ca-certificates curl tzdata \
+ && update-ca-certificates
+ENV TZ=UTC
+CMD ["/bin/sh"]

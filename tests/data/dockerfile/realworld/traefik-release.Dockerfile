@@ -1,0 +1,7 @@
+FROM alpine:3.20
+RUN apk add --no-cache --no-progress ca-certificates tzdata
+ARG TARGETPLATFORM
+COPY ./dist/$TARGETPLATFORM/traefik /
+EXPOSE 80
+VOLUME ["/tmp"]
+ENTRYPOINT ["/traefik"]
