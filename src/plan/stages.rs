@@ -423,6 +423,18 @@ impl<'a> Planner<'a> {
             let config = image.config.clone();
             return Some((*n, strip(config)));
         }
+        // A plain word close to a stage name is a typo, not an image to pull from Docker Hub.
+        if !reference.contains(['/', ':', '@', '.']) {
+            let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
+            if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
+                self.error(
+                    file,
+                    Diagnostic::error("unknown-stage", format!("`{reference}` is not a stage of this build"), span, "no such stage")
+                        .with_help(format!("did you mean stage `{s}`? (to use an image of that name, write its full reference, e.g. `docker.io/library/{reference}:latest`)")),
+                );
+                return None;
+            }
+        }
         match self.resolver.image(reference, file) {
             Ok(image) => {
                 let key = KeyHasher::new("base").str(&image.manifest_digest.to_string()).finish();
