@@ -28,7 +28,7 @@ impl Digest {
 
     /// The first 12 hex digits, for logs and graphs.
     pub fn short(&self) -> String {
-        self.to_hex()[..12].to_owned()
+        hex::encode(&self.0[..6])
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use crate::digest::Digest;
@@ -42,8 +42,8 @@ impl Stamp {
 #[derive(Debug, Default)]
 pub struct StatCache {
     saved_at_ns: i128,
-    old: HashMap<PathBuf, (Stamp, Digest)>,
-    new: Mutex<HashMap<PathBuf, (Stamp, Digest)>>,
+    old: HashMap<Vec<u8>, (Stamp, Digest)>,
+    new: Mutex<HashMap<Vec<u8>, (Stamp, Digest)>>,
 }
 
 impl StatCache {
@@ -55,7 +55,9 @@ impl StatCache {
 
     /// The hash of `path` if its stamp still matches a trusted entry.
     pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<Digest> {
-        let (s, d) = self.old.get(path)?;
+        // Keyed by the path's bytes: hashing a `Path` walks its components, which dominated
+        // warm builds of large contexts.
+        let (s, d) = self.old.get(path.as_os_str().as_encoded_bytes())?;
         let trusted = s == stamp
             && stamp.mtime_ns < self.saved_at_ns - RACY_NS
             && stamp.ctime_ns < self.saved_at_ns - RACY_NS;
@@ -64,7 +66,10 @@ impl StatCache {
 
     /// Remembers a hash for the next save.
     pub fn put(&self, path: &Path, stamp: Stamp, digest: Digest) {
-        self.new.lock().expect("no panics while locked").insert(path.to_owned(), (stamp, digest));
+        self.new
+            .lock()
+            .expect("no panics while locked")
+            .insert(path.as_os_str().as_encoded_bytes().to_vec(), (stamp, digest));
     }
 
     /// Whether anything new was learned since loading.
@@ -85,9 +90,8 @@ impl StatCache {
         let mut paths: Vec<_> = all.into_iter().collect();
         paths.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, (s, d)) in paths {
-            let p = path.as_os_str().as_encoded_bytes();
-            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            out.extend_from_slice(p);
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(&path);
             out.extend_from_slice(&s.size.to_le_bytes());
             out.extend_from_slice(&s.mtime_ns.to_le_bytes());
             out.extend_from_slice(&s.ctime_ns.to_le_bytes());
@@ -107,8 +111,7 @@ impl StatCache {
         let mut old = HashMap::new();
         while r.pos < bytes.len() {
             let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-            // SAFETY-free: the bytes came from `as_encoded_bytes` in `encode`.
-            let path = PathBuf::from(String::from_utf8_lossy(r.take(len)?).into_owned());
+            let path = r.take(len)?.to_vec();
             let size = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
             let mtime_ns = i128::from_le_bytes(r.take(16)?.try_into().ok()?);
             let ctime_ns = i128::from_le_bytes(r.take(16)?.try_into().ok()?);

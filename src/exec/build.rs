@@ -156,13 +156,13 @@ pub fn build(
     // Ctrl-C reaches the steps through the same flag as a failure.
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let monitor = scope.spawn(|| {
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 if super::cancel::interrupted() {
                     opts.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(25));
+                std::thread::park_timeout(std::time::Duration::from_millis(25));
             }
         });
         let r =
@@ -172,6 +172,8 @@ pub fn build(
                 Ok(())
             });
         done.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the monitor so the build does not wait out its timeout.
+        monitor.thread().unpark();
         r
     });
     if super::cancel::interrupted() {

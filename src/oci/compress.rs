@@ -14,8 +14,10 @@ use rayon::prelude::*;
 const CHUNK: usize = 1 << 20;
 /// Chunks compressed per parallel batch; bounds memory to about 2 × BATCH × CHUNK.
 const BATCH: usize = 16;
-/// gzip level: zlib-rs level 6 (the zlib default).
-pub const GZIP_LEVEL: u32 = 6;
+/// gzip level 1 ("best speed", go-containerregistry's default too): on typical layers it is
+/// about 4x faster than level 6 for output some 10-15% larger, and layer compression is on
+/// the critical path of every cold build.
+pub const GZIP_LEVEL: u32 = 1;
 pub const ZSTD_LEVEL: i32 = 3;
 
 /// How a layer blob is compressed.
