@@ -229,7 +229,7 @@ impl Context {
 
     /// Lists a folder's contents (relative to it), honouring the ignore rules.
     fn walk(&self, dir_rel: &str) -> Result<Vec<(String, FileMeta)>, SelectError> {
-        let dir_abs = self.root.join(dir_rel);
+        let dir_abs = if dir_rel.is_empty() { self.root.clone() } else { self.root.join(dir_rel) };
         // First the names (readdir gives the file types), then the metadata of all entries in
         // parallel: on large contexts the `stat` calls dominate a rebuild with no changes.
         let mut paths: Vec<(String, PathBuf)> = Vec::new();
