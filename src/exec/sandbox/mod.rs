@@ -452,7 +452,7 @@ fn run_inner(
                     }
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::park_timeout(std::time::Duration::from_millis(20));
             }
         })
     });
@@ -494,6 +494,8 @@ fn run_inner(
         waiter.join().expect("the sandbox waiter thread panicked (a bug in stack)");
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(w) = watcher {
+        // Wake it now rather than waiting out its timeout.
+        w.thread().unpark();
         let _ = w.join();
     }
     if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
