@@ -821,6 +821,16 @@ impl LineParser<'_> {
                 let mut out = Vec::new();
                 for (w, r) in words {
                     let sp = self.logical.span(&(start + r.start..start + r.end));
+                    let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
+                    // Names `${…}` cannot refer to would be silently unusable: say so.
+                    if !name.is_empty() && !crate::syntax::is_var_name(name) {
+                        return fail(
+                            format!(
+                                "`{name}` is not a usable ARG name (letters, digits and `_`, not starting with a digit)"
+                            ),
+                            "invalid name",
+                        );
+                    }
                     match w.split_once('=') {
                         Some(("", _)) => {
                             return fail("ARG names can not be blank".into(), "blank name");

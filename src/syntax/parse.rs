@@ -380,13 +380,24 @@ impl Parser {
                 let mut pairs = Vec::new();
                 for (key, entry) in &e.props {
                     let key_span = entry.name().map_or(entry.span(), kdl::KdlIdentifier::span);
-                    if name == "env" && !is_var_name(key) {
-                        self.error(Diagnostic::error(
-                            "invalid-env-name",
-                            format!("`{key}` is not a valid environment variable name"),
-                            key_span,
-                            "invalid name",
-                        ));
+                    // Like Docker, any name without `=`, whitespace or NUL is accepted (`${…}`
+                    // can only refer to letter/digit/`_` names, but the image may need others).
+                    if name == "env"
+                        && (key.is_empty()
+                            || key.contains(['=', '\0'])
+                            || key.contains(char::is_whitespace))
+                    {
+                        self.error(
+                            Diagnostic::error(
+                                "invalid-env-name",
+                                format!("`{key}` is not a valid environment variable name"),
+                                key_span,
+                                "invalid name",
+                            )
+                            .with_help(
+                                "environment names cannot be empty or hold `=`, spaces or NUL",
+                            ),
+                        );
                     }
                     if let Some(v) = self.scalar(entry) {
                         pairs.push((Spanned::new((*key).to_owned(), key_span), v));

@@ -10,4 +10,5 @@ mod equivalence;
 mod parallel;
 mod realworld;
 mod registry;
+mod robustness;
 mod run;

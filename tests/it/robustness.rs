@@ -1,0 +1,154 @@
+//! Bad input is normal input: thousands of mutated build files, Dockerfiles, layer tars and
+//! index files go through the parsers and the extractor; none may panic.
+
+use std::path::Path;
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Mutates bytes: flips, inserts interesting bytes, deletes and duplicates ranges.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    const INTERESTING: &[u8] = b"{}\"\\=$#/\n\t\0\xff-.*[]:;";
+    for _ in 0..=rng.below(4) {
+        match rng.below(4) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let i = rng.below(v.len() + 1);
+                v.insert(i, INTERESTING[rng.below(INTERESTING.len())]);
+            }
+            2 if v.len() > 2 => {
+                let a = rng.below(v.len());
+                let b = (a + rng.below(16)).min(v.len());
+                v.drain(a..b);
+            }
+            _ if !v.is_empty() => {
+                let a = rng.below(v.len());
+                let b = (a + rng.below(32)).min(v.len());
+                let chunk = v[a..b].to_vec();
+                let at = rng.below(v.len() + 1);
+                v.splice(at..at, chunk);
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+fn corpus(dir: &str, ext: &str) -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if e.path().extension().is_some_and(|x| x == ext) {
+            out.push(std::fs::read(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn mutated_build_files_never_panic() {
+    let mut seeds = corpus("tests/data/errors", "kdl");
+    seeds.extend(corpus("examples", "kdl"));
+    seeds.push(std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap());
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for i in 0..4000 {
+        let seed = &seeds[i % seeds.len()];
+        let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
+        let (_, diags) = stack::syntax::parse(&text);
+        for d in &diags {
+            assert!(d.span.offset() <= text.len(), "a span points past the end");
+        }
+        let _ = stack::diag::Report::new(stack::diag::SourceFile::new("f", text.clone()), diags)
+            .render(false);
+    }
+}
+
+#[test]
+fn mutated_dockerfiles_never_panic() {
+    let seeds = corpus("tests/data/dockerfile", "Dockerfile");
+    assert!(!seeds.is_empty());
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let opts = stack::dockerfile::ImportOptions::default();
+    for i in 0..3000 {
+        let seed = &seeds[i % seeds.len()];
+        let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
+        if let Ok(imported) = stack::dockerfile::import(&text, &opts) {
+            // Whatever the importer accepts must be a valid build file.
+            let (ast, diags) = stack::syntax::parse(&imported.kdl);
+            assert!(
+                ast.is_some() && diags.iter().all(|d| !d.is_error()),
+                "import gave invalid KDL for:\n{text}\n---\n{}\n{diags:?}",
+                imported.kdl
+            );
+        }
+    }
+}
+
+#[test]
+fn mutated_layer_tars_never_panic_or_escape() {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, body) in
+        [("etc/passwd", "root:x:0:0::/:/bin/sh\n"), ("bin/sh", "#!"), ("a/b/c/d.txt", "data")]
+    {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, body.as_bytes()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "link", "../../../../etc").unwrap();
+    let seed = b.into_inner().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x5eed_1234_abcd_0003);
+    for _ in 0..1500 {
+        let bytes = mutate(&mut rng, &seed);
+        let dir = tempfile::tempdir_in(outside.path()).unwrap();
+        let digest = stack::digest::OciDigest::of(&bytes);
+        let _ = stack::oci::extract::extract(
+            &mut bytes.as_slice(),
+            &digest,
+            None,
+            &dir.path().join("x"),
+        );
+        // Nothing may appear beside the extraction folder.
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(names.len() <= 1, "extraction wrote outside its folder: {names:?}");
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn mutated_ignore_files_and_lock_files_never_panic() {
+    let mut rng = Rng(0x5eed_1234_abcd_0004);
+    let ignore = b"# comment\n*.md\n!README.md\nbuild/**\n/tmp\n[a-z]?.log\n";
+    let lock = b"lock version=1\nimage \"docker.io/library/alpine:3\" platform=\"linux/amd64\" digest=\"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n";
+    for _ in 0..2000 {
+        let text = String::from_utf8_lossy(&mutate(&mut rng, ignore)).into_owned();
+        if let Ok(rules) = stack::context::IgnoreRules::parse(".dockerignore", &text) {
+            let _ = rules.is_excluded("a/b/README.md");
+        }
+        let text = String::from_utf8_lossy(&mutate(&mut rng, lock)).into_owned();
+        let _ = stack::lockfile::Lock::parse(&text);
+    }
+}
