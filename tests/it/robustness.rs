@@ -21,8 +21,8 @@ impl Rng {
 
 /// Mutates bytes: flips, inserts interesting bytes, deletes and duplicates ranges.
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut v = input.to_vec();
     const INTERESTING: &[u8] = b"{}\"\\=$#/\n\t\0\xff-.*[]:;";
+    let mut v = input.to_vec();
     for _ in 0..=rng.below(4) {
         match rng.below(4) {
             0 if !v.is_empty() => {
