@@ -405,7 +405,7 @@ pub fn write_layer(
     epoch: i64,
     compression: Compression,
 ) -> Result<LayerRef, LayerError> {
-    let mut tmp = store.temp_file()?;
+    let tmp = store.temp_file()?;
     let tmp_path = tmp.path().to_owned();
     let werr = |source: io::Error| {
         LayerError::Store(StoreError::Io {
@@ -415,7 +415,8 @@ pub fn write_layer(
         })
     };
     let (diff_id, blob_digest, size) = {
-        let file = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        // An owned handle: the compressor writes from its own thread.
+        let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(werr)?);
         let blob = HashTee { inner: file, hasher: Sha256Writer::default() };
         let compressor = Compressor::new(compression, blob).map_err(werr)?;
         let diff = HashTee { inner: compressor, hasher: Sha256Writer::default() };

@@ -58,13 +58,13 @@ impl Compression {
 }
 
 /// A writer that compresses into `W`.
-pub enum Compressor<W: Write> {
+pub enum Compressor<W: Write + Send + 'static> {
     Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     None(W),
 }
 
-impl<W: Write> Compressor<W> {
+impl<W: Write + Send + 'static> Compressor<W> {
     pub fn new(kind: Compression, out: W) -> io::Result<Self> {
         Ok(match kind {
             Compression::Gzip => Self::Gzip(ParallelGzip::new(out)),
@@ -94,7 +94,7 @@ impl<W: Write> Compressor<W> {
     }
 }
 
-impl<W: Write> Write for Compressor<W> {
+impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::Gzip(g) => g.write(buf),
@@ -108,66 +108,88 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// A batch of chunks for the compressing thread, and whether it ends the stream.
+type Batch = (Vec<Vec<u8>>, bool);
+
 /// gzip over fixed-size chunks deflated in parallel.
-pub struct ParallelGzip<W: Write> {
-    out: W,
+///
+/// The caller's thread only cuts chunks (and keeps the CRC); full batches go to a compressing
+/// thread, which deflates each batch's chunks on rayon's pool and writes them in order. So the
+/// work that produces the data (reading files, writing the tar, hashing it) overlaps with the
+/// compression instead of alternating with it.
+pub struct ParallelGzip<W: Write + Send + 'static> {
     buf: Vec<u8>,
     ready: Vec<Vec<u8>>,
     crc: crc32fast::Hasher,
     len: u64,
-    header_written: bool,
+    tx: Option<std::sync::mpsc::SyncSender<Batch>>,
+    worker: Option<std::thread::JoinHandle<io::Result<W>>>,
 }
 
-impl<W: Write> ParallelGzip<W> {
+impl<W: Write + Send + 'static> ParallelGzip<W> {
     pub fn new(out: W) -> Self {
+        // One batch queued while another is compressed bounds memory to ~3 batches.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+        let worker = std::thread::spawn(move || -> io::Result<W> {
+            let mut out = out;
+            // Magic, deflate, no flags, mtime 0, no extra flags, OS "unknown": fixed bytes.
+            out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
+            for (batch, last) in rx {
+                let n = batch.len();
+                let pieces: Vec<io::Result<Vec<u8>>> = batch
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, chunk)| deflate_chunk(chunk, last && i + 1 == n))
+                    .collect();
+                for piece in pieces {
+                    out.write_all(&piece?)?;
+                }
+            }
+            Ok(out)
+        });
         Self {
-            out,
             buf: Vec::with_capacity(CHUNK),
             ready: Vec::new(),
             crc: crc32fast::Hasher::new(),
             len: 0,
-            header_written: false,
+            tx: Some(tx),
+            worker: Some(worker),
         }
     }
 
-    fn header(&mut self) -> io::Result<()> {
-        if !self.header_written {
-            // Magic, deflate, no flags, mtime 0, no extra flags, OS "unknown": fixed bytes.
-            self.out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
-            self.header_written = true;
+    fn send(&mut self, last: bool) -> io::Result<()> {
+        let batch = std::mem::take(&mut self.ready);
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send((batch, last)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The compressing thread stopped: report why.
+            Err(self.join().err().unwrap_or_else(|| io::Error::other("the gzip thread stopped")))
         }
-        Ok(())
     }
 
-    fn compress_ready(&mut self, last: bool) -> io::Result<()> {
-        self.header()?;
-        let n = self.ready.len();
-        let pieces: Vec<io::Result<Vec<u8>>> = self
-            .ready
-            .par_iter()
-            .enumerate()
-            .map(|(i, chunk)| deflate_chunk(chunk, last && i + 1 == n))
-            .collect();
-        for piece in pieces {
-            self.out.write_all(&piece?)?;
+    fn join(&mut self) -> io::Result<W> {
+        self.tx = None;
+        match self.worker.take() {
+            Some(w) => w.join().map_err(|_| io::Error::other("the gzip thread panicked (a bug in stack)"))?,
+            None => Err(io::Error::other("the gzip stream was already finished")),
         }
-        self.ready.clear();
-        Ok(())
     }
 
     pub fn finish(mut self) -> io::Result<W> {
         let rest = std::mem::take(&mut self.buf);
         self.ready.push(rest);
-        self.compress_ready(true)?;
+        self.send(true)?;
+        let mut out = self.join()?;
         let crc = self.crc.clone().finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
-        self.out.write_all(&(self.len as u32).to_le_bytes())?;
-        self.out.flush()?;
-        Ok(self.out)
+        out.write_all(&crc.to_le_bytes())?;
+        out.write_all(&(self.len as u32).to_le_bytes())?;
+        out.flush()?;
+        Ok(out)
     }
 }
 
-impl<W: Write> Write for ParallelGzip<W> {
+impl<W: Write + Send + 'static> Write for ParallelGzip<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.crc.update(data);
         self.len += data.len() as u64;
@@ -180,7 +202,7 @@ impl<W: Write> Write for ParallelGzip<W> {
                 let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
                 self.ready.push(full);
                 if self.ready.len() == BATCH {
-                    self.compress_ready(false)?;
+                    self.send(false)?;
                 }
             }
         }

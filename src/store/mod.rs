@@ -208,17 +208,20 @@ impl Store {
         })
     }
 
-    /// Copies blob `digest` to `dest`, verifying it on the way (hard-linking is not used: the
-    /// output must not share inodes with the store, which a later prune could empty).
+    /// Puts blob `digest` at `dest`, verified first. A hard link when `dest` is on the store's
+    /// file system (blobs are write-once and only ever unlinked, so sharing the inode is safe:
+    /// a later prune removes the store's name, not the output's), else a copy.
     pub fn copy_blob_to(&self, digest: &OciDigest, dest: &Path) -> Result<u64, StoreError> {
         let mut reader = self.open_blob(digest)?;
-        let tmp = dest.with_extension("tmp");
-        let mut out = fs_err::File::create(&tmp).map_err(io_err("create", &tmp))?;
-        let n = io::copy(&mut reader, &mut out).map_err(|e| match e.downcast::<StoreError>() {
+        let n = io::copy(&mut reader, &mut io::sink()).map_err(|e| match e.downcast::<StoreError>() {
             Ok(store) => store,
-            Err(e) => StoreError::Io { action: "copy blob to", path: tmp.clone(), source: e },
+            Err(e) => StoreError::Io { action: "read blob", path: self.blob_path(digest), source: e },
         })?;
-        out.sync_all().map_err(io_err("write", &tmp))?;
+        let tmp = dest.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(self.blob_path(digest), &tmp).is_err() {
+            fs_err::copy(self.blob_path(digest), &tmp).map_err(io_err("copy blob to", &tmp))?;
+        }
         fs_err::rename(&tmp, dest).map_err(io_err("rename into", dest))?;
         Ok(n)
     }
