@@ -7,6 +7,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod check;
 mod graph;
 mod import;
@@ -52,6 +53,7 @@ pub fn main() -> ExitCode {
         args::Command::Check(a) => check::run(&a),
         args::Command::Graph(a) => graph::run(&a),
         args::Command::Import(a) => import::run(&a),
+        args::Command::Cache(c) => cache::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
