@@ -107,7 +107,9 @@ fn prune(args: &CachePruneArgs) -> Result<(), Failure> {
         );
     }
     if args.keep_storage.is_none() && !args.all {
-        eprintln!("hint: only garbage was removed; use `--keep-storage SIZE` or `--all` to free more");
+        eprintln!(
+            "hint: only garbage was removed; use `--keep-storage SIZE` or `--all` to free more"
+        );
     }
     Ok(())
 }
@@ -132,7 +134,11 @@ fn verify(args: &CacheVerifyArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(fail(
-            format!("the store `{}` held {} corrupt objects", store.root().display(), report.bad.len()),
+            format!(
+                "the store `{}` held {} corrupt objects",
+                store.root().display(),
+                report.bad.len()
+            ),
             Some("they were removed; the next build recreates what it needs"),
         ))
     }

@@ -248,12 +248,12 @@ pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {
     let dir = args.cache_dir.clone().unwrap_or_else(Store::default_dir);
     let hint = Some("set STACK_CACHE_DIR to a writable folder");
     let store = Store::open(&dir).map_err(|e| fail(error_chain(&e), hint))?;
-    let lock = match store.try_lock_shared().map_err(|e| fail(error_chain(&e), hint))? {
-        Some(lock) => lock,
-        None => {
+    let lock =
+        if let Some(lock) = store.try_lock_shared().map_err(|e| fail(error_chain(&e), hint))? {
+            lock
+        } else {
             eprintln!("waiting for `stack cache` to release the store `{}`", dir.display());
             store.lock_shared().map_err(|e| fail(error_chain(&e), hint))?
-        }
-    };
+        };
     Ok(store.holding(lock))
 }

@@ -127,7 +127,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| StoreError::Io { action: "open the lock file", path, source: e.into() })
+            .map_err(|source| StoreError::Io { action: "open the lock file", path, source })
     }
 
     fn lock(&self, mode: LockMode, wait: bool) -> Result<Option<StoreLock>, StoreError> {
@@ -142,11 +142,9 @@ impl Store {
         match rustix::fs::flock(&file, op) {
             Ok(()) => Ok(Some(StoreLock { _file: file, mode })),
             Err(rustix::io::Errno::WOULDBLOCK) if !wait => Ok(None),
-            Err(e) => Err(StoreError::Io {
-                action: "lock",
-                path: self.lock_path(),
-                source: e.into(),
-            }),
+            Err(e) => {
+                Err(StoreError::Io { action: "lock", path: self.lock_path(), source: e.into() })
+            }
         }
     }
 
@@ -180,8 +178,7 @@ impl Store {
     /// Notes a use of the object at `path` for least-recently-used pruning by setting its
     /// mtime to now. Best effort: a read-only store still works, it only prunes less well.
     pub fn note_use(path: &Path) {
-        use rustix::fs::{AtFlags, CWD, Timestamps, UTIME_NOW, UTIME_OMIT, utimensat};
-        use rustix::time::Timespec;
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT, utimensat};
         let times = Timestamps {
             last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
             last_modification: Timespec { tv_sec: 0, tv_nsec: UTIME_NOW },

@@ -167,15 +167,7 @@ fn object(area: Area, name: String, path: PathBuf) -> Option<Object> {
     } else {
         (meta.blocks() * 512, meta.modified().ok()?)
     };
-    Some(Object {
-        area,
-        path,
-        name,
-        size,
-        last_used,
-        names: BTreeSet::new(),
-        unreadable: false,
-    })
+    Some(Object { area, path, name, size, last_used, names: BTreeSet::new(), unreadable: false })
 }
 
 /// Collects the hex digests of the blobs a record names: every `"digest"` field of an object,

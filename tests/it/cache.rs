@@ -102,14 +102,15 @@ fn verify_finds_a_corrupt_blob_and_the_next_build_recreates_it() {
 
     let out = run_stack(dir.path(), &cache, &["cache", "verify"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains(", 0 bad"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(": 0 bad"), "{}", stdout(&out));
 
     let blobs = recorded_blobs(&cache);
     assert!(!blobs.is_empty());
     let victim = &blobs[0];
     let path = blob_path(&cache, victim);
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[bytes.len() / 2] ^= 0xff;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
 
     let out = run_stack(dir.path(), &cache, &["cache", "verify"]);
