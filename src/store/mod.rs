@@ -490,6 +490,30 @@ mod tests {
     }
 
     #[test]
+    fn reads_note_their_use_in_the_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        let age = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let set_old = |p: &Path| std::fs::File::open(p).unwrap().set_modified(long_ago).unwrap();
+        let d = store.put_blob(b"blob").unwrap();
+        let key = Digest::of(b"k");
+        store.put_record("step", &key, &1u32).unwrap();
+        let tmp = store.temp_dir("layer-").unwrap();
+        let layer = store.commit_layer_dir(tmp, &d).unwrap();
+        let record = store.record_path("step", &key);
+        for p in [store.blob_path(&d), record.clone(), layer.clone()] {
+            set_old(&p);
+        }
+        store.read_blob(&d).unwrap();
+        store.get_record::<u32>("step", &key).unwrap();
+        store.layer_dir(&d);
+        for p in [store.blob_path(&d), record, layer] {
+            assert!(age(&p) > long_ago, "{} was not touched", p.display());
+        }
+    }
+
+    #[test]
     fn records_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
