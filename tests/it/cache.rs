@@ -136,3 +136,26 @@ fn usage_errors_are_reported() {
     let out = run_stack(dir.path(), &cache, &["cache", "prune", "--all", "--keep-storage", "1G"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn prune_waits_for_a_running_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let store = stack::store::Store::open(&cache).unwrap();
+    // What a running build holds.
+    let build = store.lock_shared().unwrap();
+    let mut prune = crate::support::stack()
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", &cache)
+        .args(["cache", "prune", "--all"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(prune.try_wait().unwrap().is_none(), "prune ran while a build held the store");
+    drop(build);
+    let out = prune.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("waiting for running builds"), "{}", stderr(&out));
+}
