@@ -28,6 +28,9 @@ pub enum Command {
     Push(PushArgs),
     /// Store credentials for a registry
     Login(LoginArgs),
+    /// Inspect and manage the local store (cache)
+    #[command(subcommand)]
+    Cache(CacheCommand),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +58,24 @@ pub struct PushArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Show how much space the store takes, per area
+    Du(CacheDuArgs),
+    /// Remove cached objects, least recently used first
+    Prune(CachePruneArgs),
+    /// Re-hash every blob, check every extracted layer, drop what is corrupt
+    Verify(CacheVerifyArgs),
+}
+
+/// The store a `cache` command works on.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The local store (cache) folder
+    #[arg(long, env = "STACK_CACHE_DIR", value_name = "DIR", hide_env_values = true)]
+    pub cache_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     /// The registry host, e.g. `registry.example.com` or `localhost:5000`
@@ -69,6 +90,37 @@ pub struct LoginArgs {
     /// Speak plain HTTP to this registry (repeatable)
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheDuArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Remove least recently used objects until the store takes at most SIZE (`0`, `500M`,
+    /// `10GB`; K, M, G, T are powers of 1024)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub keep_storage: Option<u64>,
+    /// Remove everything
+    #[arg(long, conflicts_with = "keep_storage")]
+    pub all: bool,
+    /// Print JSON instead of a summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Options shared by the commands that read a build file.
@@ -199,9 +251,46 @@ pub enum Progress {
     Json,
 }
 
+/// Parses a size such as `0`, `512`, `1.5G`, `500MiB` or `10GB` (units are powers of 1024, as
+/// in Docker).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("`{s}` is not a size: use a number with K, M, G or T")),
+    };
+    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_in_powers_of_1024() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("10GB"), Ok(10 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("").is_err());
     }
 }

@@ -387,9 +387,18 @@ fn lock_path(args: &FileArgs) -> PathBuf {
         .map_or_else(|| PathBuf::from("stack.lock"), |d| d.join("stack.lock"))
 }
 
-/// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default.
+/// Opens the store chosen by `--cache-dir`/`STACK_CACHE_DIR` or the default, holding its lock
+/// shared for as long as the store lives (so `stack cache prune` waits for the build).
 pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {
     let dir = args.cache_dir.clone().unwrap_or_else(Store::default_dir);
-    Store::open(&dir)
-        .map_err(|e| fail(error_chain(&e), Some("set STACK_CACHE_DIR to a writable folder")))
+    let hint = Some("set STACK_CACHE_DIR to a writable folder");
+    let store = Store::open(&dir).map_err(|e| fail(error_chain(&e), hint))?;
+    let lock =
+        if let Some(lock) = store.try_lock_shared().map_err(|e| fail(error_chain(&e), hint))? {
+            lock
+        } else {
+            eprintln!("waiting for `stack cache` to release the store `{}`", dir.display());
+            store.lock_shared().map_err(|e| fail(error_chain(&e), hint))?
+        };
+    Ok(store.holding(lock))
 }

@@ -7,6 +7,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod check;
 mod graph;
 mod import;
@@ -62,6 +63,7 @@ pub fn main() -> ExitCode {
         args::Command::Lock(a) => lock::run(&a),
         args::Command::Login(a) => login::run(&a),
         args::Command::Push(a) => push_cmd(&a),
+        args::Command::Cache(c) => cache::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

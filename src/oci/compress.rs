@@ -171,7 +171,9 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
     fn join(&mut self) -> io::Result<W> {
         self.tx = None;
         match self.worker.take() {
-            Some(w) => w.join().map_err(|_| io::Error::other("the gzip thread panicked (a bug in stack)"))?,
+            Some(w) => w
+                .join()
+                .map_err(|_| io::Error::other("the gzip thread panicked (a bug in stack)"))?,
             None => Err(io::Error::other("the gzip stream was already finished")),
         }
     }

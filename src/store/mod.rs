@@ -5,9 +5,20 @@
 //! place, so a crash or a concurrent `stack` never leaves a half-written object under its final
 //! name. Every blob read is verified against its digest. Folder names carry a format version
 //! (`blobs-v1`, `layers-v1`, `records-v1`): a new format misses, it never misreads.
+//!
+//! Reads note their use by setting the object's mtime (never atime, which mounts often
+//! disable), so that `stack cache prune` can drop the least recently used objects first. Builds
+//! hold `store.lock` shared; pruning and verifying hold it exclusively.
+
+mod gc;
+mod usage;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use gc::{Bad, PruneOptions, PruneReport, VerifyReport, prune, verify};
+pub use usage::{Area, AreaUsage, Usage, usage};
 
 use crate::digest::{Digest, OciDigest, Sha256Writer};
 
@@ -49,6 +60,31 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreE
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// A lock on `store.lock` that lives as long as the store and its clones (see
+    /// [`Store::holding`]).
+    lock: Option<Arc<StoreLock>>,
+}
+
+/// How a [`StoreLock`] is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Held by builds: any number at once.
+    Shared,
+    /// Held by `stack cache prune`/`verify`: nobody else.
+    Exclusive,
+}
+
+/// A held `flock` on the store's `store.lock`; released when dropped.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: fs_err::File,
+    mode: LockMode,
+}
+
+impl StoreLock {
+    pub fn mode(&self) -> LockMode {
+        self.mode
+    }
 }
 
 impl Store {
@@ -72,11 +108,82 @@ impl Store {
             fs_err::create_dir_all(&p)
                 .map_err(|source| StoreError::Create { path: p.clone(), source })?;
         }
-        Ok(Self { root: root.to_owned() })
+        Ok(Self { root: root.to_owned(), lock: None })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.root.join("store.lock")
+    }
+
+    fn lock_file(&self) -> Result<fs_err::File, StoreError> {
+        let path = self.lock_path();
+        fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StoreError::Io { action: "open the lock file", path, source })
+    }
+
+    fn lock(&self, mode: LockMode, wait: bool) -> Result<Option<StoreLock>, StoreError> {
+        use rustix::fs::FlockOperation as Op;
+        let file = self.lock_file()?;
+        let op = match (mode, wait) {
+            (LockMode::Shared, true) => Op::LockShared,
+            (LockMode::Shared, false) => Op::NonBlockingLockShared,
+            (LockMode::Exclusive, true) => Op::LockExclusive,
+            (LockMode::Exclusive, false) => Op::NonBlockingLockExclusive,
+        };
+        match rustix::fs::flock(&file, op) {
+            Ok(()) => Ok(Some(StoreLock { _file: file, mode })),
+            Err(rustix::io::Errno::WOULDBLOCK) if !wait => Ok(None),
+            Err(e) => {
+                Err(StoreError::Io { action: "lock", path: self.lock_path(), source: e.into() })
+            }
+        }
+    }
+
+    /// Takes `store.lock` shared, as builds do, waiting while a prune holds it.
+    pub fn lock_shared(&self) -> Result<StoreLock, StoreError> {
+        Ok(self.lock(LockMode::Shared, true)?.expect("a blocking lock returns one"))
+    }
+
+    /// Takes `store.lock` shared if no prune holds it; `None` if one does.
+    pub fn try_lock_shared(&self) -> Result<Option<StoreLock>, StoreError> {
+        self.lock(LockMode::Shared, false)
+    }
+
+    /// Takes `store.lock` exclusively, waiting for running builds to end.
+    pub fn lock_exclusive(&self) -> Result<StoreLock, StoreError> {
+        Ok(self.lock(LockMode::Exclusive, true)?.expect("a blocking lock returns one"))
+    }
+
+    /// Takes `store.lock` exclusively if nobody holds it; `None` if somebody does.
+    pub fn try_lock_exclusive(&self) -> Result<Option<StoreLock>, StoreError> {
+        self.lock(LockMode::Exclusive, false)
+    }
+
+    /// Keeps `lock` held for as long as this store (or any clone of it) lives.
+    #[must_use]
+    pub fn holding(mut self, lock: StoreLock) -> Self {
+        self.lock = Some(Arc::new(lock));
+        self
+    }
+
+    /// Notes a use of the object at `path` for least-recently-used pruning by setting its
+    /// mtime to now. Best effort: a read-only store still works, it only prunes less well.
+    pub fn note_use(path: &Path) {
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT, utimensat};
+        let times = Timestamps {
+            last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+            last_modification: Timespec { tv_sec: 0, tv_nsec: UTIME_NOW },
+        };
+        let _ = utimensat(CWD, path, &times, AtFlags::empty());
     }
 
     pub fn blob_path(&self, digest: &OciDigest) -> PathBuf {
@@ -114,6 +221,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let dest = self.blob_path(digest);
         if dest.exists() {
+            Self::note_use(&dest);
             return Ok(());
         }
         tmp.persist(&dest).map_err(|e| StoreError::Io {
@@ -184,6 +292,7 @@ impl Store {
                 StoreError::Io { action: "read", path: path.clone(), source: e }
             }
         })?;
+        Self::note_use(&path);
         let actual = OciDigest::of(&bytes);
         if &actual != digest {
             return Err(StoreError::Corrupt { digest: digest.clone(), actual });
@@ -201,6 +310,7 @@ impl Store {
                 StoreError::Io { action: "open", path: path.clone(), source: e }
             }
         })?;
+        Self::note_use(&path);
         Ok(VerifyingReader {
             inner: io::BufReader::with_capacity(1 << 20, file),
             hasher: Sha256Writer::default(),
@@ -213,9 +323,13 @@ impl Store {
     /// a later prune removes the store's name, not the output's), else a copy.
     pub fn copy_blob_to(&self, digest: &OciDigest, dest: &Path) -> Result<u64, StoreError> {
         let mut reader = self.open_blob(digest)?;
-        let n = io::copy(&mut reader, &mut io::sink()).map_err(|e| match e.downcast::<StoreError>() {
-            Ok(store) => store,
-            Err(e) => StoreError::Io { action: "read blob", path: self.blob_path(digest), source: e },
+        let n = io::copy(&mut reader, &mut io::sink()).map_err(|e| {
+            match e.downcast::<StoreError>() {
+                Ok(store) => store,
+                Err(e) => {
+                    StoreError::Io { action: "read blob", path: self.blob_path(digest), source: e }
+                }
+            }
         })?;
         let tmp = dest.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -230,7 +344,7 @@ impl Store {
         self.root.join("records-v1").join(kind).join(format!("{}.json", key.to_hex()))
     }
 
-    /// Reads the record of `kind` stored under `key`, if any.
+    /// Reads the record of `kind` stored under `key`, if any, and notes its use.
     pub fn get_record<T: serde::de::DeserializeOwned>(
         &self,
         kind: &str,
@@ -239,11 +353,17 @@ impl Store {
         let path = self.record_path(kind, key);
         match fs_err::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
+                .inspect(|_| self.touch_record(kind, key))
                 .map(Some)
                 .map_err(|source| StoreError::BadRecord { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io { action: "read", path, source: e }),
         }
+    }
+
+    /// Notes a use of the record of `kind` under `key` (a cache hit), for pruning.
+    pub fn touch_record(&self, kind: &str, key: &Digest) {
+        Self::note_use(&self.record_path(kind, key));
     }
 
     /// Writes a record atomically (temp file + rename).
@@ -287,9 +407,12 @@ impl Store {
         Ok(())
     }
 
-    /// Where the extracted tree of layer `diff_id` lives once it exists.
+    /// Where the extracted tree of layer `diff_id` lives once it exists. Asking for it notes
+    /// a use of the tree (materialising a layer always starts here).
     pub fn layer_dir(&self, diff_id: &OciDigest) -> PathBuf {
-        self.root.join("layers-v1").join(diff_id.hex())
+        let dir = self.root.join("layers-v1").join(diff_id.hex());
+        Self::note_use(&dir);
+        dir
     }
 
     /// Moves a fully extracted layer folder into place; if another process got there first,
@@ -302,9 +425,13 @@ impl Store {
         let dest = self.layer_dir(diff_id);
         let staged = tmp.keep();
         match std::fs::rename(&staged, &dest) {
-            Ok(()) => Ok(dest),
+            Ok(()) => {
+                Self::note_use(&dest);
+                Ok(dest)
+            }
             Err(_) if dest.join("index.json").exists() => {
                 remove_tree(&staged);
+                Self::note_use(&dest);
                 Ok(dest)
             }
             Err(source) => {
@@ -388,6 +515,30 @@ mod tests {
         ));
         store.import_blob(&mut &b"data"[..], &right, Some(4)).unwrap();
         assert!(store.has_blob(&right));
+    }
+
+    #[test]
+    fn reads_note_their_use_in_the_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        let age = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let set_old = |p: &Path| std::fs::File::open(p).unwrap().set_modified(long_ago).unwrap();
+        let d = store.put_blob(b"blob").unwrap();
+        let key = Digest::of(b"k");
+        store.put_record("step", &key, &1u32).unwrap();
+        let tmp = store.temp_dir("layer-").unwrap();
+        let layer = store.commit_layer_dir(tmp, &d).unwrap();
+        let record = store.record_path("step", &key);
+        for p in [store.blob_path(&d), record.clone(), layer.clone()] {
+            set_old(&p);
+        }
+        store.read_blob(&d).unwrap();
+        store.get_record::<u32>("step", &key).unwrap();
+        store.layer_dir(&d);
+        for p in [store.blob_path(&d), record, layer] {
+            assert!(age(&p) > long_ago, "{} was not touched", p.display());
+        }
     }
 
     #[test]

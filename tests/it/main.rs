@@ -4,6 +4,7 @@
 mod support;
 
 mod build;
+mod cache;
 mod diagnostics;
 mod docs;
 mod equivalence;

@@ -1,0 +1,161 @@
+//! `stack cache du|prune|verify` on the store of a real build.
+
+use std::path::Path;
+
+use crate::support::{busybox_base, run_stack, stderr, stdout, write_files};
+
+fn project(dir: &Path, base: &Path) {
+    write_files(
+        dir,
+        &[
+            ("src/a.txt", "alpha\n"),
+            ("src/b.txt", "beta\n"),
+            (
+                "stack.kdl",
+                &format!(
+                    "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    copy \"src/\" to=\"/srv/\"\n    file \"/etc/app.conf\" \"x=1\\n\"\n}}\n",
+                    base.display()
+                ),
+            ),
+        ],
+    );
+}
+
+/// Builds and returns the image digest.
+fn build(dir: &Path, cache: &Path) -> String {
+    let out = run_stack(dir, cache, &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).split_whitespace().nth(1).unwrap().to_owned()
+}
+
+fn du(dir: &Path, cache: &Path) -> serde_json::Value {
+    let out = run_stack(dir, cache, &["cache", "du", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The blob digests the step records name.
+fn recorded_blobs(cache: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(cache.join("records-v1/step")).unwrap() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        if let Some(d) = v["layer"]["blob"]["digest"].as_str() {
+            out.push(d.to_owned());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn blob_path(cache: &Path, digest: &str) -> std::path::PathBuf {
+    cache.join("blobs-v1/sha256").join(digest.strip_prefix("sha256:").unwrap())
+}
+
+#[test]
+fn du_shows_sizes_and_prune_empties_the_store() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    project(dir.path(), &base);
+    let digest = build(dir.path(), &cache);
+
+    let usage = du(dir.path(), &cache);
+    for area in ["blobs", "layers", "records"] {
+        assert!(usage["areas"][area]["entries"].as_u64().unwrap() > 0, "{area}: {usage}");
+        assert!(usage["areas"][area]["bytes"].as_u64().unwrap() > 0, "{area}: {usage}");
+    }
+    assert!(usage["total"]["bytes"].as_u64().unwrap() > 100_000, "{usage}");
+    let table = run_stack(dir.path(), &cache, &["cache", "du"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    for word in ["blobs", "extracted layers", "step records", "cache mounts", "temp", "total"] {
+        assert!(stdout(&table).contains(word), "{word} missing from\n{}", stdout(&table));
+    }
+
+    // Without flags, a consistent store holds no garbage.
+    let out = run_stack(dir.path(), &cache, &["cache", "prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing to remove"), "{}", stdout(&out));
+
+    let out = run_stack(dir.path(), &cache, &["cache", "prune", "--keep-storage", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("freed"), "{}", stdout(&out));
+    let usage = du(dir.path(), &cache);
+    assert_eq!(usage["total"]["entries"], 0, "{usage}");
+    assert_eq!(usage["total"]["bytes"], 0, "{usage}");
+
+    // The same image comes back from an empty store.
+    assert_eq!(build(dir.path(), &cache), digest);
+    let out = run_stack(dir.path(), &cache, &["cache", "prune", "--all", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["after"], 0, "{report}");
+}
+
+#[test]
+fn verify_finds_a_corrupt_blob_and_the_next_build_recreates_it() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    project(dir.path(), &base);
+    let digest = build(dir.path(), &cache);
+
+    let out = run_stack(dir.path(), &cache, &["cache", "verify"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains(": 0 bad"), "{}", stdout(&out));
+
+    let blobs = recorded_blobs(&cache);
+    assert!(!blobs.is_empty());
+    let victim = &blobs[0];
+    let path = blob_path(&cache, victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = run_stack(dir.path(), &cache, &["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(4), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains(&format!("bad blob `{victim}`")), "{}", stdout(&out));
+    assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
+    assert!(!path.exists());
+    assert!(!recorded_blobs(&cache).contains(victim), "a record still names the dropped blob");
+
+    assert_eq!(build(dir.path(), &cache), digest);
+    assert!(path.exists(), "the rebuild recreates the blob");
+    let out = run_stack(dir.path(), &cache, &["cache", "verify"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn usage_errors_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = run_stack(dir.path(), &cache, &["cache", "prune", "--keep-storage", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`lots` is not a size"), "{}", stderr(&out));
+    let out = run_stack(dir.path(), &cache, &["cache", "prune", "--all", "--keep-storage", "1G"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn prune_waits_for_a_running_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let store = stack::store::Store::open(&cache).unwrap();
+    // What a running build holds.
+    let build = store.lock_shared().unwrap();
+    let mut prune = crate::support::stack()
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", &cache)
+        .args(["cache", "prune", "--all"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(prune.try_wait().unwrap().is_none(), "prune ran while a build held the store");
+    drop(build);
+    let out = prune.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("waiting for running builds"), "{}", stderr(&out));
+}
