@@ -60,6 +60,7 @@ pub(super) fn run_step(
             PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid } => {
                 let dir = store.root().join("cache-v1").join(Digest::of(id.as_bytes()).to_hex());
                 let fresh = !dir.exists();
+                Store::note_use(&dir);
                 fs_err::create_dir_all(&dir).map_err(|e| {
                     fail(format!("cannot create the cache folder for `{id}`: {e}"), Vec::new())
                 })?;
