@@ -6,7 +6,7 @@
 //! pointing at nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use petgraph::stable_graph::NodeIndex;
@@ -142,6 +142,9 @@ struct StepRecord {
     layer: Option<LayerRef>,
 }
 
+/// One lock per key being built, so that identical steps run once.
+type KeyLocks = Mutex<HashMap<crate::digest::Digest, Arc<Mutex<()>>>>;
+
 /// Runs every node the requested images need and assembles the images.
 pub fn build(
     plan: &Plan,
@@ -149,6 +152,7 @@ pub fn build(
     opts: &BuildOptions,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildReport, BuildError> {
+    let in_flight: KeyLocks = Mutex::new(HashMap::new());
     let results: Mutex<HashMap<NodeIndex, Vec<LayerRef>>> = Mutex::new(HashMap::new());
     let mut report = BuildReport::default();
     let order = super::schedule::order(plan);
@@ -167,7 +171,8 @@ pub fn build(
         });
         let r =
             super::schedule::run(plan, &order, opts.jobs, opts.keep_going, &opts.cancel, &|node| {
-                let layers = exec_node(plan, node, store, opts, &results, events, &counters)?;
+                let layers =
+                    exec_node(plan, node, store, opts, &results, events, &counters, &in_flight)?;
                 results.lock().expect("no panics while locked").insert(node, layers);
                 Ok(())
             });
@@ -198,6 +203,7 @@ fn exec_node(
     results: &Mutex<HashMap<NodeIndex, Vec<LayerRef>>>,
     events: &(dyn Fn(Event) + Sync),
     counters: &Mutex<(usize, usize)>,
+    in_flight: &KeyLocks,
 ) -> Result<Vec<LayerRef>, BuildError> {
     let n = &plan.graph[node];
     let get = |i: NodeIndex| {
@@ -221,6 +227,11 @@ fn exec_node(
         Op::Config => return Ok(parent_layers),
         _ => {}
     }
+    // Identical steps (same key, e.g. in two stages) run once: the second waits for the first
+    // and then finds its record.
+    let slot =
+        Arc::clone(in_flight.lock().expect("no panics while locked").entry(n.key).or_default());
+    let _running = slot.lock().expect("no panics while locked");
     let bypass = opts.no_cache || opts.no_cache_stages.contains(&n.stage);
     let history_key = super::explain::history_key(plan, node);
     let previous = super::explain::load(store, &history_key);

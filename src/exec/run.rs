@@ -43,7 +43,12 @@ pub(super) fn run_step(
         message,
         output_tail: tail,
     };
-    sandbox::probe().map_err(|why| fail(format!("cannot run steps here: {why}"), Vec::new()))?;
+    // Probing forks a process: do it once per build, not once per step.
+    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(sandbox::probe)
+        .clone()
+        .map_err(|why| fail(format!("cannot run steps here: {why}"), Vec::new()))?;
     let mut lower_dirs = Vec::with_capacity(parent.len());
     for layer in parent.iter().rev() {
         let (_, tree) =

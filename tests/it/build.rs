@@ -300,3 +300,143 @@ fn bad_local_images_fail_clearly_and_write_nothing() {
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert!(!dir.path().join("stack-out").exists());
 }
+
+#[test]
+fn every_input_of_a_step_is_in_its_key() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = |chown: &str, base_ref: &str| {
+        format!(
+            "stack version=1\narg A default=\"1\"\nimage x {{\n    from \"{base_ref}\"\n    copy \"f.txt\" to=\"/f.txt\" chown=\"{chown}\"\n    copy \"g.txt\" to=\"/g-${{A}}.txt\"\n}}\n"
+        )
+    };
+    let base_ref = format!("oci:{}:base", base.display());
+    write_files(
+        dir.path(),
+        &[("f.txt", "f"), ("g.txt", "g"), ("stack.kdl", &file("0:0", &base_ref))],
+    );
+    let cache = dir.path().join("cache");
+    let build = |args: &[&str]| {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        let out = run_stack(dir.path(), &cache, &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let runs = stderr(&out)
+            .split(" step(s) run")
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap();
+        (stdout(&out), runs)
+    };
+    let (first, _) = build(&[]);
+    assert_eq!(build(&[]), (first.clone(), 0), "nothing changed: everything is reused");
+    // Content.
+    std::fs::write(dir.path().join("f.txt"), "F").unwrap();
+    assert_eq!(build(&[]).1, 2);
+    // Mode.
+    std::fs::set_permissions(
+        dir.path().join("f.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(build(&[]).1, 2);
+    // Owner.
+    std::fs::write(dir.path().join("stack.kdl"), file("1000:1000", &base_ref)).unwrap();
+    assert_eq!(build(&[]).1, 2);
+    // An arg: only the step that uses it.
+    assert_eq!(build(&["--arg", "A=2"]).1, 1);
+    // mtime alone: nothing.
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("g.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    assert_eq!(build(&["--arg", "A=2"]).1, 0);
+    // The base image.
+    let other = dir.path().join("other");
+    write_files(
+        &other,
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nimage o {{\n    from \"{base_ref}\"\n    env CHANGED=\"1\"\n    file \"/marker\" \"m\"\n}}\n"
+            ),
+        )],
+    );
+    assert!(run_stack(&other, &cache, &["build"]).status.success());
+    std::fs::write(
+        dir.path().join("stack.kdl"),
+        file("1000:1000", &format!("oci:{}:o", other.join("stack-out").display())),
+    )
+    .unwrap();
+    assert_eq!(build(&["--arg", "A=2"]).1, 2);
+}
+
+#[test]
+fn the_examples_build() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut built = 0;
+    for e in std::fs::read_dir(&root).unwrap().flatten() {
+        let file = e.path().join("stack.kdl");
+        if !file.exists() {
+            continue;
+        }
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = crate::support::stack()
+            .env("STACK_CACHE_DIR", out_dir.path().join("cache"))
+            .args([
+                "build",
+                file.to_str().unwrap(),
+                "--out",
+                out_dir.path().join("out").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        built += 1;
+    }
+    assert!(built >= 1);
+}
+
+#[test]
+fn docker_loads_the_docker_archive() {
+    let Some(base) = busybox_base() else { return };
+    if !Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success()) {
+        return skip("no Docker daemon answers (start dockerd to test `docker load`)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &base);
+    let tag = format!("stackit/load-{}:1.2", std::process::id());
+    std::fs::write(
+        dir.path().join("stack.kdl"),
+        std::fs::read_to_string(dir.path().join("stack.kdl"))
+            .unwrap()
+            .replace("example/app:${VERSION}", &tag.replace("1.2", "${VERSION}")),
+    )
+    .unwrap();
+    let file = dir.path().join("app.tar");
+    let out = run_stack(
+        dir.path(),
+        &dir.path().join("cache"),
+        &["build", "--format", "docker-archive", "--out", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let load =
+        Command::new("docker").args(["load", "-i", file.to_str().unwrap()]).output().unwrap();
+    assert!(load.status.success(), "docker load: {}", String::from_utf8_lossy(&load.stderr));
+    let inspect = Command::new("docker").args(["image", "inspect", &tag]).output().unwrap();
+    assert!(
+        inspect.status.success(),
+        "docker image inspect: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v[0]["Config"]["User"], "app");
+    assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["/srv/app.sh"]));
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
