@@ -171,8 +171,16 @@ pub fn build(
         });
         let r =
             super::schedule::run(plan, &order, opts.jobs, opts.keep_going, &opts.cancel, &|node| {
-                let layers =
-                    exec_node(plan, node, store, opts, &results, events, &counters, &in_flight)?;
+                let shared = Shared {
+                    plan,
+                    store,
+                    opts,
+                    results: &results,
+                    events,
+                    counters: &counters,
+                    in_flight: &in_flight,
+                };
+                let layers = exec_node(&shared, node)?;
                 results.lock().expect("no panics while locked").insert(node, layers);
                 Ok(())
             });
@@ -195,16 +203,19 @@ pub fn build(
     Ok(report)
 }
 
-fn exec_node(
-    plan: &Plan,
-    node: NodeIndex,
-    store: &Store,
-    opts: &BuildOptions,
-    results: &Mutex<HashMap<NodeIndex, Vec<LayerRef>>>,
-    events: &(dyn Fn(Event) + Sync),
-    counters: &Mutex<(usize, usize)>,
-    in_flight: &KeyLocks,
-) -> Result<Vec<LayerRef>, BuildError> {
+/// What every node's execution shares.
+struct Shared<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    results: &'a Mutex<HashMap<NodeIndex, Vec<LayerRef>>>,
+    events: &'a (dyn Fn(Event) + Sync),
+    counters: &'a Mutex<(usize, usize)>,
+    in_flight: &'a KeyLocks,
+}
+
+fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildError> {
+    let Shared { plan, store, opts, results, events, counters, in_flight } = *sh;
     let n = &plan.graph[node];
     let get = |i: NodeIndex| {
         results

@@ -21,6 +21,9 @@ use crate::plan::{Plan, PlannedMount, RunOp};
 use crate::store::Store;
 use crate::syntax::ast::{CacheSharing, Network};
 
+/// Whether the sandbox works here. Probing forks a process: do it once, not once per step.
+static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
 /// Lines of output kept to show with a failure.
 const TAIL_LINES: usize = 20;
 
@@ -43,8 +46,6 @@ pub(super) fn run_step(
         message,
         output_tail: tail,
     };
-    // Probing forks a process: do it once per build, not once per step.
-    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     PROBE
         .get_or_init(sandbox::probe)
         .clone()
