@@ -2,7 +2,7 @@
 //! with nothing changed reads only metadata, never file contents.
 //!
 //! Invariant: an entry is trusted only when every stat field still matches and the file was
-//! last changed at least [`RACY_NS`] before the cache was saved (a file written in the same
+//! last changed at least `RACY_NS` before the cache was saved (a file written in the same
 //! instant as the save could change again without its mtime moving: it is re-hashed).
 
 use std::collections::HashMap;

@@ -170,3 +170,53 @@ fn a_failing_step_is_reported_at_its_line_and_writes_nothing() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(dir.path().to_str().unwrap()), "a mount was left behind");
 }
+
+#[test]
+fn a_rootless_build_gives_the_same_image_as_root() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() || !have("setpriv") {
+        return skip("needs root and setpriv to run stack again as an unprivileged user");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Everything the unprivileged user reads or writes must be open to it.
+    let status = Command::new("cp")
+        .args(["-r", base.to_str().unwrap(), dir.path().join("base").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    write_files(
+        dir.path(),
+        &[
+            ("hello.txt", "hello\n"),
+            (
+                "stack.kdl",
+                "stack version=1\nimage a {\n    from \"oci:base:base\"\n    copy \"hello.txt\" to=\"/srv/\"\n    run \"echo made > /made.txt && rm /bin/vi\"\n}\n",
+            ),
+        ],
+    );
+    let status =
+        Command::new("chmod").args(["-R", "a+rwX", dir.path().to_str().unwrap()]).status().unwrap();
+    assert!(status.success());
+    let root =
+        run_stack(dir.path(), &dir.path().join("cache-root"), &["build", "--out", "out-root"]);
+    assert!(root.status.success(), "{}", stderr(&root));
+    let rootless = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_stack"))
+        .args(["build", "--out", "out-rootless"])
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", dir.path().join("cache-rootless"))
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&rootless);
+    if err.contains("user namespace") && err.contains("cannot") {
+        return skip(&format!("unprivileged user namespaces are not allowed here: {err}"));
+    }
+    assert!(rootless.status.success(), "rootless build failed: {err}");
+    assert_eq!(stdout(&rootless), stdout(&root), "root and rootless builds differ");
+}
