@@ -14,6 +14,7 @@ pub mod dockerfile;
 pub mod exec;
 pub mod lockfile;
 pub mod oci;
+pub mod paths;
 pub mod plan;
 pub mod registry;
 pub mod store;

@@ -195,36 +195,9 @@ impl Context {
 
     /// Resolves symlinks in `rel` with the context root acting as `/`.
     fn resolve_in_root(&self, rel: &str) -> Option<String> {
-        let mut parts: Vec<String> = Vec::new();
-        let mut pending: Vec<String> =
-            rel.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
-        let mut hops = 0;
-        while let Some(part) = pending.pop() {
-            match part.as_str() {
-                "." => continue,
-                ".." => {
-                    parts.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            parts.push(part);
-            let abs = self.root.join(parts.join("/"));
-            if let Ok(target) = std::fs::read_link(&abs) {
-                hops += 1;
-                if hops > 40 {
-                    return None;
-                }
-                parts.pop();
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    parts.clear();
-                }
-                pending
-                    .extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
-            }
-        }
-        Some(parts.join("/"))
+        crate::paths::resolve_in_root(rel, true, &|p| {
+            std::fs::read_link(self.root.join(p)).ok().map(|t| t.to_string_lossy().into_owned())
+        })
     }
 
     /// Lists a folder's contents (relative to it), honouring the ignore rules.
@@ -340,19 +313,7 @@ fn has_glob(s: &str) -> bool {
 }
 
 /// Normalises a context-relative source path; `None` when it climbs out of the context.
-pub fn normalize(source: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in source.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
-}
+pub use crate::paths::normalize;
 
 #[cfg(test)]
 mod tests {

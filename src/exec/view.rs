@@ -68,40 +68,11 @@ impl View {
     /// Resolves symlinks with the view's root as `/`; `follow_last` also follows the final
     /// component. Returns a relative path.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
-        let mut done: Vec<String> = Vec::new();
-        let mut pending: Vec<String> =
-            path.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
-        let mut hops = 0;
-        while let Some(c) = pending.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => done.push(c),
-            }
-            if pending.is_empty() && !follow_last {
-                break;
-            }
-            let joined = done.join("/");
-            if let Some(e) = self.get(&joined)
-                && e.kind == IndexKind::Symlink
-            {
-                hops += 1;
-                if hops > 40 {
-                    return None;
-                }
-                let target = e.link.clone().unwrap_or_default();
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                pending
-                    .extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
-            }
-        }
-        Some(done.join("/"))
+        crate::paths::resolve_in_root(path, follow_last, &|p| {
+            self.get(p)
+                .filter(|e| e.kind == IndexKind::Symlink)
+                .map(|e| e.link.clone().unwrap_or_default())
+        })
     }
 
     pub fn is_dir(&self, path: &str) -> bool {

@@ -546,33 +546,7 @@ impl Extractor {
         if self.symlinks.is_empty() {
             return Some(parent.to_owned());
         }
-        let mut done: Vec<String> = Vec::new();
-        let mut pending: Vec<String> =
-            parent.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned).collect();
-        let mut hops = 0;
-        while let Some(c) = pending.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => done.push(c),
-            }
-            if let Some(target) = self.symlinks.get(&done.join("/")) {
-                hops += 1;
-                if hops > 40 {
-                    return None;
-                }
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                pending
-                    .extend(target.split('/').filter(|s| !s.is_empty()).rev().map(str::to_owned));
-            }
-        }
-        Some(done.join("/"))
+        crate::paths::resolve_in_root(parent, true, &|p| self.symlinks.get(p).cloned())
     }
 
     /// Opens (creating as needed) folder `dir` inside the tree, never following a symlink.
@@ -736,17 +710,7 @@ fn join(dir: &str, name: &str) -> String {
 
 /// Normalises a tar entry path: drops `./` and leading `/`; `None` if `..` climbs out.
 pub fn normalize_entry_path(raw: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
+    crate::paths::normalize(raw)
 }
 
 #[cfg(test)]

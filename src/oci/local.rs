@@ -331,17 +331,30 @@ fn from_index(
 /// Normalises media types to OCI, pairs layers with diff ids, and stores the manifest.
 fn finish(
     reference: &str,
-    mut manifest: Manifest,
+    manifest: Manifest,
     config_bytes: &[u8],
     store: &Store,
 ) -> Result<LoadedImage, LocalImageError> {
-    let invalid =
-        |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
-    let config: serde_json::Value = serde_json::from_slice(config_bytes).map_err(|e| {
-        invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest))
-    })?;
+    let (config, layers, bytes) = normalize(manifest, config_bytes)
+        .map_err(|problem| LocalImageError::Invalid { reference: reference.to_owned(), problem })?;
+    let manifest_digest = store
+        .put_blob(&bytes)
+        .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
+    Ok(LoadedImage { manifest_digest, config, layers })
+}
+
+/// Normalises an image however it was obtained (local file, registry): OCI media types, each
+/// layer paired with the config's diff id. Returns the config, the layers and the canonical
+/// bytes of the normalised manifest (whose digest identifies the image); `Err` says what is
+/// wrong.
+pub(crate) fn normalize(
+    mut manifest: Manifest,
+    config_bytes: &[u8],
+) -> Result<(ImageConfig, Vec<LayerRef>, Vec<u8>), String> {
+    let config: serde_json::Value = serde_json::from_slice(config_bytes)
+        .map_err(|e| format!("config `{}` is not valid JSON: {e}", manifest.config.digest))?;
     let serde_json::Value::Object(config) = config else {
-        return Err(invalid(format!("config `{}` is not a JSON object", manifest.config.digest)));
+        return Err(format!("config `{}` is not a JSON object", manifest.config.digest));
     };
     let config = ImageConfig(config);
     let diff_ids: Vec<OciDigest> = config
@@ -349,31 +362,31 @@ fn finish(
         .get("rootfs")
         .and_then(|r| r.get("diff_ids"))
         .and_then(|d| d.as_array())
-        .ok_or_else(|| invalid("the config has no `rootfs.diff_ids`".into()))?
+        .ok_or_else(|| "the config has no `rootfs.diff_ids`".to_owned())?
         .iter()
         .map(|v| {
             v.as_str()
                 .unwrap_or("")
                 .parse::<OciDigest>()
-                .map_err(|e| invalid(format!("bad diff id in the config: {e}")))
+                .map_err(|e| format!("bad diff id in the config: {e}"))
         })
         .collect::<Result<_, _>>()?;
     if diff_ids.len() != manifest.layers.len() {
-        return Err(invalid(format!(
+        return Err(format!(
             "the manifest has {} layers but the config lists {} diff ids",
             manifest.layers.len(),
             diff_ids.len()
-        )));
+        ));
     }
     manifest.media_type = Some(OCI_MANIFEST.into());
     manifest.config.media_type = OCI_CONFIG.into();
     for layer in &mut manifest.layers {
         layer.media_type = oci_layer_media_type(&layer.media_type)
             .ok_or_else(|| {
-                invalid(format!(
+                format!(
                     "layer `{}` has unsupported media type `{}`",
                     layer.digest, layer.media_type
-                ))
+                )
             })?
             .to_owned();
     }
@@ -382,11 +395,7 @@ fn finish(
         .zip(manifest.layers.iter().cloned())
         .map(|(diff_id, blob)| LayerRef { diff_id, blob })
         .collect();
-    let bytes = super::json::to_canonical(&manifest);
-    let manifest_digest = store
-        .put_blob(&bytes)
-        .map_err(|source| LocalImageError::Store { reference: reference.to_owned(), source })?;
-    Ok(LoadedImage { manifest_digest, config, layers })
+    Ok((config, layers, super::json::to_canonical(&manifest)))
 }
 
 #[cfg(test)]

@@ -14,8 +14,7 @@ use super::client::{Ctx, Payload, Req};
 use super::{Client, Reference, RegistryError, host_platform};
 use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::image::{
-    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageConfig, Index, LayerRef, Manifest, OCI_CONFIG,
-    OCI_INDEX, OCI_MANIFEST, Platform, oci_layer_media_type,
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST, Platform,
 };
 use crate::oci::local::LoadedImage;
 use crate::store::Store;
@@ -573,65 +572,22 @@ fn restart(tmp: &mut tempfile::NamedTempFile, hasher: &mut Sha256Writer) -> std:
     Ok(())
 }
 
-/// Normalises a pulled manifest like a local load: OCI media types, layers paired with the
-/// config's diff ids, the canonical manifest stored.
+/// Normalises a pulled manifest exactly like a local load (`oci::local::normalize`), so an
+/// image has the same identity however it arrived, and stores the canonical manifest.
 fn normalise(
     r: &Reference,
-    mut manifest: Manifest,
+    manifest: Manifest,
     config_bytes: &[u8],
     store: &Store,
 ) -> Result<LoadedImage, RegistryError> {
-    let invalid = |problem: String| RegistryError::Invalid {
-        registry: r.registry.clone(),
-        repository: r.repository.clone(),
-        problem,
-    };
-    let config: serde_json::Value = serde_json::from_slice(config_bytes).map_err(|e| {
-        invalid(format!("config `{}` is not valid JSON: {e}", manifest.config.digest))
-    })?;
-    let serde_json::Value::Object(config) = config else {
-        return Err(invalid(format!("config `{}` is not a JSON object", manifest.config.digest)));
-    };
-    let config = ImageConfig(config);
-    let diff_ids: Vec<OciDigest> = config
-        .0
-        .get("rootfs")
-        .and_then(|r| r.get("diff_ids"))
-        .and_then(|d| d.as_array())
-        .ok_or_else(|| invalid("the config has no `rootfs.diff_ids`".into()))?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .unwrap_or("")
-                .parse::<OciDigest>()
-                .map_err(|e| invalid(format!("bad diff id in the config: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(invalid(format!(
-            "the manifest has {} layers but the config lists {} diff ids",
-            manifest.layers.len(),
-            diff_ids.len()
-        )));
-    }
-    manifest.media_type = Some(OCI_MANIFEST.into());
-    manifest.config.media_type = OCI_CONFIG.into();
-    for layer in &mut manifest.layers {
-        layer.media_type = oci_layer_media_type(&layer.media_type)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "layer `{}` has unsupported media type `{}`",
-                    layer.digest, layer.media_type
-                ))
-            })?
-            .to_owned();
-    }
-    let layers = diff_ids
-        .into_iter()
-        .zip(manifest.layers.iter().cloned())
-        .map(|(diff_id, blob)| LayerRef { diff_id, blob })
-        .collect();
-    let bytes = crate::oci::json::to_canonical(&manifest);
+    let (config, layers, bytes) =
+        crate::oci::local::normalize(manifest, config_bytes).map_err(|problem| {
+            RegistryError::Invalid {
+                registry: r.registry.clone(),
+                repository: r.repository.clone(),
+                problem,
+            }
+        })?;
     let manifest_digest = store.put_blob(&bytes).map_err(|source| RegistryError::Store {
         registry: r.registry.clone(),
         repository: r.repository.clone(),
