@@ -296,7 +296,11 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let layer = if entries.is_empty() {
         None
     } else {
-        Some(layers::write_layer(store, &entries, opts.epoch, opts.compression).map_err(lerr)?)
+        let last_time = previous_layer(store, previous.as_ref());
+        Some(
+            layers::write_layer(store, &entries, opts.epoch, opts.compression, last_time.as_ref())
+                .map_err(lerr)?,
+        )
     };
     store.put_record("step", &n.key, &StepRecord { layer: layer.clone() })?;
     remember();
@@ -309,6 +313,13 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let mut layers = parent_layers;
     layers.extend(layer);
     Ok(layers)
+}
+
+/// The layer this step produced the last time it was built, if the store still has it.
+fn previous_layer(store: &Store, previous: Option<&super::explain::History>) -> Option<LayerRef> {
+    let key = crate::digest::Digest::from_hex(previous?.key())?;
+    let rec = store.get_record::<StepRecord>("step", &key).ok()??;
+    rec.layer.filter(|l| store.has_blob(&l.blob.digest))
 }
 
 /// Stores the outcome of a layer step (used by the run executor too).

@@ -22,6 +22,13 @@ pub(super) struct History {
 }
 
 /// The key under which a step's history is kept: its place in this project, not its content.
+impl History {
+    /// The key of the step's last build.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 pub(super) fn history_key(plan: &Plan, node: NodeIndex) -> Digest {
     let n = &plan.graph[node];
     let dir = plan

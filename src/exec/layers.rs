@@ -10,7 +10,7 @@ use globset::GlobBuilder;
 use super::view::View;
 use crate::context::{FileKind, Selected};
 use crate::digest::{OciDigest, Sha256Writer};
-use crate::oci::compress::{Compression, Compressor};
+use crate::oci::compress::{ChunkTable, Compression, Compressor, Reuse};
 use crate::oci::extract::{self, IndexKind, LayerIndex};
 use crate::oci::image::{Descriptor, LayerRef};
 use crate::oci::layer::{Entry, EntryKind};
@@ -380,6 +380,11 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// The record key of a gzip blob's chunk table.
+fn chunk_table_key(blob: &OciDigest) -> crate::digest::Digest {
+    crate::digest::Digest::of(blob.to_string().as_bytes())
+}
+
 /// Counts and hashes what passes through.
 struct HashTee<W: Write> {
     inner: W,
@@ -399,11 +404,14 @@ impl<W: Write> Write for HashTee<W> {
 }
 
 /// Writes entries as a layer blob in the store.
+/// Writes entries as a layer blob in the store. `previous` is the layer this step made last
+/// time (if any): gzip copies the compressed pieces of unchanged stretches from it.
 pub fn write_layer(
     store: &Store,
     entries: &[Entry],
     epoch: i64,
     compression: Compression,
+    previous: Option<&LayerRef>,
 ) -> Result<LayerRef, LayerError> {
     let tmp = store.temp_file()?;
     let tmp_path = tmp.path().to_owned();
@@ -414,19 +422,29 @@ pub fn write_layer(
             source,
         })
     };
-    let (diff_id, blob_digest, size) = {
+    let (diff_id, blob_digest, size, table) = {
         // An owned handle: the compressor writes from its own thread.
         let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(werr)?);
         let blob = HashTee { inner: file, hasher: Sha256Writer::default() };
-        let compressor = Compressor::new(compression, blob).map_err(werr)?;
+        let reuse = previous.filter(|_| compression == Compression::Gzip).and_then(|p| {
+            let table = store
+                .get_record::<ChunkTable>("gzchunks", &chunk_table_key(&p.blob.digest))
+                .ok()??;
+            Some(Reuse { blob: store.blob_path(&p.blob.digest), table })
+        });
+        let compressor = Compressor::with_reuse(compression, blob, reuse).map_err(werr)?;
         let diff = HashTee { inner: compressor, hasher: Sha256Writer::default() };
         let diff = tar_writer::write_tar(entries, epoch, diff)?;
         let HashTee { inner: compressor, hasher: diff_hasher } = diff;
-        let mut blob = compressor.finish().map_err(werr)?;
+        let (mut blob, table) = compressor.finish_with_table().map_err(werr)?;
         blob.flush().map_err(werr)?;
         let size = blob.hasher.len();
-        (diff_hasher.finish(), blob.hasher.finish(), size)
+        (diff_hasher.finish(), blob.hasher.finish(), size, table)
     };
     store.commit_blob(tmp, &blob_digest)?;
+    if let Some(table) = table {
+        // Best effort: a lost table only means the next change of this step compresses all.
+        let _ = store.put_record("gzchunks", &chunk_table_key(&blob_digest), &table);
+    }
     Ok(LayerRef { diff_id, blob: Descriptor::new(compression.media_type(), blob_digest, size) })
 }

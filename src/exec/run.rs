@@ -214,7 +214,7 @@ pub(super) fn run_step(
         None
     } else {
         Some(
-            layers::write_layer(store, &outcome.changes, opts.epoch, opts.compression)
+            layers::write_layer(store, &outcome.changes, opts.epoch, opts.compression, None)
                 .map_err(|e| fail(e.to_string(), Vec::new()))?,
         )
     };

@@ -63,6 +63,8 @@ pub struct Store {
     /// A lock on `store.lock` that lives as long as the store and its clones (see
     /// [`Store::holding`]).
     lock: Option<Arc<StoreLock>>,
+    /// Blobs this process wrote and hashed itself: copying them out needs no second hash.
+    fresh: Arc<std::sync::Mutex<std::collections::HashSet<OciDigest>>>,
 }
 
 /// How a [`StoreLock`] is held.
@@ -108,7 +110,7 @@ impl Store {
             fs_err::create_dir_all(&p)
                 .map_err(|source| StoreError::Create { path: p.clone(), source })?;
         }
-        Ok(Self { root: root.to_owned(), lock: None })
+        Ok(Self { root: root.to_owned(), lock: None, fresh: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -229,6 +231,8 @@ impl Store {
             path: dest.clone(),
             source: e.error,
         })?;
+        // The caller hashed these bytes as it wrote them.
+        self.fresh.lock().expect("no panics while locked").insert(digest.clone());
         Ok(())
     }
 
@@ -318,19 +322,28 @@ impl Store {
         })
     }
 
-    /// Puts blob `digest` at `dest`, verified first. A hard link when `dest` is on the store's
-    /// file system (blobs are write-once and only ever unlinked, so sharing the inode is safe:
-    /// a later prune removes the store's name, not the output's), else a copy.
+    /// Puts blob `digest` at `dest`, verified first unless this process wrote and hashed it. A
+    /// hard link when `dest` is on the store's file system (blobs are write-once and only ever
+    /// unlinked, so sharing the inode is safe: a later prune removes the store's name, not the
+    /// output's), else a copy.
     pub fn copy_blob_to(&self, digest: &OciDigest, dest: &Path) -> Result<u64, StoreError> {
-        let mut reader = self.open_blob(digest)?;
-        let n = io::copy(&mut reader, &mut io::sink()).map_err(|e| {
-            match e.downcast::<StoreError>() {
-                Ok(store) => store,
-                Err(e) => {
-                    StoreError::Io { action: "read blob", path: self.blob_path(digest), source: e }
+        let fresh = self.fresh.lock().expect("no panics while locked").contains(digest);
+        let n = if fresh {
+            let path = self.blob_path(digest);
+            fs_err::metadata(&path).map_err(io_err("read", &path))?.len()
+        } else {
+            let mut reader = self.open_blob(digest)?;
+            io::copy(&mut reader, &mut io::sink()).map_err(|e| {
+                match e.downcast::<StoreError>() {
+                    Ok(store) => store,
+                    Err(e) => StoreError::Io {
+                        action: "read blob",
+                        path: self.blob_path(digest),
+                        source: e,
+                    },
                 }
-            }
-        })?;
+            })?
+        };
         let tmp = dest.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
         if std::fs::hard_link(self.blob_path(digest), &tmp).is_err() {

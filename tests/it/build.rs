@@ -1,5 +1,6 @@
 //! End-to-end builds, checked with skopeo and umoci.
 
+use std::fmt::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -439,4 +440,39 @@ fn docker_loads_the_docker_archive() {
     assert_eq!(v[0]["Config"]["User"], "app");
     assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["/srv/app.sh"]));
     let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
+
+#[test]
+fn reusing_compressed_chunks_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~3 MiB of text in 30 files, so the layer spans several 1 MiB gzip chunks.
+    for i in 0..30 {
+        let mut body = String::new();
+        for j in 0..10_000 {
+            let _ = writeln!(body, "{i} {j} {}", j * 7919 % 1013);
+        }
+        write_files(dir.path(), &[(&format!("data/f{i:02}.txt"), &body)]);
+    }
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            "stack version=1\nimage x {\n    from \"scratch\"\n    copy \"data/\" to=\"/data/\"\n}\n",
+        )],
+    );
+    let cache = dir.path().join("cache");
+    assert!(run_stack(dir.path(), &cache, &["build"]).status.success());
+    std::fs::write(dir.path().join("data/f29.txt"), "the last file changed\n").unwrap();
+    let reused = run_stack(dir.path(), &cache, &["build", "--out", "o2"]);
+    assert!(reused.status.success(), "{}", stderr(&reused));
+    assert!(
+        std::fs::read_dir(cache.join("records-v1/gzchunks")).unwrap().count() >= 2,
+        "chunk tables are kept"
+    );
+    let fresh = run_stack(dir.path(), &dir.path().join("fresh-cache"), &["build", "--out", "o3"]);
+    assert_eq!(
+        stdout(&reused),
+        stdout(&fresh),
+        "a build that reuses chunks must equal a fresh one"
+    );
 }
