@@ -5,28 +5,19 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::args::{BuildArgs, CompressionArg, Format};
-use super::load::{CliResolver, error_chain, load_files, open_store, print_plan_errors};
+use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
 use super::{Failure, fail, output};
 use crate::diag::{Diagnostic, Report};
 use crate::exec::{BuildError, BuildOptions, SecretValue};
 use crate::oci::compress::Compression;
 use crate::oci::layout::{write_archive, write_layout};
-use crate::plan::{PlanRequest, plan};
 
 pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store, &args.file)?;
-    let request = PlanRequest {
-        args: args.file.args.iter().cloned().collect(),
-        targets: args.file.targets.clone(),
-    };
-    let p = plan(&files, &request, &resolver).map_err(|d| {
-        print_plan_errors(&files, d);
-        Failure::UserFiles
-    })?;
-    resolver.save_stat_caches();
+    let p = plan_files(&files, &resolver, &args.file)?;
     let opts = BuildOptions {
         compression: match args.compression {
             CompressionArg::Gzip => Compression::Gzip,

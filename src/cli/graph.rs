@@ -5,21 +5,14 @@ use std::io::Write;
 
 use super::Failure;
 use super::args::GraphArgs;
-use super::load::{CliResolver, load_files, open_store, print_plan_errors};
-use crate::plan::{PlanRequest, plan, to_dot};
+use super::load::{CliResolver, load_files, open_store, plan_files};
+use crate::plan::to_dot;
 
 pub(super) fn run(args: &GraphArgs) -> Result<(), Failure> {
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store, &args.file)?;
-    let request = PlanRequest {
-        args: args.file.args.iter().cloned().collect(),
-        targets: args.file.targets.clone(),
-    };
-    let p = plan(&files, &request, &resolver).map_err(|d| {
-        print_plan_errors(&files, d);
-        Failure::UserFiles
-    })?;
+    let p = plan_files(&files, &resolver, &args.file)?;
     let mut marks = crate::plan::dot::Marks::new();
     for idx in p.graph.node_indices() {
         let n = &p.graph[idx];

@@ -177,6 +177,25 @@ fn glob_paths(pattern: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Plans the build `args` asks for; prints the diagnostics when planning fails, and saves what
+/// the contexts' stat caches learned when it succeeds.
+pub(super) fn plan_files(
+    files: &[FileInput],
+    resolver: &CliResolver<'_>,
+    args: &FileArgs,
+) -> Result<crate::plan::Plan, Failure> {
+    let request = crate::plan::PlanRequest {
+        args: args.args.iter().cloned().collect(),
+        targets: args.targets.clone(),
+    };
+    let p = crate::plan::plan(files, &request, resolver).map_err(|d| {
+        print_plan_errors(files, d);
+        Failure::UserFiles
+    })?;
+    resolver.save_stat_caches();
+    Ok(p)
+}
+
 /// Prints planner diagnostics, each in the file it points into.
 pub(super) fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>) {
     let mut by_file: Vec<Vec<Diagnostic>> = vec![Vec::new(); files.len()];
