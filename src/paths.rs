@@ -59,6 +59,19 @@ pub fn resolve_in_root(
     Some(done.join("/"))
 }
 
+/// Removes every key below folder `path` (`path/…`) from a map keyed by relative paths.
+pub fn remove_below<V>(map: &mut std::collections::BTreeMap<String, V>, path: &str) {
+    let prefix = format!("{path}/");
+    let below: Vec<String> = map
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in below {
+        map.remove(&k);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +81,14 @@ mod tests {
         assert_eq!(normalize("./a//b/../c/").as_deref(), Some("a/c"));
         assert_eq!(normalize("/x").as_deref(), Some("x"));
         assert_eq!(normalize("a/../../b"), None);
+    }
+
+    #[test]
+    fn removes_only_what_is_below() {
+        let mut m: std::collections::BTreeMap<String, u8> =
+            ["a", "a/b", "a/b/c", "a.txt", "ab"].iter().map(|k| ((*k).to_owned(), 0)).collect();
+        remove_below(&mut m, "a");
+        assert_eq!(m.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "a.txt", "ab"]);
     }
 
     #[test]

@@ -43,16 +43,7 @@ impl View {
     }
 
     fn remove_below(&mut self, path: &str) {
-        let prefix = format!("{path}/");
-        let below: Vec<String> = self
-            .entries
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in below {
-            self.entries.remove(&k);
-        }
+        crate::paths::remove_below(&mut self.entries, path);
     }
 
     /// The entry at a relative path, without following symlinks.

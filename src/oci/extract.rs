@@ -62,6 +62,13 @@ pub enum IndexKind {
 pub type LayerIndex = BTreeMap<String, IndexEntry>;
 
 impl IndexEntry {
+    /// An entry the layer implies without a header of its own (a missing parent folder, a
+    /// whiteout, an opaque marker): root-owned, epoch mtime, `0755` for folders.
+    pub fn implicit(kind: IndexKind) -> Self {
+        let mode = if matches!(kind, IndexKind::Dir | IndexKind::OpaqueDir) { 0o755 } else { 0 };
+        Self { kind, mode, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: Vec::new() }
+    }
+
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, IndexKind::Dir | IndexKind::OpaqueDir)
     }
@@ -302,19 +309,7 @@ impl Extractor {
             if let Some(e) = self.index.get_mut(&parent) {
                 e.kind = IndexKind::OpaqueDir;
             } else {
-                self.index.insert(
-                    parent.clone(),
-                    IndexEntry {
-                        kind: IndexKind::OpaqueDir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        mtime: 0,
-                        size: 0,
-                        link: None,
-                        xattrs: vec![],
-                    },
-                );
+                self.index.insert(parent.clone(), IndexEntry::implicit(IndexKind::OpaqueDir));
             }
             return Ok(());
         }
@@ -327,19 +322,7 @@ impl Extractor {
             let _ =
                 rustix::fs::mknodat(&dir_fd, hidden, FileType::CharacterDevice, Mode::empty(), 0);
             self.forget_below(&target);
-            self.index.insert(
-                target,
-                IndexEntry {
-                    kind: IndexKind::Whiteout,
-                    mode: 0,
-                    uid: 0,
-                    gid: 0,
-                    mtime: 0,
-                    size: 0,
-                    link: None,
-                    xattrs: vec![],
-                },
-            );
+            self.index.insert(target, IndexEntry::implicit(IndexKind::Whiteout));
             return Ok(());
         }
 
@@ -529,16 +512,7 @@ impl Extractor {
 
     /// Removes index entries below a path replaced by a non-folder (or deleted).
     fn forget_below(&mut self, path: &str) {
-        let prefix = format!("{path}/");
-        let below: Vec<String> = self
-            .index
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in below {
-            self.index.remove(&k);
-        }
+        crate::paths::remove_below(&mut self.index, path);
     }
 
     /// Resolves symlinks this layer created in a parent path, with the tree as `/`.
@@ -564,19 +538,7 @@ impl Extractor {
             match rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755)) {
                 Ok(()) => {
                     if !self.index.contains_key(&so_far) {
-                        self.index.insert(
-                            so_far.clone(),
-                            IndexEntry {
-                                kind: IndexKind::Dir,
-                                mode: 0o755,
-                                uid: 0,
-                                gid: 0,
-                                mtime: 0,
-                                size: 0,
-                                link: None,
-                                xattrs: vec![],
-                            },
-                        );
+                        self.index.insert(so_far.clone(), IndexEntry::implicit(IndexKind::Dir));
                     }
                 }
                 Err(rustix::io::Errno::EXIST) => {}
@@ -596,19 +558,7 @@ impl Extractor {
                     rustix::fs::mkdirat(&fd, comp, Mode::from_raw_mode(0o755))
                         .map_err(self.write_err(for_entry))?;
                     self.symlinks.remove(&so_far);
-                    self.index.insert(
-                        so_far.clone(),
-                        IndexEntry {
-                            kind: IndexKind::Dir,
-                            mode: 0o755,
-                            uid: 0,
-                            gid: 0,
-                            mtime: 0,
-                            size: 0,
-                            link: None,
-                            xattrs: vec![],
-                        },
-                    );
+                    self.index.insert(so_far.clone(), IndexEntry::implicit(IndexKind::Dir));
                     rustix::fs::openat(
                         &fd,
                         comp,
