@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
-/// One change in a layer: a file system object to create, or a deletion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change in a layer: a file system object to create, or a deletion. Serialisable so the
+/// sandbox helper can send its changes back over a pipe.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// Relative, normalised path, e.g. `usr/bin/env`.
     pub path: String,
@@ -24,7 +25,7 @@ pub struct Entry {
 }
 
 /// What kind of object an [`Entry`] is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntryKind {
     /// A regular file whose bytes are read from `source` when the tar is written.
     File {

@@ -719,12 +719,17 @@ impl<'a> Planner<'a> {
                         op,
                     }
                 }
-                StepKind::Copy(c) => {
-                    let Some((op, key, sources, inputs)) =
-                        self.copy(fi, c, &stage_args, &config, parent_fs)
-                    else {
-                        continue;
+                StepKind::Copy(_) | StepKind::Run(_) => {
+                    let planned = match &step.kind {
+                        StepKind::Copy(c) => self
+                            .copy(fi, c, &stage_args, &config, parent_fs)
+                            .map(|(op, key, src, inputs)| (Op::Copy(op), key, src, inputs)),
+                        StepKind::Run(r) => self
+                            .run_step(fi, r, &stage_args, &unset_args, &config, parent_fs)
+                            .map(|(op, key, src, inputs)| (Op::Run(op), key, src, inputs)),
+                        _ => unreachable!("matched above"),
                     };
+                    let Some((op, key, sources, inputs)) = planned else { continue };
                     let node = Node {
                         identity: format!("{name}#{step_no}"),
                         inputs,
@@ -735,28 +740,7 @@ impl<'a> Planner<'a> {
                         key,
                         fs_key: key,
                         parent: Some(parent),
-                        op: Op::Copy(op),
-                    };
-                    parent = self.add_node(node, &sources);
-                    continue;
-                }
-                StepKind::Run(r) => {
-                    let Some((op, key, sources, inputs)) =
-                        self.run_step(fi, r, &stage_args, &unset_args, &config, parent_fs)
-                    else {
-                        continue;
-                    };
-                    let node = Node {
-                        identity: format!("{name}#{step_no}"),
-                        inputs,
-                        stage: name.to_owned(),
-                        label,
-                        file: fi,
-                        span: step.span,
-                        key,
-                        fs_key: key,
-                        parent: Some(parent),
-                        op: Op::Run(op),
+                        op,
                     };
                     parent = self.add_node(node, &sources);
                     continue;

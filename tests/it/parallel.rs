@@ -4,15 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use crate::support::{busybox_base, run_stack, skip, stack, stderr, stdout, write_files};
-
-fn sandbox_ready() -> bool {
-    if let Err(why) = stack::exec::sandbox::probe() {
-        skip(&format!("the sandbox cannot run here: {why}"));
-        return false;
-    }
-    true
-}
+use crate::support::{busybox_base, run_stack, sandbox_ready, stack, stderr, stdout, write_files};
 
 fn stages(base: &std::path::Path, bad: bool) -> String {
     let mut s = String::from("stack version=1\n");

@@ -4,15 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{busybox_base, have, run_stack, skip, stderr, stdout, write_files};
-
-fn sandbox_ready() -> bool {
-    if let Err(why) = stack::exec::sandbox::probe() {
-        skip(&format!("the sandbox cannot run here: {why}"));
-        return false;
-    }
-    true
-}
+use crate::support::{
+    busybox_base, have, run_stack, sandbox_ready, skip, stderr, stdout, write_files,
+};
 
 fn unpack(layout: &Path, name: &str, bundle: &Path) {
     let out = Command::new("umoci")

@@ -14,6 +14,15 @@ pub(crate) fn skip(reason: &str) {
     eprintln!("skipped: {reason}");
 }
 
+/// Whether `run` steps can execute here; skips (or, in CI, fails) with the reason otherwise.
+pub(crate) fn sandbox_ready() -> bool {
+    if let Err(why) = stack::exec::sandbox::probe() {
+        skip(&format!("the sandbox cannot run here: {why}"));
+        return false;
+    }
+    true
+}
+
 /// Whether a program is on PATH.
 pub(crate) fn have(program: &str) -> bool {
     Command::new("sh")

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use super::setup::{self, Plan, SetupError};
 use super::sys::{self, Forked, RealSys, SysError, WaitStatus};
-use super::{ExitStatusLike, RootMode, SandboxSpec, WireEntry, WireError, WireOutcome};
+use super::{ExitStatusLike, RootMode, SandboxSpec, WireError, WireOutcome};
 use super::{copyroot, diff};
 
 pub(crate) const RESULT_FD: i32 = 3;
@@ -139,7 +139,7 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
     let tree = if plan.copy_root { spec.scratch_dir.join("root") } else { plan.upper() };
     let changes = diff::diff_upper(&tree, &spec.lower_dirs, &stubs, snapshot.as_ref())
         .map_err(WireError::from)?;
-    Ok(WireOutcome { status, changes: changes.into_iter().map(WireEntry::from).collect() })
+    Ok(WireOutcome { status, changes })
 }
 
 impl From<diff::DiffError> for WireError {

@@ -41,7 +41,7 @@ mod tests;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::oci::layer::{Entry, EntryKind};
+use crate::oci::layer::Entry;
 
 use setup::SetupError;
 
@@ -283,86 +283,11 @@ fn userns_reason(errno: i32) -> String {
     }
 }
 
-/// One [`Entry`] on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct WireEntry {
-    path: String,
-    kind: WireKind,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-enum WireKind {
-    File { source: PathBuf, size: u64 },
-    Inline { content: Vec<u8> },
-    Dir { opaque: bool },
-    Symlink { target: String },
-    Hardlink { target: String },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-    Fifo,
-    Whiteout,
-}
-
-impl From<Entry> for WireEntry {
-    fn from(e: Entry) -> Self {
-        let kind = match e.kind {
-            EntryKind::File { source, size } => WireKind::File { source, size },
-            EntryKind::Inline { content } => WireKind::Inline { content },
-            EntryKind::Dir { opaque } => WireKind::Dir { opaque },
-            EntryKind::Symlink { target } => WireKind::Symlink { target },
-            EntryKind::Hardlink { target } => WireKind::Hardlink { target },
-            EntryKind::CharDevice { major, minor } => WireKind::CharDevice { major, minor },
-            EntryKind::BlockDevice { major, minor } => WireKind::BlockDevice { major, minor },
-            EntryKind::Fifo => WireKind::Fifo,
-            EntryKind::Whiteout => WireKind::Whiteout,
-        };
-        WireEntry {
-            path: e.path,
-            kind,
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            mtime: e.mtime,
-            xattrs: e.xattrs,
-        }
-    }
-}
-
-impl From<WireEntry> for Entry {
-    fn from(e: WireEntry) -> Self {
-        let kind = match e.kind {
-            WireKind::File { source, size } => EntryKind::File { source, size },
-            WireKind::Inline { content } => EntryKind::Inline { content },
-            WireKind::Dir { opaque } => EntryKind::Dir { opaque },
-            WireKind::Symlink { target } => EntryKind::Symlink { target },
-            WireKind::Hardlink { target } => EntryKind::Hardlink { target },
-            WireKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
-            WireKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
-            WireKind::Fifo => EntryKind::Fifo,
-            WireKind::Whiteout => EntryKind::Whiteout,
-        };
-        Entry {
-            path: e.path,
-            kind,
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            mtime: e.mtime,
-            xattrs: e.xattrs,
-        }
-    }
-}
-
 /// The helper's answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct WireOutcome {
     status: ExitStatusLike,
-    changes: Vec<WireEntry>,
+    changes: Vec<Entry>,
 }
 
 /// How to start the helper process.
@@ -519,11 +444,7 @@ fn run_inner(
         SandboxError::Protocol { what: "helper result".into(), message: e.to_string() }
     })?;
     let outcome = outcome?;
-    Ok(RunOutcome {
-        status: outcome.status,
-        changes: outcome.changes.into_iter().map(Entry::from).collect(),
-        scratch,
-    })
+    Ok(RunOutcome { status: outcome.status, changes: outcome.changes, scratch })
 }
 
 /// Says whether the sandbox can work here, and if not, why.

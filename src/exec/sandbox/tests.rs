@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::fake::RecordingSys;
 use super::setup::{self, Plan};
 use super::*;
+use crate::oci::layer::EntryKind;
 
 /// The entry point of the helper when the test binary is re-executed as one.
 #[test]
