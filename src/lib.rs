@@ -16,6 +16,7 @@ pub mod lockfile;
 pub mod oci;
 pub mod paths;
 pub mod plan;
+pub mod privilege;
 pub mod registry;
 pub mod store;
 pub mod syntax;

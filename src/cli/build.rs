@@ -46,7 +46,18 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
                 "this step failed",
             );
             if !output_tail.is_empty() {
-                d = d.with_help(format!("last lines of its output:\n{}", output_tail.join("\n")));
+                let mut help = format!("last lines of its output:\n{}", output_tail.join("\n"));
+                // `chown` to another user fails with EINVAL when only the caller is mapped.
+                if crate::privilege::Privilege::current() == crate::privilege::Privilege::SingleId
+                    && output_tail.iter().any(|l| l.contains("Invalid argument"))
+                {
+                    help.push_str(
+                        "\nnote: this rootless build has no subordinate ids, so only root exists \
+                         in the sandbox; give your user ranges in /etc/subuid and /etc/subgid \
+                         (with `newuidmap` from Debian's `uidmap` package)",
+                    );
+                }
+                d = d.with_help(help);
             }
             output::print_report(&Report::new(files[n.file].source.clone(), vec![d]));
             eprintln!("error: the build failed; no image was written");

@@ -53,6 +53,9 @@ pub fn main() -> ExitCode {
         eprintln!("  this is a bug in stack; please report it with the command you ran");
     }));
     let cli = Cli::parse();
+    if matches!(cli.command, args::Command::Build(_) | args::Command::Cache(_)) {
+        enter_user_namespace();
+    }
     crate::exec::cancel::install_handlers();
     let color = output::stderr_color();
     let result = match cli.command {
@@ -77,6 +80,20 @@ pub fn main() -> ExitCode {
             output::print_error(e.as_ref(), hint.as_deref(), color);
             ExitCode::from(4)
         }
+    }
+}
+
+/// Rootless with subordinate ids: builds and cache commands run as root of a user namespace
+/// that maps them (before any thread starts), so layers keep their owners and steps may run as
+/// other users. See `exec::sandbox::userns`.
+fn enter_user_namespace() {
+    use crate::exec::sandbox::userns::{self, Entered};
+    if let Entered::No(Some(reason)) = userns::enter() {
+        eprintln!(
+            "warning: cannot use subordinate ids ({reason}); steps can run as root only \
+             (set {}=off to silence this)",
+            userns::SUBIDS_ENV
+        );
     }
 }
 

@@ -184,7 +184,7 @@ pub fn extract(
         tree: tree.clone(),
         index: LayerIndex::new(),
         symlinks: HashMap::new(),
-        privileged: rustix::process::geteuid().is_root(),
+        privilege: crate::privilege::Privilege::current(),
         dirs: Vec::new(),
     };
     let mut hashing = HashingReader { inner: reader, hasher: Sha256Writer::default() };
@@ -238,7 +238,8 @@ struct Extractor {
     index: LayerIndex,
     /// Symlinks this layer created, for resolving later entries' parents lexically.
     symlinks: HashMap<String, String>,
-    privileged: bool,
+    /// Whether owners can be kept, and how opaque folders are marked.
+    privilege: crate::privilege::Privilege,
     /// Folders whose mode and mtime are applied last (so read-only folders can be filled).
     dirs: Vec<(String, u32, i64)>,
 }
@@ -368,13 +369,16 @@ impl Extractor {
                 let mut file = std::fs::File::from(fd);
                 size = io::copy(&mut entry, &mut file)
                     .map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
-                if self.privileged {
-                    rustix::fs::fchown(
+                if self.privilege.keeps_owners() {
+                    let owned = rustix::fs::fchown(
                         &file,
                         Some(rustix::fs::Uid::from_raw(uid)),
                         Some(rustix::fs::Gid::from_raw(gid)),
-                    )
-                    .map_err(self.write_err(&path))?;
+                    );
+                    // In a user namespace, ids outside its map stay the caller's (EINVAL).
+                    if self.privilege == crate::privilege::Privilege::HostRoot {
+                        owned.map_err(self.write_err(&path))?;
+                    }
                     for (k, v) in &xattrs {
                         let _ = rustix::fs::fsetxattr(
                             &file,
@@ -466,7 +470,7 @@ impl Extractor {
         if !matches!(kind, IndexKind::Dir | IndexKind::OpaqueDir) {
             self.forget_below(&path);
         }
-        if matches!(kind, IndexKind::Dir) && self.privileged {
+        if matches!(kind, IndexKind::Dir) && self.privilege.keeps_owners() {
             self.chown_at(&dir_fd, name, uid, gid);
         }
         self.index.insert(path, IndexEntry { kind, mode, uid, gid, mtime, size, link, xattrs });
@@ -474,7 +478,7 @@ impl Extractor {
     }
 
     fn chown_at(&self, dir: &OwnedFd, name: &str, uid: u32, gid: u32) {
-        if self.privileged {
+        if self.privilege.keeps_owners() {
             let _ = rustix::fs::chownat(
                 dir,
                 name,
@@ -486,9 +490,10 @@ impl Extractor {
     }
 
     fn mark_opaque(&self, dir: &OwnedFd, path: &str) {
-        let name = if self.privileged { "trusted.overlay.opaque" } else { "user.overlay.opaque" };
+        let name = format!("{}.overlay.opaque", self.privilege.overlay_xattr_prefix());
         if let Ok(fd) = self.open_readable_dir(dir, path) {
-            let _ = rustix::fs::fsetxattr(&fd, name, b"y", rustix::fs::XattrFlags::empty());
+            let _ =
+                rustix::fs::fsetxattr(&fd, name.as_str(), b"y", rustix::fs::XattrFlags::empty());
         }
     }
 

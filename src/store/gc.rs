@@ -306,7 +306,8 @@ fn check_blob(path: &Path, name: &str) -> Option<String> {
 }
 
 fn check_layer(dir: &Path, name: &str) -> Option<String> {
-    if format!("sha256:{name}").parse::<OciDigest>().is_err() {
+    let hex = [".userns", ".flat"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+    if format!("sha256:{hex}").parse::<OciDigest>().is_err() {
         return Some("its folder name is not a sha256 digest".into());
     }
     if let Err(e) = crate::oci::extract::read_index(dir) {

@@ -21,7 +21,8 @@ pub enum Area {
     Records,
     /// `blobs-v1/sha256/<hex>`: layers, configs and manifests.
     Blobs,
-    /// `layers-v1/<diff id hex>`: extracted layer trees with their `index.json`.
+    /// `layers-v1/<diff id hex>[.userns|.flat]`: extracted layer trees with their `index.json`
+    /// (the suffix says how owners were kept, see `Privilege::tree_suffix`).
     Layers,
     /// `cache-v1/<id>`: the folders of `run` cache mounts.
     CacheMounts,

@@ -165,52 +165,156 @@ fn a_failing_step_is_reported_at_its_line_and_writes_nothing() {
     assert!(!mounts.contains(dir.path().to_str().unwrap()), "a mount was left behind");
 }
 
-#[test]
-fn a_rootless_build_gives_the_same_image_as_root() {
-    let Some(base) = busybox_base() else { return };
-    if !sandbox_ready() {
-        return;
-    }
-    if !rustix::process::geteuid().is_root() || !have("setpriv") {
-        return skip("needs root and setpriv to run stack again as an unprivileged user");
-    }
+/// A build folder everyone can read and write (for `stack` run as `nobody`), with the base.
+fn open_folder(base: &Path, files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    // Everything the unprivileged user reads or writes must be open to it.
     let status = Command::new("cp")
         .args(["-r", base.to_str().unwrap(), dir.path().join("base").to_str().unwrap()])
         .status()
         .unwrap();
     assert!(status.success());
-    write_files(
-        dir.path(),
-        &[
-            ("hello.txt", "hello\n"),
-            (
-                "stack.kdl",
-                "stack version=1\nimage a {\n    from \"oci:base:base\"\n    copy \"hello.txt\" to=\"/srv/\"\n    run \"echo made > /made.txt && rm /bin/vi\"\n}\n",
-            ),
-        ],
-    );
+    write_files(dir.path(), files);
     let status =
         Command::new("chmod").args(["-R", "a+rwX", dir.path().to_str().unwrap()]).status().unwrap();
     assert!(status.success());
+    dir
+}
+
+/// Runs `stack` as `nobody` (uid 65534) in `dir`, with its own store.
+fn stack_as_nobody(
+    dir: &Path,
+    cache: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_stack"))
+        .args(args)
+        .current_dir(dir)
+        .env("STACK_CACHE_DIR", dir.join(cache))
+        .env("HOME", dir)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn rootless_ready() -> bool {
+    if !sandbox_ready() {
+        return false;
+    }
+    if !rustix::process::geteuid().is_root() || !have("setpriv") {
+        skip("needs root and setpriv to run stack again as an unprivileged user");
+        return false;
+    }
+    true
+}
+
+const USERS_BUILD: &str = r#"stack version=1
+image a {
+    from "oci:base:base"
+    copy "hello.txt" to="/srv/"
+    run "echo made > /made.txt && rm /bin/vi"
+    run "mkdir -p /home/app && chown app:app /home/app && chmod 700 /home/app"
+    user "app"
+    run "echo mine > /home/app/mine && chmod 600 /home/app/mine && id > /home/app/id && echo kept > /home/app/.cache/kept && chmod 600 /home/app/.cache/kept" {
+        cache "/home/app/.cache" uid=1000 gid=1000
+    }
+}
+"#;
+
+#[test]
+fn a_rootless_build_with_subordinate_ids_gives_the_same_image_as_root() {
+    let Some(base) = busybox_base() else { return };
+    if !rootless_ready() {
+        return;
+    }
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let subgid = std::fs::read_to_string("/etc/subgid").unwrap_or_default();
+    if !subuid.lines().any(|l| l.starts_with("nobody:"))
+        || !subgid.lines().any(|l| l.starts_with("nobody:"))
+    {
+        return skip(
+            "needs subordinate ids for nobody (`nobody:100000:65536` in /etc/subuid and /etc/subgid)",
+        );
+    }
+    if !have("newuidmap") {
+        return skip("needs newuidmap and newgidmap (apt-get install uidmap)");
+    }
+    let dir = open_folder(&base, &[("hello.txt", "hello\n"), ("stack.kdl", USERS_BUILD)]);
     let root =
         run_stack(dir.path(), &dir.path().join("cache-root"), &["build", "--out", "out-root"]);
     assert!(root.status.success(), "{}", stderr(&root));
-    let rootless = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_stack"))
-        .args(["build", "--out", "out-rootless"])
-        .current_dir(dir.path())
-        .env("STACK_CACHE_DIR", dir.path().join("cache-rootless"))
-        .env("HOME", dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let rootless =
+        stack_as_nobody(dir.path(), "cache-rootless", &["build", "--out", "out-rootless"], &[]);
+    let err = stderr(&rootless);
+    if err.contains("user namespace") && err.contains("cannot") {
+        return skip(&format!("unprivileged user namespaces are not allowed here: {err}"));
+    }
+    assert!(rootless.status.success(), "rootless build failed: {err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(stdout(&rootless), stdout(&root), "root and rootless builds differ");
+    // The step ran as app (uid 1000 inside), which is a subordinate id outside.
+    let layout = dir.path().join("out-rootless");
+    if have("umoci") {
+        let bundle = dir.path().join("bundle");
+        unpack(&layout, "a", &bundle);
+        let id = std::fs::read_to_string(bundle.join("rootfs/home/app/id")).unwrap();
+        assert!(id.starts_with("uid=1000(app) gid=1000(app)"), "{id}");
+    }
+    let kept = walkdir::WalkDir::new(dir.path().join("cache-rootless/cache-v1"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == "kept")
+        .expect("the cache mount kept its file");
+    let owner = std::os::unix::fs::MetadataExt::uid(&kept.metadata().unwrap());
+    assert!(owner >= 100_000, "owned by a subordinate id, not {owner}");
+    // Files of subordinate ids are still removable: prune runs in the namespace too.
+    let pruned = stack_as_nobody(dir.path(), "cache-rootless", &["cache", "prune", "--all"], &[]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    let store = dir.path().join("cache-rootless");
+    let left: Vec<_> = ["layers-v1", "cache-v1", "tmp"]
+        .iter()
+        .flat_map(|area| walkdir::WalkDir::new(store.join(area)).min_depth(1))
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "prune left {left:?}");
+}
+
+#[test]
+fn a_rootless_build_without_subordinate_ids_runs_steps_as_root_only() {
+    let Some(base) = busybox_base() else { return };
+    if !rootless_ready() {
+        return;
+    }
+    let simple = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    copy \"hello.txt\" to=\"/srv/\"\n    run \"echo made > /made.txt && rm /bin/vi\"\n}\n";
+    let dir = open_folder(
+        &base,
+        &[("hello.txt", "hello\n"), ("stack.kdl", simple), ("users.kdl", USERS_BUILD)],
+    );
+    let root =
+        run_stack(dir.path(), &dir.path().join("cache-root"), &["build", "--out", "out-root"]);
+    assert!(root.status.success(), "{}", stderr(&root));
+    let off = [("STACK_SUBIDS", "off")];
+    let rootless =
+        stack_as_nobody(dir.path(), "cache-rootless", &["build", "--out", "out-rootless"], &off);
     let err = stderr(&rootless);
     if err.contains("user namespace") && err.contains("cannot") {
         return skip(&format!("unprivileged user namespaces are not allowed here: {err}"));
     }
     assert!(rootless.status.success(), "rootless build failed: {err}");
     assert_eq!(stdout(&rootless), stdout(&root), "root and rootless builds differ");
+    // Only root exists inside: the chown fails, and the diagnostic says what would help.
+    let users = stack_as_nobody(
+        dir.path(),
+        "cache-rootless",
+        &["build", "users.kdl", "--out", "out-users"],
+        &off,
+    );
+    assert_eq!(users.status.code(), Some(3), "{}", stderr(&users));
+    let err = stderr(&users);
+    assert!(err.contains("users.kdl:6:5"), "{err}");
+    assert!(err.contains("/etc/subuid"), "{err}");
 }

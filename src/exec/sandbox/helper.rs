@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::setup::{self, Plan, SetupError};
+use super::setup::{self, Ids, Plan, SetupError};
 use super::sys::{self, Forked, RealSys, SysError, WaitStatus};
 use super::{ExitStatusLike, RootMode, SandboxSpec, WireError, WireOutcome};
 use super::{copyroot, diff};
@@ -86,7 +86,7 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
     let plan = Plan {
         spec,
         copy_root: spec.root_mode == RootMode::Copy || !overlay_usable(spec.lower_dirs.len()),
-        rootless: sys::geteuid() != 0,
+        ids: standing(),
         host_uid: sys::getuid(),
         host_gid: sys::getgid(),
     };
@@ -149,6 +149,23 @@ impl From<diff::DiffError> for WireError {
             errno: e.source.raw_os_error().unwrap_or(0),
             message: e.source.to_string(),
         }
+    }
+}
+
+/// Where this helper stands (see [`Ids`]).
+fn standing() -> Ids {
+    use crate::privilege::{Privilege, parse_id_map};
+    if sys::geteuid() != 0 {
+        return Ids::OwnNamespace;
+    }
+    if Privilege::current() == Privilege::HostRoot {
+        return Ids::HostRoot;
+    }
+    let read = |p: &str| fs_err::read_to_string(p).unwrap_or_default();
+    Ids::Mapped {
+        uids: parse_id_map(&read("/proc/self/uid_map")),
+        gids: parse_id_map(&read("/proc/self/gid_map")),
+        setgroups: read("/proc/self/setgroups").trim() == "allow",
     }
 }
 

@@ -4,7 +4,9 @@
 //! cannot `unshare(CLONE_NEWUSER)`), passes it the [`SandboxSpec`] over a pipe, streams the
 //! command's output, and returns the overlay upper dir's changes as layer [`Entry`]s.
 //!
-//! Process tree: caller (threaded) → helper (user namespace when rootless; new PID, IPC, UTS
+//! Process tree: caller (threaded) → helper (its own user namespace when the caller is not
+//! root, mapping only the caller; `stack` itself runs in a user namespace with subordinate ids
+//! when it can, see [`userns`], and then the helper is root already; new PID, IPC, UTS
 //! and network namespaces; diffs the upper dir at the end) → PID 1 (own mount namespace,
 //! overlay root, `/proc`, `/dev`, `/sys`, mounts, `pivot_root`; forwards signals, reaps) →
 //! the command (own session, dropped capabilities and ids).
@@ -20,8 +22,8 @@
 //!
 //! # Lower dirs
 //! Extracted layer trees in overlay format, topmost first: whiteouts are 0:0 character
-//! devices, opaque directories carry `trusted.overlay.opaque=y` (root) or
-//! `user.overlay.opaque=y` (rootless).
+//! devices, opaque directories carry `trusted.overlay.opaque=y` (root on the host) or
+//! `user.overlay.opaque=y` (in a user namespace), as `Privilege::overlay_xattr_prefix` says.
 //!
 //! Invariant: all `unsafe` lives in `sys.rs`; the setup sequence (`setup.rs`) only talks to
 //! the kernel through the `Sys` trait, so its plan is snapshot-tested with a recording fake.
@@ -32,6 +34,7 @@ mod helper;
 mod setup;
 mod sys;
 mod user;
+pub mod userns;
 
 #[cfg(test)]
 mod fake;

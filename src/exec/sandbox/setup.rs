@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::sys::{Handle, MountFlags, Namespaces, Sys, SysError, SysResult, Target};
 use super::user::{self, ResolvedUser};
 use super::{Mount, Network, SandboxSpec};
+use crate::privilege::{self, IdRange};
 
 /// Everything the setup needs besides the spec, decided by the helper at start.
 #[derive(Debug, Clone)]
@@ -18,10 +19,24 @@ pub(crate) struct Plan<'a> {
     pub(crate) spec: &'a SandboxSpec,
     /// The root is a merged copy of the lower dirs (no overlay).
     pub(crate) copy_root: bool,
-    /// Not root on the host: a user namespace maps the caller's ids to 0.
-    pub(crate) rootless: bool,
+    /// The ids the command can run as, and whether the helper makes a user namespace.
+    pub(crate) ids: Ids,
     pub(crate) host_uid: u32,
     pub(crate) host_gid: u32,
+}
+
+/// Where the helper stands, which decides the user namespace and the ids a step may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ids {
+    /// Root on the host: every id.
+    HostRoot,
+    /// Root of a user namespace entered before (by `stack` with subordinate ids, or a rootless
+    /// container): the ids its maps hold (as seen inside); `setgroups` says whether
+    /// supplementary groups can be set.
+    Mapped { uids: Vec<IdRange>, gids: Vec<IdRange>, setgroups: bool },
+    /// An unprivileged caller: the helper makes a user namespace that maps only the caller, to
+    /// root.
+    OwnNamespace,
 }
 
 /// A setup failure: which step, and the syscall that failed.
@@ -73,13 +88,17 @@ impl Plan<'_> {
     fn root(&self) -> PathBuf {
         self.scratch().join("root")
     }
+    /// Whether the sandbox lives in a user namespace (`userxattr` overlay, no `trusted.`).
+    pub(crate) fn userns(&self) -> bool {
+        self.ids != Ids::HostRoot
+    }
 }
 
-/// Step 1, in the helper: the user namespace (rootless) and the PID, IPC, UTS and network
-/// namespaces. The mount namespace is left to PID 1 so that its `pivot_root` cannot move the
-/// helper's own root.
+/// Step 1, in the helper: the user namespace (for an unprivileged caller) and the PID, IPC,
+/// UTS and network namespaces. The mount namespace is left to PID 1 so that its `pivot_root`
+/// cannot move the helper's own root.
 pub(crate) fn enter_namespaces(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<()> {
-    if plan.rootless {
+    if plan.ids == Ids::OwnNamespace {
         sys.unshare(Namespaces { user: true, ..Namespaces::default() })
             .map_err(|error| SetupError::UserNs { error })?;
         sys.write_file(Path::new("/proc/self/setgroups"), b"deny").step("user namespace")?;
@@ -227,10 +246,10 @@ pub(crate) const MAX_OVERLAY_LAYERS: usize = 500;
 
 /// The overlay mount options for `lowers` stacked lower dirs (paths relative to the scratch
 /// dir, which is the working directory at mount time, so the option stays short).
-pub(crate) fn overlay_options(lowers: usize, rootless: bool) -> String {
+pub(crate) fn overlay_options(lowers: usize, userns: bool) -> String {
     let lower: Vec<String> = (0..lowers).map(|i| format!("l/{i}")).collect();
     let mut o = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
-    o.push_str(if rootless { ",userxattr" } else { ",redirect_dir=off,metacopy=off,index=off" });
+    o.push_str(if userns { ",userxattr" } else { ",redirect_dir=off,metacopy=off,index=off" });
     o
 }
 
@@ -259,7 +278,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     }
     sys.chdir(scratch).step("scratch dir")?;
     let root_path = plan.root();
-    let flags = if plan.rootless { MountFlags::NONE } else { MountFlags::NODEV };
+    let flags = if plan.userns() { MountFlags::NONE } else { MountFlags::NODEV };
     if plan.copy_root {
         // Already merged by the helper; a bind makes it a mount point for pivot_root.
         sys.mount(
@@ -271,7 +290,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         )
         .step("copied root")?;
     } else {
-        let opts = overlay_options(spec.lower_dirs.len(), plan.rootless);
+        let opts = overlay_options(spec.lower_dirs.len(), plan.userns());
         sys.mount(
             Some(Target::Path(Path::new("overlay"))),
             Target::Path(&root_path),
@@ -323,10 +342,15 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     ] {
         sys.symlink_at(&dev, name, target).step("/dev")?;
     }
-    let pts_opts = if plan.rootless {
-        "newinstance,ptmxmode=0666,mode=0620"
-    } else {
+    let tty_group_mapped = match &plan.ids {
+        Ids::HostRoot => true,
+        Ids::Mapped { gids, .. } => privilege::maps(gids, 5),
+        Ids::OwnNamespace => false,
+    };
+    let pts_opts = if tty_group_mapped {
         "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620"
     };
     fs_mount(
         sys,
@@ -342,7 +366,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         .step("/dev/shm")?;
 
     // /sys, read-only: a fresh sysfs needs a network namespace of our own.
-    let sysfs = if spec.network == Network::None || !plan.rootless {
+    let sysfs = if spec.network == Network::None || !plan.userns() {
         fs_mount(sys, &root, "sys", "sysfs", nse | MountFlags::RDONLY, None, &mut stubs)?
     } else {
         Err(SysError::new("mount", "sys", libc::EPERM))
@@ -452,14 +476,8 @@ pub(crate) fn prepare_command(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult
     let spec = &plan.spec.user.0;
     let user = user::resolve(spec, &passwd, &group)
         .map_err(|reason| SetupError::User { spec: spec.clone(), reason })?;
-    if plan.rootless && (user.uid != 0 || user.gid != 0) {
-        return Err(SetupError::User {
-            spec: spec.clone(),
-            reason: format!(
-                "uid {} gid {} is not mapped: a rootless sandbox maps only the caller to root",
-                user.uid, user.gid
-            ),
-        });
+    if let Some(reason) = unmapped(&plan.ids, &user) {
+        return Err(SetupError::User { spec: spec.clone(), reason });
     }
     let mut dir = PathBuf::from("/");
     for comp in plan.spec.cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
@@ -472,14 +490,57 @@ pub(crate) fn prepare_command(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult
     Ok(user)
 }
 
+/// Why `user` cannot run in this sandbox: an id its user namespace does not map.
+fn unmapped(ids: &Ids, user: &ResolvedUser) -> Option<String> {
+    match ids {
+        Ids::HostRoot => None,
+        Ids::OwnNamespace => (user.uid != 0 || user.gid != 0).then(|| {
+            format!(
+                "uid {} gid {} is not mapped: without subordinate ids a rootless sandbox maps \
+                 only the caller, to root (give this user ranges in /etc/subuid and \
+                 /etc/subgid, and install `newuidmap`/`newgidmap`, Debian's `uidmap` package)",
+                user.uid, user.gid
+            )
+        }),
+        Ids::Mapped { uids, gids, setgroups } => {
+            let (kind, id, ranges, file) = if !privilege::maps(uids, user.uid) {
+                ("uid", user.uid, uids, "/etc/subuid")
+            } else if let Some(gid) = std::iter::once(&user.gid)
+                .chain(if *setgroups { &user.groups[..] } else { &[] })
+                .find(|g| !privilege::maps(gids, **g))
+            {
+                ("gid", *gid, gids, "/etc/subgid")
+            } else {
+                return None;
+            };
+            let held: Vec<String> = ranges
+                .iter()
+                .map(|r| format!("{}-{}", r.inside, u64::from(r.inside) + u64::from(r.count) - 1))
+                .collect();
+            Some(format!(
+                "{kind} {id} is outside the ids this user namespace maps ({}); a larger range \
+                 in {file} would cover it",
+                held.join(", ")
+            ))
+        }
+    }
+}
+
 /// Step 4, in the command's process just before `exec`: drops capabilities and ids.
 pub(crate) fn drop_privileges(
     sys: &mut dyn Sys,
     plan: &Plan<'_>,
     user: &ResolvedUser,
 ) -> SetupResult<()> {
-    if !plan.rootless {
+    let setgroups = match &plan.ids {
+        Ids::HostRoot => true,
+        Ids::Mapped { setgroups, .. } => *setgroups,
+        Ids::OwnNamespace => false,
+    };
+    if plan.ids != Ids::OwnNamespace {
         sys.drop_bounding_caps(&DEFAULT_CAPS).step("capabilities")?;
+    }
+    if setgroups {
         sys.setgroups(&user.groups).step("user")?;
     }
     // Files the command creates must not depend on the caller's umask.

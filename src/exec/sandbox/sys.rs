@@ -647,6 +647,82 @@ pub(crate) fn block_all_signals(block: bool) {
     }
 }
 
+fn sigset_of(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        for sig in signals {
+            libc::sigaddset(&raw mut set, *sig);
+        }
+        set
+    }
+}
+
+/// Blocks (`true`) or unblocks (`false`) `signals` for the calling thread.
+pub(crate) fn block_signals(signals: &[i32], block: bool) {
+    let set = sigset_of(signals);
+    // SAFETY: `set` is an initialised sigset_t; the old mask is not asked for.
+    unsafe {
+        libc::sigprocmask(
+            if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK },
+            &raw const set,
+            std::ptr::null_mut(),
+        );
+    }
+}
+
+/// Waits for one of `signals` (which must be blocked); returns it and whether a process sent
+/// it (`kill`), as opposed to the kernel (a terminal's Ctrl-C, which reaches the whole
+/// foreground process group anyway).
+pub(crate) fn wait_signal_among(signals: &[i32]) -> (i32, bool) {
+    let set = sigset_of(signals);
+    loop {
+        // SAFETY: siginfo_t is plain old data that sigwaitinfo fills; `set` is initialised.
+        let (sig, code) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&raw const set, &raw mut info);
+            (sig, info.si_code)
+        };
+        if sig > 0 {
+            // SI_USER, SI_QUEUE, SI_TKILL and friends are <= 0; SI_KERNEL and CLD_* are > 0.
+            return (sig, code <= 0);
+        }
+    }
+}
+
+/// The name of the user `uid` (through NSS, like `newuidmap` looks it up).
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: passwd is plain old data filled by getpwuid_r; `buf` outlives every pointer the
+    // result holds, and `name` is read before `buf` goes away.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            uid,
+            &raw mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &raw mut result,
+        );
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+pub(crate) fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail and touches no memory.
+    unsafe { libc::getpid() }
+}
+
+pub(crate) fn getppid() -> i32 {
+    // SAFETY: getppid cannot fail and touches no memory.
+    unsafe { libc::getppid() }
+}
+
 /// Waits for any signal (all must be blocked) and returns its number.
 pub(crate) fn wait_signal() -> i32 {
     // SAFETY: sigset_t is plain old data, initialised by sigfillset; sigwaitinfo accepts a

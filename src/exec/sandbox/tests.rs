@@ -10,9 +10,10 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::fake::RecordingSys;
-use super::setup::{self, Plan};
+use super::setup::{self, Ids, Plan};
 use super::*;
 use crate::oci::layer::EntryKind;
+use crate::privilege::IdRange;
 
 /// The entry point of the helper when the test binary is re-executed as one.
 #[test]
@@ -71,9 +72,9 @@ fn sample_spec() -> SandboxSpec {
     }
 }
 
-fn recorded_plan(rootless: bool) -> String {
+fn recorded_plan(ids: Ids) -> String {
     let spec = sample_spec();
-    let plan = Plan { spec: &spec, copy_root: false, rootless, host_uid: 1000, host_gid: 1000 };
+    let plan = Plan { spec: &spec, copy_root: false, ids, host_uid: 1000, host_gid: 1000 };
     let mut sys = RecordingSys::new(
         &["etc", "etc/hosts", "proc", "proc/sys", "proc/sysrq-trigger", "tmp", "var", "src"],
         &[
@@ -99,12 +100,43 @@ fn recorded_plan(rootless: bool) -> String {
 
 #[test]
 fn setup_plan_as_root() {
-    insta::assert_snapshot!(recorded_plan(false));
+    insta::assert_snapshot!(recorded_plan(Ids::HostRoot));
 }
 
 #[test]
 fn setup_plan_rootless() {
-    insta::assert_snapshot!(recorded_plan(true));
+    insta::assert_snapshot!(recorded_plan(Ids::OwnNamespace));
+}
+
+fn subid_map() -> Vec<IdRange> {
+    crate::privilege::parse_id_map("0 1000 1\n1 100000 65536\n")
+}
+
+#[test]
+fn setup_plan_in_a_mapped_user_namespace() {
+    insta::assert_snapshot!(recorded_plan(Ids::Mapped {
+        uids: subid_map(),
+        gids: subid_map(),
+        setgroups: true
+    }));
+}
+
+#[test]
+fn users_outside_the_map_are_refused_clearly() {
+    let narrow = crate::privilege::parse_id_map("0 1000 1\n1 100000 999\n");
+    let log = recorded_plan(Ids::Mapped { uids: narrow.clone(), gids: narrow, setgroups: true });
+    assert!(
+        log.contains("uid 1000 is outside the ids this user namespace maps (0-0, 1-999); a larger range in /etc/subuid would cover it"),
+        "{log}"
+    );
+    let log = recorded_plan(Ids::Mapped {
+        uids: subid_map(),
+        gids: crate::privilege::parse_id_map("0 1000 1\n1 100000 10\n"),
+        setgroups: true,
+    });
+    assert!(log.contains("gid 1000 is outside"), "{log}");
+    let log = recorded_plan(Ids::OwnNamespace);
+    assert!(log.contains("/etc/subuid"), "says how to get subordinate ids: {log}");
 }
 
 #[test]
@@ -294,9 +326,12 @@ mod real {
         write(&fx.lower.join("data2/y"), "y\n");
         let top = fx.tmp.path().join("top");
         write(&top.join("data2/z"), "z\n");
-        // The lower-dir format: `user.` xattrs when rootless (overlay mounted with `userxattr`).
-        let opaque = if rootless() { "user.overlay.opaque" } else { "trusted.overlay.opaque" };
-        sys::set_xattr(&top.join("data2"), opaque, b"y").unwrap();
+        // The lower-dir format: `user.` xattrs in a user namespace (overlay with `userxattr`).
+        let opaque = format!(
+            "{}.overlay.opaque",
+            crate::privilege::Privilege::current().overlay_xattr_prefix()
+        );
+        sys::set_xattr(&top.join("data2"), &opaque, b"y").unwrap();
         // A whiteout: unprivileged users may create 0:0 character devices (Linux ≥ 5.8).
         fs_err::create_dir_all(top.join("data")).unwrap();
         sys::mknod(&top.join("data/b"), libc::S_IFCHR | 0o600, 0).unwrap();
@@ -385,7 +420,7 @@ mod real {
         if rootless() {
             let err = run_with_helper(&spec, &mut |_| {}, &test_helper()).unwrap_err();
             assert!(err.to_string().contains("cannot run as user `app`"), "{err}");
-            println!("note: a rootless sandbox maps only the caller (no /etc/subuid range)");
+            println!("note: the helper's own user namespace maps only the caller");
             return;
         }
         let (o, out) = go(&spec);
@@ -603,7 +638,9 @@ mod real {
     }
 }
 
-/// Re-runs the `real` tests as `nobody` through `setpriv`, when we are root.
+/// Re-runs the `real` tests as `nobody` through `setpriv`, when we are root: once as a plain
+/// unprivileged user (the helper's own namespace maps only the caller), once as root of a user
+/// namespace with `nobody`'s subordinate ids (what `stack` sets up, see `userns`).
 #[test]
 fn rootless_suite() {
     if sys::geteuid() != 0 || !real::sandbox_available() {
@@ -613,9 +650,32 @@ fn rootless_suite() {
         println!("skipped: no setpriv to drop privileges");
         return;
     }
+    run_real_tests_as_nobody("rootless", &[]);
+    let text = |p| fs_err::read_to_string(p).unwrap_or_default();
+    let uids = userns::ranges_for(&text("/etc/subuid"), Some("nobody"), 65534);
+    let gids = userns::ranges_for(&text("/etc/subgid"), Some("nobody"), 65534);
+    let (Some(u), Some(g)) = (uids.first(), gids.first()) else {
+        assert!(
+            std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+            "the subordinate-id run needs `nobody:100000:65536` in /etc/subuid and /etc/subgid"
+        );
+        println!("skipped: no subordinate ids for nobody in /etc/subuid and /etc/subgid");
+        return;
+    };
+    let prefix = [
+        "/usr/bin/unshare".to_owned(),
+        "--map-root-user".to_owned(),
+        format!("--map-users={},1,{}", u.start, u.count),
+        format!("--map-groups={},1,{}", g.start, g.count),
+    ];
+    run_real_tests_as_nobody("subordinate ids", &prefix);
+}
+
+fn run_real_tests_as_nobody(what: &str, prefix: &[String]) {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(prefix)
         .arg(&exe)
         .args(["exec::sandbox::tests::real::", "--nocapture", "--test-threads=2"])
         .env("TMPDIR", "/tmp")
@@ -623,7 +683,7 @@ fn rootless_suite() {
         .unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("--- rootless run of the real tests ---\n{text}");
+    println!("--- {what} run of the real tests ---\n{text}");
     if text.contains("skipped: cannot create a user namespace") {
         assert!(
             std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
@@ -631,6 +691,6 @@ fn rootless_suite() {
         );
         return;
     }
-    assert!(out.status.success(), "the rootless run failed");
+    assert!(out.status.success(), "the {what} run failed");
     assert!(text.contains("test result: ok"), "{text}");
 }
