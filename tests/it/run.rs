@@ -224,23 +224,33 @@ image a {
 }
 "#;
 
-#[test]
-fn a_rootless_build_with_subordinate_ids_gives_the_same_image_as_root() {
-    let Some(base) = busybox_base() else { return };
+/// Whether `nobody` has subordinate ids to build with (`.ci/run` gives it some).
+fn subids_ready() -> bool {
     if !rootless_ready() {
-        return;
+        return false;
     }
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
     let subgid = std::fs::read_to_string("/etc/subgid").unwrap_or_default();
     if !subuid.lines().any(|l| l.starts_with("nobody:"))
         || !subgid.lines().any(|l| l.starts_with("nobody:"))
     {
-        return skip(
+        skip(
             "needs subordinate ids for nobody (`nobody:100000:65536` in /etc/subuid and /etc/subgid)",
         );
+        return false;
     }
     if !have("newuidmap") {
-        return skip("needs newuidmap and newgidmap (apt-get install uidmap)");
+        skip("needs newuidmap and newgidmap (apt-get install uidmap)");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_rootless_build_with_subordinate_ids_gives_the_same_image_as_root() {
+    let Some(base) = busybox_base() else { return };
+    if !subids_ready() {
+        return;
     }
     let dir = open_folder(&base, &[("hello.txt", "hello\n"), ("stack.kdl", USERS_BUILD)]);
     let root =
@@ -317,4 +327,50 @@ fn a_rootless_build_without_subordinate_ids_runs_steps_as_root_only() {
     let err = stderr(&users);
     assert!(err.contains("users.kdl:6:5"), "{err}");
     assert!(err.contains("/etc/subuid"), "{err}");
+}
+
+#[test]
+fn a_rootless_build_with_subordinate_ids_stops_cleanly_when_terminated() {
+    let Some(base) = busybox_base() else { return };
+    if !subids_ready() {
+        return;
+    }
+    let build = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    user \"app\"\n    run \"sleep 67\"\n}\n";
+    let dir = open_folder(&base, &[("stack.kdl", build)]);
+    let cache = dir.path().join("cache");
+    // setpriv execs stack, so this is the process that waits for the namespaced child.
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_stack"))
+        .args(["build", "--progress", "plain"])
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", &cache)
+        .env("HOME", dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let tmp_entries = || cache.join("tmp").read_dir().map_or(0, Iterator::count);
+    while tmp_entries() == 0 || !sleeping("sleep67") {
+        assert!(started.elapsed().as_secs() < 20, "the step never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "the parent exits as the child does");
+    assert!(started.elapsed().as_secs() < 30);
+    assert_eq!(tmp_entries(), 0, "the scratch dir (files of subordinate ids) was removed");
+    assert!(!dir.path().join("stack-out").exists());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!sleeping("sleep67"), "the step's process survived");
+}
+
+/// Whether a process runs whose command line, NULs removed, is `cmdline`.
+fn sleeping(cmdline: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            c.iter().filter(|b| **b != 0).copied().collect::<Vec<u8>>() == cmdline.as_bytes()
+        })
+    })
 }
