@@ -1,4 +1,4 @@
-//! `stack login`: stores registry credentials in the Docker config file.
+//! `stack login`: checks registry credentials, then stores them in the Docker config file.
 
 use std::io::Read;
 
@@ -23,15 +23,24 @@ pub(super) fn run(args: &LoginArgs) -> Result<(), Failure> {
         insecure_registries: args.insecure_registries.clone(),
         ..Default::default()
     });
-    crate::registry::login(&args.registry, &args.username, &password)
-        .map_err(|e| fail(error_chain(&e), None))?;
-    match client.check_credentials(&args.registry) {
-        Ok(()) => eprintln!("logged in to {}", args.registry),
-        Err(e) => eprintln!(
-            "credentials saved, but {} did not accept them: {}",
-            args.registry,
-            error_chain(&e)
+    // Like `docker login`: credentials the registry refuses (or cannot check) are not stored.
+    let registry = crate::registry::login_registry(&args.registry);
+    let creds = crate::registry::Credentials {
+        username: args.username.clone(),
+        password: password.clone(),
+    };
+    client.check_login(registry, &creds).map_err(|e| match e {
+        crate::registry::RegistryError::Unauthorized { status, .. } => fail(
+            format!("{registry} refused the credentials of `{}` (HTTP {status})", args.username),
+            Some("nothing was stored; check the user name and the password (or token)"),
         ),
-    }
+        other => fail(
+            format!("cannot check the credentials with {registry}: {}", error_chain(&other)),
+            Some("nothing was stored"),
+        ),
+    })?;
+    crate::registry::login(registry, &args.username, &password)
+        .map_err(|e| fail(error_chain(&e), None))?;
+    eprintln!("logged in to {registry}");
     Ok(())
 }

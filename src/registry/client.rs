@@ -165,6 +165,14 @@ impl Client {
         }
     }
 
+    /// Checks that `registry` accepts `creds` (and only those: stored ones are not looked
+    /// up), so `stack login` never stores credentials the registry refuses.
+    pub fn check_login(&self, registry: &str, creds: &Credentials) -> Result<(), RegistryError> {
+        self.hosts.lock().expect("lock").entry(registry.to_owned()).or_default().credentials =
+            Lookup::Done(Some(creds.clone()));
+        self.check_credentials(registry)
+    }
+
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
         if let Some(Lookup::Done(c)) =
             self.hosts.lock().expect("lock").get(registry).map(|h| h.credentials.clone())

@@ -87,9 +87,20 @@ pub fn host_platform() -> Platform {
 /// Stores credentials for `registry` for later pulls and pushes (`stack login`), in the Docker
 /// config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), through its
 /// credential helper when one is configured. It does not contact the registry; use
-/// [`Client::check_credentials`] for that.
+/// [`Client::check_login`] first for that.
 pub fn login(registry: &str, username: &str, password: &str) -> Result<(), RegistryError> {
     login_to(&CredentialSources::from_env(), registry, username, password).map(|_| ())
+}
+
+/// The registry a login is for, from what users type: `docker.io`,
+/// `https://index.docker.io/v1/`, `localhost:5000`, `http://host:port/path`.
+pub fn login_registry(typed: &str) -> &str {
+    let registry = typed.trim_start_matches("https://").trim_start_matches("http://");
+    let registry = registry.split('/').next().unwrap_or(registry);
+    match registry {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+        r => r,
+    }
 }
 
 /// [`login`] with an explicit config file; returns the file written.
@@ -99,15 +110,8 @@ pub fn login_to(
     username: &str,
     password: &str,
 ) -> Result<std::path::PathBuf, RegistryError> {
-    // Accept what users type: `docker.io`, `https://index.docker.io/v1/`, `localhost:5000`.
-    let registry = registry.trim_start_matches("https://").trim_start_matches("http://");
-    let registry = registry.split('/').next().unwrap_or(registry);
-    let registry = match registry {
-        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
-        r => r,
-    };
     let creds = Credentials { username: username.to_owned(), password: password.to_owned() };
-    auth::store_credentials(sources, registry, &creds)
+    auth::store_credentials(sources, login_registry(registry), &creds)
 }
 
 /// Why a registry operation failed. Every message names the registry and repository involved
