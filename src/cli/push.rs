@@ -31,12 +31,8 @@ pub(super) fn push_one(
         store.read_blob(&image.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
     let report = client
         .push_with(&manifest, OCI_MANIFEST, &image.blobs(), &target, store, &PushOptions::default())
-        .map_err(|e| {
-            fail(
-                error_chain(&e),
-                Some("log in with `stack login REGISTRY` if the registry needs credentials"),
-            )
-        })?;
+        // Authentication errors say to run `stack login` themselves; others need no hint.
+        .map_err(|e| fail(error_chain(&e), None))?;
     if report.digest != image.manifest.digest {
         return Err(fail(
             format!(

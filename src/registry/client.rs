@@ -16,11 +16,15 @@ use ureq::http::{self, Method, Response};
 
 use super::auth::{self, Challenge, Credentials};
 use super::reference::{api_host, is_loopback};
+use super::trust::Trust;
 use super::{ClientOptions, RegistryError};
 
 /// A registry client; cheap to share across threads (`&Client` is `Sync`).
 pub struct Client {
-    pub(super) agent: ureq::Agent,
+    /// One agent per URL authority (`host[:port]`): each trusts the system's CAs plus that
+    /// host's own `certs.d` ones, and keeps its own connection pool.
+    agents: Mutex<HashMap<String, ureq::Agent>>,
+    trust: Trust,
     pub(super) opts: ClientOptions,
     hosts: Mutex<HashMap<String, HostAuth>>,
     tokens: Mutex<HashMap<(String, String), Token>>,
@@ -107,23 +111,41 @@ pub(super) struct Req<'a> {
 impl Client {
     /// Creates a client. No connection is made until the first request.
     pub fn new(opts: ClientOptions) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .user_agent(opts.user_agent.as_str())
-            .timeout_connect(Some(opts.connect_timeout))
-            .timeout_recv_response(Some(opts.read_timeout))
-            .timeout_per_read(Some(opts.read_timeout))
-            .max_idle_connections_per_host(opts.parallel.max(1) * 2)
-            .max_redirects(8)
-            .build()
-            .into();
         Self {
-            agent,
+            agents: Mutex::new(HashMap::new()),
+            trust: Trust::new(opts.trust.clone()),
             opts,
             hosts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             token_fetch: Mutex::new(()),
         }
+    }
+
+    /// The agent for `url`'s host, made on first use (plain HTTP needs no roots).
+    pub(super) fn agent_for(&self, url: &str) -> Result<ureq::Agent, RegistryError> {
+        let (https, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://").unwrap_or(url)),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let key = format!("{}://{authority}", if https { "https" } else { "http" });
+        if let Some(agent) = self.agents.lock().expect("lock").get(&key) {
+            return Ok(agent.clone());
+        }
+        let roots =
+            if https { self.trust.roots_for(authority)? } else { ureq::tls::RootCerts::WebPki };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(self.opts.user_agent.as_str())
+            .timeout_connect(Some(self.opts.connect_timeout))
+            .timeout_recv_response(Some(self.opts.read_timeout))
+            .timeout_per_read(Some(self.opts.read_timeout))
+            .max_idle_connections_per_host(self.opts.parallel.max(1) * 2)
+            .max_redirects(8)
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+            .build()
+            .into();
+        Ok(self.agents.lock().expect("lock").entry(key).or_insert(agent).clone())
     }
 
     /// `http://` for loopback and insecure registries, else `https://`.
@@ -240,6 +262,7 @@ impl Client {
         scopes: &[String],
     ) -> Result<Token, RegistryError> {
         let creds = self.credentials(ctx.registry)?;
+        let agent = self.agent_for(realm)?;
         let mut attempt = 0;
         loop {
             let result = if let Some(c) = creds.as_ref().filter(|c| c.is_identity_token()) {
@@ -254,7 +277,7 @@ impl Client {
                 if !scopes.is_empty() {
                     form.push(("scope", scopes.join(" ")));
                 }
-                self.agent.post(realm).send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+                agent.post(realm).send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
             } else {
                 let mut url = realm.to_owned();
                 let mut sep = if url.contains('?') { '&' } else { '?' };
@@ -266,7 +289,7 @@ impl Client {
                     let _ = write!(url, "{sep}scope={}", query_escape(s));
                     sep = '&';
                 }
-                let mut req = self.agent.get(&url);
+                let mut req = agent.get(&url);
                 if let Some(c) = &creds {
                     req = req.header("Authorization", c.basic_header());
                 }
@@ -368,11 +391,12 @@ impl Client {
         ctx: &Ctx<'_>,
         req: &Req<'_>,
     ) -> Result<Response<ureq::Body>, RegistryError> {
+        let agent = self.agent_for(&req.url)?;
         let mut attempt = 0u32;
         let mut auth_rounds = 0u32;
         loop {
             let authorization = self.authorization(ctx)?;
-            match self.send_once(req, authorization.clone()) {
+            match Self::send_once(&agent, req, authorization.clone()) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if status == 401 && auth_rounds < 2 {
@@ -405,7 +429,7 @@ impl Client {
     }
 
     fn send_once(
-        &self,
+        agent: &ureq::Agent,
         req: &Req<'_>,
         authorization: Option<String>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
@@ -424,14 +448,14 @@ impl Client {
             builder = builder.header("Content-Length", req.body.len().to_string());
         }
         match &req.body {
-            Payload::Empty if has_body => self.agent.run(builder.body(ureq::SendBody::none())?),
-            Payload::Empty => self.agent.run(builder.body(())?),
-            Payload::Bytes(b) => self.agent.run(builder.body(*b)?),
+            Payload::Empty if has_body => agent.run(builder.body(ureq::SendBody::none())?),
+            Payload::Empty => agent.run(builder.body(())?),
+            Payload::Bytes(b) => agent.run(builder.body(*b)?),
             Payload::File { path, offset, len } => {
                 let mut file = fs_err::File::open(path).map_err(ureq::Error::Io)?;
                 file.seek(SeekFrom::Start(*offset)).map_err(ureq::Error::Io)?;
                 let reader = std::io::BufReader::with_capacity(1 << 20, file).take(*len);
-                self.agent.run(builder.body(ureq::SendBody::from_owned_reader(reader))?)
+                agent.run(builder.body(ureq::SendBody::from_owned_reader(reader))?)
             }
         }
     }
@@ -465,13 +489,7 @@ impl Client {
                 RegistryError::HostNotFound { host: api_host(&registry).to_owned(), registry }
             }
             ureq::Error::Tls(detail) => RegistryError::Tls { registry, detail: detail.to_owned() },
-            ureq::Error::Rustls(e) => RegistryError::Tls { registry, detail: e.to_string() },
-            ureq::Error::Io(io)
-                if io.to_string().to_lowercase().contains("tls")
-                    || io.to_string().contains("certificate") =>
-            {
-                RegistryError::Tls { registry, detail: io.to_string() }
-            }
+            e if is_tls_failure(&e) => RegistryError::Tls { registry, detail: e.to_string() },
             // A plain-HTTP answer on an HTTPS port (or the reverse) shows up as a protocol error.
             other => RegistryError::Transport {
                 registry,
@@ -543,7 +561,22 @@ struct TokenResponse {
 }
 
 /// Whether a transport error is worth retrying (resets, timeouts, truncated responses).
+/// Whether the TLS handshake failed (a certificate, a protocol mismatch): retrying cannot help.
+fn is_tls_failure(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(io) => {
+            let text = io.to_string().to_lowercase();
+            text.contains("tls") || text.contains("certificate")
+        }
+        _ => false,
+    }
+}
+
 fn is_transient(e: &ureq::Error) -> bool {
+    if is_tls_failure(e) {
+        return false;
+    }
     match e {
         ureq::Error::Io(io) => !matches!(
             io.kind(),

@@ -15,6 +15,7 @@ mod client;
 mod pull;
 mod push;
 mod reference;
+mod trust;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ pub use client::Client;
 pub use pull::Pulled;
 pub use push::{PushOptions, PushReport};
 pub use reference::{DOCKER_HUB, DOCKER_HUB_API, Reference, ReferenceError, api_host, is_loopback};
+pub use trust::TrustSources;
 
 use crate::digest::OciDigest;
 use crate::oci::image::Platform;
@@ -54,6 +56,8 @@ pub struct ClientOptions {
     pub platform: Option<Platform>,
     /// Where credentials are read from (default: `REGISTRY_AUTH_FILE`, `DOCKER_CONFIG`).
     pub credentials: CredentialSources,
+    /// Which CAs registries' certificates may chain to (default: the system's, `certs.d`).
+    pub trust: TrustSources,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +73,7 @@ impl Default for ClientOptions {
             parallel: 4,
             platform: None,
             credentials: CredentialSources::from_env(),
+            trust: TrustSources::from_env(),
         }
     }
 }
@@ -147,9 +152,11 @@ pub enum RegistryError {
     )]
     SizeMismatch { registry: String, repository: String, what: String, expected: u64, actual: u64 },
     #[error(
-        "`{registry}`: TLS failed ({detail}); if this registry speaks plain HTTP, list it as an insecure registry, else check its certificate and the system clock"
+        "`{registry}`: TLS failed ({detail}); if this registry speaks plain HTTP, list it as an insecure registry; if its certificate comes from your own CA, put the CA in `/etc/docker/certs.d/{registry}/ca.crt` (or `~/.config/containers/certs.d/`), or in the system's trust store; else check the system clock"
     )]
     Tls { registry: String, detail: String },
+    #[error("cannot use the CA certificates in `{}`: {problem}", path.display())]
+    CaFile { path: std::path::PathBuf, problem: String },
     #[error(
         "`{registry}`: connection refused at `{url}`: is the registry running, and is the host and port right?"
     )]

@@ -290,3 +290,214 @@ fn login_and_push_go_through_a_credential_helper() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Digest"].as_str().unwrap(), digest);
 }
+
+/// A network namespace of our own with `10.9.9.9` on its loopback device: a registry there
+/// is not on a loopback address, so stack speaks HTTPS to it (as to any real registry).
+struct PrivateNet {
+    holder: Child,
+}
+
+impl PrivateNet {
+    const IP: &str = "10.9.9.9";
+
+    fn start() -> Option<Self> {
+        if !rustix::process::geteuid().is_root() || !have("nsenter") || !have("openssl") {
+            skip("needs root, nsenter and openssl (apt-get install openssl) for a TLS registry");
+            return None;
+        }
+        let mut holder = Command::new("unshare")
+            .args(["--net", "--", "/bin/sh", "-c"])
+            .arg(format!(
+                "busybox ip link set lo up && busybox ip addr add {}/32 dev lo && echo ready && exec sleep 600",
+                Self::IP
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready", "could not set up the private network");
+        Some(PrivateNet { holder })
+    }
+
+    /// `program` run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.holder.id().to_string(), "-n", "--", program]);
+        c
+    }
+}
+
+impl Drop for PrivateNet {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_tls_registry_with_its_own_ca_is_trusted_through_ssl_cert_file_or_certs_d() {
+    let Some(base) = busybox_base() else { return };
+    if !Path::new("/usr/bin/docker-registry").exists() || !have("skopeo") {
+        return skip(
+            "docker-registry or skopeo is missing (apt-get install docker-registry skopeo)",
+        );
+    }
+    let Some(net) = PrivateNet::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A CA of our own and a certificate for 10.9.9.9 that it signed.
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=stack test CA"]);
+    openssl(d, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=10.9.9.9"]);
+    openssl(d, &csr);
+    std::fs::write(
+        d.join("ext.cnf"),
+        format!(
+            "subjectAltName=IP:{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            PrivateNet::IP
+        ),
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let host = format!("{}:5443", PrivateNet::IP);
+    std::fs::write(
+        d.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("data").display(),
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let mut registry = net
+        .command("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(d.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = || {
+        net.command("bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/{}/5443", PrivateNet::IP)])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let start = Instant::now();
+    while !up() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the TLS registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    write_files(
+        d,
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    env TLS=\"1\"\n}}\n",
+                base.display()
+            ),
+        )],
+    );
+    let built = run_stack(d, &d.join("cache"), &["build"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let digest = stdout(&built).split_whitespace().nth(1).unwrap().to_owned();
+    let target = format!("{host}/tls/app:1");
+    let stack_in_net = |home: &str, cert_file: Option<&Path>, args: &[&str]| {
+        let mut c = net.command(env!("CARGO_BIN_EXE_stack"));
+        c.args(args)
+            .current_dir(d)
+            .env("STACK_CACHE_DIR", d.join("cache"))
+            .env("HOME", d.join(home))
+            .env("XDG_CONFIG_HOME", d.join(home).join(".config"))
+            .env("DOCKER_CONFIG", d.join(home).join(".docker"))
+            .env("NO_COLOR", "1")
+            .env_remove("SSL_CERT_DIR");
+        match cert_file {
+            Some(f) => c.env("SSL_CERT_FILE", f),
+            None => c.env_remove("SSL_CERT_FILE"),
+        };
+        c.output().unwrap()
+    };
+
+    // Not trusted: a clear TLS error that names the registry and where a CA goes.
+    let refused = stack_in_net("plain", None, &["push", "app", &target]);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(err.contains("TLS failed") && err.contains(&host), "{err}");
+    assert!(err.contains("certs.d"), "says where the CA goes: {err}");
+    println!("untrusted: {err}");
+
+    // SSL_CERT_FILE (a bundle with the CA) is the system's trust store.
+    let pushed = stack_in_net("plain", Some(&d.join("ca.pem")), &["push", "app", &target]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+
+    // The CA in the user's certs.d folder for that host: a pull (a build from it) works.
+    let certs = d.join("user/.config/containers/certs.d").join(&host);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(d.join("ca.pem"), certs.join("ca.crt")).unwrap();
+    write_files(
+        d,
+        &[(
+            "pull/stack.kdl",
+            &format!("stack version=1\nimage again {{\n    from \"{target}\"\n}}\n"),
+        )],
+    );
+    let pulled = stack_in_net("user", None, &["build", "pull/stack.kdl", "--out", "pulled"]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+
+    // skopeo, told about the CA, sees the digest stack computed.
+    let out = net
+        .command("skopeo")
+        .args(["inspect", "--cert-dir", certs.to_str().unwrap(), &format!("docker://{target}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Digest"].as_str().unwrap(), digest);
+
+    // A CA file that is not one is named, not skipped.
+    std::fs::write(certs.join("broken.crt"), "not a certificate").unwrap();
+    let broken = stack_in_net("user", None, &["push", "app", &target]);
+    assert_eq!(broken.status.code(), Some(4), "{}", stderr(&broken));
+    assert!(stderr(&broken).contains("broken.crt"), "{}", stderr(&broken));
+    println!("broken CA file: {}", stderr(&broken));
+    let _ = registry.kill();
+    let _ = registry.wait();
+}
