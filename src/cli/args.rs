@@ -180,6 +180,10 @@ pub struct BuildArgs {
     /// A secret for `run` steps: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable)
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
+    /// An SSH agent for `ssh` mounts: `default` or `ID` (the agent of `SSH_AUTH_SOCK`), or
+    /// `ID=SOCKET` (repeatable)
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
     /// Also push each image to every tag that names a registry
     #[arg(long)]
     pub push: bool,

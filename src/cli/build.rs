@@ -28,6 +28,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         no_cache_stages: args.no_cache_filter.clone(),
         jobs: args.jobs.unwrap_or_else(crate::exec::build::default_jobs),
         secrets: parse_secrets(&args.secrets)?,
+        ssh: parse_ssh(&args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?,
         keep_going: args.keep_going,
         explain: args.explain,
         cancel: std::sync::Arc::default(),
@@ -93,6 +94,56 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         report.steps_reused
     );
     Ok(())
+}
+
+/// `--ssh default`, `--ssh ID` (both the agent of `SSH_AUTH_SOCK`) and `--ssh ID=SOCKET`.
+fn parse_ssh(
+    specs: &[String],
+    auth_sock: Option<&std::ffi::OsStr>,
+) -> Result<BTreeMap<String, std::path::PathBuf>, Failure> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (id, socket) = if let Some((id, path)) = spec.split_once('=') {
+            (id, std::path::PathBuf::from(path))
+        } else {
+            let Some(sock) = auth_sock.filter(|s| !s.is_empty()) else {
+                return Err(fail(
+                    format!("`--ssh {spec}` needs an agent, but SSH_AUTH_SOCK is not set"),
+                    Some(
+                        "start one (`eval $(ssh-agent)`, then `ssh-add`), or write `--ssh ID=SOCKET`",
+                    ),
+                ));
+            };
+            (spec.as_str(), std::path::PathBuf::from(sock))
+        };
+        if id.is_empty() || socket.as_os_str().is_empty() || socket.to_string_lossy().contains(',')
+        {
+            return Err(fail(
+                format!("`--ssh {spec}`: expected `ID`, or `ID=SOCKET` with one agent socket"),
+                None,
+            ));
+        }
+        match fs_err::metadata(&socket) {
+            Ok(md) if md.file_type().is_socket() => {}
+            Ok(_) => {
+                return Err(fail(
+                    format!("`--ssh {spec}`: `{}` is not an agent socket", socket.display()),
+                    Some(
+                        "stack forwards an agent, not key files: load the key with `ssh-add FILE` and pass `--ssh ID`",
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(fail(
+                    format!("`--ssh {spec}`: cannot use `{}`: {e}", socket.display()),
+                    None,
+                ));
+            }
+        }
+        out.insert(id.to_owned(), socket);
+    }
+    Ok(out)
 }
 
 fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Failure> {

@@ -410,6 +410,23 @@ impl Converter<'_> {
                 for kv in pairs {
                     let k = self.expand(&kv.key, scope, &kv.span);
                     let v = self.expand(&kv.value, scope, &kv.span);
+                    // The same rule as the build file's `env`: the name must survive in a
+                    // process environment.
+                    if k.is_empty() || k.contains(['=', '\0']) || k.contains(char::is_whitespace) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "dockerfile-invalid-env",
+                                format!(
+                                    "`{}` is not a valid environment variable name",
+                                    k.escape_debug()
+                                ),
+                                kv.span.clone(),
+                                "this name",
+                            )
+                            .with_help("names cannot be empty or hold `=`, spaces or NUL"),
+                        );
+                        continue;
+                    }
                     let _ = write!(s, " {}={}", ident_or_string(&k), string(&v));
                     names.push(k);
                 }
@@ -519,20 +536,7 @@ impl Converter<'_> {
         let mut children: Vec<String> = Vec::new();
         let mut comments: Vec<String> = Vec::new();
         for m in mounts {
-            if let Some(line) = self.mount(m, idx, scope) {
-                children.push(line);
-            } else {
-                comments.push(format!(
-                    "RUN --mount={}",
-                    self.text_of(&m.span).trim_start_matches("--mount=")
-                ));
-                self.warn(
-                    "dockerfile-ssh-mount",
-                    "`--mount=type=ssh` has no stack equivalent; it was kept as a comment".into(),
-                    inst,
-                    "stack does not forward an SSH agent into `run`; fetch private sources another way",
-                );
-            }
+            children.push(self.mount(m, idx, scope));
         }
         if let Some(n) = network {
             children.push(format!("network {}", string(&n.text)));
@@ -615,7 +619,7 @@ impl Converter<'_> {
         self.text.get(span.clone()).unwrap_or("")
     }
 
-    fn mount(&mut self, m: &Mount, idx: usize, scope: &Scope) -> Option<String> {
+    fn mount(&mut self, m: &Mount, idx: usize, scope: &Scope) -> String {
         let span = m.span.clone();
         let mut x = |v: &Option<String>| v.as_ref().map(|v| self.expand(v, scope, &span));
         let target = x(&m.target);
@@ -626,7 +630,22 @@ impl Converter<'_> {
         let gid = x(&m.gid);
         let env = x(&m.env);
         let size = x(&m.size);
-        let sharing = x(&m.sharing);
+        let mut sharing = x(&m.sharing);
+        // A `$`-valued `sharing` is checked only now, once expanded: stack needs a literal.
+        if let Some(v) = sharing.take_if(|v| {
+            !matches!(v.to_ascii_lowercase().as_str(), "shared" | "private" | "locked")
+        }) {
+            let why = if v.contains("${") {
+                format!("`sharing` depends on a variable (`{v}`); stack needs a literal value")
+            } else {
+                format!("`sharing` expands to `{v}`")
+            };
+            self.diags.push(
+                Diagnostic::error("dockerfile-invalid-mount", why, span.clone(), "in this mount")
+                    .with_help("write sharing=shared, sharing=private or sharing=locked"),
+            );
+        }
+        let sharing = sharing.map(|v| v.to_ascii_lowercase());
         let from = m.from.as_ref().map(|f| self.stage_ref(f, idx).0);
         let mut props = String::new();
         let mut prop = |k: &str, v: &Option<String>| {
@@ -637,7 +656,23 @@ impl Converter<'_> {
         let numeric =
             |v: &Option<String>| v.as_ref().map(|s| s.parse::<u32>().map_err(|_| s.clone()));
         let line = match m.mount_type() {
-            MountType::Ssh => return None,
+            MountType::Ssh => {
+                prop("target", &target);
+                let mut s = match id.as_deref() {
+                    None | Some("default") => "ssh".to_owned(),
+                    Some(i) => format!("ssh {}", string(i)),
+                };
+                s.push_str(&props);
+                if m.required == Some(true) {
+                    s.push_str(" required=#true");
+                }
+                if let Some(mode) = &mode {
+                    let _ = write!(s, " mode={}", string(mode));
+                }
+                push_num(&mut s, "uid", numeric(&uid));
+                push_num(&mut s, "gid", numeric(&gid));
+                s
+            }
             MountType::Cache => {
                 prop("id", &id);
                 prop("sharing", &sharing);
@@ -688,7 +723,7 @@ impl Converter<'_> {
             }
         };
         let _ = type_name;
-        Some(line)
+        line
     }
 
     fn copy(&mut self, node: &str, inst: &Instruction, c: &CopyArgs, idx: usize, scope: &Scope) {

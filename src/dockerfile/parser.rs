@@ -1277,7 +1277,8 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
                         "unsupported sharing value `{value}`; use shared, private or locked"
                     ));
                 }
-                m.sharing = Some(value.to_ascii_lowercase());
+                // `$MODE` names an arg, whose case matters; its value is lowered on expansion.
+                m.sharing = Some(if dynamic { value } else { value.to_ascii_lowercase() });
             }
             "mode" => {
                 if !dynamic && u32::from_str_radix(&value, 8).is_err() {

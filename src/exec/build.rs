@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// Secrets by id, for `run` steps.
     pub secrets: BTreeMap<String, SecretValue>,
+    /// SSH agent sockets by id, for `run` steps' `ssh` mounts.
+    pub ssh: BTreeMap<String, std::path::PathBuf>,
     pub keep_going: bool,
     /// Say why each step that is not reused runs.
     pub explain: bool,
@@ -49,6 +51,7 @@ impl Default for BuildOptions {
             no_cache_stages: Vec::new(),
             jobs: default_jobs(),
             secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
             keep_going: false,
             explain: false,
             cancel: std::sync::Arc::default(),

@@ -8,6 +8,7 @@ pub mod layers;
 mod run;
 pub mod sandbox;
 mod schedule;
+mod sshproxy;
 pub mod view;
 
 pub use build::{BuildError, BuildOptions, BuildReport, BuiltImage, Event, SecretValue, build};

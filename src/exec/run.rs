@@ -15,6 +15,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::build::{BuildError, BuildOptions, Event, SecretValue, record};
 use super::layers;
 use super::sandbox::{self, Mount, Network as SandboxNetwork, RootMode, SandboxSpec, UserSpec};
+use super::sshproxy::SshProxy;
 use crate::digest::Digest;
 use crate::oci::image::LayerRef;
 use crate::plan::{Plan, PlannedMount, RunOp};
@@ -61,6 +62,8 @@ pub(super) fn run_step(
     let mut env = op.env.clone();
     let mut mounts = Vec::new();
     let mut held_locks = Vec::new();
+    // SSH agent relays live until the step has ended.
+    let mut ssh_proxies = Vec::new();
     for m in &op.mounts {
         match m {
             PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid } => {
@@ -129,6 +132,36 @@ pub(super) fn run_step(
                         gid: gid.unwrap_or(0),
                     });
                 }
+            }
+            PlannedMount::Ssh { id, target, required, mode, uid, gid } => {
+                let Some(agent) = opts.ssh.get(id) else {
+                    if *required {
+                        return Err(fail(
+                            format!(
+                                "ssh agent `{id}` is required; pass it with `--ssh {id}` (the \
+                                 agent of SSH_AUTH_SOCK) or `--ssh {id}=SOCKET`"
+                            ),
+                            Vec::new(),
+                        ));
+                    }
+                    continue;
+                };
+                let proxy = SshProxy::start(agent, *mode, *uid, *gid).map_err(|e| {
+                    fail(
+                        format!("cannot forward ssh agent `{id}` (`{}`): {e}", agent.display()),
+                        Vec::new(),
+                    )
+                })?;
+                // Like BuildKit, the first agent is the one ssh and git find by default.
+                if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                    env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
+                }
+                mounts.push(Mount::Bind {
+                    host_path: proxy.path().to_owned(),
+                    target: target.clone(),
+                    readonly: false,
+                });
+                ssh_proxies.push(proxy);
             }
             PlannedMount::Tmpfs { target, size } => {
                 mounts.push(Mount::Tmpfs { target: target.clone(), size: *size });
@@ -201,6 +234,7 @@ pub(super) fn run_step(
         &opts.cancel,
     )
     .map_err(|e| fail(crate::diag::error_chain(&e), Vec::new()))?;
+    drop(ssh_proxies);
     if !partial.is_empty() {
         tail.push_back(String::from_utf8_lossy(&partial).into_owned());
     }

@@ -193,6 +193,15 @@ pub enum PlannedMount {
         uid: Option<u32>,
         gid: Option<u32>,
     },
+    /// The SSH agent the command line gave as `id`, at `target` in the step.
+    Ssh {
+        id: String,
+        target: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     Tmpfs {
         target: String,
         size: Option<u64>,

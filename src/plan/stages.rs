@@ -1066,6 +1066,30 @@ impl<'a> Planner<'a> {
                         gid: *gid,
                     });
                 }
+                RunMount::Ssh { id, target, required, mode, uid, gid } => {
+                    let id = match id {
+                        Some(i) => ex(i, self)?,
+                        None => "default".to_owned(),
+                    };
+                    // BuildKit's default: /run/buildkit/ssh_agent.N, N counting this step's
+                    // ssh mounts.
+                    let nth =
+                        mounts.iter().filter(|m| matches!(m, PlannedMount::Ssh { .. })).count();
+                    let target = match target {
+                        Some(t) => absolute(&cwd, &ex(t, self)?),
+                        None => format!("/run/buildkit/ssh_agent.{nth}"),
+                    };
+                    // The agent itself (its keys) never enters the key, like a secret's value.
+                    h.str("ssh").str(&id).str(&target);
+                    mounts.push(PlannedMount::Ssh {
+                        id,
+                        target,
+                        required: *required,
+                        mode: mode.unwrap_or(0o600),
+                        uid: uid.unwrap_or(0),
+                        gid: gid.unwrap_or(0),
+                    });
+                }
                 RunMount::Tmpfs { target, size } => {
                     let target = absolute(&cwd, &ex(target, self)?);
                     let size = match size {
@@ -1182,6 +1206,7 @@ fn mount_summary(m: &PlannedMount) -> String {
         PlannedMount::Secret { id, target, env, .. } => {
             format!("secret {id} target={target:?} env={env:?}")
         }
+        PlannedMount::Ssh { id, target, .. } => format!("ssh {id} {target}"),
         PlannedMount::Tmpfs { target, .. } => format!("tmpfs {target}"),
         PlannedMount::BindNode { source, target, .. }
         | PlannedMount::BindContext { source, target, .. } => format!("bind {source} {target}"),

@@ -160,6 +160,16 @@ pub enum RunMount {
         uid: Option<u32>,
         gid: Option<u32>,
     },
+    /// The SSH agent of `--ssh ID`, reachable at `target` (`SSH_AUTH_SOCK` points at the
+    /// first one).
+    Ssh {
+        id: Option<Spanned<String>>,
+        target: Option<Spanned<String>>,
+        required: bool,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
     Tmpfs {
         target: Spanned<String>,
         size: Option<Spanned<String>>,

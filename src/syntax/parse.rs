@@ -35,7 +35,7 @@ pub const STEPS: &[&str] = &[
     "healthcheck",
     "tag",
 ];
-pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "network", "tmpfs", "bind"];
+pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "ssh", "network", "tmpfs", "bind"];
 
 /// Parses one build file's text.
 pub fn parse(text: &str) -> (Option<BuildFile>, Vec<Diagnostic>) {
@@ -500,6 +500,20 @@ impl Parser {
                         id,
                         target: ce.prop("target").and_then(|p| self.string(p)),
                         env: ce.prop("env").and_then(|p| self.string(p)),
+                        required: ce.prop("required").is_some_and(|p| self.bool(p)),
+                        mode: ce.prop("mode").and_then(|p| self.mode(p)),
+                        uid: ce.prop("uid").and_then(|p| self.u32(p)),
+                        gid: ce.prop("gid").and_then(|p| self.u32(p)),
+                    });
+                }
+                "ssh" => {
+                    self.only_props(child, &ce, &["target", "required", "mode", "uid", "gid"]);
+                    if ce.args.len() > 1 {
+                        self.exact_args(child, &ce, 1, "the agent's id (or none: `default`)");
+                    }
+                    step.mounts.push(RunMount::Ssh {
+                        id: ce.args.first().and_then(|a| self.string(a)),
+                        target: ce.prop("target").and_then(|p| self.string(p)),
                         required: ce.prop("required").is_some_and(|p| self.bool(p)),
                         mode: ce.prop("mode").and_then(|p| self.mode(p)),
                         uid: ce.prop("uid").and_then(|p| self.u32(p)),

@@ -374,3 +374,135 @@ fn sleeping(cmdline: &str) -> bool {
         })
     })
 }
+
+/// Copies `program` and the shared libraries `ldd` lists into `rootfs`, at the same paths.
+fn copy_with_libraries(program: &str, rootfs: &Path) {
+    let out = Command::new("ldd").arg(program).output().unwrap();
+    assert!(out.status.success(), "ldd {program}");
+    let mut files = vec![program.to_owned()];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.to_owned());
+        }
+    }
+    for f in files {
+        let dest = rootfs.join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dest).unwrap();
+    }
+}
+
+#[test]
+fn an_ssh_mount_forwards_the_agent_and_leaves_nothing_in_the_image() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    if !have("ssh-agent") || !have("ssh-add") || !have("ldd") || !have("umoci") {
+        return skip("ssh-agent, ssh-add (apt-get install openssh-client), ldd or umoci missing");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "stack-test-key", "-f"])
+        .arg(d.join("key"))
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let sock = d.join("agent.sock");
+    let _agent = KillOnDrop(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(started.elapsed().as_secs() < 10, "ssh-agent did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added =
+        Command::new("ssh-add").arg(d.join("key")).env("SSH_AUTH_SOCK", &sock).output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let listed = Command::new("ssh-add").arg("-l").env("SSH_AUTH_SOCK", &sock).output().unwrap();
+    let host_listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(host_listing.contains("stack-test-key"), "{host_listing}");
+
+    copy_with_libraries("/usr/bin/ssh-add", &d.join("rootfs"));
+    write_files(
+        d,
+        &[(
+            "stack.kdl",
+            &format!(
+                r#"stack version=1
+image a {{
+    from "oci:{}:base"
+    copy "rootfs/" to="/"
+    run "echo sock=$SSH_AUTH_SOCK && ssh-add -l > /listed" {{
+        ssh required=#true
+    }}
+    user "app"
+    run "ssh-add -l > /tmp/listed-by-app && ls -ln /home/app/agent" {{
+        ssh "deploy" target="/home/app/agent" uid=1000 mode="0600"
+    }}
+}}
+"#,
+                base.display()
+            ),
+        )],
+    );
+    let cache = d.join("cache");
+    let run = |args: &[&str], auth_sock: Option<&Path>| {
+        let mut c = crate::support::stack();
+        c.args(args).current_dir(d).env("STACK_CACHE_DIR", &cache).env("NO_COLOR", "1");
+        match auth_sock {
+            Some(s) => c.env("SSH_AUTH_SOCK", s),
+            None => c.env_remove("SSH_AUTH_SOCK"),
+        };
+        c.output().unwrap()
+    };
+    // Required and not given: the step says how to give it.
+    let missing = run(&["build", "--progress", "plain"], None);
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+    let err = stderr(&missing).replace("\n  │ ", " ");
+    assert!(err.contains("ssh agent `default` is required"), "{err}");
+    let sock_arg = format!("deploy={}", sock.display());
+    let built =
+        run(&["build", "--progress", "plain", "--ssh", "default", "--ssh", &sock_arg], Some(&sock));
+    let err = stderr(&built);
+    assert!(built.status.success(), "{err}");
+    assert!(err.contains("sock=/run/buildkit/ssh_agent.0"), "{err}");
+    // The step's own socket, owned by the step's user with the mode asked for.
+    assert!(err.contains("srw-------    1 1000     0"), "{err}");
+    let bundle = d.join("bundle");
+    unpack(&d.join("stack-out"), "a", &bundle);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("listed")).unwrap(), host_listing);
+    assert_eq!(std::fs::read_to_string(rootfs.join("tmp/listed-by-app")).unwrap(), host_listing);
+    // Neither socket nor its mount point is in the image.
+    assert!(!rootfs.join("run/buildkit").exists());
+    assert!(!rootfs.join("home/app/agent").exists());
+    // A key file instead of an agent is refused before anything runs.
+    let key_arg = format!("deploy={}", d.join("key").display());
+    let refused = run(&["build", "--no-cache", "--ssh", "default", "--ssh", &key_arg], Some(&sock));
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("ssh-add"), "{}", stderr(&refused));
+}
+
+/// A child process killed (and reaped) when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -16,4 +16,5 @@ RUN --network=default true
 RUN --security=sandbox true
 RUN --security=insecure --mount=type=ssh,id=default git clone git@github.com:o/r.git
 RUN --mount=type=ssh ssh -T git@github.com
+RUN --mount=type=ssh,id=github,target=/ssh/agent,required,mode=0666,uid=1000,gid=1000 git ls-remote git@github.com:o/private.git
 RUN --mount=destination=/x,type=cache,readwrite=true,sharing=shared echo ok
