@@ -390,6 +390,16 @@ impl Resolver for CliResolver<'_> {
     ) -> Result<Vec<Selected>, SelectError> {
         self.context(file)?.select(source, excludes)
     }
+
+    fn remote(
+        &self,
+        url: &str,
+        checksum: Option<&crate::digest::OciDigest>,
+    ) -> Result<crate::plan::RemoteFile, String> {
+        let (digest, size) =
+            crate::registry::download::fetch_to_store(&self.registry, self.store, url, checksum)?;
+        Ok(crate::plan::RemoteFile { path: self.store.blob_path(&digest), digest, size })
+    }
 }
 
 pub(crate) use crate::diag::error_chain;

@@ -275,7 +275,8 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
                 crate::plan::CopySource::Node { node: src, .. } => {
                     Some(layers::view_of(store, &get(*src)).map_err(lerr)?)
                 }
-                crate::plan::CopySource::Context { .. } => None,
+                crate::plan::CopySource::Context { .. }
+                | crate::plan::CopySource::Remote { .. } => None,
             };
             layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch).map_err(lerr)?
         }

@@ -106,6 +106,22 @@ pub fn copy_entries(
                 }
             }
         }
+        CopySource::Remote { files } => {
+            for (name, file) in files {
+                let path = if dest_is_dir { join(&dest, name) } else { dest.clone() };
+                // Like BuildKit, a downloaded file is private (0600) unless `chmod` says
+                // otherwise; its time is the build's, as for context files.
+                out.push(Entry {
+                    path,
+                    kind: EntryKind::File { source: file.path.clone(), size: file.size },
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                    mtime: epoch,
+                    xattrs: Vec::new(),
+                });
+            }
+        }
         CopySource::Node { paths, .. } => {
             let src = source_view.expect("copy from a node comes with that node's view");
             for pattern in paths {

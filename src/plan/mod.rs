@@ -18,7 +18,7 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 
 use crate::context::{FileKind, SelectError, Selected};
 use crate::diag::{Diagnostic, SourceFile};
-use crate::digest::{Digest, KeyHasher};
+use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::ImageConfig;
 use crate::oci::local::LoadedImage;
 use crate::syntax::ast::{BuildFile, CacheSharing, Network};
@@ -45,6 +45,21 @@ pub trait Resolver: Sync {
         source: &str,
         excludes: &[String],
     ) -> Result<Vec<Selected>, SelectError>;
+    /// Fetches (or finds in the store) the file at an `http(s)://` URL for `add`, checked
+    /// against `checksum` when given.
+    fn remote(&self, url: &str, checksum: Option<&OciDigest>) -> Result<RemoteFile, String> {
+        let _ = (url, checksum);
+        Err("fetching URLs is not available here".into())
+    }
+}
+
+/// A file fetched for `add "https://…"`, held in the store as a blob.
+#[derive(Debug, Clone)]
+pub struct RemoteFile {
+    pub digest: OciDigest,
+    pub size: u64,
+    /// The blob in the store.
+    pub path: PathBuf,
 }
 
 /// What to plan.
@@ -153,6 +168,8 @@ pub enum CopySource {
     Context { selected: Vec<Vec<Selected>>, sources: Vec<String> },
     /// Paths (absolute, may hold globs) in the file system after another node.
     Node { node: NodeIndex, paths: Vec<String> },
+    /// Files fetched from URLs (`add "https://…"`), each with the name the URL gives it.
+    Remote { files: Vec<(String, RemoteFile)> },
 }
 
 #[derive(Debug, Clone)]

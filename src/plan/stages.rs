@@ -16,7 +16,7 @@ use super::{
 };
 use crate::context::{SelectError, normalize};
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::digest::{Digest, KeyHasher};
+use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig};
 use crate::syntax::ast::{
     CopyStep, Healthcheck, Network, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
@@ -781,6 +781,98 @@ impl<'a> Planner<'a> {
         self.base_node(value, file, span).map(|(n, _)| n)
     }
 
+    /// Checks what a `copy`/`add` may fetch: `http(s)` URLs, only with `add`, all sources
+    /// alike, no `from=`; git sources are not supported. Returns whether the sources are URLs.
+    fn check_remote_sources(
+        &mut self,
+        fi: usize,
+        c: &CopyStep,
+        sources: &[(String, SourceSpan)],
+        has_from: bool,
+    ) -> Option<bool> {
+        let mut urls = 0;
+        for (s, span) in sources {
+            let fail = |code: &'static str, message: String, help: &str| {
+                Diagnostic::error(code, message, *span, "this source").with_help(help.to_owned())
+            };
+            if is_url(s) && !is_git_source(s) {
+                urls += 1;
+                if !c.add {
+                    self.error(
+                        fi,
+                        fail(
+                            "copy-url",
+                            format!("`copy` does not fetch `{s}`"),
+                            "use `add` to download a URL",
+                        ),
+                    );
+                    return None;
+                }
+            } else if s.contains("://") || s.starts_with("git@") {
+                let what = if is_git_source(s) { "a git source" } else { "a remote source" };
+                self.error(
+                    fi,
+                    fail(
+                        "unsupported-remote-source",
+                        format!("`{s}` is {what}, which stack cannot fetch yet"),
+                        "clone it in a `run` step, or add it to the build context",
+                    ),
+                );
+                return None;
+            }
+        }
+        if urls > 0 && (urls != sources.len() || has_from) {
+            let span = sources[0].1;
+            self.error(
+                fi,
+                Diagnostic::error(
+                    "mixed-sources",
+                    "URLs cannot be mixed with context files or `from=` in one step",
+                    span,
+                    "here",
+                )
+                .with_help("use one `add` for the URLs and another step for the rest"),
+            );
+            return None;
+        }
+        if urls != 1
+            && let Some(cs) = &c.checksum
+        {
+            self.error(
+                fi,
+                Diagnostic::error(
+                    "checksum-without-url",
+                    "`checksum=` applies to an `add` of exactly one URL",
+                    cs.span,
+                    "here",
+                ),
+            );
+            return None;
+        }
+        Some(urls > 0)
+    }
+
+    /// The `checksum="sha256:…"` of an `add`, parsed (`Err` once the error is reported).
+    fn checksum(&mut self, fi: usize, c: &CopyStep) -> Result<Option<OciDigest>, ()> {
+        let Some(cs) = &c.checksum else { return Ok(None) };
+        match cs.value.parse::<OciDigest>() {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => {
+                self.error(
+                    fi,
+                    Diagnostic::error(
+                        "invalid-checksum",
+                        format!("`{}` is not a checksum: {e}", cs.value),
+                        cs.span,
+                        "here",
+                    )
+                    .with_help("write checksum=\"sha256:<64 hex digits>\""),
+                );
+                Err(())
+            }
+        }
+    }
+
     fn copy(
         &mut self,
         fi: usize,
@@ -814,36 +906,11 @@ impl<'a> Planner<'a> {
         if failed {
             return None;
         }
-        for (s, span) in &sources {
-            if s.contains("://") || s.starts_with("git@") {
-                self.error(
-                    fi,
-                    Diagnostic::error(
-                        "unsupported-remote-source",
-                        format!("`{s}` is a remote source, which stack cannot fetch yet"),
-                        *span,
-                        "remote source",
-                    )
-                    .with_help("download it in a `run` step, or add the file to the build context"),
-                );
-                return None;
-            }
-        }
-        if let Some(cs) = &c.checksum {
-            self.error(
-                fi,
-                Diagnostic::error(
-                    "unsupported-checksum",
-                    "`checksum=` applies only to remote sources, which stack cannot fetch yet",
-                    cs.span,
-                    "here",
-                ),
-            );
-            return None;
-        }
+        let urls = self.check_remote_sources(fi, c, &sources, from.is_some())?;
         let workdir = config.string("WorkingDir").unwrap_or_else(|| "/".into());
         let dest = absolute(&workdir, &dest_raw);
-        let has_glob = sources.iter().any(|(s, _)| s.contains(['*', '?', '[']));
+        // A URL's `?` starts its query, not a pattern.
+        let has_glob = !urls && sources.iter().any(|(s, _)| s.contains(['*', '?', '[']));
         let dest_is_dir =
             dest_raw.ends_with('/') || dest_raw.ends_with("/.") || sources.len() > 1 || has_glob;
         let mut h = KeyHasher::new("copy");
@@ -855,6 +922,48 @@ impl<'a> Planner<'a> {
         h.bool(c.add).bool(c.parents).strs(&excludes);
         let mut edges = Vec::new();
         let source = match from {
+            None if urls => {
+                let checksum = self.checksum(fi, c).ok()?;
+                let mut files = Vec::new();
+                for (url, span) in &sources {
+                    let name = url_file_name(url);
+                    if name.is_empty() && dest_is_dir {
+                        self.error(
+                            fi,
+                            Diagnostic::error(
+                                "remote-source-unnamed",
+                                format!("`{url}` names no file, so it needs a file destination"),
+                                *span,
+                                "no file name in this URL",
+                            )
+                            .with_help(
+                                "write the destination as a file path, e.g. to=\"/opt/tool\"",
+                            ),
+                        );
+                        return None;
+                    }
+                    match self.resolver.remote(url, checksum.as_ref()) {
+                        Ok(file) => {
+                            // The content and the name it lands under make the key, not the URL.
+                            h.u8(2).str(&name).str(&file.digest.to_string());
+                            files.push((name, file));
+                        }
+                        Err(e) => {
+                            self.error(
+                                fi,
+                                Diagnostic::error(
+                                    "remote-source-failed",
+                                    format!("cannot fetch `{url}`: {e}"),
+                                    *span,
+                                    "this URL",
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                CopySource::Remote { files }
+            }
             None => {
                 let mut selected = Vec::new();
                 let mut normalized = Vec::new();
@@ -937,6 +1046,11 @@ impl<'a> Planner<'a> {
                             inputs.push((format!("file `{path}`"), what));
                         }
                     }
+                }
+            }
+            CopySource::Remote { files } => {
+                for ((url, _), (_, file)) in sources.iter().zip(files) {
+                    inputs.push((format!("URL `{url}`"), file.digest.to_string()));
                 }
             }
             CopySource::Node { node, .. } => {
@@ -1198,6 +1312,32 @@ fn simple_inputs(op: &Op, parent_fs: Digest) -> Vec<(String, String)> {
         _ => {}
     }
     inputs
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
+/// Sources `BuildKit` treats as git repositories (`…/repo.git`, `git@…`, `git://`, `ssh://`).
+fn is_git_source(s: &str) -> bool {
+    let base = s.split('#').next().unwrap_or(s);
+    s.starts_with("git@")
+        || s.starts_with("git://")
+        || s.starts_with("ssh://")
+        || (is_url(s)
+            && std::path::Path::new(base)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("git")))
+}
+
+/// The file name a URL gives a download: the last segment of its path.
+fn url_file_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    match path.split_once('/') {
+        Some((_, p)) => p.rsplit('/').next().unwrap_or("").to_owned(),
+        None => String::new(),
+    }
 }
 
 fn mount_summary(m: &PlannedMount) -> String {

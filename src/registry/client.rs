@@ -148,6 +148,50 @@ impl Client {
         Ok(self.agents.lock().expect("lock").entry(key).or_insert(agent).clone())
     }
 
+    /// GETs a plain URL (`add "https://…"`) with the TLS trust and retries of registry
+    /// requests; redirects are followed and any final status is returned. The error says what
+    /// went wrong in words (the URL is the caller's to add).
+    pub fn get_url(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Response<ureq::Body>, String> {
+        let agent = self.agent_for(url).map_err(|e| e.to_string())?;
+        let mut attempt = 0;
+        loop {
+            let mut req = agent.get(url);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            match req.call() {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if (status == 429 || status >= 500) && attempt < self.opts.retries {
+                        self.backoff(attempt, retry_after(&resp));
+                        attempt += 1;
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+                Err(e) if is_transient(&e) && attempt < self.opts.retries => {
+                    self.backoff(attempt, None);
+                    attempt += 1;
+                }
+                Err(e) if is_tls_failure(&e) => {
+                    return Err(format!(
+                        "TLS failed ({e}); if the server's certificate comes from your own CA, add \
+                         it to the system's trust store or set SSL_CERT_FILE"
+                    ));
+                }
+                Err(ureq::Error::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err("connection refused".into());
+                }
+                Err(ureq::Error::HostNotFound) => return Err("cannot resolve the host".into()),
+                Err(e) => return Err(format!("{e} (after {} attempts)", attempt + 1)),
+            }
+        }
+    }
+
     /// `http://` for loopback and insecure registries, else `https://`.
     pub(super) fn base_url(&self, registry: &str) -> String {
         let host = api_host(registry);

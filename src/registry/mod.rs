@@ -12,6 +12,7 @@
 
 mod auth;
 mod client;
+pub mod download;
 mod pull;
 mod push;
 mod reference;

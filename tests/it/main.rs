@@ -11,5 +11,6 @@ mod equivalence;
 mod parallel;
 mod realworld;
 mod registry;
+mod remote;
 mod robustness;
 mod run;
