@@ -886,34 +886,80 @@ pub fn parse_mode(s: &str) -> Option<u32> {
     u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
 }
 
-/// Parses a Go-style duration (`30s`, `1m30s`, `500ms`) into nanoseconds.
+/// Parses a Go duration (`30s`, `1m30s`, `500ms`, `1.5s`, `1m3.0s`, `0`), the syntax of
+/// Dockerfile `HEALTHCHECK` flags, into nanoseconds. No sign: a health check cannot wait less
+/// than nothing.
 pub fn parse_duration(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
     let mut total: u64 = 0;
     let mut rest = s;
     if rest.is_empty() {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
+        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let len = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                a.split_at(len)
+            }
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
             return None;
         }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let mult = match &rest[..unit_len] {
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let mult: u64 = match &after[..unit_len] {
             "ns" => 1,
-            "us" | "µs" => 1_000,
+            "us" | "µs" | "μs" => 1_000,
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total = total.checked_add(n.checked_mul(mult)?)?;
-        rest = &rest[unit_len..];
+        let whole: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        total = total.checked_add(whole.checked_mul(mult)?)?;
+        // The fraction, truncated to nanoseconds like Go (digits past 18 cannot matter).
+        let frac = &frac[..frac.len().min(18)];
+        if !frac.is_empty() {
+            let digits: u128 = frac.parse().ok()?;
+            let part = digits * u128::from(mult) / 10u128.pow(u32::try_from(frac.len()).ok()?);
+            total = total.checked_add(u64::try_from(part).ok()?)?;
+        }
+        rest = &after[unit_len..];
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+
+    #[test]
+    fn go_durations() {
+        let s = 1_000_000_000;
+        for (text, ns) in [
+            ("30s", 30 * s),
+            ("1m30s", 90 * s),
+            ("500ms", s / 2),
+            ("1.5s", 3 * s / 2),
+            ("1m3.0s", 63 * s),
+            (".5s", s / 2),
+            ("2.h", 7200 * s),
+            ("1us", 1_000),
+            ("0", 0),
+            ("0s", 0),
+        ] {
+            assert_eq!(parse_duration(text), Some(ns), "{text}");
+        }
+        for bad in ["", "5", "s", ".s", "-1s", "1x", "1.2.3s", "1s ", "99999999999999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 }
 
 /// kdl 6.7 sometimes underlines from the start of the file to the error; keep only the last

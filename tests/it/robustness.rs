@@ -20,6 +20,15 @@ impl Rng {
 }
 
 /// Mutates bytes: flips, inserts interesting bytes, deletes and duplicates ranges.
+/// The generator for one test and how many inputs it tries: fixed in CI, other values with
+/// `STACK_FUZZ_SEED=N` and `STACK_FUZZ_SCALE=K` (K times the inputs) for a longer local search.
+fn fuzz(test_seed: u64, inputs: usize) -> (Rng, usize) {
+    let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let seed = test_seed ^ var("STACK_FUZZ_SEED").unwrap_or(0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let scale = var("STACK_FUZZ_SCALE").unwrap_or(1).max(1);
+    (Rng(seed), inputs * usize::try_from(scale).unwrap_or(1))
+}
+
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     const INTERESTING: &[u8] = b"{}\"\\=$#/\n\t\0\xff-.*[]:;";
     let mut v = input.to_vec();
@@ -67,8 +76,8 @@ fn mutated_build_files_never_panic() {
     let mut seeds = corpus("tests/data/errors", "kdl");
     seeds.extend(corpus("examples", "kdl"));
     seeds.push(std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap());
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
-    for i in 0..4000 {
+    let (mut rng, inputs) = fuzz(0x5eed_1234_abcd_0001, 4000);
+    for i in 0..inputs {
         let seed = &seeds[i % seeds.len()];
         let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
         let (_, diags) = stack::syntax::parse(&text);
@@ -84,9 +93,9 @@ fn mutated_build_files_never_panic() {
 fn mutated_dockerfiles_never_panic() {
     let seeds = corpus("tests/data/dockerfile", "Dockerfile");
     assert!(!seeds.is_empty());
-    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let (mut rng, inputs) = fuzz(0x5eed_1234_abcd_0002, 3000);
     let opts = stack::dockerfile::ImportOptions::default();
-    for i in 0..3000 {
+    for i in 0..inputs {
         let seed = &seeds[i % seeds.len()];
         let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
         if let Ok(imported) = stack::dockerfile::import(&text, &opts) {
@@ -119,8 +128,8 @@ fn mutated_layer_tars_never_panic_or_escape() {
     b.append_link(&mut h, "link", "../../../../etc").unwrap();
     let seed = b.into_inner().unwrap();
     let outside = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x5eed_1234_abcd_0003);
-    for _ in 0..1500 {
+    let (mut rng, inputs) = fuzz(0x5eed_1234_abcd_0003, 1500);
+    for _ in 0..inputs {
         let bytes = mutate(&mut rng, &seed);
         let dir = tempfile::tempdir_in(outside.path()).unwrap();
         let digest = stack::digest::OciDigest::of(&bytes);
@@ -140,10 +149,10 @@ fn mutated_layer_tars_never_panic_or_escape() {
 
 #[test]
 fn mutated_ignore_files_and_lock_files_never_panic() {
-    let mut rng = Rng(0x5eed_1234_abcd_0004);
+    let (mut rng, inputs) = fuzz(0x5eed_1234_abcd_0004, 2000);
     let ignore = b"# comment\n*.md\n!README.md\nbuild/**\n/tmp\n[a-z]?.log\n";
     let lock = b"lock version=1\nimage \"docker.io/library/alpine:3\" platform=\"linux/amd64\" digest=\"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n";
-    for _ in 0..2000 {
+    for _ in 0..inputs {
         let text = String::from_utf8_lossy(&mutate(&mut rng, ignore)).into_owned();
         if let Ok(rules) = stack::context::IgnoreRules::parse(".dockerignore", &text) {
             let _ = rules.is_excluded("a/b/README.md");
