@@ -935,6 +935,25 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     Some(total)
 }
 
+/// kdl 6.7 sometimes underlines from the start of the file to the error; keep only the last
+/// line of such a span so the caret lands on the mistake.
+fn narrow_span(text: &str, span: SourceSpan) -> SourceSpan {
+    let start = span.offset().min(text.len());
+    let end = (start + span.len()).min(text.len());
+    let slice = &text[start..end];
+    match slice.trim_end_matches('\n').rfind('\n') {
+        Some(nl) if slice.len() > 1 => {
+            let s = start + nl + 1;
+            let line_end = text[s..].find('\n').map_or(text.len(), |i| s + i);
+            let e = end.min(line_end).max(s);
+            // Skip leading indentation so the underline starts at the token.
+            let indent = text[s..e].len() - text[s..e].trim_start().len();
+            SourceSpan::from((s + indent, (e - s - indent).max(1)))
+        }
+        _ => span,
+    }
+}
+
 #[cfg(test)]
 mod duration_tests {
     use super::parse_duration;
@@ -959,24 +978,5 @@ mod duration_tests {
         for bad in ["", "5", "s", ".s", "-1s", "1x", "1.2.3s", "1s ", "99999999999999999999h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
-    }
-}
-
-/// kdl 6.7 sometimes underlines from the start of the file to the error; keep only the last
-/// line of such a span so the caret lands on the mistake.
-fn narrow_span(text: &str, span: SourceSpan) -> SourceSpan {
-    let start = span.offset().min(text.len());
-    let end = (start + span.len()).min(text.len());
-    let slice = &text[start..end];
-    match slice.trim_end_matches('\n').rfind('\n') {
-        Some(nl) if slice.len() > 1 => {
-            let s = start + nl + 1;
-            let line_end = text[s..].find('\n').map_or(text.len(), |i| s + i);
-            let e = end.min(line_end).max(s);
-            // Skip leading indentation so the underline starts at the token.
-            let indent = text[s..e].len() - text[s..e].trim_start().len();
-            SourceSpan::from((s + indent, (e - s - indent).max(1)))
-        }
-        _ => span,
     }
 }
