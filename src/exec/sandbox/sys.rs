@@ -384,15 +384,26 @@ impl Sys for RealSys {
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
         how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: `p` is a valid C string, `how` a valid open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.raw,
-                p.as_ptr(),
-                &raw const how,
-                std::mem::size_of::<libc::open_how>(),
-            )
+        // A path through `..` fails with EAGAIN when any mount or rename happens anywhere on
+        // the system during the lookup (other steps mount all the time): retry, as openat2(2)
+        // asks. The bound only guards against a livelock.
+        let mut attempts = 0;
+        let fd = loop {
+            // SAFETY: `p` is a valid C string, `how` a valid open_how of the size passed.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    root.raw,
+                    p.as_ptr(),
+                    &raw const how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            };
+            let again = fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
+            if !again || attempts == 1000 {
+                break fd;
+            }
+            attempts += 1;
         };
         check("openat2", rel, fd as libc::c_int)?;
         Ok(Handle { raw: fd as i32, label: rel.to_owned() })
