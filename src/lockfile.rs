@@ -1,5 +1,6 @@
-//! `stack.lock`: the digest each image reference resolved to, per platform, so that builds
-//! stay reproducible when a tag moves. A KDL file, sorted, stable across runs. No IO here.
+//! `stack.lock`: the digest each image reference resolved to, per platform, and the content
+//! digest of each file an `add` fetched from a URL, so that builds stay reproducible when a
+//! tag moves or a server's file changes. A KDL file, sorted, stable across runs. No IO here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,6 +11,8 @@ use crate::digest::OciDigest;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lock {
     pub entries: BTreeMap<(String, String), OciDigest>,
+    /// URL → sha256 of the file it served when pinned.
+    pub urls: BTreeMap<String, OciDigest>,
 }
 
 /// Why a lock file could not be read.
@@ -26,6 +29,20 @@ impl Lock {
     pub fn insert(&mut self, reference: &str, platform: &str, digest: OciDigest) -> bool {
         self.entries.insert((reference.to_owned(), platform.to_owned()), digest.clone())
             != Some(digest)
+    }
+
+    pub fn get_url(&self, url: &str) -> Option<&OciDigest> {
+        self.urls.get(url)
+    }
+
+    /// Pins a URL's content; returns whether that changed the lock.
+    pub fn insert_url(&mut self, url: &str, digest: OciDigest) -> bool {
+        self.urls.insert(url.to_owned(), digest.clone()) != Some(digest)
+    }
+
+    /// Whether nothing is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.urls.is_empty()
     }
 
     pub fn parse(text: &str) -> Result<Self, LockError> {
@@ -56,6 +73,19 @@ impl Lock {
                         digest.parse().map_err(|e| LockError(format!("`{reference}`: {e}")))?;
                     lock.insert(reference, platform, digest);
                 }
+                "url" => {
+                    let url = node
+                        .get(0)
+                        .and_then(kdl::KdlValue::as_string)
+                        .ok_or_else(|| LockError("a `url` entry has no URL".into()))?;
+                    let digest = node
+                        .get("digest")
+                        .and_then(kdl::KdlValue::as_string)
+                        .ok_or_else(|| LockError(format!("`{url}` has no digest")))?;
+                    let digest: OciDigest =
+                        digest.parse().map_err(|e| LockError(format!("`{url}`: {e}")))?;
+                    lock.insert_url(url, digest);
+                }
                 other => return Err(LockError(format!("unknown node `{other}`"))),
             }
         }
@@ -65,7 +95,7 @@ impl Lock {
     /// The file's text: a header, then one sorted line per pinned reference.
     pub fn render(&self) -> String {
         let mut out = String::from(
-            "// stack.lock: the digests that image references resolved to.\n// Written by `stack build` and `stack lock`; `stack build --locked` refuses to change it.\nlock version=1\n",
+            "// stack.lock: the digests that image references and `add` URLs resolved to.\n// Written by `stack build` and `stack lock`; `stack build --locked` refuses to change it.\nlock version=1\n",
         );
         for ((reference, platform), digest) in &self.entries {
             let _ = writeln!(
@@ -74,6 +104,9 @@ impl Lock {
                 quote(reference),
                 quote(platform)
             );
+        }
+        for (url, digest) in &self.urls {
+            let _ = writeln!(out, "url {} digest=\"{digest}\"", quote(url));
         }
         out
     }
@@ -98,5 +131,11 @@ mod tests {
         assert_eq!(Lock::parse(&text).unwrap(), lock);
         assert!(Lock::parse("lock version=2\n").is_err());
         assert!(Lock::parse("image \"x\" platform=\"p\" digest=\"nope\"\n").is_err());
+        assert!(lock.insert_url("https://example.com/b.tgz", OciDigest::of(b"b")));
+        assert!(lock.insert_url("https://example.com/a.tgz", OciDigest::of(b"a")));
+        let text = lock.render();
+        assert!(text.find("a.tgz").unwrap() < text.find("b.tgz").unwrap());
+        assert_eq!(Lock::parse(&text).unwrap(), lock);
+        assert!(Lock::parse("url \"u\"\n").is_err());
     }
 }

@@ -278,7 +278,7 @@ impl<'a> CliResolver<'a> {
         let changed = self.lock_changed.load(std::sync::atomic::Ordering::SeqCst);
         if changed || self.lock_mode == LockMode::Refresh {
             let lock = self.lock.lock().expect("no panics while locked");
-            if lock.entries.is_empty() && !self.lock_path.exists() {
+            if lock.is_empty() && !self.lock_path.exists() {
                 return Ok(());
             }
             let tmp = self.lock_path.with_extension("lock.tmp");
@@ -396,9 +396,41 @@ impl Resolver for CliResolver<'_> {
         url: &str,
         checksum: Option<&crate::digest::OciDigest>,
     ) -> Result<crate::plan::RemoteFile, String> {
-        let (digest, size) =
-            crate::registry::download::fetch_to_store(&self.registry, self.store, url, checksum)?;
-        Ok(crate::plan::RemoteFile { path: self.store.blob_path(&digest), digest, size })
+        use crate::registry::download::fetch_to_store;
+        let file = |(digest, size)| crate::plan::RemoteFile {
+            path: self.store.blob_path(&digest),
+            digest,
+            size,
+        };
+        // `checksum=` pins the file in the build file itself; stack.lock is not needed then.
+        if checksum.is_some() {
+            return fetch_to_store(&self.registry, self.store, url, checksum).map(file);
+        }
+        let pinned = if self.lock_mode == LockMode::Refresh {
+            None
+        } else {
+            self.lock.lock().expect("no panics while locked").get_url(url).cloned()
+        };
+        let lock = self.lock_path.display();
+        if let Some(pinned) = pinned {
+            return fetch_to_store(&self.registry, self.store, url, Some(&pinned))
+                .map_err(|e| {
+                    format!(
+                        "{e}: the file changed since `{lock}` pinned it; run `stack lock` to take the new content, or pin it with checksum="
+                    )
+                })
+                .map(file);
+        }
+        if self.lock_mode == LockMode::Locked {
+            return Err(format!(
+                "it is not pinned in `{lock}`, and `--locked` forbids changing it; run `stack lock`, or pin it with checksum="
+            ));
+        }
+        let (digest, size) = fetch_to_store(&self.registry, self.store, url, None)?;
+        if self.lock.lock().expect("no panics while locked").insert_url(url, digest.clone()) {
+            self.lock_changed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(file((digest, size)))
     }
 }
 

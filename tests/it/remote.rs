@@ -1,5 +1,6 @@
-//! `add "https://…"`: files fetched into the store, revalidated with `ETag` on the next build,
-//! pinned by `checksum=` (then no request at all), and errors that name the URL.
+//! `add "https://…"`: files fetched into the store and pinned in `stack.lock` (or by
+//! `checksum=`; then no request at all), revalidated with `ETag` by `stack lock`, and errors
+//! that name the URL.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -121,13 +122,17 @@ fn add_fetches_urls_revalidates_and_pins_by_checksum() {
     // The pinned add asked nothing: its blob was in the store once the first add fetched it.
     assert_eq!(state.lock().unwrap().log, [("/tool.sh?download=1".to_owned(), 200)]);
 
-    // Nothing changed: one conditional request, answered 304, and the same image.
+    // The first build pinned the unpinned add's content in stack.lock.
+    let lock = std::fs::read_to_string(d.join("stack.lock")).unwrap();
+    assert!(lock.contains(&format!("url \"{url}\" digest=\"{}\"", sha256(v1))), "{lock}");
+    // Nothing changed: pinned and stored, so no request at all, and the same image.
     let again = run_stack(d, &cache, &["build"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(stdout(&again), stdout(&first));
-    assert_eq!(state.lock().unwrap().log.last().unwrap().1, 304);
+    assert_eq!(state.lock().unwrap().log.len(), 1);
 
-    // The file changed on the server: the unpinned add takes it, the pinned one refuses it.
+    // The file changed on the server: a build elsewhere (empty store) refuses it, pinned by
+    // stack.lock as by checksum=.
     let v2 = "#!/bin/sh\necho tool v2\n";
     {
         let mut s = state.lock().unwrap();
@@ -137,12 +142,34 @@ fn add_fetches_urls_revalidates_and_pins_by_checksum() {
     let fresh = d.join("cache-fresh");
     let refused = run_stack(d, &fresh, &["build"]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    let err = stderr(&refused);
+    // Diagnostics wrap long messages; join the lines back.
+    let err = stderr(&refused).replace("\n  │ ", " ");
     assert!(err.contains("not the checksum") && err.contains(&sha256(v1)), "{err}");
+    assert!(err.contains("changed since") && err.contains("stack lock"), "{err}");
+    // `stack lock` takes the new content (a full request, the ETag differs), then asks again
+    // with a conditional request that the server answers 304.
+    let relock = run_stack(d, &cache, &["lock"]);
+    assert!(relock.status.success(), "{}", stderr(&relock));
+    let lock = std::fs::read_to_string(d.join("stack.lock")).unwrap();
+    assert!(lock.contains(&sha256(v2)), "{lock}");
+    assert_eq!(state.lock().unwrap().log.last().unwrap().1, 200);
+    let relock = run_stack(d, &cache, &["lock"]);
+    assert!(relock.status.success(), "{}", stderr(&relock));
+    assert_eq!(state.lock().unwrap().log.last().unwrap().1, 304);
     write_files(d, &[("stack.kdl", &build(&sha256(v2)))]);
     let moved = run_stack(d, &cache, &["build"]);
     assert!(moved.status.success(), "{}", stderr(&moved));
     assert_ne!(stdout(&moved), stdout(&first));
+    // `--locked` refuses a URL that stack.lock does not pin.
+    let other = format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    add \"http://127.0.0.1:{port}/tool.sh?v=3\" to=\"/opt/t\"\n}}\n",
+        base.display()
+    );
+    write_files(d, &[("other/stack.kdl", &other)]);
+    let out = run_stack(&d.join("other"), &cache, &["build", "--locked"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out).replace("\n  │ ", " ");
+    assert!(err.contains("not pinned"), "{err}");
 
     // Pinned and stored: builds with the server gone.
     let offline = format!(
