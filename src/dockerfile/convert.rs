@@ -655,6 +655,17 @@ impl Converter<'_> {
         };
         let numeric =
             |v: &Option<String>| v.as_ref().map(|s| s.parse::<u32>().map_err(|_| s.clone()));
+        // What secret and ssh mounts share: `required`, and the mode and owner of the file.
+        let access = |s: &mut String| {
+            if m.required == Some(true) {
+                s.push_str(" required=#true");
+            }
+            if let Some(mode) = &mode {
+                let _ = write!(s, " mode={}", string(mode));
+            }
+            push_num(s, "uid", numeric(&uid));
+            push_num(s, "gid", numeric(&gid));
+        };
         let line = match m.mount_type() {
             MountType::Ssh => {
                 prop("target", &target);
@@ -663,14 +674,7 @@ impl Converter<'_> {
                     Some(i) => format!("ssh {}", string(i)),
                 };
                 s.push_str(&props);
-                if m.required == Some(true) {
-                    s.push_str(" required=#true");
-                }
-                if let Some(mode) = &mode {
-                    let _ = write!(s, " mode={}", string(mode));
-                }
-                push_num(&mut s, "uid", numeric(&uid));
-                push_num(&mut s, "gid", numeric(&gid));
+                access(&mut s);
                 s
             }
             MountType::Cache => {
@@ -698,14 +702,7 @@ impl Converter<'_> {
                 prop("target", &target);
                 prop("env", &env);
                 let mut s = format!("secret {}{props}", string(&secret_id));
-                if m.required == Some(true) {
-                    s.push_str(" required=#true");
-                }
-                if let Some(mode) = &mode {
-                    let _ = write!(s, " mode={}", string(mode));
-                }
-                push_num(&mut s, "uid", numeric(&uid));
-                push_num(&mut s, "gid", numeric(&gid));
+                access(&mut s);
                 s
             }
             MountType::Tmpfs => {
