@@ -77,7 +77,8 @@ pub(crate) fn string(s: &str) -> String {
     if s.contains('\n') {
         return multi_line(s, "");
     }
-    if (s.contains('\\') || s.contains('"')) && raw_safe(s, false) {
+    // `#"` before a value that starts with a quote can read as a multi-line raw string (`#"""`).
+    if (s.contains('\\') || s.contains('"')) && raw_safe(s, false) && !s.starts_with('"') {
         let h = "#".repeat(hashes_for(s));
         return format!("{h}\"{s}\"{h}");
     }
@@ -256,6 +257,9 @@ mod tests {
         "raw \\ and \"\"\"#\n two",
         "a\n\n\nb\n\n",
         "${not} $${escaped}",
+        "\"\"starts with two quotes\\",
+        "\"\"\"",
+        "\"",
     ];
 
     #[test]

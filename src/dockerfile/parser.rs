@@ -1281,7 +1281,8 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
                 m.sharing = Some(if dynamic { value } else { value.to_ascii_lowercase() });
             }
             "mode" => {
-                if !dynamic && u32::from_str_radix(&value, 8).is_err() {
+                // Permission bits only: larger values would be file-type bits.
+                if !dynamic && u32::from_str_radix(&value, 8).ok().is_none_or(|m| m > 0o7777) {
                     return Err(format!("invalid value `{value}` for mode"));
                 }
                 m.mode = Some(value);
