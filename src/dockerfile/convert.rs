@@ -619,6 +619,31 @@ impl Converter<'_> {
         self.text.get(span.clone()).unwrap_or("")
     }
 
+    /// Keeps an expanded mount option that stack can take as written; reports the others (a
+    /// value that still names a variable, or is not valid for `key`).
+    fn mount_literal(
+        &mut self,
+        span: &Span,
+        key: &str,
+        value: Option<String>,
+        valid: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let v = value?;
+        if valid(&v) {
+            return Some(v);
+        }
+        let why = if v.contains("${") {
+            format!("`{key}` depends on a variable (`{v}`); stack needs a literal value")
+        } else {
+            format!("`{key}` expands to `{v}`, which is not valid here")
+        };
+        self.diags.push(
+            Diagnostic::error("dockerfile-invalid-mount", why, span.clone(), "in this mount")
+                .with_help(format!("write `{key}=` with a literal value")),
+        );
+        None
+    }
+
     fn mount(&mut self, m: &Mount, idx: usize, scope: &Scope) -> String {
         let span = m.span.clone();
         let mut x = |v: &Option<String>| v.as_ref().map(|v| self.expand(v, scope, &span));
@@ -630,21 +655,16 @@ impl Converter<'_> {
         let gid = x(&m.gid);
         let env = x(&m.env);
         let size = x(&m.size);
-        let mut sharing = x(&m.sharing);
-        // A `$`-valued `sharing` is checked only now, once expanded: stack needs a literal.
-        if let Some(v) = sharing.take_if(|v| {
-            !matches!(v.to_ascii_lowercase().as_str(), "shared" | "private" | "locked")
-        }) {
-            let why = if v.contains("${") {
-                format!("`sharing` depends on a variable (`{v}`); stack needs a literal value")
-            } else {
-                format!("`sharing` expands to `{v}`")
-            };
-            self.diags.push(
-                Diagnostic::error("dockerfile-invalid-mount", why, span.clone(), "in this mount")
-                    .with_help("write sharing=shared, sharing=private or sharing=locked"),
-            );
-        }
+        let sharing = x(&m.sharing);
+        // `$`-valued options are checked only now, once expanded: stack needs literals there.
+        let sharing = self.mount_literal(&span, "sharing", sharing, |v| {
+            matches!(v.to_ascii_lowercase().as_str(), "shared" | "private" | "locked")
+        });
+        let mode = self.mount_literal(&span, "mode", mode, |v| {
+            u32::from_str_radix(v, 8).is_ok_and(|m| m <= 0o7777)
+        });
+        let uid = self.mount_literal(&span, "uid", uid, |v| v.parse::<u32>().is_ok());
+        let gid = self.mount_literal(&span, "gid", gid, |v| v.parse::<u32>().is_ok());
         let sharing = sharing.map(|v| v.to_ascii_lowercase());
         let from = m.from.as_ref().map(|f| self.stage_ref(f, idx).0);
         let mut props = String::new();
