@@ -29,6 +29,9 @@ pub struct IdRange {
 }
 
 impl Privilege {
+    pub const ALL: [Privilege; 3] =
+        [Privilege::HostRoot, Privilege::MappedRoot, Privilege::SingleId];
+
     /// The standing of this process (read once; `stack` enters its user namespace before
     /// anything asks).
     pub fn current() -> Privilege {
@@ -133,10 +136,7 @@ mod tests {
     #[test]
     fn each_standing_has_its_own_trees() {
         let suffixes: std::collections::HashSet<_> =
-            [Privilege::HostRoot, Privilege::MappedRoot, Privilege::SingleId]
-                .map(Privilege::tree_suffix)
-                .into_iter()
-                .collect();
+            Privilege::ALL.map(Privilege::tree_suffix).into_iter().collect();
         assert_eq!(suffixes.len(), 3);
     }
 }

@@ -28,17 +28,21 @@ fn lock_exclusive(store: &Store) -> Result<StoreLock, Failure> {
     Ok(store.lock_exclusive()?)
 }
 
+/// `{"blobs": {"entries": N, "bytes": B}, …}` for `--json`.
+fn areas_json(areas: &[store::AreaUsage]) -> serde_json::Map<String, serde_json::Value> {
+    areas
+        .iter()
+        .map(|a| {
+            (key(a.area).into(), serde_json::json!({ "entries": a.entries, "bytes": a.bytes }))
+        })
+        .collect()
+}
+
 fn du(args: &CacheDuArgs) -> Result<(), Failure> {
     let store = open(&args.store)?;
     let usage = store::usage(&store)?;
     if args.json {
-        let mut areas = serde_json::Map::new();
-        for a in &usage.areas {
-            areas.insert(
-                key(a.area).into(),
-                serde_json::json!({ "entries": a.entries, "bytes": a.bytes }),
-            );
-        }
+        let areas = areas_json(&usage.areas);
         let doc = serde_json::json!({
             "store": store.root(),
             "areas": areas,
@@ -75,13 +79,7 @@ fn prune(args: &CachePruneArgs) -> Result<(), Failure> {
     let report = store::prune(&store, &lock, &opts)?;
     drop(lock);
     if args.json {
-        let mut removed = serde_json::Map::new();
-        for a in &report.removed {
-            removed.insert(
-                key(a.area).into(),
-                serde_json::json!({ "entries": a.entries, "bytes": a.bytes }),
-            );
-        }
+        let removed = areas_json(&report.removed);
         let doc = serde_json::json!({
             "removed": removed,
             "before": report.before,

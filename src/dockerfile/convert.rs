@@ -756,7 +756,7 @@ impl Converter<'_> {
                 Source::Heredoc(i) => docs.push(&inst.heredocs[*i]),
             }
         }
-        let git = paths.iter().any(|p| is_git_url(&p.text));
+        let git = paths.iter().any(|p| crate::syntax::is_git_source(&p.text));
         if git || c.keep_git_dir.is_some() {
             let first_line = self.text_of(&inst.span).lines().next().unwrap_or("").to_string();
             self.line(&comment(&first_line));
@@ -895,17 +895,4 @@ fn args_literal(argv: &[String]) -> String {
         s.push_str(&if v.contains('\n') { multi_line(&v, STEP) } else { string(&v) });
     }
     s
-}
-
-/// True for ADD sources `BuildKit` treats as git repositories.
-fn is_git_url(s: &str) -> bool {
-    let base = s.split('#').next().unwrap_or(s);
-    s.starts_with("git@")
-        || s.starts_with("git://")
-        || s.starts_with("ssh://")
-        || ((s.starts_with("https://") || s.starts_with("http://"))
-            && std::path::Path::new(base)
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("git")))
-        || s.starts_with("github.com/")
 }

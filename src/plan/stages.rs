@@ -21,7 +21,7 @@ use crate::oci::image::{DEFAULT_PATH, ImageConfig};
 use crate::syntax::ast::{
     CopyStep, Healthcheck, Network, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
 };
-use crate::syntax::{parse_duration, parse_mode};
+use crate::syntax::{is_git_source, parse_duration, parse_mode};
 
 pub(super) struct Planner<'a> {
     files: &'a [FileInput],
@@ -1316,18 +1316,6 @@ fn simple_inputs(op: &Op, parent_fs: Digest) -> Vec<(String, String)> {
 
 fn is_url(s: &str) -> bool {
     s.starts_with("https://") || s.starts_with("http://")
-}
-
-/// Sources `BuildKit` treats as git repositories (`…/repo.git`, `git@…`, `git://`, `ssh://`).
-fn is_git_source(s: &str) -> bool {
-    let base = s.split('#').next().unwrap_or(s);
-    s.starts_with("git@")
-        || s.starts_with("git://")
-        || s.starts_with("ssh://")
-        || (is_url(s)
-            && std::path::Path::new(base)
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("git")))
 }
 
 /// The file name a URL gives a download: the last segment of its path.

@@ -165,8 +165,7 @@ impl Client {
             }
             match req.call() {
                 Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if (status == 429 || status >= 500) && attempt < self.opts.retries {
+                    if retryable(&resp) && attempt < self.opts.retries {
                         self.backoff(attempt, retry_after(&resp));
                         attempt += 1;
                         continue;
@@ -449,15 +448,8 @@ impl Client {
                             continue;
                         }
                     }
-                    let transient = status == 429
-                        || status == 408
-                        || (status >= 500 && status != 501 && status != 505);
-                    if req.retry && transient && attempt < self.opts.retries {
-                        let after = retry_after(&resp);
-                        if status == 429 && after.is_some_and(|d| d > Duration::from_secs(30)) {
-                            return Ok(resp);
-                        }
-                        self.backoff(attempt, after);
+                    if req.retry && retryable(&resp) && attempt < self.opts.retries {
+                        self.backoff(attempt, retry_after(&resp));
                         attempt += 1;
                         continue;
                     }
@@ -631,6 +623,18 @@ fn is_transient(e: &ureq::Error) -> bool {
         ureq::Error::Timeout(_) | ureq::Error::Protocol(_) | ureq::Error::ConnectionFailed => true,
         _ => false,
     }
+}
+
+/// Whether an answer may be different on a retry: rate limits, timeouts and server errors
+/// (not 501/505, which will not change), unless the server asks for a pause over 30 s, in
+/// which case its answer is returned rather than blocking the build.
+fn retryable(resp: &Response<ureq::Body>) -> bool {
+    let status = resp.status().as_u16();
+    let transient =
+        status == 429 || status == 408 || (status >= 500 && status != 501 && status != 505);
+    let long_pause =
+        status == 429 && retry_after(resp).is_some_and(|d| d > Duration::from_secs(30));
+    transient && !long_pause
 }
 
 /// `Retry-After` in seconds (HTTP dates are treated as absent).

@@ -306,7 +306,12 @@ fn check_blob(path: &Path, name: &str) -> Option<String> {
 }
 
 fn check_layer(dir: &Path, name: &str) -> Option<String> {
-    let hex = [".userns", ".flat"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+    let hex = crate::privilege::Privilege::ALL
+        .iter()
+        .map(|p| p.tree_suffix())
+        .filter(|s| !s.is_empty())
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
     if format!("sha256:{hex}").parse::<OciDigest>().is_err() {
         return Some("its folder name is not a sha256 digest".into());
     }

@@ -11,3 +11,18 @@ pub use parse::{
     RUN_CHILDREN, STEPS, SUPPORTED_VERSIONS, TOP_LEVEL, is_var_name, parse, parse_duration,
     parse_mode,
 };
+
+/// Whether a `copy`/`add` source is a git repository the way `BuildKit` reads `ADD` sources:
+/// `git@…`, `git://…`, `ssh://…`, `github.com/…`, or an `http(s)` URL whose path ends in
+/// `.git` (before a `#ref` fragment).
+pub fn is_git_source(s: &str) -> bool {
+    let base = s.split('#').next().unwrap_or(s);
+    s.starts_with("git@")
+        || s.starts_with("git://")
+        || s.starts_with("ssh://")
+        || ((s.starts_with("https://") || s.starts_with("http://"))
+            && std::path::Path::new(base)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("git")))
+        || s.starts_with("github.com/")
+}

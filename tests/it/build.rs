@@ -99,11 +99,7 @@ fn builds_an_image_real_clients_accept() {
     );
 
     let bundle = dir.path().join("bundle");
-    let unpack = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:app", layout.display()), bundle.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(unpack.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&unpack.stderr));
+    crate::support::unpack(&layout, "app", &bundle);
     let rootfs = bundle.join("rootfs");
     let app = std::fs::metadata(rootfs.join("srv/app.sh")).unwrap();
     assert_eq!((app.uid(), app.gid(), app.mode() & 0o7777), (1000, 50, 0o755));

@@ -20,6 +20,7 @@ const BASE: &str = "stackit/base:latest";
 const NOPATH: &str = "stackit/nopath:latest";
 
 /// One equivalence case: a build context, the stages to compare, and paths to ignore.
+#[derive(Default)]
 struct Case {
     name: &'static str,
     /// Files of the build context (the Dockerfile included).
@@ -475,11 +476,7 @@ ENV GREETING=$GREETING
 RUN echo "$GREETING $LEVEL." > /final.txt
 "#,
             )],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "copy-from",
@@ -502,11 +499,7 @@ COPY --from=builder /srcdir/a /new/parent/dirs/
 COPY --from=builder --chown=1000:50 /srcdir/a /owned/parents/
 ",
             )],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "context",
@@ -540,9 +533,6 @@ COPY src /whole-src
                 ("keep.key", "kept\n".into()),
                 (".dockerignore", "**/*.log\n!src/keep.log\ndocs\n*.key\n!keep.key\n".into()),
             ],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
             prepare: Some(|ctx| {
                 use std::os::unix::fs::PermissionsExt as _;
                 let set = |p: &str, m: u32| {
@@ -555,7 +545,7 @@ COPY src /whole-src
                 set("src/b.txt", 0o640);
                 std::os::unix::fs::symlink("a.txt", ctx.join("src/alias")).unwrap();
             }),
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "add-archive",
@@ -573,9 +563,6 @@ ADD pkg.tar.gz unpacked-here
                 ),
                 ("notes.txt", "notes\n".into()),
             ],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
             prepare: Some(|ctx| {
                 let gz = std::fs::File::create(ctx.join("pkg.tar.gz")).unwrap();
                 let enc = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
@@ -617,7 +604,7 @@ ADD pkg.tar.gz unpacked-here
                 b.append(&h, &b"plain\n"[..]).unwrap();
                 b.finish().unwrap();
             }),
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "shell-user-workdir",
@@ -640,11 +627,7 @@ RUN cat /tmp/id.txt /tmp/pwd.txt > /id.txt
 USER app:staff
 "#,
             )],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "metadata",
@@ -663,11 +646,7 @@ ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["echo hi"]
 "#,
             )],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "entrypoint-cmd",
@@ -694,10 +673,7 @@ CMD ["x"]
 "#,
             )],
             targets: &["reset", "shellcmd", "both", "inherited"],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "run-forms",
@@ -716,11 +692,8 @@ RUN echo 'multi' \
     'line' > /continued.txt
 "#,
             )],
-            targets: &[],
-            ignore: &[],
             mount_stubs: &["/var", "/var/cache", "/var/cache/app", "/root", "/root/.cache"],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
         Case {
             name: "heredocs",
@@ -747,10 +720,6 @@ via cat $NAME
 EOF
 ",
             )],
-            targets: &[],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
             without_heredocs: Some(
                 "ARG BASE=stackit/base:latest
 FROM ${BASE}
@@ -762,6 +731,7 @@ RUN echo \"from heredoc $NAME\" > /heredoc-run.txt && mkdir -p /hd
 RUN echo \"via cat $NAME\" > /hd/cat.txt
 ",
             ),
+            ..Case::default()
         },
         Case {
             name: "scratch-and-nopath",
@@ -785,10 +755,7 @@ COPY hello.txt /
                 ("hello.txt", "hello\n".into()),
             ],
             targets: &["minimal", "nopath", "nopath-plain"],
-            ignore: &[],
-            mount_stubs: &[],
-            prepare: None,
-            without_heredocs: None,
+            ..Case::default()
         },
     ]
 }

@@ -4,7 +4,9 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use crate::support::{busybox_base, run_stack, sandbox_ready, stack, stderr, stdout, write_files};
+use crate::support::{
+    busybox_base, project, run_stack, sandbox_ready, stack, stderr, stdout, write_files,
+};
 
 fn stages(base: &std::path::Path, bad: bool) -> String {
     let mut s = String::from("stack version=1\n");
@@ -82,17 +84,10 @@ fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
     if !sandbox_ready() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write_files(
-        dir.path(),
-        &[(
-            "stack.kdl",
-            &format!(
-                "stack version=1\nimage a {{\n    from \"oci:{}:base\"\n    run \"sleep 60\"\n}}\n",
-                base.display()
-            ),
-        )],
-    );
+    let dir = project(&format!(
+        "stack version=1\nimage a {{\n    from \"oci:{}:base\"\n    run \"sleep 60\"\n}}\n",
+        base.display()
+    ));
     let cache = dir.path().join("cache");
     let mut child = stack()
         .current_dir(dir.path())

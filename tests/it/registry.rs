@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{busybox_base, have, run_stack, skip, stderr, stdout, write_files};
+use crate::support::{busybox_base, have, project, run_stack, skip, stderr, stdout, write_files};
 
 struct Registry {
     child: Child,
@@ -172,17 +172,10 @@ fn pull_lock_push_and_stay_reproducible_when_the_tag_moves() {
 #[test]
 fn a_missing_image_names_the_registry_and_status() {
     let Some(reg) = Registry::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    write_files(
-        dir.path(),
-        &[(
-            "stack.kdl",
-            &format!(
-                "stack version=1\nimage app {{\n    from \"{}/nothing/here:1\"\n}}\n",
-                reg.host()
-            ),
-        )],
-    );
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"{}/nothing/here:1\"\n}}\n",
+        reg.host()
+    ));
     let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);

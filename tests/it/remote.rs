@@ -5,11 +5,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::support::{busybox_base, have, run_stack, skip, stderr, stdout, write_files};
+use crate::support::{
+    busybox_base, have, run_stack, skip, stderr, stderr_unwrapped, stdout, unpack, write_files,
+};
 
 /// What the test server serves and what it saw.
 #[derive(Default)]
@@ -72,20 +72,6 @@ fn sha256(text: &str) -> String {
     stack::digest::OciDigest::of(text.as_bytes()).to_string()
 }
 
-fn unpack(layout: &Path, name: &str, bundle: &Path) -> bool {
-    if !have("umoci") {
-        skip("umoci is missing (apt-get install umoci)");
-        return false;
-    }
-    let out = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:{name}", layout.display())])
-        .arg(bundle)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
-    true
-}
-
 #[test]
 fn add_fetches_urls_revalidates_and_pins_by_checksum() {
     let Some(base) = busybox_base() else { return };
@@ -109,10 +95,11 @@ fn add_fetches_urls_revalidates_and_pins_by_checksum() {
     let cache = d.join("cache");
     let first = run_stack(d, &cache, &["build"]);
     assert!(first.status.success(), "{}", stderr(&first));
-    let bundle = d.join("bundle");
-    if !unpack(&d.join("stack-out"), "app", &bundle) {
-        return;
+    if !have("umoci") {
+        return skip("umoci is missing (apt-get install umoci)");
     }
+    let bundle = d.join("bundle");
+    unpack(&d.join("stack-out"), "app", &bundle);
     let named = bundle.join("rootfs/usr/local/bin/tool.sh");
     assert_eq!(std::fs::read_to_string(&named).unwrap(), v1);
     assert_eq!(std::fs::metadata(&named).unwrap().permissions().mode() & 0o777, 0o600);
@@ -142,8 +129,7 @@ fn add_fetches_urls_revalidates_and_pins_by_checksum() {
     let fresh = d.join("cache-fresh");
     let refused = run_stack(d, &fresh, &["build"]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    // Diagnostics wrap long messages; join the lines back.
-    let err = stderr(&refused).replace("\n  │ ", " ");
+    let err = stderr_unwrapped(&refused);
     assert!(err.contains("not the checksum") && err.contains(&sha256(v1)), "{err}");
     assert!(err.contains("changed since") && err.contains("stack lock"), "{err}");
     // `stack lock` takes the new content (a full request, the ETag differs), then asks again
@@ -168,7 +154,7 @@ fn add_fetches_urls_revalidates_and_pins_by_checksum() {
     write_files(d, &[("other/stack.kdl", &other)]);
     let out = run_stack(&d.join("other"), &cache, &["build", "--locked"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out).replace("\n  │ ", " ");
+    let err = stderr_unwrapped(&out);
     assert!(err.contains("not pinned"), "{err}");
 
     // Pinned and stored: builds with the server gone.

@@ -5,21 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{
-    busybox_base, have, run_stack, sandbox_ready, skip, stderr, stdout, write_files,
+    busybox_base, have, project, run_stack, sandbox_ready, skip, stderr, stderr_unwrapped, stdout,
+    unpack, write_files,
 };
-
-fn unpack(layout: &Path, name: &str, bundle: &Path) {
-    let out = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:{name}", layout.display()),
-            bundle.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 #[test]
 fn run_steps_make_images_that_runc_runs() {
@@ -140,17 +128,10 @@ fn a_failing_step_is_reported_at_its_line_and_writes_nothing() {
     if !sandbox_ready() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write_files(
-        dir.path(),
-        &[(
-            "stack.kdl",
-            &format!(
-                "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo first line\"\n    run \"echo about to fail; echo oops >&2; exit 7\"\n    run \"echo never\"\n}}\n",
-                base.display()
-            ),
-        )],
-    );
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo first line\"\n    run \"echo about to fail; echo oops >&2; exit 7\"\n    run \"echo never\"\n}}\n",
+        base.display()
+    ));
     let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
@@ -181,23 +162,28 @@ fn open_folder(base: &Path, files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 /// Runs `stack` as `nobody` (uid 65534) in `dir`, with its own store.
+/// `stack ARGS` as `nobody` (uid 65534) in `dir`, with the store `dir/cache`. `setpriv` execs
+/// stack, so the child's pid is stack's.
+fn nobody_stack(dir: &Path, cache: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_stack"))
+        .args(args)
+        .current_dir(dir)
+        .env("STACK_CACHE_DIR", dir.join(cache))
+        .env("HOME", dir)
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// Runs `stack` as `nobody` in `dir`, with its own store.
 fn stack_as_nobody(
     dir: &Path,
     cache: &str,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_stack"))
-        .args(args)
-        .current_dir(dir)
-        .env("STACK_CACHE_DIR", dir.join(cache))
-        .env("HOME", dir)
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    nobody_stack(dir, cache, args).envs(env.iter().copied()).output().unwrap()
 }
 
 fn rootless_ready() -> bool {
@@ -338,14 +324,8 @@ fn a_rootless_build_with_subordinate_ids_stops_cleanly_when_terminated() {
     let build = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    user \"app\"\n    run \"sleep 67\"\n}\n";
     let dir = open_folder(&base, &[("stack.kdl", build)]);
     let cache = dir.path().join("cache");
-    // setpriv execs stack, so this is the process that waits for the namespaced child.
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_stack"))
-        .args(["build", "--progress", "plain"])
-        .current_dir(dir.path())
-        .env("STACK_CACHE_DIR", &cache)
-        .env("HOME", dir.path())
+    // The spawned process is the stack that waits for the namespaced child.
+    let mut child = nobody_stack(dir.path(), "cache", &["build", "--progress", "plain"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -472,7 +452,7 @@ image a {{
     // Required and not given: the step says how to give it.
     let missing = run(&["build", "--progress", "plain"], None);
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
-    let err = stderr(&missing).replace("\n  │ ", " ");
+    let err = stderr_unwrapped(&missing);
     assert!(err.contains("ssh agent `default` is required"), "{err}");
     let sock_arg = format!("deploy={}", sock.display());
     let built =

@@ -51,6 +51,19 @@ pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Standard error with a diagnostic's wrapped message lines joined back (`x\n  │ y` → `x y`),
+/// so a test can look for a phrase wherever the wrap fell.
+pub(crate) fn stderr_unwrapped(o: &Output) -> String {
+    stderr(o).replace("\n  │ ", " ")
+}
+
+/// A fresh build folder holding `stack.kdl` with this text.
+pub(crate) fn project(stack_kdl: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("stack.kdl", stack_kdl)]);
+    dir
+}
+
 /// Writes files (path, content) under `dir`.
 pub(crate) fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
@@ -96,4 +109,15 @@ pub(crate) fn busybox_base() -> Option<PathBuf> {
         skip("/bin/busybox is missing (apt-get install busybox-static)");
         None
     })
+}
+
+/// Unpacks image `name` of the OCI layout `layout` into the runtime bundle `bundle` with umoci
+/// (callers check `have("umoci")` first).
+pub(crate) fn unpack(layout: &Path, name: &str, bundle: &Path) {
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:{name}", layout.display())])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
 }
