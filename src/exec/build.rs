@@ -172,6 +172,8 @@ pub fn build(
                 std::thread::park_timeout(std::time::Duration::from_millis(25));
             }
         });
+        // Even if a step panics, the monitor must stop, or the scope would wait for it forever.
+        let stop_monitor = SetOnDrop(&done);
         let r =
             super::schedule::run(plan, &order, opts.jobs, opts.keep_going, &opts.cancel, &|node| {
                 let shared = Shared {
@@ -187,7 +189,7 @@ pub fn build(
                 results.lock().expect("no panics while locked").insert(node, layers);
                 Ok(())
             });
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(stop_monitor);
         // Wake the monitor so the build does not wait out its timeout.
         monitor.thread().unpark();
         r
@@ -204,6 +206,15 @@ pub fn build(
         report.images.push(assemble(plan, target, &results, store, opts)?);
     }
     Ok(report)
+}
+
+/// Sets a flag when dropped, including while unwinding from a panic.
+struct SetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What every node's execution shares.

@@ -96,7 +96,11 @@ pub(super) fn run(
                         Ok(()) => {
                             s.done += 1;
                             let mut newly: Vec<NodeIndex> = Vec::new();
-                            for next in plan.graph.neighbors_directed(node, Direction::Outgoing) {
+                            // Once per dependent, as counted: a node can feed another through
+                            // several edges (its parent and a `bind from=` of the same stage).
+                            let dependents: HashSet<NodeIndex> =
+                                plan.graph.neighbors_directed(node, Direction::Outgoing).collect();
+                            for next in dependents {
                                 if let Some(r) = s.remaining.get_mut(&next) {
                                     *r -= 1;
                                     if *r == 0 {

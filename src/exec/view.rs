@@ -178,6 +178,7 @@ mod tests {
             size: 0,
             link: None,
             xattrs: vec![],
+            hash: None,
         }
     }
 

@@ -82,6 +82,10 @@ pub struct IndexEntry {
     pub link: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<(String, String)>,
+    /// blake3 of a file's content as extracted, so `stack cache verify` can tell a tree that
+    /// something changed after extraction (absent in indexes written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
@@ -111,7 +115,17 @@ impl IndexEntry {
     /// whiteout, an opaque marker): root-owned, epoch mtime, `0755` for folders.
     pub fn implicit(kind: IndexKind) -> Self {
         let mode = if matches!(kind, IndexKind::Dir | IndexKind::OpaqueDir) { 0o755 } else { 0 };
-        Self { kind, mode, uid: 0, gid: 0, mtime: 0, size: 0, link: None, xattrs: Vec::new() }
+        Self {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            link: None,
+            xattrs: Vec::new(),
+            hash: None,
+        }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -343,6 +357,83 @@ pub fn extract_with_limits(
     Ok(x.index)
 }
 
+/// Hashes a file's content on its way to disk.
+struct HashingWriter {
+    inner: std::fs::File,
+    hasher: blake3::Hasher,
+}
+
+impl io::Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Checks an extracted tree against its index: every entry there with its kind, mode, size,
+/// link target and content hash, and nothing more. Returns the first difference found, e.g.
+/// a file a step wrote through a bind mount, or one changed by hand.
+pub fn check_tree(dir: &Path, index: &LayerIndex) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let tree = dir.join("tree");
+    for (path, e) in index {
+        let full = tree.join(path);
+        let meta = std::fs::symlink_metadata(&full);
+        let problem = match (e.kind, &meta) {
+            (IndexKind::File | IndexKind::Hardlink, Ok(m)) if !m.is_file() => "is no longer a file",
+            (IndexKind::File | IndexKind::Hardlink, Ok(m)) if m.size() != e.size => "changed size",
+            (IndexKind::File | IndexKind::Dir | IndexKind::OpaqueDir, Ok(m))
+                if m.mode() & 0o7777 != e.mode =>
+            {
+                "changed mode"
+            }
+            (IndexKind::Dir | IndexKind::OpaqueDir, Ok(m)) if !m.is_dir() => {
+                "is no longer a folder"
+            }
+            (IndexKind::Symlink, Ok(_)) => {
+                let now = std::fs::read_link(&full).ok();
+                if now.as_deref() == e.link.as_deref().map(Path::new) {
+                    continue;
+                } else {
+                    "changed its link target"
+                }
+            }
+            (
+                IndexKind::File | IndexKind::Hardlink | IndexKind::Dir | IndexKind::OpaqueDir,
+                Err(_),
+            ) => "is missing",
+            (IndexKind::File | IndexKind::Hardlink, Ok(_)) => {
+                let Some(expected) = &e.hash else { continue };
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&full);
+                let mut hasher = blake3::Hasher::new();
+                match file.map(|mut f| io::copy(&mut f, &mut hasher)) {
+                    Ok(Ok(_)) if hasher.finalize().to_hex().as_str() == expected => continue,
+                    Ok(Ok(_)) => "changed content",
+                    _ => "cannot be read",
+                }
+            }
+            _ => continue,
+        };
+        return Some(format!("`{path}` {problem} since it was extracted"));
+    }
+    for entry in walkdir::WalkDir::new(&tree).min_depth(1) {
+        let Ok(entry) = entry else { return Some("its tree cannot be read".into()) };
+        let rel = entry.path().strip_prefix(&tree).unwrap_or(entry.path());
+        let rel = rel.to_string_lossy();
+        if !index.contains_key(rel.as_ref()) {
+            return Some(format!("`{rel}` was added since it was extracted"));
+        }
+    }
+    None
+}
+
 /// Extracts every entry of the tar stream `reader` with `x`.
 fn extract_entries(x: &mut Extractor, reader: &mut dyn Read) -> Result<(), ExtractError> {
     let mut archive = tar::Archive::new(reader);
@@ -477,6 +568,7 @@ impl Extractor {
         let et = header.entry_type();
         let mut size = 0;
         let mut link = None;
+        let mut hash = None;
         let kind = match et {
             tar::EntryType::Directory => {
                 match rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700)) {
@@ -512,9 +604,12 @@ impl Extractor {
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(self.write_err(&path))?;
-                let mut file = std::fs::File::from(fd);
+                let mut file =
+                    HashingWriter { inner: std::fs::File::from(fd), hasher: blake3::Hasher::new() };
                 size = io::copy(&mut entry, &mut file)
                     .map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
+                hash = Some(file.hasher.finalize().to_hex().to_string());
+                let file = file.inner;
                 if self.privilege.keeps_owners() {
                     let owned = rustix::fs::fchown(
                         &file,
@@ -623,7 +718,11 @@ impl Extractor {
         if matches!(kind, IndexKind::Dir) && self.privilege.keeps_owners() {
             self.chown_at(&dir_fd, name, uid, gid);
         }
-        self.index.insert(path, IndexEntry { kind, mode, uid, gid, mtime, size, link, xattrs });
+        if kind == IndexKind::Hardlink {
+            hash = link.as_ref().and_then(|t| self.index.get(t)).and_then(|e| e.hash.clone());
+        }
+        let entry = IndexEntry { kind, mode, uid, gid, mtime, size, link, xattrs, hash };
+        self.index.insert(path, entry);
         Ok(())
     }
 

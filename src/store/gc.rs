@@ -315,10 +315,14 @@ fn check_layer(dir: &Path, name: &str) -> Option<String> {
     if format!("sha256:{hex}").parse::<OciDigest>().is_err() {
         return Some("its folder name is not a sha256 digest".into());
     }
-    if let Err(e) = crate::oci::extract::read_index(dir) {
-        return Some(format!("its index is unreadable: {e}"));
+    let index = match crate::oci::extract::read_index(dir) {
+        Ok(index) => index,
+        Err(e) => return Some(format!("its index is unreadable: {e}")),
+    };
+    if !dir.join("tree").is_dir() {
+        return Some("its `tree` folder is missing".into());
     }
-    (!dir.join("tree").is_dir()).then(|| "its `tree` folder is missing".into())
+    crate::oci::extract::check_tree(dir, &index)
 }
 
 #[cfg(test)]
@@ -348,14 +352,57 @@ mod tests {
         std::fs::File::open(path).unwrap().set_modified(t).unwrap();
     }
 
+    /// Extracts a small layer (a read-only folder holding a file) into the store.
     fn layer(store: &Store, diff_id: &OciDigest) -> PathBuf {
+        use crate::oci::layer::{Entry, EntryKind};
+        let entry = |path: &str, kind, mode| Entry {
+            path: path.into(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: vec![],
+        };
+        let entries = [
+            entry("ro", EntryKind::Dir { opaque: false }, 0o555),
+            entry("ro/f", EntryKind::Inline { content: b"x".to_vec() }, 0o644),
+        ];
+        let tar = crate::oci::tar_writer::write_tar(&entries, 0, Vec::new()).unwrap();
         let tmp = store.temp_dir("layer-").unwrap();
-        fs_err::create_dir_all(tmp.path().join("tree/ro")).unwrap();
-        fs_err::write(tmp.path().join("index.json"), b"{}").unwrap();
-        let ro = tmp.path().join("tree/ro");
-        fs_err::write(ro.join("f"), b"x").unwrap();
-        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+        crate::oci::extract::extract(&mut tar.as_slice(), diff_id, None, tmp.path()).unwrap();
         store.commit_layer_dir(tmp, diff_id).unwrap()
+    }
+
+    #[test]
+    fn verify_finds_extracted_trees_changed_after_extraction() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cases: [(&str, &dyn Fn(&Path)); 4] = [
+            ("changed content", &|t| fs_err::write(t.join("ro/f"), b"y").unwrap()),
+            ("changed size", &|t| fs_err::write(t.join("ro/f"), b"yy").unwrap()),
+            ("changed mode", &|t| {
+                fs_err::set_permissions(t.join("ro/f"), std::fs::Permissions::from_mode(0o4755))
+                    .unwrap();
+            }),
+            ("was added", &|t| fs_err::write(t.join("ro/planted"), b"").unwrap()),
+        ];
+        for (i, (problem, tamper)) in cases.iter().enumerate() {
+            let blob = store.put_blob(format!("blob {i}").as_bytes()).unwrap();
+            let l = layer(&store, &blob);
+            let tree = l.join("tree");
+            fs_err::set_permissions(tree.join("ro"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+            tamper(&tree);
+            fs_err::set_permissions(tree.join("ro"), std::fs::Permissions::from_mode(0o555))
+                .unwrap();
+            let lock = store.lock_exclusive().unwrap();
+            let r = verify(&store, &lock).unwrap();
+            assert_eq!(r.bad.len(), 1, "{problem}: {:?}", r.bad);
+            assert!(r.bad[0].reason.contains(problem), "{problem}: {}", r.bad[0].reason);
+            assert!(!l.exists(), "the tampered tree is dropped");
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn a_failing_step_is_reported_at_its_line_and_writes_nothing() {
 }
 
 /// A build folder everyone can read and write (for `stack` run as `nobody`), with the base.
-fn open_folder(base: &Path, files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn open_folder(base: &Path, files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("cp")
         .args(["-r", base.to_str().unwrap(), dir.path().join("base").to_str().unwrap()])
@@ -177,7 +177,7 @@ fn nobody_stack(dir: &Path, cache: &str, args: &[&str]) -> Command {
 }
 
 /// Runs `stack` as `nobody` in `dir`, with its own store.
-fn stack_as_nobody(
+pub(crate) fn stack_as_nobody(
     dir: &Path,
     cache: &str,
     args: &[&str],
@@ -186,7 +186,7 @@ fn stack_as_nobody(
     nobody_stack(dir, cache, args).envs(env.iter().copied()).output().unwrap()
 }
 
-fn rootless_ready() -> bool {
+pub(crate) fn rootless_ready() -> bool {
     if !sandbox_ready() {
         return false;
     }
@@ -211,7 +211,7 @@ image a {
 "#;
 
 /// Whether `nobody` has subordinate ids to build with (`.ci/run` gives it some).
-fn subids_ready() -> bool {
+pub(crate) fn subids_ready() -> bool {
     if !rootless_ready() {
         return false;
     }
