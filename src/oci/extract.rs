@@ -398,9 +398,8 @@ pub fn check_tree(dir: &Path, index: &LayerIndex) -> Option<String> {
                 let now = std::fs::read_link(&full).ok();
                 if now.as_deref() == e.link.as_deref().map(Path::new) {
                     continue;
-                } else {
-                    "changed its link target"
                 }
+                "changed its link target"
             }
             (
                 IndexKind::File | IndexKind::Hardlink | IndexKind::Dir | IndexKind::OpaqueDir,
