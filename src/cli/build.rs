@@ -16,7 +16,8 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
-    let resolver = CliResolver::new(&files, &store, &args.file)?;
+    let mut resolver = CliResolver::new(&files, &store, &args.file)?;
+    resolver.reserve_output(&args.out);
     let p = plan_files(&files, &resolver, &args.file)?;
     let opts = BuildOptions {
         compression: match args.compression {

@@ -231,6 +231,8 @@ pub(super) struct CliResolver<'a> {
     lock_path: PathBuf,
     lock_mode: LockMode,
     lock_changed: std::sync::atomic::AtomicBool,
+    /// stack's own paths, kept out of every context (see `Context::reserve`).
+    reserved: Vec<(PathBuf, &'static str)>,
 }
 
 impl<'a> CliResolver<'a> {
@@ -270,7 +272,18 @@ impl<'a> CliResolver<'a> {
             lock_path,
             lock_mode: mode,
             lock_changed: std::sync::atomic::AtomicBool::new(false),
+            // The default output folder is reserved even when `--out` points elsewhere: what a
+            // folder of that name holds is an earlier build's output, not a source.
+            reserved: vec![
+                (PathBuf::from(DEFAULT_OUT), "output"),
+                (store.root().to_owned(), "store"),
+            ],
         })
+    }
+
+    /// Keeps this build's output (a layout folder or an archive) out of every context.
+    pub(super) fn reserve_output(&mut self, out: &Path) {
+        self.reserved.push((out.to_owned(), "output"));
     }
 
     /// Writes `stack.lock` when resolving pinned something new (or on `stack lock`).
@@ -342,6 +355,9 @@ impl<'a> CliResolver<'a> {
             return Ok(Arc::clone(c));
         }
         let mut c = Context::open(&self.files[file].context_dir)?;
+        for (path, what) in &self.reserved {
+            c.reserve(path, what);
+        }
         c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
             &self.store.stat_cache_path(&c.root),
         ));
@@ -435,6 +451,10 @@ impl Resolver for CliResolver<'_> {
 }
 
 pub(crate) use crate::diag::error_chain;
+
+/// Where `stack build` writes its images unless `--out` says otherwise (relative to the
+/// current folder).
+pub(super) const DEFAULT_OUT: &str = "stack-out";
 
 /// `stack.lock` sits next to the build file (or Dockerfile).
 fn lock_path(args: &FileArgs) -> PathBuf {

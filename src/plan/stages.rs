@@ -994,6 +994,10 @@ impl<'a> Planner<'a> {
                                 SelectError::NotFound { .. } => {
                                     ("source-not-found", "paths are relative to the build context")
                                 }
+                                SelectError::Reserved { .. } => (
+                                    "source-reserved",
+                                    "stack never copies its own output or store into an image; copy the files from elsewhere, or write the output elsewhere with `--out`",
+                                ),
                                 _ => ("context-error", "check the file's permissions"),
                             };
                             self.error(
