@@ -24,6 +24,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Resolve every registry reference again and rewrite `stack.lock`
     Lock(LockArgs),
+    /// List the images of an OCI layout (the output of `stack build`)
+    Images(ImagesArgs),
+    /// Show an image of an OCI layout: its configuration and layers, its files, or one file
+    Inspect(InspectArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
     /// Store credentials for a registry
@@ -37,6 +41,35 @@ pub enum Command {
 pub struct LockArgs {
     #[command(flatten)]
     pub file: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image's name or tag in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// List the image's files (mode, owner, size, path) instead
+    #[arg(long, conflicts_with = "cat")]
+    pub files: bool,
+    /// Print the content of one file of the image instead
+    #[arg(long, value_name = "PATH")]
+    pub cat: Option<String>,
+    /// Print JSON (with the manifest and config, or the file list)
+    #[arg(long, conflicts_with = "cat")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -94,7 +94,27 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         report.steps_run,
         report.steps_reused
     );
+    print_images(&report.images);
     Ok(())
+}
+
+/// The closing table on standard error: each image with its digest, size and tags, so a build
+/// says what it made without other tools.
+fn print_images(images: &[crate::exec::BuiltImage]) {
+    let rows: Vec<[String; 4]> = images
+        .iter()
+        .map(|i| {
+            let size = i.manifest.size + i.blobs().iter().map(|b| b.size).sum::<u64>();
+            [
+                i.name.clone(),
+                i.manifest.digest.to_string(),
+                super::cache::human(size),
+                i.tags.join(", "),
+            ]
+        })
+        .collect();
+    let mut err = std::io::stderr().lock();
+    let _ = super::inspect::write_table(&mut err, ["IMAGE", "DIGEST", "SIZE", "TAGS"], &rows);
 }
 
 /// `--ssh default`, `--ssh ID` (both the agent of `SSH_AUTH_SOCK`) and `--ssh ID=SOCKET`.

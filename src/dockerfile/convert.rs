@@ -819,10 +819,10 @@ impl Converter<'_> {
             if let Some(v) = &chown {
                 let _ = write!(s, " chown={}", string(v));
             }
-            // Only an expanding heredoc with a reference (or an escaped `$${`) needs stack to
-            // expand the content; any other content is written as it is.
-            if doc.expand && content.contains("${") {
-                s.push_str(" expand=#true");
+            // stack expands `file` content by default: a heredoc BuildKit does not expand
+            // (`<<"EOF"`) and that holds `${` is written as it is.
+            if !doc.expand && content.contains("${") {
+                s.push_str(" expand=#false");
             }
             let _ = write!(s, " {}", Self::string_at(&content, STEP));
             self.line(&s);

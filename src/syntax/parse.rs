@@ -368,7 +368,9 @@ impl Parser {
                 let content = self.string(e.args[1])?;
                 let chown = e.prop("chown").and_then(|p| self.scalar(p));
                 let chmod = e.prop("chmod").and_then(|p| self.scalar(p));
-                let expand = e.prop("expand").is_some_and(|p| self.bool(p));
+                // Expanded like every other value unless `expand=#false` says to write it as
+                // it is (a script with its own `${…}`, a quoted Dockerfile heredoc).
+                let expand = e.prop("expand").is_none_or(|p| self.bool(p));
                 StepKind::File(FileStep { path, content, chown, chmod, expand })
             }
             "arg" => StepKind::Arg(self.arg(node)?),

@@ -374,30 +374,94 @@ fn every_input_of_a_step_is_in_its_key() {
     assert_eq!(build(&["--arg", "A=2"]).1, 2);
 }
 
+/// The registry base the README and the examples use; tests build them on the local busybox
+/// image instead (no internet in tests).
+const EXAMPLE_BASE: &str = "docker.io/library/busybox:1.37";
+
+/// Copies the files of `from` (recursively) into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Builds the project in `dir` (whose base is `EXAMPLE_BASE`) with `args`, then checks what it
+/// claims: `/srv/www/VERSION` holds the version, and the image's command exists in it.
+fn build_example(dir: &Path, base: &Path, args: &[&str], version: &str) {
+    let kdl = std::fs::read_to_string(dir.join("stack.kdl")).unwrap();
+    let local = format!("oci:{}:base", base.display());
+    assert!(
+        kdl.contains(EXAMPLE_BASE) || kdl.contains(&local),
+        "{}: the example's base changed",
+        dir.display()
+    );
+    std::fs::write(dir.join("stack.kdl"), kdl.replace(EXAMPLE_BASE, &local)).unwrap();
+    let cache = dir.join(".cache");
+    let out = dir.join("out");
+    let mut build = vec!["build", "stack.kdl", "--out", out.to_str().unwrap()];
+    build.extend(args);
+    let o = run_stack(dir, &cache, &build);
+    assert!(o.status.success(), "{}: {}", dir.display(), stderr(&o));
+    // The summary names the image, its digest and tag.
+    let err = stderr(&o);
+    assert!(err.contains(&format!("example/hello:{version}")), "{err}");
+    let inspect = |extra: &[&str]| {
+        let mut a = vec!["inspect", "hello", "--from", out.to_str().unwrap()];
+        a.extend(extra);
+        let o = run_stack(dir, &cache, &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(
+        String::from_utf8(inspect(&["--cat", "/srv/www/VERSION"])).unwrap(),
+        format!("{version}\n")
+    );
+    assert_eq!(
+        String::from_utf8(inspect(&["--cat", "/srv/www/index.html"])).unwrap(),
+        "<h1>hello from stack</h1>\n"
+    );
+    let config: serde_json::Value = serde_json::from_slice(&inspect(&["--json"])).unwrap();
+    let cmd = config["config"]["config"]["Cmd"][0].as_str().unwrap().to_owned();
+    let files: serde_json::Value =
+        serde_json::from_slice(&inspect(&["--files", "--json"])).unwrap();
+    let program = format!("/bin/{cmd}");
+    assert!(
+        files.as_array().unwrap().iter().any(|f| f["path"] == program.as_str()),
+        "{}: the command `{cmd}` is not in the image",
+        dir.display()
+    );
+}
+
 #[test]
-fn the_examples_build() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+fn the_examples_and_the_readme_build_what_they_claim() {
+    let Some(base) = busybox_base() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut built = 0;
-    for e in std::fs::read_dir(&root).unwrap().flatten() {
-        let file = e.path().join("stack.kdl");
-        if !file.exists() {
+    for e in std::fs::read_dir(root.join("examples")).unwrap().flatten() {
+        if !e.path().join("stack.kdl").exists() {
             continue;
         }
-        let out_dir = tempfile::tempdir().unwrap();
-        let out = crate::support::stack()
-            .env("STACK_CACHE_DIR", out_dir.path().join("cache"))
-            .args([
-                "build",
-                file.to_str().unwrap(),
-                "--out",
-                out_dir.path().join("out").to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&e.path(), dir.path());
+        build_example(dir.path(), &base, &[], "1.0");
+        build_example(dir.path(), &base, &["--arg", "VERSION=2.5"], "2.5");
         built += 1;
     }
     assert!(built >= 1);
+    // The README's example, with the example's files.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("```kdl\n").unwrap() + 7;
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&root.join("examples/hello"), dir.path());
+    std::fs::write(dir.path().join("stack.kdl"), block).unwrap();
+    build_example(dir.path(), &base, &[], "1.0");
 }
 
 #[test]
@@ -471,4 +535,77 @@ fn reusing_compressed_chunks_changes_no_byte() {
         stdout(&fresh),
         "a build that reuses chunks must equal a fresh one"
     );
+}
+
+#[test]
+fn file_content_expands_like_every_value() {
+    let dir = crate::support::project(
+        r#"stack version=1
+arg NAME default="world"
+image app {
+    from "scratch"
+    env GREETING="hello"
+    file "/a" "${GREETING} ${NAME}\n"
+    file "/b" "literal $${NAME}\n"
+    file "/c" "raw ${HOME} $${NAME}\n" expand=#false
+}
+"#,
+    );
+    let cache = dir.path().join(".cache");
+    let out = run_stack(dir.path(), &cache, &["build", "--arg", "NAME=you"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cat = |path: &str| {
+        let o = run_stack(dir.path(), &cache, &["inspect", "app", "--cat", path]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(cat("/a"), "hello you\n");
+    assert_eq!(cat("/b"), "literal ${NAME}\n");
+    assert_eq!(cat("/c"), "raw ${HOME} $${NAME}\n");
+    // A name the build does not define is an error that says how to write it literally.
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            "stack version=1\nimage app {\n    from \"scratch\"\n    file \"/s\" \"echo ${HOME}\\n\"\n}\n",
+        )],
+    );
+    let o = run_stack(dir.path(), &cache, &["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = crate::support::stderr_unwrapped(&o);
+    assert!(err.contains("stack::undefined-variable") && err.contains("expand=#false"), "{err}");
+}
+
+#[test]
+fn images_and_inspect_read_the_layout() {
+    let dir = crate::support::project(
+        "stack version=1\nimage app {\n    from \"scratch\"\n    file \"/etc/app.conf\" \"x=1\\n\"\n    cmd \"/app\"\n    tag \"example/app:1.0\"\n}\n",
+    );
+    let cache = dir.path().join(".cache");
+    let out = run_stack(dir.path(), &cache, &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).split_whitespace().nth(1).unwrap().to_owned();
+    // The build's closing table.
+    let table = stderr(&out);
+    let row = table.lines().find(|l| l.starts_with("app ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(&digest) && row.contains("example/app:1.0"), "{table}");
+    let images = run_stack(dir.path(), &cache, &["images"]);
+    assert!(images.status.success(), "{}", stderr(&images));
+    let listed = stdout(&images);
+    assert!(listed.starts_with("NAMES"), "{listed}");
+    assert!(listed.contains(&format!("app, example/app:1.0  {digest}")), "{listed}");
+    let json = run_stack(dir.path(), &cache, &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["digest"], digest.as_str());
+    assert_eq!(v[0]["layers"], 1);
+    let shown = stdout(&run_stack(dir.path(), &cache, &["inspect", "example/app:1.0"]));
+    assert!(shown.contains("cmd:         [\"/app\"]"), "{shown}");
+    assert!(shown.contains("file \"/etc/app.conf\""), "{shown}");
+    let files = stdout(&run_stack(dir.path(), &cache, &["inspect", "app", "--files"]));
+    assert!(files.contains("-0644     0:0             4  /etc/app.conf"), "{files}");
+    let missing = run_stack(dir.path(), &cache, &["inspect", "nosuch"]);
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(stderr(&missing).contains("the names in it: app, example/app:1.0"), "{}", stderr(&missing));
+    let no_layout = run_stack(dir.path(), &cache, &["images", "--from", "nowhere"]);
+    assert!(stderr(&no_layout).contains("`nowhere` is not an OCI image layout"), "{}", stderr(&no_layout));
 }
