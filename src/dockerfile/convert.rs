@@ -91,6 +91,11 @@ impl Converter<'_> {
             .clone()
             .or_else(|| self.stages[target].name.clone())
             .unwrap_or_else(|| "app".to_string());
+        // A name chosen from outside (a tag, a folder) must not clash with another stage's.
+        let mut image_name = image_name;
+        while self.stages.iter().enumerate().any(|(i, s)| i != target && s.emitted == image_name) {
+            image_name.push_str("-image");
+        }
         self.stages[target].emitted = image_name;
 
         self.out.push_str("stack version=1\n");

@@ -605,7 +605,15 @@ fn images_and_inspect_read_the_layout() {
     assert!(files.contains("-0644     0:0             4  /etc/app.conf"), "{files}");
     let missing = run_stack(dir.path(), &cache, &["inspect", "nosuch"]);
     assert_eq!(missing.status.code(), Some(4));
-    assert!(stderr(&missing).contains("the names in it: app, example/app:1.0"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("the names in it: app, example/app:1.0"),
+        "{}",
+        stderr(&missing)
+    );
     let no_layout = run_stack(dir.path(), &cache, &["images", "--from", "nowhere"]);
-    assert!(stderr(&no_layout).contains("`nowhere` is not an OCI image layout"), "{}", stderr(&no_layout));
+    assert!(
+        stderr(&no_layout).contains("`nowhere` is not an OCI image layout"),
+        "{}",
+        stderr(&no_layout)
+    );
 }
