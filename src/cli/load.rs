@@ -158,85 +158,129 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     } else {
         (path.display().to_string(), text)
     };
-    let mut files = Vec::new();
-    let mut seen = Vec::new();
-    let ok = load_one(
-        &SourceFile::new(name, text),
-        &path,
-        &dir,
-        &context_dir,
-        fixed_context,
-        &mut files,
-        &mut seen,
-    );
+    let mut loader = Loader { fixed_context, ..Loader::default() };
+    let ok = loader.load(&SourceFile::new(name, text), &path, &dir, &context_dir);
     if !ok {
+        loader.report_plan_problems(args);
         return Err(Failure::UserFiles);
     }
-    Ok(files)
+    Ok(loader.files)
 }
 
-fn load_one(
-    src: &SourceFile,
-    path: &Path,
-    dir: &Path,
-    context_dir: &Path,
+/// Reads a build file and its includes.
+#[derive(Default)]
+struct Loader {
     fixed_context: bool,
-    files: &mut Vec<FileInput>,
-    seen: &mut Vec<PathBuf>,
-) -> bool {
-    seen.push(fs_err::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
-    let (ast, diags) = crate::syntax::parse(&src.text);
-    let has_errors = diags.iter().any(Diagnostic::is_error);
-    if !diags.is_empty() {
-        output::print_report(&Report::new(src.clone(), diags));
-    }
-    let Some(ast) = ast else { return false };
-    let includes = ast.includes.clone();
-    files.push(FileInput { source: src.clone(), ast, context_dir: context_dir.to_owned() });
-    let mut ok = !has_errors;
-    for inc in includes {
-        let pattern = dir.join(&inc.value);
-        let matches: Vec<PathBuf> = glob_paths(&pattern);
-        if matches.is_empty() {
-            let d = Diagnostic::error(
-                "include-not-found",
-                format!("`{}` matches no file", inc.value),
-                inc.span,
-                "nothing to include",
-            )
-            .with_help("include paths are relative to the including file's folder");
-            output::print_report(&Report::new(src.clone(), vec![d]));
-            ok = false;
-            continue;
+    files: Vec<FileInput>,
+    seen: Vec<PathBuf>,
+    /// Every file was read and parsed to a syntax tree and every include found: the errors
+    /// are in single nodes, which the parser dropped.
+    whole: bool,
+    /// Where the parse errors are, by index in `files`.
+    error_spans: Vec<(usize, miette::SourceSpan)>,
+}
+
+impl Loader {
+    /// Loads one file and, recursively, its includes; false when anything was wrong (the
+    /// diagnostics are printed).
+    fn load(&mut self, src: &SourceFile, path: &Path, dir: &Path, context_dir: &Path) -> bool {
+        if self.seen.is_empty() {
+            self.whole = true;
         }
-        for m in matches {
-            let canon = fs_err::canonicalize(&m).unwrap_or_else(|_| m.clone());
-            if seen.contains(&canon) {
+        self.seen.push(fs_err::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+        let (ast, diags) = crate::syntax::parse(&src.text);
+        let has_errors = diags.iter().any(Diagnostic::is_error);
+        let index = self.files.len();
+        self.error_spans.extend(diags.iter().filter(|d| d.is_error()).map(|d| (index, d.span)));
+        if !diags.is_empty() {
+            output::print_report(&Report::new(src.clone(), diags));
+        }
+        let Some(ast) = ast else {
+            self.whole = false;
+            return false;
+        };
+        let includes = ast.includes.clone();
+        self.files.push(FileInput {
+            source: src.clone(),
+            ast,
+            context_dir: context_dir.to_owned(),
+        });
+        let mut ok = !has_errors;
+        for inc in includes {
+            let pattern = dir.join(&inc.value);
+            let matches: Vec<PathBuf> = glob_paths(&pattern);
+            if matches.is_empty() {
+                let d = Diagnostic::error(
+                    "include-not-found",
+                    format!("`{}` matches no file", inc.value),
+                    inc.span,
+                    "nothing to include",
+                )
+                .with_help("include paths are relative to the including file's folder");
+                output::print_report(&Report::new(src.clone(), vec![d]));
+                self.whole = false;
+                ok = false;
                 continue;
             }
-            let text = match fs_err::read_to_string(&m) {
-                Ok(t) => t,
-                Err(e) => {
-                    output::print_error(&e, None, output::stderr_color());
-                    ok = false;
+            for m in matches {
+                let canon = fs_err::canonicalize(&m).unwrap_or_else(|_| m.clone());
+                if self.seen.contains(&canon) {
                     continue;
                 }
-            };
-            let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            // An included file's paths resolve from its own folder.
-            let ctx = if fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
-            ok &= load_one(
-                &SourceFile::new(m.display().to_string(), text),
-                &m,
-                &sub_dir,
-                &ctx,
-                fixed_context,
-                files,
-                seen,
-            );
+                let text = match fs_err::read_to_string(&m) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        output::print_error(&e, None, output::stderr_color());
+                        self.whole = false;
+                        ok = false;
+                        continue;
+                    }
+                };
+                let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                // An included file's paths resolve from its own folder.
+                let ctx = if self.fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
+                ok &=
+                    self.load(&SourceFile::new(m.display().to_string(), text), &m, &sub_dir, &ctx);
+            }
         }
+        ok
     }
-    ok
+
+    /// Whether every file's parse errors leave it whole enough to plan.
+    fn errors_inside_stages(&self) -> bool {
+        self.files.iter().enumerate().all(|(i, f)| {
+            let errors: Vec<miette::SourceSpan> =
+                self.error_spans.iter().filter(|(fi, _)| *fi == i).map(|(_, e)| *e).collect();
+            crate::syntax::errors_are_contained(&f.ast, &errors)
+        })
+    }
+
+    /// After parse errors in single nodes, plans what is left so that one run reports every
+    /// independent problem (a misspelt node does not hide a bad port or an unknown stage
+    /// elsewhere). Problems where the parser already reported one are left out; nothing but
+    /// the planner's diagnostics comes of it.
+    fn report_plan_problems(&self, args: &FileArgs) {
+        if !self.whole || self.files.is_empty() || !self.errors_inside_stages() {
+            return;
+        }
+        let Ok(store) = open_store(args) else { return };
+        let Ok(resolver) = CliResolver::new(&self.files, &store, args) else { return };
+        let request = crate::plan::PlanRequest {
+            args: args.args.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect(),
+            targets: args.targets.clone(),
+        };
+        let Err(diags) = crate::plan::plan(&self.files, &request, &resolver) else { return };
+        let overlaps = |file: usize, span: miette::SourceSpan| {
+            self.error_spans.iter().any(|(f, e)| {
+                *f == file
+                    && span.offset() < e.offset() + e.len().max(1)
+                    && e.offset() < span.offset() + span.len().max(1)
+            })
+        };
+        let fresh: Vec<FileDiagnostic> =
+            diags.into_iter().filter(|d| !overlaps(d.file, d.diagnostic.span)).collect();
+        print_plan_errors(&self.files, fresh);
+    }
 }
 
 /// Expands a path that may hold `*`/`?` in its components (sorted results).
