@@ -4,6 +4,7 @@
 //! find together with whatever AST it could build.
 
 pub mod ast;
+mod hints;
 pub mod interp;
 mod parse;
 
