@@ -537,6 +537,11 @@ impl<'a> CliResolver<'a> {
         for (path, what) in &self.reserved {
             c.reserve(path, what);
         }
+        // An earlier build run from the context's folder left its output there.
+        let earlier = c.root.join(DEFAULT_OUT);
+        if earlier.join("oci-layout").is_file() {
+            c.reserve(&earlier, "output");
+        }
         c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
             &self.store.stat_cache_path(&c.root),
         ));

@@ -174,6 +174,16 @@ fn the_output_and_the_store_never_land_in_the_context() {
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(stderr(&second).contains("0 step(s) run"), "{}", stderr(&second));
     assert_eq!(stdout(&first), stdout(&second));
+    // Built from another folder, the context still leaves out the layout an earlier build
+    // wrote into it (and the step is reused).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let from_outside = run_stack(
+        elsewhere.path(),
+        &cache,
+        &["build", dir.path().join("stack.kdl").to_str().unwrap()],
+    );
+    assert!(stderr(&from_outside).contains("0 step(s) run"), "{}", stderr(&from_outside));
+    assert_eq!(stdout(&first), stdout(&from_outside));
     // Another output inside the context (an archive): it is kept out too, on the build that
     // writes it and on the next one.
     for _ in 0..2 {
