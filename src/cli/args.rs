@@ -171,7 +171,7 @@ pub struct FileArgs {
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
     /// Set a build argument (repeatable); `NAME` alone takes the value from the environment
-    #[arg(long = "arg", alias = "build-arg", value_name = "NAME[=VALUE]", value_parser = parse_build_arg)]
+    #[arg(long = "arg", visible_alias = "build-arg", value_name = "NAME[=VALUE]", value_parser = parse_build_arg)]
     pub args: Vec<(String, Option<String>)>,
     /// Tags for the image, set by `stack build -t` (it names an imported Dockerfile's image)
     #[arg(skip)]
