@@ -6,15 +6,19 @@
 //! never enter a layer.
 
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use petgraph::stable_graph::NodeIndex;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::build::{BuildError, BuildOptions, Event, SecretValue, record};
 use super::layers;
-use super::sandbox::{self, Mount, Network as SandboxNetwork, RootMode, SandboxSpec, UserSpec};
+use super::sandbox::{
+    self, BindSource, Mount, Network as SandboxNetwork, RootMode, SandboxSpec, UserSpec,
+};
 use super::sshproxy::SshProxy;
 use crate::digest::Digest;
 use crate::oci::image::LayerRef;
@@ -118,14 +122,8 @@ pub(super) fn run_step(
                     env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
                 }
                 if let Some(target) = target {
-                    let file =
-                        extras.path().join(format!("secret-{}", Digest::of(id.as_bytes()).short()));
-                    fs_err::write(&file, &value).map_err(|e| {
-                        fail(format!("cannot stage secret `{id}`: {e}"), Vec::new())
-                    })?;
-                    let _ = fs_err::set_permissions(&file, std::fs::Permissions::from_mode(0o400));
                     mounts.push(Mount::Secret {
-                        host_file: file,
+                        content: value,
                         target: target.clone(),
                         mode: mode.unwrap_or(0o400),
                         uid: uid.unwrap_or(0),
@@ -157,7 +155,7 @@ pub(super) fn run_step(
                     env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
                 }
                 mounts.push(Mount::Bind {
-                    host_path: proxy.path().to_owned(),
+                    source: BindSource::file(proxy.path()),
                     target: target.clone(),
                     readonly: false,
                 });
@@ -169,34 +167,32 @@ pub(super) fn run_step(
             PlannedMount::BindNode { node: src, source, target, readwrite } => {
                 let view = layers::view_of(store, &get(*src))
                     .map_err(|e| fail(e.to_string(), Vec::new()))?;
-                let dest = extras.path().join(format!("bind-{}", mounts.len()));
-                materialize_path(&view, source.trim_start_matches('/'), &dest).map_err(|e| {
-                    fail(format!("cannot prepare bind `{source}`: {e}"), Vec::new())
-                })?;
+                let name = format!("bind-{}", mounts.len());
+                let dest = extras.path().join(&name);
+                materialize_path(&view, source.trim_start_matches('/'), &dest, *readwrite)
+                    .map_err(|e| {
+                        fail(format!("cannot prepare bind `{source}`: {e}"), Vec::new())
+                    })?;
                 mounts.push(Mount::Bind {
-                    host_path: dest,
+                    source: BindSource { root: extras.path().to_owned(), path: name },
                     target: target.clone(),
                     readonly: !readwrite,
                 });
             }
             PlannedMount::BindContext { file, source, target, readwrite } => {
                 let ctx = plan_context_dir(plan, *file);
-                let host = ctx.join(source);
-                let host = if *readwrite {
+                let source = if *readwrite {
                     // A writable bind works on a copy: nothing a step does reaches the context.
-                    let dest = extras.path().join(format!("bind-{}", mounts.len()));
-                    copy_recursively(&host, &dest).map_err(|e| {
+                    let name = format!("bind-{}", mounts.len());
+                    let dest = extras.path().join(&name);
+                    copy_from_context(&ctx, source, &dest).map_err(|e| {
                         fail(format!("cannot copy `{source}` for a writable bind: {e}"), Vec::new())
                     })?;
-                    dest
+                    BindSource { root: extras.path().to_owned(), path: name }
                 } else {
-                    host
+                    BindSource { root: ctx, path: source.clone() }
                 };
-                mounts.push(Mount::Bind {
-                    host_path: host,
-                    target: target.clone(),
-                    readonly: !readwrite,
-                });
+                mounts.push(Mount::Bind { source, target: target.clone(), readonly: !readwrite });
             }
         }
     }
@@ -264,8 +260,11 @@ pub(super) fn run_step(
     Ok(layers)
 }
 
+/// The context folder of build file `file`, absolute: the sandbox resolves bind sources from
+/// its own working directory, which is not the caller's.
 fn plan_context_dir(plan: &Plan, file: usize) -> PathBuf {
-    plan.context_dirs.get(file).cloned().unwrap_or_else(|| PathBuf::from("."))
+    let dir = plan.context_dirs.get(file).cloned().unwrap_or_else(|| PathBuf::from("."));
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// Takes an exclusive lock on a cache folder for the life of the returned file.
@@ -275,8 +274,15 @@ fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Recreates `path` of a merged view at `dest` (hard links where possible, else copies).
-fn materialize_path(view: &super::view::View, path: &str, dest: &Path) -> std::io::Result<()> {
+/// Recreates `path` of a merged view at `dest`: hard links to the store's files for a
+/// read-only bind (the mount is read-only, so they cannot change), private copies for a
+/// writable one, so that nothing a step writes ever reaches the store.
+fn materialize_path(
+    view: &super::view::View,
+    path: &str,
+    dest: &Path,
+    writable: bool,
+) -> std::io::Result<()> {
     let resolved = view.resolve(path, true).unwrap_or_default();
     if !resolved.is_empty() && !view.is_dir(&resolved) {
         let src = view
@@ -296,7 +302,7 @@ fn materialize_path(view: &super::view::View, path: &str, dest: &Path) -> std::i
         {
             let _ = std::os::unix::fs::symlink(link, &target);
         } else if let Some(src) = view.source(&full)
-            && std::fs::hard_link(&src, &target).is_err()
+            && (writable || std::fs::hard_link(&src, &target).is_err())
         {
             let _ = fs_err::copy(&src, &target);
         }
@@ -304,21 +310,38 @@ fn materialize_path(view: &super::view::View, path: &str, dest: &Path) -> std::i
     Ok(())
 }
 
-fn copy_recursively(src: &Path, dest: &Path) -> std::io::Result<()> {
-    if src.is_file() {
-        fs_err::copy(src, dest)?;
-        return Ok(());
-    }
-    for entry in walkdir::WalkDir::new(src) {
+/// Copies `source` of the context at `ctx` to `dest`. The source is resolved inside the
+/// context (a symlink to `/etc` means the context's `etc`); below it, symlinks are copied as
+/// symlinks and special files are refused rather than read (a FIFO would block forever).
+fn copy_from_context(ctx: &Path, source: &str, dest: &Path) -> std::io::Result<()> {
+    let root =
+        rustix::fs::open(ctx, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let how = source.trim_start_matches('/');
+    let fd = rustix::fs::openat2(
+        &root,
+        if how.is_empty() { "." } else { how },
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    let src = fs_err::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    for entry in walkdir::WalkDir::new(&src) {
         let entry = entry?;
-        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
-        let target = dest.join(rel);
-        if entry.file_type().is_dir() {
+        let rel = entry.path().strip_prefix(&src).unwrap_or(entry.path());
+        let target = if rel.as_os_str().is_empty() { dest.to_owned() } else { dest.join(rel) };
+        let kind = entry.file_type();
+        if kind.is_dir() {
             fs_err::create_dir_all(&target)?;
-        } else if entry.file_type().is_symlink() {
+        } else if kind.is_symlink() {
             std::os::unix::fs::symlink(fs_err::read_link(entry.path())?, &target)?;
-        } else {
+        } else if kind.is_file() {
             fs_err::copy(entry.path(), &target)?;
+        } else {
+            return Err(std::io::Error::other(format!(
+                "`{}` is a FIFO, socket or device; a writable bind copies only files, folders \
+                 and symlinks",
+                entry.path().display()
+            )));
         }
     }
     Ok(())

@@ -23,6 +23,51 @@ use crate::digest::{OciDigest, Sha256Writer};
 const MAX_PATH: usize = 4096;
 const MAX_ENTRIES: usize = 5_000_000;
 
+/// The default cap on a layer's uncompressed size (`STACK_MAX_LAYER_SIZE` overrides it): far
+/// above any real layer, far below what a decompression bomb would write.
+const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+/// Extraction stops when the store's file system would keep less than this free
+/// (`STACK_MIN_FREE_SPACE` overrides it), so a huge layer fails cleanly instead of filling the disk.
+const DEFAULT_MIN_FREE_SPACE: u64 = 512 << 20;
+/// How many uncompressed bytes pass between two free-space checks.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
+/// Caps on what one layer may write, read once from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest uncompressed tar stream accepted, in bytes.
+    pub max_layer_size: u64,
+    /// Free bytes the store's file system must keep while extracting.
+    pub min_free_space: u64,
+}
+
+impl Limits {
+    /// The limits from `STACK_MAX_LAYER_SIZE` and `STACK_MIN_FREE_SPACE` (bytes, or with a
+    /// `K`/`M`/`G`/`T` suffix), else the defaults.
+    pub fn from_env() -> Self {
+        let get = |var: &str, default: u64| {
+            std::env::var(var).ok().and_then(|v| parse_size(&v)).unwrap_or(default)
+        };
+        Self {
+            max_layer_size: get("STACK_MAX_LAYER_SIZE", DEFAULT_MAX_LAYER_SIZE),
+            min_free_space: get("STACK_MIN_FREE_SPACE", DEFAULT_MIN_FREE_SPACE),
+        }
+    }
+}
+
+/// Parses `123`, `10K`, `5M`, `2G`, `1T` (powers of 1024; a trailing `B`/`iB` is allowed).
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim().trim_end_matches("iB").trim_end_matches(['B', 'b']);
+    let (num, shift) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 10),
+        'm' | 'M' => (&v[..v.len() - 1], 20),
+        'g' | 'G' => (&v[..v.len() - 1], 30),
+        't' | 'T' => (&v[..v.len() - 1], 40),
+        _ => (v, 0),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 /// Metadata of one entry of an extracted layer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexEntry {
@@ -123,6 +168,14 @@ pub enum ExtractError {
         "layer `{layer}`: its uncompressed content hashes to `{actual}`, but the image config says `{expected}`"
     )]
     DiffIdMismatch { layer: OciDigest, expected: OciDigest, actual: OciDigest },
+    #[error(
+        "layer `{layer}` expands to more than {limit} bytes (raise `STACK_MAX_LAYER_SIZE` if it is genuine)"
+    )]
+    TooLarge { layer: OciDigest, limit: u64 },
+    #[error(
+        "layer `{layer}`: extracting it would leave less than {min_free} bytes free on `{}` (free space, or lower `STACK_MIN_FREE_SPACE`)", path.display()
+    )]
+    NoSpace { layer: OciDigest, path: PathBuf, min_free: u64 },
     #[error("layer `{layer}`: failed to write `{}`", path.display())]
     Write {
         layer: OciDigest,
@@ -146,27 +199,79 @@ pub fn decompress<'a, R: Read + 'a>(
     })
 }
 
-/// Hashes everything read through it (the diff id of the uncompressed tar).
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256Writer,
+/// Why a [`HashingReader`] stopped the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TooLarge,
+    NoSpace,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+/// Hashes everything read through it (the diff id of the uncompressed tar), and stops the
+/// stream when it outgrows the limits: past the size cap, or when the file system holding
+/// `tree` runs low on space.
+struct HashingReader<'a, R> {
+    inner: R,
+    hasher: Sha256Writer,
+    limits: Limits,
+    tree: &'a Path,
+    read: u64,
+    next_space_check: u64,
+    stopped: Option<Stop>,
+}
+
+impl<R: Read> HashingReader<'_, R> {
+    fn check_limits(&mut self) -> Option<Stop> {
+        if self.read > self.limits.max_layer_size {
+            return Some(Stop::TooLarge);
+        }
+        if self.read >= self.next_space_check {
+            self.next_space_check = self.read + SPACE_CHECK_EVERY;
+            if let Ok(st) = rustix::fs::statvfs(self.tree) {
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                if free < self.limits.min_free_space {
+                    return Some(Stop::NoSpace);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stopped.is_some() {
+            return Err(io::Error::other("layer stopped at its limits"));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if let Some(stop) = self.check_limits() {
+            self.stopped = Some(stop);
+            return Err(io::Error::other("layer stopped at its limits"));
+        }
         Ok(n)
     }
 }
 
 /// Extracts the uncompressed tar `reader` into `dest/tree` and writes `dest/index.json`.
 /// `layer` names the blob in errors; `diff_id`, when given, is checked against the content.
+/// The size and free-space limits come from the environment ([`Limits::from_env`]).
 pub fn extract(
     reader: &mut dyn Read,
     layer: &OciDigest,
     diff_id: Option<&OciDigest>,
     dest: &Path,
+) -> Result<LayerIndex, ExtractError> {
+    extract_with_limits(reader, layer, diff_id, dest, Limits::from_env())
+}
+
+/// [`extract`] with explicit limits.
+pub fn extract_with_limits(
+    reader: &mut dyn Read,
+    layer: &OciDigest,
+    diff_id: Option<&OciDigest>,
+    dest: &Path,
+    limits: Limits,
 ) -> Result<LayerIndex, ExtractError> {
     let tree = dest.join("tree");
     let werr = |path: &Path| {
@@ -185,29 +290,42 @@ pub fn extract(
         index: LayerIndex::new(),
         symlinks: HashMap::new(),
         privilege: crate::privilege::Privilege::current(),
-        dirs: Vec::new(),
+        dirs: HashMap::new(),
     };
-    let mut hashing = HashingReader { inner: reader, hasher: Sha256Writer::default() };
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive
-            .entries()
-            .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
-        for (count, entry) in entries.enumerate() {
-            if count >= MAX_ENTRIES {
-                return Err(ExtractError::BadTar {
-                    layer: layer.clone(),
-                    source: io::Error::other(format!("more than {MAX_ENTRIES} entries")),
-                });
-            }
-            let entry =
-                entry.map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
-            x.entry(entry)?;
+    let mut hashing = HashingReader {
+        inner: reader,
+        hasher: Sha256Writer::default(),
+        limits,
+        tree: &tree,
+        read: 0,
+        next_space_check: 0,
+        stopped: None,
+    };
+    let result = extract_entries(&mut x, &mut hashing);
+    let result = result.and_then(|()| {
+        // Drain what the tar reader left (end-of-archive padding) so the diff id covers it all.
+        io::copy(&mut hashing, &mut io::sink())
+            .map(drop)
+            .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })
+    });
+    // A stop at the limits surfaces as whatever error the tar reader or the file write made of
+    // it; name the real cause.
+    match (hashing.stopped, result) {
+        (Some(Stop::TooLarge), _) => {
+            return Err(ExtractError::TooLarge {
+                layer: layer.clone(),
+                limit: limits.max_layer_size,
+            });
         }
+        (Some(Stop::NoSpace), _) => {
+            return Err(ExtractError::NoSpace {
+                layer: layer.clone(),
+                path: tree.clone(),
+                min_free: limits.min_free_space,
+            });
+        }
+        (None, r) => r?,
     }
-    // Drain what the tar reader left (end-of-archive padding) so the diff id covers it all.
-    io::copy(&mut hashing, &mut io::sink())
-        .map_err(|source| ExtractError::BadTar { layer: layer.clone(), source })?;
     let actual = hashing.hasher.finish();
     if let Some(expected) = diff_id
         && &actual != expected
@@ -225,6 +343,25 @@ pub fn extract(
     Ok(x.index)
 }
 
+/// Extracts every entry of the tar stream `reader` with `x`.
+fn extract_entries(x: &mut Extractor, reader: &mut dyn Read) -> Result<(), ExtractError> {
+    let mut archive = tar::Archive::new(reader);
+    let bad_tar = |source| ExtractError::BadTar { layer: x.layer.clone(), source };
+    let entries = archive.entries().map_err(bad_tar)?;
+    for (count, entry) in entries.enumerate() {
+        if count >= MAX_ENTRIES {
+            return Err(ExtractError::BadTar {
+                layer: x.layer.clone(),
+                source: io::Error::other(format!("more than {MAX_ENTRIES} entries")),
+            });
+        }
+        let entry =
+            entry.map_err(|source| ExtractError::BadTar { layer: x.layer.clone(), source })?;
+        x.entry(entry)?;
+    }
+    Ok(())
+}
+
 /// Reads the index of an extracted layer folder.
 pub fn read_index(dir: &Path) -> io::Result<LayerIndex> {
     let bytes = fs_err::read(dir.join("index.json"))?;
@@ -240,8 +377,9 @@ struct Extractor {
     symlinks: HashMap<String, String>,
     /// Whether owners can be kept, and how opaque folders are marked.
     privilege: crate::privilege::Privilege,
-    /// Folders whose mode and mtime are applied last (so read-only folders can be filled).
-    dirs: Vec<(String, u32, i64)>,
+    /// Folders whose mode and mtime are applied last (so read-only folders can be filled),
+    /// by path; an entry that replaces a folder removes it.
+    dirs: HashMap<String, (u32, i64)>,
 }
 
 impl Extractor {
@@ -304,6 +442,14 @@ impl Extractor {
             .ok_or_else(|| self.bad(&path, "goes through too many symlinks"))?;
         let path = join(&parent, name);
 
+        if let Some(problem) = degenerate_whiteout(name) {
+            return Err(self.bad(&path, problem));
+        }
+        if name.starts_with(".wh..wh.") && name != ".wh..wh..opq" {
+            // AUFS bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content, skipped like
+            // containerd does.
+            return Ok(());
+        }
         if name == ".wh..wh..opq" {
             let dir_fd = self.mkdir_p(&parent, &path)?;
             self.mark_opaque(&dir_fd, &parent);
@@ -343,7 +489,7 @@ impl Extractor {
                     }
                     Err(e) => return Err(self.write_err(&path)(e)),
                 }
-                self.dirs.push((path.clone(), mode, mtime));
+                self.dirs.insert(path.clone(), (mode, mtime));
                 let keep_opaque =
                     self.index.get(&path).is_some_and(|e| e.kind == IndexKind::OpaqueDir);
                 if keep_opaque { IndexKind::OpaqueDir } else { IndexKind::Dir }
@@ -390,7 +536,11 @@ impl Extractor {
                 }
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
                     .map_err(self.write_err(&path))?;
-                set_mtime(&dir_fd, name, mtime);
+                let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+                let _ = rustix::fs::futimens(
+                    &file,
+                    &Timestamps { last_access: t, last_modification: t },
+                );
                 IndexKind::File
             }
             tar::EntryType::Symlink => {
@@ -518,6 +668,8 @@ impl Extractor {
     /// Removes index entries below a path replaced by a non-folder (or deleted).
     fn forget_below(&mut self, path: &str) {
         crate::paths::remove_below(&mut self.index, path);
+        let below = format!("{path}/");
+        self.dirs.retain(|d, _| d != path && !d.starts_with(&below));
     }
 
     /// Resolves symlinks this layer created in a parent path, with the tree as `/`.
@@ -598,16 +750,49 @@ impl Extractor {
         Some(fd)
     }
 
+    /// Applies the folders' modes and mtimes, deepest first (a parent made read-only or
+    /// unsearchable must not block its children). Each folder is opened without following
+    /// symlinks and changed through its fd: a later entry of the layer may have replaced it
+    /// by a symlink to anywhere, and a path-based chmod would follow it (to a host file).
     fn finish_dirs(&mut self) -> Result<(), ExtractError> {
-        let dirs = std::mem::take(&mut self.dirs);
-        for (path, mode, mtime) in dirs.iter().rev() {
+        let mut dirs: Vec<(String, (u32, i64))> =
+            std::mem::take(&mut self.dirs).into_iter().collect();
+        dirs.sort_by(|a, b| {
+            let depth = |p: &str| p.matches('/').count();
+            depth(&b.0).cmp(&depth(&a.0)).then_with(|| a.0.cmp(&b.0))
+        });
+        for (path, (mode, mtime)) in &dirs {
             let (parent, name) = split(path);
             let Some(dir_fd) = self.open_existing_dir(parent) else { continue };
-            rustix::fs::chmodat(&dir_fd, name, Mode::from_raw_mode(*mode), AtFlags::empty())
-                .map_err(self.write_err(path))?;
-            set_mtime(&dir_fd, name, *mtime);
+            let fd = match rustix::fs::openat(
+                &dir_fd,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // Replaced by something that is not a folder: nothing of it to finish.
+                Err(
+                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::NOENT,
+                ) => {
+                    continue;
+                }
+                Err(e) => return Err(self.write_err(path)(e)),
+            };
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(*mode)).map_err(self.write_err(path))?;
+            let t = Timespec { tv_sec: *mtime, tv_nsec: 0 };
+            let _ = rustix::fs::futimens(&fd, &Timestamps { last_access: t, last_modification: t });
         }
         Ok(())
+    }
+}
+
+/// Why a whiteout name cannot be honoured: `.wh.` alone, `.wh..` and `.wh...` would delete
+/// the folder holding them (or its parent) instead of one entry.
+fn degenerate_whiteout(name: &str) -> Option<&'static str> {
+    match name.strip_prefix(".wh.") {
+        Some("" | "." | "..") => Some("is a whiteout that names no entry"),
+        _ => None,
     }
 }
 
@@ -760,6 +945,105 @@ mod tests {
         let bytes = raw_tar(&[("link", tar::EntryType::Link, "/etc/passwd")]);
         let (_d, r) = run(&bytes);
         assert!(matches!(r, Err(ExtractError::BadEntry { .. })), "{r:?}");
+    }
+
+    /// A tar whose entries carry the given modes (raw, so hostile values pass through).
+    fn tar_with_modes(entries: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, link, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_size(0);
+            let name = h.as_old_mut();
+            name.name[..path.len()].copy_from_slice(path.as_bytes());
+            name.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_folder_replaced_by_a_symlink_never_changes_the_symlinks_target() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs_err::write(&victim, "host file").unwrap();
+        let victim_dir = outside.path().join("victim-dir");
+        fs_err::create_dir(&victim_dir).unwrap();
+        for (inner, target) in [("x", &victim), ("d/x", &victim_dir)] {
+            let before = (mode_of(&victim), mode_of(&victim_dir));
+            let target = target.display().to_string();
+            let bytes = tar_with_modes(&[
+                ("d", tar::EntryType::Directory, "", 0o755),
+                (inner, tar::EntryType::Directory, "", 0o6777),
+                (inner, tar::EntryType::Symlink, &target, 0o777),
+            ]);
+            let (dir, r) = run(&bytes);
+            r.unwrap();
+            assert_eq!((mode_of(&victim), mode_of(&victim_dir)), before, "host mode changed");
+            assert!(dir.path().join("x/tree").join(inner).is_symlink());
+        }
+    }
+
+    #[test]
+    fn folders_get_their_modes_deepest_first() {
+        let bytes = tar_with_modes(&[
+            ("a/b", tar::EntryType::Directory, "", 0o750),
+            ("a", tar::EntryType::Directory, "", 0o500),
+        ]);
+        let (dir, r) = run(&bytes);
+        r.unwrap();
+        let tree = dir.path().join("x/tree");
+        assert_eq!(mode_of(&tree.join("a/b")), 0o750);
+        assert_eq!(mode_of(&tree.join("a")), 0o500);
+    }
+
+    #[test]
+    fn degenerate_whiteouts_are_refused_and_never_delete_the_tree() {
+        for name in ["keep/.wh..", "keep/.wh.", "keep/.wh..."] {
+            let bytes = tar_with_modes(&[
+                ("keep", tar::EntryType::Directory, "", 0o755),
+                ("keep/file", tar::EntryType::Regular, "", 0o644),
+                (name, tar::EntryType::Regular, "", 0o644),
+            ]);
+            let (_dir, r) = run(&bytes);
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains("whiteout that names no entry"), "{name}: {err}");
+        }
+        // AUFS bookkeeping entries are skipped, not applied.
+        let bytes = tar_with_modes(&[
+            ("keep/file", tar::EntryType::Regular, "", 0o644),
+            ("keep/.wh..wh.plnk", tar::EntryType::Directory, "", 0o755),
+        ]);
+        let (dir, r) = run(&bytes);
+        let index = r.unwrap();
+        assert!(dir.path().join("x/tree/keep/file").exists());
+        assert!(!index.contains_key("keep/.wh..wh.plnk"));
+    }
+
+    #[test]
+    fn a_layer_past_its_size_cap_stops_with_a_clear_error() {
+        let entries = vec![e("big", EntryKind::Inline { content: vec![0; 1 << 20] })];
+        let bytes = write_tar(&entries, 100, Vec::new()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { max_layer_size: 64 << 10, min_free_space: 0 };
+        let r =
+            extract_with_limits(&mut &bytes[..], &OciDigest::of(&bytes), None, dir.path(), limits);
+        assert!(matches!(r, Err(ExtractError::TooLarge { .. })), "{r:?}");
+        let limits = Limits { max_layer_size: 1 << 40, min_free_space: u64::MAX };
+        let dir = tempfile::tempdir().unwrap();
+        let r =
+            extract_with_limits(&mut &bytes[..], &OciDigest::of(&bytes), None, dir.path(), limits);
+        assert!(matches!(r, Err(ExtractError::NoSpace { .. })), "{r:?}");
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("x"), None);
     }
 
     #[test]

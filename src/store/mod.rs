@@ -110,6 +110,13 @@ impl Store {
             fs_err::create_dir_all(&p)
                 .map_err(|source| StoreError::Create { path: p.clone(), source })?;
         }
+        // Private to its owner, like containers/storage: images hold setuid files and device
+        // nodes, and steps plant more in cache mounts; no other local user may reach them.
+        // A store of another owner keeps its mode (changing it fails, and is not ours to do).
+        let _ = fs_err::set_permissions(
+            root,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        );
         Ok(Self { root: root.to_owned(), lock: None, fresh: Arc::default() })
     }
 

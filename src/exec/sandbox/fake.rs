@@ -109,8 +109,12 @@ impl Sys for RecordingSys {
         Ok(())
     }
     fn open_dir(&mut self, path: &Path) -> SysResult<Handle> {
-        self.root = path.display().to_string();
-        Ok(self.handle(&self.root.clone()))
+        let label = path.display().to_string();
+        // The first directory opened is the rootfs, which `path_of` reports against.
+        if self.root.is_empty() {
+            self.root.clone_from(&label);
+        }
+        Ok(self.handle(&label))
     }
     fn path_of(&mut self, h: &Handle) -> SysResult<std::path::PathBuf> {
         Ok(Path::new(&self.root).join(&h.label))
@@ -138,9 +142,6 @@ impl Sys for RecordingSys {
         self.rec(format!("symlinkat <root>/{} -> {target}", join(&parent.label, name)));
         Ok(())
     }
-    fn is_dir(&mut self, path: &Path) -> bool {
-        !path.to_string_lossy().ends_with(".txt")
-    }
     fn sethostname(&mut self, name: &str) -> SysResult<()> {
         self.rec(format!("sethostname {name}"));
         Ok(())
@@ -163,6 +164,16 @@ impl Sys for RecordingSys {
     }
     fn umask(&mut self, mask: u32) {
         self.rec(format!("umask {mask:03o}"));
+    }
+    fn is_dir_handle(&mut self, h: &Handle) -> bool {
+        std::path::Path::new(&h.label).extension().is_none_or(|e| e != "txt")
+    }
+    fn reset_signals(&mut self) {
+        self.rec("signals reset to default, mask empty");
+    }
+    fn seccomp(&mut self, filters: &[seccompiler::BpfProgram]) -> SysResult<()> {
+        self.rec(format!("seccomp {} filters", filters.len()));
+        Ok(())
     }
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()> {
         self.rec(format!("capbset keep {keep:?}"));

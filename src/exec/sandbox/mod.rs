@@ -31,6 +31,7 @@
 mod copyroot;
 mod diff;
 mod helper;
+mod seccomp;
 mod setup;
 mod sys;
 mod user;
@@ -110,10 +111,50 @@ pub enum Mount {
     Cache { host_dir: PathBuf, target: String, readonly: bool },
     /// A fresh tmpfs, `size` in bytes.
     Tmpfs { target: String, size: Option<u64> },
-    /// A read-only file copied from `host_file` with the given mode and owner.
-    Secret { host_file: PathBuf, target: String, mode: u32, uid: u32, gid: u32 },
-    /// A host file or directory bound in.
-    Bind { host_path: PathBuf, target: String, readonly: bool },
+    /// A read-only file holding `content`, with the given mode and owner. The value travels
+    /// to the sandbox over its spec pipe and lives only in a tmpfs of the sandbox's own mount
+    /// namespace: nothing of it is ever written to disk, so a crash leaves nothing behind.
+    Secret {
+        #[serde(with = "secret_bytes")]
+        content: Vec<u8>,
+        target: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A host file or directory bound in, found inside `source.root` (never outside it, even
+    /// through symlinks).
+    Bind { source: BindSource, target: String, readonly: bool },
+}
+
+/// Where a bind mount's source is: `path` resolved inside `root` (`openat2` with
+/// `RESOLVE_IN_ROOT`), so a symlink in a build context that points at `/etc` means the
+/// context's own `etc`, never the host's; the mount is made through the opened fd.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BindSource {
+    pub root: PathBuf,
+    pub path: String,
+}
+
+impl BindSource {
+    /// A single host file or socket, named inside its own folder.
+    pub fn file(path: &Path) -> Self {
+        let root = path.parent().map_or_else(|| PathBuf::from("/"), Path::to_owned);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Self { root, path: name }
+    }
+}
+
+/// Secrets cross the spec pipe as hex, not as a JSON array of numbers (shorter, and no
+/// allocation per byte).
+mod secret_bytes {
+    pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// How the command ended.

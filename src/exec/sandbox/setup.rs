@@ -198,7 +198,9 @@ fn open_target(
     Ok(parent)
 }
 
-/// Bind-mounts `source` onto `target` in the rootfs, read-only if asked.
+/// Bind-mounts `source` onto `target` in the rootfs, read-only if asked. Every bind is
+/// `nosuid,nodev`: a setuid file or a device node in a cache folder, a context or another
+/// stage's files gains nothing from being bound in.
 fn bind(
     sys: &mut dyn Sys,
     root: &Handle,
@@ -212,18 +214,81 @@ fn bind(
     let t = open_target(sys, root, target, kind, stubs)?;
     sys.mount(Some(source), Target::Fd(&t), None, MountFlags::BIND | MountFlags::REC, None)
         .step(&step)?;
+    // Re-open: the old handle points below the new mount.
+    let t = sys.open_in_root(root, &components(target)?.join("/")).step(&step)?;
+    let locked = sys.mount_flags_of(Target::Fd(&t)).step(&step)?;
+    let mut flags =
+        MountFlags::BIND | MountFlags::REMOUNT | MountFlags::NOSUID | MountFlags::NODEV | locked;
     if readonly {
-        // Re-open: the old handle points below the new mount.
-        let t = sys.open_in_root(root, &components(target)?.join("/")).step(&step)?;
-        let locked = sys.mount_flags_of(Target::Fd(&t)).step(&step)?;
-        sys.mount(
-            None,
-            Target::Fd(&t),
-            None,
-            MountFlags::BIND | MountFlags::REMOUNT | MountFlags::RDONLY | locked,
-            None,
-        )
-        .step(&step)?;
+        flags = flags | MountFlags::RDONLY;
+    }
+    sys.mount(None, Target::Fd(&t), None, flags, None).step(&step)
+}
+
+/// Files of `/proc` and `/sys` that runc hides (kernel memory, keys, timers, firmware):
+/// `/dev/null` is bound over files and an empty read-only tmpfs over folders.
+const MASKED_FILES: [&str; 6] = [
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+];
+const MASKED_DIRS: [&str; 5] =
+    ["proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap"];
+/// Folders of `/proc` that runc makes read-only (besides `/proc/sys`).
+const READONLY_DIRS: [&str; 4] = ["proc/bus", "proc/fs", "proc/irq", "proc/sys"];
+
+/// Binds the host's `/dev/null` read-only over `target` (a device, so no `nodev` here).
+fn mask_file(
+    sys: &mut dyn Sys,
+    root: &Handle,
+    target: &str,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let step = format!("mask `/{target}`");
+    let t = open_target(sys, root, target, Kind::File, stubs)?;
+    let null = Target::Path(Path::new("/dev/null"));
+    sys.mount(Some(null), Target::Fd(&t), None, MountFlags::BIND, None).step(&step)?;
+    let t = sys.open_in_root(root, target).step(&step)?;
+    let locked = sys.mount_flags_of(Target::Fd(&t)).step(&step)?;
+    let flags =
+        MountFlags::BIND | MountFlags::REMOUNT | MountFlags::RDONLY | MountFlags::NOSUID | locked;
+    sys.mount(None, Target::Fd(&t), None, flags, None).step(&step)
+}
+
+/// Masks and write-protects the paths runc does; paths this kernel lacks are skipped.
+fn mask_paths(sys: &mut dyn Sys, root: &Handle, stubs: &mut Vec<String>) -> SetupResult<()> {
+    let exists = |sys: &mut dyn Sys, path: &str| match sys.open_in_root(root, path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.errno == libc::ENOENT => Ok(false),
+        Err(error) => Err(SetupError::Sys { step: format!("mask `/{path}`"), error }),
+    };
+    for path in MASKED_FILES {
+        if exists(sys, path)? {
+            mask_file(sys, root, path, stubs)?;
+        }
+    }
+    for path in MASKED_DIRS {
+        if exists(sys, path)? {
+            fs_mount(
+                sys,
+                root,
+                path,
+                "tmpfs",
+                MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                Some("size=4k"),
+                stubs,
+            )?
+            .step(&format!("mask `/{path}`"))?;
+        }
+    }
+    for path in READONLY_DIRS {
+        if exists(sys, path)? {
+            let t = sys.open_in_root(root, path).step(&format!("read-only `/{path}`"))?;
+            bind(sys, root, Target::Fd(&t), path, Kind::Dir, true, stubs)?;
+        }
     }
     Ok(())
 }
@@ -289,6 +354,16 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
             None,
         )
         .step("copied root")?;
+        // Like the overlay root: device nodes in the image (or made by the step) open nothing.
+        let locked = sys.mount_flags_of(Target::Path(&root_path)).step("copied root")?;
+        sys.mount(
+            None,
+            Target::Path(&root_path),
+            None,
+            MountFlags::BIND | MountFlags::REMOUNT | MountFlags::NODEV | locked,
+            None,
+        )
+        .step("copied root")?;
     } else {
         let opts = overlay_options(spec.lower_dirs.len(), plan.userns());
         sys.mount(
@@ -306,18 +381,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let fresh = fs_mount(sys, &root, "proc", "proc", nse, None, &mut stubs)?;
     if fresh.is_ok() {
-        bind(
-            sys,
-            &root,
-            Target::Path(Path::new("/dev/null")),
-            "proc/sysrq-trigger",
-            Kind::File,
-            true,
-            &mut stubs,
-        )
-        .ok();
-        let t = sys.open_in_root(&root, "proc/sys").step("/proc/sys")?;
-        bind(sys, &root, Target::Fd(&t), "proc/sys", Kind::Dir, true, &mut stubs)?;
+        mask_file(sys, &root, "proc/sysrq-trigger", &mut stubs).ok();
     } else {
         bind(sys, &root, Target::Path(Path::new("/proc")), "proc", Kind::Dir, false, &mut stubs)?;
     }
@@ -374,6 +438,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     if sysfs.is_err() {
         bind(sys, &root, Target::Path(Path::new("/sys")), "sys", Kind::Dir, true, &mut stubs)?;
     }
+    mask_paths(sys, &root, &mut stubs)?;
 
     // Generated network files, only when the network is on.
     if spec.network == Network::Host {
@@ -409,9 +474,12 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
             Mount::Cache { host_dir, target, readonly } => {
                 bind(sys, &root, Target::Path(host_dir), target, Kind::Dir, *readonly, &mut stubs)?;
             }
-            Mount::Bind { host_path, target, readonly } => {
-                let kind = if sys.is_dir(host_path) { Kind::Dir } else { Kind::File };
-                bind(sys, &root, Target::Path(host_path), target, kind, *readonly, &mut stubs)?;
+            Mount::Bind { source, target, readonly } => {
+                let step = format!("bind source `{}`", source.path);
+                let within = sys.open_dir(&source.root).step(&step)?;
+                let src = sys.open_in_root(&within, &source.path).step(&step)?;
+                let kind = if sys.is_dir_handle(&src) { Kind::Dir } else { Kind::File };
+                bind(sys, &root, Target::Fd(&src), target, kind, *readonly, &mut stubs)?;
             }
             Mount::Tmpfs { target, size } => {
                 let data = match size {
@@ -429,7 +497,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
                 )?
                 .step(&format!("tmpfs on `{target}`"))?;
             }
-            Mount::Secret { host_file, target, mode, uid, gid } => {
+            Mount::Secret { content, target, mode, uid, gid } => {
                 let dir = scratch.join("secrets");
                 let step = format!("secret on `{target}`");
                 if !secrets_ready {
@@ -445,8 +513,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
                     secrets_ready = true;
                 }
                 let copy = dir.join(i.to_string());
-                let content = sys.read_file(host_file).step(&step)?;
-                sys.write_file(&copy, &content).step(&step)?;
+                sys.write_file(&copy, content).step(&step)?;
                 sys.chmod(&copy, *mode).step(&step)?;
                 sys.chown(&copy, *uid, *gid).step(&step)?;
                 bind(sys, &root, Target::Path(&copy), target, Kind::File, true, &mut stubs)?;
@@ -540,6 +607,16 @@ pub(crate) fn drop_privileges(
     if plan.ids != Ids::OwnNamespace {
         sys.drop_bounding_caps(&DEFAULT_CAPS).step("capabilities")?;
     }
+    // `stack` ignores SIGPIPE (as every Rust program does) and blocks signals in PID 1;
+    // ignored dispositions survive `exec`, and `yes | head` would then never end.
+    sys.reset_signals();
+    // Installed while still root of the namespace (no `no_new_privs` needed, so setuid
+    // programs keep working), and after the last mount, which the profile refuses.
+    let filters = super::seccomp::profile().map_err(|e| SetupError::Sys {
+        step: "seccomp".to_owned(),
+        error: SysError::new("seccomp", e.to_string(), libc::EINVAL),
+    })?;
+    sys.seccomp(&filters).step("seccomp")?;
     if setgroups {
         sys.setgroups(&user.groups).step("user")?;
     }

@@ -7,6 +7,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -208,7 +209,6 @@ pub(crate) trait Sys {
     fn create_file_at(&mut self, parent: &Handle, name: &str, mode: u32) -> SysResult<()>;
     /// Creates the symlink `name` -> `target` in the directory `parent`.
     fn symlink_at(&mut self, parent: &Handle, name: &str, target: &str) -> SysResult<()>;
-    fn is_dir(&mut self, path: &Path) -> bool;
     /// The path an open handle really refers to (after symlinks were resolved).
     fn path_of(&mut self, h: &Handle) -> SysResult<PathBuf>;
     fn sethostname(&mut self, name: &str) -> SysResult<()>;
@@ -219,6 +219,13 @@ pub(crate) trait Sys {
     /// Drops every capability outside `keep` from the bounding set.
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()>;
     fn umask(&mut self, mask: u32);
+    /// Whether an open handle is a directory.
+    fn is_dir_handle(&mut self, h: &Handle) -> bool;
+    /// Sets every signal's disposition to the default and empties the signal mask.
+    fn reset_signals(&mut self);
+    /// Installs seccomp filters, in order, without `PR_SET_NO_NEW_PRIVS` (the caller must hold
+    /// `CAP_SYS_ADMIN` in its user namespace).
+    fn seccomp(&mut self, filters: &[seccompiler::BpfProgram]) -> SysResult<()>;
 }
 
 fn cstr(op: &str, s: &OsStr) -> SysResult<CString> {
@@ -435,10 +442,6 @@ impl Sys for RealSys {
         check("symlinkat", format!("{}/{name}", parent.label), rc)
     }
 
-    fn is_dir(&mut self, path: &Path) -> bool {
-        path.is_dir()
-    }
-
     fn path_of(&mut self, h: &Handle) -> SysResult<PathBuf> {
         std::fs::read_link(fd_path(h))
             .map_err(|e| SysError::new("readlink", &h.label, e.raw_os_error().unwrap_or(libc::EIO)))
@@ -494,6 +497,42 @@ impl Sys for RealSys {
     fn umask(&mut self, mask: u32) {
         // SAFETY: umask takes an integer and cannot fail.
         unsafe { libc::umask(mask) };
+    }
+
+    fn is_dir_handle(&mut self, h: &Handle) -> bool {
+        // SAFETY: `h.raw` is an open fd owned by the handle for the duration of the call.
+        let fd = unsafe { BorrowedFd::borrow_raw(h.raw) };
+        rustix::fs::fstat(fd).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+    }
+
+    fn reset_signals(&mut self) {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: SIG_DFL is a valid disposition for every catchable signal; failures
+            // (numbers glibc reserves) leave that signal as it was.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+        block_all_signals(false);
+    }
+
+    fn seccomp(&mut self, filters: &[seccompiler::BpfProgram]) -> SysResult<()> {
+        for filter in filters {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut().cast(),
+            };
+            // SAFETY: `prog` points at `filter`, a valid BPF program of `len` instructions
+            // (seccompiler's `sock_filter` has libc's layout), alive for the whole call.
+            let rc = unsafe {
+                libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &raw const prog)
+            };
+            check("seccomp", "filter", rc as libc::c_int)?;
+        }
+        Ok(())
     }
 
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()> {

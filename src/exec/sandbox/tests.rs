@@ -56,14 +56,14 @@ fn sample_spec() -> SandboxSpec {
             },
             Mount::Tmpfs { target: "/tmp".into(), size: Some(1 << 20) },
             Mount::Secret {
-                host_file: "/secrets/token".into(),
+                content: b"token".to_vec(),
                 target: "/run/secrets/token".into(),
                 mode: 0o400,
                 uid: 0,
                 gid: 0,
             },
             Mount::Bind {
-                host_path: "/ctx/file.txt".into(),
+                source: BindSource { root: "/ctx".into(), path: "file.txt".into() },
                 target: "/src/file.txt".into(),
                 readonly: true,
             },
@@ -76,12 +76,24 @@ fn recorded_plan(ids: Ids) -> String {
     let spec = sample_spec();
     let plan = Plan { spec: &spec, copy_root: false, ids, host_uid: 1000, host_gid: 1000 };
     let mut sys = RecordingSys::new(
-        &["etc", "etc/hosts", "proc", "proc/sys", "proc/sysrq-trigger", "tmp", "var", "src"],
+        &[
+            "etc",
+            "etc/hosts",
+            "proc",
+            "proc/sys",
+            "proc/sysrq-trigger",
+            "proc/kcore",
+            "proc/acpi",
+            "sys/firmware",
+            "tmp",
+            "var",
+            "src",
+            "file.txt",
+        ],
         &[
             ("/etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
             ("/etc/group", "root:x:0:\napp:x:1000:\nwheel:x:10:app\n"),
             ("/etc/resolv.conf", "nameserver 10.0.0.1\n"),
-            ("/secrets/token", "t0k3n"),
         ],
     );
     setup::enter_namespaces(&mut sys, &plan).unwrap();
@@ -505,7 +517,7 @@ mod real {
             },
             Mount::Tmpfs { target: "/scratchpad".into(), size: Some(1 << 20) },
             Mount::Secret {
-                host_file: secret.clone(),
+                content: b"s3cret".to_vec(),
                 target: "/run/secrets/token".into(),
                 mode: 0o400,
                 uid: 0,
@@ -538,12 +550,109 @@ mod real {
         let host = fx.tmp.path().join("ctx");
         write(&host.join("file"), "ctx\n");
         let mut spec = fx.spec("cat /src/file; touch /src/new 2>/dev/null || echo denied");
-        spec.mounts =
-            vec![Mount::Bind { host_path: host.clone(), target: "/src".into(), readonly: true }];
+        spec.mounts = vec![Mount::Bind {
+            source: BindSource { root: host.clone(), path: String::new() },
+            target: "/src".into(),
+            readonly: true,
+        }];
         let (o, out) = go(&spec);
         assert_eq!(out, "ctx\ndenied\n");
         assert!(!host.join("new").exists());
         assert!(paths(&o).is_empty(), "{:?}", paths(&o));
+    }
+
+    #[test]
+    fn a_pipeline_ends_when_its_reader_does() {
+        // `stack` ignores SIGPIPE; a step must not inherit that, or `yes | head` never ends.
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let spec = fx.spec("yes | head -n 2");
+        let started = Instant::now();
+        let (o, out) = go(&spec);
+        assert_eq!(out, "y\ny\n");
+        assert_eq!(o.status, ExitStatusLike::Exited(0));
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_seccomp_profile_refuses_namespaces_mounts_keyrings_and_devices() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let spec = fx.spec(
+            "mkdir -p /tmp; unshare -m true 2>/dev/null && echo unshare-ok || echo unshare-denied; \
+             mount -t tmpfs t /mnt 2>/dev/null && echo mount-ok || echo mount-denied; \
+             mknod /tmp/disk b 8 0 2>/dev/null && echo blk-ok || echo blk-denied; \
+             mknod /tmp/mem c 1 1 2>/dev/null && echo chr-ok || echo chr-denied; \
+             mkfifo /tmp/fifo && echo fifo-ok",
+        );
+        let (_o, out) = go(&spec);
+        assert_eq!(out, "unshare-denied\nmount-denied\nblk-denied\nchr-denied\nfifo-ok\n", "{out}");
+    }
+
+    #[test]
+    fn the_paths_runc_masks_are_masked() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let spec = fx.spec(
+            "wc -c < /proc/timer_list 2>/dev/null || echo none; \
+             ls /sys/firmware 2>/dev/null | wc -l; \
+             (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo sys-rw || echo sys-ro",
+        );
+        let (_o, out) = go(&spec);
+        assert_eq!(out, "0\n0\nsys-ro\n");
+    }
+
+    #[test]
+    fn a_bind_source_symlink_resolves_inside_its_root() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        let ctx = fx.tmp.path().join("ctx");
+        write(&ctx.join("etc/marker"), "context etc\n");
+        std::os::unix::fs::symlink("/etc", ctx.join("hostetc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", ctx.join("hostfile")).unwrap();
+        let mut spec = fx.spec("ls /mnt; cat /mnt/marker");
+        spec.mounts = vec![Mount::Bind {
+            source: BindSource { root: ctx.clone(), path: "hostetc".into() },
+            target: "/mnt".into(),
+            readonly: true,
+        }];
+        let (_o, out) = go(&spec);
+        assert_eq!(out, "marker\ncontext etc\n", "the host's /etc was bound");
+        // A symlink to a host file that the context lacks is an error, not the host's file.
+        let mut spec = fx.spec("cat /f");
+        spec.mounts = vec![Mount::Bind {
+            source: BindSource { root: ctx, path: "hostfile".into() },
+            target: "/f".into(),
+            readonly: true,
+        }];
+        let err = run_with_helper(&spec, &mut |_| {}, &test_helper()).unwrap_err();
+        assert!(err.to_string().contains("bind source `hostfile`"), "{err}");
+    }
+
+    #[test]
+    fn setuid_files_in_binds_do_not_elevate() {
+        if !sandbox_available() || !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let fx = fixture();
+        let cache = fx.tmp.path().join("cache");
+        fs_err::create_dir(&cache).unwrap();
+        let mut spec = fx.spec(
+            "grep -E '^(nosuid|nodev)' /proc/self/mountinfo >/dev/null; \
+            awk '$5 == \"/var/cache/x\" { print $6 }' /proc/self/mountinfo",
+        );
+        spec.mounts =
+            vec![Mount::Cache { host_dir: cache, target: "/var/cache/x".into(), readonly: false }];
+        let (_o, out) = go(&spec);
+        assert!(out.contains("nosuid") && out.contains("nodev"), "{out}");
     }
 
     #[test]
