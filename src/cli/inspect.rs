@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::args::{ImagesArgs, InspectArgs};
 use super::cache::human;
 use super::{Failure, fail};
-use crate::digest::OciDigest;
+use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::compress::Compression;
 use crate::oci::image::{Descriptor, Index, Manifest, REF_NAME};
 
@@ -44,9 +44,13 @@ impl Layout {
         Ok(Self { dir: dir.to_owned(), index })
     }
 
-    /// A blob's bytes, verified against its digest.
+    fn blob_path(&self, digest: &OciDigest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// A (small) blob's bytes, verified against its digest.
     fn blob(&self, digest: &OciDigest) -> Result<Vec<u8>, Failure> {
-        let path = self.dir.join("blobs/sha256").join(digest.hex());
+        let path = self.blob_path(digest);
         let bytes = fs_err::read(&path)?;
         if OciDigest::of(&bytes) != *digest {
             return Err(fail(format!("blob `{}` does not match its digest", path.display()), None));
@@ -307,6 +311,20 @@ fn write_summary(out: &mut dyn Write, s: &Summary) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A reader that hashes what passes through.
+struct Verified<R> {
+    inner: R,
+    hasher: Sha256Writer,
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// A file of the image, as its layers leave it.
 struct FileInfo {
     kind: char,
@@ -352,16 +370,20 @@ fn image_files(
     let mut files: BTreeMap<String, FileInfo> = BTreeMap::new();
     let mut catted = None;
     for l in &manifest.layers {
-        let bytes = layout.blob(&l.digest)?;
-        let compression = match l.media_type.rsplit_once('+').map(|(_, c)| c) {
-            Some("gzip") => Compression::Gzip,
-            Some("zstd") => Compression::Zstd,
-            _ => Compression::sniff(&bytes),
-        };
         let bad = |e: std::io::Error| {
             fail(format!("layer `{}` is not a readable tar: {e}", l.digest), None)
         };
-        let reader = crate::oci::extract::decompress(bytes.as_slice(), compression).map_err(bad)?;
+        // Layers can be large: streamed, and hashed on the way (checked once read).
+        let path = layout.blob_path(&l.digest);
+        let file = fs_err::File::open(&path)?;
+        let mut blob =
+            std::io::BufReader::new(Verified { inner: file, hasher: Sha256Writer::default() });
+        let compression = match l.media_type.rsplit_once('+').map(|(_, c)| c) {
+            Some("gzip") => Compression::Gzip,
+            Some("zstd") => Compression::Zstd,
+            _ => Compression::sniff(std::io::BufRead::fill_buf(&mut blob).map_err(bad)?),
+        };
+        let reader = crate::oci::extract::decompress(&mut blob, compression).map_err(bad)?;
         let mut ar = tar::Archive::new(reader);
         for e in ar.entries().map_err(bad)? {
             let mut e = e.map_err(bad)?;
@@ -418,6 +440,11 @@ fn image_files(
                 catted = Some(content);
             }
             files.insert(path, info);
+        }
+        drop(ar);
+        std::io::copy(&mut blob, &mut std::io::sink()).map_err(bad)?;
+        if blob.into_inner().hasher.finish() != l.digest {
+            return Err(fail(format!("blob `{}` does not match its digest", path.display()), None));
         }
     }
     // A file whiteout-deleted or replaced after its last version is gone.

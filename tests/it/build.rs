@@ -632,6 +632,24 @@ fn images_and_inspect_read_the_layout() {
         "{}",
         stderr(&missing)
     );
+    // A damaged layer is refused, not listed.
+    let v: serde_json::Value = serde_json::from_slice(
+        &run_stack(dir.path(), &cache, &["inspect", "app", "--json"]).stdout,
+    )
+    .unwrap();
+    let layer = v["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let blob = dir.path().join("stack-out/blobs/sha256").join(&layer);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes.push(0);
+    std::fs::write(&blob, bytes).unwrap();
+    let damaged = run_stack(dir.path(), &cache, &["inspect", "app", "--files"]);
+    assert_eq!(damaged.status.code(), Some(4));
+    assert!(stderr(&damaged).contains(&layer), "{}", stderr(&damaged));
+    assert!(damaged.stdout.is_empty());
     let no_layout = run_stack(dir.path(), &cache, &["images", "--from", "nowhere"]);
     assert!(
         stderr(&no_layout).contains("`nowhere` is not an OCI image layout"),
