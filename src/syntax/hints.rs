@@ -73,28 +73,46 @@ fn unquoted_value_hint(text: &str, from: usize) -> Option<Hint> {
     })
 }
 
-/// A `}` where the document should end: a block above lacks its `{` (most often a `stage` or
-/// `image` line), so its steps were read as top-level nodes and this `}` closes nothing.
+/// A `}` where the document should end: a block above lacks its `{`, so its children were read
+/// as siblings and this `}` closes nothing. The block is found by indentation: a line followed
+/// by a more indented one, without `{` (or a `\` going on to the next line); the one indented
+/// like the `}` first, else the last.
 fn stray_brace_hint(text: &str, brace: usize) -> Option<Hint> {
-    let before = &text[..brace];
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let brace_indent = brace - text[..brace].rfind('\n').map_or(0, |i| i + 1);
+    let mut lines: Vec<(usize, &str)> = Vec::new();
     let mut offset = 0;
-    let mut candidate = None;
-    for line in before.split_inclusive('\n') {
-        let trimmed = line.trim();
-        let first = trimmed.split_whitespace().next().unwrap_or("");
-        if (first == "stage" || first == "image") && !trimmed.contains('{') {
-            let indent = line.len() - line.trim_start().len();
-            candidate = Some((offset + indent, trimmed.to_owned()));
+    for line in text[..brace].split_inclusive('\n') {
+        let body = line.trim_end();
+        if !body.trim().is_empty() && !body.trim_start().starts_with("//") {
+            lines.push((offset, body));
         }
         offset += line.len();
     }
-    Some(match candidate {
-        Some((at, line)) => Hint {
-            label: Some("this `}` closes no block".to_owned()),
-            help: format!("`{line}` has no `{{`: write `{line} {{`"),
-            related: Some((SourceSpan::from((at, line.len())), "the block starts here, without `{`".to_owned())),
-            ..Hint::default()
-        },
+    let opens_block = |i: usize| {
+        let (_, line) = lines[i];
+        let next_deeper = lines.get(i + 1).is_some_and(|(_, n)| indent(n) > indent(line));
+        next_deeper && !line.ends_with('{') && !line.ends_with('\\')
+    };
+    let candidates: Vec<usize> = (0..lines.len()).filter(|i| opens_block(*i)).collect();
+    let chosen = candidates
+        .iter()
+        .find(|i| indent(lines[**i].1) == brace_indent)
+        .or(candidates.last())
+        .map(|i| lines[*i]);
+    Some(match chosen {
+        Some((at, line)) => {
+            let head = line.trim();
+            Hint {
+                label: Some("this `}` closes no block".to_owned()),
+                help: format!("`{head}` has no `{{`: write `{head} {{`"),
+                related: Some((
+                    SourceSpan::from((at + indent(line), head.len())),
+                    "the block starts here, without `{`".to_owned(),
+                )),
+                ..Hint::default()
+            }
+        }
         None => Hint {
             label: Some("this `}` closes no block".to_owned()),
             help: "a `{` is missing at the start of the block this `}` ends, or this `}` is one too many".to_owned(),
@@ -141,5 +159,19 @@ mod tests {
         let h = for_syntax_error(text, "Expected end of document", (brace, 1).into()).unwrap();
         assert_eq!(h.related.unwrap().0, (16, 9).into());
         assert!(h.help.contains("write `image app {`"), "{}", h.help);
+    }
+
+    #[test]
+    fn a_nested_block_without_its_brace_is_found() {
+        let text = "stack version=1\nimage app {\n    from \"scratch\"\n    run \"make\" \\\n        \"all\"\n    run \"make\"\n        cache \"/c\"\n    }\n}\n";
+        let brace = text.rfind('}').unwrap();
+        let h = for_syntax_error(text, "Expected end of document", (brace, 1).into()).unwrap();
+        let at = text.find("run \"make\"\n").unwrap();
+        assert_eq!(h.related.unwrap().0, (at, 10).into());
+        let one_too_many = "stack version=1\nimage app {\n    from \"scratch\"\n}\n}\n";
+        let brace = one_too_many.rfind('}').unwrap();
+        let h =
+            for_syntax_error(one_too_many, "Expected end of document", (brace, 1).into()).unwrap();
+        assert!(h.related.is_none() && h.help.contains("one too many"), "{}", h.help);
     }
 }
