@@ -29,7 +29,7 @@ pub(super) fn for_syntax_error(text: &str, message: &str, span: SourceSpan) -> O
         return unquoted_value_hint(text, end);
     }
     if message.contains("end of document") && at.trim_start().starts_with('}') {
-        return stray_brace_hint(text, start);
+        return stray_brace_hint(text, start + at.len() - at.trim_start().len());
     }
     None
 }
