@@ -229,6 +229,9 @@ pub struct BuildArgs {
     /// Also push each image to every tag that names a registry
     #[arg(long)]
     pub push: bool,
+    /// Also load the images into the local Docker daemon (`docker load`, else `podman load`)
+    #[arg(long)]
+    pub load: bool,
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,

@@ -108,6 +108,9 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     if args.push {
         super::push::push_all(resolver.registry(), &store, &images)?;
     }
+    if args.load {
+        load(&images, &store)?;
+    }
     eprintln!(
         "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",
         images.len(),
@@ -197,6 +200,22 @@ impl Output {
             Self::Stdout { .. } => "standard output".to_owned(),
         }
     }
+}
+
+/// `--load`: a `docker load` archive of the images, handed to the local daemon's client.
+fn load(images: &[crate::exec::BuiltImage], store: &crate::store::Store) -> Result<(), Failure> {
+    let dir = tempfile::tempdir()?;
+    let archive = dir.path().join("images.tar");
+    write_archive(&archive, images, store, true).map_err(|e| fail(error_chain(&e), None))?;
+    let said = crate::exec::load::load_archive(&archive).map_err(|e| {
+        let hint = matches!(e, crate::exec::load::LoadError::NoClient)
+            .then_some("install Docker or podman, or load the archive yourself: `--format docker-archive --out FILE`");
+        fail(error_chain(&e), hint)
+    })?;
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        eprintln!("{}", line.trim());
+    }
+    Ok(())
 }
 
 /// `-t` values must be image references (`name`, `name:tag`, `host/repo:tag`).

@@ -201,3 +201,29 @@ fn out_dash_writes_the_archive_to_standard_output() {
     assert_eq!(code, Some(4));
     assert!(err.contains("`--out -` writes an archive, not a layout folder"), "{err}");
 }
+
+#[test]
+fn load_puts_the_image_into_docker() {
+    let docker_answers =
+        std::process::Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success());
+    if !docker_answers {
+        return crate::support::skip("no Docker daemon answers (start dockerd to test `--load`)");
+    }
+    let dir = crate::support::project(KDL);
+    write_files(dir.path(), &[("a.txt", "a\n")]);
+    let tag = format!("stackit/load-flag-{}:1", std::process::id());
+    let (code, _, err) = build(dir.path(), &["--load", "-t", &tag]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("Loaded image: {tag}")), "{err}");
+    let o = run_stack(dir.path(), &dir.path().join(".cache"), &["inspect", "site", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let config = v["manifest"]["config"]["digest"].as_str().unwrap().to_owned();
+    let inspect = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}} {{index .Config.Labels \"v\"}}", &tag])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    // Docker's image id is the config's digest: the very image stack built.
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), format!("{config} 1"));
+}
