@@ -24,6 +24,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Resolve every registry reference again and rewrite `stack.lock`
     Lock(LockArgs),
+    /// List the images of an OCI layout (the output of `stack build`)
+    Images(ImagesArgs),
+    /// Show an image of an OCI layout: its configuration and layers, its files, or one file
+    Inspect(InspectArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
     /// Store credentials for a registry
@@ -37,6 +41,35 @@ pub enum Command {
 pub struct LockArgs {
     #[command(flatten)]
     pub file: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image's name or tag in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// List the image's files (mode, owner, size, path) instead
+    #[arg(long, conflicts_with = "cat")]
+    pub files: bool,
+    /// Print the content of one file of the image instead
+    #[arg(long, value_name = "PATH")]
+    pub cat: Option<String>,
+    /// Print JSON (with the manifest and config, or the file list)
+    #[arg(long, conflicts_with = "cat")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -126,18 +159,23 @@ pub struct CacheVerifyArgs {
 /// Options shared by the commands that read a build file.
 #[derive(Debug, Args, Clone)]
 pub struct FileArgs {
-    /// The build file (`stack.kdl`), or a Dockerfile to import on the fly
-    #[arg(value_name = "FILE")]
+    /// The build file; or a folder holding `stack.kdl` (else a `Dockerfile`); with `-f`, the
+    /// build context folder (as in `docker build -f FILE DIR`)
+    #[arg(value_name = "FILE|DIR")]
     pub file: Option<PathBuf>,
-    /// A Dockerfile to import on the fly instead of a build file
-    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE", conflicts_with = "file")]
+    /// The build file: `stack.kdl` or a Dockerfile (imported on the fly), told apart by name
+    /// and content
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub dockerfile: Option<PathBuf>,
     /// Build only these images or stages (repeatable); default: every `image`
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
-    /// Set a build argument (repeatable)
-    #[arg(long = "arg", alias = "build-arg", value_name = "NAME=VALUE", value_parser = parse_key_value)]
-    pub args: Vec<(String, String)>,
+    /// Set a build argument (repeatable); `NAME` alone takes the value from the environment
+    #[arg(long = "arg", visible_alias = "build-arg", value_name = "NAME[=VALUE]", value_parser = parse_build_arg)]
+    pub args: Vec<(String, Option<String>)>,
+    /// Tags for the image, set by `stack build -t` (it names an imported Dockerfile's image)
+    #[arg(skip)]
+    pub tags: Vec<String>,
     /// The build context for `copy` (default: the build file's folder)
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
@@ -156,12 +194,16 @@ pub struct FileArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub file: FileArgs,
-    /// Where to write the images
-    #[arg(long, value_name = "PATH", default_value = "stack-out")]
+    /// Where to write the images; `-` writes an archive to standard output
+    #[arg(long, short = 'o', value_name = "PATH", default_value = "stack-out")]
     pub out: PathBuf,
-    /// Output form: an OCI layout folder, an OCI archive, or a `docker load` archive
-    #[arg(long, value_enum, default_value_t = Format::Oci)]
-    pub format: Format,
+    /// Output form: an OCI layout folder (default), an OCI archive (default for `--out -`), or
+    /// a `docker load` archive
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Tag the image (repeatable), as `docker build -t` does; the build must make one image
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
     /// Layer compression
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub compression: CompressionArg,
@@ -187,6 +229,9 @@ pub struct BuildArgs {
     /// Also push each image to every tag that names a registry
     #[arg(long)]
     pub push: bool,
+    /// Also load the images into the local Docker daemon (`docker load`, else `podman load`)
+    #[arg(long)]
+    pub load: bool,
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,
@@ -271,6 +316,15 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     };
     let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
     Ok((value * (1u64 << shift) as f64) as u64)
+}
+
+/// `NAME=VALUE`, or `NAME` whose value comes from the environment (none when it is unset).
+fn parse_build_arg(s: &str) -> Result<(String, Option<String>), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), Some(v.to_owned()))),
+        None if !s.is_empty() => Ok((s.to_owned(), std::env::var(s).ok())),
+        _ => Err(format!("`{s}` is not NAME=VALUE or NAME")),
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

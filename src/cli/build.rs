@@ -1,7 +1,8 @@
 //! `stack build`: load, plan, execute, write the output, print each image's digest.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::args::{BuildArgs, CompressionArg, Format};
@@ -14,10 +15,28 @@ use crate::oci::layout::{write_archive, write_layout};
 
 pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let files = load_files(&args.file)?;
+    let output = Output::of(args)?;
+    check_tags(&args.tags)?;
+    let mut file_args = args.file.clone();
+    file_args.tags.clone_from(&args.tags);
+    let files = load_files(&file_args)?;
     let store = open_store(&args.file)?;
-    let resolver = CliResolver::new(&files, &store, &args.file)?;
+    let mut resolver = CliResolver::new(&files, &store, &args.file)?;
+    if let Output::Path(path, _) = &output {
+        resolver.reserve_output(path);
+    }
     let p = plan_files(&files, &resolver, &args.file)?;
+    if !args.tags.is_empty() && p.images.len() != 1 {
+        let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+        return Err(fail(
+            format!(
+                "`-t` tags one image, but this build makes {}: {}",
+                names.len(),
+                names.join(", ")
+            ),
+            Some("choose the image with `--target NAME`, or write `tag` in the build file"),
+        ));
+    }
     let opts = BuildOptions {
         compression: match args.compression {
             CompressionArg::Gzip => Compression::Gzip,
@@ -70,30 +89,165 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         }
         Err(e) => return Err(fail(error_chain(&e), None)),
     };
-    let result = match args.format {
-        Format::Oci => write_layout(&args.out, &report.images, &store),
-        Format::OciArchive => write_archive(&args.out, &report.images, &store, false),
-        Format::DockerArchive => write_archive(&args.out, &report.images, &store, true),
-    };
-    result.map_err(|e| fail(error_chain(&e), None))?;
-    resolver.save_lock()?;
-    let mut stdout = std::io::stdout().lock();
-    for image in &report.images {
-        writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+    let mut images = report.images;
+    if let [image] = images.as_mut_slice() {
+        for t in &args.tags {
+            if !image.tags.contains(t) {
+                image.tags.push(t.clone());
+            }
+        }
     }
-    drop(stdout);
+    output.write(&images, &store)?;
+    resolver.save_lock()?;
+    if let Output::Path(..) = output {
+        let mut stdout = std::io::stdout().lock();
+        for image in &images {
+            writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+        }
+    }
     if args.push {
-        super::push::push_all(resolver.registry(), &store, &report.images)?;
+        super::push::push_all(resolver.registry(), &store, &images)?;
+    }
+    if args.load {
+        load(&images, &store)?;
     }
     eprintln!(
         "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",
-        report.images.len(),
-        args.out.display(),
+        images.len(),
+        output.describe(),
         started.elapsed().as_secs_f64(),
         report.steps_run,
         report.steps_reused
     );
+    print_images(&images);
     Ok(())
+}
+
+/// Where the images go.
+enum Output {
+    /// A layout folder or an archive file.
+    Path(PathBuf, Format),
+    /// An archive on standard output (`--out -`).
+    Stdout { docker: bool },
+}
+
+impl Output {
+    fn of(args: &BuildArgs) -> Result<Self, Failure> {
+        if args.out != Path::new("-") {
+            return Ok(Self::Path(args.out.clone(), args.format.unwrap_or(Format::Oci)));
+        }
+        let docker = match args.format {
+            None | Some(Format::OciArchive) => false,
+            Some(Format::DockerArchive) => true,
+            Some(Format::Oci) => {
+                return Err(fail(
+                    "`--out -` writes an archive, not a layout folder",
+                    Some(
+                        "use `--format oci-archive` (the default for `--out -`) or `--format docker-archive`",
+                    ),
+                ));
+            }
+        };
+        if args.push {
+            return Err(fail(
+                "`--out -` and `--push` both write to standard output",
+                Some("write the archive to a file with `--out FILE`"),
+            ));
+        }
+        if std::io::stdout().is_terminal() {
+            return Err(fail(
+                "refusing to write an image archive to a terminal",
+                Some(
+                    "redirect standard output (`stack build --out - > image.tar`), or write to a file with `--out FILE`",
+                ),
+            ));
+        }
+        Ok(Self::Stdout { docker })
+    }
+
+    fn write(
+        &self,
+        images: &[crate::exec::BuiltImage],
+        store: &crate::store::Store,
+    ) -> Result<(), Failure> {
+        let err = |e: crate::oci::layout::LayoutError| fail(error_chain(&e), None);
+        match self {
+            Self::Path(out, Format::Oci) => write_layout(out, images, store).map_err(err),
+            Self::Path(out, Format::OciArchive) => {
+                write_archive(out, images, store, false).map_err(err)
+            }
+            Self::Path(out, Format::DockerArchive) => {
+                write_archive(out, images, store, true).map_err(err)
+            }
+            Self::Stdout { docker } => {
+                // The archive is written whole to a private file first, so a failed build
+                // never leaves half an archive on standard output.
+                let dir = tempfile::tempdir()?;
+                let path = dir.path().join("image.tar");
+                write_archive(&path, images, store, *docker).map_err(err)?;
+                let mut file = fs_err::File::open(&path)?;
+                let mut stdout = std::io::stdout().lock();
+                std::io::copy(&mut file, &mut stdout)?;
+                stdout.flush()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Path(p, _) => p.display().to_string(),
+            Self::Stdout { .. } => "standard output".to_owned(),
+        }
+    }
+}
+
+/// `--load`: a `docker load` archive of the images, handed to the local daemon's client.
+fn load(images: &[crate::exec::BuiltImage], store: &crate::store::Store) -> Result<(), Failure> {
+    let dir = tempfile::tempdir()?;
+    let archive = dir.path().join("images.tar");
+    write_archive(&archive, images, store, true).map_err(|e| fail(error_chain(&e), None))?;
+    let said = crate::exec::load::load_archive(&archive).map_err(|e| {
+        let hint = matches!(e, crate::exec::load::LoadError::NoClient)
+            .then_some("install Docker or podman, or load the archive yourself: `--format docker-archive --out FILE`");
+        fail(error_chain(&e), hint)
+    })?;
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        eprintln!("{}", line.trim());
+    }
+    Ok(())
+}
+
+/// `-t` values must be image references (`name`, `name:tag`, `host/repo:tag`).
+fn check_tags(tags: &[String]) -> Result<(), Failure> {
+    for t in tags {
+        if let Err(e) = crate::registry::Reference::parse(t) {
+            return Err(fail(
+                format!("`-t {t}` is not an image name: {e}"),
+                Some("write `-t name:tag`, e.g. `-t example/app:1.0`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The closing table on standard error: each image with its digest, size and tags, so a build
+/// says what it made without other tools.
+fn print_images(images: &[crate::exec::BuiltImage]) {
+    let rows: Vec<[String; 4]> = images
+        .iter()
+        .map(|i| {
+            let size = i.manifest.size + i.blobs().iter().map(|b| b.size).sum::<u64>();
+            [
+                i.name.clone(),
+                i.manifest.digest.to_string(),
+                super::cache::human(size),
+                i.tags.join(", "),
+            ]
+        })
+        .collect();
+    let mut err = std::io::stderr().lock();
+    let _ = super::inspect::write_table(&mut err, ["IMAGE", "DIGEST", "SIZE", "TAGS"], &rows);
 }
 
 /// `--ssh default`, `--ssh ID` (both the agent of `SSH_AUTH_SOCK`) and `--ssh ID=SOCKET`.

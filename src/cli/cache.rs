@@ -153,7 +153,7 @@ fn singular(area: Area) -> &'static str {
 }
 
 /// A size for people, in powers of 1024.
-fn human(bytes: u64) -> String {
+pub(super) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

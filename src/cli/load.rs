@@ -13,34 +13,124 @@ use crate::oci::local::{self, LoadedImage, LocalRef};
 use crate::plan::{FileDiagnostic, FileInput, Resolver};
 use crate::store::Store;
 
+/// Where the build file is, what it is, and the context a positional folder names.
+pub(super) struct Located {
+    pub path: PathBuf,
+    pub dockerfile: bool,
+    /// `stack build -f FILE DIR`: DIR, as `docker build -f FILE DIR` takes it.
+    pub context: Option<PathBuf>,
+}
+
+/// The names stack looks for in a folder, in order.
+const BUILD_FILES: [&str; 3] = ["stack.kdl", "Dockerfile", "Containerfile"];
+
+/// Finds the build file the way `docker build` habits expect: `-f FILE` names it (and a
+/// positional argument is then the context folder); a positional folder holds `stack.kdl`, else
+/// a `Dockerfile`; a positional file is the build file; nothing means the current folder.
+pub(super) fn locate(args: &FileArgs) -> Result<Located, Failure> {
+    let (path, context) = match (&args.dockerfile, &args.file) {
+        (Some(f), positional) => {
+            if let Some(ctx) = positional
+                && !ctx.is_dir()
+            {
+                return Err(fail(
+                    format!("`{}` is not a folder", ctx.display()),
+                    Some(
+                        "with `-f FILE`, the positional argument is the build context folder, as in `docker build -f FILE DIR`",
+                    ),
+                ));
+            }
+            (f.clone(), positional.clone())
+        }
+        (None, Some(p)) if p.is_dir() => (find_in(p)?, None),
+        (None, Some(p)) => (p.clone(), None),
+        (None, None) => (find_in(Path::new("."))?, None),
+    };
+    let dockerfile = is_dockerfile(&path);
+    Ok(Located { path, dockerfile, context })
+}
+
+/// The build file of a folder: the first of `BUILD_FILES` it holds.
+fn find_in(dir: &Path) -> Result<PathBuf, Failure> {
+    let found = BUILD_FILES.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    found.map(|p| p.strip_prefix("./").map(Path::to_path_buf).unwrap_or(p)).ok_or_else(|| {
+        fail(
+            format!("`{}` holds no `stack.kdl` and no `Dockerfile`", dir.display()),
+            Some("run stack in a folder with a `stack.kdl` (or a `Dockerfile`), or name the file: `stack build path/to/stack.kdl` or `-f FILE`"),
+        )
+    })
+}
+
+/// Whether a build file is a Dockerfile: by its name (`*.kdl` never is; `Dockerfile`,
+/// `Containerfile`, `*.dockerfile`, `Dockerfile.*` are), else by its content (a build file
+/// starts with `stack version=…`).
+fn is_dockerfile(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("kdl")) {
+        return false;
+    }
+    for stem in ["dockerfile", "containerfile"] {
+        if name == stem
+            || name.ends_with(&format!(".{stem}"))
+            || name.starts_with(&format!("{stem}."))
+        {
+            return true;
+        }
+    }
+    let Ok(text) = fs_err::read_to_string(path) else { return false };
+    !looks_like_kdl(&text)
+}
+
+/// Whether text reads as a build file: a line that starts with the `stack` node.
+fn looks_like_kdl(text: &str) -> bool {
+    text.lines().map(str::trim_start).any(|l| {
+        l.strip_prefix("stack").is_some_and(|rest| rest.trim_start().starts_with("version"))
+    })
+}
+
+/// The name of an image imported from a Dockerfile: the repository of the first `-t` tag (its
+/// last path component), else the context folder's name, else `app`; never a name the user did
+/// not choose that could overwrite a real `app` image on `docker load`.
+fn imported_name(args: &FileArgs, context: &Path) -> String {
+    let from_tag = args.tags.first().map(|t| {
+        let repo = t.split('@').next().unwrap_or(t);
+        let last = repo.rsplit('/').next().unwrap_or(repo);
+        last.split(':').next().unwrap_or(last).to_owned()
+    });
+    let from_folder = || {
+        fs_err::canonicalize(context)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    };
+    let clean = |n: String| -> Option<String> {
+        let n: String = n
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+            .collect();
+        let n = n.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+        (!n.is_empty()).then_some(n)
+    };
+    from_tag
+        .and_then(clean)
+        .or_else(|| from_folder().and_then(clean))
+        .unwrap_or_else(|| "app".to_owned())
+}
+
 /// Reads the main build file and everything it includes; prints diagnostics on failure.
 pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
-    let (path, dockerfile) = match (&args.dockerfile, &args.file) {
-        (Some(d), _) => (d.clone(), true),
-        (None, Some(f)) => {
-            let name =
-                f.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-            (
-                f.clone(),
-                name == "dockerfile"
-                    || name.ends_with(".dockerfile")
-                    || name.starts_with("dockerfile."),
-            )
-        }
-        (None, None) => (PathBuf::from("stack.kdl"), false),
-    };
-    let text = fs_err::read_to_string(&path).map_err(|e| {
-        let hint = if path == Path::new("stack.kdl") { Some("run stack in a folder with a `stack.kdl`, or name the file: `stack build path/to/stack.kdl`") } else { None };
-        Failure::Other(Box::new(e), hint.map(str::to_owned))
-    })?;
+    let Located { path, dockerfile, context } = locate(args)?;
+    let text = fs_err::read_to_string(&path).map_err(|e| Failure::Other(Box::new(e), None))?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let context_dir = args.context.clone().unwrap_or_else(|| dir.clone());
+    let context = args.context.clone().or(context);
+    let fixed_context = context.is_some();
+    let context_dir = context.unwrap_or_else(|| dir.clone());
     let (name, text) = if dockerfile {
         // `--target STAGE` exports that stage under its own name, as `docker build --target`
-        // does; without one the last stage is the image `app`.
+        // does; without one the last stage is named by `imported_name`.
         let opts = match args.targets.as_slice() {
             [t] => crate::dockerfile::ImportOptions {
                 target: Some(t.clone()),
@@ -48,7 +138,7 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
                 ..Default::default()
             },
             _ => crate::dockerfile::ImportOptions {
-                image_name: Some("app".to_owned()),
+                image_name: Some(imported_name(args, &context_dir)),
                 ..Default::default()
             },
         };
@@ -68,85 +158,129 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     } else {
         (path.display().to_string(), text)
     };
-    let mut files = Vec::new();
-    let mut seen = Vec::new();
-    let ok = load_one(
-        &SourceFile::new(name, text),
-        &path,
-        &dir,
-        &context_dir,
-        args.context.is_some(),
-        &mut files,
-        &mut seen,
-    );
+    let mut loader = Loader { fixed_context, ..Loader::default() };
+    let ok = loader.load(&SourceFile::new(name, text), &path, &dir, &context_dir);
     if !ok {
+        loader.report_plan_problems(args);
         return Err(Failure::UserFiles);
     }
-    Ok(files)
+    Ok(loader.files)
 }
 
-fn load_one(
-    src: &SourceFile,
-    path: &Path,
-    dir: &Path,
-    context_dir: &Path,
+/// Reads a build file and its includes.
+#[derive(Default)]
+struct Loader {
     fixed_context: bool,
-    files: &mut Vec<FileInput>,
-    seen: &mut Vec<PathBuf>,
-) -> bool {
-    seen.push(fs_err::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
-    let (ast, diags) = crate::syntax::parse(&src.text);
-    let has_errors = diags.iter().any(Diagnostic::is_error);
-    if !diags.is_empty() {
-        output::print_report(&Report::new(src.clone(), diags));
-    }
-    let Some(ast) = ast else { return false };
-    let includes = ast.includes.clone();
-    files.push(FileInput { source: src.clone(), ast, context_dir: context_dir.to_owned() });
-    let mut ok = !has_errors;
-    for inc in includes {
-        let pattern = dir.join(&inc.value);
-        let matches: Vec<PathBuf> = glob_paths(&pattern);
-        if matches.is_empty() {
-            let d = Diagnostic::error(
-                "include-not-found",
-                format!("`{}` matches no file", inc.value),
-                inc.span,
-                "nothing to include",
-            )
-            .with_help("include paths are relative to the including file's folder");
-            output::print_report(&Report::new(src.clone(), vec![d]));
-            ok = false;
-            continue;
+    files: Vec<FileInput>,
+    seen: Vec<PathBuf>,
+    /// Every file was read and parsed to a syntax tree and every include found: the errors
+    /// are in single nodes, which the parser dropped.
+    whole: bool,
+    /// Where the parse errors are, by index in `files`.
+    error_spans: Vec<(usize, miette::SourceSpan)>,
+}
+
+impl Loader {
+    /// Loads one file and, recursively, its includes; false when anything was wrong (the
+    /// diagnostics are printed).
+    fn load(&mut self, src: &SourceFile, path: &Path, dir: &Path, context_dir: &Path) -> bool {
+        if self.seen.is_empty() {
+            self.whole = true;
         }
-        for m in matches {
-            let canon = fs_err::canonicalize(&m).unwrap_or_else(|_| m.clone());
-            if seen.contains(&canon) {
+        self.seen.push(fs_err::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+        let (ast, diags) = crate::syntax::parse(&src.text);
+        let has_errors = diags.iter().any(Diagnostic::is_error);
+        let index = self.files.len();
+        self.error_spans.extend(diags.iter().filter(|d| d.is_error()).map(|d| (index, d.span)));
+        if !diags.is_empty() {
+            output::print_report(&Report::new(src.clone(), diags));
+        }
+        let Some(ast) = ast else {
+            self.whole = false;
+            return false;
+        };
+        let includes = ast.includes.clone();
+        self.files.push(FileInput {
+            source: src.clone(),
+            ast,
+            context_dir: context_dir.to_owned(),
+        });
+        let mut ok = !has_errors;
+        for inc in includes {
+            let pattern = dir.join(&inc.value);
+            let matches: Vec<PathBuf> = glob_paths(&pattern);
+            if matches.is_empty() {
+                let d = Diagnostic::error(
+                    "include-not-found",
+                    format!("`{}` matches no file", inc.value),
+                    inc.span,
+                    "nothing to include",
+                )
+                .with_help("include paths are relative to the including file's folder");
+                output::print_report(&Report::new(src.clone(), vec![d]));
+                self.whole = false;
+                ok = false;
                 continue;
             }
-            let text = match fs_err::read_to_string(&m) {
-                Ok(t) => t,
-                Err(e) => {
-                    output::print_error(&e, None, output::stderr_color());
-                    ok = false;
+            for m in matches {
+                let canon = fs_err::canonicalize(&m).unwrap_or_else(|_| m.clone());
+                if self.seen.contains(&canon) {
                     continue;
                 }
-            };
-            let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            // An included file's paths resolve from its own folder.
-            let ctx = if fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
-            ok &= load_one(
-                &SourceFile::new(m.display().to_string(), text),
-                &m,
-                &sub_dir,
-                &ctx,
-                fixed_context,
-                files,
-                seen,
-            );
+                let text = match fs_err::read_to_string(&m) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        output::print_error(&e, None, output::stderr_color());
+                        self.whole = false;
+                        ok = false;
+                        continue;
+                    }
+                };
+                let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                // An included file's paths resolve from its own folder.
+                let ctx = if self.fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
+                ok &=
+                    self.load(&SourceFile::new(m.display().to_string(), text), &m, &sub_dir, &ctx);
+            }
         }
+        ok
     }
-    ok
+
+    /// Whether every file's parse errors leave it whole enough to plan.
+    fn errors_inside_stages(&self) -> bool {
+        self.files.iter().enumerate().all(|(i, f)| {
+            let errors: Vec<miette::SourceSpan> =
+                self.error_spans.iter().filter(|(fi, _)| *fi == i).map(|(_, e)| *e).collect();
+            crate::syntax::errors_are_contained(&f.ast, &errors)
+        })
+    }
+
+    /// After parse errors in single nodes, plans what is left so that one run reports every
+    /// independent problem (a misspelt node does not hide a bad port or an unknown stage
+    /// elsewhere). Problems where the parser already reported one are left out; nothing but
+    /// the planner's diagnostics comes of it.
+    fn report_plan_problems(&self, args: &FileArgs) {
+        if !self.whole || self.files.is_empty() || !self.errors_inside_stages() {
+            return;
+        }
+        let Ok(store) = open_store(args) else { return };
+        let Ok(resolver) = CliResolver::new(&self.files, &store, args) else { return };
+        let request = crate::plan::PlanRequest {
+            args: args.args.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect(),
+            targets: args.targets.clone(),
+        };
+        let Err(diags) = crate::plan::plan(&self.files, &request, &resolver) else { return };
+        let overlaps = |file: usize, span: miette::SourceSpan| {
+            self.error_spans.iter().any(|(f, e)| {
+                *f == file
+                    && span.offset() < e.offset() + e.len().max(1)
+                    && e.offset() < span.offset() + span.len().max(1)
+            })
+        };
+        let fresh: Vec<FileDiagnostic> =
+            diags.into_iter().filter(|d| !overlaps(d.file, d.diagnostic.span)).collect();
+        print_plan_errors(&self.files, fresh);
+    }
 }
 
 /// Expands a path that may hold `*`/`?` in its components (sorted results).
@@ -184,8 +318,13 @@ pub(super) fn plan_files(
     resolver: &CliResolver<'_>,
     args: &FileArgs,
 ) -> Result<crate::plan::Plan, Failure> {
+    // `--build-arg NAME` without a value takes it from the environment, and an unset one is
+    // dropped (the arg keeps its default), as `docker build` does.
+    let values: Vec<(String, String)> =
+        args.args.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
+    warn_undeclared_args(files, args.args.iter().map(|(k, _)| k.as_str()));
     let request = crate::plan::PlanRequest {
-        args: args.args.iter().cloned().collect(),
+        args: values.into_iter().collect(),
         targets: args.targets.clone(),
     };
     let p = crate::plan::plan(files, &request, resolver).map_err(|d| {
@@ -194,6 +333,46 @@ pub(super) fn plan_files(
     })?;
     resolver.save_stat_caches();
     Ok(p)
+}
+
+/// The args stack defines itself (`BuildKit`'s platform args).
+const BUILTIN_ARGS: [&str; 8] = [
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
+
+/// Warns about `--arg NAME` for a NAME no file declares (a typo, usually), as `BuildKit` does.
+fn warn_undeclared_args<'a>(files: &[FileInput], given: impl Iterator<Item = &'a str>) {
+    let mut declared: Vec<&str> = BUILTIN_ARGS.to_vec();
+    for f in files {
+        declared.extend(f.ast.args.iter().map(|a| a.name.value.as_str()));
+        for t in &f.ast.targets {
+            declared.extend(t.steps.iter().filter_map(|s| match &s.kind {
+                crate::syntax::ast::StepKind::Arg(a) => Some(a.name.value.as_str()),
+                _ => None,
+            }));
+        }
+    }
+    let mut warned: Vec<&str> = Vec::new();
+    for name in given {
+        if declared.contains(&name) || warned.contains(&name) {
+            continue;
+        }
+        warned.push(name);
+        let hint = match crate::diag::did_you_mean(name, declared.iter().copied()) {
+            Some(s) => format!(" (did you mean `{s}`?)"),
+            None => String::new(),
+        };
+        eprintln!(
+            "warning: `--arg {name}` sets an arg the build file does not declare{hint}; it is unused"
+        );
+    }
 }
 
 /// Prints planner diagnostics, each in the file it points into.
@@ -231,6 +410,8 @@ pub(super) struct CliResolver<'a> {
     lock_path: PathBuf,
     lock_mode: LockMode,
     lock_changed: std::sync::atomic::AtomicBool,
+    /// stack's own paths, kept out of every context (see `Context::reserve`).
+    reserved: Vec<(PathBuf, &'static str)>,
 }
 
 impl<'a> CliResolver<'a> {
@@ -270,7 +451,18 @@ impl<'a> CliResolver<'a> {
             lock_path,
             lock_mode: mode,
             lock_changed: std::sync::atomic::AtomicBool::new(false),
+            // The default output folder is reserved even when `--out` points elsewhere: what a
+            // folder of that name holds is an earlier build's output, not a source.
+            reserved: vec![
+                (PathBuf::from(DEFAULT_OUT), "output"),
+                (store.root().to_owned(), "store"),
+            ],
         })
+    }
+
+    /// Keeps this build's output (a layout folder or an archive) out of every context.
+    pub(super) fn reserve_output(&mut self, out: &Path) {
+        self.reserved.push((out.to_owned(), "output"));
     }
 
     /// Writes `stack.lock` when resolving pinned something new (or on `stack lock`).
@@ -342,6 +534,14 @@ impl<'a> CliResolver<'a> {
             return Ok(Arc::clone(c));
         }
         let mut c = Context::open(&self.files[file].context_dir)?;
+        for (path, what) in &self.reserved {
+            c.reserve(path, what);
+        }
+        // An earlier build run from the context's folder left its output there.
+        let earlier = c.root.join(DEFAULT_OUT);
+        if earlier.join("oci-layout").is_file() {
+            c.reserve(&earlier, "output");
+        }
         c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
             &self.store.stat_cache_path(&c.root),
         ));
@@ -436,13 +636,13 @@ impl Resolver for CliResolver<'_> {
 
 pub(crate) use crate::diag::error_chain;
 
+/// Where `stack build` writes its images unless `--out` says otherwise (relative to the
+/// current folder).
+pub(super) const DEFAULT_OUT: &str = "stack-out";
+
 /// `stack.lock` sits next to the build file (or Dockerfile).
 fn lock_path(args: &FileArgs) -> PathBuf {
-    let file = args
-        .dockerfile
-        .clone()
-        .or_else(|| args.file.clone())
-        .unwrap_or_else(|| PathBuf::from("stack.kdl"));
+    let file = locate(args).map_or_else(|_| PathBuf::from("stack.kdl"), |l| l.path);
     file.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("stack.lock"), |d| d.join("stack.lock"))

@@ -11,6 +11,7 @@ mod cache;
 mod check;
 mod graph;
 mod import;
+mod inspect;
 mod load;
 mod lock;
 mod login;
@@ -65,6 +66,8 @@ pub fn main() -> ExitCode {
         args::Command::Import(a) => import::run(&a),
         args::Command::Lock(a) => lock::run(&a),
         args::Command::Login(a) => login::run(&a),
+        args::Command::Images(a) => inspect::images(&a),
+        args::Command::Inspect(a) => inspect::inspect(&a),
         args::Command::Push(a) => push_cmd(&a),
         args::Command::Cache(c) => cache::run(&c),
     };

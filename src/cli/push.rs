@@ -6,7 +6,7 @@ use std::path::Path;
 use super::load::error_chain;
 use super::{Failure, fail};
 use crate::exec::BuiltImage;
-use crate::oci::image::{Index, Manifest, OCI_MANIFEST, REF_NAME};
+use crate::oci::image::{Manifest, OCI_MANIFEST};
 use crate::registry::{Client, PushOptions, Reference};
 use crate::store::Store;
 
@@ -83,20 +83,8 @@ pub(super) fn push_from_layout(
     name: &str,
     target: &str,
 ) -> Result<(), Failure> {
-    let index_path = layout.join("index.json");
-    let index: Index = serde_json::from_slice(&fs_err::read(&index_path)?)
-        .map_err(|e| fail(format!("`{}` is not an OCI index: {e}", index_path.display()), None))?;
-    let desc = index
-        .manifests
-        .iter()
-        .find(|m| m.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == name))
-        .ok_or_else(|| {
-            fail(
-                format!("`{}` has no image named `{name}`", layout.display()),
-                Some("build it first, or pass the layout with `--from`"),
-            )
-        })?
-        .clone();
+    // The error for a missing name lists the names the layout holds.
+    let desc = super::inspect::Layout::open(layout)?.find(name)?;
     let import = |d: &crate::oci::image::Descriptor| -> Result<(), Failure> {
         let path = layout.join("blobs/sha256").join(d.digest.hex());
         let mut f = fs_err::File::open(&path)?;

@@ -75,6 +75,10 @@ pub enum SelectError {
     NotFound { source_path: String, excluded: bool },
     #[error("`{source_path}` is not a valid pattern: {reason}")]
     BadPattern { source_path: String, reason: String },
+    #[error(
+        "`{source_path}` is in stack's {what} `{path}`, which is never part of the build context"
+    )]
+    Reserved { source_path: String, what: &'static str, path: String },
     #[error(transparent)]
     Context(#[from] ContextError),
 }
@@ -86,6 +90,10 @@ pub struct Context {
     pub ignore: IgnoreRules,
     /// Hashes of unchanged files from earlier builds.
     pub stat_cache: std::sync::Arc<statcache::StatCache>,
+    /// stack's own folders and files inside the context (the output, the store), relative to
+    /// the root, with what they are: never selected, whatever the ignore file says, so a build
+    /// never copies its earlier output into an image (and its key stays the same).
+    reserved: Vec<(String, &'static str)>,
 }
 
 impl Context {
@@ -106,7 +114,34 @@ impl Context {
                 break;
             }
         }
-        Ok(Self { root, ignore, stat_cache: std::sync::Arc::default() })
+        Ok(Self { root, ignore, stat_cache: std::sync::Arc::default(), reserved: Vec::new() })
+    }
+
+    /// Keeps `path` (which need not exist yet), one of stack's own folders or files, out of
+    /// every selection when it lies inside the context. `what` names it in messages.
+    pub fn reserve(&mut self, path: &Path, what: &'static str) {
+        if let Some(rel) = inside(&self.root, path)
+            && !rel.is_empty()
+            && !self.reserved.iter().any(|(r, _)| *r == rel)
+        {
+            self.reserved.push((rel, what));
+        }
+    }
+
+    /// The reserved path `rel` (context-relative, normalised) is, or lies below.
+    fn reserved_at(&self, rel: &str) -> Option<&(String, &'static str)> {
+        self.reserved.iter().find(|(r, _)| {
+            rel.strip_prefix(r.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    fn reserved_error(&self, source: &str, rel: &str) -> Option<SelectError> {
+        self.reserved_at(rel).map(|(r, what)| SelectError::Reserved {
+            source_path: source.to_owned(),
+            what,
+            path: r.clone(),
+        })
     }
 
     /// Selects and hashes what one `copy` source names: a path, or a glob.
@@ -135,6 +170,9 @@ impl Context {
     }
 
     fn select_path(&self, source: &str, rel: &str) -> Result<Selected, SelectError> {
+        if let Some(e) = self.reserved_error(source, rel) {
+            return Err(e);
+        }
         if !rel.is_empty() && self.ignore.is_excluded(rel) {
             return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: true });
         }
@@ -142,6 +180,9 @@ impl Context {
             source_path: source.to_owned(),
             excluded: false,
         })?;
+        if let Some(e) = self.reserved_error(source, &resolved) {
+            return Err(e);
+        }
         let abs = self.root.join(&resolved);
         let meta = fs_err::metadata(&abs).map_err(|_| SelectError::NotFound {
             source_path: source.to_owned(),
@@ -183,7 +224,10 @@ impl Context {
         {
             let entry = entry.map_err(|e| walk_error(&start_abs, e))?;
             let path = relative(&self.root, entry.path());
-            if glob.is_match(&path) && !self.ignore.is_excluded(&path) {
+            if glob.is_match(&path)
+                && !self.ignore.is_excluded(&path)
+                && self.reserved_at(&path).is_none()
+            {
                 matches.push(path);
             }
         }
@@ -211,8 +255,18 @@ impl Context {
         let root_len = self.root.as_os_str().len() + 1;
         let dir_len = dir_abs.as_os_str().len() + 1;
         let check_ignore = !self.ignore.is_empty();
+        let check_reserved = !self.reserved.is_empty();
         while let Some(entry) = it.next() {
             let entry = entry.map_err(|e| walk_error(&dir_abs, e))?;
+            if check_reserved {
+                let ctx_rel = tail(entry.path(), root_len);
+                if self.reserved_at(&ctx_rel).is_some() {
+                    if entry.file_type().is_dir() {
+                        it.skip_current_dir();
+                    }
+                    continue;
+                }
+            }
             if check_ignore {
                 let ctx_rel = tail(entry.path(), root_len);
                 if self.ignore.is_excluded(&ctx_rel) {
@@ -304,6 +358,24 @@ fn tail(path: &Path, skip: usize) -> String {
     String::from_utf8_lossy(bytes.get(skip..).unwrap_or_default()).into_owned()
 }
 
+/// `path` relative to the (canonical) `root` when it lies inside it. `path` may not exist yet:
+/// its longest existing ancestor is canonicalised and the rest appended.
+fn inside(root: &Path, path: &Path) -> Option<String> {
+    let abs = std::path::absolute(path).ok()?;
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    let canonical = loop {
+        if let Ok(c) = fs_err::canonicalize(existing) {
+            break c;
+        }
+        rest.push(existing.file_name()?);
+        existing = existing.parent()?;
+    };
+    let full = rest.iter().rev().fold(canonical, |p, c| p.join(c));
+    let rel = full.strip_prefix(root).ok()?;
+    normalize(&rel.to_string_lossy())
+}
+
 fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
 }
@@ -371,6 +443,24 @@ mod tests {
         let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".dockerignore", "a/keep.txt"]);
         assert!(matches!(c.select("b.md", &[]), Err(SelectError::NotFound { excluded: true, .. })));
+    }
+
+    #[test]
+    fn reserved_paths_are_never_selected() {
+        let (d, mut c) =
+            ctx(&[("app.txt", "a"), ("stack-out/index.json", "{}")], Some("!stack-out\n"));
+        c.reserve(&d.path().join("stack-out"), "output");
+        // A path that does not exist yet is reserved too (the first build's output).
+        c.reserve(&d.path().join("later/out.tar"), "output");
+        c.reserve(Path::new("/elsewhere/store"), "store");
+        let s = c.select(".", &[]).unwrap();
+        let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, [".dockerignore", "app.txt"]);
+        assert!(matches!(c.select("stack-out/index.json", &[]), Err(SelectError::Reserved { .. })));
+        assert!(matches!(c.select("later/out.tar", &[]), Err(SelectError::Reserved { .. })));
+        assert_eq!(c.select("stack-*", &[]).map(|s| s.len()).ok(), None);
+        std::os::unix::fs::symlink("stack-out", d.path().join("link")).unwrap();
+        assert!(matches!(c.select("link", &[]), Err(SelectError::Reserved { .. })));
     }
 
     #[test]

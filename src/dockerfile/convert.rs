@@ -91,6 +91,11 @@ impl Converter<'_> {
             .clone()
             .or_else(|| self.stages[target].name.clone())
             .unwrap_or_else(|| "app".to_string());
+        // A name chosen from outside (a tag, a folder) must not clash with another stage's.
+        let mut image_name = image_name;
+        while self.stages.iter().enumerate().any(|(i, s)| i != target && s.emitted == image_name) {
+            image_name.push_str("-image");
+        }
         self.stages[target].emitted = image_name;
 
         self.out.push_str("stack version=1\n");
@@ -819,10 +824,10 @@ impl Converter<'_> {
             if let Some(v) = &chown {
                 let _ = write!(s, " chown={}", string(v));
             }
-            // Only an expanding heredoc with a reference (or an escaped `$${`) needs stack to
-            // expand the content; any other content is written as it is.
-            if doc.expand && content.contains("${") {
-                s.push_str(" expand=#true");
+            // stack expands `file` content by default: a heredoc BuildKit does not expand
+            // (`<<"EOF"`) and that holds `${` is written as it is.
+            if !doc.expand && content.contains("${") {
+                s.push_str(" expand=#false");
             }
             let _ = write!(s, " {}", Self::string_at(&content, STEP));
             self.line(&s);

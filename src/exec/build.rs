@@ -261,10 +261,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let history_key = super::explain::history_key(plan, node);
     let previous = super::explain::load(store, &history_key);
     let remember = || super::explain::save(store, &history_key, n, previous.as_ref());
-    if !bypass
-        && let Some(rec) = store.get_record::<StepRecord>("step", &n.key)?
-        && rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))
-    {
+    if !bypass && let Some(rec) = cached_layer(store, &n.key, opts.compression)? {
         remember();
         events(Event::Reused { node });
         counters.lock().expect("no panics while locked").1 += 1;
@@ -311,13 +308,17 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let layer = if entries.is_empty() {
         None
     } else {
-        let last_time = previous_layer(store, previous.as_ref());
+        let last_time = previous_layer(store, previous.as_ref(), opts.compression);
         Some(
             layers::write_layer(store, &entries, opts.epoch, opts.compression, last_time.as_ref())
                 .map_err(lerr)?,
         )
     };
-    store.put_record("step", &n.key, &StepRecord { layer: layer.clone() })?;
+    store.put_record(
+        "step",
+        &record_key(&n.key, opts.compression),
+        &StepRecord { layer: layer.clone() },
+    )?;
     remember();
     events(Event::Finished {
         node,
@@ -330,21 +331,85 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     Ok(layers)
 }
 
-/// The layer this step produced the last time it was built, if the store still has it.
-fn previous_layer(store: &Store, previous: Option<&super::explain::History>) -> Option<LayerRef> {
+/// The layer this step produced the last time it was built with this compression, if the
+/// store still has it.
+fn previous_layer(
+    store: &Store,
+    previous: Option<&super::explain::History>,
+    compression: Compression,
+) -> Option<LayerRef> {
     let key = crate::digest::Digest::from_hex(previous?.key())?;
-    let rec = store.get_record::<StepRecord>("step", &key).ok()??;
+    let rec = store.get_record::<StepRecord>("step", &record_key(&key, compression)).ok()??;
     rec.layer.filter(|l| store.has_blob(&l.blob.digest))
 }
 
-/// Stores the outcome of a layer step (used by the run executor too).
+/// Where the record of a step built with `compression` is stored. A step's key says what the
+/// layer holds, not how it is compressed, so each compression has its own record: a build
+/// must never return a layer blob of another compression than it was asked for (the digest
+/// would then depend on what the store has seen). gzip keeps the step key itself.
+fn record_key(key: &crate::digest::Digest, compression: Compression) -> crate::digest::Digest {
+    match compression {
+        Compression::Gzip => *key,
+        other => crate::digest::Digest::of(format!("{}+{}", key.to_hex(), other.name()).as_bytes()),
+    }
+}
+
+/// The compressions a step's layer may already be stored in, for re-encoding.
+const ENCODINGS: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+/// The cached result of a step in `compression`: its own record, or else the record of
+/// another compression, whose layer is then re-encoded (the tar, and so the diff id, stays the
+/// same; only the blob changes) and recorded under `compression`. `None` when the step must
+/// run.
+fn cached_layer(
+    store: &Store,
+    key: &crate::digest::Digest,
+    compression: Compression,
+) -> Result<Option<StepRecord>, BuildError> {
+    let usable = |c: Compression| -> Result<Option<StepRecord>, StoreError> {
+        Ok(store
+            .get_record::<StepRecord>("step", &record_key(key, c))?
+            .filter(|rec| rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))))
+    };
+    if let Some(rec) = usable(compression)? {
+        return Ok(Some(rec));
+    }
+    for other in ENCODINGS.into_iter().filter(|c| *c != compression) {
+        let Some(rec) = usable(other)? else { continue };
+        let layer = match rec.layer {
+            None => None,
+            // A blob that cannot be re-encoded (corrupt, say) is a miss: the step runs.
+            Some(l) => match layers::recompress(store, &l, compression) {
+                Ok(l) => Some(l),
+                Err(_) => continue,
+            },
+        };
+        let rec = StepRecord { layer };
+        store.put_record("step", &record_key(key, compression), &rec)?;
+        return Ok(Some(rec));
+    }
+    Ok(None)
+}
+
+/// Stores the outcome of a layer step (used by the run executor too), under the record of
+/// the layer's compression.
 pub(super) fn record(
     store: &Store,
     plan: &Plan,
     node: NodeIndex,
     layer: Option<&LayerRef>,
 ) -> Result<(), StoreError> {
-    store.put_record("step", &plan.graph[node].key, &StepRecord { layer: layer.cloned() })
+    let compression = layer.map_or(Compression::Gzip, |l| {
+        ENCODINGS
+            .into_iter()
+            .find(|c| c.media_type() == l.blob.media_type)
+            .unwrap_or(Compression::Gzip)
+    });
+    store.put_record(
+        "step",
+        &record_key(&plan.graph[node].key, compression),
+        &StepRecord { layer: layer.cloned() },
+    )
 }
 
 /// The `user` in effect at a node, found from the plan's run ops or config (for workdir).

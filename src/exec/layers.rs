@@ -44,12 +44,7 @@ pub fn materialize(store: &Store, layer: &LayerRef) -> Result<(LayerIndex, PathB
     }
     let tmp = store.temp_dir("layer-")?;
     let blob = store.open_blob(&layer.blob.digest)?;
-    let compression = match layer.blob.media_type.rsplit_once('+').map(|(_, c)| c) {
-        Some("gzip") => Compression::Gzip,
-        Some("zstd") => Compression::Zstd,
-        _ => Compression::None,
-    };
-    let mut reader = extract::decompress(blob, compression)
+    let mut reader = extract::decompress(blob, media_compression(&layer.blob.media_type))
         .map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
     let index =
         extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
@@ -463,4 +458,60 @@ pub fn write_layer(
         let _ = store.put_record("gzchunks", &chunk_table_key(&blob_digest), &table);
     }
     Ok(LayerRef { diff_id, blob: Descriptor::new(compression.media_type(), blob_digest, size) })
+}
+
+/// Re-encodes a stored layer in another compression: the blob is decompressed and compressed
+/// again, so the tar (and the diff id) stays the same and the new blob is byte for byte what
+/// building the step with `compression` gives. Fails when the tar's digest is not `diff_id`.
+pub fn recompress(
+    store: &Store,
+    layer: &LayerRef,
+    compression: Compression,
+) -> Result<LayerRef, LayerError> {
+    let read_err =
+        |source: io::Error| LayerError::Read { layer: layer.blob.digest.clone(), source };
+    let source = store.open_blob(&layer.blob.digest)?;
+    let mut reader =
+        extract::decompress(source, media_compression(&layer.blob.media_type)).map_err(read_err)?;
+    let tmp = store.temp_file()?;
+    let tmp_path = tmp.path().to_owned();
+    let werr = |source: io::Error| {
+        LayerError::Store(StoreError::Io {
+            action: "write layer to",
+            path: tmp_path.clone(),
+            source,
+        })
+    };
+    let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(werr)?);
+    let blob = HashTee { inner: file, hasher: Sha256Writer::default() };
+    let compressor = Compressor::new(compression, blob).map_err(werr)?;
+    let mut diff = HashTee { inner: compressor, hasher: Sha256Writer::default() };
+    io::copy(&mut reader, &mut diff).map_err(read_err)?;
+    let HashTee { inner: compressor, hasher: diff_hasher } = diff;
+    let (mut blob, table) = compressor.finish_with_table().map_err(werr)?;
+    blob.flush().map_err(werr)?;
+    let diff_id = diff_hasher.finish();
+    if diff_id != layer.diff_id {
+        return Err(read_err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("its tar has digest `{diff_id}`, not the recorded `{}`", layer.diff_id),
+        )));
+    }
+    let size = blob.hasher.len();
+    let blob_digest = blob.hasher.finish();
+    store.commit_blob(tmp, &blob_digest)?;
+    if let Some(table) = table {
+        // Best effort, as in `write_layer`.
+        let _ = store.put_record("gzchunks", &chunk_table_key(&blob_digest), &table);
+    }
+    Ok(LayerRef { diff_id, blob: Descriptor::new(compression.media_type(), blob_digest, size) })
+}
+
+/// The compression a layer media type names (`…+gzip`, `…+zstd`, else none).
+fn media_compression(media_type: &str) -> Compression {
+    match media_type.rsplit_once('+').map(|(_, c)| c) {
+        Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        _ => Compression::None,
+    }
 }

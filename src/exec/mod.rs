@@ -5,6 +5,7 @@ pub mod build;
 pub mod cancel;
 mod explain;
 pub mod layers;
+pub mod load;
 mod run;
 pub mod sandbox;
 mod schedule;

@@ -689,8 +689,29 @@ impl<'a> Planner<'a> {
                         Some(c) => Some(expand!(c)),
                         None => None,
                     };
-                    let content =
-                        if f.expand { expand!(&f.content) } else { f.content.value.clone() };
+                    let content = if f.expand {
+                        let scope = Scope {
+                            globals: &self.globals,
+                            stage_args: &stage_args,
+                            config: &config,
+                        };
+                        match scope.expand(&f.content, text) {
+                            Ok(x) => x,
+                            Err(mut d) => {
+                                // Scripts and configs often hold `${…}` for their own use.
+                                if d.code == "undefined-variable" {
+                                    let help = d.help.take().unwrap_or_default();
+                                    d = d.with_help(format!(
+                                        "{help}\nfile content is expanded like every value: write `$${{` for a literal `${{`, or add `expand=#false` to write the content as it is"
+                                    ));
+                                }
+                                self.error(fi, d);
+                                continue;
+                            }
+                        }
+                    } else {
+                        f.content.value.clone()
+                    };
                     let chmod = match &f.chmod {
                         Some(m) => match self.mode(fi, m) {
                             Some(m) => m,
@@ -994,6 +1015,10 @@ impl<'a> Planner<'a> {
                                 SelectError::NotFound { .. } => {
                                     ("source-not-found", "paths are relative to the build context")
                                 }
+                                SelectError::Reserved { .. } => (
+                                    "source-reserved",
+                                    "stack never copies its own output or store into an image; copy the files from elsewhere, or write the output elsewhere with `--out`",
+                                ),
                                 _ => ("context-error", "check the file's permissions"),
                             };
                             self.error(

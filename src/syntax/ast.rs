@@ -204,8 +204,8 @@ pub struct FileStep {
     pub content: Spanned<String>,
     pub chown: Option<Spanned<String>>,
     pub chmod: Option<Spanned<String>>,
-    /// `expand=#true`: `${…}` in the content is expanded like any other value (an unquoted
-    /// Dockerfile heredoc).
+    /// `${…}` in the content is expanded like any other value (the default); `expand=#false`
+    /// writes the content as it is.
     pub expand: bool,
 }
 

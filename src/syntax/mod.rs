@@ -4,6 +4,7 @@
 //! find together with whatever AST it could build.
 
 pub mod ast;
+mod hints;
 pub mod interp;
 mod parse;
 
@@ -25,4 +26,18 @@ pub fn is_git_source(s: &str) -> bool {
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("git")))
         || s.starts_with("github.com/")
+}
+
+/// Whether a tree parsed with errors at `errors` is still whole enough to plan: every error
+/// lies inside a stage or image the parser kept, and every stage starts with its `from`. A
+/// dropped `arg`, stage or `from` would make the planner report its consequences (an
+/// undefined variable, an unknown stage) as problems of their own.
+pub fn errors_are_contained(ast: &ast::BuildFile, errors: &[miette::SourceSpan]) -> bool {
+    ast.targets.iter().all(|t| t.from_step().is_some())
+        && errors.iter().all(|e| {
+            ast.targets.iter().any(|t| {
+                t.span.offset() <= e.offset()
+                    && e.offset() + e.len() <= t.span.offset() + t.span.len()
+            })
+        })
 }

@@ -95,14 +95,27 @@ impl Parser {
             Err(err) => {
                 for d in err.diagnostics {
                     let message = d.message.unwrap_or_else(|| "invalid KDL syntax".to_owned());
+                    let hint = super::hints::for_syntax_error(text, &message, d.span);
+                    let (span, label, help, related) = match hint {
+                        Some(h) => (
+                            h.span.unwrap_or_else(|| narrow_span(text, d.span)),
+                            h.label.or(d.label),
+                            Some(h.help),
+                            h.related,
+                        ),
+                        None => (narrow_span(text, d.span), d.label, d.help, None),
+                    };
                     let mut diag = Diagnostic::error(
                         "kdl-syntax",
                         message,
-                        narrow_span(text, d.span),
-                        d.label.unwrap_or_else(|| "here".to_owned()),
+                        span,
+                        label.unwrap_or_else(|| "here".to_owned()),
                     );
-                    if let Some(help) = d.help {
+                    if let Some(help) = help {
                         diag = diag.with_help(help);
+                    }
+                    if let Some((span, label)) = related {
+                        diag = diag.with_related(span, label);
                     }
                     self.error(diag);
                 }
@@ -368,7 +381,9 @@ impl Parser {
                 let content = self.string(e.args[1])?;
                 let chown = e.prop("chown").and_then(|p| self.scalar(p));
                 let chmod = e.prop("chmod").and_then(|p| self.scalar(p));
-                let expand = e.prop("expand").is_some_and(|p| self.bool(p));
+                // Expanded like every other value unless `expand=#false` says to write it as
+                // it is (a script with its own `${…}`, a quoted Dockerfile heredoc).
+                let expand = e.prop("expand").is_none_or(|p| self.bool(p));
                 StepKind::File(FileStep { path, content, chown, chmod, expand })
             }
             "arg" => StepKind::Arg(self.arg(node)?),
@@ -788,9 +803,11 @@ impl Parser {
             node.name().span(),
             "not a known node",
         );
-        d = match did_you_mean(name, known.iter().copied()) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!("expected one of {}", list(known))),
+        d = match (super::hints::continuation_help(name), did_you_mean(name, known.iter().copied()))
+        {
+            (Some(help), _) => d.with_help(help),
+            (None, Some(s)) => d.with_help(format!("did you mean `{s}`?")),
+            (None, None) => d.with_help(format!("expected one of {}", list(known))),
         };
         self.error(d);
     }

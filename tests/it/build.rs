@@ -374,30 +374,116 @@ fn every_input_of_a_step_is_in_its_key() {
     assert_eq!(build(&["--arg", "A=2"]).1, 2);
 }
 
+/// The registry base the README and the examples use; tests build them on the local busybox
+/// image instead (no internet in tests).
+const EXAMPLE_BASE: &str = "docker.io/library/busybox:1.37";
+
+/// Copies the files of `from` (recursively) into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Builds the project in `dir` (a registry base `EXAMPLE_BASE` becomes the local busybox) with
+/// `args`, then checks what it claims: its image has `/srv/www/VERSION` holding the version and
+/// the site's files, and the command it declares exists in it.
+fn build_example(dir: &Path, base: &Path, args: &[&str], version: &str) {
+    let kdl = std::fs::read_to_string(dir.join("stack.kdl")).unwrap();
+    let local = format!("oci:{}:base", base.display());
+    std::fs::write(dir.join("stack.kdl"), kdl.replace(EXAMPLE_BASE, &local)).unwrap();
+    let cache = dir.join(".cache");
+    let out = dir.join("out");
+    let mut build = vec!["build", "stack.kdl", "--out", out.to_str().unwrap()];
+    build.extend(args);
+    let o = run_stack(dir, &cache, &build);
+    assert!(o.status.success(), "{}: {}", dir.display(), stderr(&o));
+    let name = stdout(&o).split_whitespace().next().unwrap().to_owned();
+    // The summary names the image, its digest and tag.
+    let err = stderr(&o);
+    assert!(err.contains(&format!("example/{name}:{version}")), "{err}");
+    let inspect = |extra: &[&str]| {
+        let mut a = vec!["inspect", name.as_str(), "--from", out.to_str().unwrap()];
+        a.extend(extra);
+        let o = run_stack(dir, &cache, &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    let cat = |path: &str| String::from_utf8(inspect(&["--cat", path])).unwrap();
+    assert_eq!(cat("/srv/www/VERSION"), format!("{version}\n"));
+    assert_eq!(cat("/srv/www/index.html"), "<h1>hello from stack</h1>\n");
+    let config: serde_json::Value = serde_json::from_slice(&inspect(&["--json"])).unwrap();
+    let files: serde_json::Value =
+        serde_json::from_slice(&inspect(&["--files", "--json"])).unwrap();
+    if let Some(cmd) = config["config"]["config"]["Cmd"][0].as_str() {
+        let program = if cmd.starts_with('/') { cmd.to_owned() } else { format!("/bin/{cmd}") };
+        assert!(
+            files.as_array().unwrap().iter().any(|f| f["path"] == program.as_str()),
+            "{}: the command `{cmd}` is not in the image",
+            dir.display()
+        );
+    }
+}
+
 #[test]
-fn the_examples_build() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+fn the_examples_and_the_readme_build_what_they_claim() {
+    let Some(base) = busybox_base() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut built = 0;
-    for e in std::fs::read_dir(&root).unwrap().flatten() {
-        let file = e.path().join("stack.kdl");
-        if !file.exists() {
+    for e in std::fs::read_dir(root.join("examples")).unwrap().flatten() {
+        if !e.path().join("stack.kdl").exists() {
             continue;
         }
-        let out_dir = tempfile::tempdir().unwrap();
-        let out = crate::support::stack()
-            .env("STACK_CACHE_DIR", out_dir.path().join("cache"))
-            .args([
-                "build",
-                file.to_str().unwrap(),
-                "--out",
-                out_dir.path().join("out").to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        for (args, version) in [(&[][..], "1.0"), (&["--arg", "VERSION=2.5"][..], "2.5")] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_tree(&e.path(), dir.path());
+            build_example(dir.path(), &base, args, version);
+        }
         built += 1;
     }
-    assert!(built >= 1);
+    assert!(built >= 2);
+    // The README's example, with the files of examples/web.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("```kdl\n").unwrap() + 7;
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&root.join("examples/web"), dir.path());
+    std::fs::write(dir.path().join("stack.kdl"), block).unwrap();
+    build_example(dir.path(), &base, &[], "1.0");
+}
+
+/// The README's quick start, as written, works offline with stack alone.
+#[test]
+fn the_quick_start_works_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("hello-out");
+    let mut commands = 0;
+    for line in readme.lines().filter(|l| l.starts_with("cargo run --release -- ")) {
+        let line = line.split('#').next().unwrap().trim();
+        let line = line.replace("/tmp/hello-out", layout.to_str().unwrap());
+        let args: Vec<&str> = line.split_whitespace().skip(4).collect();
+        let o = crate::support::stack()
+            .current_dir(root)
+            .env("STACK_CACHE_DIR", out.path().join("cache"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "`{line}`: {}", stderr(&o));
+        if line.contains("--cat /srv/www/VERSION") {
+            assert_eq!(stdout(&o), "1.0\n");
+        }
+        commands += 1;
+    }
+    assert!(commands >= 3, "the quick start has no commands");
+    assert!(!root.join("examples/hello/stack.lock").exists(), "the quick start pinned a download");
 }
 
 #[test]
@@ -470,5 +556,104 @@ fn reusing_compressed_chunks_changes_no_byte() {
         stdout(&reused),
         stdout(&fresh),
         "a build that reuses chunks must equal a fresh one"
+    );
+}
+
+#[test]
+fn file_content_expands_like_every_value() {
+    let dir = crate::support::project(
+        r#"stack version=1
+arg NAME default="world"
+image app {
+    from "scratch"
+    env GREETING="hello"
+    file "/a" "${GREETING} ${NAME}\n"
+    file "/b" "literal $${NAME}\n"
+    file "/c" "raw ${HOME} $${NAME}\n" expand=#false
+}
+"#,
+    );
+    let cache = dir.path().join(".cache");
+    let out = run_stack(dir.path(), &cache, &["build", "--arg", "NAME=you"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cat = |path: &str| {
+        let o = run_stack(dir.path(), &cache, &["inspect", "app", "--cat", path]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(cat("/a"), "hello you\n");
+    assert_eq!(cat("/b"), "literal ${NAME}\n");
+    assert_eq!(cat("/c"), "raw ${HOME} $${NAME}\n");
+    // A name the build does not define is an error that says how to write it literally.
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            "stack version=1\nimage app {\n    from \"scratch\"\n    file \"/s\" \"echo ${HOME}\\n\"\n}\n",
+        )],
+    );
+    let o = run_stack(dir.path(), &cache, &["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = crate::support::stderr_unwrapped(&o);
+    assert!(err.contains("stack::undefined-variable") && err.contains("expand=#false"), "{err}");
+}
+
+#[test]
+fn images_and_inspect_read_the_layout() {
+    let dir = crate::support::project(
+        "stack version=1\nimage app {\n    from \"scratch\"\n    file \"/etc/app.conf\" \"x=1\\n\"\n    cmd \"/app\"\n    tag \"example/app:1.0\"\n}\n",
+    );
+    let cache = dir.path().join(".cache");
+    let out = run_stack(dir.path(), &cache, &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).split_whitespace().nth(1).unwrap().to_owned();
+    // The build's closing table.
+    let table = stderr(&out);
+    let row = table.lines().find(|l| l.starts_with("app ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(&digest) && row.contains("example/app:1.0"), "{table}");
+    let images = run_stack(dir.path(), &cache, &["images"]);
+    assert!(images.status.success(), "{}", stderr(&images));
+    let listed = stdout(&images);
+    assert!(listed.starts_with("NAMES"), "{listed}");
+    assert!(listed.contains(&format!("app, example/app:1.0  {digest}")), "{listed}");
+    let json = run_stack(dir.path(), &cache, &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["digest"], digest.as_str());
+    assert_eq!(v[0]["layers"], 1);
+    let shown = stdout(&run_stack(dir.path(), &cache, &["inspect", "example/app:1.0"]));
+    assert!(shown.contains("cmd:         [\"/app\"]"), "{shown}");
+    assert!(shown.contains("file \"/etc/app.conf\""), "{shown}");
+    let files = stdout(&run_stack(dir.path(), &cache, &["inspect", "app", "--files"]));
+    assert!(files.contains("-0644     0:0             4  /etc/app.conf"), "{files}");
+    let missing = run_stack(dir.path(), &cache, &["inspect", "nosuch"]);
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(
+        stderr(&missing).contains("the names in it: app, example/app:1.0"),
+        "{}",
+        stderr(&missing)
+    );
+    // A damaged layer is refused, not listed.
+    let v: serde_json::Value = serde_json::from_slice(
+        &run_stack(dir.path(), &cache, &["inspect", "app", "--json"]).stdout,
+    )
+    .unwrap();
+    let layer = v["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let blob = dir.path().join("stack-out/blobs/sha256").join(&layer);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes.push(0);
+    std::fs::write(&blob, bytes).unwrap();
+    let damaged = run_stack(dir.path(), &cache, &["inspect", "app", "--files"]);
+    assert_eq!(damaged.status.code(), Some(4));
+    assert!(stderr(&damaged).contains(&layer), "{}", stderr(&damaged));
+    assert!(damaged.stdout.is_empty());
+    let no_layout = run_stack(dir.path(), &cache, &["images", "--from", "nowhere"]);
+    assert!(
+        stderr(&no_layout).contains("`nowhere` is not an OCI image layout"),
+        "{}",
+        stderr(&no_layout)
     );
 }

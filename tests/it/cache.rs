@@ -159,3 +159,108 @@ fn prune_waits_for_a_running_build() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("waiting for running builds"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_output_and_the_store_never_land_in_the_context() {
+    let dir = crate::support::project(
+        "stack version=1\nimage app {\n    from \"scratch\"\n    copy \".\" to=\"/app/\"\n}\n",
+    );
+    write_files(dir.path(), &[("app.txt", "app\n")]);
+    // The store inside the context too, as `STACK_CACHE_DIR=.cache` would put it.
+    let cache = dir.path().join(".cache");
+    let first = run_stack(dir.path(), &cache, &["build"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = run_stack(dir.path(), &cache, &["build", "--explain"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stderr(&second).contains("0 step(s) run"), "{}", stderr(&second));
+    assert_eq!(stdout(&first), stdout(&second));
+    // Built from another folder, the context still leaves out the layout an earlier build
+    // wrote into it (and the step is reused).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let from_outside = run_stack(
+        elsewhere.path(),
+        &cache,
+        &["build", dir.path().join("stack.kdl").to_str().unwrap()],
+    );
+    assert!(stderr(&from_outside).contains("0 step(s) run"), "{}", stderr(&from_outside));
+    assert_eq!(stdout(&first), stdout(&from_outside));
+    // Another output inside the context (an archive): it is kept out too, on the build that
+    // writes it and on the next one.
+    for _ in 0..2 {
+        let archive = run_stack(
+            dir.path(),
+            &cache,
+            &["build", "--format", "oci-archive", "--out", "app.tar"],
+        );
+        assert!(archive.status.success(), "{}", stderr(&archive));
+        assert!(stderr(&archive).contains("0 step(s) run"), "{}", stderr(&archive));
+        assert_eq!(stdout(&first), stdout(&archive));
+    }
+    let files: Vec<String> =
+        crate::support::image_files(&dir.path().join("stack-out"), "app").into_keys().collect();
+    assert_eq!(files, ["app", "app/app.txt", "app/stack.kdl"]);
+    // Naming the output explicitly is an error that says why.
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            "stack version=1\nimage app {\n    from \"scratch\"\n    copy \"stack-out/index.json\" to=\"/\"\n}\n",
+        )],
+    );
+    let named = run_stack(dir.path(), &cache, &["check"]);
+    assert_eq!(named.status.code(), Some(1));
+    let err = crate::support::stderr_unwrapped(&named);
+    assert!(err.contains("stack::source-reserved") && err.contains("stack's output"), "{err}");
+}
+
+/// Builds with `--compression c` and returns the image digest, checking every layer the
+/// build made has that compression.
+fn build_compressed(dir: &Path, cache: &Path, c: &str) -> (String, String) {
+    let out = run_stack(dir, cache, &["build", "--compression", c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let layout = dir.join("stack-out");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&crate::support::blob(
+        &layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    // The first layer is the base's (as it was pulled); the build's own follow.
+    assert!(layers.len() >= 3, "{manifest}");
+    for l in &layers[1..] {
+        assert!(l["mediaType"].as_str().unwrap().ends_with(&format!("+{c}")), "{c}: {manifest}");
+    }
+    (stdout(&out).split_whitespace().nth(1).unwrap().to_owned(), stderr(&out))
+}
+
+#[test]
+fn compression_never_depends_on_what_the_store_has_seen() {
+    let Some(base) = busybox_base() else { return };
+    if !crate::support::sandbox_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &base);
+    // A `run` step too: its record is written by the run executor.
+    let kdl = std::fs::read_to_string(dir.path().join("stack.kdl"))
+        .unwrap()
+        .replace("    file", "    run \"echo ran > /srv/ran.txt\"\n    file");
+    write_files(dir.path(), &[("stack.kdl", &kdl)]);
+    let fresh = |c: &str| build_compressed(dir.path(), &dir.path().join(format!("fresh-{c}")), c).0;
+    let (gzip, zstd) = (fresh("gzip"), fresh("zstd"));
+    assert_ne!(gzip, zstd);
+    for order in [["gzip", "zstd", "gzip", "zstd"], ["zstd", "gzip", "zstd", "gzip"]] {
+        let cache = dir.path().join(format!("store-{}", order[0]));
+        for (i, c) in order.iter().enumerate() {
+            let (digest, err) = build_compressed(dir.path(), &cache, c);
+            let want = if *c == "gzip" { &gzip } else { &zstd };
+            assert_eq!(&digest, want, "{order:?}, build {i} ({c}) differs from a fresh store's");
+            // Only the first build runs steps; the others re-encode or reuse.
+            if i > 0 {
+                assert!(err.contains(" 0 step(s) run"), "{order:?} build {i}: {err}");
+            }
+        }
+    }
+}

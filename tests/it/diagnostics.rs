@@ -28,3 +28,16 @@ fn every_broken_file_is_reported_at_its_line() {
         insta::assert_snapshot!(name.trim_end_matches(".kdl"), text);
     }
 }
+
+#[test]
+fn check_reports_every_independent_problem_in_one_run() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/errors");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures.join("independent-problems.kdl"), dir.path().join("stack.kdl")).unwrap();
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for code in ["stack::unknown-node", "stack::invalid-port", "stack::unknown-stage"] {
+        assert_eq!(text.matches(code).count(), 1, "{code}: {text}");
+    }
+}

@@ -8,6 +8,7 @@ mod cache;
 mod diagnostics;
 mod docs;
 mod equivalence;
+mod habits;
 mod hostile;
 mod parallel;
 mod realworld;

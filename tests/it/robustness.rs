@@ -161,3 +161,55 @@ fn mutated_ignore_files_and_lock_files_never_panic() {
         let _ = stack::lockfile::Lock::parse(&text);
     }
 }
+
+/// Plans without any outside world: no images, an empty context.
+struct NoWorld;
+
+impl stack::plan::Resolver for NoWorld {
+    fn image(
+        &self,
+        reference: &str,
+        _file: usize,
+    ) -> Result<std::sync::Arc<stack::oci::local::LoadedImage>, String> {
+        Err(format!("no image `{reference}` here"))
+    }
+
+    fn select(
+        &self,
+        _file: usize,
+        source: &str,
+        _excludes: &[String],
+    ) -> Result<Vec<stack::context::Selected>, stack::context::SelectError> {
+        Err(stack::context::SelectError::NotFound {
+            source_path: source.to_owned(),
+            excluded: false,
+        })
+    }
+}
+
+/// `stack check` plans build files whose parse errors are contained in single steps (to report
+/// every independent problem): the planner must take such partial trees without panicking.
+#[test]
+fn partial_trees_with_contained_errors_plan_without_panics() {
+    let mut seeds = corpus("tests/data/errors", "kdl");
+    seeds.extend(corpus("examples", "kdl"));
+    let (mut rng, inputs) = fuzz(0x5eed_1234_abcd_0002, 3000);
+    let mut planned = 0;
+    for i in 0..inputs {
+        let seed = &seeds[i % seeds.len()];
+        let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
+        let (Some(ast), diags) = stack::syntax::parse(&text) else { continue };
+        let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).map(|d| d.span).collect();
+        if errors.is_empty() || !stack::syntax::errors_are_contained(&ast, &errors) {
+            continue;
+        }
+        let files = [stack::plan::FileInput {
+            source: stack::diag::SourceFile::new("stack.kdl", text.clone()),
+            ast,
+            context_dir: std::path::PathBuf::from("."),
+        }];
+        let _ = stack::plan::plan(&files, &stack::plan::PlanRequest::default(), &NoWorld);
+        planned += 1;
+    }
+    assert!(planned > 0, "no mutated input had contained errors");
+}

@@ -121,3 +121,62 @@ pub(crate) fn unpack(layout: &Path, name: &str, bundle: &Path) {
         .unwrap();
     assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The files of image `name` in the OCI layout `layout` (its layers applied in order, gzip or
+/// zstd), by path without the leading `/`: regular files with their content, folders and
+/// other entries with none.
+pub(crate) fn image_files(
+    layout: &Path,
+    name: &str,
+) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+    use std::io::Read;
+    let json = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&blob(layout, digest)).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("no image `{name}` in {index}"));
+    let manifest = json(entry["digest"].as_str().unwrap());
+    let mut files = std::collections::BTreeMap::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let bytes = blob(layout, layer["digest"].as_str().unwrap());
+        let tar_bytes = if layer["mediaType"].as_str().unwrap().ends_with("+zstd") {
+            zstd::decode_all(bytes.as_slice()).unwrap()
+        } else {
+            let mut v = Vec::new();
+            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_end(&mut v).unwrap();
+            v
+        };
+        let mut ar = tar::Archive::new(tar_bytes.as_slice());
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_owned();
+            let (dir, base) = path.rsplit_once('/').unwrap_or(("", &path));
+            if let Some(hidden) = base.strip_prefix(".wh.") {
+                let gone =
+                    if dir.is_empty() { hidden.to_owned() } else { format!("{dir}/{hidden}") };
+                files.retain(|k: &String, _| k != &gone && !k.starts_with(&format!("{gone}/")));
+                continue;
+            }
+            let content = if e.header().entry_type().is_file() {
+                let mut v = Vec::new();
+                e.read_to_end(&mut v).unwrap();
+                Some(v)
+            } else {
+                None
+            };
+            files.insert(path, content);
+        }
+    }
+    files
+}
+
+/// The bytes of a blob of an OCI layout.
+pub(crate) fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+}
