@@ -78,6 +78,16 @@ pub(crate) const DEFAULT_CAPS: [u32; 14] = [
     31, // SETFCAP
 ];
 
+/// `CAP_NET_RAW`: raw and packet sockets.
+const CAP_NET_RAW: u32 = 13;
+
+/// The capabilities a root command keeps: Docker's set, but on the host's network without
+/// `CAP_NET_RAW`, which would let a step open packet sockets and capture the host's traffic
+/// (Docker keeps it only inside a network namespace of the container's own).
+fn kept_caps(network: Network) -> Vec<u32> {
+    DEFAULT_CAPS.into_iter().filter(|c| network != Network::Host || *c != CAP_NET_RAW).collect()
+}
+
 impl Plan<'_> {
     pub(crate) fn scratch(&self) -> &Path {
         &self.spec.scratch_dir
@@ -605,7 +615,7 @@ pub(crate) fn drop_privileges(
         Ids::OwnNamespace => false,
     };
     if plan.ids != Ids::OwnNamespace {
-        sys.drop_bounding_caps(&DEFAULT_CAPS).step("capabilities")?;
+        sys.drop_bounding_caps(&kept_caps(plan.spec.network)).step("capabilities")?;
     }
     // `stack` ignores SIGPIPE (as every Rust program does) and blocks signals in PID 1;
     // ignored dispositions survive `exec`, and `yes | head` would then never end.

@@ -594,6 +594,31 @@ mod real {
     }
 
     #[test]
+    fn on_the_host_network_a_step_cannot_open_packet_sockets() {
+        if !sandbox_available() {
+            return;
+        }
+        let fx = fixture();
+        // Bit 13 of the bounding set is CAP_NET_RAW.
+        let script = "bnd=$(grep CapBnd /proc/self/status | cut -f2); \
+                      echo $(( (0x$bnd >> 13) & 1 ))";
+        let mut spec = fx.spec(script);
+        spec.network = Network::Host;
+        let (_o, out) = go(&spec);
+        let own_namespace = !rustix::process::geteuid().is_root();
+        // A rootless helper without subordinate ids keeps every capability of its own user
+        // namespace, whose network capabilities reach only namespaces it owns.
+        if !own_namespace {
+            assert_eq!(out, "0\n", "CAP_NET_RAW kept on the host network");
+        }
+        let spec = fx.spec(script);
+        let (_o, out) = go(&spec);
+        if !own_namespace {
+            assert_eq!(out, "1\n", "CAP_NET_RAW dropped in a private network");
+        }
+    }
+
+    #[test]
     fn the_paths_runc_masks_are_masked() {
         if !sandbox_available() {
             return;
