@@ -196,6 +196,7 @@ pub(super) fn run_step(
             }
         }
     }
+    let (network, slirp4netns) = step_network(op.network).map_err(|m| fail(m, Vec::new()))?;
     let spec = SandboxSpec {
         lower_dirs,
         scratch_dir: scratch.path().to_owned(),
@@ -204,11 +205,8 @@ pub(super) fn run_step(
         cwd: op.cwd.clone(),
         user: UserSpec(op.user.clone()),
         hostname: "stack".into(),
-        network: if op.network == Network::None {
-            SandboxNetwork::None
-        } else {
-            SandboxNetwork::Host
-        },
+        network,
+        slirp4netns,
         mounts,
         root_mode: RootMode::Auto,
     };
@@ -258,6 +256,33 @@ pub(super) fn run_step(
     let mut layers = parent.to_vec();
     layers.extend(layer);
     Ok(layers)
+}
+
+/// The sandbox network for a step's `network` setting: the default is a private network
+/// namespace reaching the world through slirp4netns; `host` must be asked for.
+fn step_network(network: Network) -> Result<(SandboxNetwork, Option<PathBuf>), String> {
+    match network {
+        Network::None => Ok((SandboxNetwork::None, None)),
+        Network::Host => Ok((SandboxNetwork::Host, None)),
+        Network::Default => {
+            let slirp = find_program("slirp4netns").ok_or_else(|| {
+                "the default network of a `run` step is a private network namespace, which \
+                 needs `slirp4netns` (Debian/Ubuntu: apt-get install slirp4netns); or give the \
+                 step `network \"host\"` (its network is then the host's) or `network \"none\"`"
+                    .to_owned()
+            })?;
+            Ok((SandboxNetwork::Private, Some(slirp)))
+        }
+    }
+}
+
+/// The first executable `name` on `PATH` (or in the usual system folders).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// The context folder of build file `file`, absolute: the sandbox resolves bind sources from

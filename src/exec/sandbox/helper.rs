@@ -91,7 +91,16 @@ fn run(spec: &SandboxSpec) -> Result<WireOutcome, WireError> {
         host_gid: sys::getgid(),
     };
     let mut real = RealSys;
+    let slirp = match (spec.network, &spec.slirp4netns) {
+        (super::Network::Private, Some(program)) => Some(Slirp::prepare(program, &plan)?),
+        (super::Network::Private, None) => {
+            return Err(sys_err("slirp4netns", SysError::new("exec", "slirp4netns", libc::ENOENT)));
+        }
+        _ => None,
+    };
     setup::enter_namespaces(&mut real, &plan).map_err(WireError::Setup)?;
+    // Held until the helper exits: slirp4netns ends when this pipe closes.
+    let _slirp_exit = slirp.map(Slirp::attach).transpose()?;
     // The copy fallback builds its root in the user namespace, so owners map like overlay's.
     let snapshot = if plan.copy_root {
         let root = spec.scratch_dir.join("root");
@@ -178,6 +187,86 @@ fn overlay_usable(lowers: usize) -> bool {
 
 fn sys_err(step: &str, error: SysError) -> WireError {
     WireError::Setup(SetupError::Sys { step: step.to_owned(), error })
+}
+
+/// `slirp4netns`, forked before the helper enters its namespaces so that it stays in the
+/// caller's network namespace (the one that reaches the world), started once the step's
+/// network namespace exists, and stopped by the closing of a pipe the helper holds.
+struct Slirp {
+    /// Writing to it tells the waiting child to exec slirp4netns.
+    go: i32,
+    /// slirp4netns writes a byte here once the namespace's interface is configured.
+    ready: i32,
+    /// slirp4netns exits when this closes (the helper holds it until it exits).
+    exit: i32,
+    /// slirp4netns's messages, read when it fails.
+    messages: i32,
+}
+
+impl Slirp {
+    /// Forks the child that will become slirp4netns; it waits for [`Slirp::attach`].
+    fn prepare(program: &std::path::Path, plan: &Plan<'_>) -> Result<Slirp, WireError> {
+        let (go_r, go_w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
+        let (ready_r, ready_w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
+        let (exit_r, exit_w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
+        let (msg_r, msg_w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
+        let helper = sys::getpid();
+        // The helper is single-threaded here (see `main`), so forking is sound.
+        match sys::fork().map_err(|e| sys_err("fork", e))? {
+            Forked::Child => {
+                for fd in [go_w, ready_r, exit_w, msg_r, RESULT_FD, OUTPUT_FD] {
+                    sys::close(fd);
+                }
+                let _ = sys::dup2(msg_w, 1);
+                let _ = sys::dup2(msg_w, 2);
+                if sys::read_byte(go_r).is_none() {
+                    sys::exit_now(1);
+                }
+                sys::clear_cloexec(ready_w);
+                sys::clear_cloexec(exit_r);
+                let mut argv = vec![
+                    "slirp4netns".to_owned(),
+                    "--configure".to_owned(),
+                    "--mtu=65520".to_owned(),
+                    "--disable-host-loopback".to_owned(),
+                    format!("--ready-fd={ready_w}"),
+                    format!("--exit-fd={exit_r}"),
+                    "--netns-type=path".to_owned(),
+                ];
+                if plan.ids == Ids::OwnNamespace {
+                    argv.push(format!("--userns-path=/proc/{helper}/ns/user"));
+                }
+                argv.push(format!("/proc/{helper}/ns/net"));
+                argv.push("tap0".to_owned());
+                let env = [("PATH".to_owned(), "/usr/sbin:/usr/bin:/sbin:/bin".to_owned())];
+                sys::execve(program, &argv, &env);
+                sys::exit_now(127)
+            }
+            Forked::Parent(_) => {}
+        }
+        for fd in [go_r, ready_w, exit_r, msg_w] {
+            sys::close(fd);
+        }
+        Ok(Slirp { go: go_w, ready: ready_r, exit: exit_w, messages: msg_r })
+    }
+
+    /// Starts slirp4netns on the helper's (new) network namespace and waits until it is
+    /// configured. Returns the fds to hold until the helper exits (closing the first stops it).
+    fn attach(self) -> Result<(i32, i32), WireError> {
+        sys::write_all(self.go, b"1");
+        sys::close(self.go);
+        let ready = sys::read_byte(self.ready);
+        sys::close(self.ready);
+        if ready.is_none() {
+            sys::close(self.exit);
+            let text = sys::read_to_end(self.messages);
+            let message = String::from_utf8_lossy(&text).trim().replace('\n', "; ");
+            return Err(WireError::Network { message });
+        }
+        // The messages pipe stays open with the helper (closing it would kill slirp4netns
+        // with SIGPIPE at its next message); slirp4netns writes little once it runs.
+        Ok((self.exit, self.messages))
+    }
 }
 
 /// PID 1 of the sandbox: builds the root, starts the command, forwards signals, reaps.

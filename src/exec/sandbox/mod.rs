@@ -73,6 +73,9 @@ pub struct SandboxSpec {
     pub user: UserSpec,
     pub hostname: String,
     pub network: Network,
+    /// The `slirp4netns` program for [`Network::Private`].
+    #[serde(default)]
+    pub slirp4netns: Option<PathBuf>,
     pub mounts: Vec<Mount>,
     /// How the root is assembled; `Auto` uses overlay when it can.
     #[serde(default)]
@@ -102,7 +105,15 @@ pub enum Network {
     None,
     /// The host's network, with generated `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
     Host,
+    /// A network namespace of its own that reaches the outside world through `slirp4netns`
+    /// (a user-mode TCP/IP stack, as rootless podman and `BuildKit` use), never the host's
+    /// loopback, abstract sockets or interfaces; generated files as for `Host`, with
+    /// slirp's DNS forwarder as the name server.
+    Private,
 }
+
+/// The addresses slirp4netns gives a namespace: its DNS forwarder.
+pub(crate) const SLIRP_DNS: &str = "10.0.2.3";
 
 /// An extra mount for the duration of a step; none of them shows up in the changes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -236,6 +247,12 @@ fn remove_tree(path: &Path) {
 pub enum SandboxError {
     #[error("the step was cancelled")]
     Cancelled,
+    #[error(
+        "the step's private network could not be set up: slirp4netns said `{message}` (it needs \
+         read-write access to /dev/net/tun, mode 0666 on most systems; or give the step \
+         `network \"host\"` or `network \"none\"`)"
+    )]
+    Network { message: String },
     #[error("cannot prepare the scratch dir `{}`", path.display())]
     Scratch { path: PathBuf, source: std::io::Error },
     #[error("cannot start the sandbox helper `{}`", exe.display())]
@@ -267,6 +284,7 @@ pub(crate) enum WireError {
     Exec { argv0: String, errno: i32 },
     Diff { path: String, errno: i32, message: String },
     Protocol { what: String, message: String },
+    Network { message: String },
 }
 
 impl From<WireError> for SandboxError {
@@ -296,6 +314,7 @@ impl From<WireError> for SandboxError {
                 source: if errno == 0 { std::io::Error::other(message) } else { os(errno) },
             },
             WireError::Protocol { what, message } => SandboxError::Protocol { what, message },
+            WireError::Network { message } => SandboxError::Network { message },
         }
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn enter_namespaces(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResul
         pid: true,
         ipc: true,
         uts: true,
-        net: plan.spec.network == Network::None,
+        net: plan.spec.network != Network::Host,
         ..Namespaces::default()
     })
     .step("namespaces")
@@ -440,7 +440,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         .step("/dev/shm")?;
 
     // /sys, read-only: a fresh sysfs needs a network namespace of our own.
-    let sysfs = if spec.network == Network::None || !plan.userns() {
+    let sysfs = if spec.network != Network::Host || !plan.userns() {
         fs_mount(sys, &root, "sys", "sysfs", nse | MountFlags::RDONLY, None, &mut stubs)?
     } else {
         Err(SysError::new("mount", "sys", libc::EPERM))
@@ -451,8 +451,12 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     mask_paths(sys, &root, &mut stubs)?;
 
     // Generated network files, only when the network is on.
-    if spec.network == Network::Host {
-        let resolv = sys.read_file(Path::new("/etc/resolv.conf")).unwrap_or_default();
+    if spec.network != Network::None {
+        let resolv = if spec.network == Network::Private {
+            format!("nameserver {}\n", super::SLIRP_DNS).into_bytes()
+        } else {
+            sys.read_file(Path::new("/etc/resolv.conf")).unwrap_or_default()
+        };
         let hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
             spec.hostname
@@ -536,7 +540,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     sys.umount_detach(Path::new(".")).step("detach the old root")?;
     sys.chdir(Path::new("/")).step("pivot_root")?;
     sys.sethostname(&spec.hostname).step("hostname")?;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         sys.loopback_up().step("loopback interface")?;
     }
     Ok(stubs)

@@ -641,6 +641,25 @@ pub(crate) fn dup2(from: i32, to: i32) -> SysResult<()> {
     check("dup2", to, rc)
 }
 
+/// Lets `fd` survive `exec` (for the fds a child program is told about).
+pub(crate) fn clear_cloexec(fd: i32) {
+    // SAFETY: fcntl with integer arguments only.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+}
+
+/// Reads one byte; `None` at end of file or on error.
+pub(crate) fn read_byte(fd: i32) -> Option<u8> {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: `b` is a valid writable buffer of one byte.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return (n == 1).then_some(b[0]);
+    }
+}
+
 pub(crate) fn set_cloexec(fd: i32) {
     // SAFETY: fcntl with integer arguments only.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };

@@ -69,6 +69,7 @@ fn sample_spec() -> SandboxSpec {
             },
         ],
         root_mode: RootMode::Auto,
+        slirp4netns: None,
     }
 }
 
@@ -245,6 +246,7 @@ mod real {
                 network: Network::None,
                 mounts: vec![],
                 root_mode: self.mode,
+                slirp4netns: None,
             }
         }
     }
@@ -616,6 +618,58 @@ mod real {
         if !own_namespace {
             assert_eq!(out, "1\n", "CAP_NET_RAW dropped in a private network");
         }
+    }
+
+    #[test]
+    fn the_private_network_reaches_out_but_not_the_hosts_loopback() {
+        if !sandbox_available() {
+            return;
+        }
+        let Some(slirp) = ["/usr/bin/slirp4netns", "/usr/local/bin/slirp4netns"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        else {
+            assert!(
+                std::env::var("STACK_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+                "slirp4netns is required (apt-get install slirp4netns)"
+            );
+            return println!("skipped: slirp4netns is missing (apt-get install slirp4netns)");
+        };
+        // A service on the host's loopback, and one on every address (reachable through the
+        // host's own outward address, as from any container).
+        let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let any = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let outward = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|u| u.connect("192.0.2.1:9").map(|()| u))
+            .and_then(|u| u.local_addr())
+            .map(|a| a.ip());
+        local.set_nonblocking(true).unwrap();
+        let any_port = any.local_addr().unwrap().port();
+        // Answer and close at once, so the step's `nc` ends.
+        std::thread::spawn(move || {
+            for conn in any.incoming().take(1) {
+                drop(conn);
+            }
+        });
+        let fx = fixture();
+        let lp = local.local_addr().unwrap().port();
+        let ap = any_port;
+        let out_ip = outward.as_ref().map_or("none".to_owned(), ToString::to_string);
+        let mut spec = fx.spec(&format!(
+            "ip -o link show tap0 >/dev/null && echo tap0; \
+             nc -w 2 127.0.0.1 {lp} </dev/null 2>/dev/null && echo lo-reached || echo lo-refused; \
+             nc -w 2 10.0.2.2 {lp} </dev/null 2>/dev/null && echo gw-reached || echo gw-refused; \
+             [ {out_ip} = none ] || nc -w 3 {out_ip} {ap} </dev/null && echo out-reached; \
+             cat /etc/resolv.conf"
+        ));
+        spec.network = Network::Private;
+        spec.slirp4netns = Some(slirp);
+        let (_o, out) = go(&spec);
+        assert!(out.starts_with("tap0\nlo-refused\ngw-refused\n"), "{out}");
+        assert!(out.contains("out-reached"), "{out}");
+        assert!(out.ends_with("nameserver 10.0.2.3\n"), "{out}");
+        assert!(local.accept().is_err(), "a step reached the host's loopback");
     }
 
     #[test]
