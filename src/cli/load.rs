@@ -188,7 +188,13 @@ pub(super) fn plan_files(
         args: args.args.iter().cloned().collect(),
         targets: args.targets.clone(),
     };
-    let p = crate::plan::plan(files, &request, resolver).map_err(|d| {
+    let planned = crate::plan::plan(files, &request, resolver);
+    // Ctrl-C or SIGTERM while planning: the errors it caused are not the user's mistakes.
+    if crate::exec::cancel::interrupted() {
+        eprintln!("interrupted: stopped while planning; nothing was built");
+        return Err(Failure::Interrupted);
+    }
+    let p = planned.map_err(|d| {
         print_plan_errors(files, d);
         Failure::UserFiles
     })?;
@@ -342,6 +348,7 @@ impl<'a> CliResolver<'a> {
             return Ok(Arc::clone(c));
         }
         let mut c = Context::open(&self.files[file].context_dir)?;
+        c.cancelled = crate::exec::cancel::interrupted;
         c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
             &self.store.stat_cache_path(&c.root),
         ));

@@ -5,6 +5,7 @@ mod support;
 
 mod build;
 mod cache;
+mod context_safety;
 mod diagnostics;
 mod docs;
 mod equivalence;
