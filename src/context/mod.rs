@@ -1,8 +1,9 @@
 //! The build context: the folder `copy` reads from, filtered by `.stackignore` (or, when there
 //! is none, `.dockerignore`), and the selection and hashing of the files a step copies.
 //!
-//! Invariant: nothing outside the context root is ever selected; symlinks named as sources are
-//! followed with the context root as `/`, as Docker does.
+//! Invariants: nothing outside the context root is ever selected; symlinks named as sources are
+//! followed with the context root as `/`, as Docker does; regular files are hashed through
+//! [`open::open_beneath`] (never through a symlink) and special files are never opened.
 
 pub mod ignore;
 pub mod open;

@@ -221,3 +221,42 @@ fn a_context_file_edited_after_planning_fails_and_is_not_stored_under_the_old_ke
     let f = entries.iter().find(|e| e.0 == "f").expect("f is in the layer");
     assert_eq!(f.2, b"AAAA");
 }
+
+/// A gzipped tar holding `pkg/bin/tool` and `pkg/readme`.
+fn tar_gz() -> Vec<u8> {
+    let mut b =
+        tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, data) in [("pkg/bin/tool", &b"tool\n"[..]), ("pkg/readme", b"readme\n")] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn adding_a_local_archive_leaves_no_temp_folder() {
+    let dir = crate::support::project(
+        "stack version=1\nimage a {\n    from \"scratch\"\n    add \"pkg.tar.gz\" to=\"/opt/\"\n}\n",
+    );
+    std::fs::write(dir.path().join("pkg.tar.gz"), tar_gz()).unwrap();
+    let tmpdir = dir.path().join("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let out = stack()
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", dir.path().join("cache"))
+        .env("TMPDIR", &tmpdir)
+        .args(["build", "--out", "out"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries = last_layer(&dir.path().join("out"), "a");
+    let tool =
+        entries.iter().find(|e| e.0 == "opt/pkg/bin/tool").expect("the archive was unpacked");
+    assert_eq!(tool.2, b"tool\n");
+    let left = |d: &Path| std::fs::read_dir(d).map_or(0, Iterator::count);
+    assert_eq!(left(&tmpdir), 0, "a temp folder was left in TMPDIR");
+    assert_eq!(left(&dir.path().join("cache/tmp")), 0, "a temp folder was left in the store");
+}
