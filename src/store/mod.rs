@@ -344,12 +344,24 @@ impl Store {
                 }
             })?
         };
-        let tmp = dest.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        if std::fs::hard_link(self.blob_path(digest), &tmp).is_err() {
-            fs_err::copy(self.blob_path(digest), &tmp).map_err(io_err("copy blob to", &tmp))?;
-        }
-        fs_err::rename(&tmp, dest).map_err(io_err("rename into", dest))?;
+        // A unique temporary name: another process may be putting the same blob there.
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let src = self.blob_path(digest);
+        let tmp = tempfile::Builder::new()
+            .prefix(".blob-")
+            .make_in(dir, |tmp| {
+                if std::fs::hard_link(&src, tmp).is_err() {
+                    let mut to = std::fs::File::options().write(true).create_new(true).open(tmp)?;
+                    io::copy(&mut std::fs::File::open(&src)?, &mut to)?;
+                }
+                Ok(())
+            })
+            .map_err(io_err("copy blob to", dir))?;
+        tmp.persist(dest).map_err(|e| StoreError::Io {
+            action: "rename into",
+            path: dest.into(),
+            source: e.error,
+        })?;
         Ok(n)
     }
 

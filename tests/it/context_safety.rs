@@ -81,7 +81,7 @@ fn special_files_in_the_context_are_copied_as_what_they_are_never_read() {
         .spawn()
         .unwrap();
     let status =
-        wait_at_most(&mut child, Duration::from_secs(60), "a build with a FIFO in its context");
+        wait_at_most(&mut child, Duration::from_mins(1), "a build with a FIFO in its context");
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(status.success(), "{err}");
@@ -184,7 +184,7 @@ fn change_during_build(
     }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     seen.push_str(&rest.join("\n"));
-    let status = wait_at_most(&mut child, Duration::from_secs(60), "the build");
+    let status = wait_at_most(&mut child, Duration::from_mins(1), "the build");
     let out = std::process::Output { status, stdout: Vec::new(), stderr: seen.into_bytes() };
     Some((dir, out))
 }

@@ -9,6 +9,7 @@ mod context_safety;
 mod diagnostics;
 mod docs;
 mod equivalence;
+mod outputs;
 mod parallel;
 mod realworld;
 mod registry;
