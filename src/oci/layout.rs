@@ -2,7 +2,8 @@
 //! archive (an OCI layout plus Docker's `manifest.json`).
 //!
 //! Invariants: the output appears whole or not at all (blobs first, `index.json` last via a
-//! rename; archives are written beside their target and renamed), and archives are tars
+//! rename; archives are written beside their target and renamed; builds writing one layout
+//! hold its lock file from reading `index.json` to replacing it), and archives are tars
 //! written by the deterministic tar writer, so the same images give the same archive bytes.
 
 use std::collections::BTreeMap;
