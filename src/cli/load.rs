@@ -468,5 +468,7 @@ pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {
             eprintln!("waiting for `stack cache` to release the store `{}`", dir.display());
             store.lock_shared().map_err(|e| fail(error_chain(&e), hint))?
         };
+    // What killed builds left in `tmp/` goes now, not after an hour.
+    store.remove_dead_temp();
     Ok(store.holding(lock))
 }
