@@ -8,7 +8,8 @@
 //!
 //! Reads note their use by setting the object's mtime (never atime, which mounts often
 //! disable), so that `stack cache prune` can drop the least recently used objects first. Builds
-//! hold `store.lock` shared; pruning and verifying hold it exclusively.
+//! hold `store.lock` shared; pruning and verifying hold it exclusively. Temp entries name the
+//! process that made them (see `owner`), so what a dead process left is removed at once.
 
 mod gc;
 mod owner;
