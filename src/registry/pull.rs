@@ -440,7 +440,18 @@ impl Client {
         let mut received = 0u64;
         let mut attempt = 0u32;
         let mut buf = vec![0u8; 256 * 1024];
+        let deadline = self.download_deadline();
+        let gave_up = |attempts: u32| RegistryError::Transport {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            what: what.clone(),
+            attempts,
+            detail: deadline.expired_message(),
+        };
         loop {
+            if deadline.expired() {
+                return Err(gave_up(attempt + 1));
+            }
             let offset = hasher.len();
             let mut headers = Vec::new();
             if offset > 0 {
@@ -488,7 +499,7 @@ impl Client {
                 200 => {}
                 _ => return Err(self.status_error(&ctx, &what, &desc.digest.to_string(), resp)),
             }
-            let mut body = resp.into_body().into_reader();
+            let mut body = deadline.reader(resp.into_body().into_reader());
             let outcome: Result<(), std::io::Error> = loop {
                 match body.read(&mut buf) {
                     Ok(0) => break Ok(()),
@@ -552,7 +563,7 @@ impl Client {
                     detail: e.to_string(),
                 },
             };
-            if attempt >= self.opts.retries {
+            if attempt >= self.opts.retries || deadline.expired() {
                 return Err(failure);
             }
             // A broken transfer keeps what verified so far in the hasher; the next request

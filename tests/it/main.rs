@@ -6,6 +6,7 @@ mod support;
 mod build;
 mod cache;
 mod context_safety;
+mod deadlines;
 mod diagnostics;
 mod docs;
 mod equivalence;
