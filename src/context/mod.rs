@@ -341,7 +341,7 @@ fn hash_files(
         let io = |source| ContextError::Io { path: m.abs.clone(), source };
         let file = open::open_beneath(root, &m.rel).map_err(io)?;
         let stamp = statcache::Stamp::of(&file.metadata().map_err(io)?);
-        let (d, size) = open::hash_open_file(&file, &cancelled).map_err(|e| {
+        let (d, size) = open::hash_open_file(&file, stamp.size, &cancelled).map_err(|e| {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 ContextError::Interrupted
             } else {

@@ -62,13 +62,17 @@ fn open_by_components(root: OwnedFd, rel: &str, flags: OFlags) -> io::Result<Own
 }
 
 /// blake3 of everything `file` holds, read in chunks; `cancelled` is asked between chunks so
-/// that Ctrl-C stops the hashing of a huge file. Returns the hash and the byte count.
+/// that Ctrl-C stops the hashing of a huge file. `size_hint` (the size `fstat` gave) sizes the
+/// buffer, so that small files cost no large allocation. Returns the hash and the byte count.
 pub fn hash_open_file(
     mut file: impl Read,
+    size_hint: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> io::Result<(Digest, u64)> {
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
+    // One byte more than the hint, so that the end is seen in the first read when it holds.
+    let len = usize::try_from(size_hint.saturating_add(1)).unwrap_or(CHUNK).clamp(1, CHUNK);
+    let mut buf = vec![0u8; len];
     let mut total = 0u64;
     loop {
         if cancelled() {
@@ -160,9 +164,11 @@ mod tests {
     #[test]
     fn hashing_stops_when_cancelled() {
         let data = vec![7u8; 3 * CHUNK];
-        let (d, n) = hash_open_file(data.as_slice(), &|| false).unwrap();
-        assert_eq!((d, n), (Digest::of(&data), data.len() as u64));
-        let err = hash_open_file(data.as_slice(), &|| true).unwrap_err();
+        for hint in [0, 10, data.len() as u64, u64::MAX] {
+            let (d, n) = hash_open_file(data.as_slice(), hint, &|| false).unwrap();
+            assert_eq!((d, n), (Digest::of(&data), data.len() as u64));
+        }
+        let err = hash_open_file(data.as_slice(), 0, &|| true).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
     }
 }
