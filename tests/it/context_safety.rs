@@ -1,12 +1,81 @@
 //! Hostile build contexts: files swapped or edited while a build runs, special files,
-//! symlink loops, and a context so large that planning must honour SIGTERM.
+//! symlink loops, and a context so large that planning must honour SIGTERM. Each case runs as
+//! root, and (when the test runs as root with `setpriv`) as `nobody` without and with
+//! subordinate ids.
 
 use std::io::{BufRead, Read};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{busybox_base, run_stack, sandbox_ready, stack, stderr, write_files};
+use crate::support::{busybox_base, have, sandbox_ready, skip, stderr, write_files};
+
+/// Who runs stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Root,
+    /// `nobody`, with `STACK_SUBIDS=off`: steps run as root only.
+    Nobody,
+    /// `nobody` in a user namespace with its subordinate ids.
+    NobodySubids,
+}
+
+impl Standing {
+    /// The standings this machine can test (root only when not run as root with `setpriv`).
+    fn available() -> Vec<Self> {
+        let mut out = vec![Self::Root];
+        if !rustix::process::geteuid().is_root() || !have("setpriv") {
+            skip("rootless cases need root and setpriv to run stack as `nobody`");
+            return out;
+        }
+        out.push(Self::Nobody);
+        let has = |f: &str| {
+            std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| l.starts_with("nobody:"))
+        };
+        if has("/etc/subuid") && has("/etc/subgid") && have("newuidmap") {
+            out.push(Self::NobodySubids);
+        } else {
+            skip("rootless cases with subordinate ids need `nobody` in /etc/subuid, /etc/subgid");
+        }
+        out
+    }
+
+    /// `stack ARGS` in `dir` with the store `dir/cache-STANDING`; as `nobody`, `setpriv` execs
+    /// stack, so the child's pid is stack's.
+    fn stack(self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = if self == Self::Root {
+            Command::new(env!("CARGO_BIN_EXE_stack"))
+        } else {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(env!("CARGO_BIN_EXE_stack"))
+                .env("HOME", dir);
+            c
+        };
+        if self == Self::Nobody {
+            c.env("STACK_SUBIDS", "off");
+        }
+        c.args(args)
+            .current_dir(dir)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("NO_COLOR", "1")
+            .env("STACK_CACHE_DIR", dir.join(format!("cache-{self:?}")));
+        c
+    }
+
+    /// Lets `nobody` use everything under `dir` (the test made it as root).
+    fn share(self, dir: &Path) {
+        if self != Self::Root {
+            let status = Command::new("chmod").args(["-R", "a+rwX"]).arg(dir).status().unwrap();
+            assert!(status.success());
+        }
+    }
+
+    fn output(self, dir: &Path, args: &[&str]) -> std::process::Output {
+        self.share(dir);
+        self.stack(dir, args).output().unwrap()
+    }
+}
 
 /// Waits for `child` at most `limit`; kills it (and fails the test) if it is still running.
 fn wait_at_most(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
@@ -63,111 +132,116 @@ fn mknod(path: &Path, kind: rustix::fs::FileType, dev: u64) -> rustix::io::Resul
 
 #[test]
 fn special_files_in_the_context_are_copied_as_what_they_are_never_read() {
-    let dir = crate::support::project(
-        "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"ctx/\" to=\"/ctx/\"\n}\n",
-    );
-    write_files(dir.path(), &[("ctx/plain.txt", "plain\n")]);
-    let ctx = dir.path().join("ctx");
-    mknod(&ctx.join("fifo"), rustix::fs::FileType::Fifo, 0).unwrap();
-    // A device node needs CAP_MKNOD; without it the FIFO alone shows the point.
-    let device =
-        mknod(&ctx.join("null"), rustix::fs::FileType::CharacterDevice, rustix::fs::makedev(1, 3))
-            .is_ok();
-    let mut child = stack()
-        .current_dir(dir.path())
-        .env("STACK_CACHE_DIR", dir.path().join("cache"))
-        .args(["build", "--out", "out"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status =
-        wait_at_most(&mut child, Duration::from_mins(1), "a build with a FIFO in its context");
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(status.success(), "{err}");
-    let entries = last_layer(&dir.path().join("out"), "a");
-    let kind = |p: &str| entries.iter().find(|e| e.0 == p).map(|e| e.1);
-    assert_eq!(kind("ctx/fifo"), Some(tar::EntryType::Fifo), "{entries:?}");
-    assert_eq!(kind("ctx/plain.txt"), Some(tar::EntryType::Regular));
-    if device {
-        assert_eq!(kind("ctx/null"), Some(tar::EntryType::Char));
+    for who in Standing::available() {
+        let dir = crate::support::project(
+            "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"ctx/\" to=\"/ctx/\"\n}\n",
+        );
+        write_files(dir.path(), &[("ctx/plain.txt", "plain\n")]);
+        let ctx = dir.path().join("ctx");
+        mknod(&ctx.join("fifo"), rustix::fs::FileType::Fifo, 0).unwrap();
+        // A device node needs CAP_MKNOD; without it the FIFO alone shows the point.
+        let dev = rustix::fs::makedev(1, 3);
+        let device = mknod(&ctx.join("null"), rustix::fs::FileType::CharacterDevice, dev).is_ok();
+        who.share(dir.path());
+        let mut child = who
+            .stack(dir.path(), &["build", "--out", "out"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status =
+            wait_at_most(&mut child, Duration::from_mins(1), "a build with a FIFO in its context");
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(status.success(), "{who:?}: {err}");
+        let entries = last_layer(&dir.path().join("out"), "a");
+        let kind = |p: &str| entries.iter().find(|e| e.0 == p).map(|e| e.1);
+        assert_eq!(kind("ctx/fifo"), Some(tar::EntryType::Fifo), "{who:?}: {entries:?}");
+        assert_eq!(kind("ctx/plain.txt"), Some(tar::EntryType::Regular), "{who:?}");
+        if device {
+            assert_eq!(kind("ctx/null"), Some(tar::EntryType::Char), "{who:?}");
+        }
     }
 }
 
 #[test]
 fn a_socket_in_the_context_is_refused_by_name() {
-    let dir = crate::support::project(
-        "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"ctx/\" to=\"/ctx/\"\n}\n",
-    );
-    write_files(dir.path(), &[("ctx/plain.txt", "plain\n")]);
-    let _listener =
-        std::os::unix::net::UnixListener::bind(dir.path().join("ctx/agent.sock")).unwrap();
-    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--out", "out"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = crate::support::stderr_unwrapped(&out);
-    assert!(err.contains("agent.sock") && err.contains("is a socket"), "{err}");
+    for who in Standing::available() {
+        let dir = crate::support::project(
+            "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"ctx/\" to=\"/ctx/\"\n}\n",
+        );
+        write_files(dir.path(), &[("ctx/plain.txt", "plain\n")]);
+        let sock = dir.path().join("ctx/agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+        let out = who.output(dir.path(), &["build", "--out", "out"]);
+        assert_eq!(out.status.code(), Some(1), "{who:?}: {}", stderr(&out));
+        let err = crate::support::stderr_unwrapped(&out);
+        assert!(err.contains("agent.sock") && err.contains("is a socket"), "{who:?}: {err}");
+    }
 }
 
 #[test]
 fn a_symlink_loop_is_reported_as_a_loop() {
-    let dir = crate::support::project(
-        "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"a\" to=\"/a\"\n}\n",
-    );
-    std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
-    std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
-    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--out", "out"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = crate::support::stderr_unwrapped(&out);
-    assert!(err.contains("symlink loop at `a`"), "{err}");
-    assert!(!err.contains("not in the build context"), "{err}");
+    for who in Standing::available() {
+        let dir = crate::support::project(
+            "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"a\" to=\"/a\"\n}\n",
+        );
+        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        let out = who.output(dir.path(), &["build", "--out", "out"]);
+        assert_eq!(out.status.code(), Some(1), "{who:?}: {}", stderr(&out));
+        let err = crate::support::stderr_unwrapped(&out);
+        assert!(err.contains("symlink loop at `a`"), "{who:?}: {err}");
+        assert!(!err.contains("not in the build context"), "{who:?}: {err}");
+    }
 }
 
 #[test]
 fn sigterm_stops_the_planning_of_a_huge_context() {
-    let dir = crate::support::project(
-        "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"huge\" to=\"/huge\"\n}\n",
-    );
-    // Sparse: costs no disk, but hashing it reads 256 GiB of zeros.
-    std::fs::File::create(dir.path().join("huge")).unwrap().set_len(256 << 30).unwrap();
-    let mut child = stack()
-        .current_dir(dir.path())
-        .env("STACK_CACHE_DIR", dir.path().join("cache"))
-        .args(["build", "--out", "out"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let sent = Instant::now();
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = wait_at_most(&mut child, Duration::from_secs(30), "planning after SIGTERM");
-    assert!(sent.elapsed() < Duration::from_secs(10), "took {:?} to stop", sent.elapsed());
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
-    assert!(!dir.path().join("out").exists());
+    for who in Standing::available() {
+        let dir = crate::support::project(
+            "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"huge\" to=\"/huge\"\n}\n",
+        );
+        // Sparse: costs no disk, but hashing it reads 256 GiB of zeros.
+        std::fs::File::create(dir.path().join("huge")).unwrap().set_len(256 << 30).unwrap();
+        who.share(dir.path());
+        let mut child = who
+            .stack(dir.path(), &["build", "--out", "out"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = Instant::now();
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = wait_at_most(&mut child, Duration::from_secs(30), "planning after SIGTERM");
+        assert!(sent.elapsed() < Duration::from_secs(10), "{who:?}: took {:?}", sent.elapsed());
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(130), "{who:?}: {err}");
+        assert!(err.contains("interrupted"), "{who:?}: {err}");
+        assert!(!dir.path().join("out").exists(), "{who:?}");
+    }
 }
 
-/// Builds `copy "f"` after a slow `run` step, and changes the context while that step runs
-/// (after planning hashed `f`, before the copy reads it) with `change`.
+/// Builds `copy "f"` after a slow `run` step as `who`, and changes the context while that
+/// step runs (after planning hashed `f`, before the copy reads it) with `change`.
 fn change_during_build(
+    who: Standing,
     change: &dyn Fn(&Path),
 ) -> Option<(tempfile::TempDir, std::process::Output)> {
     let base = busybox_base()?;
     if !sandbox_ready() {
         return None;
     }
-    let build = format!(
-        "stack version=1\nstage slow {{\n    from \"oci:{}:base\"\n    run \"sleep 2\"\n}}\nimage a {{\n    from slow\n    copy \"ctx/f\" to=\"/f\"\n}}\n",
-        base.display()
-    );
-    let dir = crate::support::project(&build);
+    let build = "stack version=1\nstage slow {\n    from \"oci:base:base\"\n    run \"sleep 2\"\n}\nimage a {\n    from slow\n    copy \"ctx/f\" to=\"/f\"\n}\n";
+    let dir = crate::support::project(build);
+    // A copy of the base inside the project, where `nobody` can read it too.
+    let copied = Command::new("cp").arg("-r").arg(&base).arg(dir.path().join("base")).status();
+    assert!(copied.unwrap().success());
     write_files(dir.path(), &[("ctx/f", "AAAA"), ("secret", "SECR")]);
-    let mut child = stack()
-        .current_dir(dir.path())
-        .env("STACK_CACHE_DIR", dir.path().join("cache"))
-        .args(["build", "--out", "out", "--progress", "plain"])
+    who.share(dir.path());
+    let mut child = who
+        .stack(dir.path(), &["build", "--out", "out", "--progress", "plain"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -191,35 +265,42 @@ fn change_during_build(
 
 #[test]
 fn a_context_file_swapped_for_a_symlink_after_planning_is_never_read() {
-    let Some((dir, out)) = change_during_build(&|d| {
-        std::fs::remove_file(d.join("ctx/f")).unwrap();
-        std::os::unix::fs::symlink(d.join("secret"), d.join("ctx/f")).unwrap();
-    }) else {
-        return;
-    };
-    let err = stderr(&out);
-    assert!(!out.status.success(), "the build used the swapped file: {err}");
-    assert!(err.contains("changed during the build"), "{err}");
-    assert!(!dir.path().join("out").exists());
+    for who in Standing::available() {
+        let Some((dir, out)) = change_during_build(who, &|d| {
+            std::fs::remove_file(d.join("ctx/f")).unwrap();
+            std::os::unix::fs::symlink(d.join("secret"), d.join("ctx/f")).unwrap();
+        }) else {
+            return;
+        };
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{who:?}: the build used the swapped file: {err}");
+        assert!(err.contains("changed during the build"), "{who:?}: {err}");
+        assert!(!dir.path().join("out").exists(), "{who:?}");
+    }
 }
 
 #[test]
 fn a_context_file_edited_after_planning_fails_and_is_not_stored_under_the_old_key() {
-    let Some((dir, out)) =
-        change_during_build(&|d| std::fs::write(d.join("ctx/f"), "BBBB").unwrap())
-    else {
-        return;
-    };
-    let err = stderr(&out);
-    assert!(!out.status.success(), "the build stored new content under the old key: {err}");
-    assert!(err.contains("changed during the build") && err.contains("ctx/f"), "{err}");
-    // Put the planned content back: the next build must copy it, not reuse anything else.
-    std::fs::write(dir.path().join("ctx/f"), "AAAA").unwrap();
-    let again = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--out", "out"]);
-    assert!(again.status.success(), "{}", stderr(&again));
-    let entries = last_layer(&dir.path().join("out"), "a");
-    let f = entries.iter().find(|e| e.0 == "f").expect("f is in the layer");
-    assert_eq!(f.2, b"AAAA");
+    for who in Standing::available() {
+        let Some((dir, out)) =
+            change_during_build(who, &|d| std::fs::write(d.join("ctx/f"), "BBBB").unwrap())
+        else {
+            return;
+        };
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{who:?}: new content stored under the old key: {err}");
+        assert!(
+            err.contains("changed during the build") && err.contains("ctx/f"),
+            "{who:?}: {err}"
+        );
+        // Put the planned content back: the next build must copy it, not reuse anything else.
+        std::fs::write(dir.path().join("ctx/f"), "AAAA").unwrap();
+        let again = who.output(dir.path(), &["build", "--out", "out"]);
+        assert!(again.status.success(), "{who:?}: {}", stderr(&again));
+        let entries = last_layer(&dir.path().join("out"), "a");
+        let f = entries.iter().find(|e| e.0 == "f").expect("f is in the layer");
+        assert_eq!(f.2, b"AAAA", "{who:?}");
+    }
 }
 
 /// A gzipped tar holding `pkg/bin/tool` and `pkg/readme`.
@@ -238,25 +319,27 @@ fn tar_gz() -> Vec<u8> {
 
 #[test]
 fn adding_a_local_archive_leaves_no_temp_folder() {
-    let dir = crate::support::project(
-        "stack version=1\nimage a {\n    from \"scratch\"\n    add \"pkg.tar.gz\" to=\"/opt/\"\n}\n",
-    );
-    std::fs::write(dir.path().join("pkg.tar.gz"), tar_gz()).unwrap();
-    let tmpdir = dir.path().join("tmpdir");
-    std::fs::create_dir(&tmpdir).unwrap();
-    let out = stack()
-        .current_dir(dir.path())
-        .env("STACK_CACHE_DIR", dir.path().join("cache"))
-        .env("TMPDIR", &tmpdir)
-        .args(["build", "--out", "out"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let entries = last_layer(&dir.path().join("out"), "a");
-    let tool =
-        entries.iter().find(|e| e.0 == "opt/pkg/bin/tool").expect("the archive was unpacked");
-    assert_eq!(tool.2, b"tool\n");
-    let left = |d: &Path| std::fs::read_dir(d).map_or(0, Iterator::count);
-    assert_eq!(left(&tmpdir), 0, "a temp folder was left in TMPDIR");
-    assert_eq!(left(&dir.path().join("cache/tmp")), 0, "a temp folder was left in the store");
+    for who in Standing::available() {
+        let dir = crate::support::project(
+            "stack version=1\nimage a {\n    from \"scratch\"\n    add \"pkg.tar.gz\" to=\"/opt/\"\n}\n",
+        );
+        std::fs::write(dir.path().join("pkg.tar.gz"), tar_gz()).unwrap();
+        let tmpdir = dir.path().join("tmpdir");
+        std::fs::create_dir(&tmpdir).unwrap();
+        who.share(dir.path());
+        let out = who
+            .stack(dir.path(), &["build", "--out", "out"])
+            .env("TMPDIR", &tmpdir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        let entries = last_layer(&dir.path().join("out"), "a");
+        let tool =
+            entries.iter().find(|e| e.0 == "opt/pkg/bin/tool").expect("the archive unpacked");
+        assert_eq!(tool.2, b"tool\n");
+        let left = |d: &Path| std::fs::read_dir(d).map_or(0, Iterator::count);
+        assert_eq!(left(&tmpdir), 0, "{who:?}: a temp folder was left in TMPDIR");
+        let store_tmp = dir.path().join(format!("cache-{who:?}/tmp"));
+        assert_eq!(left(&store_tmp), 0, "{who:?}: a temp folder was left in the store");
+    }
 }
