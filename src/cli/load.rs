@@ -264,6 +264,7 @@ impl<'a> CliResolver<'a> {
         };
         let opts = crate::registry::ClientOptions {
             insecure_registries: args.insecure_registries.clone(),
+            cancelled: crate::exec::cancel::interrupted,
             ..Default::default()
         };
         Ok(Self {

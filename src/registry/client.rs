@@ -150,7 +150,10 @@ impl Client {
 
     /// The deadline of one download that starts now (see [`super::deadline`]).
     pub fn download_deadline(&self) -> super::deadline::Deadline {
-        super::deadline::Deadline::new(self.opts.transfer_timeout, self.opts.read_timeout)
+        super::deadline::Deadline {
+            cancelled: self.opts.cancelled,
+            ..super::deadline::Deadline::new(self.opts.transfer_timeout, self.opts.read_timeout)
+        }
     }
 
     /// GETs a plain URL (`add "https://…"`) with the TLS trust and retries of registry
@@ -164,6 +167,9 @@ impl Client {
         let agent = self.agent_for(url).map_err(|e| e.to_string())?;
         let mut attempt = 0;
         loop {
+            if (self.opts.cancelled)() {
+                return Err("interrupted".into());
+            }
             let mut req = agent.get(url);
             for (k, v) in headers {
                 req = req.header(*k, v.as_str());
@@ -510,8 +516,16 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 + 0.75;
-        let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter));
-        std::thread::sleep(delay.min(MAX_RETRY_AFTER));
+        let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter)).min(MAX_RETRY_AFTER);
+        // In short naps, so that Ctrl-C does not wait for the end of a long pause.
+        let until = std::time::Instant::now() + delay;
+        while !(self.opts.cancelled)() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
     }
 
     pub(super) fn transport_error(

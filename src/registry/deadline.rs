@@ -32,11 +32,17 @@ pub struct Deadline {
     pub started: Instant,
     pub total: Duration,
     pub stall: Duration,
+    /// `true` stops the transfer at once (Ctrl-C).
+    pub cancelled: fn() -> bool,
+}
+
+fn never() -> bool {
+    false
 }
 
 impl Deadline {
     pub fn new(total: Duration, stall: Duration) -> Self {
-        Self { started: Instant::now(), total, stall }
+        Self { started: Instant::now(), total, stall, cancelled: never }
     }
 
     /// Whether the overall deadline has passed.
@@ -70,6 +76,10 @@ pub struct Progress<R> {
 
 impl<R: Read> Read for Progress<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.deadline.cancelled)() {
+            // Not `ErrorKind::Interrupted`: readers retry on that.
+            return Err(io::Error::other("interrupted"));
+        }
         if self.deadline.expired() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, self.deadline.expired_message()));
         }

@@ -66,6 +66,13 @@ pub struct ClientOptions {
     pub credentials: CredentialSources,
     /// Which CAs registries' certificates may chain to (default: the system's, `certs.d`).
     pub trust: TrustSources,
+    /// Asked while downloading and between retries: `true` gives up at once (the CLI passes
+    /// its Ctrl-C/SIGTERM flag, so that a pull during planning stops too).
+    pub cancelled: fn() -> bool,
+}
+
+fn never() -> bool {
+    false
 }
 
 impl Default for ClientOptions {
@@ -83,6 +90,7 @@ impl Default for ClientOptions {
             platform: None,
             credentials: CredentialSources::from_env(),
             trust: TrustSources::from_env(),
+            cancelled: never,
         }
     }
 }

@@ -441,16 +441,19 @@ impl Client {
         let mut attempt = 0u32;
         let mut buf = vec![0u8; 256 * 1024];
         let deadline = self.download_deadline();
-        let gave_up = |attempts: u32| RegistryError::Transport {
+        let gave_up = |attempts: u32, detail: String| RegistryError::Transport {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
             what: what.clone(),
             attempts,
-            detail: deadline.expired_message(),
+            detail,
         };
         loop {
+            if (self.opts.cancelled)() {
+                return Err(gave_up(attempt + 1, "interrupted".to_owned()));
+            }
             if deadline.expired() {
-                return Err(gave_up(attempt + 1));
+                return Err(gave_up(attempt + 1, deadline.expired_message()));
             }
             let offset = hasher.len();
             let mut headers = Vec::new();
@@ -563,7 +566,7 @@ impl Client {
                     detail: e.to_string(),
                 },
             };
-            if attempt >= self.opts.retries || deadline.expired() {
+            if attempt >= self.opts.retries || deadline.expired() || (self.opts.cancelled)() {
                 return Err(failure);
             }
             // A broken transfer keeps what verified so far in the hasher; the next request

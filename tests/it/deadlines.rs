@@ -108,3 +108,34 @@ fn a_long_retry_after_is_not_waited_for() {
     assert!(took < Duration::from_secs(10), "took {took:?}: the Retry-After was waited for");
     assert!(err.contains("503"), "{err}");
 }
+
+#[test]
+fn sigterm_stops_a_download_during_planning() {
+    let port = serve(trickle);
+    let dir = project(&format!(
+        "stack version=1\nimage a {{\n    from \"scratch\"\n    add \"http://127.0.0.1:{port}/file.bin\" to=\"/file.bin\"\n}}\n"
+    ));
+    let mut child = stack()
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", dir.path().join("cache"))
+        .args(["build", "--out", "out"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let sent = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if sent.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the download went on after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5), "took {:?}", sent.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", stderr_unwrapped(&out));
+    assert!(stderr_unwrapped(&out).contains("interrupted"));
+}
