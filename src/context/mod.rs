@@ -123,8 +123,10 @@ impl Context {
         let mut ignore = IgnoreRules::default();
         for name in [".stackignore", ".dockerignore"] {
             let path = root.join(name);
-            if path.exists() {
-                let text = fs_err::read_to_string(&path)
+            if fs_err::symlink_metadata(&path).is_ok() {
+                // Like any context file: never through a symlink, never a FIFO that would block.
+                let text = open::open_beneath(&root, name)
+                    .and_then(std::io::read_to_string)
                     .map_err(|source| ContextError::Io { path: path.clone(), source })?;
                 ignore = IgnoreRules::parse(&path.display().to_string(), &text)?;
                 break;
@@ -429,6 +431,27 @@ mod tests {
         let paths: Vec<_> = s[0].entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".dockerignore", "a/keep.txt"]);
         assert!(matches!(c.select("b.md", &[]), Err(SelectError::NotFound { excluded: true, .. })));
+    }
+
+    #[test]
+    fn an_ignore_file_is_never_read_through_a_symlink_or_a_fifo() {
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("rules"), "secret-line\n").unwrap();
+        let (d, _) = ctx(&[("a", "a")], None);
+        std::os::unix::fs::symlink(outside.path().join("rules"), d.path().join(".dockerignore"))
+            .unwrap();
+        assert!(matches!(Context::open(d.path()), Err(ContextError::Io { .. })));
+        let (d, _) = ctx(&[("a", "a")], None);
+        let fifo = d.path().join(".stackignore");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(Context::open(d.path()), Err(ContextError::Io { .. })));
     }
 
     #[test]
