@@ -316,18 +316,22 @@ fn unpack_if_archive(
     }
     let scratch = store.temp_dir("add-")?;
     let digest = OciDigest::of(meta.abs.to_string_lossy().as_bytes());
-    let index = {
+    let unpacked = {
         let whole = io::Cursor::new(head).chain(&mut source);
-        let mut reader = extract::decompress(whole, compression)
-            .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-        extract::extract(&mut reader, &digest, None, scratch.path())
-            .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))?
+        extract::decompress(whole, compression)
+            .map_err(|source| LayerError::Read { layer: digest.clone(), source })
+            .and_then(|mut reader| {
+                extract::extract(&mut reader, &digest, None, scratch.path())
+                    .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))
+            })
     };
-    // Whatever follows the archive's end still counts towards the file's hash.
+    // Whatever follows the archive's end still counts towards the file's hash; a file that
+    // changed is reported as such even when the change broke the archive.
     io::copy(&mut source, &mut io::sink()).map_err(read_err)?;
     if source.count() != meta.size || Some(source.digest()) != meta.hash {
         return Err(changed());
     }
+    let index = unpacked?;
     let tree = scratch.path().join("tree");
     let mut out = Vec::new();
     for (path, e) in &index {

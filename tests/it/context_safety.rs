@@ -223,22 +223,29 @@ fn sigterm_stops_the_planning_of_a_huge_context() {
     }
 }
 
-/// Builds `copy "f"` after a slow `run` step as `who`, and changes the context while that
-/// step runs (after planning hashed `f`, before the copy reads it) with `change`.
-fn change_during_build(
+/// Builds `STEP` (which reads `ctx/f`, holding `initial`) after a slow `run` step as `who`,
+/// and changes the context while that step runs (after planning hashed `ctx/f`, before the
+/// step reads it) with `change`.
+fn change_during(
     who: Standing,
+    step: &str,
+    initial: &[u8],
     change: &dyn Fn(&Path),
 ) -> Option<(tempfile::TempDir, std::process::Output)> {
     let base = busybox_base()?;
     if !sandbox_ready() {
         return None;
     }
-    let build = "stack version=1\nstage slow {\n    from \"oci:base:base\"\n    run \"sleep 2\"\n}\nimage a {\n    from slow\n    copy \"ctx/f\" to=\"/f\"\n}\n";
-    let dir = crate::support::project(build);
+    let build = format!(
+        "stack version=1\nstage slow {{\n    from \"oci:base:base\"\n    run \"sleep 2\"\n}}\nimage a {{\n    from slow\n    {step}\n}}\n"
+    );
+    let dir = crate::support::project(&build);
     // A copy of the base inside the project, where `nobody` can read it too.
     let copied = Command::new("cp").arg("-r").arg(&base).arg(dir.path().join("base")).status();
     assert!(copied.unwrap().success());
-    write_files(dir.path(), &[("ctx/f", "AAAA"), ("secret", "SECR")]);
+    write_files(dir.path(), &[("secret", "SECR")]);
+    std::fs::create_dir(dir.path().join("ctx")).unwrap();
+    std::fs::write(dir.path().join("ctx/f"), initial).unwrap();
     who.share(dir.path());
     let mut child = who
         .stack(dir.path(), &["build", "--out", "out", "--progress", "plain"])
@@ -263,10 +270,12 @@ fn change_during_build(
     Some((dir, out))
 }
 
+const COPY_F: &str = "copy \"ctx/f\" to=\"/f\"";
+
 #[test]
 fn a_context_file_swapped_for_a_symlink_after_planning_is_never_read() {
     for who in Standing::available() {
-        let Some((dir, out)) = change_during_build(who, &|d| {
+        let Some((dir, out)) = change_during(who, COPY_F, b"AAAA", &|d| {
             std::fs::remove_file(d.join("ctx/f")).unwrap();
             std::os::unix::fs::symlink(d.join("secret"), d.join("ctx/f")).unwrap();
         }) else {
@@ -282,9 +291,9 @@ fn a_context_file_swapped_for_a_symlink_after_planning_is_never_read() {
 #[test]
 fn a_context_file_edited_after_planning_fails_and_is_not_stored_under_the_old_key() {
     for who in Standing::available() {
-        let Some((dir, out)) =
-            change_during_build(who, &|d| std::fs::write(d.join("ctx/f"), "BBBB").unwrap())
-        else {
+        let Some((dir, out)) = change_during(who, COPY_F, b"AAAA", &|d| {
+            std::fs::write(d.join("ctx/f"), "BBBB").unwrap();
+        }) else {
             return;
         };
         let err = stderr(&out);
@@ -341,5 +350,24 @@ fn adding_a_local_archive_leaves_no_temp_folder() {
         assert_eq!(left(&tmpdir), 0, "{who:?}: a temp folder was left in TMPDIR");
         let store_tmp = dir.path().join(format!("cache-{who:?}/tmp"));
         assert_eq!(left(&store_tmp), 0, "{who:?}: a temp folder was left in the store");
+    }
+}
+
+#[test]
+fn an_archive_changed_after_planning_is_not_unpacked() {
+    for who in Standing::available() {
+        let step = "add \"ctx/f\" to=\"/opt/\"";
+        let Some((dir, out)) = change_during(who, step, &tar_gz(), &|d| {
+            let mut other = tar_gz();
+            let last = other.len() - 9;
+            other[last] ^= 1;
+            std::fs::write(d.join("ctx/f"), other).unwrap();
+        }) else {
+            return;
+        };
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{who:?}: the changed archive was used: {err}");
+        assert!(err.contains("changed during the build"), "{who:?}: {err}");
+        assert!(!dir.path().join("out").exists(), "{who:?}");
     }
 }
