@@ -314,9 +314,14 @@ fn a_context_file_edited_after_planning_fails_and_is_not_stored_under_the_old_ke
 
 /// A gzipped tar holding `pkg/bin/tool` and `pkg/readme`.
 fn tar_gz() -> Vec<u8> {
+    tar_gz_with(b"tool\n")
+}
+
+/// A gzipped tar holding `pkg/bin/tool` (with `tool`) and `pkg/readme`.
+fn tar_gz_with(tool: &[u8]) -> Vec<u8> {
     let mut b =
         tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    for (path, data) in [("pkg/bin/tool", &b"tool\n"[..]), ("pkg/readme", b"readme\n")] {
+    for (path, data) in [("pkg/bin/tool", tool), ("pkg/readme", b"readme\n")] {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(0o755);
@@ -358,10 +363,7 @@ fn an_archive_changed_after_planning_is_not_unpacked() {
     for who in Standing::available() {
         let step = "add \"ctx/f\" to=\"/opt/\"";
         let Some((dir, out)) = change_during(who, step, &tar_gz(), &|d| {
-            let mut other = tar_gz();
-            let last = other.len() - 9;
-            other[last] ^= 1;
-            std::fs::write(d.join("ctx/f"), other).unwrap();
+            std::fs::write(d.join("ctx/f"), tar_gz_with(b"evil\n")).unwrap();
         }) else {
             return;
         };
