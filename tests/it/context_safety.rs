@@ -12,7 +12,7 @@ use crate::support::{busybox_base, have, sandbox_ready, skip, stderr, write_file
 
 /// Who runs stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
+pub(crate) enum Standing {
     Root,
     /// `nobody`, with `STACK_SUBIDS=off`: steps run as root only.
     Nobody,
@@ -22,7 +22,7 @@ enum Standing {
 
 impl Standing {
     /// The standings this machine can test (root only when not run as root with `setpriv`).
-    fn available() -> Vec<Self> {
+    pub(crate) fn available() -> Vec<Self> {
         let mut out = vec![Self::Root];
         if !rustix::process::geteuid().is_root() || !have("setpriv") {
             skip("rootless cases need root and setpriv to run stack as `nobody`");
@@ -42,7 +42,7 @@ impl Standing {
 
     /// `stack ARGS` in `dir` with the store `dir/cache-STANDING`; as `nobody`, `setpriv` execs
     /// stack, so the child's pid is stack's.
-    fn stack(self, dir: &Path, args: &[&str]) -> Command {
+    pub(crate) fn stack(self, dir: &Path, args: &[&str]) -> Command {
         let mut c = if self == Self::Root {
             Command::new(env!("CARGO_BIN_EXE_stack"))
         } else {
@@ -64,7 +64,7 @@ impl Standing {
     }
 
     /// Lets `nobody` use everything under `dir` (the test made it as root).
-    fn share(self, dir: &Path) {
+    pub(crate) fn share(self, dir: &Path) {
         if self != Self::Root {
             let status = Command::new("chmod").args(["-R", "a+rwX"]).arg(dir).status().unwrap();
             assert!(status.success());

@@ -3,6 +3,10 @@
 
 use std::fmt::Write;
 
+use std::path::Path;
+use std::process::{Child, Command};
+
+use crate::context_safety::Standing;
 use crate::support::{project, stack, stderr};
 
 #[test]
@@ -91,44 +95,52 @@ fn temp_entries(cache: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Starts `stack build` of a `run "sleep N"` step in `dir` with the store `cache`, and returns
-/// once the step runs (its temp entries exist).
-fn start_sleeping_build(
-    dir: &std::path::Path,
-    cache: &std::path::Path,
-    secs: u32,
-) -> std::process::Child {
+/// Starts `stack build` of a `run "sleep N"` step as `who` in `dir` with the store `cache`, and
+/// returns once the step runs (its temp entries exist).
+fn start_sleeping_build(who: Standing, dir: &Path, cache: &Path, secs: u32) -> Child {
     let base = crate::support::busybox_base().expect("checked by the caller");
+    let copied = Command::new("cp").arg("-r").arg(&base).arg(dir.join("base")).status();
+    assert!(copied.unwrap().success());
     crate::support::write_files(
         dir,
         &[(
             "stack.kdl",
             &format!(
-                "stack version=1\nimage slow {{\n    from \"oci:{}:base\"\n    run \"sleep {secs}; echo {secs} > /done\"\n}}\n",
-                base.display()
+                "stack version=1\nimage slow {{\n    from \"oci:base:base\"\n    run \"sleep {secs}; echo {secs} > /done\"\n}}\n"
             ),
         )],
     );
-    let mut child = stack()
-        .current_dir(dir)
+    who.share(dir);
+    let mut child = who
+        .stack(dir, &["build", "--out", "out", "--progress", "plain"])
         .env("STACK_CACHE_DIR", cache)
-        .args(["build", "--out", "out", "--progress", "plain"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
     while !temp_entries(cache).iter().any(|n| n.starts_with("run-")) {
-        assert!(started.elapsed().as_secs() < 30, "the step never started");
-        assert!(child.try_wait().unwrap().is_none(), "the build ended early");
+        assert!(started.elapsed().as_secs() < 30, "{who:?}: the step never started");
+        assert!(child.try_wait().unwrap().is_none(), "{who:?}: the build ended early");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child
 }
 
-fn quick_build(cache: &std::path::Path) -> std::process::Output {
+fn quick_build(who: Standing, cache: &Path) -> std::process::Output {
     let dir =
         project("stack version=1\nimage quick {\n    from \"scratch\"\n    file \"/q\" \"q\"\n}\n");
-    crate::support::run_stack(dir.path(), cache, &["build", "--out", "out"])
+    who.share(dir.path());
+    who.stack(dir.path(), &["build", "--out", "out"])
+        .env("STACK_CACHE_DIR", cache)
+        .output()
+        .unwrap()
+}
+
+/// A folder `nobody` may use too (the test runs as root).
+fn shared_folder(who: Standing) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    who.share(dir.path());
+    dir
 }
 
 #[test]
@@ -136,17 +148,21 @@ fn the_next_build_removes_what_a_killed_build_left_in_tmp() {
     if crate::support::busybox_base().is_none() || !crate::support::sandbox_ready() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let mut killed = start_sleeping_build(dir.path(), &cache, 5);
-    killed.kill().unwrap();
-    killed.wait().unwrap();
-    let left = temp_entries(&cache);
-    assert!(!left.is_empty(), "the killed build left nothing to clean");
-    let out = quick_build(&cache);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let still: Vec<_> = temp_entries(&cache).into_iter().filter(|n| left.contains(n)).collect();
-    assert!(still.is_empty(), "the killed build's temp entries survived the next build: {still:?}");
+    for who in Standing::available() {
+        let dir = shared_folder(who);
+        let cache = dir.path().join("cache");
+        let mut killed = start_sleeping_build(who, dir.path(), &cache, 5);
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        // The step's processes die with the build (their parent death signal).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let left = temp_entries(&cache);
+        assert!(!left.is_empty(), "{who:?}: the killed build left nothing to clean");
+        let out = quick_build(who, &cache);
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        let still: Vec<_> = temp_entries(&cache).into_iter().filter(|n| left.contains(n)).collect();
+        assert!(still.is_empty(), "{who:?}: the killed build's temp entries survived: {still:?}");
+    }
 }
 
 #[test]
@@ -154,16 +170,18 @@ fn a_running_builds_temp_entries_are_never_removed() {
     if crate::support::busybox_base().is_none() || !crate::support::sandbox_ready() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let running = start_sleeping_build(dir.path(), &cache, 3);
-    let before = temp_entries(&cache);
-    let out = quick_build(&cache);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let after = temp_entries(&cache);
-    for n in &before {
-        assert!(after.contains(n), "`{n}` of the running build was removed");
+    for who in Standing::available() {
+        let dir = shared_folder(who);
+        let cache = dir.path().join("cache");
+        let running = start_sleeping_build(who, dir.path(), &cache, 3);
+        let before = temp_entries(&cache);
+        let out = quick_build(who, &cache);
+        assert!(out.status.success(), "{who:?}: {}", stderr(&out));
+        let after = temp_entries(&cache);
+        for n in &before {
+            assert!(after.contains(n), "{who:?}: `{n}` of the running build was removed");
+        }
+        let o = running.wait_with_output().unwrap();
+        assert!(o.status.success(), "{who:?}: the running build failed: {}", stderr(&o));
     }
-    let o = running.wait_with_output().unwrap();
-    assert!(o.status.success(), "the running build failed: {}", stderr(&o));
 }
