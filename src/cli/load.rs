@@ -327,7 +327,13 @@ pub(super) fn plan_files(
         args: values.into_iter().collect(),
         targets: args.targets.clone(),
     };
-    let p = crate::plan::plan(files, &request, resolver).map_err(|d| {
+    let planned = crate::plan::plan(files, &request, resolver);
+    // Ctrl-C or SIGTERM while planning: the errors it caused are not the user's mistakes.
+    if crate::exec::cancel::interrupted() {
+        eprintln!("interrupted: stopped while planning; nothing was built");
+        return Err(Failure::Interrupted);
+    }
+    let p = planned.map_err(|d| {
         print_plan_errors(files, d);
         Failure::UserFiles
     })?;
@@ -439,6 +445,7 @@ impl<'a> CliResolver<'a> {
         };
         let opts = crate::registry::ClientOptions {
             insecure_registries: args.insecure_registries.clone(),
+            cancelled: crate::exec::cancel::interrupted,
             ..Default::default()
         };
         Ok(Self {
@@ -542,6 +549,7 @@ impl<'a> CliResolver<'a> {
         if earlier.join("oci-layout").is_file() {
             c.reserve(&earlier, "output");
         }
+        c.cancelled = crate::exec::cancel::interrupted;
         c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
             &self.store.stat_cache_path(&c.root),
         ));
@@ -661,5 +669,7 @@ pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {
             eprintln!("waiting for `stack cache` to release the store `{}`", dir.display());
             store.lock_shared().map_err(|e| fail(error_chain(&e), hint))?
         };
+    // What killed builds left in `tmp/` goes now, not after an hour.
+    store.remove_dead_temp();
     Ok(store.holding(lock))
 }

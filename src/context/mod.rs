@@ -1,13 +1,15 @@
 //! The build context: the folder `copy` reads from, filtered by `.stackignore` (or, when there
 //! is none, `.dockerignore`), and the selection and hashing of the files a step copies.
 //!
-//! Invariant: nothing outside the context root is ever selected; symlinks named as sources are
-//! followed with the context root as `/`, as Docker does.
+//! Invariants: nothing outside the context root is ever selected; symlinks named as sources are
+//! followed with the context root as `/`, as Docker does; regular files are hashed through
+//! [`open::open_beneath`] (never through a symlink) and special files are never opened.
 
 pub mod ignore;
+pub mod open;
 pub mod statcache;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
@@ -16,12 +18,16 @@ use rayon::prelude::*;
 use crate::digest::Digest;
 pub use ignore::{IgnoreError, IgnoreRules};
 
-/// What kind of object a context entry is.
+/// What kind of object a context entry is. FIFOs and devices are copied as what they are,
+/// as `BuildKit` recreates them; their contents are never read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
 }
 
 /// One file, folder or symlink of the context, with what the cache key needs.
@@ -35,8 +41,11 @@ pub struct FileMeta {
     pub hash: Option<Digest>,
     /// The link target, for symlinks.
     pub link: Option<String>,
-    /// Where to read it from.
+    /// Where it is (for messages and the stat cache).
     pub abs: PathBuf,
+    /// Its path relative to the context root, symlinks resolved: regular files are opened
+    /// with it beneath the root, never through a symlink (see [`open::open_beneath`]).
+    pub rel: String,
     /// The stat fields the stat cache compares.
     pub stamp: Option<statcache::Stamp>,
 }
@@ -46,6 +55,8 @@ pub struct FileMeta {
 pub struct Selected {
     /// The item's base name (empty for the context root itself).
     pub name: String,
+    /// The context root its files are opened beneath.
+    pub root: PathBuf,
     pub is_dir: bool,
     /// For a file: one entry with an empty path. For a folder: its contents, relative to it,
     /// sorted, parents before children.
@@ -64,6 +75,10 @@ pub enum ContextError {
     },
     #[error(transparent)]
     Ignore(#[from] IgnoreError),
+    #[error("`{}` is a socket, which an image cannot hold", path.display())]
+    Socket { path: PathBuf },
+    #[error("interrupted while reading the build context")]
+    Interrupted,
 }
 
 /// Why a `copy` source selects nothing usable.
@@ -73,6 +88,8 @@ pub enum SelectError {
     Outside { source_path: String },
     #[error("`{source_path}` is not in the build context{}", if *excluded { " (it is excluded by the ignore file)" } else { "" })]
     NotFound { source_path: String, excluded: bool },
+    #[error("symlink loop at `{source_path}`")]
+    SymlinkLoop { source_path: String },
     #[error("`{source_path}` is not a valid pattern: {reason}")]
     BadPattern { source_path: String, reason: String },
     #[error(
@@ -94,6 +111,13 @@ pub struct Context {
     /// the root, with what they are: never selected, whatever the ignore file says, so a build
     /// never copies its earlier output into an image (and its key stays the same).
     reserved: Vec<(String, &'static str)>,
+    /// Asked while walking and hashing: `true` stops with [`ContextError::Interrupted`] (the
+    /// CLI passes its Ctrl-C/SIGTERM flag).
+    pub cancelled: fn() -> bool,
+}
+
+fn never() -> bool {
+    false
 }
 
 impl Context {
@@ -107,14 +131,22 @@ impl Context {
         let mut ignore = IgnoreRules::default();
         for name in [".stackignore", ".dockerignore"] {
             let path = root.join(name);
-            if path.exists() {
-                let text = fs_err::read_to_string(&path)
+            if fs_err::symlink_metadata(&path).is_ok() {
+                // Like any context file: never through a symlink, never a FIFO that would block.
+                let text = open::open_beneath(&root, name)
+                    .and_then(std::io::read_to_string)
                     .map_err(|source| ContextError::Io { path: path.clone(), source })?;
                 ignore = IgnoreRules::parse(&path.display().to_string(), &text)?;
                 break;
             }
         }
-        Ok(Self { root, ignore, stat_cache: std::sync::Arc::default(), reserved: Vec::new() })
+        Ok(Self {
+            root,
+            ignore,
+            stat_cache: std::sync::Arc::default(),
+            reserved: Vec::new(),
+            cancelled: never,
+        })
     }
 
     /// Keeps `path` (which need not exist yet), one of stack's own folders or files, out of
@@ -164,7 +196,7 @@ impl Context {
             if let Some(ex) = &excludes {
                 item.entries.retain(|(p, _)| p.is_empty() || !ex.is_excluded(p));
             }
-            hash_files(&mut item.entries, &self.stat_cache)?;
+            hash_files(&self.root, &mut item.entries, &self.stat_cache, self.cancelled)?;
         }
         Ok(selected)
     }
@@ -176,25 +208,30 @@ impl Context {
         if !rel.is_empty() && self.ignore.is_excluded(rel) {
             return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: true });
         }
-        let resolved = self.resolve_in_root(rel).ok_or_else(|| SelectError::NotFound {
-            source_path: source.to_owned(),
-            excluded: false,
-        })?;
+        // `None` only after too many symlinks: a loop, which is not the same as a typo.
+        let resolved = self
+            .resolve_in_root(rel)
+            .ok_or_else(|| SelectError::SymlinkLoop { source_path: source.to_owned() })?;
         if let Some(e) = self.reserved_error(source, &resolved) {
             return Err(e);
         }
         let abs = self.root.join(&resolved);
-        let meta = fs_err::metadata(&abs).map_err(|_| SelectError::NotFound {
-            source_path: source.to_owned(),
-            excluded: false,
-        })?;
+        // Every symlink was resolved above; one that appeared since is not followed.
+        let meta = fs_err::symlink_metadata(&abs)
+            .ok()
+            .filter(|m| !m.file_type().is_symlink())
+            .ok_or_else(|| SelectError::NotFound {
+                source_path: source.to_owned(),
+                excluded: false,
+            })?;
         let name = rel.rsplit('/').next().unwrap_or("").to_owned();
+        let root = self.root.clone();
         if meta.is_dir() {
             let entries = self.walk(&resolved)?;
-            Ok(Selected { name, is_dir: true, entries })
+            Ok(Selected { name, root, is_dir: true, entries })
         } else {
-            let fm = file_meta(&abs, &meta, None);
-            Ok(Selected { name, is_dir: false, entries: vec![(String::new(), fm)] })
+            let fm = file_meta(&abs, resolved, &meta, None)?;
+            Ok(Selected { name, root, is_dir: false, entries: vec![(String::new(), fm)] })
         }
     }
 
@@ -249,7 +286,7 @@ impl Context {
         let dir_abs = if dir_rel.is_empty() { self.root.clone() } else { self.root.join(dir_rel) };
         // First the names (readdir gives the file types), then the metadata of all entries in
         // parallel: on large contexts the `stat` calls dominate a rebuild with no changes.
-        let mut paths: Vec<(String, PathBuf)> = Vec::new();
+        let mut paths: Vec<(String, String, PathBuf)> = Vec::new();
         let mut it = walkdir::WalkDir::new(&dir_abs).min_depth(1).sort_by_file_name().into_iter();
         let descend_excluded = self.ignore.has_exceptions();
         let root_len = self.root.as_os_str().len() + 1;
@@ -257,30 +294,28 @@ impl Context {
         let check_ignore = !self.ignore.is_empty();
         let check_reserved = !self.reserved.is_empty();
         while let Some(entry) = it.next() {
+            if (self.cancelled)() {
+                return Err(ContextError::Interrupted.into());
+            }
             let entry = entry.map_err(|e| walk_error(&dir_abs, e))?;
-            if check_reserved {
-                let ctx_rel = tail(entry.path(), root_len);
-                if self.reserved_at(&ctx_rel).is_some() {
-                    if entry.file_type().is_dir() {
-                        it.skip_current_dir();
-                    }
-                    continue;
+            let ctx_rel = tail(entry.path(), root_len);
+            if check_reserved && self.reserved_at(&ctx_rel).is_some() {
+                if entry.file_type().is_dir() {
+                    it.skip_current_dir();
                 }
+                continue;
             }
-            if check_ignore {
-                let ctx_rel = tail(entry.path(), root_len);
-                if self.ignore.is_excluded(&ctx_rel) {
-                    if entry.file_type().is_dir() && !descend_excluded {
-                        it.skip_current_dir();
-                    }
-                    continue;
+            if check_ignore && self.ignore.is_excluded(&ctx_rel) {
+                if entry.file_type().is_dir() && !descend_excluded {
+                    it.skip_current_dir();
                 }
+                continue;
             }
-            paths.push((tail(entry.path(), dir_len), entry.into_path()));
+            paths.push((tail(entry.path(), dir_len), ctx_rel, entry.into_path()));
         }
         paths
             .into_par_iter()
-            .map(|(rel, abs)| {
+            .map(|(rel, ctx_rel, abs)| {
                 let meta = fs_err::symlink_metadata(&abs)
                     .map_err(|source| ContextError::Io { path: abs.clone(), source })?;
                 let link = if meta.file_type().is_symlink() {
@@ -290,7 +325,7 @@ impl Context {
                 } else {
                     None
                 };
-                let fm = file_meta(&abs, &meta, link);
+                let fm = file_meta(&abs, ctx_rel, &meta, link)?;
                 Ok((rel, fm))
             })
             .collect::<Result<Vec<_>, ContextError>>()
@@ -303,53 +338,81 @@ fn walk_error(path: &Path, e: walkdir::Error) -> SelectError {
     SelectError::Context(ContextError::Io { path, source: e.into() })
 }
 
-fn file_meta(abs: &Path, meta: &std::fs::Metadata, link: Option<String>) -> FileMeta {
+/// What an entry is, from its `lstat`; sockets are refused (a tar cannot hold them).
+fn file_kind(abs: &Path, meta: &std::fs::Metadata) -> Result<FileKind, ContextError> {
     let ft = meta.file_type();
-    let kind = if ft.is_symlink() {
+    let dev = || (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
+    Ok(if ft.is_symlink() {
         FileKind::Symlink
     } else if ft.is_dir() {
         FileKind::Dir
+    } else if ft.is_fifo() {
+        FileKind::Fifo
+    } else if ft.is_char_device() {
+        let (major, minor) = dev();
+        FileKind::CharDevice { major, minor }
+    } else if ft.is_block_device() {
+        let (major, minor) = dev();
+        FileKind::BlockDevice { major, minor }
+    } else if ft.is_socket() {
+        return Err(ContextError::Socket { path: abs.to_owned() });
     } else {
         FileKind::File
-    };
-    FileMeta {
+    })
+}
+
+fn file_meta(
+    abs: &Path,
+    rel: String,
+    meta: &std::fs::Metadata,
+    link: Option<String>,
+) -> Result<FileMeta, ContextError> {
+    let kind = file_kind(abs, meta)?;
+    Ok(FileMeta {
         kind,
         mode: meta.permissions().mode() & 0o7777,
         size: if kind == FileKind::File { meta.size() } else { 0 },
         hash: None,
         link,
         abs: abs.to_owned(),
+        rel,
         stamp: (kind == FileKind::File).then(|| statcache::Stamp::of(meta)),
-    }
-}
-
-/// Hashes every regular file in parallel, taking unchanged files' hashes from the stat cache.
-fn hash_files(
-    entries: &mut [(String, FileMeta)],
-    cache: &statcache::StatCache,
-) -> Result<(), ContextError> {
-    entries.par_iter_mut().filter(|(_, m)| m.kind == FileKind::File).try_for_each(|(_, m)| {
-        let stamp = m.stamp;
-        if let Some(d) = stamp.and_then(|s| cache.get(&m.abs, &s)) {
-            m.hash = Some(d);
-            return Ok(());
-        }
-        let d = hash_file(&m.abs)?;
-        if let Some(s) = stamp {
-            cache.put(&m.abs, s, d);
-        }
-        m.hash = Some(d);
-        Ok(())
     })
 }
 
-/// blake3 of a file's content (memory-mapped when large).
-pub fn hash_file(path: &Path) -> Result<Digest, ContextError> {
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_mmap(path)
-        .map_err(|source| ContextError::Io { path: path.to_owned(), source })?;
-    Ok(Digest(*hasher.finalize().as_bytes()))
+/// Hashes every regular file in parallel, taking unchanged files' hashes from the stat cache.
+/// Files are opened beneath `root` without following symlinks; size and stamp come from the
+/// open file, so the hash, the size and the stat cache entry describe one version of it.
+fn hash_files(
+    root: &Path,
+    entries: &mut [(String, FileMeta)],
+    cache: &statcache::StatCache,
+    cancelled: fn() -> bool,
+) -> Result<(), ContextError> {
+    entries.par_iter_mut().filter(|(_, m)| m.kind == FileKind::File).try_for_each(|(_, m)| {
+        if cancelled() {
+            return Err(ContextError::Interrupted);
+        }
+        if let Some(d) = m.stamp.and_then(|s| cache.get(&m.abs, &s)) {
+            m.hash = Some(d);
+            return Ok(());
+        }
+        let io = |source| ContextError::Io { path: m.abs.clone(), source };
+        let file = open::open_beneath(root, &m.rel).map_err(io)?;
+        let stamp = statcache::Stamp::of(&file.metadata().map_err(io)?);
+        let (d, size) = open::hash_open_file(&file, stamp.size, &cancelled).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                ContextError::Interrupted
+            } else {
+                io(e)
+            }
+        })?;
+        if size == stamp.size {
+            cache.put(&m.abs, stamp, d);
+        }
+        (m.hash, m.size, m.stamp) = (Some(d), size, Some(stamp));
+        Ok(())
+    })
 }
 
 /// The part of `path` after its first `skip` bytes (a known prefix and its `/`).
@@ -461,6 +524,27 @@ mod tests {
         assert_eq!(c.select("stack-*", &[]).map(|s| s.len()).ok(), None);
         std::os::unix::fs::symlink("stack-out", d.path().join("link")).unwrap();
         assert!(matches!(c.select("link", &[]), Err(SelectError::Reserved { .. })));
+    }
+
+    #[test]
+    fn an_ignore_file_is_never_read_through_a_symlink_or_a_fifo() {
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("rules"), "secret-line\n").unwrap();
+        let (d, _) = ctx(&[("a", "a")], None);
+        std::os::unix::fs::symlink(outside.path().join("rules"), d.path().join(".dockerignore"))
+            .unwrap();
+        assert!(matches!(Context::open(d.path()), Err(ContextError::Io { .. })));
+        let (d, _) = ctx(&[("a", "a")], None);
+        let fifo = d.path().join(".stackignore");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(Context::open(d.path()), Err(ContextError::Io { .. })));
     }
 
     #[test]

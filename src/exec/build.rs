@@ -276,6 +276,8 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     events(Event::Started { node });
     let started = Instant::now();
     let lerr = |e: LayerError| step_err(e.to_string(), Vec::new());
+    // Unpacked `add` archives: kept until the layer is written, then removed.
+    let mut scratch = layers::Scratch::default();
     let entries = match &n.op {
         Op::Copy(op) => {
             let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
@@ -286,7 +288,9 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
                 crate::plan::CopySource::Context { .. }
                 | crate::plan::CopySource::Remote { .. } => None,
             };
-            layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch).map_err(lerr)?
+            let scratch = (store, &mut scratch);
+            layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch, scratch)
+                .map_err(lerr)?
         }
         Op::File(op) => {
             let target = layers::view_of(store, &parent_layers).map_err(lerr)?;

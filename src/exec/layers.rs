@@ -2,13 +2,13 @@
 //! `workdir` steps into layer entries, and writing entries as a compressed, content-addressed
 //! layer blob.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use globset::GlobBuilder;
 
 use super::view::View;
-use crate::context::{FileKind, Selected};
+use crate::context::{FileKind, Selected, open};
 use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::compress::{ChunkTable, Compression, Compressor, Reuse};
 use crate::oci::extract::{self, IndexKind, LayerIndex};
@@ -61,12 +61,19 @@ pub fn view_of(store: &Store, layers: &[LayerRef]) -> Result<View, LayerError> {
     Ok(View::new(&parts))
 }
 
-/// Entries for a `copy`/`add` step onto the file system `target`.
+/// Folders that hold the files of unpacked archives until the layer is written; removed
+/// when dropped (they live in the store's `tmp/`, so a crash leaves them to the next build).
+#[derive(Debug, Default)]
+pub struct Scratch(Vec<tempfile::TempDir>);
+
+/// Entries for a `copy`/`add` step onto the file system `target`. Archives that `add`
+/// unpacks go into folders that `scratch` keeps until the layer is written.
 pub fn copy_entries(
     op: &CopyOp,
     target: &View,
     source_view: Option<&View>,
     epoch: i64,
+    (store, scratch): (&Store, &mut Scratch),
 ) -> Result<Vec<Entry>, LayerError> {
     let dest = op.dest.trim_start_matches('/').to_owned();
     let owner = match &op.chown {
@@ -93,8 +100,13 @@ pub fn copy_entries(
                     if item.is_dir {
                         dest_dirs.push(base.clone());
                     }
-                    if op.add && !item.is_dir && is_archive(item) {
-                        out.extend(unpack_archive(item, &dest, epoch)?);
+                    if op.add
+                        && !item.is_dir
+                        && let Some(unpacked) = unpack_if_archive(item, &dest, epoch, store)?
+                    {
+                        let (entries, dir) = unpacked;
+                        out.extend(entries);
+                        scratch.0.push(dir);
                         continue;
                     }
                     context_entries(item, &base, epoch, &mut out);
@@ -244,11 +256,19 @@ fn context_entries(item: &Selected, base: &str, epoch: i64, out: &mut Vec<Entry>
     for (rel, meta) in &item.entries {
         let path = if rel.is_empty() { base.to_owned() } else { join(base, rel) };
         let kind = match meta.kind {
-            FileKind::File => EntryKind::File { source: meta.abs.clone(), size: meta.size },
+            FileKind::File => EntryKind::ContextFile {
+                root: item.root.clone(),
+                rel: meta.rel.clone(),
+                size: meta.size,
+                blake3: meta.hash.expect("planning hashes every regular file").0,
+            },
             FileKind::Dir => EntryKind::Dir { opaque: false },
             FileKind::Symlink => {
                 EntryKind::Symlink { target: meta.link.clone().unwrap_or_default() }
             }
+            FileKind::Fifo => EntryKind::Fifo,
+            FileKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
+            FileKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
         };
         // Context files belong to root and carry the build's timestamp, so that a checkout's
         // owners and mtimes never reach the image.
@@ -264,31 +284,50 @@ fn context_entries(item: &Selected, base: &str, epoch: i64, out: &mut Vec<Entry>
     }
 }
 
-fn is_archive(item: &Selected) -> bool {
-    let Some((_, meta)) = item.entries.first() else { return false };
-    let Ok(mut f) = fs_err::File::open(&meta.abs) else { return false };
-    let mut head = [0u8; 512];
-    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
-    Compression::sniff(&head[..n]) != Compression::None || (n >= 262 && &head[257..262] == b"ustar")
-}
-
-/// `add` of a local archive: its entries land under the destination folder.
-fn unpack_archive(item: &Selected, dest: &str, epoch: i64) -> Result<Vec<Entry>, LayerError> {
-    let (_, meta) = &item.entries[0];
+/// `add` of a local archive: its entries land under the destination folder; `None` when the
+/// file is not an archive (it is then copied as it is). The archive is read once, through a
+/// descriptor opened beneath the context root, and must hash to what planning saw.
+fn unpack_if_archive(
+    item: &Selected,
+    dest: &str,
+    epoch: i64,
+    store: &Store,
+) -> Result<Option<(Vec<Entry>, tempfile::TempDir)>, LayerError> {
+    let Some((_, meta)) = item.entries.first().filter(|(_, m)| m.kind == FileKind::File) else {
+        return Ok(None);
+    };
+    let changed =
+        || LayerError::Step(format!("file `{}` changed during the build", meta.abs.display()));
+    let read_err =
+        |e: io::Error| LayerError::Step(format!("cannot read `{}`: {e}", meta.abs.display()));
+    let file = open::open_beneath(&item.root, &meta.rel).map_err(|_| changed())?;
+    let mut source = open::HashingReader::new(file);
+    let mut head = Vec::with_capacity(512);
+    io::Read::by_ref(&mut source).take(512).read_to_end(&mut head).map_err(read_err)?;
+    let compression = Compression::sniff(&head);
+    let is_tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    if compression == Compression::None && !is_tar {
+        return Ok(None);
+    }
+    let scratch = store.temp_dir("add-")?;
     let digest = OciDigest::of(meta.abs.to_string_lossy().as_bytes());
-    let scratch =
-        tempfile::tempdir().map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut f = fs_err::File::open(&meta.abs)
-        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut head = [0u8; 4];
-    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
-    let file = fs_err::File::open(&meta.abs)
-        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut reader = extract::decompress(file, Compression::sniff(&head[..n]))
-        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let index = extract::extract(&mut reader, &digest, None, scratch.path())
-        .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))?;
-    let tree = scratch.keep().join("tree");
+    let unpacked = {
+        let whole = io::Cursor::new(head).chain(&mut source);
+        extract::decompress(whole, compression)
+            .map_err(|source| LayerError::Read { layer: digest.clone(), source })
+            .and_then(|mut reader| {
+                extract::extract(&mut reader, &digest, None, scratch.path())
+                    .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))
+            })
+    };
+    // Whatever follows the archive's end still counts towards the file's hash; a file that
+    // changed is reported as such even when the change broke the archive.
+    io::copy(&mut source, &mut io::sink()).map_err(read_err)?;
+    if source.count() != meta.size || Some(source.digest()) != meta.hash {
+        return Err(changed());
+    }
+    let index = unpacked?;
+    let tree = scratch.path().join("tree");
     let mut out = Vec::new();
     for (path, e) in &index {
         if e.kind == IndexKind::Whiteout {
@@ -303,7 +342,7 @@ fn unpack_archive(item: &Selected, dest: &str, epoch: i64) -> Result<Vec<Entry>,
         out.push(entry);
     }
     order_hardlinks(&mut out);
-    Ok(out)
+    Ok(Some((out, scratch)))
 }
 
 /// Makes the first path (in the layer's sorted order) of every hard-link group the file and

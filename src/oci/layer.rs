@@ -32,6 +32,16 @@ pub enum EntryKind {
         source: PathBuf,
         size: u64,
     },
+    /// A regular file of the build context: opened as `rel` beneath `root` without following
+    /// symlinks, and its bytes checked against `blake3`, the hash the step's key was computed
+    /// over, while the tar is written (a file changed since planning fails the step rather than
+    /// storing new content under the old key).
+    ContextFile {
+        root: PathBuf,
+        rel: String,
+        size: u64,
+        blake3: [u8; 32],
+    },
     /// A regular file whose bytes are held in memory (generated files, small inline content).
     Inline {
         content: Vec<u8>,

@@ -2,7 +2,8 @@
 //! archive (an OCI layout plus Docker's `manifest.json`).
 //!
 //! Invariants: the output appears whole or not at all (blobs first, `index.json` last via a
-//! rename; archives are written beside their target and renamed), and archives are tars
+//! rename; archives are written beside their target and renamed; builds writing one layout
+//! hold its lock file from reading `index.json` to replacing it), and archives are tars
 //! written by the deterministic tar writer, so the same images give the same archive bytes.
 
 use std::collections::BTreeMap;
@@ -84,28 +85,62 @@ fn index_for(images: &[BuiltImage], mut keep: Vec<Descriptor>) -> Index {
     }
 }
 
+/// The lock file in a layout folder that serialises the builds writing into it.
+pub const LOCK_FILE: &str = ".stack-layout.lock";
+
+/// Takes the layout's lock exclusively, waiting for another build that holds it; released
+/// when the returned file is dropped (or the process dies).
+fn lock_layout(out: &Path) -> Result<fs_err::File, LayoutError> {
+    let path = out.join(LOCK_FILE);
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| LayoutError::Io { path: path.clone(), source: e.into() })?;
+    Ok(file)
+}
+
+/// Fails unless `out` is an OCI layout, or empty (but for the lock file).
+fn check_is_layout(out: &Path) -> Result<(), LayoutError> {
+    if out.join("oci-layout").is_file() {
+        return Ok(());
+    }
+    let mut names = fs_err::read_dir(out).map_err(io(out))?.flatten();
+    if names.all(|e| e.file_name() == LOCK_FILE) {
+        Ok(())
+    } else {
+        Err(LayoutError::NotALayout { path: out.to_owned() })
+    }
+}
+
 /// Writes (or updates) an OCI layout folder; other images already in it are kept.
+///
+/// Concurrent builds into one folder all land: the folder's lock file is held from reading
+/// `index.json` to renaming the merged one into place, and temporary names are unique.
 pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<(), LayoutError> {
     let index_path = out.join("index.json");
+    // Refuse someone else's folder before putting a lock file in it; a folder that has one is
+    // checked under the lock, once the build writing it has finished.
+    if out.exists() && !out.join(LOCK_FILE).exists() {
+        check_is_layout(out)?;
+    }
+    fs_err::create_dir_all(out).map_err(io(out))?;
+    let _lock = lock_layout(out)?;
+    check_is_layout(out)?;
+    // `oci-layout` first: a build killed halfway leaves a layout, never a folder refused later.
+    fs_err::write(out.join("oci-layout"), LAYOUT).map_err(io(out))?;
     let mut existing = Vec::new();
-    if out.exists() {
-        let is_layout = out.join("oci-layout").is_file();
-        let empty = fs_err::read_dir(out).map_err(io(out))?.next().is_none();
-        if !is_layout && !empty {
-            return Err(LayoutError::NotALayout { path: out.to_owned() });
-        }
-        if index_path.is_file() {
-            let bytes = fs_err::read(&index_path).map_err(io(&index_path))?;
-            let idx: Index = serde_json::from_slice(&bytes).map_err(|e| LayoutError::BadIndex {
-                path: out.to_owned(),
-                reason: e.to_string(),
-            })?;
-            existing = idx.manifests;
-        }
+    if index_path.is_file() {
+        let bytes = fs_err::read(&index_path).map_err(io(&index_path))?;
+        let idx: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| LayoutError::BadIndex { path: out.to_owned(), reason: e.to_string() })?;
+        existing = idx.manifests;
     }
     let blobs = out.join("blobs").join("sha256");
     fs_err::create_dir_all(&blobs).map_err(io(&blobs))?;
-    fs_err::write(out.join("oci-layout"), LAYOUT).map_err(io(out))?;
     for image in images {
         for d in image.blobs().iter().chain(std::iter::once(&image.manifest)) {
             let dest = blobs.join(d.digest.hex());
@@ -116,9 +151,14 @@ pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<
         }
     }
     let index = index_for(images, existing);
-    let tmp = out.join("index.json.tmp");
-    fs_err::write(&tmp, to_canonical(&index)).map_err(io(&tmp))?;
-    fs_err::rename(&tmp, &index_path).map_err(io(&index_path))?;
+    // Created like any file (the umask decides its mode), under a name no other build uses.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".index.json-")
+        .make_in(out, |p| std::fs::File::options().write(true).create_new(true).open(p))
+        .map_err(io(out))?;
+    std::io::Write::write_all(tmp.as_file_mut(), &to_canonical(&index)).map_err(io(tmp.path()))?;
+    tmp.persist(&index_path)
+        .map_err(|e| LayoutError::Io { path: index_path.clone(), source: e.error })?;
     Ok(())
 }
 

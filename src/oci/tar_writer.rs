@@ -24,6 +24,8 @@ pub enum TarWriteError {
     },
     #[error("`{}` changed size while it was being copied (expected {expected} bytes)", path.display())]
     Changed { path: std::path::PathBuf, expected: u64 },
+    #[error("file `{}` changed during the build", path.display())]
+    ContextChanged { path: std::path::PathBuf },
     #[error("failed to write a layer tar")]
     Write(#[source] io::Error),
 }
@@ -71,7 +73,7 @@ fn write_entry<W: Write>(
                 e.path.rsplit_once('/').map_or(("", e.path.as_str()), |(d, b)| (d, b));
             (join(dir, &format!(".wh.{base}")), tar::EntryType::Regular)
         }
-        EntryKind::File { .. } | EntryKind::Inline { .. } => {
+        EntryKind::File { .. } | EntryKind::ContextFile { .. } | EntryKind::Inline { .. } => {
             (e.path.clone(), tar::EntryType::Regular)
         }
         EntryKind::Dir { .. } => (format!("{}/", e.path), tar::EntryType::Directory),
@@ -105,7 +107,7 @@ fn write_entry<W: Write>(
     let mtime = if whiteout { 0 } else { e.mtime.clamp(0, epoch.max(0)) };
     header.set_mtime(mtime as u64);
     let size = match &e.kind {
-        EntryKind::File { size, .. } => *size,
+        EntryKind::File { size, .. } | EntryKind::ContextFile { size, .. } => *size,
         EntryKind::Inline { content } => content.len() as u64,
         _ => 0,
     };
@@ -151,10 +153,55 @@ fn write_entry<W: Write>(
                 return Err(TarWriteError::Changed { path: source.clone(), expected: *size });
             }
         }
+        EntryKind::ContextFile { root, rel, size, blake3 } => {
+            append_context_file(b, &header, root, rel, *size, blake3)?;
+        }
         EntryKind::Inline { content } => {
             b.append(&header, content.as_slice()).map_err(TarWriteError::Write)?;
         }
         _ => b.append(&header, io::empty()).map_err(TarWriteError::Write)?,
+    }
+    Ok(())
+}
+
+/// Appends a build-context file, read once through a descriptor opened beneath the context
+/// root, and fails unless its bytes are exactly those planning hashed.
+fn append_context_file<W: Write>(
+    b: &mut tar::Builder<W>,
+    header: &tar::Header,
+    root: &std::path::Path,
+    rel: &str,
+    size: u64,
+    blake3: &[u8; 32],
+) -> Result<(), TarWriteError> {
+    use crate::context::open::{HashingReader, open_beneath};
+    let path = root.join(rel);
+    let changed = || TarWriteError::ContextChanged { path: path.clone() };
+    let file = open_beneath(root, rel).map_err(|err| match err.raw_os_error() {
+        // A symlink or a special file now stands where planning saw a regular file.
+        Some(libc::ELOOP | libc::EXDEV | libc::ENOENT | libc::ENOTDIR) => changed(),
+        _ if err.kind() == io::ErrorKind::InvalidInput => changed(),
+        _ => TarWriteError::Read { path: path.clone(), source: err },
+    })?;
+    if file.metadata().map_err(|err| TarWriteError::Read { path: path.clone(), source: err })?.len()
+        != size
+    {
+        return Err(changed());
+    }
+    // Large reads under the hasher: blake3 is several times faster on big slices than on the
+    // 8 KiB pieces the tar builder copies in.
+    let buffer = usize::try_from(size).unwrap_or(usize::MAX).clamp(1, 1 << 20);
+    let mut reader = io::BufReader::with_capacity(buffer, HashingReader::new(file.take(size)));
+    b.append(header, &mut reader).map_err(|err| {
+        if err.kind() == io::ErrorKind::UnexpectedEof {
+            changed()
+        } else {
+            TarWriteError::Read { path: path.clone(), source: err }
+        }
+    })?;
+    let reader = reader.into_inner();
+    if reader.count() != size || reader.digest().0 != *blake3 {
+        return Err(changed());
     }
     Ok(())
 }

@@ -281,11 +281,19 @@ fn hash_selected(h: &mut KeyHasher, selected: &[Selected]) {
         h.str(&item.name).bool(item.is_dir).seq(item.entries.len());
         for (path, meta) in &item.entries {
             h.str(path);
-            h.u8(match meta.kind {
-                FileKind::File => 0,
-                FileKind::Dir => 1,
-                FileKind::Symlink => 2,
-            });
+            // New kinds take new ordinals, so the keys of existing kinds do not change.
+            match meta.kind {
+                FileKind::File => h.u8(0),
+                FileKind::Dir => h.u8(1),
+                FileKind::Symlink => h.u8(2),
+                FileKind::Fifo => h.u8(3),
+                FileKind::CharDevice { major, minor } => {
+                    h.u8(4).u64(u64::from(major)).u64(u64::from(minor))
+                }
+                FileKind::BlockDevice { major, minor } => {
+                    h.u8(5).u64(u64::from(major)).u64(u64::from(minor))
+                }
+            };
             h.u64(u64::from(meta.mode)).u64(meta.size);
             match &meta.hash {
                 Some(d) => h.u8(1).digest(d),

@@ -14,7 +14,7 @@ use super::{
     CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, Node, Op, Plan,
     PlanRequest, PlannedMount, Resolver, RunOp, hash_selected,
 };
-use crate::context::{SelectError, normalize};
+use crate::context::{ContextError, FileKind, SelectError, normalize};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig};
@@ -1019,6 +1019,14 @@ impl<'a> Planner<'a> {
                                     "source-reserved",
                                     "stack never copies its own output or store into an image; copy the files from elsewhere, or write the output elsewhere with `--out`",
                                 ),
+                                SelectError::SymlinkLoop { .. } => (
+                                    "symlink-loop",
+                                    "a symlink on this path leads back to itself; fix or remove it",
+                                ),
+                                SelectError::Context(ContextError::Socket { .. }) => (
+                                    "unsupported-file",
+                                    "an image cannot hold a socket; add it to `.stackignore`",
+                                ),
                                 _ => ("context-error", "check the file's permissions"),
                             };
                             self.error(
@@ -1063,9 +1071,16 @@ impl<'a> Planner<'a> {
                             } else {
                                 format!("{}/{rel}", src.trim_end_matches('/'))
                             };
-                            let what = match (&meta.hash, &meta.link) {
-                                (Some(h), _) => format!("{} mode {:o}", h.short(), meta.mode),
-                                (None, Some(l)) => format!("symlink to {l}"),
+                            let what = match (meta.kind, &meta.hash, &meta.link) {
+                                (_, Some(h), _) => format!("{} mode {:o}", h.short(), meta.mode),
+                                (_, None, Some(l)) => format!("symlink to {l}"),
+                                (FileKind::Fifo, ..) => format!("fifo mode {:o}", meta.mode),
+                                (FileKind::CharDevice { major, minor }, ..) => {
+                                    format!("char device {major}:{minor} mode {:o}", meta.mode)
+                                }
+                                (FileKind::BlockDevice { major, minor }, ..) => {
+                                    format!("block device {major}:{minor} mode {:o}", meta.mode)
+                                }
                                 _ => format!("folder mode {:o}", meta.mode),
                             };
                             inputs.push((format!("file `{path}`"), what));

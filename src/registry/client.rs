@@ -148,6 +148,14 @@ impl Client {
         Ok(self.agents.lock().expect("lock").entry(key).or_insert(agent).clone())
     }
 
+    /// The deadline of one download that starts now (see [`super::deadline`]).
+    pub fn download_deadline(&self) -> super::deadline::Deadline {
+        super::deadline::Deadline {
+            cancelled: self.opts.cancelled,
+            ..super::deadline::Deadline::new(self.opts.transfer_timeout, self.opts.read_timeout)
+        }
+    }
+
     /// GETs a plain URL (`add "https://…"`) with the TLS trust and retries of registry
     /// requests; redirects are followed and any final status is returned. The error says what
     /// went wrong in words (the URL is the caller's to add).
@@ -159,6 +167,9 @@ impl Client {
         let agent = self.agent_for(url).map_err(|e| e.to_string())?;
         let mut attempt = 0;
         loop {
+            if (self.opts.cancelled)() {
+                return Err("interrupted".into());
+            }
             let mut req = agent.get(url);
             for (k, v) in headers {
                 req = req.header(*k, v.as_str());
@@ -505,8 +516,16 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 + 0.75;
-        let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter));
-        std::thread::sleep(delay.min(Duration::from_secs(30)));
+        let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter)).min(MAX_RETRY_AFTER);
+        // In short naps, so that Ctrl-C does not wait for the end of a long pause.
+        let until = std::time::Instant::now() + delay;
+        while !(self.opts.cancelled)() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
     }
 
     pub(super) fn transport_error(
@@ -625,15 +644,18 @@ fn is_transient(e: &ureq::Error) -> bool {
     }
 }
 
+/// The longest `Retry-After` pause stack waits for; a server asking for more gets its answer
+/// returned as an error instead of stalling the build.
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// Whether an answer may be different on a retry: rate limits, timeouts and server errors
-/// (not 501/505, which will not change), unless the server asks for a pause over 30 s, in
-/// which case its answer is returned rather than blocking the build.
+/// (not 501/505, which will not change), unless the server asks for a pause over
+/// [`MAX_RETRY_AFTER`], in which case its answer is returned rather than blocking the build.
 fn retryable(resp: &Response<ureq::Body>) -> bool {
     let status = resp.status().as_u16();
     let transient =
         status == 429 || status == 408 || (status >= 500 && status != 501 && status != 505);
-    let long_pause =
-        status == 429 && retry_after(resp).is_some_and(|d| d > Duration::from_secs(30));
+    let long_pause = retry_after(resp).is_some_and(|d| d > MAX_RETRY_AFTER);
     transient && !long_pause
 }
 

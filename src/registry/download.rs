@@ -49,6 +49,7 @@ pub fn fetch_to_store(
             headers.push(("If-Modified-Since", m.clone()));
         }
     }
+    let deadline = client.download_deadline();
     let resp = client.get_url(url, &headers)?;
     let status = resp.status().as_u16();
     let header =
@@ -57,7 +58,8 @@ pub fn fetch_to_store(
     let record = match (status, known) {
         (304, Some(k)) => k,
         (200..=299, _) => {
-            let (digest, size) = write_blob(store, resp.into_body().into_reader())?;
+            let (digest, size) =
+                write_blob(store, deadline.reader(resp.into_body().into_reader()))?;
             UrlRecord { url: url.to_owned(), etag, last_modified, digest, size }
         }
         _ => return Err(format!("the server answered HTTP {status}")),

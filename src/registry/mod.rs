@@ -12,6 +12,7 @@
 
 mod auth;
 mod client;
+pub mod deadline;
 pub mod download;
 mod pull;
 mod push;
@@ -48,8 +49,14 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Connection timeout.
     pub connect_timeout: Duration,
-    /// How long a response or a body read may stall before the attempt counts as failed.
+    /// How long a response or a body read may stall before the attempt counts as failed (and
+    /// is retried, resuming where it stopped); a body that brings fewer than
+    /// [`deadline::MIN_PROGRESS_BYTES`] in this long counts as stalled too.
+    /// `STACK_DOWNLOAD_STALL_TIMEOUT` (seconds), default 60.
     pub read_timeout: Duration,
+    /// The most one download (a blob, an `add` URL) may take, retries included.
+    /// `STACK_DOWNLOAD_TIMEOUT` (seconds), default 1800.
+    pub transfer_timeout: Duration,
     /// How many blobs are transferred at once.
     pub parallel: usize,
     /// The platform pulled from multi-platform images; `None` is this host
@@ -59,6 +66,13 @@ pub struct ClientOptions {
     pub credentials: CredentialSources,
     /// Which CAs registries' certificates may chain to (default: the system's, `certs.d`).
     pub trust: TrustSources,
+    /// Asked while downloading and between retries: `true` gives up at once (the CLI passes
+    /// its Ctrl-C/SIGTERM flag, so that a pull during planning stops too).
+    pub cancelled: fn() -> bool,
+}
+
+fn never() -> bool {
+    false
 }
 
 impl Default for ClientOptions {
@@ -70,11 +84,13 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_mins(1),
+            read_timeout: deadline::from_env(deadline::STALL_ENV, Duration::from_mins(1)),
+            transfer_timeout: deadline::from_env(deadline::TOTAL_ENV, Duration::from_mins(30)),
             parallel: 4,
             platform: None,
             credentials: CredentialSources::from_env(),
             trust: TrustSources::from_env(),
+            cancelled: never,
         }
     }
 }

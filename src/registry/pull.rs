@@ -440,7 +440,21 @@ impl Client {
         let mut received = 0u64;
         let mut attempt = 0u32;
         let mut buf = vec![0u8; 256 * 1024];
+        let deadline = self.download_deadline();
+        let gave_up = |attempts: u32, detail: String| RegistryError::Transport {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            what: what.clone(),
+            attempts,
+            detail,
+        };
         loop {
+            if (self.opts.cancelled)() {
+                return Err(gave_up(attempt + 1, "interrupted".to_owned()));
+            }
+            if deadline.expired() {
+                return Err(gave_up(attempt + 1, deadline.expired_message()));
+            }
             let offset = hasher.len();
             let mut headers = Vec::new();
             if offset > 0 {
@@ -488,7 +502,7 @@ impl Client {
                 200 => {}
                 _ => return Err(self.status_error(&ctx, &what, &desc.digest.to_string(), resp)),
             }
-            let mut body = resp.into_body().into_reader();
+            let mut body = deadline.reader(resp.into_body().into_reader());
             let outcome: Result<(), std::io::Error> = loop {
                 match body.read(&mut buf) {
                     Ok(0) => break Ok(()),
@@ -552,7 +566,7 @@ impl Client {
                     detail: e.to_string(),
                 },
             };
-            if attempt >= self.opts.retries {
+            if attempt >= self.opts.retries || deadline.expired() || (self.opts.cancelled)() {
                 return Err(failure);
             }
             // A broken transfer keeps what verified so far in the hasher; the next request

@@ -1019,3 +1019,41 @@ fn throughput_of_a_50mb_layer_compared_with_skopeo() {
         mb(pull_skopeo)
     );
 }
+
+/// A registry whose blobs trickle (one byte every 100 ms, forever): a pull gives up at the
+/// overall deadline, resuming after each stall in between, and keeps nothing.
+#[test]
+fn a_trickling_blob_download_ends_at_its_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let mut conn = conn;
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+                while conn.write_all(b"x").is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    let client = Client::new(ClientOptions {
+        read_timeout: Duration::from_millis(500),
+        transfer_timeout: Duration::from_secs(2),
+        ..test_client().opts
+    });
+    let (_d, store) = new_store();
+    let desc = Descriptor::new("application/octet-stream", OciDigest::of(b"never"), 100_000);
+    let started = Instant::now();
+    let err = client
+        .download_blob(&reference(&format!("127.0.0.1:{port}/x/y:1")), &desc, &store)
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert!(err.to_string().contains(deadline::TOTAL_ENV), "{err}");
+    assert!(!store.has_blob(&desc.digest));
+}

@@ -24,7 +24,8 @@ pub struct PruneOptions {
     pub keep_storage: Option<u64>,
     /// Remove everything, temp entries of any age included.
     pub all: bool,
-    /// Temp entries older than this are left over from a crash and removed.
+    /// Temp entries older than this are left over from a crash and removed (entries whose
+    /// process is known to be gone are removed at once).
     pub temp_max_age: Duration,
 }
 
@@ -57,11 +58,17 @@ pub fn prune(
     let objects = scan(store)?;
     let before: u64 = objects.iter().map(|o| o.size).sum();
     let mut gc = Collector::new(store, &objects);
+    let owners = store.root().join("owners");
 
     for (i, o) in objects.iter().enumerate() {
         let garbage = match o.area {
             Area::Temp => {
-                opts.all || now.duration_since(o.last_used).unwrap_or_default() > opts.temp_max_age
+                // An entry of a process that is gone goes at once; unowned ones (older
+                // versions) after `temp_max_age`.
+                opts.all
+                    || now.duration_since(o.last_used).unwrap_or_default() > opts.temp_max_age
+                    || super::owner::owner_of(&o.name)
+                        .is_some_and(|id| !super::owner::is_alive(&owners, id))
             }
             Area::Records => {
                 o.unreadable || o.names.iter().any(|n| !gc.blobs.contains_key(n.as_str()))
@@ -115,6 +122,8 @@ pub fn prune(
             u
         })
         .collect();
+    // The lock files of processes that are gone (their entries went above).
+    store.remove_dead_temp();
     let after = before - gc.freed;
     Ok(PruneReport { removed, before, after })
 }
@@ -477,10 +486,17 @@ mod tests {
         set_age(&stale, 7200);
         let fresh = store.root().join("tmp/blob-fresh");
         fs_err::write(&fresh, b"x").unwrap();
+        // A fresh entry of a process that is gone (its lock file is not held) goes at once.
+        let dead = store.root().join("tmp/blob-@dead@x");
+        fs_err::write(&dead, b"x").unwrap();
+        fs_err::create_dir_all(store.root().join("owners")).unwrap();
+        fs_err::write(store.root().join("owners/dead.lock"), b"").unwrap();
         let lock = store.lock_exclusive().unwrap();
         prune(&store, &lock, &PruneOptions::default()).unwrap();
         assert!(!stale.exists());
         assert!(fresh.exists());
+        assert!(!dead.exists());
+        assert!(!store.root().join("owners/dead.lock").exists());
         assert_eq!(
             names(&store, Area::Records),
             [format!("step/{}.json", Digest::of(b"ok").to_hex())]

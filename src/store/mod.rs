@@ -8,9 +8,11 @@
 //!
 //! Reads note their use by setting the object's mtime (never atime, which mounts often
 //! disable), so that `stack cache prune` can drop the least recently used objects first. Builds
-//! hold `store.lock` shared; pruning and verifying hold it exclusively.
+//! hold `store.lock` shared; pruning and verifying hold it exclusively. Temp entries name the
+//! process that made them (see `owner`), so what a dead process left is removed at once.
 
 mod gc;
+mod owner;
 mod usage;
 
 use std::io::{self, Read, Write};
@@ -65,6 +67,9 @@ pub struct Store {
     lock: Option<Arc<StoreLock>>,
     /// Blobs this process wrote and hashed itself: copying them out needs no second hash.
     fresh: Arc<std::sync::Mutex<std::collections::HashSet<OciDigest>>>,
+    /// This process's claim on its temp entries, made on first use (`None` when the lock file
+    /// cannot be made: the entries are then unowned and left to the age rule).
+    owner: Arc<std::sync::OnceLock<Option<owner::Owner>>>,
 }
 
 /// How a [`StoreLock`] is held.
@@ -117,7 +122,7 @@ impl Store {
             root,
             <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
         );
-        Ok(Self { root: root.to_owned(), lock: None, fresh: Arc::default() })
+        Ok(Self { root: root.to_owned(), lock: None, fresh: Arc::default(), owner: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -203,11 +208,27 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
+    /// The name prefix of a new temp entry: `PREFIX@OWNER@`, which tells the next process
+    /// whether the one that made it is still running.
+    fn temp_prefix(&self, prefix: &str) -> String {
+        let owners = self.root.join("owners");
+        match self.owner.get_or_init(|| owner::Owner::new(&owners).ok()) {
+            Some(o) => o.prefix(prefix),
+            None => prefix.to_owned(),
+        }
+    }
+
+    /// Removes what processes that died (SIGKILL, a crash) left in `tmp/`, never an entry of
+    /// a process that is still running. Best effort; returns how many entries went.
+    pub fn remove_dead_temp(&self) -> usize {
+        owner::remove_dead(&self.root.join("tmp"), &self.root.join("owners"))
+    }
+
     /// A temporary file in the store's own `tmp/`, so that committing it is a rename.
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = self.root.join("tmp");
         tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&self.temp_prefix("blob-"))
             .tempfile_in(&dir)
             .map_err(io_err("create a temporary file in", &dir))
     }
@@ -216,7 +237,7 @@ impl Store {
     pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StoreError> {
         let dir = self.root.join("tmp");
         tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(&self.temp_prefix(prefix))
             .tempdir_in(&dir)
             .map_err(io_err("create a temporary folder in", &dir))
     }
@@ -351,12 +372,24 @@ impl Store {
                 }
             })?
         };
-        let tmp = dest.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        if std::fs::hard_link(self.blob_path(digest), &tmp).is_err() {
-            fs_err::copy(self.blob_path(digest), &tmp).map_err(io_err("copy blob to", &tmp))?;
-        }
-        fs_err::rename(&tmp, dest).map_err(io_err("rename into", dest))?;
+        // A unique temporary name: another process may be putting the same blob there.
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let src = self.blob_path(digest);
+        let tmp = tempfile::Builder::new()
+            .prefix(".blob-")
+            .make_in(dir, |tmp| {
+                if std::fs::hard_link(&src, tmp).is_err() {
+                    let mut to = std::fs::File::options().write(true).create_new(true).open(tmp)?;
+                    io::copy(&mut std::fs::File::open(&src)?, &mut to)?;
+                }
+                Ok(())
+            })
+            .map_err(io_err("copy blob to", dir))?;
+        tmp.persist(dest).map_err(|e| StoreError::Io {
+            action: "rename into",
+            path: dest.into(),
+            source: e.error,
+        })?;
         Ok(n)
     }
 
@@ -465,6 +498,16 @@ impl Store {
 }
 
 /// Removes a folder tree, making read-only folders writable first (layers can contain them).
+/// Removes a folder with [`remove_tree`], or a file. Best effort.
+fn remove_tree_or_file(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => remove_tree(path),
+        _ => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 pub fn remove_tree(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::remove_dir_all(path).is_ok() {

@@ -5,11 +5,14 @@ mod support;
 
 mod build;
 mod cache;
+mod context_safety;
+mod deadlines;
 mod diagnostics;
 mod docs;
 mod equivalence;
 mod habits;
 mod hostile;
+mod outputs;
 mod parallel;
 mod realworld;
 mod registry;
