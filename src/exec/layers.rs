@@ -264,12 +264,87 @@ fn context_entries(item: &Selected, base: &str, epoch: i64, out: &mut Vec<Entry>
     }
 }
 
+/// How an `add` source is compressed; `BuildKit` tells by the content, whatever the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Plain,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl Codec {
+    fn sniff(head: &[u8]) -> Self {
+        match head {
+            [0x1f, 0x8b, ..] => Self::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Self::Zstd,
+            [b'B', b'Z', b'h', ..] => Self::Bzip2,
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Self::Xz,
+            _ => Self::Plain,
+        }
+    }
+}
+
+/// Opens `path` with its compression undone.
+fn open_decoded(path: &std::path::Path) -> io::Result<Box<dyn io::Read>> {
+    let mut head = [0u8; 6];
+    let mut f = fs_err::File::open(path)?;
+    let n = read_full(&mut f, &mut head)?;
+    let file = io::BufReader::new(fs_err::File::open(path)?);
+    Ok(match Codec::sniff(&head[..n]) {
+        Codec::Plain => Box::new(file),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(file)),
+        Codec::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
+    })
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full(r: &mut dyn io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// True when `block` is a tar header: its checksum (the byte sum with the checksum field
+/// read as spaces) matches. That is what makes Go's `tar.Reader` accept a first entry.
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    let field = &block[148..156];
+    let digits: String = field
+        .iter()
+        .map(|&b| b as char)
+        .skip_while(|c| *c == ' ')
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let Ok(stored) = u32::from_str_radix(&digits, 8) else { return false };
+    let sum: u32 = block[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) })
+        .sum();
+    sum == stored
+}
+
+/// True when `add` unpacks this source: after undoing any compression (gzip, zstd, bzip2,
+/// xz) it starts with a tar header. Anything else, a gzip of a plain file included, is
+/// copied as it is, as `BuildKit` does.
 fn is_archive(item: &Selected) -> bool {
     let Some((_, meta)) = item.entries.first() else { return false };
-    let Ok(mut f) = fs_err::File::open(&meta.abs) else { return false };
-    let mut head = [0u8; 512];
-    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
-    Compression::sniff(&head[..n]) != Compression::None || (n >= 262 && &head[257..262] == b"ustar")
+    let Ok(mut reader) = open_decoded(&meta.abs) else { return false };
+    let mut block = [0u8; 512];
+    read_full(&mut reader, &mut block).is_ok_and(|n| n == 512) && is_tar_header(&block)
 }
 
 /// `add` of a local archive: its entries land under the destination folder.
@@ -278,13 +353,7 @@ fn unpack_archive(item: &Selected, dest: &str, epoch: i64) -> Result<Vec<Entry>,
     let digest = OciDigest::of(meta.abs.to_string_lossy().as_bytes());
     let scratch =
         tempfile::tempdir().map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut f = fs_err::File::open(&meta.abs)
-        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut head = [0u8; 4];
-    let n = io::Read::read(&mut f, &mut head).unwrap_or(0);
-    let file = fs_err::File::open(&meta.abs)
-        .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
-    let mut reader = extract::decompress(file, Compression::sniff(&head[..n]))
+    let mut reader = open_decoded(&meta.abs)
         .map_err(|source| LayerError::Read { layer: digest.clone(), source })?;
     let index = extract::extract(&mut reader, &digest, None, scratch.path())
         .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))?;

@@ -6,6 +6,7 @@
 //! (copied files by content, mode and kind; never by mtime).
 
 pub mod dot;
+mod onbuild;
 mod scope;
 mod stages;
 
