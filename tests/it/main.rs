@@ -11,6 +11,7 @@ mod equivalence;
 mod habits;
 mod hostile;
 mod parallel;
+mod parity;
 mod realworld;
 mod registry;
 mod remote;
