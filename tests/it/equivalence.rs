@@ -789,13 +789,13 @@ RUN ls / > /listing.txt
         Case {
             name: "parity-add-archives",
             files: vec![dockerfile(
-                r#"FROM ${BASE}
+                "FROM ${BASE}
 ADD data.tar.bz2 /bz2/
 ADD data.tar.xz /xz/
 ADD misnamed.bin /misnamed/
 ADD notatar.gz /gz/
 ADD plain.txt.gz /gz-named/
-"#,
+",
             )],
             prepare: Some(|ctx| {
                 let tar = |name: &str| {
