@@ -60,14 +60,16 @@ struct Converter<'a> {
     stages: Vec<StageInfo>,
     diags: Vec<Diagnostic>,
     out: String,
+    origins: Vec<(Span, Span)>,
 }
 
-/// Converts a parsed Dockerfile; returns the text and every diagnostic (errors included).
+/// Converts a parsed Dockerfile; returns the text, where its parts came from, and every
+/// diagnostic (errors included).
 pub(crate) fn convert(
     ast: &Dockerfile,
     text: &str,
     options: &ImportOptions,
-) -> (String, Vec<Diagnostic>) {
+) -> (String, super::SpanMap, Vec<Diagnostic>) {
     let mut c = Converter {
         ast,
         text,
@@ -76,9 +78,10 @@ pub(crate) fn convert(
         stages: Vec::new(),
         diags: Vec::new(),
         out: String::new(),
+        origins: Vec::new(),
     };
     c.convert_all();
-    (c.out, c.diags)
+    (c.out, super::SpanMap(c.origins), c.diags)
 }
 
 impl Converter<'_> {
@@ -118,7 +121,9 @@ impl Converter<'_> {
                         for d in decls {
                             let default =
                                 self.arg_default(&d.name, d.default.as_deref(), &d.span, None);
+                            let start = self.out.len();
                             let _ = writeln!(self.out, "arg {}{default}", ident_or_string(&d.name));
+                            self.origins.push((start..self.out.len(), inst.span.clone()));
                             self.global_args.insert(d.name.clone());
                         }
                         wrote_top = true;
@@ -349,6 +354,8 @@ impl Converter<'_> {
                 );
             }
         }
+        self.origins
+            .push((self.out.len()..self.out.len() + from_line.len(), from_inst.span.clone()));
         self.out.push_str(&from_line);
         self.out.push('\n');
 
@@ -366,7 +373,11 @@ impl Converter<'_> {
                 Item::Comment(c) => {
                     let _ = writeln!(self.out, "{STEP}{}", comment(&c.text));
                 }
-                Item::Instruction(inst) => self.step(inst, idx, &mut scope),
+                Item::Instruction(inst) => {
+                    let start = self.out.len();
+                    self.step(inst, idx, &mut scope);
+                    self.origins.push((start..self.out.len(), inst.span.clone()));
+                }
             }
         }
         self.out.push_str("}\n");
