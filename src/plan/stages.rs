@@ -426,6 +426,11 @@ impl<'a> Planner<'a> {
             let config = image.config.clone();
             return Some((*n, strip(config)));
         }
+        // A stage of this build that is not planned failed (stages are planned after those
+        // they read): its error is already reported, and it is no image to look for.
+        if self.stages.contains_key(reference) {
+            return None;
+        }
         // A plain word close to a stage name is a typo, not an image to pull from Docker Hub.
         if !reference.contains(['/', ':', '@', '.']) {
             let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
@@ -550,9 +555,6 @@ impl<'a> Planner<'a> {
             stage_args.clone_from(&end.args);
             arg_wins.clone_from(&end.arg_wins);
             (end.node, end.config.clone())
-        } else if self.stages.contains_key(&base_value) {
-            // A stage of this build that failed to plan: its error is already reported.
-            return;
         } else {
             match self.base_node(&base_value, fi, base.span) {
                 Some((node, mut config)) => {

@@ -230,7 +230,22 @@ fn a_failed_base_is_reported_once() {
         dir.path(),
         &[(
             "stack.kdl",
-            "stack version=1\nstage builder {\n    from \"oci:missing-layout:base\"\n}\nstage middle {\n    from builder\n}\nimage app {\n    from middle\n}\n",
+            r#"stack version=1
+stage builder {
+    from "oci:missing-layout:base"
+}
+stage middle {
+    from builder
+}
+image app {
+    from scratch
+    copy "/x" to="/x" from=middle
+    copy "/y" to="/y" from=builder
+    run "true" {
+        bind "/" target="/b" from=builder
+    }
+}
+"#,
         )],
     );
     let o = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
