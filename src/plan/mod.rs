@@ -264,6 +264,10 @@ pub enum PlannedMount {
         source: String,
         target: String,
         readwrite: bool,
+        /// A folder source's files as the context selects them (ignore file applied, stack's
+        /// own output left out): the step sees these, not whatever else the folder holds.
+        /// `None` for a single file.
+        folder: Option<Selected>,
     },
 }
 

@@ -1386,10 +1386,19 @@ impl<'a> Planner<'a> {
                             readwrite: *readwrite,
                         });
                     } else {
-                        match self.resolver.select(fi, &src, &[]) {
+                        let folder = match self.resolver.select(fi, &src, &[]) {
                             Ok(sel) => {
-                                h.str("bind-context").str(&src).str(&target).bool(*readwrite);
+                                // `-selected`: steps cached when a bind showed the whole folder
+                                // (ignored files too) must not be reused.
+                                h.str("bind-context-selected")
+                                    .str(&src)
+                                    .str(&target)
+                                    .bool(*readwrite);
                                 hash_selected(&mut h, &sel);
+                                match sel.as_slice() {
+                                    [one] if one.is_dir => Some(one.clone()),
+                                    _ => None,
+                                }
                             }
                             Err(e) => {
                                 self.error(
@@ -1403,12 +1412,13 @@ impl<'a> Planner<'a> {
                                 );
                                 return None;
                             }
-                        }
+                        };
                         mounts.push(PlannedMount::BindContext {
                             file: fi,
                             source: normalize(&src).unwrap_or_default(),
                             target,
                             readwrite: *readwrite,
+                            folder,
                         });
                     }
                 }

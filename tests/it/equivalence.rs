@@ -787,6 +787,26 @@ RUN ls / > /listing.txt
             ..Case::default()
         },
         Case {
+            name: "parity-bind-context",
+            files: vec![
+                dockerfile(
+                    "FROM ${BASE}
+RUN --mount=type=bind,target=/ctx ls -a /ctx > /listing.txt
+RUN --mount=type=bind,source=sub,target=/sub ls -a /sub > /sub.txt
+RUN --mount=type=bind,source=data.txt,target=/d cat /d > /data.txt
+RUN --mount=type=bind,source=sub,target=/rw,rw touch /rw/new && ls /rw > /rw.txt
+",
+                ),
+                ("data.txt", "data\n".into()),
+                ("sub/x", "x\n".into()),
+                ("sub/ignored.log", "log\n".into()),
+                ("secret.txt", "secret\n".into()),
+                (".dockerignore", "secret.txt\n**/*.log\n".into()),
+            ],
+            mount_stubs: &["/ctx", "/sub", "/rw"],
+            ..Case::default()
+        },
+        Case {
             name: "parity-add-archives",
             files: vec![dockerfile(
                 "FROM ${BASE}

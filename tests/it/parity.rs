@@ -47,7 +47,17 @@ fn bind_mounts_read_the_context_whatever_the_build_file_path() {
     );
     write_files(
         dir.path(),
-        &[("ctx/Dockerfile", &dockerfile), ("ctx/data.txt", "data\n"), ("ctx/sub/x", "x")],
+        &[
+            ("ctx/Dockerfile", &dockerfile),
+            ("ctx/data.txt", "data\n"),
+            ("ctx/sub/x", "x"),
+            ("ctx/sub/skip.log", "ignored"),
+            ("ctx/secret.txt", "ignored"),
+            // A layout left by an earlier build in the context is stack's, not the step's.
+            ("ctx/stack-out/index.json", "{}"),
+            ("ctx/stack-out/oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"),
+            ("ctx/.dockerignore", "secret.txt\n**/*.log\n"),
+        ],
     );
     // A relative build file from the parent folder, then from inside the context.
     let out = dir.path().join("out1");
