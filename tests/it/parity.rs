@@ -79,6 +79,20 @@ fn bind_mounts_read_the_context_whatever_the_build_file_path() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cat(dir.path(), &out, "ctx", "/listing.txt"), "Dockerfile\ndata.txt\nsub\n");
+    // The same with a build file given by a relative path: `stack build kdl/stack.kdl`.
+    let kdl = format!(
+        "stack version=1\nimage native {{\n    from \"oci:{}:base\"\n    run \"ls /ctx > /listing.txt\" {{\n        bind \".\" target=\"/ctx\"\n    }}\n}}\n",
+        base.display()
+    );
+    write_files(dir.path(), &[("kdl/stack.kdl", &kdl), ("kdl/file.txt", "f")]);
+    let out = dir.path().join("out3");
+    let o = run_stack(
+        dir.path(),
+        &dir.path().join("cache3"),
+        &["build", "kdl/stack.kdl", "--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cat(dir.path(), &out, "native", "/listing.txt"), "file.txt\nstack.kdl\n");
 }
 
 #[test]
