@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::args::{BuildArgs, CompressionArg, Format};
 use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
 use super::{Failure, fail, output};
-use crate::diag::{Diagnostic, Report};
+use crate::diag::Diagnostic;
 use crate::exec::{BuildError, BuildOptions, SecretValue};
 use crate::oci::compress::Compression;
 use crate::oci::layout::{write_archive, write_layout};
@@ -79,7 +79,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
                 }
                 d = d.with_help(help);
             }
-            output::print_report(&Report::new(files[n.file].source.clone(), vec![d]));
+            output::print_report(&files[n.file].report(vec![d]));
             eprintln!("error: the build failed; no image was written");
             return Err(Failure::StepFailed);
         }

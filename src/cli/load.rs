@@ -128,6 +128,7 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     let context = args.context.clone().or(context);
     let fixed_context = context.is_some();
     let context_dir = context.unwrap_or_else(|| dir.clone());
+    let mut origin = None;
     let (name, text) = if dockerfile {
         // `--target STAGE` exports that stage under its own name, as `docker build --target`
         // does; without one the last stage is named by `imported_name`.
@@ -146,8 +147,9 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
         match crate::dockerfile::import(&text, &opts) {
             Ok(imported) => {
                 if !imported.warnings.is_empty() {
-                    output::print_report(&Report::new(src, imported.warnings));
+                    output::print_report(&Report::new(src.clone(), imported.warnings));
                 }
+                origin = Some(std::sync::Arc::new((src, imported.origins)));
                 (format!("{} (imported)", path.display()), imported.kdl)
             }
             Err(diags) => {
@@ -158,7 +160,7 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
     } else {
         (path.display().to_string(), text)
     };
-    let mut loader = Loader { fixed_context, ..Loader::default() };
+    let mut loader = Loader { fixed_context, origin, ..Loader::default() };
     let ok = loader.load(&SourceFile::new(name, text), &path, &dir, &context_dir);
     if !ok {
         loader.report_plan_problems(args);
@@ -178,6 +180,8 @@ struct Loader {
     whole: bool,
     /// Where the parse errors are, by index in `files`.
     error_spans: Vec<(usize, miette::SourceSpan)>,
+    /// The Dockerfile the main build file was imported from, if it was.
+    origin: Option<std::sync::Arc<(SourceFile, crate::dockerfile::SpanMap)>>,
 }
 
 impl Loader {
@@ -204,6 +208,7 @@ impl Loader {
             source: src.clone(),
             ast,
             context_dir: context_dir.to_owned(),
+            origin: if index == 0 { self.origin.clone() } else { None },
         });
         let mut ok = !has_errors;
         for inc in includes {
@@ -389,7 +394,7 @@ pub(super) fn print_plan_errors(files: &[FileInput], diags: Vec<FileDiagnostic>)
     }
     for (f, ds) in files.iter().zip(by_file) {
         if !ds.is_empty() {
-            output::print_report(&Report::new(f.source.clone(), ds));
+            output::print_report(&f.report(ds));
         }
     }
 }

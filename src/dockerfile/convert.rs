@@ -60,14 +60,16 @@ struct Converter<'a> {
     stages: Vec<StageInfo>,
     diags: Vec<Diagnostic>,
     out: String,
+    origins: Vec<(Span, Span)>,
 }
 
-/// Converts a parsed Dockerfile; returns the text and every diagnostic (errors included).
+/// Converts a parsed Dockerfile; returns the text, where its parts came from, and every
+/// diagnostic (errors included).
 pub(crate) fn convert(
     ast: &Dockerfile,
     text: &str,
     options: &ImportOptions,
-) -> (String, Vec<Diagnostic>) {
+) -> (String, super::SpanMap, Vec<Diagnostic>) {
     let mut c = Converter {
         ast,
         text,
@@ -76,9 +78,10 @@ pub(crate) fn convert(
         stages: Vec::new(),
         diags: Vec::new(),
         out: String::new(),
+        origins: Vec::new(),
     };
     c.convert_all();
-    (c.out, c.diags)
+    (c.out, super::SpanMap(c.origins), c.diags)
 }
 
 impl Converter<'_> {
@@ -118,7 +121,9 @@ impl Converter<'_> {
                         for d in decls {
                             let default =
                                 self.arg_default(&d.name, d.default.as_deref(), &d.span, None);
+                            let start = self.out.len();
                             let _ = writeln!(self.out, "arg {}{default}", ident_or_string(&d.name));
+                            self.origins.push((start..self.out.len(), inst.span.clone()));
                             self.global_args.insert(d.name.clone());
                         }
                         wrote_top = true;
@@ -256,9 +261,13 @@ impl Converter<'_> {
             } else if globals.contains(n) || BUILTIN_ARGS.contains(&n) {
                 // Docker only sees a global arg in a stage that re-declares it.
                 Lookup::Unset
-            } else {
-                // Possibly set by the base image's environment: leave it to build time.
+            } else if n == "PATH" {
+                // stack gives every stage a `PATH` (the default one when the base has none).
                 Lookup::Keep
+            } else {
+                // Possibly set by the base image's environment: leave it to build time, empty
+                // when the base does not set it (BuildKit expands an unknown name to nothing).
+                Lookup::KeepOrEmpty
             }
         };
         let r = ShellLex::template(self.ast.escape).process_word(word, &env);
@@ -345,6 +354,8 @@ impl Converter<'_> {
                 );
             }
         }
+        self.origins
+            .push((self.out.len()..self.out.len() + from_line.len(), from_inst.span.clone()));
         self.out.push_str(&from_line);
         self.out.push('\n');
 
@@ -362,7 +373,11 @@ impl Converter<'_> {
                 Item::Comment(c) => {
                     let _ = writeln!(self.out, "{STEP}{}", comment(&c.text));
                 }
-                Item::Instruction(inst) => self.step(inst, idx, &mut scope),
+                Item::Instruction(inst) => {
+                    let start = self.out.len();
+                    self.step(inst, idx, &mut scope);
+                    self.origins.push((start..self.out.len(), inst.span.clone()));
+                }
             }
         }
         self.out.push_str("}\n");
@@ -394,10 +409,10 @@ impl Converter<'_> {
                     CommandLine::Exec(v) => v.clone(),
                     CommandLine::Shell { text, .. } => Self::shell_form(scope, text),
                 };
-                self.line(&format!("{node}{}", args_literal(&argv)));
+                self.line(&format!("{node}{}", args_verbatim(&argv)));
             }
             Kind::Shell(argv) => {
-                self.line(&format!("shell{}", args_literal(argv)));
+                self.line(&format!("shell{}", args_verbatim(argv)));
                 scope.shell = Some(argv.clone());
             }
             Kind::Label(pairs) => {
@@ -478,9 +493,9 @@ impl Converter<'_> {
                     retries,
                 } = hc.as_ref();
                 let mut s = match cmd {
-                    CommandLine::Exec(v) => format!("healthcheck{}", args_literal(v)),
+                    CommandLine::Exec(v) => format!("healthcheck{}", args_verbatim(v)),
                     CommandLine::Shell { text, .. } => {
-                        format!("healthcheck {} shell=#true", string(&literal(text)))
+                        format!("healthcheck {} shell=#true", string(text))
                     }
                 };
                 for (k, w) in [
@@ -490,7 +505,7 @@ impl Converter<'_> {
                     ("start-interval", start_interval),
                 ] {
                     if let Some(w) = w {
-                        let _ = write!(s, " {k}={}", string(&literal(&w.text)));
+                        let _ = write!(s, " {k}={}", string(&w.text));
                     }
                 }
                 if let Some(r) = retries {
@@ -506,22 +521,15 @@ impl Converter<'_> {
                 self.line(&s);
             }
             Kind::Onbuild(expr) => {
+                // The trigger is kept as Dockerfile text, as the image config holds it; the
+                // stage built from this one imports and runs it.
                 let mut text = expr.clone();
                 for h in &inst.heredocs {
                     text.push('\n');
                     text.push_str(&h.content);
                     text.push_str(&h.name);
                 }
-                for (i, l) in text.lines().enumerate() {
-                    let prefix = if i == 0 { "ONBUILD " } else { "" };
-                    let _ = writeln!(self.out, "{STEP}{}", comment(&format!("{prefix}{l}")));
-                }
-                self.warn(
-                    "dockerfile-onbuild",
-                    "`ONBUILD` has no stack equivalent; it was kept as a comment".into(),
-                    inst,
-                    "stack images carry no build triggers; run these steps in the images that build on this one",
-                );
+                self.line(&format!("onbuild {}", Self::string_at(&text, STEP)));
             }
         }
     }
@@ -799,7 +807,7 @@ impl Converter<'_> {
                     } else if globals.contains(n) || BUILTIN_ARGS.contains(&n) {
                         Lookup::Unset
                     } else {
-                        Lookup::Keep
+                        Lookup::KeepOrEmpty
                     }
                 };
                 match lex.process_word(&body, &env) {
@@ -891,13 +899,13 @@ fn literal(s: &str) -> String {
     s.replace("${", "$${")
 }
 
-/// ` "a" "b"` for argv nodes whose values are not expanded by `BuildKit`.
-fn args_literal(argv: &[String]) -> String {
+/// ` "a" "b"` for `cmd`, `entrypoint`, `shell` and `healthcheck`: neither `BuildKit` nor stack
+/// expands them (they go to the image config as written), so they are not escaped either.
+fn args_verbatim(argv: &[String]) -> String {
     let mut s = String::new();
     for a in argv {
         s.push(' ');
-        let v = literal(a);
-        s.push_str(&if v.contains('\n') { multi_line(&v, STEP) } else { string(&v) });
+        s.push_str(&if a.contains('\n') { multi_line(a, STEP) } else { string(a) });
     }
     s
 }

@@ -139,8 +139,15 @@ pub(crate) fn multi_line(s: &str, indent: &str) -> String {
 /// continuation) back over several lines, using KDL's whitespace escape (`\` + newline) so
 /// the value stays byte-identical. `joins` are byte offsets in `s` where a source line began.
 pub(crate) fn continued(s: &str, joins: &[usize], indent: &str) -> String {
-    let joins: Vec<usize> =
+    let mut joins: Vec<usize> =
         joins.iter().copied().filter(|&j| j > 0 && j < s.len() && s.is_char_boundary(j)).collect();
+    // A piece of only whitespace stays on the previous line: after a whitespace escape it
+    // would have nothing but whitespace before the next `\`, and the escape would swallow it.
+    let ends: Vec<usize> = joins.iter().skip(1).copied().chain([s.len()]).collect();
+    let keep: Vec<bool> =
+        joins.iter().zip(&ends).map(|(&j, &e)| !s[j..e].chars().all(is_kdl_space)).collect();
+    let mut k = keep.iter();
+    joins.retain(|_| *k.next().unwrap_or(&true));
     if joins.is_empty()
         || s.contains('\n')
         || s.chars().any(|c| is_disallowed(c) || is_kdl_newline(c))
@@ -279,6 +286,11 @@ mod tests {
         assert!(written.contains("\\\n"), "{written}");
         assert_eq!(parse_back(&written), s);
         assert_eq!(parse_back(&continued("a \\b", &[2], "")), "a \\b");
+        // Whitespace-only continuation lines keep every space.
+        let s = "echo 'hi   world'";
+        let written = continued(s, &[9, 10, 11], "    ");
+        assert_eq!(parse_back(&written), s, "{written}");
+        assert_eq!(parse_back(&continued("a  ", &[1, 2], "")), "a  ");
     }
 
     #[test]

@@ -38,13 +38,40 @@ pub struct Imported {
     pub kdl: String,
     /// Things the build file cannot express exactly, with spans into the Dockerfile.
     pub warnings: Vec<Diagnostic>,
+    /// Where each part of `kdl` came from, so that a problem found later in the build file
+    /// is shown at the Dockerfile's own line.
+    pub origins: SpanMap,
+}
+
+/// Byte ranges of the generated build file and the Dockerfile instruction each came from,
+/// in order of the build file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanMap(pub Vec<(ast::Span, ast::Span)>);
+
+impl SpanMap {
+    /// The Dockerfile span for a span of the build file: the instruction that wrote it, or,
+    /// when the build file's text at the span (quotes removed) is written in that instruction,
+    /// exactly that text. `None` for parts no instruction wrote (the header, braces).
+    pub fn to_dockerfile(&self, kdl: &str, dockerfile: &str, span: ast::Span) -> Option<ast::Span> {
+        let (_, inst) = self.0.iter().find(|(k, _)| k.contains(&span.start))?;
+        let written = kdl.get(span.clone()).unwrap_or("").trim_matches('"');
+        let text = dockerfile.get(inst.clone()).unwrap_or("");
+        if !written.is_empty()
+            && let Some(at) = text.find(written)
+        {
+            return Some(inst.start + at..inst.start + at + written.len());
+        }
+        // The instruction's first line: continuation lines would make a long underline.
+        let first = text.find('\n').unwrap_or(text.len());
+        Some(inst.start..inst.start + first)
+    }
 }
 
 /// Parses and converts. Err holds every error found (diagnostics with spans into `text`).
 pub fn import(text: &str, options: &ImportOptions) -> Result<Imported, Vec<Diagnostic>> {
     let (ast, mut diags) = parse(text);
     if let Some(ast) = ast.filter(|_| !diags.iter().any(Diagnostic::is_error)) {
-        let (kdl, more) = convert::convert(&ast, text, options);
+        let (kdl, origins, more) = convert::convert(&ast, text, options);
         diags.extend(more);
         if options.strict {
             for d in &mut diags {
@@ -52,7 +79,7 @@ pub fn import(text: &str, options: &ImportOptions) -> Result<Imported, Vec<Diagn
             }
         }
         if !diags.iter().any(Diagnostic::is_error) {
-            return Ok(Imported { kdl, warnings: diags });
+            return Ok(Imported { kdl, warnings: diags, origins });
         }
     }
     if options.strict {

@@ -704,9 +704,7 @@ impl LineParser<'_> {
                 if upper != "RUN" {
                     return Ok(if upper == "CMD" { Kind::Cmd(cmd) } else { Kind::Entrypoint(cmd) });
                 }
-                if matches!(&cmd, CommandLine::Shell { text, .. } if text.is_empty()) {
-                    return fail("RUN requires a command".into(), "missing command");
-                }
+                // An empty shell-form RUN is valid in BuildKit: it runs `sh -c ""`.
                 let mut mounts = Vec::new();
                 for w in flags.all("mount") {
                     match parse_mount(&w) {

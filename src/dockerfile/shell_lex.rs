@@ -18,6 +18,10 @@ pub enum Lookup {
     Value(String),
     /// Known only at build time: written back as a `${…}` reference (template mode only).
     Keep,
+    /// Maybe set at build time (by a base image's environment), else empty as in `BuildKit`:
+    /// written back as `${NAME:-}`, which is the value when set and empty otherwise, and never
+    /// an undefined-variable error in stack (template mode only).
+    KeepOrEmpty,
     /// Not set.
     Unset,
 }
@@ -375,6 +379,7 @@ impl<'a> State<'a> {
             return Ok(match self.lookup(&name) {
                 Lookup::Value(v) => Out::from_lit(template, &v),
                 Lookup::Keep => format!("${{{name}}}"),
+                Lookup::KeepOrEmpty => format!("${{{name}:-}}"),
                 Lookup::Unset if self.opts.skip_unset => {
                     Out::from_lit(template, &format!("${name}"))
                 }
@@ -394,6 +399,7 @@ impl<'a> State<'a> {
             '}' => Ok(match self.lookup(&name) {
                 Lookup::Value(v) => Out::from_lit(template, &v),
                 Lookup::Keep => format!("${{{name}}}"),
+                Lookup::KeepOrEmpty => format!("${{{name}:-}}"),
                 Lookup::Unset if self.opts.skip_unset => {
                     Out::from_lit(template, &format!("${{{name}}}"))
                 }
@@ -418,7 +424,9 @@ impl<'a> State<'a> {
                     Err(e) => return Err(e),
                 };
                 let (value, set) = match self.lookup(&name) {
-                    Lookup::Keep => return Ok(format!("${{{name}{chs}{word}}}")),
+                    Lookup::Keep | Lookup::KeepOrEmpty => {
+                        return Ok(format!("${{{name}{chs}{word}}}"));
+                    }
                     Lookup::Value(v) => (v, true),
                     Lookup::Unset if self.opts.skip_unset => {
                         return Ok(Out::from_lit(template, &format!("${{{name}{chs}"))
@@ -477,7 +485,9 @@ impl<'a> State<'a> {
                 };
                 let all = if replace_all { "/" } else { "" };
                 let value = match self.lookup(&name) {
-                    Lookup::Keep => return Ok(format!("${{{name}/{all}{pattern}/{replacement}}}")),
+                    Lookup::Keep | Lookup::KeepOrEmpty => {
+                        return Ok(format!("${{{name}/{all}{pattern}/{replacement}}}"));
+                    }
                     Lookup::Unset if self.opts.skip_unset => {
                         return Ok(Out::from_lit(template, &format!("${{{name}/"))
                             + &pattern
@@ -500,7 +510,7 @@ impl<'a> State<'a> {
     fn lookup(&self, name: &str) -> Lookup {
         match self.env.lookup(name) {
             // A reference can only be kept when stack can spell it: an ordinary name.
-            Lookup::Keep if !is_name(name) => Lookup::Unset,
+            Lookup::Keep | Lookup::KeepOrEmpty if !is_name(name) => Lookup::Unset,
             other => other,
         }
     }

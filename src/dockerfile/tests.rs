@@ -96,6 +96,11 @@ fn run_bodies_are_byte_identical() {
             "FROM a\nRUN cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\n\tB\n",
             "cat <<A > /x && cat <<-B\nfoo ${X}\nA\n\tbar\nB",
         ),
+        // Whitespace-only continuation lines keep their spaces.
+        ("FROM a\nRUN echo 'hi \\\n \\\n world'\n", "echo 'hi   world'"),
+        ("FROM a\nRUN echo a\t\\\n\t\\\n\tb\n", "echo a\t\t\tb"),
+        // An empty RUN is an empty command, as in BuildKit.
+        ("FROM a\nRUN\n", ""),
         (
             "FROM a\nRUN printf '%s\\n' \"\\\"quoted\\\"\" # not a comment\n",
             "printf '%s\\n' \"\\\"quoted\\\"\" # not a comment",
@@ -113,7 +118,7 @@ fn run_bodies_are_byte_identical() {
 
 #[test]
 fn strict_turns_warnings_into_errors() {
-    let text = "FROM a\nONBUILD RUN x\n";
+    let text = "FROM a\nRUN --security=insecure x\n";
     let ok = import(text, &ImportOptions::default()).expect("imports");
     assert_eq!(ok.warnings.len(), 1);
     let err =

@@ -284,9 +284,81 @@ fn context_entries(item: &Selected, base: &str, epoch: i64, out: &mut Vec<Entry>
     }
 }
 
+/// How an `add` source is compressed; `BuildKit` tells by the content, whatever the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Plain,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl Codec {
+    fn sniff(head: &[u8]) -> Self {
+        match head {
+            [0x1f, 0x8b, ..] => Self::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Self::Zstd,
+            [b'B', b'Z', b'h', ..] => Self::Bzip2,
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Self::Xz,
+            _ => Self::Plain,
+        }
+    }
+
+    /// `reader` with this compression undone.
+    fn decode<'a>(self, reader: impl io::Read + 'a) -> io::Result<Box<dyn io::Read + 'a>> {
+        let reader = io::BufReader::new(reader);
+        Ok(match self {
+            Codec::Plain => Box::new(reader),
+            Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+            Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+            Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
+            Codec::Xz => Box::new(lzma_rust2::XzReader::new(reader, true)),
+        })
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full(r: &mut dyn io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// True when `block` is a tar header: its checksum (the byte sum with the checksum field
+/// read as spaces) matches. That is what makes Go's `tar.Reader` accept a first entry.
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    let field = &block[148..156];
+    let digits: String = field
+        .iter()
+        .map(|&b| b as char)
+        .skip_while(|c| *c == ' ')
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let Ok(stored) = u32::from_str_radix(&digits, 8) else { return false };
+    let sum: u32 = block[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) })
+        .sum();
+    sum == stored
+}
+
 /// `add` of a local archive: its entries land under the destination folder; `None` when the
-/// file is not an archive (it is then copied as it is). The archive is read once, through a
-/// descriptor opened beneath the context root, and must hash to what planning saw.
+/// file is not an archive (it is then copied as it is). An archive is a file that, once any
+/// compression (gzip, zstd, bzip2, xz) is undone, starts with a tar header, as `BuildKit`
+/// decides; a gzip of a plain file is not one. The file is read once, through a descriptor
+/// opened beneath the context root, and must hash to what planning saw.
 fn unpack_if_archive(
     item: &Selected,
     dest: &str,
@@ -302,23 +374,27 @@ fn unpack_if_archive(
         |e: io::Error| LayerError::Step(format!("cannot read `{}`: {e}", meta.abs.display()));
     let file = open::open_beneath(&item.root, &meta.rel).map_err(|_| changed())?;
     let mut source = open::HashingReader::new(file);
-    let mut head = Vec::with_capacity(512);
-    io::Read::by_ref(&mut source).take(512).read_to_end(&mut head).map_err(read_err)?;
-    let compression = Compression::sniff(&head);
-    let is_tar = head.len() >= 262 && &head[257..262] == b"ustar";
-    if compression == Compression::None && !is_tar {
-        return Ok(None);
-    }
-    let scratch = store.temp_dir("add-")?;
+    let mut head = [0u8; 6];
+    let n = read_full(&mut source, &mut head).map_err(read_err)?;
+    let codec = Codec::sniff(&head[..n]);
     let digest = OciDigest::of(meta.abs.to_string_lossy().as_bytes());
+    let scratch = store.temp_dir("add-")?;
     let unpacked = {
-        let whole = io::Cursor::new(head).chain(&mut source);
-        extract::decompress(whole, compression)
-            .map_err(|source| LayerError::Read { layer: digest.clone(), source })
-            .and_then(|mut reader| {
-                extract::extract(&mut reader, &digest, None, scratch.path())
-                    .map_err(|e| LayerError::Step(format!("cannot unpack `{}`: {e}", item.name)))
-            })
+        let whole = io::Cursor::new(head[..n].to_vec()).chain(&mut source);
+        // A stream that does not decode, or does not start with a tar header, is no archive.
+        let mut block = [0u8; 512];
+        match codec.decode(whole) {
+            Ok(mut decoded) => {
+                let full = read_full(&mut decoded, &mut block).is_ok_and(|k| k == 512);
+                (full && is_tar_header(&block)).then(|| {
+                    let mut tar = io::Cursor::new(block.to_vec()).chain(decoded);
+                    extract::extract(&mut tar, &digest, None, scratch.path()).map_err(|e| {
+                        LayerError::Step(format!("cannot unpack `{}`: {e}", item.name))
+                    })
+                })
+            }
+            Err(_) => None,
+        }
     };
     // Whatever follows the archive's end still counts towards the file's hash; a file that
     // changed is reported as such even when the change broke the archive.
@@ -326,6 +402,7 @@ fn unpack_if_archive(
     if source.count() != meta.size || Some(source.digest()) != meta.hash {
         return Err(changed());
     }
+    let Some(unpacked) = unpacked else { return Ok(None) };
     let index = unpacked?;
     let tree = scratch.path().join("tree");
     let mut out = Vec::new();

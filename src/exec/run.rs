@@ -179,9 +179,17 @@ pub(super) fn run_step(
                     readonly: !readwrite,
                 });
             }
-            PlannedMount::BindContext { file, source, target, readwrite } => {
+            PlannedMount::BindContext { file, source, target, readwrite, folder } => {
                 let ctx = plan_context_dir(plan, *file);
-                let source = if *readwrite {
+                let source = if let Some(sel) = folder {
+                    // Only what the context selects: not the files the ignore file leaves
+                    // out, nor stack's own output, as BuildKit sends only those.
+                    let name = format!("bind-{}", mounts.len());
+                    materialize_selection(sel, &extras.path().join(&name), *readwrite).map_err(
+                        |e| fail(format!("cannot prepare bind `{source}`: {e}"), Vec::new()),
+                    )?;
+                    BindSource { root: extras.path().to_owned(), path: name }
+                } else if *readwrite {
                     // A writable bind works on a copy: nothing a step does reaches the context.
                     let name = format!("bind-{}", mounts.len());
                     let dest = extras.path().join(&name);
@@ -330,6 +338,41 @@ fn materialize_path(
             && (writable || std::fs::hard_link(&src, &target).is_err())
         {
             let _ = fs_err::copy(&src, &target);
+        }
+    }
+    Ok(())
+}
+
+/// Recreates a selected context folder at `dest`: hard links to the context's files for a
+/// read-only bind (the mount is read-only), private copies for a writable one or when a link
+/// cannot be made, so that nothing a step writes reaches the context.
+fn materialize_selection(
+    sel: &crate::context::Selected,
+    dest: &Path,
+    writable: bool,
+) -> std::io::Result<()> {
+    use crate::context::FileKind;
+    fs_err::create_dir_all(dest)?;
+    for (rel, meta) in &sel.entries {
+        let target = dest.join(rel);
+        match meta.kind {
+            FileKind::Dir => fs_err::create_dir_all(&target)?,
+            FileKind::Symlink => {
+                if let Some(link) = &meta.link {
+                    std::os::unix::fs::symlink(link, &target)?;
+                }
+            }
+            FileKind::File => {
+                // `link` never follows a symlink; a copy reads through a descriptor opened
+                // beneath the context root, so a file swapped for a symlink is refused.
+                if writable || std::fs::hard_link(&meta.abs, &target).is_err() {
+                    let mut from = crate::context::open::open_beneath(&sel.root, &meta.rel)?;
+                    let mut to = fs_err::File::create(&target)?;
+                    std::io::copy(&mut from, &mut to)?;
+                }
+            }
+            // Never opened: a FIFO would block, a device is not the context's to share.
+            FileKind::Fifo | FileKind::CharDevice { .. } | FileKind::BlockDevice { .. } => {}
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! (copied files by content, mode and kind; never by mtime).
 
 pub mod dot;
+mod onbuild;
 mod scope;
 mod stages;
 
@@ -17,7 +18,7 @@ use miette::SourceSpan;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 
 use crate::context::{FileKind, SelectError, Selected};
-use crate::diag::{Diagnostic, SourceFile};
+use crate::diag::{Diagnostic, Report, SourceFile};
 use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::ImageConfig;
 use crate::oci::local::LoadedImage;
@@ -32,6 +33,33 @@ pub struct FileInput {
     pub ast: BuildFile,
     /// The build context of this file's stages.
     pub context_dir: PathBuf,
+    /// For a build file imported from a Dockerfile: that Dockerfile and where each part of
+    /// the build file came from, so that problems are shown in the file the user wrote.
+    pub origin: Option<Arc<(SourceFile, crate::dockerfile::SpanMap)>>,
+}
+
+impl FileInput {
+    /// A report of diagnostics about this file, shown in the Dockerfile it was imported from
+    /// when there is one (spans mapped back to its instructions).
+    pub fn report(&self, mut diagnostics: Vec<Diagnostic>) -> Report {
+        let Some(origin) = &self.origin else {
+            return Report::new(self.source.clone(), diagnostics);
+        };
+        let (dockerfile, map) = origin.as_ref();
+        let to = |s: SourceSpan| {
+            let span = s.offset()..s.offset() + s.len();
+            let mapped = map.to_dockerfile(&self.source.text, &dockerfile.text, span);
+            mapped
+                .map_or_else(|| SourceSpan::from((0, 0)), |m| SourceSpan::from((m.start, m.len())))
+        };
+        for d in &mut diagnostics {
+            d.span = to(d.span);
+            for (span, _) in &mut d.related {
+                *span = to(*span);
+            }
+        }
+        Report::new(dockerfile.clone(), diagnostics)
+    }
 }
 
 /// What planning needs from the outside world.
@@ -236,6 +264,10 @@ pub enum PlannedMount {
         source: String,
         target: String,
         readwrite: bool,
+        /// A folder source's files as the context selects them (ignore file applied, stack's
+        /// own output left out): the step sees these, not whatever else the folder holds.
+        /// `None` for a single file.
+        folder: Option<Selected>,
     },
 }
 

@@ -9,6 +9,7 @@ use petgraph::graph::DiGraph;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use serde_json::Value;
 
+use super::onbuild;
 use super::scope::Scope;
 use super::{
     CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, Node, Op, Plan,
@@ -43,6 +44,8 @@ struct StageEnd {
     config: ImageConfig,
     /// The stage's args at its end: a stage built `from` it starts with them, as in `BuildKit`.
     args: BTreeMap<String, String>,
+    /// Args declared after an `env` of the same name, which win over it (see [`env_view`]).
+    arg_wins: BTreeSet<String>,
 }
 
 /// A reference to something a stage depends on, and where it is written.
@@ -423,6 +426,11 @@ impl<'a> Planner<'a> {
             let config = image.config.clone();
             return Some((*n, strip(config)));
         }
+        // A stage of this build that is not planned failed (stages are planned after those
+        // they read): its error is already reported, and it is no image to look for.
+        if self.stages.contains_key(reference) {
+            return None;
+        }
         // A plain word close to a stage name is a typo, not an image to pull from Docker Hub.
         if !reference.contains(['/', ':', '@', '.']) {
             let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
@@ -479,6 +487,47 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Takes the `ONBUILD` triggers of a stage's base out of its config (they do not pass on
+    /// to the stages built from this one) and returns the steps they stand for.
+    fn triggers(
+        &mut self,
+        file: usize,
+        config: &mut ImageConfig,
+        from_span: SourceSpan,
+    ) -> Vec<(String, crate::syntax::ast::Step)> {
+        let triggers = config.strings("OnBuild");
+        config.config_mut().remove("OnBuild");
+        if triggers.is_empty() {
+            return Vec::new();
+        }
+        match onbuild::steps(&triggers, from_span) {
+            Ok(steps) => steps,
+            Err(message) => {
+                self.error(
+                    file,
+                    Diagnostic::error(
+                        "invalid-onbuild",
+                        format!("this base cannot be used: {message}"),
+                        from_span,
+                        "this base",
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Points the diagnostics reported since `mark` (about trigger steps, whose text is in no
+    /// file) at the `from` that ran them.
+    fn remap_trigger_diags(&mut self, mark: usize, from_span: SourceSpan) {
+        for d in &mut self.diags[mark..] {
+            d.diagnostic.span = from_span;
+            d.diagnostic.related.clear();
+            d.diagnostic.message =
+                format!("in an `ONBUILD` trigger of this base: {}", d.diagnostic.message);
+        }
+    }
+
     fn label(&self, file: usize, span: SourceSpan) -> String {
         let text = self.text(file);
         let raw = text.get(span.offset()..span.offset() + span.len()).unwrap_or("");
@@ -499,10 +548,12 @@ impl<'a> Planner<'a> {
             Err(d) => return self.error(fi, d),
         };
         let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
+        let mut arg_wins: BTreeSet<String> = BTreeSet::new();
         let (mut parent, mut config) = if base_value == "scratch" {
             (self.scratch_node(), ImageConfig::scratch())
         } else if let Some(end) = self.done.get(&base_value) {
             stage_args.clone_from(&end.args);
+            arg_wins.clone_from(&end.arg_wins);
             (end.node, end.config.clone())
         } else {
             match self.base_node(&base_value, fi, base.span) {
@@ -518,14 +569,38 @@ impl<'a> Planner<'a> {
         };
         let mut cmd_set_here = false;
         let mut unset_args: BTreeSet<String> = BTreeSet::new();
-        for (step_no, step) in target.steps.iter().enumerate().skip(1) {
-            let label = self.label(fi, step.span);
+        let from_span = target.steps[0].span;
+        let triggers = self.triggers(fi, &mut config, from_span);
+        let diag_mark = self.diags.len();
+        let mut remapped = triggers.is_empty();
+        let steps = triggers
+            .iter()
+            .enumerate()
+            .map(|(k, (label, step))| (format!("{name}#onbuild{k}"), Some(label), step))
+            .chain(
+                target
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(n, s)| (format!("{name}#{n}"), None, s)),
+            );
+        for (identity, trigger_label, step) in steps {
+            if !remapped && trigger_label.is_none() {
+                self.remap_trigger_diags(diag_mark, from_span);
+                remapped = true;
+            }
+            let label = match trigger_label {
+                Some(l) => l.clone(),
+                None => self.label(fi, step.span),
+            };
             let parent_node = &self.graph[parent];
             let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
             macro_rules! expand {
                 ($v:expr) => {{
+                    let view = env_view(&config, &stage_args, &arg_wins);
                     let scope =
-                        Scope { globals: &self.globals, stage_args: &stage_args, config: &config };
+                        Scope { globals: &self.globals, stage_args: &stage_args, config: &view };
                     match scope.expand($v, text) {
                         Ok(x) => x,
                         Err(d) => {
@@ -563,6 +638,7 @@ impl<'a> Planner<'a> {
                     if let Some(v) = value {
                         stage_args.insert(decl.name.value.clone(), v);
                         unset_args.remove(&decl.name.value);
+                        arg_wins.insert(decl.name.value.clone());
                     } else {
                         // Declared without a value: `${NAME}` is empty, and `run` steps do
                         // not see it at all (BuildKit leaves it unset).
@@ -579,6 +655,7 @@ impl<'a> Planner<'a> {
                     }
                     let mut h = KeyHasher::new("env");
                     for (k, v) in &values {
+                        arg_wins.remove(k);
                         config.set_env(k, v);
                         h.str(k).str(v);
                     }
@@ -597,7 +674,10 @@ impl<'a> Planner<'a> {
                     let p = expand!(p);
                     let current = config.string("WorkingDir").unwrap_or_else(|| "/".into());
                     let path = absolute(&current, &p);
-                    config.set_string("WorkingDir", &path);
+                    // BuildKit keeps an absolute path as written (`/app/` stays `/app/`) and
+                    // cleans only the join of a relative one.
+                    let shown = if p.starts_with('/') { p.clone() } else { path.clone() };
+                    config.set_string("WorkingDir", &shown);
                     let user = config.string("User").unwrap_or_default();
                     let key =
                         KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
@@ -636,13 +716,13 @@ impl<'a> Planner<'a> {
                 }
                 StepKind::Cmd(argv) => {
                     let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
-                    config.set_strings("Cmd", &argv);
+                    set_argv(&mut config, "Cmd", &argv);
                     cmd_set_here = true;
                     config_node(KeyHasher::new("cmd").strs(&argv))
                 }
                 StepKind::Entrypoint(argv) => {
                     let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
-                    config.set_strings("Entrypoint", &argv);
+                    set_argv(&mut config, "Entrypoint", &argv);
                     // Docker: a new entrypoint drops a command inherited from the base.
                     if !cmd_set_here {
                         config.config_mut().remove("Cmd");
@@ -654,9 +734,11 @@ impl<'a> Planner<'a> {
                     for p in ports {
                         let v = expand!(p);
                         match normalize_port(&v) {
-                            Some(port) => {
-                                config.add_to_set("ExposedPorts", &port);
-                                h.str(&port);
+                            Some(ports) => {
+                                for port in ports {
+                                    config.add_to_set("ExposedPorts", &port);
+                                    h.str(&port);
+                                }
                             }
                             None => self.error(
                                 fi,
@@ -673,6 +755,31 @@ impl<'a> Planner<'a> {
                         let v = expand!(v);
                         config.add_to_set("Volumes", &v);
                         h.str(&v);
+                    }
+                    config_node(&mut h)
+                }
+                StepKind::Onbuild(triggers) => {
+                    let mut h = KeyHasher::new("onbuild");
+                    for t in triggers {
+                        if let Err(message) = onbuild::check(&t.value) {
+                            self.error(
+                                fi,
+                                Diagnostic::error(
+                                    "invalid-onbuild",
+                                    message,
+                                    t.span,
+                                    "this trigger",
+                                )
+                                .with_help(
+                                    "write one Dockerfile instruction, e.g. `onbuild \"RUN make\"`",
+                                ),
+                            );
+                            continue;
+                        }
+                        let mut list = config.strings("OnBuild");
+                        list.push(t.value.clone());
+                        config.set_strings("OnBuild", &list);
+                        h.str(&t.value);
                     }
                     config_node(&mut h)
                 }
@@ -741,18 +848,19 @@ impl<'a> Planner<'a> {
                     }
                 }
                 StepKind::Copy(_) | StepKind::Run(_) => {
+                    let view = env_view(&config, &stage_args, &arg_wins).into_owned();
                     let planned = match &step.kind {
                         StepKind::Copy(c) => self
-                            .copy(fi, c, &stage_args, &config, parent_fs)
+                            .copy(fi, c, &stage_args, &view, parent_fs)
                             .map(|(op, key, src, inputs)| (Op::Copy(op), key, src, inputs)),
                         StepKind::Run(r) => self
-                            .run_step(fi, r, &stage_args, &unset_args, &config, parent_fs)
+                            .run_step(fi, r, &stage_args, &unset_args, &view, parent_fs)
                             .map(|(op, key, src, inputs)| (Op::Run(op), key, src, inputs)),
                         _ => unreachable!("matched above"),
                     };
                     let Some((op, key, sources, inputs)) = planned else { continue };
                     let node = Node {
-                        identity: format!("{name}#{step_no}"),
+                        identity: identity.clone(),
                         inputs,
                         stage: name.to_owned(),
                         label,
@@ -769,12 +877,16 @@ impl<'a> Planner<'a> {
             };
             let mut node = node;
             if node.op.makes_layer() {
-                node.identity = format!("{name}#{step_no}");
+                node.identity = identity;
                 node.inputs = simple_inputs(&node.op, parent_fs);
             }
             parent = self.add_node(node, &[]);
         }
-        self.done.insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args });
+        if !remapped {
+            self.remap_trigger_diags(diag_mark, from_span);
+        }
+        self.done
+            .insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args, arg_wins });
     }
 
     fn mode(&mut self, file: usize, m: &Spanned<String>) -> Option<u32> {
@@ -1289,10 +1401,19 @@ impl<'a> Planner<'a> {
                             readwrite: *readwrite,
                         });
                     } else {
-                        match self.resolver.select(fi, &src, &[]) {
+                        let folder = match self.resolver.select(fi, &src, &[]) {
                             Ok(sel) => {
-                                h.str("bind-context").str(&src).str(&target).bool(*readwrite);
+                                // `-selected`: steps cached when a bind showed the whole folder
+                                // (ignored files too) must not be reused.
+                                h.str("bind-context-selected")
+                                    .str(&src)
+                                    .str(&target)
+                                    .bool(*readwrite);
                                 hash_selected(&mut h, &sel);
+                                match sel.as_slice() {
+                                    [one] if one.is_dir => Some(one.clone()),
+                                    _ => None,
+                                }
                             }
                             Err(e) => {
                                 self.error(
@@ -1306,12 +1427,13 @@ impl<'a> Planner<'a> {
                                 );
                                 return None;
                             }
-                        }
+                        };
                         mounts.push(PlannedMount::BindContext {
                             file: fi,
                             source: normalize(&src).unwrap_or_default(),
                             target,
                             readwrite: *readwrite,
+                            folder,
                         });
                     }
                 }
@@ -1443,18 +1565,52 @@ pub(crate) fn absolute(base: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-fn normalize_port(v: &str) -> Option<String> {
+/// The `ExposedPorts` keys of one `expose` value; a range (`7000-7002/udp`) is every port in
+/// it, as Docker's port parser gives.
+fn normalize_port(v: &str) -> Option<Vec<String>> {
     let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return None;
     }
-    let valid = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
-    let ok = match port.split_once('-') {
-        Some((a, b)) => valid(a) && valid(b),
-        None => valid(port),
+    let valid = |p: &str| p.parse::<u16>().ok().filter(|&n| n > 0);
+    let (first, last) = match port.split_once('-') {
+        Some((a, b)) => (valid(a)?, valid(b)?),
+        None => (valid(port)?, valid(port)?),
     };
-    ok.then(|| format!("{port}/{proto}"))
+    (first <= last).then(|| (first..=last).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Sets `Cmd` or `Entrypoint`; an empty list leaves the field absent, as `BuildKit` writes it.
+fn set_argv(config: &mut ImageConfig, field: &str, argv: &[String]) {
+    if argv.is_empty() {
+        config.config_mut().remove(field);
+    } else {
+        config.set_strings(field, argv);
+    }
+}
+
+/// The environment values and `run` steps see: the image's, except that an `arg` declared
+/// (with a value) after an `env` of the same name wins until the next `env` sets it again.
+/// `BuildKit` adds such an arg to the build state's environment, not to the image config.
+fn env_view<'a>(
+    config: &'a ImageConfig,
+    stage_args: &BTreeMap<String, String>,
+    arg_wins: &BTreeSet<String>,
+) -> std::borrow::Cow<'a, ImageConfig> {
+    let shadowed: Vec<(&String, &String)> = arg_wins
+        .iter()
+        .filter(|k| config.env_var(k).is_some())
+        .filter_map(|k| stage_args.get(k).map(|v| (k, v)))
+        .collect();
+    if shadowed.is_empty() {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    let mut view = config.clone();
+    for (k, v) in shadowed {
+        view.set_env(k, v);
+    }
+    std::borrow::Cow::Owned(view)
 }
 
 fn parse_size(v: &str) -> Option<u64> {
@@ -1520,9 +1676,12 @@ mod tests {
 
     #[test]
     fn ports_and_sizes() {
-        assert_eq!(normalize_port("8080").as_deref(), Some("8080/tcp"));
-        assert_eq!(normalize_port("53/UDP").as_deref(), Some("53/udp"));
-        assert_eq!(normalize_port("http"), None);
+        let one = |v: &str| normalize_port(v).map(|p| p.join(" "));
+        assert_eq!(one("8080").as_deref(), Some("8080/tcp"));
+        assert_eq!(one("53/UDP").as_deref(), Some("53/udp"));
+        assert_eq!(one("http"), None);
+        assert_eq!(one("7000-7002/udp").as_deref(), Some("7000/udp 7001/udp 7002/udp"));
+        assert_eq!(one("9-8"), None);
         assert_eq!(parse_size("64m"), Some(64 << 20));
         assert_eq!(parse_size("1GiB"), Some(1 << 30));
     }

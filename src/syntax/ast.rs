@@ -68,7 +68,10 @@ pub struct Step {
 
 #[derive(Debug, Clone)]
 pub enum StepKind {
-    From { base: Spanned<String>, platform: Option<Spanned<String>> },
+    From {
+        base: Spanned<String>,
+        platform: Option<Spanned<String>>,
+    },
     Run(RunStep),
     Copy(CopyStep),
     File(FileStep),
@@ -85,6 +88,9 @@ pub enum StepKind {
     Expose(Vec<Spanned<String>>),
     Volume(Vec<Spanned<String>>),
     Healthcheck(Healthcheck),
+    /// `onbuild "RUN make" …`: Dockerfile instructions kept in the image config (`OnBuild`)
+    /// and run by a stage built `from` this one.
+    Onbuild(Vec<Spanned<String>>),
 }
 
 impl StepKind {
@@ -110,6 +116,7 @@ impl StepKind {
             Self::Expose(_) => "expose",
             Self::Volume(_) => "volume",
             Self::Healthcheck(_) => "healthcheck",
+            Self::Onbuild(_) => "onbuild",
         }
     }
 }

@@ -33,6 +33,7 @@ pub const STEPS: &[&str] = &[
     "expose",
     "volume",
     "healthcheck",
+    "onbuild",
     "tag",
 ];
 pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "ssh", "network", "tmpfs", "bind"];
@@ -431,9 +432,9 @@ impl Parser {
                     _ => StepKind::Maintainer(v),
                 }
             }
-            "shell" | "cmd" | "entrypoint" | "expose" | "volume" => {
+            "shell" | "cmd" | "entrypoint" | "expose" | "volume" | "onbuild" => {
                 self.only_props(node, &e, &[]);
-                if e.args.is_empty() && (name == "shell" || name == "expose" || name == "volume") {
+                if e.args.is_empty() && matches!(name, "shell" | "expose" | "volume" | "onbuild") {
                     self.missing_arg(node, "at least one value");
                 }
                 let values: Vec<_> = e.args.iter().filter_map(|a| self.scalar(a)).collect();
@@ -442,6 +443,7 @@ impl Parser {
                     "cmd" => StepKind::Cmd(values),
                     "entrypoint" => StepKind::Entrypoint(values),
                     "expose" => StepKind::Expose(values),
+                    "onbuild" => StepKind::Onbuild(values),
                     _ => StepKind::Volume(values),
                 }
             }

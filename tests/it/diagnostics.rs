@@ -41,3 +41,32 @@ fn check_reports_every_independent_problem_in_one_run() {
         assert_eq!(text.matches(code).count(), 1, "{code}: {text}");
     }
 }
+
+/// A problem in an imported Dockerfile is shown at the Dockerfile's own line and text, not in
+/// the build file it was imported to.
+#[test]
+fn dockerfile_problems_are_reported_in_the_dockerfile() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/errors-dockerfile");
+    let mut names: Vec<_> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".Dockerfile"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "fixtures missing");
+    for name in names {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixtures.join(&name), dir.path().join("Dockerfile")).unwrap();
+        let out =
+            run_stack(dir.path(), &dir.path().join("cache"), &["build", "-f", "Dockerfile", "."]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(text.contains("[Dockerfile:"), "{name} is not located in the Dockerfile: {text}");
+        assert!(!text.contains("(imported)"), "{name} points at the imported build file: {text}");
+        insta::assert_snapshot!(
+            format!("dockerfile-{}", name.trim_end_matches(".Dockerfile")),
+            text
+        );
+    }
+}

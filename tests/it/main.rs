@@ -14,6 +14,7 @@ mod habits;
 mod hostile;
 mod outputs;
 mod parallel;
+mod parity;
 mod realworld;
 mod registry;
 mod remote;

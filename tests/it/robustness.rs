@@ -207,6 +207,7 @@ fn partial_trees_with_contained_errors_plan_without_panics() {
             source: stack::diag::SourceFile::new("stack.kdl", text.clone()),
             ast,
             context_dir: std::path::PathBuf::from("."),
+            origin: None,
         }];
         let _ = stack::plan::plan(&files, &stack::plan::PlanRequest::default(), &NoWorld);
         planned += 1;

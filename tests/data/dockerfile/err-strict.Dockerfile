@@ -1,2 +1,2 @@
 FROM alpine
-ONBUILD RUN echo x
+RUN --security=insecure echo x

@@ -1,0 +1,5 @@
+FROM scratch AS parent
+ONBUILD COPY missing.txt /
+
+FROM parent
+CMD ["x"]

@@ -1,0 +1,3 @@
+FROM scratch
+ARG VERSION
+LABEL version="${VERSION:?pass --build-arg VERSION}"
