@@ -9,7 +9,8 @@ pub mod ignore;
 pub mod open;
 pub mod statcache;
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
@@ -230,7 +231,7 @@ impl Context {
             let entries = self.walk(&resolved)?;
             Ok(Selected { name, root, is_dir: true, entries })
         } else {
-            let fm = file_meta(&abs, resolved, &meta, None)?;
+            let fm = file_meta(&abs, resolved, &Lstat::from(&meta), None)?;
             Ok(Selected { name, root, is_dir: false, entries: vec![(String::new(), fm)] })
         }
     }
@@ -282,54 +283,134 @@ impl Context {
     }
 
     /// Lists a folder's contents (relative to it), honouring the ignore rules.
+    ///
+    /// Every folder is opened relative to its parent's descriptor without following symlinks,
+    /// and every entry is `lstat`ed and read as a link relative to its folder's descriptor: a
+    /// folder swapped for a symlink during the walk fails the walk instead of leading it to
+    /// the host's files.
     fn walk(&self, dir_rel: &str) -> Result<Vec<(String, FileMeta)>, SelectError> {
         let dir_abs = if dir_rel.is_empty() { self.root.clone() } else { self.root.join(dir_rel) };
-        // First the names (readdir gives the file types), then the metadata of all entries in
-        // parallel: on large contexts the `stat` calls dominate a rebuild with no changes.
-        let mut paths: Vec<(String, String, PathBuf)> = Vec::new();
-        let mut it = walkdir::WalkDir::new(&dir_abs).min_depth(1).sort_by_file_name().into_iter();
-        let descend_excluded = self.ignore.has_exceptions();
-        let root_len = self.root.as_os_str().len() + 1;
-        let dir_len = dir_abs.as_os_str().len() + 1;
-        let check_ignore = !self.ignore.is_empty();
-        let check_reserved = !self.reserved.is_empty();
-        while let Some(entry) = it.next() {
-            if (self.cancelled)() {
-                return Err(ContextError::Interrupted.into());
-            }
-            let entry = entry.map_err(|e| walk_error(&dir_abs, e))?;
-            let ctx_rel = tail(entry.path(), root_len);
-            if check_reserved && self.reserved_at(&ctx_rel).is_some() {
-                if entry.file_type().is_dir() {
-                    it.skip_current_dir();
-                }
-                continue;
-            }
-            if check_ignore && self.ignore.is_excluded(&ctx_rel) {
-                if entry.file_type().is_dir() && !descend_excluded {
-                    it.skip_current_dir();
-                }
-                continue;
-            }
-            paths.push((tail(entry.path(), dir_len), ctx_rel, entry.into_path()));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source: std::io::Error| ContextError::Io { path, source }
+        };
+        let fd = open::open_dir_beneath(&self.root, dir_rel).map_err(io(&dir_abs))?;
+        let mut out = Vec::new();
+        let at = Walked { fd: &fd, abs: &dir_abs, rel: "", ctx_rel: dir_rel };
+        self.walk_dir(&at, &mut out)?;
+        Ok(out)
+    }
+
+    /// Lists one open folder into `out` (each entry, then the folder's own contents, in name
+    /// order, as a depth-first walk), `lstat`ing its entries in parallel: on large contexts
+    /// the `stat` calls dominate a rebuild with no changes.
+    fn walk_dir(
+        &self,
+        at: &Walked<'_>,
+        out: &mut Vec<(String, FileMeta)>,
+    ) -> Result<(), SelectError> {
+        if (self.cancelled)() {
+            return Err(ContextError::Interrupted.into());
         }
-        paths
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source: std::io::Error| ContextError::Io { path, source }
+        };
+        let mut names = Vec::new();
+        let mut dir = rustix::fs::Dir::read_from(at.fd).map_err(|e| io(at.abs)(e.into()))?;
+        for entry in dir.by_ref() {
+            let entry = entry.map_err(|e| io(at.abs)(e.into()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let stats: Vec<Result<(String, Lstat, Option<String>), ContextError>> = names
             .into_par_iter()
-            .map(|(rel, ctx_rel, abs)| {
-                let meta = fs_err::symlink_metadata(&abs)
-                    .map_err(|source| ContextError::Io { path: abs.clone(), source })?;
-                let link = if meta.file_type().is_symlink() {
-                    let t = fs_err::read_link(&abs)
-                        .map_err(|source| ContextError::Io { path: abs.clone(), source })?;
+            .map(|name| {
+                let abs = at.abs.join(&name);
+                let st = rustix::fs::statat(at.fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io(&abs)(e.into()))?;
+                let lstat = Lstat::from(&st);
+                let link = if lstat.file_type() == rustix::fs::FileType::Symlink {
+                    let t = rustix::fs::readlinkat(at.fd, name.as_str(), Vec::new())
+                        .map_err(|e| io(&abs)(e.into()))?;
                     Some(t.to_string_lossy().into_owned())
                 } else {
                     None
                 };
-                let fm = file_meta(&abs, ctx_rel, &meta, link)?;
-                Ok((rel, fm))
+                Ok((name, lstat, link))
             })
-            .collect::<Result<Vec<_>, ContextError>>()
-            .map_err(SelectError::from)
+            .collect();
+        let descend_excluded = self.ignore.has_exceptions();
+        for stat in stats {
+            let (name, lstat, link) = stat?;
+            let ctx_rel = join_rel(at.ctx_rel, &name);
+            let is_dir = lstat.file_type() == rustix::fs::FileType::Directory;
+            if self.reserved_at(&ctx_rel).is_some() {
+                continue;
+            }
+            let excluded = !self.ignore.is_empty() && self.ignore.is_excluded(&ctx_rel);
+            let abs = at.abs.join(&name);
+            let rel = join_rel(at.rel, &name);
+            if !excluded {
+                out.push((rel.clone(), file_meta(&abs, ctx_rel.clone(), &lstat, link)?));
+            }
+            if is_dir && (!excluded || descend_excluded) {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = rustix::fs::openat(at.fd, name.as_str(), flags, Mode::empty())
+                    .map_err(|e| io(&abs)(e.into()))?;
+                let child = Walked { fd: &fd, abs: &abs, rel: &rel, ctx_rel: &ctx_rel };
+                self.walk_dir(&child, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A folder being walked: its descriptor, its path (for messages), and its path relative to
+/// the walk's start and to the context root.
+struct Walked<'a> {
+    fd: &'a std::os::fd::OwnedFd,
+    abs: &'a Path,
+    rel: &'a str,
+    ctx_rel: &'a str,
+}
+
+fn join_rel(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+}
+
+/// What `lstat` says of an entry, from a path or from a folder's descriptor.
+pub(crate) struct Lstat {
+    mode: u32,
+    rdev: u64,
+    stamp: statcache::Stamp,
+}
+
+impl Lstat {
+    fn file_type(&self) -> rustix::fs::FileType {
+        rustix::fs::FileType::from_raw_mode(self.mode)
+    }
+}
+
+impl From<&std::fs::Metadata> for Lstat {
+    fn from(m: &std::fs::Metadata) -> Self {
+        Self { mode: m.mode(), rdev: m.rdev(), stamp: statcache::Stamp::of(m) }
+    }
+}
+
+impl From<&rustix::fs::Stat> for Lstat {
+    fn from(st: &rustix::fs::Stat) -> Self {
+        let stamp = statcache::Stamp {
+            size: st.st_size as u64,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+            ino: st.st_ino,
+            mode: st.st_mode,
+        };
+        Self { mode: st.st_mode, rdev: st.st_rdev, stamp }
     }
 }
 
@@ -339,44 +420,42 @@ fn walk_error(path: &Path, e: walkdir::Error) -> SelectError {
 }
 
 /// What an entry is, from its `lstat`; sockets are refused (a tar cannot hold them).
-fn file_kind(abs: &Path, meta: &std::fs::Metadata) -> Result<FileKind, ContextError> {
-    let ft = meta.file_type();
-    let dev = || (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
-    Ok(if ft.is_symlink() {
-        FileKind::Symlink
-    } else if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_fifo() {
-        FileKind::Fifo
-    } else if ft.is_char_device() {
-        let (major, minor) = dev();
-        FileKind::CharDevice { major, minor }
-    } else if ft.is_block_device() {
-        let (major, minor) = dev();
-        FileKind::BlockDevice { major, minor }
-    } else if ft.is_socket() {
-        return Err(ContextError::Socket { path: abs.to_owned() });
-    } else {
-        FileKind::File
+fn file_kind(abs: &Path, meta: &Lstat) -> Result<FileKind, ContextError> {
+    use rustix::fs::FileType;
+    let dev = || (rustix::fs::major(meta.rdev), rustix::fs::minor(meta.rdev));
+    Ok(match meta.file_type() {
+        FileType::Symlink => FileKind::Symlink,
+        FileType::Directory => FileKind::Dir,
+        FileType::Fifo => FileKind::Fifo,
+        FileType::CharacterDevice => {
+            let (major, minor) = dev();
+            FileKind::CharDevice { major, minor }
+        }
+        FileType::BlockDevice => {
+            let (major, minor) = dev();
+            FileKind::BlockDevice { major, minor }
+        }
+        FileType::Socket => return Err(ContextError::Socket { path: abs.to_owned() }),
+        _ => FileKind::File,
     })
 }
 
 fn file_meta(
     abs: &Path,
     rel: String,
-    meta: &std::fs::Metadata,
+    meta: &Lstat,
     link: Option<String>,
 ) -> Result<FileMeta, ContextError> {
     let kind = file_kind(abs, meta)?;
     Ok(FileMeta {
         kind,
-        mode: meta.permissions().mode() & 0o7777,
-        size: if kind == FileKind::File { meta.size() } else { 0 },
+        mode: meta.mode & 0o7777,
+        size: if kind == FileKind::File { meta.stamp.size } else { 0 },
         hash: None,
         link,
         abs: abs.to_owned(),
         rel,
-        stamp: (kind == FileKind::File).then(|| statcache::Stamp::of(meta)),
+        stamp: (kind == FileKind::File).then_some(meta.stamp),
     })
 }
 
@@ -413,12 +492,6 @@ fn hash_files(
         (m.hash, m.size, m.stamp) = (Some(d), size, Some(stamp));
         Ok(())
     })
-}
-
-/// The part of `path` after its first `skip` bytes (a known prefix and its `/`).
-fn tail(path: &Path, skip: usize) -> String {
-    let bytes = path.as_os_str().as_encoded_bytes();
-    String::from_utf8_lossy(bytes.get(skip..).unwrap_or_default()).into_owned()
 }
 
 /// `path` relative to the (canonical) `root` when it lies inside it. `path` may not exist yet:

@@ -46,6 +46,27 @@ pub fn open_beneath(root: &Path, rel: &str) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Opens the folder `rel` (relative, normalised; empty for the root itself) beneath `root`
+/// without following any symlink, for reading its entries.
+pub fn open_dir_beneath(root: &Path, rel: &str) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(root, flags, Mode::empty())?;
+    if rel.is_empty() {
+        return Ok(dir);
+    }
+    if rel.split('/').any(|c| matches!(c, "" | "." | "..")) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a normalised relative path"));
+    }
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(&dir, rel, flags, Mode::empty(), resolve) {
+        Ok(fd) => Ok(fd),
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+            open_by_components(dir, rel, flags)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The fallback of [`open_beneath`]: every folder is opened with `O_NOFOLLOW` relative to its
 /// parent's descriptor, so no symlink is ever followed.
 fn open_by_components(root: OwnedFd, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
