@@ -4,9 +4,25 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `stack --version`: the version, the commit it was built from, and what this build can do.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STACK_GIT_COMMIT"),
+    ")\nfeatures: sandbox (namespaces, overlayfs, seccomp, slirp4netns networking), rootless \
+     (subordinate ids), compression (gzip, zstd), Dockerfile import, registries (OCI, Docker)"
+);
+
 /// Build reproducible OCI container images from a declarative build file, without a daemon.
 #[derive(Debug, Parser)]
-#[command(name = "stack", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "stack",
+    version,
+    long_version = LONG_VERSION,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +51,25 @@ pub enum Command {
     /// Inspect and manage the local store (cache)
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Write the man pages (stack(1) and one per command)
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Folder to write `stack.1` and `stack-COMMAND.1` into; without it, `stack.1` goes to
+    /// standard output
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +274,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
     /// Timestamp for everything the output holds (seconds since the epoch)
-    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    #[arg(long, env = "SOURCE_DATE_EPOCH", hide_env_values = true, value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
 }
 

@@ -9,6 +9,7 @@ mod args;
 mod build;
 mod cache;
 mod check;
+mod docs;
 mod graph;
 mod import;
 mod inspect;
@@ -70,6 +71,8 @@ pub fn main() -> ExitCode {
         args::Command::Inspect(a) => inspect::inspect(&a),
         args::Command::Push(a) => push_cmd(&a),
         args::Command::Cache(c) => cache::run(&c),
+        args::Command::Completions(a) => docs::completions(&a),
+        args::Command::Man(a) => docs::man(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

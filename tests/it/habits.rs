@@ -227,3 +227,33 @@ fn load_puts_the_image_into_docker() {
     // Docker's image id is the config's digest: the very image stack built.
     assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), format!("{config} 1"));
 }
+
+#[test]
+fn version_completions_and_man_pages_come_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = run_stack(dir.path(), &cache, &["--version"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("stack ") && text.contains("(commit "), "{text}");
+    assert!(text.contains("features:"), "{text}");
+    for (shell, marker) in
+        [("bash", "_stack()"), ("zsh", "#compdef stack"), ("fish", "complete -c stack")]
+    {
+        let out = run_stack(dir.path(), &cache, &["completions", shell]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker) && script.contains("build"), "{shell}: {script}");
+    }
+    let man = dir.path().join("man");
+    let out = run_stack(dir.path(), &cache, &["man", "--out", man.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for page in ["stack.1", "stack-build.1", "stack-cache.1", "stack-import.1"] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}: {text}");
+    }
+    let build_page = std::fs::read_to_string(man.join("stack-build.1")).unwrap();
+    assert!(build_page.contains("source\\-date\\-epoch"), "{build_page}");
+    // `--help` never shows an environment variable's value.
+    let out = run_stack(dir.path(), &cache, &["build", "--help"]);
+    assert!(!stdout(&out).contains("SOURCE_DATE_EPOCH="), "{}", stdout(&out));
+}
