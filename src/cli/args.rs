@@ -298,6 +298,9 @@ pub struct ImportArgs {
     /// Write the build file here instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace the `--output` file when it exists
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// The stage to export as the image (default: the last)
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,

@@ -24,6 +24,12 @@ pub(super) fn run(args: &ImportArgs) -> Result<(), Failure> {
                 output::print_report(&Report::new(src, imported.warnings));
             }
             match &args.output {
+                Some(out) if out.exists() && !args.force => {
+                    return Err(super::fail(
+                        format!("`{}` exists; stack import does not overwrite it", out.display()),
+                        Some("pass `--force` to replace it, or choose another `-o` file"),
+                    ));
+                }
                 Some(out) => fs_err::write(out, imported.kdl.as_bytes())?,
                 None => std::io::stdout().write_all(imported.kdl.as_bytes())?,
             }

@@ -243,8 +243,23 @@ pub fn write_archive(
     let mut writer = super::tar_writer::write_tar(&entries, 0, writer)?;
     std::io::Write::flush(&mut writer).map_err(io(out))?;
     drop(writer);
+    // A temp file is 0600; the archive gets the mode any new file gets under the umask.
+    let mode = 0o666 & !current_umask();
+    fs_err::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(io(out))?;
     tmp.persist(out).map_err(|e| LayoutError::Io { path: out.to_owned(), source: e.error })?;
     Ok(())
+}
+
+/// The process's umask (read from `/proc`, which does not change it; `022` if unreadable).
+fn current_umask() -> u32 {
+    fs_err::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
 }
 
 /// Docker needs `repo:tag`; a bare name gets `:latest`.

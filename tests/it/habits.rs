@@ -257,3 +257,37 @@ fn version_completions_and_man_pages_come_from_the_cli() {
     let out = run_stack(dir.path(), &cache, &["build", "--help"]);
     assert!(!stdout(&out).contains("SOURCE_DATE_EPOCH="), "{}", stdout(&out));
 }
+
+#[test]
+fn import_never_overwrites_and_archives_follow_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    write_files(
+        dir.path(),
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n"),
+            ("a.txt", "a"),
+            ("keep.kdl", "mine"),
+        ],
+    );
+    let out = run_stack(dir.path(), &cache, &["import", "-o", "keep.kdl"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not overwrite"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("keep.kdl")).unwrap(), "mine");
+    let out = run_stack(dir.path(), &cache, &["import", "-o", "keep.kdl", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read_to_string(dir.path().join("keep.kdl")).unwrap().contains("stack version=1")
+    );
+    let out = run_stack(
+        dir.path(),
+        &cache,
+        &["build", "-f", "Dockerfile", "--format", "docker-archive", "--out", "img.tar"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("img.tar")).unwrap().permissions(),
+    ) & 0o777;
+    // The test process's umask (022 here) decides, as for any new file.
+    assert_eq!(mode & 0o044, 0o044, "archive mode {mode:o}");
+}
