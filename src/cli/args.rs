@@ -16,6 +16,8 @@ pub struct Cli {
 pub enum Command {
     /// Build the images of a build file into an OCI layout (or an archive)
     Build(BuildArgs),
+    /// Rebuild the images from nothing and compare them with the normal build, bit for bit
+    Verify(VerifyArgs),
     /// Parse and plan a build file, report every problem, build nothing
     Check(CheckArgs),
     /// Print the layer DAG of a build file as Graphviz DOT
@@ -236,6 +238,32 @@ pub struct BuildArgs {
     #[arg(long)]
     pub explain: bool,
     /// How to show progress
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Timestamp for everything the output holds (seconds since the epoch)
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Compare the rebuild with this image instead of the normal build: `oci:DIR:NAME`,
+    /// `oci-archive:FILE[:NAME]` or `docker-archive:FILE[:NAME]` (one image)
+    #[arg(long, value_name = "REF")]
+    pub against: Option<String>,
+    /// Also run every `run` step a second time over the same input and name the steps that
+    /// are not deterministic by themselves
+    #[arg(long)]
+    pub steps: bool,
+    /// Steps to run at once in the normal build (the rebuild uses another count)
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Layer compression
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// How to show the normal build's progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
     /// Timestamp for everything the output holds (seconds since the epoch)

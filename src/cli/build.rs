@@ -51,44 +51,9 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         keep_going: args.keep_going,
         explain: args.explain,
         cancel: std::sync::Arc::default(),
+        rerun: Vec::new(),
     };
-    let progress = super::progress::Printer::new(args.progress, &p);
-    let built = crate::exec::build(&p, &store, &opts, &|e| progress.event(&e));
-    progress.finish();
-    let report = match built {
-        Ok(r) => r,
-        Err(BuildError::Step { node, label, message, output_tail }) => {
-            let n = &p.graph[node];
-            let mut d = Diagnostic::error(
-                "step-failed",
-                format!("step `{label}` failed: {message}"),
-                n.span,
-                "this step failed",
-            );
-            if !output_tail.is_empty() {
-                let mut help = format!("last lines of its output:\n{}", output_tail.join("\n"));
-                // `chown` to another user fails with EINVAL when only the caller is mapped.
-                if crate::privilege::Privilege::current() == crate::privilege::Privilege::SingleId
-                    && output_tail.iter().any(|l| l.contains("Invalid argument"))
-                {
-                    help.push_str(
-                        "\nnote: this rootless build has no subordinate ids, so only root exists \
-                         in the sandbox; give your user ranges in /etc/subuid and /etc/subgid \
-                         (with `newuidmap` from Debian's `uidmap` package)",
-                    );
-                }
-                d = d.with_help(help);
-            }
-            output::print_report(&files[n.file].report(vec![d]));
-            eprintln!("error: the build failed; no image was written");
-            return Err(Failure::StepFailed);
-        }
-        Err(BuildError::Interrupted) => {
-            eprintln!("interrupted: the running steps were stopped; no image was written");
-            return Err(Failure::Interrupted);
-        }
-        Err(e) => return Err(fail(error_chain(&e), None)),
-    };
+    let report = execute(&p, &files, &store, &opts, args.progress)?;
     let mut images = report.images;
     if let [image] = images.as_mut_slice() {
         for t in &args.tags {
@@ -121,6 +86,54 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     );
     print_images(&images);
     Ok(())
+}
+
+/// Runs a plan with a progress display; a failed step is reported as a diagnostic at its
+/// line.
+pub(super) fn execute(
+    p: &crate::plan::Plan,
+    files: &[crate::plan::FileInput],
+    store: &crate::store::Store,
+    opts: &BuildOptions,
+    progress: super::args::Progress,
+) -> Result<crate::exec::BuildReport, Failure> {
+    let progress = super::progress::Printer::new(progress, p);
+    let built = crate::exec::build(p, store, opts, &|e| progress.event(&e));
+    progress.finish();
+    match built {
+        Ok(r) => Ok(r),
+        Err(BuildError::Step { node, label, message, output_tail }) => {
+            let n = &p.graph[node];
+            let mut d = Diagnostic::error(
+                "step-failed",
+                format!("step `{label}` failed: {message}"),
+                n.span,
+                "this step failed",
+            );
+            if !output_tail.is_empty() {
+                let mut help = format!("last lines of its output:\n{}", output_tail.join("\n"));
+                // `chown` to another user fails with EINVAL when only the caller is mapped.
+                if crate::privilege::Privilege::current() == crate::privilege::Privilege::SingleId
+                    && output_tail.iter().any(|l| l.contains("Invalid argument"))
+                {
+                    help.push_str(
+                        "\nnote: this rootless build has no subordinate ids, so only root exists \
+                         in the sandbox; give your user ranges in /etc/subuid and /etc/subgid \
+                         (with `newuidmap` from Debian's `uidmap` package)",
+                    );
+                }
+                d = d.with_help(help);
+            }
+            output::print_report(&files[n.file].report(vec![d]));
+            eprintln!("error: the build failed; no image was written");
+            Err(Failure::StepFailed)
+        }
+        Err(BuildError::Interrupted) => {
+            eprintln!("interrupted: the running steps were stopped; no image was written");
+            Err(Failure::Interrupted)
+        }
+        Err(e) => Err(fail(error_chain(&e), None)),
+    }
 }
 
 /// Where the images go.

@@ -20,3 +20,4 @@ mod registry;
 mod remote;
 mod robustness;
 mod run;
+mod verify;
