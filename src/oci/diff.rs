@@ -113,7 +113,7 @@ fn read_entry<R: Read>(mut entry: tar::Entry<'_, R>) -> std::io::Result<TarEntry
     let size = entry.size();
     let mut hasher = blake3::Hasher::new();
     let mut small = (size <= TEXT_LIMIT).then(Vec::new);
-    let mut buf = [0u8; 64 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = entry.read(&mut buf)?;
         if n == 0 {

@@ -96,3 +96,30 @@ fn verify_exits_6_when_it_cannot_build() {
     let out = run_stack(dir.path(), &dir.path().join("cache"), &["verify"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
 }
+
+#[test]
+fn verify_says_the_examples_are_identical() {
+    let Some(base) = busybox_base() else { return };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut verified = 0;
+    for e in std::fs::read_dir(root.join("examples")).unwrap().flatten() {
+        if !e.path().join("stack.kdl").exists() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        crate::build::copy_tree(&e.path(), dir.path());
+        let kdl = std::fs::read_to_string(dir.path().join("stack.kdl")).unwrap();
+        let local = format!("oci:{}:base", base.display());
+        std::fs::write(
+            dir.path().join("stack.kdl"),
+            kdl.replace(crate::build::EXAMPLE_BASE, &local),
+        )
+        .unwrap();
+        let out =
+            run_stack(dir.path(), &dir.path().join(".cache"), &["verify", "--progress", "plain"]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", e.path().display(), stderr(&out));
+        assert!(stdout(&out).contains(": identical sha256:"), "{}", stdout(&out));
+        verified += 1;
+    }
+    assert!(verified >= 2);
+}
