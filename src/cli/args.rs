@@ -237,6 +237,9 @@ pub struct BuildArgs {
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,
+    /// Also write each image's SPDX 2.3 SBOM, `NAME.spdx.json`, beside the output
+    #[arg(long)]
+    pub sbom: bool,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,

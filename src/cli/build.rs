@@ -63,6 +63,9 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         }
     }
     output.write(&images, &store)?;
+    if args.sbom {
+        write_sboms(&output, &p, &images, &store, opts.epoch)?;
+    }
     resolver.save_lock()?;
     if let Output::Path(..) = output {
         let mut stdout = std::io::stdout().lock();
@@ -213,6 +216,57 @@ impl Output {
             Self::Stdout { .. } => "standard output".to_owned(),
         }
     }
+}
+
+/// `--sbom`: `NAME.spdx.json` for each image, in the folder that holds the output.
+fn write_sboms(
+    output: &Output,
+    p: &crate::plan::Plan,
+    images: &[crate::exec::BuiltImage],
+    store: &crate::store::Store,
+    epoch: i64,
+) -> Result<(), Failure> {
+    let Output::Path(out, _) = output else {
+        return Err(fail(
+            "`--sbom` writes files beside the output, but the output is standard output",
+            Some("write the image to a file or folder with `--out PATH`"),
+        ));
+    };
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    for image in images {
+        let bases = base_images(p, &image.name);
+        let doc = crate::sbom::spdx(
+            store,
+            &image.name,
+            &image.manifest.digest,
+            &image.layers,
+            &bases,
+            epoch,
+        )
+        .map_err(|e| fail(error_chain(&e), None))?;
+        let path = dir.join(format!("{}.spdx.json", image.name));
+        // Whole or not at all, as the images themselves.
+        let tmp = dir.join(format!(".{}.spdx.json.{}.tmp", image.name, std::process::id()));
+        fs_err::write(&tmp, &doc)?;
+        fs_err::rename(&tmp, &path)?;
+        eprintln!("wrote the SBOM of {} to {}", image.name, path.display());
+    }
+    Ok(())
+}
+
+/// The base images (registry or local) image `name` is built on, in build order.
+fn base_images(p: &crate::plan::Plan, name: &str) -> Vec<crate::sbom::spdx::Base> {
+    let Some(target) = p.images.iter().find(|t| t.name == name) else { return Vec::new() };
+    p.chain(target.node)
+        .into_iter()
+        .filter_map(|n| match &p.graph[n].op {
+            crate::plan::Op::Base { reference, image } => Some(crate::sbom::spdx::Base {
+                reference: reference.clone(),
+                digest: image.manifest_digest.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `--load`: a `docker load` archive of the images, handed to the local daemon's client.
