@@ -35,13 +35,14 @@ impl Package {
 }
 
 /// Percent-encodes everything but the characters purl leaves as they are.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
+    use std::fmt::Write;
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

@@ -99,7 +99,7 @@ fn base_package(id: &str, b: &Base) -> Value {
         "pkg:oci/{}@sha256%3A{}?repository_url={}",
         if repo.is_empty() { "image".to_owned() } else { spdx_id_part(&repo) },
         b.digest.hex(),
-        percent(&b.reference)
+        super::packages::enc(&b.reference)
     );
     let mut p = package(id, &b.reference, &b.digest.to_string(), &purl);
     p["primaryPackagePurpose"] = json!("CONTAINER");
@@ -120,17 +120,5 @@ fn os_package(id: &str, p: &Package) -> Value {
 fn spdx_id_part(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
-        .collect()
-}
-
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
         .collect()
 }
