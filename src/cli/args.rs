@@ -30,6 +30,8 @@ pub enum Command {
     Images(ImagesArgs),
     /// Show an image of an OCI layout: its configuration and layers, its files, or one file
     Inspect(InspectArgs),
+    /// Print the SPDX 2.3 SBOM of an image of an OCI layout (its OS packages and base)
+    Sbom(SbomArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
     /// Store credentials for a registry
@@ -72,6 +74,22 @@ pub struct InspectArgs {
     /// Print JSON (with the manifest and config, or the file list)
     #[arg(long, conflicts_with = "cat")]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// The image's name or tag in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Write the document to this file instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The document's creation time (seconds since the epoch)
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
 }
 
 #[derive(Debug, Args)]

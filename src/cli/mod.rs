@@ -19,6 +19,7 @@ mod login;
 mod output;
 mod progress;
 mod push;
+mod sbom;
 mod verify;
 
 use std::process::ExitCode;
@@ -77,6 +78,7 @@ pub fn main() -> ExitCode {
         args::Command::Login(a) => login::run(&a),
         args::Command::Images(a) => inspect::images(&a),
         args::Command::Inspect(a) => inspect::inspect(&a),
+        args::Command::Sbom(a) => sbom::run(&a),
         args::Command::Push(a) => push_cmd(&a),
         args::Command::Cache(c) => cache::run(&c),
     };

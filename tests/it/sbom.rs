@@ -93,6 +93,28 @@ fn sbom_lists_the_dpkg_and_apk_packages_and_the_base() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join("two/app.spdx.json")).unwrap(), bytes);
 
+    // `stack sbom` reads the same packages from the layout (it knows no base there).
+    let out = run_stack(
+        dir.path(),
+        &dir.path().join("c2"),
+        &["sbom", "app", "--from", "one/out", "-o", "layout.spdx.json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from_layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("layout.spdx.json")).unwrap())
+            .unwrap();
+    let os_packages = |d: &serde_json::Value| {
+        d["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["primaryPackagePurpose"] == "OPERATING-SYSTEM")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(os_packages(&from_layout), os_packages(&doc));
+    assert_eq!(from_layout["documentNamespace"], doc["documentNamespace"]);
+
     if !have("pyspdxtools") {
         return skip("pyspdxtools is missing (pip install spdx-tools)");
     }
