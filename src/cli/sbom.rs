@@ -39,13 +39,12 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
         args.source_date_epoch.unwrap_or(0),
     )
     .map_err(|e| fail(error_chain(&e), None))?;
-    match &args.output {
-        Some(path) => fs_err::write(path, &doc)?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&doc)?;
-            out.write_all(b"\n")?;
-        }
+    if let Some(path) = &args.output {
+        fs_err::write(path, &doc)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&doc)?;
+        out.write_all(b"\n")?;
     }
     Ok(())
 }
