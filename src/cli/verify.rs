@@ -239,6 +239,9 @@ fn report_image(
         });
     let Some(i) = first else {
         writeln!(out, "  the layers are identical; the image config or manifest differs")?;
+        for line in config_differences(reference, rebuilt)? {
+            writeln!(out, "    {line}")?;
+        }
         return Ok(true);
     };
     let step = makers.get(i).map_or_else(
@@ -256,6 +259,55 @@ fn report_image(
         _ => writeln!(out, "    the images have different numbers of layers")?,
     }
     Ok(true)
+}
+
+/// The image config of a side, read through its manifest.
+fn config_of(side: &Side<'_>) -> Result<serde_json::Value, Failure> {
+    let read = |d: &OciDigest| -> Result<serde_json::Value, Failure> {
+        let bytes = side.store.read_blob(d).map_err(|e| fail(error_chain(&e), None))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("blob `{d}` is not JSON: {e}"), None))
+    };
+    let manifest = read(&side.manifest)?;
+    let config: OciDigest = manifest["config"]["digest"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| fail(format!("manifest `{}` names no config", side.manifest), None))?;
+    read(&config)
+}
+
+/// `key: expected vs rebuilt` for every config field (one level into `config`) that differs.
+fn config_differences(a: &Side<'_>, b: &Side<'_>) -> Result<Vec<String>, Failure> {
+    let (x, y) = (config_of(a)?, config_of(b)?);
+    let mut out = Vec::new();
+    let empty = serde_json::Map::new();
+    let fields = |v: &serde_json::Value| v.as_object().unwrap_or(&empty).clone();
+    let (fx, fy) = (fields(&x), fields(&y));
+    let mut keys: Vec<&String> = fx.keys().chain(fy.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let (vx, vy) = (fx.get(k), fy.get(k));
+        if vx == vy {
+            continue;
+        }
+        if k == "config" {
+            let (cx, cy) = (fields(&x["config"]), fields(&y["config"]));
+            let mut sub: Vec<&String> = cx.keys().chain(cy.keys()).collect();
+            sub.sort();
+            sub.dedup();
+            for s in sub.into_iter().filter(|s| cx.get(*s) != cy.get(*s)) {
+                out.push(format!("config.{s}: {} vs {}", show(cx.get(s)), show(cy.get(s))));
+            }
+        } else {
+            out.push(format!("{k}: {} vs {}", show(vx), show(vy)));
+        }
+    }
+    Ok(out)
+}
+
+fn show(v: Option<&serde_json::Value>) -> String {
+    v.map_or_else(|| "(none)".to_owned(), ToString::to_string)
 }
 
 fn print_layer_diff(

@@ -81,6 +81,26 @@ fn verify_against_a_tampered_layout_names_file_and_mode() {
     assert!(text.contains("/etc/motd: mode differs: 0600 vs 0644"), "{text}");
     assert!(text.contains("/etc/motd: content differs"), "{text}");
     assert!(text.contains("-bye") && text.contains("+hi"), "{text}");
+
+    // Against the layout of a normal build: identical.
+    let out = run_stack(dir.path(), &cache, &["build", "--out", "good"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_stack(dir.path(), &cache, &["verify", "--against", "oci:good:app"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("app: identical sha256:"), "{}", stdout(&out));
+
+    // Same files, another config: the field is named.
+    std::fs::write(dir.path().join("env.kdl"), format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    file \"/etc/motd\" \"hi\\n\" chmod=\"0644\"\n    env MODE=\"debug\"\n}}\n",
+        base.display()
+    )).unwrap();
+    let out = run_stack(dir.path(), &cache, &["build", "env.kdl", "--out", "env"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_stack(dir.path(), &cache, &["verify", "--against", "oci:env:app"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("the layers are identical"), "{text}");
+    assert!(text.contains("config.Env:") && text.contains("MODE=debug"), "{text}");
 }
 
 #[test]
