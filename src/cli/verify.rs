@@ -13,7 +13,7 @@ use std::path::Path;
 use petgraph::stable_graph::NodeIndex;
 
 use super::args::{CompressionArg, VerifyArgs};
-use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
+use super::load::{CliResolver, LockMode, error_chain, load_files, open_store, plan_files};
 use super::{Failure, fail};
 use crate::digest::OciDigest;
 use crate::exec::rebuild::{Fresh, rebuild};
@@ -57,7 +57,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     rebuild(&child_args(args), &fresh).map_err(|e| fail(error_chain(&e), None))?;
     let rebuilt_at = std::time::Instant::now();
     let fresh_store = Store::open(&fresh.store()).map_err(|e| fail(error_chain(&e), None))?;
-    let against = load_against(args, &plan, &fresh_store)?;
+    let against = load_against(args, &files, &plan, &fresh_store)?;
     let mut differs = false;
     for image in &normal.images {
         let rebuilt = load_image(&fresh.out(), &image.name, &fresh_store)?;
@@ -144,9 +144,11 @@ fn child_args(args: &VerifyArgs) -> Vec<OsString> {
     v
 }
 
-/// `--against REF`: the one image to compare the rebuild with, loaded into `store`.
+/// `--against REF`: the one image to compare the rebuild with (a local image, or a registry
+/// reference resolved now, whatever `stack.lock` says), loaded into `store`.
 fn load_against<'a>(
     args: &VerifyArgs,
+    files: &[FileInput],
     plan: &Plan,
     store: &'a Store,
 ) -> Result<Option<Side<'a>>, Failure> {
@@ -160,14 +162,19 @@ fn load_against<'a>(
             Some("choose the image with `--target NAME`"),
         ));
     }
-    let Some(local) = LocalRef::parse(spec, Path::new(".")) else {
-        return Err(fail(
-            format!("`--against {spec}` is not a local image"),
-            Some("write `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`"),
-        ));
+    let loaded = if let Some(local) = LocalRef::parse(spec, Path::new(".")) {
+        crate::oci::local::load(spec, &local, store).map_err(|e| fail(error_chain(&e), None))?
+    } else {
+        // Resolved now: the image a tag names today, not a pin of `stack.lock`.
+        let resolver = CliResolver::with_mode(files, store, &args.file, LockMode::Refresh)?;
+        let image = crate::plan::Resolver::image(&resolver, spec, 0).map_err(|e| {
+            fail(
+                format!("`--against {spec}`: {e}"),
+                Some("write a registry reference, `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`"),
+            )
+        })?;
+        (*image).clone()
     };
-    let loaded =
-        crate::oci::local::load(spec, &local, store).map_err(|e| fail(error_chain(&e), None))?;
     Ok(Some(Side {
         store,
         manifest: loaded.manifest_digest,
