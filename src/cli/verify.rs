@@ -34,17 +34,19 @@ struct Side<'a> {
 
 pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     let started = std::time::Instant::now();
+    let jobs = args.jobs.unwrap_or_else(crate::exec::build::default_jobs);
+    // Chosen before any thread starts: reading the umask briefly changes it.
+    let dir = tempfile::Builder::new().prefix("stack-verify-").tempdir()?;
+    let fresh = Fresh::unlike_this_process(dir.path(), jobs);
     let files = load_files(&args.file)?;
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store, &args.file)?;
     let plan = plan_files(&files, &resolver, &args.file)?;
-    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs));
+    let opts = options(args, jobs);
     let normal = super::build::execute(&plan, &files, &store, &opts, args.progress)?;
     // The rebuild runs `--locked`: it must pin bases exactly as this build did.
     resolver.save_lock()?;
     let built_at = std::time::Instant::now();
-    let dir = tempfile::Builder::new().prefix("stack-verify-").tempdir()?;
-    let fresh = Fresh::unlike_this_process(dir.path(), opts.jobs);
     eprintln!(
         "rebuilding from nothing in `{}` (umask {:04o}, TZ={}, --jobs {})",
         dir.path().display(),

@@ -43,7 +43,8 @@ pub struct Fresh {
 
 impl Fresh {
     /// A rebuild in `root` that differs from the current process in umask, time zone and
-    /// job count (`jobs` is the first build's).
+    /// job count (`jobs` is the first build's). Call it before any thread starts (see
+    /// `current_umask`).
     pub fn unlike_this_process(root: &Path, jobs: usize) -> Self {
         let current = current_umask();
         let tz = std::env::var("TZ").unwrap_or_default();
@@ -65,9 +66,8 @@ impl Fresh {
     }
 }
 
-/// The process's umask (read by setting it and setting it back; no thread creates files in
-/// between in the single call pair that matters here, and the value is only a choice of
-/// "another" umask).
+/// The process's umask, read by setting it and setting it back: call it before any thread
+/// starts, or a file created in between would get the wrong mode.
 fn current_umask() -> u32 {
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(old);
