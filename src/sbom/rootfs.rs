@@ -69,3 +69,46 @@ pub fn files(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::layers::write_layer;
+    use crate::oci::layer::{Entry, EntryKind};
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry { path: path.into(), kind, mode: 0o644, uid: 0, gid: 0, mtime: 0, xattrs: Vec::new() }
+    }
+
+    fn file(path: &str, content: &str) -> Entry {
+        entry(path, EntryKind::Inline { content: content.as_bytes().to_vec() })
+    }
+
+    #[test]
+    fn later_layers_replace_and_whiteouts_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let layer = |entries: &[Entry]| {
+            write_layer(&store, entries, 0, Compression::Gzip, None).unwrap().blob
+        };
+        let dirs = |p: &str| entry(p, EntryKind::Dir { opaque: false });
+        let l1 = layer(&[
+            dirs("a"),
+            file("a/keep", "1"),
+            file("a/gone", "1"),
+            dirs("b"),
+            file("b/x", "1"),
+        ]);
+        let l2 = layer(&[
+            dirs("a"),
+            file("a/keep", "2"),
+            entry("a/gone", EntryKind::Whiteout),
+            entry("b", EntryKind::Whiteout),
+            file("a/new", "2"),
+        ]);
+        let got = files(&store, &[l1, l2], &|_| true).unwrap();
+        let got: Vec<(String, String)> =
+            got.into_iter().map(|(k, v)| (k, String::from_utf8(v).unwrap())).collect();
+        assert_eq!(got, [("a/keep".into(), "2".into()), ("a/new".into(), "2".into())]);
+    }
+}

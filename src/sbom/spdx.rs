@@ -122,3 +122,44 @@ fn spdx_id_part(s: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_canonical_and_its_ids_are_valid() {
+        let digest: OciDigest =
+            format!("sha256:{}", "ab".repeat(32)).parse().expect("a valid digest");
+        let packages = [Package {
+            name: "libstdc++6".into(),
+            version: "12.2.0-14".into(),
+            arch: "amd64".into(),
+            kind: "deb",
+            distro: "debian".into(),
+        }];
+        let bases =
+            [Base { reference: "docker.io/library/debian:12".into(), digest: digest.clone() }];
+        let s = Subject {
+            name: "app",
+            digest: &digest,
+            bases: &bases,
+            packages: &packages,
+            epoch: 86400,
+        };
+        let doc = document(&s);
+        assert_eq!(doc, document(&s), "the same inputs give the same bytes");
+        let v: Value = serde_json::from_slice(&doc).unwrap();
+        assert_eq!(crate::oci::json::to_canonical(&v), doc);
+        assert_eq!(v["creationInfo"]["created"], "1970-01-02T00:00:00Z");
+        for p in v["packages"].as_array().unwrap() {
+            let id = p["SPDXID"].as_str().unwrap();
+            assert!(
+                id.strip_prefix("SPDXRef-").is_some_and(|r| r
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')),
+                "{id}"
+            );
+        }
+    }
+}
