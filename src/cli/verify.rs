@@ -56,7 +56,8 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     );
     // A step writing the time in seconds must see another second in the rebuild.
     wait_for_next_second(built_at);
-    rebuild(&child_args(args), &fresh).map_err(|e| fail(error_chain(&e), None))?;
+    let cwd = std::env::current_dir()?;
+    rebuild(&child_args(args, &cwd), &fresh).map_err(|e| fail(error_chain(&e), None))?;
     let rebuilt_at = std::time::Instant::now();
     let fresh_store = Store::open(&fresh.store()).map_err(|e| fail(error_chain(&e), None))?;
     let against = load_against(args, &files, &plan, &fresh_store)?;
@@ -112,15 +113,18 @@ fn compression(c: CompressionArg) -> Compression {
 }
 
 /// `stack build`'s arguments for the same build file, images and args as this verify.
-fn child_args(args: &VerifyArgs) -> Vec<OsString> {
+/// Paths are made absolute: the rebuild runs in another folder, so that nothing can depend on
+/// where `stack` was started.
+fn child_args(args: &VerifyArgs, cwd: &Path) -> Vec<OsString> {
     let f = &args.file;
+    let abs = |p: &Path| OsString::from(cwd.join(p));
     let mut v: Vec<OsString> = Vec::new();
     let mut pair = |flag: &str, value: OsString| {
         v.push(flag.into());
         v.push(value);
     };
     if let Some(d) = &f.dockerfile {
-        pair("--file", d.clone().into());
+        pair("--file", abs(d));
     }
     for t in &f.targets {
         pair("--target", t.into());
@@ -132,7 +136,7 @@ fn child_args(args: &VerifyArgs) -> Vec<OsString> {
         }
     }
     if let Some(c) = &f.context {
-        pair("--context", c.clone().into());
+        pair("--context", abs(c));
     }
     for h in &f.insecure_registries {
         pair("--insecure-registry", h.into());
@@ -140,8 +144,11 @@ fn child_args(args: &VerifyArgs) -> Vec<OsString> {
     pair("--source-date-epoch", args.source_date_epoch.unwrap_or(0).to_string().into());
     pair("--compression", compression(args.compression).name().into());
     pair("--progress", "plain".into());
-    if let Some(file) = &f.file {
-        v.push(file.clone().into());
+    match (&f.file, &f.dockerfile) {
+        (Some(file), _) => v.push(abs(file)),
+        // `stack build` alone reads the current folder; `-f FILE` alone, FILE's folder.
+        (None, None) => v.push(cwd.into()),
+        (None, Some(_)) => {}
     }
     v
 }

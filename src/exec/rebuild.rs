@@ -75,7 +75,7 @@ fn current_umask() -> u32 {
 }
 
 /// Runs `stack build ARGS… --cache-dir STORE --out OUT --jobs N --locked` in `fresh`'s
-/// environment; standard error is the caller's, so the rebuild's progress and diagnostics
+/// environment, in its root folder (so ARGS must hold absolute paths); standard error is the caller's, so the rebuild's progress and diagnostics
 /// show.
 pub fn rebuild(build_args: &[OsString], fresh: &Fresh) -> Result<(), RebuildError> {
     let exe = std::env::current_exe().map_err(RebuildError::Exe)?;
@@ -95,6 +95,7 @@ pub fn rebuild(build_args: &[OsString], fresh: &Fresh) -> Result<(), RebuildErro
         .env_remove("STACK_CACHE_DIR")
         .env("TMPDIR", &tmp)
         .env("TZ", &fresh.tz)
+        .current_dir(&fresh.root)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
