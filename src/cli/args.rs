@@ -267,11 +267,14 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 identical, 5 differs (or a step is not deterministic), 6 could not build"
+)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub file: FileArgs,
-    /// Compare the rebuild with this image instead of the normal build: `oci:DIR:NAME`,
-    /// `oci-archive:FILE[:NAME]` or `docker-archive:FILE[:NAME]` (one image)
+    /// Compare the rebuild with this image instead of the normal build: a registry reference,
+    /// `oci:DIR:NAME`, `oci-archive:FILE[:NAME]` or `docker-archive:FILE[:NAME]` (one image)
     #[arg(long, value_name = "REF")]
     pub against: Option<String>,
     /// Also run every `run` step a second time over the same input and name the steps that
