@@ -26,6 +26,7 @@ use crate::plan::{FileInput, Op, Plan};
 use crate::store::Store;
 
 /// One side of a comparison: an image whose blobs are in `store`.
+#[derive(Clone)]
 struct Side<'a> {
     store: &'a Store,
     manifest: OciDigest,
@@ -78,12 +79,6 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     }
     eprintln!("verified in {:.2}s", started.elapsed().as_secs_f64());
     if differs { Err(Failure::Differs) } else { Ok(()) }
-}
-
-impl Clone for Side<'_> {
-    fn clone(&self) -> Self {
-        Self { store: self.store, manifest: self.manifest.clone(), layers: self.layers.clone() }
-    }
 }
 
 /// Sleeps until a second has passed since `then`: the commonest non-determinism is a
