@@ -18,5 +18,6 @@ pub mod paths;
 pub mod plan;
 pub mod privilege;
 pub mod registry;
+pub mod sbom;
 pub mod store;
 pub mod syntax;

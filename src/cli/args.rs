@@ -32,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Build the images of a build file into an OCI layout (or an archive)
     Build(BuildArgs),
+    /// Rebuild the images from nothing and compare them with the normal build, bit for bit
+    Verify(VerifyArgs),
     /// Parse and plan a build file, report every problem, build nothing
     Check(CheckArgs),
     /// Print the layer DAG of a build file as Graphviz DOT
@@ -44,6 +46,8 @@ pub enum Command {
     Images(ImagesArgs),
     /// Show an image of an OCI layout: its configuration and layers, its files, or one file
     Inspect(InspectArgs),
+    /// Print the SPDX 2.3 SBOM of an image of an OCI layout (its OS packages and base)
+    Sbom(SbomArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
     /// Store credentials for a registry
@@ -105,6 +109,22 @@ pub struct InspectArgs {
     /// Print JSON (with the manifest and config, or the file list)
     #[arg(long, conflicts_with = "cat")]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// The image's name or tag in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Write the document to this file instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The document's creation time (seconds since the epoch)
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -270,11 +290,43 @@ pub struct BuildArgs {
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,
+    /// Also write each image's SPDX 2.3 SBOM, `NAME.spdx.json`, beside the output
+    #[arg(long)]
+    pub sbom: bool,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
     /// Timestamp for everything the output holds (seconds since the epoch)
     #[arg(long, env = "SOURCE_DATE_EPOCH", hide_env_values = true, value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 identical, 5 differs (or a step is not deterministic), 6 could not build"
+)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Compare the rebuild with this image instead of the normal build: a registry reference,
+    /// `oci:DIR:NAME`, `oci-archive:FILE[:NAME]` or `docker-archive:FILE[:NAME]` (one image)
+    #[arg(long, value_name = "REF")]
+    pub against: Option<String>,
+    /// Also run every `run` step a second time over the same input and name the steps that
+    /// are not deterministic by themselves
+    #[arg(long)]
+    pub steps: bool,
+    /// Steps to run at once in the normal build (the rebuild uses another count)
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Layer compression
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// How to show the normal build's progress
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Timestamp for everything the output holds (seconds since the epoch)
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
 }
 

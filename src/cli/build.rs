@@ -51,12 +51,60 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         keep_going: args.keep_going,
         explain: args.explain,
         cancel: std::sync::Arc::default(),
+        rerun: Vec::new(),
     };
-    let progress = super::progress::Printer::new(args.progress, &p);
-    let built = crate::exec::build(&p, &store, &opts, &|e| progress.event(&e));
+    let report = execute(&p, &files, &store, &opts, args.progress)?;
+    let mut images = report.images;
+    if let [image] = images.as_mut_slice() {
+        for t in &args.tags {
+            if !image.tags.contains(t) {
+                image.tags.push(t.clone());
+            }
+        }
+    }
+    output.write(&images, &store)?;
+    if args.sbom {
+        write_sboms(&output, &p, &images, &store, opts.epoch)?;
+    }
+    resolver.save_lock()?;
+    if let Output::Path(..) = output {
+        let mut stdout = std::io::stdout().lock();
+        for image in &images {
+            writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+        }
+    }
+    if args.push {
+        super::push::push_all(resolver.registry(), &store, &images)?;
+    }
+    if args.load {
+        load(&images, &store)?;
+    }
+    eprintln!(
+        "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",
+        images.len(),
+        output.describe(),
+        started.elapsed().as_secs_f64(),
+        report.steps_run,
+        report.steps_reused
+    );
+    print_images(&images);
+    Ok(())
+}
+
+/// Runs a plan with a progress display; a failed step is reported as a diagnostic at its
+/// line.
+pub(super) fn execute(
+    p: &crate::plan::Plan,
+    files: &[crate::plan::FileInput],
+    store: &crate::store::Store,
+    opts: &BuildOptions,
+    progress: super::args::Progress,
+) -> Result<crate::exec::BuildReport, Failure> {
+    let progress = super::progress::Printer::new(progress, p);
+    let built = crate::exec::build(p, store, opts, &|e| progress.event(&e));
     progress.finish();
-    let report = match built {
-        Ok(r) => r,
+    match built {
+        Ok(r) => Ok(r),
         Err(BuildError::Step { node, label, message, output_tail }) => {
             let n = &p.graph[node];
             let mut d = Diagnostic::error(
@@ -81,46 +129,14 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
             }
             output::print_report(&files[n.file].report(vec![d]));
             eprintln!("error: the build failed; no image was written");
-            return Err(Failure::StepFailed);
+            Err(Failure::StepFailed)
         }
         Err(BuildError::Interrupted) => {
             eprintln!("interrupted: the running steps were stopped; no image was written");
-            return Err(Failure::Interrupted);
+            Err(Failure::Interrupted)
         }
-        Err(e) => return Err(fail(error_chain(&e), None)),
-    };
-    let mut images = report.images;
-    if let [image] = images.as_mut_slice() {
-        for t in &args.tags {
-            if !image.tags.contains(t) {
-                image.tags.push(t.clone());
-            }
-        }
+        Err(e) => Err(fail(error_chain(&e), None)),
     }
-    output.write(&images, &store)?;
-    resolver.save_lock()?;
-    if let Output::Path(..) = output {
-        let mut stdout = std::io::stdout().lock();
-        for image in &images {
-            writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
-        }
-    }
-    if args.push {
-        super::push::push_all(resolver.registry(), &store, &images)?;
-    }
-    if args.load {
-        load(&images, &store)?;
-    }
-    eprintln!(
-        "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",
-        images.len(),
-        output.describe(),
-        started.elapsed().as_secs_f64(),
-        report.steps_run,
-        report.steps_reused
-    );
-    print_images(&images);
-    Ok(())
 }
 
 /// Where the images go.
@@ -200,6 +216,57 @@ impl Output {
             Self::Stdout { .. } => "standard output".to_owned(),
         }
     }
+}
+
+/// `--sbom`: `NAME.spdx.json` for each image, in the folder that holds the output.
+fn write_sboms(
+    output: &Output,
+    p: &crate::plan::Plan,
+    images: &[crate::exec::BuiltImage],
+    store: &crate::store::Store,
+    epoch: i64,
+) -> Result<(), Failure> {
+    let Output::Path(out, _) = output else {
+        return Err(fail(
+            "`--sbom` writes files beside the output, but the output is standard output",
+            Some("write the image to a file or folder with `--out PATH`"),
+        ));
+    };
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    for image in images {
+        let bases = base_images(p, &image.name);
+        let doc = crate::sbom::spdx(
+            store,
+            &image.name,
+            &image.manifest.digest,
+            &image.layers,
+            &bases,
+            epoch,
+        )
+        .map_err(|e| fail(error_chain(&e), None))?;
+        let path = dir.join(format!("{}.spdx.json", image.name));
+        // Whole or not at all, as the images themselves.
+        let tmp = dir.join(format!(".{}.spdx.json.{}.tmp", image.name, std::process::id()));
+        fs_err::write(&tmp, &doc)?;
+        fs_err::rename(&tmp, &path)?;
+        eprintln!("wrote the SBOM of {} to {}", image.name, path.display());
+    }
+    Ok(())
+}
+
+/// The base images (registry or local) image `name` is built on, in build order.
+fn base_images(p: &crate::plan::Plan, name: &str) -> Vec<crate::sbom::spdx::Base> {
+    let Some(target) = p.images.iter().find(|t| t.name == name) else { return Vec::new() };
+    p.chain(target.node)
+        .into_iter()
+        .filter_map(|n| match &p.graph[n].op {
+            crate::plan::Op::Base { reference, image } => Some(crate::sbom::spdx::Base {
+                reference: reference.clone(),
+                digest: image.manifest_digest.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `--load`: a `docker load` archive of the images, handed to the local daemon's client.

@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success; 1 a problem in the user's build file or Dockerfile (diagnostics
 //! printed); 2 bad command-line usage; 3 a build step failed; 4 any other error (IO, store,
-//! images, registry).
+//! images, registry). `stack verify`: 0 identical, 5 the images or a step differ, 6 could
+//! not build (any of 1, 3 and 4 above, its message printed as usual).
 
 mod args;
 mod build;
@@ -19,6 +20,8 @@ mod login;
 mod output;
 mod progress;
 mod push;
+mod sbom;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,8 @@ pub enum Failure {
     StepFailed,
     /// Ctrl-C or SIGTERM stopped the build.
     Interrupted,
+    /// `stack verify` found a difference (already printed).
+    Differs,
     /// Anything else: printed as `error:` with its causes.
     Other(Box<dyn std::error::Error + Send + Sync>, Option<String>),
 }
@@ -55,13 +60,18 @@ pub fn main() -> ExitCode {
         eprintln!("  this is a bug in stack; please report it with the command you ran");
     }));
     let cli = Cli::parse();
-    if matches!(cli.command, args::Command::Build(_) | args::Command::Cache(_)) {
+    if matches!(
+        cli.command,
+        args::Command::Build(_) | args::Command::Cache(_) | args::Command::Verify(_)
+    ) {
         enter_user_namespace();
     }
     crate::exec::cancel::install_handlers();
     let color = output::stderr_color();
+    let verifying = matches!(cli.command, args::Command::Verify(_));
     let result = match cli.command {
         args::Command::Build(a) => build::run(&a),
+        args::Command::Verify(a) => verify::run(&a),
         args::Command::Check(a) => check::run(&a),
         args::Command::Graph(a) => graph::run(&a),
         args::Command::Import(a) => import::run(&a),
@@ -69,24 +79,28 @@ pub fn main() -> ExitCode {
         args::Command::Login(a) => login::run(&a),
         args::Command::Images(a) => inspect::images(&a),
         args::Command::Inspect(a) => inspect::inspect(&a),
+        args::Command::Sbom(a) => sbom::run(&a),
         args::Command::Push(a) => push_cmd(&a),
         args::Command::Cache(c) => cache::run(&c),
         args::Command::Completions(a) => docs::completions(&a),
         args::Command::Man(a) => docs::man(&a),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::UserFiles) => ExitCode::from(1),
-        Err(Failure::StepFailed) => ExitCode::from(3),
-        Err(Failure::Interrupted) => ExitCode::from(130),
+    let code = match result {
+        Ok(()) => 0,
+        Err(Failure::UserFiles) => 1,
+        Err(Failure::StepFailed) => 3,
+        Err(Failure::Interrupted) => 130,
+        Err(Failure::Differs) => 5,
         Err(Failure::Other(e, hint)) => {
             if is_broken_pipe(e.as_ref()) {
                 return ExitCode::SUCCESS;
             }
             output::print_error(e.as_ref(), hint.as_deref(), color);
-            ExitCode::from(4)
+            4
         }
-    }
+    };
+    // For `stack verify`, every way of failing to build is one code, apart from "differs".
+    ExitCode::from(if verifying && matches!(code, 1 | 3 | 4) { 6 } else { code })
 }
 
 /// Rootless with subordinate ids: builds and cache commands run as root of a user namespace

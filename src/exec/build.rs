@@ -40,6 +40,9 @@ pub struct BuildOptions {
     pub explain: bool,
     /// Set to stop the build: no new steps start and running ones are killed.
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Steps to run even when cached (`stack verify --steps` runs one step again over the
+    /// same, cached, input).
+    pub rerun: Vec<NodeIndex>,
 }
 
 impl Default for BuildOptions {
@@ -55,6 +58,7 @@ impl Default for BuildOptions {
             keep_going: false,
             explain: false,
             cancel: std::sync::Arc::default(),
+            rerun: Vec::new(),
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct BuildReport {
     pub images: Vec<BuiltImage>,
     pub steps_run: usize,
     pub steps_reused: usize,
+    /// Every node's layers (its parent's and its own), for telling which step made a layer.
+    pub node_layers: HashMap<NodeIndex, Vec<LayerRef>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +211,13 @@ pub fn build(
     for target in &plan.images {
         report.images.push(assemble(plan, target, &results, store, opts)?);
     }
+    report.node_layers = results;
     Ok(report)
+}
+
+/// The nodes the requested images need, in an order where parents come first.
+pub fn needed_in_order(plan: &Plan) -> Vec<NodeIndex> {
+    super::schedule::order(plan)
 }
 
 /// Sets a flag when dropped, including while unwinding from a panic.
@@ -257,7 +269,8 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let slot =
         Arc::clone(in_flight.lock().expect("no panics while locked").entry(n.key).or_default());
     let _running = slot.lock().expect("no panics while locked");
-    let bypass = opts.no_cache || opts.no_cache_stages.contains(&n.stage);
+    let bypass =
+        opts.no_cache || opts.no_cache_stages.contains(&n.stage) || opts.rerun.contains(&node);
     let history_key = super::explain::history_key(plan, node);
     let previous = super::explain::load(store, &history_key);
     let remember = || super::explain::save(store, &history_key, n, previous.as_ref());

@@ -6,6 +6,7 @@ pub mod cancel;
 mod explain;
 pub mod layers;
 pub mod load;
+pub mod rebuild;
 mod run;
 pub mod sandbox;
 mod schedule;

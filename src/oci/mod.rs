@@ -2,6 +2,7 @@
 //! archives, and safe reading of local images.
 
 pub mod compress;
+pub mod diff;
 pub mod extract;
 pub mod image;
 pub mod json;

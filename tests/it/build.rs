@@ -376,10 +376,10 @@ fn every_input_of_a_step_is_in_its_key() {
 
 /// The registry base the README and the examples use; tests build them on the local busybox
 /// image instead (no internet in tests).
-const EXAMPLE_BASE: &str = "docker.io/library/busybox:1.37";
+pub(crate) const EXAMPLE_BASE: &str = "docker.io/library/busybox:1.37";
 
 /// Copies the files of `from` (recursively) into `to`.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap().flatten() {
         let dest = to.join(e.file_name());
         if e.file_type().unwrap().is_dir() {

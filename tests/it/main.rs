@@ -20,3 +20,5 @@ mod registry;
 mod remote;
 mod robustness;
 mod run;
+mod sbom;
+mod verify;

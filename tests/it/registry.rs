@@ -494,3 +494,29 @@ fn a_tls_registry_with_its_own_ca_is_trusted_through_ssl_cert_file_or_certs_d() 
     let _ = registry.kill();
     let _ = registry.wait();
 }
+
+/// `stack verify --against` a registry reference: the image CI pushed is checked against a
+/// rebuild from nothing.
+#[test]
+fn verify_against_a_pushed_image_says_identical() {
+    let Some(base) = busybox_base() else { return };
+    let Some(reg) = Registry::start() else { return };
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    file \"/etc/motd\" \"hi\\n\"\n}}\n",
+        base.display()
+    ));
+    let cache = dir.path().join("cache");
+    let out = run_stack(dir.path(), &cache, &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let target = format!("{}/ci/app:1", reg.host());
+    let out = run_stack(dir.path(), &cache, &["push", "app", &target]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_stack(dir.path(), &cache, &["verify", "--against", &target]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("app: identical sha256:"), "{}", stdout(&out));
+    assert!(
+        !dir.path().join("stack.lock").exists()
+            || !std::fs::read_to_string(dir.path().join("stack.lock")).unwrap().contains("ci/app"),
+        "the compared image is not pinned"
+    );
+}

@@ -1,0 +1,60 @@
+//! `stack sbom NAME`: the SPDX 2.3 SBOM of any image of an OCI layout, on standard output or
+//! in a file. The image's blobs are read into a private temporary store (verified there).
+
+use std::io::Write;
+
+use super::args::SbomArgs;
+use super::load::error_chain;
+use super::{Failure, fail};
+use crate::oci::image::Manifest;
+use crate::oci::local::LocalRef;
+use crate::sbom::spdx::Base;
+
+/// The manifest annotations that name an image's base (OCI image spec).
+const BASE_NAME: &str = "org.opencontainers.image.base.name";
+const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
+    let layout = super::inspect::Layout::open(&args.layout)?;
+    layout.find(&args.name)?;
+    let tmp = tempfile::Builder::new().prefix("stack-sbom-").tempdir()?;
+    let store = crate::store::Store::open(tmp.path()).map_err(|e| fail(error_chain(&e), None))?;
+    let spec = format!("oci:{}:{}", args.layout.display(), args.name);
+    let local = LocalRef::OciDir { path: args.layout.clone(), tag: Some(args.name.clone()) };
+    let image =
+        crate::oci::local::load(&spec, &local, &store).map_err(|e| fail(error_chain(&e), None))?;
+    let manifest: Manifest = serde_json::from_slice(
+        &store.read_blob(&image.manifest_digest).map_err(|e| fail(error_chain(&e), None))?,
+    )
+    .map_err(|e| {
+        fail(format!("`{}` is not an image manifest: {e}", image.manifest_digest), None)
+    })?;
+    let layers: Vec<_> = image.layers.iter().map(|l| l.blob.clone()).collect();
+    let doc = crate::sbom::spdx(
+        &store,
+        &args.name,
+        &image.manifest_digest,
+        &layers,
+        &annotated_base(&manifest),
+        args.source_date_epoch.unwrap_or(0),
+    )
+    .map_err(|e| fail(error_chain(&e), None))?;
+    if let Some(path) = &args.output {
+        fs_err::write(path, &doc)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&doc)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The base an image's manifest names in its annotations, if it names one with a digest.
+fn annotated_base(manifest: &Manifest) -> Vec<Base> {
+    let Some(a) = &manifest.annotations else { return Vec::new() };
+    let digest = a.get(BASE_DIGEST).and_then(|d| d.parse().ok());
+    match (a.get(BASE_NAME), digest) {
+        (Some(name), Some(digest)) => vec![Base { reference: name.clone(), digest }],
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,75 @@
+//! Software bills of materials: the OS packages an image holds (from its package databases)
+//! and its base images, as a deterministic SPDX 2.3 JSON document.
+//!
+//! Invariant: an SBOM is a pure function of the image's layers, its bases and
+//! `SOURCE_DATE_EPOCH`, so two builds of the same image give byte-identical SBOMs.
+
+pub mod packages;
+pub mod rootfs;
+pub mod spdx;
+
+use crate::digest::OciDigest;
+use crate::oci::image::Descriptor;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    #[error("cannot read layer `{digest}` for the SBOM")]
+    Store {
+        digest: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("layer `{digest}` is not a readable tar")]
+    Layer {
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const DPKG_STATUS: &str = "var/lib/dpkg/status";
+const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
+const APK_INSTALLED: &str = "lib/apk/db/installed";
+const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
+
+/// The packages the image's databases list (dpkg and apk), sorted.
+pub fn image_packages(
+    store: &Store,
+    layers: &[Descriptor],
+) -> Result<Vec<packages::Package>, SbomError> {
+    let want = |p: &str| {
+        p == DPKG_STATUS
+            || p == APK_INSTALLED
+            || OS_RELEASE.contains(&p)
+            || p.strip_prefix(DPKG_STATUS_D).is_some_and(|rest| !rest.contains('/'))
+    };
+    let files = rootfs::files(store, layers, &want)?;
+    let text = |p: &str| files.get(p).map(|b| String::from_utf8_lossy(b).into_owned());
+    let os = OS_RELEASE.iter().find_map(|p| packages::os_id(&text(p)?));
+    let mut out = Vec::new();
+    for (path, bytes) in &files {
+        let body = String::from_utf8_lossy(bytes);
+        if path == DPKG_STATUS || path.starts_with(DPKG_STATUS_D) {
+            out.extend(packages::dpkg(&body, os.as_deref().unwrap_or("debian")));
+        } else if path == APK_INSTALLED {
+            out.extend(packages::apk(&body, os.as_deref().unwrap_or("alpine")));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The SPDX 2.3 JSON document of an image whose layers are in `store`.
+pub fn spdx(
+    store: &Store,
+    name: &str,
+    digest: &OciDigest,
+    layers: &[Descriptor],
+    bases: &[spdx::Base],
+    epoch: i64,
+) -> Result<Vec<u8>, SbomError> {
+    let packages = image_packages(store, layers)?;
+    Ok(spdx::document(&spdx::Subject { name, digest, bases, packages: &packages, epoch }))
+}
