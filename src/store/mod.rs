@@ -110,6 +110,10 @@ impl Store {
 
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        // Absolute, always: the sandbox reads layer trees and scratch folders from its own
+        // working directory, so a relative `STACK_CACHE_DIR=cache` would point elsewhere.
+        let absolute = std::path::absolute(root);
+        let root = absolute.as_deref().unwrap_or(root);
         for sub in ["blobs-v1/sha256", "layers-v1", "records-v1", "tmp"] {
             let p = root.join(sub);
             fs_err::create_dir_all(&p)
