@@ -8,74 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{busybox_base, have, sandbox_ready, skip, stderr, write_files};
-
-/// Who runs stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Standing {
-    Root,
-    /// `nobody`, with `STACK_SUBIDS=off`: steps run as root only.
-    Nobody,
-    /// `nobody` in a user namespace with its subordinate ids.
-    NobodySubids,
-}
-
-impl Standing {
-    /// The standings this machine can test (root only when not run as root with `setpriv`).
-    pub(crate) fn available() -> Vec<Self> {
-        let mut out = vec![Self::Root];
-        if !rustix::process::geteuid().is_root() || !have("setpriv") {
-            skip("rootless cases need root and setpriv to run stack as `nobody`");
-            return out;
-        }
-        out.push(Self::Nobody);
-        let has = |f: &str| {
-            std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| l.starts_with("nobody:"))
-        };
-        if has("/etc/subuid") && has("/etc/subgid") && have("newuidmap") {
-            out.push(Self::NobodySubids);
-        } else {
-            skip("rootless cases with subordinate ids need `nobody` in /etc/subuid, /etc/subgid");
-        }
-        out
-    }
-
-    /// `stack ARGS` in `dir` with the store `dir/cache-STANDING`; as `nobody`, `setpriv` execs
-    /// stack, so the child's pid is stack's.
-    pub(crate) fn stack(self, dir: &Path, args: &[&str]) -> Command {
-        let mut c = if self == Self::Root {
-            Command::new(env!("CARGO_BIN_EXE_stack"))
-        } else {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(env!("CARGO_BIN_EXE_stack"))
-                .env("HOME", dir);
-            c
-        };
-        if self == Self::Nobody {
-            c.env("STACK_SUBIDS", "off");
-        }
-        c.args(args)
-            .current_dir(dir)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .env("NO_COLOR", "1")
-            .env("STACK_CACHE_DIR", dir.join(format!("cache-{self:?}")));
-        c
-    }
-
-    /// Lets `nobody` use everything under `dir` (the test made it as root).
-    pub(crate) fn share(self, dir: &Path) {
-        if self != Self::Root {
-            let status = Command::new("chmod").args(["-R", "a+rwX"]).arg(dir).status().unwrap();
-            assert!(status.success());
-        }
-    }
-
-    fn output(self, dir: &Path, args: &[&str]) -> std::process::Output {
-        self.share(dir);
-        self.stack(dir, args).output().unwrap()
-    }
-}
+use crate::support::{Standing, busybox_base, sandbox_ready, stderr, write_files};
 
 /// Waits for `child` at most `limit`; kills it (and fails the test) if it is still running.
 fn wait_at_most(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {

@@ -4,56 +4,25 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use stack::digest::OciDigest;
 
-use crate::run::{open_folder, rootless_ready, stack_as_nobody, subids_ready};
-use crate::support::{busybox_base, run_stack, sandbox_ready, stderr};
+use crate::run::open_folder;
+use crate::support::{Standing, busybox_base, run_stack, sandbox_ready, stderr};
 
-/// Who runs `stack`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Standing {
-    Root,
-    RootlessWithSubids,
-    RootlessAlone,
+/// The standings to test here: none without the sandbox and the busybox base (each says why).
+fn standings() -> Vec<Standing> {
+    if !sandbox_ready() || busybox_base().is_none() {
+        return Vec::new();
+    }
+    Standing::available()
 }
 
-impl Standing {
-    /// The standings this machine can test (each missing one prints why, and fails in CI).
-    fn available() -> Vec<Standing> {
-        let mut all = Vec::new();
-        if !sandbox_ready() {
-            return all;
-        }
-        all.push(Standing::Root);
-        if subids_ready() {
-            all.push(Standing::RootlessWithSubids);
-        }
-        if rootless_ready() {
-            all.push(Standing::RootlessAlone);
-        }
-        all
-    }
-
-    fn stack(self, dir: &Path, args: &[&str]) -> Output {
-        match self {
-            Standing::Root => run_stack(dir, &dir.join("cache-root"), args),
-            Standing::RootlessWithSubids => stack_as_nobody(dir, "cache-subids", args, &[]),
-            Standing::RootlessAlone => {
-                stack_as_nobody(dir, "cache-alone", args, &[("STACK_SUBIDS", "off")])
-            }
-        }
-    }
-
-    fn store(self, dir: &Path) -> std::path::PathBuf {
-        dir.join(match self {
-            Standing::Root => "cache-root",
-            Standing::RootlessWithSubids => "cache-subids",
-            Standing::RootlessAlone => "cache-alone",
-        })
-    }
+/// `stack ARGS` in `dir` to its end. `dir` was shared with `nobody` when it was made, and is
+/// not shared again: that would change the modes the tests check.
+fn run(standing: Standing, dir: &Path, args: &[&str]) -> std::process::Output {
+    standing.stack(dir, args).output().unwrap()
 }
 
 /// A folder the test owns, with files `nobody` may use too.
@@ -114,7 +83,7 @@ fn layout_with_layer(dir: &Path, name: &str, layer: &[u8]) {
 
 #[test]
 fn a_hostile_layer_never_changes_a_host_files_mode() {
-    for standing in Standing::available() {
+    for standing in standings() {
         let dir = folder(&[]);
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "host binary").unwrap();
@@ -141,7 +110,7 @@ fn a_hostile_layer_never_changes_a_host_files_mode() {
             .args(["-R", "a+rwX", dir.path().to_str().unwrap()])
             .status();
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = standing.stack(dir.path(), &["build"]);
+        let out = run(standing, dir.path(), &["build"]);
         assert!(out.status.success(), "{standing:?}: {}", stderr(&out));
         assert_eq!(mode(&victim), 0o755, "{standing:?}: the host file's mode changed");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host binary");
@@ -150,7 +119,7 @@ fn a_hostile_layer_never_changes_a_host_files_mode() {
 
 #[test]
 fn a_degenerate_whiteout_is_refused_with_the_layer_named() {
-    for standing in Standing::available() {
+    for standing in standings() {
         let dir = folder(&[]);
         let tar = hostile_tar(&[
             ("keep", tar::EntryType::Directory, "", 0o755),
@@ -162,7 +131,7 @@ fn a_degenerate_whiteout_is_refused_with_the_layer_named() {
         let _ = std::process::Command::new("chmod")
             .args(["-R", "a+rwX", dir.path().to_str().unwrap()])
             .status();
-        let out = standing.stack(dir.path(), &["build"]);
+        let out = run(standing, dir.path(), &["build"]);
         let err = stderr(&out);
         assert!(!out.status.success(), "{standing:?}");
         assert!(err.contains("whiteout that names no entry") && err.contains("sha256:"), "{err}");
@@ -171,7 +140,7 @@ fn a_degenerate_whiteout_is_refused_with_the_layer_named() {
 
 #[test]
 fn a_context_symlink_in_a_bind_never_reaches_the_host() {
-    for standing in Standing::available() {
+    for standing in standings() {
         // The context has an `etc` of its own, so planning accepts `hostetc -> /etc` (it
         // resolves inside the context); the mount must resolve it the same way.
         let dir = folder(&[("etc/marker", "context\n")]);
@@ -183,14 +152,14 @@ fn a_context_symlink_in_a_bind_never_reaches_the_host() {
         std::fs::write(&file, good).unwrap();
         // Given by an absolute path as well as from its folder: both must bind the same.
         for args in [vec!["build"], vec!["build", file.to_str().unwrap()]] {
-            let out = standing.stack(dir.path(), &args);
+            let out = run(standing, dir.path(), &args);
             assert!(out.status.success(), "{standing:?} {args:?}: {}", stderr(&out));
         }
         let bad = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    \
              run \"cat /mnt; echo leaked\" {\n        bind \"hostpasswd\" target=\"/mnt\"\n    }\n}\n";
         std::fs::write(&file, bad).unwrap();
         let out =
-            standing.stack(dir.path(), &["build", file.to_str().unwrap(), "--progress", "plain"]);
+            run(standing, dir.path(), &["build", file.to_str().unwrap(), "--progress", "plain"]);
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         assert!(!out.status.success(), "{standing:?}: {all}");
         assert!(!all.contains("root:x:0:0"), "{standing:?}: host file leaked: {all}");
@@ -199,21 +168,21 @@ fn a_context_symlink_in_a_bind_never_reaches_the_host() {
 
 #[test]
 fn a_writable_stage_bind_never_writes_into_the_store() {
-    for standing in Standing::available() {
+    for standing in standings() {
         let dir = folder(&[]);
         let poison = "stack version=1\nstage b {\n    from \"oci:base:base\"\n}\n\
             image a {\n    from \"oci:base:base\"\n    \
             run \"echo POISON >> /mnt/etc/passwd; echo x > /mnt/bin/planted\" {\n        \
             bind \"/\" target=\"/mnt\" from=\"b\" readwrite=#true\n    }\n}\n";
         std::fs::write(dir.path().join("stack.kdl"), poison).unwrap();
-        let out = standing.stack(dir.path(), &["build"]);
+        let out = run(standing, dir.path(), &["build"]);
         assert!(out.status.success(), "{standing:?}: {}", stderr(&out));
         let check = "stack version=1\nimage c {\n    from \"oci:base:base\"\n    \
             run \"! grep -q POISON /etc/passwd && test ! -e /bin/planted\"\n}\n";
         std::fs::write(dir.path().join("stack.kdl"), check).unwrap();
-        let out = standing.stack(dir.path(), &["build"]);
+        let out = run(standing, dir.path(), &["build"]);
         assert!(out.status.success(), "{standing:?}: the store was poisoned: {}", stderr(&out));
-        let out = standing.stack(dir.path(), &["cache", "verify"]);
+        let out = run(standing, dir.path(), &["cache", "verify"]);
         assert!(out.status.success(), "{standing:?}: {}", stderr(&out));
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
         assert!(!text.contains("since it was extracted"), "{standing:?}: {text}");
@@ -231,7 +200,7 @@ fn cache_verify_finds_a_tree_changed_behind_its_back() {
     let dir = folder(&[]);
     let build = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    run \"true\"\n}\n";
     std::fs::write(dir.path().join("stack.kdl"), build).unwrap();
-    let out = Standing::Root.stack(dir.path(), &["build"]);
+    let out = run(Standing::Root, dir.path(), &["build"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let layers = Standing::Root.store(dir.path()).join("layers-v1");
     let passwd = walkdir::WalkDir::new(&layers)
@@ -242,7 +211,7 @@ fn cache_verify_finds_a_tree_changed_behind_its_back() {
     let mut text = std::fs::read_to_string(passwd.path()).unwrap();
     text.replace_range(0..4, "ROOT");
     std::fs::write(passwd.path(), text).unwrap();
-    let out = Standing::Root.stack(dir.path(), &["cache", "verify"]);
+    let out = run(Standing::Root, dir.path(), &["cache", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
     assert!(text.contains("`etc/passwd` changed content"), "{text}");
     assert!(!passwd.path().exists(), "the changed tree is dropped");
@@ -251,34 +220,20 @@ fn cache_verify_finds_a_tree_changed_behind_its_back() {
 #[test]
 fn a_secret_is_never_written_to_disk_even_when_the_build_is_killed() {
     const VALUE: &str = "sup3r-s3cret-v4lue-for-the-test";
-    for standing in Standing::available() {
+    for standing in standings() {
         let dir = folder(&[("secret.txt", VALUE)]);
         let build = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    \
             run \"cat /run/secrets/tok > /dev/null; touch /dev/shm/started; sleep 30\" {\n        \
             secret \"tok\"\n    }\n}\n";
         std::fs::write(dir.path().join("stack.kdl"), build).unwrap();
         let store = standing.store(dir.path());
-        let mut child = if standing == Standing::Root {
-            let mut c = crate::support::stack();
-            c.current_dir(dir.path()).env("STACK_CACHE_DIR", &store);
-            c
-        } else {
-            let mut c = std::process::Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(env!("CARGO_BIN_EXE_stack"))
-                .current_dir(dir.path())
-                .env("STACK_CACHE_DIR", &store)
-                .env("HOME", dir.path());
-            if standing == Standing::RootlessAlone {
-                c.env("STACK_SUBIDS", "off");
-            }
-            c
-        }
-        .args(["build", "--secret", "id=tok,src=secret.txt"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        let mut child = standing
+            .stack(dir.path(), &[])
+            .args(["build", "--secret", "id=tok,src=secret.txt"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         // Wait until the step runs (its scratch folder appears), then look and kill.
         let started = Instant::now();
         while started.elapsed() < Duration::from_mins(1) {
@@ -311,13 +266,13 @@ fn a_secret_is_never_written_to_disk_even_when_the_build_is_killed() {
 
 #[test]
 fn a_pipeline_ends_when_its_reader_does() {
-    for standing in Standing::available() {
+    for standing in standings() {
         let dir = folder(&[]);
         let build = "stack version=1\nimage a {\n    from \"oci:base:base\"\n    \
             run \"while :; do echo y; done | head -n 1 > /y\"\n}\n";
         std::fs::write(dir.path().join("stack.kdl"), build).unwrap();
         let started = Instant::now();
-        let out = standing.stack(dir.path(), &["build"]);
+        let out = run(standing, dir.path(), &["build"]);
         assert!(out.status.success(), "{standing:?}: {}", stderr(&out));
         assert!(started.elapsed() < Duration::from_mins(1), "{standing:?}");
     }
@@ -326,7 +281,7 @@ fn a_pipeline_ends_when_its_reader_does() {
 #[test]
 fn a_relative_store_path_still_runs_steps() {
     // The sandbox works from its own folder; the store's paths must not depend on ours.
-    if Standing::available().is_empty() {
+    if standings().is_empty() {
         return;
     }
     let dir = folder(&[]);

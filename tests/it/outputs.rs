@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::context_safety::Standing;
+use crate::support::Standing;
 use crate::support::{project, stack, stderr};
 
 #[test]
