@@ -961,20 +961,8 @@ mod tests {
     }
 
     fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, kind, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            h.set_size(0);
-            // Write names raw so that hostile paths reach the extractor unchanged.
-            let name = h.as_old_mut();
-            name.name[..path.len()].copy_from_slice(path.as_bytes());
-            name.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            h.set_cksum();
-            b.append(&h, io::empty()).unwrap();
-        }
-        b.into_inner().unwrap()
+        let with_mode: Vec<_> = entries.iter().map(|(p, k, l)| (*p, *k, *l, 0o644)).collect();
+        tar_with_modes(&with_mode)
     }
 
     fn run(bytes: &[u8]) -> (tempfile::TempDir, Result<LayerIndex, ExtractError>) {
@@ -1053,6 +1041,7 @@ mod tests {
             h.set_entry_type(*kind);
             h.set_mode(*mode);
             h.set_size(0);
+            // Names are written raw so that hostile paths reach the extractor unchanged.
             let name = h.as_old_mut();
             name.name[..path.len()].copy_from_slice(path.as_bytes());
             name.linkname[..link.len()].copy_from_slice(link.as_bytes());
