@@ -503,11 +503,7 @@ impl<'a> CliResolver<'a> {
                 "`{reference}` is neither a stage of this build nor a valid image reference: {e}"
             )
         })?;
-        let p = crate::registry::host_platform();
-        let platform = match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        };
+        let platform = platform();
         let name = r.to_string();
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
@@ -524,12 +520,36 @@ impl<'a> CliResolver<'a> {
             }
             (Some(_), _) | (None, None) => r.clone(),
         };
-        let pulled = self.registry.pull_image(&target, self.store).map_err(|e| error_chain(&e))?;
-        if self.lock.lock().expect("no panics while locked").insert(
-            &name,
-            &platform,
-            pulled.registry_digest.clone(),
-        ) {
+        let pulled = match self.registry.pull_image(&target, self.store) {
+            Ok(pulled) => pulled,
+            Err(e) => {
+                let err = error_chain(&e);
+                // A base only the local daemon holds (built or loaded there): used as
+                // `docker build` would, unless the lock pins another image.
+                let pinned = match (&r.digest, &target.digest) {
+                    (Some(d), _) | (None, Some(d)) => Some(d.clone()),
+                    (None, None) => None,
+                };
+                return match self.load_from_daemon(&name, reference, pinned.as_ref()) {
+                    Ok(image) => {
+                        eprintln!(
+                            "note: `{reference}` comes from the local image store of the daemon \
+                             (no registry answered: {err})"
+                        );
+                        Ok(image)
+                    }
+                    Err(_) => Err(err),
+                };
+            }
+        };
+        self.pin(&name, pulled.registry_digest.clone())?;
+        Ok(Arc::new(pulled.image))
+    }
+
+    /// Records `digest` for `name` (and this platform) in `stack.lock`; with `--locked`, a
+    /// digest other than the pinned one is an error.
+    fn pin(&self, name: &str, digest: crate::digest::OciDigest) -> Result<(), String> {
+        if self.lock.lock().expect("no panics while locked").insert(name, &platform(), digest) {
             if self.lock_mode == LockMode::Locked {
                 return Err(format!(
                     "`{name}` resolved to a digest other than the one pinned in `stack.lock`"
@@ -537,7 +557,51 @@ impl<'a> CliResolver<'a> {
             }
             self.lock_changed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        Ok(Arc::new(pulled.image))
+        Ok(())
+    }
+
+    /// Image `name` from the local Docker or podman daemon (`docker save` through its socket),
+    /// pinned in `stack.lock` under `lock_name` like a registry image. `required`: the digest
+    /// it must have (a pin from `stack.lock` or the reference itself).
+    fn load_from_daemon(
+        &self,
+        lock_name: &str,
+        name: &str,
+        required: Option<&crate::digest::OciDigest>,
+    ) -> Result<Arc<LoadedImage>, String> {
+        use crate::registry::daemon;
+        let socket = daemon::find(name).map_err(|e| error_chain(&e))?;
+        let tmp = self.store.temp_dir("daemon-").map_err(|e| error_chain(&e))?;
+        let path = tmp.path().join("image.tar");
+        daemon::save(&socket, name, &path).map_err(|e| error_chain(&e))?;
+        let local = LocalRef::DockerArchive { path, tag: None };
+        let image = local::load(&format!("docker-daemon:{name}"), &local, self.store)
+            .map_err(|e| error_chain(&e))?;
+        if let Some(required) = required
+            && *required != image.manifest_digest
+        {
+            return Err(format!(
+                "the daemon's `{name}` is `{}`, not `{required}` as pinned",
+                image.manifest_digest
+            ));
+        }
+        let pinned = if self.lock_mode == LockMode::Refresh {
+            None
+        } else {
+            self.lock.lock().expect("no panics while locked").get(lock_name, &platform()).cloned()
+        };
+        if required.is_none()
+            && let Some(pinned) = pinned
+            && pinned != image.manifest_digest
+            && self.lock_mode == LockMode::Locked
+        {
+            return Err(format!(
+                "the daemon's `{name}` is `{}`, not `{pinned}` as pinned in `stack.lock`",
+                image.manifest_digest
+            ));
+        }
+        self.pin(lock_name, image.manifest_digest.clone())?;
+        Ok(Arc::new(image))
     }
 
     fn context(&self, file: usize) -> Result<Arc<Context>, SelectError> {
@@ -586,7 +650,10 @@ impl Resolver for CliResolver<'_> {
             Some(local) => {
                 Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?)
             }
-            None => self.pull(reference)?,
+            None => match reference.strip_prefix("docker-daemon:") {
+                Some(name) => self.load_from_daemon(reference, name, None)?,
+                None => self.pull(reference)?,
+            },
         };
         self.images
             .lock()
@@ -648,6 +715,15 @@ impl Resolver for CliResolver<'_> {
 }
 
 pub(crate) use crate::diag::error_chain;
+
+/// This host's platform as `stack.lock` names it (`linux/amd64`, `linux/arm64/v8`).
+fn platform() -> String {
+    let p = crate::registry::host_platform();
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
 
 /// Where `stack build` writes its images unless `--out` says otherwise (relative to the
 /// current folder).

@@ -12,6 +12,7 @@
 
 mod auth;
 mod client;
+pub mod daemon;
 pub mod deadline;
 pub mod download;
 mod pull;

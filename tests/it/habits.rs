@@ -291,3 +291,44 @@ fn import_never_overwrites_and_archives_follow_the_umask() {
     // The test process's umask (022 here) decides, as for any new file.
     assert_eq!(mode & 0o044, 0o044, "archive mode {mode:o}");
 }
+
+#[test]
+fn a_base_only_the_local_daemon_holds_is_used_and_pinned() {
+    let docker_answers =
+        std::process::Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success());
+    if !docker_answers {
+        return crate::support::skip(
+            "no Docker daemon answers (start dockerd to test daemon bases)",
+        );
+    }
+    let Some(base) = crate::support::busybox_base() else { return };
+    if !crate::support::sandbox_ready() {
+        return;
+    }
+    // An image that exists in the daemon only (no registry has this name).
+    let tag = format!("stack-it/daemon-only-{}:1", std::process::id());
+    let copied = std::process::Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:base", base.display()))
+        .arg(format!("docker-daemon:{tag}"))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    for from in [tag.clone(), format!("docker-daemon:{tag}")] {
+        let kdl = format!(
+            "stack version=1\nimage a {{\n    from \"{from}\"\n    run \"echo hi > /x\"\n}}\n"
+        );
+        write_files(dir.path(), &[("stack.kdl", &kdl)]);
+        for extra in [&[][..], &["--locked"][..]] {
+            let mut args = vec!["build"];
+            args.extend_from_slice(extra);
+            let out = run_stack(dir.path(), &cache, &args);
+            assert!(out.status.success(), "{from} {extra:?}: {}", stderr(&out));
+        }
+        let lock = std::fs::read_to_string(dir.path().join("stack.lock")).unwrap();
+        assert!(lock.contains("daemon-only") && lock.contains("digest=\"sha256:"), "{lock}");
+    }
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
