@@ -538,7 +538,11 @@ impl<'a> CliResolver<'a> {
                         );
                         Ok(image)
                     }
-                    Err(_) => Err(err),
+                    Err(_) => Err(format!(
+                        "{err}; the local Docker or podman daemon does not have it either (an \
+                         image on this machine can be named `docker-daemon:NAME`, \
+                         `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`)"
+                    )),
                 };
             }
         };

@@ -30,6 +30,10 @@ pub struct Client {
     tokens: Mutex<HashMap<(String, String), Token>>,
     /// Held while a token is fetched, so parallel transfers ask the token server once.
     token_fetch: Mutex<()>,
+    /// Registries that have answered at least once: a connection that cannot even be made to
+    /// one that never answered fails at once instead of being retried for seconds (an
+    /// unreachable registry, e.g. offline, is not a flaky one).
+    answered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -118,6 +122,7 @@ impl Client {
             hosts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             token_fetch: Mutex::new(()),
+            answered: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -452,6 +457,10 @@ impl Client {
             let authorization = self.authorization(ctx)?;
             match Self::send_once(&agent, req, authorization.clone()) {
                 Ok(resp) => {
+                    self.answered
+                        .lock()
+                        .expect("no panics while locked")
+                        .insert(ctx.registry.to_owned());
                     let status = resp.status().as_u16();
                     if status == 401 && auth_rounds < 2 {
                         auth_rounds += 1;
@@ -466,13 +475,30 @@ impl Client {
                     }
                     return Ok(resp);
                 }
-                Err(e) if req.retry && is_transient(&e) && attempt < self.opts.retries => {
+                Err(e)
+                    if req.retry
+                        && is_transient(&e)
+                        && attempt < self.opts.retries
+                        && !self.never_reached(ctx.registry, &e) =>
+                {
                     self.backoff(attempt, None);
                     attempt += 1;
                 }
                 Err(e) => return Err(self.transport_error(ctx, &req.what, attempt + 1, e)),
             }
         }
+    }
+
+    /// Whether `e` is a connection that could not be made to a registry that has never
+    /// answered in this run.
+    fn never_reached(&self, registry: &str, e: &ureq::Error) -> bool {
+        let cannot_connect = matches!(e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound)
+            || matches!(e, ureq::Error::Io(io) if matches!(
+                io.kind(),
+                std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+            // The resolver's "no such name" comes as a plain I/O error.
+            ) || io.to_string().contains("failed to lookup address"));
+        cannot_connect && !self.answered.lock().expect("no panics while locked").contains(registry)
     }
 
     fn send_once(

@@ -332,3 +332,19 @@ fn a_base_only_the_local_daemon_holds_is_used_and_pinned() {
     }
     let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
 }
+
+#[test]
+fn an_unreachable_registry_fails_fast_naming_the_local_alternatives() {
+    // `.invalid` never resolves (RFC 2606): a registry that cannot be reached at all is not
+    // retried for seconds, and the error says how to name an image on this machine.
+    let dir = tempfile::tempdir().unwrap();
+    let kdl = "stack version=1\nimage a {\n    from \"registry.invalid/team/app:1\"\n}\n";
+    write_files(dir.path(), &[("stack.kdl", kdl)]);
+    let started = std::time::Instant::now();
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(err.contains("after 1 attempts"), "{err}");
+    assert!(err.contains("docker-daemon:NAME") && err.contains("oci:DIR:NAME"), "{err}");
+}
