@@ -418,6 +418,8 @@ pub(super) struct CliResolver<'a> {
     images: Mutex<HashMap<String, Arc<LoadedImage>>>,
     registry: crate::registry::Client,
     lock: Mutex<crate::lockfile::Lock>,
+    /// The lock as read, for `stack lock` to report what it changed.
+    previous_lock: crate::lockfile::Lock,
     lock_path: PathBuf,
     lock_mode: LockMode,
     lock_changed: std::sync::atomic::AtomicBool,
@@ -448,6 +450,18 @@ impl<'a> CliResolver<'a> {
             })?,
             Err(_) => crate::lockfile::Lock::default(),
         };
+        let previous_lock = lock.clone();
+        // `stack lock` pins afresh what the build files use: entries nothing uses are dropped,
+        // except other platforms' (pinned on other machines, unseen from here).
+        let lock = if mode == LockMode::Refresh {
+            let here = platform();
+            crate::lockfile::Lock {
+                entries: lock.entries.into_iter().filter(|((_, p), _)| *p != here).collect(),
+                urls: std::collections::BTreeMap::new(),
+            }
+        } else {
+            lock
+        };
         let opts = crate::registry::ClientOptions {
             insecure_registries: args.insecure_registries.clone(),
             cancelled: crate::exec::cancel::interrupted,
@@ -460,6 +474,7 @@ impl<'a> CliResolver<'a> {
             images: Mutex::new(HashMap::new()),
             registry: crate::registry::Client::new(opts),
             lock: Mutex::new(lock),
+            previous_lock,
             lock_path,
             lock_mode: mode,
             lock_changed: std::sync::atomic::AtomicBool::new(false),
@@ -490,6 +505,31 @@ impl<'a> CliResolver<'a> {
             fs_err::rename(&tmp, &self.lock_path)?;
         }
         Ok(())
+    }
+
+    /// What the lock holds now against what was read: (pinned, added, changed, dropped).
+    pub(super) fn lock_changes(&self) -> (usize, usize, usize, usize) {
+        let now = self.lock.lock().expect("no panics while locked");
+        let before = &self.previous_lock;
+        let mut added = 0;
+        let mut changed = 0;
+        for (k, d) in &now.entries {
+            match before.entries.get(k) {
+                None => added += 1,
+                Some(old) if old != d => changed += 1,
+                Some(_) => {}
+            }
+        }
+        for (k, d) in &now.urls {
+            match before.urls.get(k) {
+                None => added += 1,
+                Some(old) if old != d => changed += 1,
+                Some(_) => {}
+            }
+        }
+        let dropped = before.entries.keys().filter(|k| !now.entries.contains_key(*k)).count()
+            + before.urls.keys().filter(|k| !now.urls.contains_key(*k)).count();
+        (now.entries.len() + now.urls.len(), added, changed, dropped)
     }
 
     /// The registry client (for pushes).

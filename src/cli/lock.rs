@@ -10,6 +10,14 @@ pub(super) fn run(args: &LockArgs) -> Result<(), Failure> {
     let resolver = CliResolver::with_mode(&files, &store, &args.file, LockMode::Refresh)?;
     plan_files(&files, &resolver, &args.file)?;
     resolver.save_lock()?;
-    eprintln!("stack.lock is up to date");
+    let (pinned, added, changed, dropped) = resolver.lock_changes();
+    if added + changed + dropped == 0 {
+        eprintln!("stack.lock is up to date ({pinned} pinned)");
+    } else {
+        eprintln!(
+            "stack.lock updated: {pinned} pinned ({added} added, {changed} changed, {dropped} \
+             no longer used and dropped)"
+        );
+    }
     Ok(())
 }

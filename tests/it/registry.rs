@@ -158,7 +158,29 @@ fn pull_lock_push_and_stay_reproducible_when_the_tag_moves() {
     // `stack lock` follows the tag; then the image changes.
     let relock = run_stack(dir.path(), &fresh_cache, &["lock"]);
     assert!(relock.status.success(), "{}", stderr(&relock));
+    assert!(
+        stderr(&relock).contains("(0 added, 1 changed, 0 no longer used"),
+        "{}",
+        stderr(&relock)
+    );
     assert_ne!(std::fs::read_to_string(dir.path().join("stack.lock")).unwrap(), lock);
+    // An entry nothing uses any more is dropped; one of another platform is kept.
+    let lock_file = dir.path().join("stack.lock");
+    let stale = "image \"example.invalid/gone:1\" platform=\"linux/amd64\" digest=\"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    let other = "image \"example.invalid/gone:1\" platform=\"linux/s390x\" digest=\"sha256:1111111111111111111111111111111111111111111111111111111111111111\"\n";
+    let here_stale = if cfg!(target_arch = "aarch64") {
+        stale.replace("amd64", "arm64")
+    } else {
+        stale.to_owned()
+    };
+    let text = std::fs::read_to_string(&lock_file).unwrap() + &here_stale + other;
+    std::fs::write(&lock_file, text).unwrap();
+    let pruned = run_stack(dir.path(), &fresh_cache, &["lock"]);
+    assert!(stderr(&pruned).contains("1 no longer used and dropped"), "{}", stderr(&pruned));
+    let text = std::fs::read_to_string(&lock_file).unwrap();
+    assert!(!text.contains("0000000000") && text.contains("linux/s390x"), "{text}");
+    let again = run_stack(dir.path(), &fresh_cache, &["lock"]);
+    assert!(stderr(&again).contains("stack.lock is up to date"), "{}", stderr(&again));
     let moved = run_stack(dir.path(), &fresh_cache, &["build", "--out", "out3"]);
     assert_ne!(stdout(&moved).lines().next().unwrap().split_whitespace().nth(1).unwrap(), digest);
 
