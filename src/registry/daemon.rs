@@ -93,7 +93,8 @@ fn request(
     let mut stream = UnixStream::connect(socket).map_err(io_err)?;
     // Generous: `docker save` of a large image takes a while to start streaming.
     stream.set_read_timeout(Some(Duration::from_mins(5))).map_err(io_err)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(io_err)?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io_err)?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).map_err(io_err)?;
@@ -143,9 +144,13 @@ mod tests {
         std::thread::spawn(move || {
             for (i, conn) in listener.incoming().take(2).enumerate() {
                 let mut conn = conn.unwrap();
-                let mut req = [0u8; 512];
-                let n = conn.read(&mut req).unwrap();
-                let req = String::from_utf8_lossy(&req[..n]).into_owned();
+                // Read the whole request head, however the client's writes were split.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let req = String::from_utf8_lossy(&head).into_owned();
                 let answer = if i == 0 {
                     assert!(req.starts_with("GET /images/app:dev/json "), "{req}");
                     "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n\r\nno such image"
