@@ -203,19 +203,29 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// Edit distance where swapping two neighbouring letters counts as one edit (optimal string
+/// alignment), as the most common typos are (`chwon` for `chown`).
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
-            prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 /// An error and its causes on one line (`a: b: c`), for messages that must fit in a label.
@@ -239,6 +249,9 @@ mod tests {
         assert_eq!(did_you_mean("cpy", ["copy", "run", "env"]), Some("copy"));
         assert_eq!(did_you_mean("bulder", ["builder", "app"]), Some("builder"));
         assert_eq!(did_you_mean("zzzzzz", ["copy", "run"]), None);
+        // A swap of two neighbouring letters is one typo.
+        assert_eq!(did_you_mean("chwon", ["chown", "chmod", "from"]), Some("chown"));
+        assert_eq!(did_you_mean("cpoy", ["copy", "run"]), Some("copy"));
     }
 
     #[test]

@@ -348,3 +348,12 @@ fn an_unreachable_registry_fails_fast_naming_the_local_alternatives() {
     assert!(err.contains("after 1 attempts"), "{err}");
     assert!(err.contains("docker-daemon:NAME") && err.contains("oci:DIR:NAME"), "{err}");
 }
+
+#[test]
+fn a_swapped_letter_gets_a_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let kdl = "stack version=1\nimage a {\n    from \"scratch\"\n    copy \"a\" to=\"/a\" chwon=\"1:1\"\n}\n";
+    write_files(dir.path(), &[("stack.kdl", kdl), ("a", "a")]);
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
+    assert!(stderr(&out).contains("did you mean `chown`?"), "{}", stderr(&out));
+}
