@@ -346,21 +346,11 @@ pub(super) fn plan_files(
     Ok(p)
 }
 
-/// The args stack defines itself (`BuildKit`'s platform args).
-const BUILTIN_ARGS: [&str; 8] = [
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-];
-
 /// Warns about `--arg NAME` for a NAME no file declares (a typo, usually), as `BuildKit` does.
 fn warn_undeclared_args<'a>(files: &[FileInput], given: impl Iterator<Item = &'a str>) {
-    let mut declared: Vec<&str> = BUILTIN_ARGS.to_vec();
+    // The platform args the planner predefines count as declared.
+    let mut declared: Vec<&str> =
+        crate::plan::predefined_args().into_iter().map(|(name, _)| name).collect();
     for f in files {
         declared.extend(f.ast.args.iter().map(|a| a.name.value.as_str()));
         for t in &f.ast.targets {

@@ -530,7 +530,6 @@ impl<W: Write> Write for HashTee<W> {
     }
 }
 
-/// Writes entries as a layer blob in the store.
 /// Writes entries as a layer blob in the store. `previous` is the layer this step made last
 /// time (if any): gzip copies the compressed pieces of unchanged stretches from it.
 pub fn write_layer(
@@ -540,40 +539,15 @@ pub fn write_layer(
     compression: Compression,
     previous: Option<&LayerRef>,
 ) -> Result<LayerRef, LayerError> {
-    let tmp = store.temp_file()?;
-    let tmp_path = tmp.path().to_owned();
-    let werr = |source: io::Error| {
-        LayerError::Store(StoreError::Io {
-            action: "write layer to",
-            path: tmp_path.clone(),
-            source,
-        })
-    };
-    let (diff_id, blob_digest, size, table) = {
-        // An owned handle: the compressor writes from its own thread.
-        let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(werr)?);
-        let blob = HashTee { inner: file, hasher: Sha256Writer::default() };
-        let reuse = previous.filter(|_| compression == Compression::Gzip).and_then(|p| {
-            let table = store
-                .get_record::<ChunkTable>("gzchunks", &chunk_table_key(&p.blob.digest))
-                .ok()??;
-            Some(Reuse { blob: store.blob_path(&p.blob.digest), table })
-        });
-        let compressor = Compressor::with_reuse(compression, blob, reuse).map_err(werr)?;
-        let diff = HashTee { inner: compressor, hasher: Sha256Writer::default() };
-        let diff = tar_writer::write_tar(entries, epoch, diff)?;
-        let HashTee { inner: compressor, hasher: diff_hasher } = diff;
-        let (mut blob, table) = compressor.finish_with_table().map_err(werr)?;
-        blob.flush().map_err(werr)?;
-        let size = blob.hasher.len();
-        (diff_hasher.finish(), blob.hasher.finish(), size, table)
-    };
-    store.commit_blob(tmp, &blob_digest)?;
-    if let Some(table) = table {
-        // Best effort: a lost table only means the next change of this step compresses all.
-        let _ = store.put_record("gzchunks", &chunk_table_key(&blob_digest), &table);
-    }
-    Ok(LayerRef { diff_id, blob: Descriptor::new(compression.media_type(), blob_digest, size) })
+    let reuse = previous.filter(|_| compression == Compression::Gzip).and_then(|p| {
+        let table =
+            store.get_record::<ChunkTable>("gzchunks", &chunk_table_key(&p.blob.digest)).ok()??;
+        Some(Reuse { blob: store.blob_path(&p.blob.digest), table })
+    });
+    store_tar(store, compression, reuse, None, |tar| {
+        tar_writer::write_tar(entries, epoch, tar)?;
+        Ok(())
+    })
 }
 
 /// Re-encodes a stored layer in another compression: the blob is decompressed and compressed
@@ -589,6 +563,26 @@ pub fn recompress(
     let source = store.open_blob(&layer.blob.digest)?;
     let mut reader =
         extract::decompress(source, media_compression(&layer.blob.media_type)).map_err(read_err)?;
+    store_tar(store, compression, None, Some(&layer.diff_id), |tar| {
+        io::copy(&mut reader, tar).map(drop).map_err(read_err)
+    })
+    .map_err(|e| match e {
+        LayerError::Step(message) => read_err(io::Error::new(io::ErrorKind::InvalidData, message)),
+        other => other,
+    })
+}
+
+/// The one road from a layer's tar to a blob in the store: `fill` writes the tar, which is
+/// hashed (the diff id) and compressed (reusing `reuse`'s gzip pieces), the blob hashed and
+/// committed, and its gzip chunk table recorded. With `expected`, a tar of another digest is
+/// refused before anything is committed.
+fn store_tar(
+    store: &Store,
+    compression: Compression,
+    reuse: Option<Reuse>,
+    expected: Option<&OciDigest>,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), LayerError>,
+) -> Result<LayerRef, LayerError> {
     let tmp = store.temp_file()?;
     let tmp_path = tmp.path().to_owned();
     let werr = |source: io::Error| {
@@ -598,26 +592,28 @@ pub fn recompress(
             source,
         })
     };
+    // An owned handle: the compressor writes from its own thread.
     let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(werr)?);
     let blob = HashTee { inner: file, hasher: Sha256Writer::default() };
-    let compressor = Compressor::new(compression, blob).map_err(werr)?;
+    let compressor = Compressor::with_reuse(compression, blob, reuse).map_err(werr)?;
     let mut diff = HashTee { inner: compressor, hasher: Sha256Writer::default() };
-    io::copy(&mut reader, &mut diff).map_err(read_err)?;
+    fill(&mut diff)?;
     let HashTee { inner: compressor, hasher: diff_hasher } = diff;
     let (mut blob, table) = compressor.finish_with_table().map_err(werr)?;
     blob.flush().map_err(werr)?;
     let diff_id = diff_hasher.finish();
-    if diff_id != layer.diff_id {
-        return Err(read_err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("its tar has digest `{diff_id}`, not the recorded `{}`", layer.diff_id),
+    if let Some(expected) = expected
+        && diff_id != *expected
+    {
+        return Err(LayerError::Step(format!(
+            "its tar has digest `{diff_id}`, not the recorded `{expected}`"
         )));
     }
     let size = blob.hasher.len();
     let blob_digest = blob.hasher.finish();
     store.commit_blob(tmp, &blob_digest)?;
     if let Some(table) = table {
-        // Best effort, as in `write_layer`.
+        // Best effort: a lost table only means the next change of this step compresses all.
         let _ = store.put_record("gzchunks", &chunk_table_key(&blob_digest), &table);
     }
     Ok(LayerRef { diff_id, blob: Descriptor::new(compression.media_type(), blob_digest, size) })

@@ -10,6 +10,8 @@ mod onbuild;
 mod scope;
 mod stages;
 
+pub(crate) use stages::predefined_args;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
