@@ -12,6 +12,7 @@ pub mod diag;
 pub mod digest;
 pub mod dockerfile;
 pub mod exec;
+pub mod fleet;
 pub mod lockfile;
 pub mod oci;
 pub mod paths;

@@ -284,6 +284,8 @@ pub struct BuildArgs {
     /// Also push each image to every tag that names a registry
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub cache: RemoteCacheArgs,
     /// Also load the images into the local Docker daemon (`docker load`, else `podman load`)
     #[arg(long)]
     pub load: bool,
@@ -299,6 +301,25 @@ pub struct BuildArgs {
     /// Timestamp for everything the output holds (seconds since the epoch)
     #[arg(long, env = "SOURCE_DATE_EPOCH", hide_env_values = true, value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
+}
+
+/// The registry step caches a build shares with other machines.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RemoteCacheArgs {
+    /// Reuse steps from this registry step cache, e.g. `registry.example/team/cache`
+    /// (repeatable; `STACK_CACHE_FROM` takes a comma-separated list)
+    #[arg(long = "cache-from", value_name = "REPO", env = "STACK_CACHE_FROM", value_delimiter = ',')]
+    pub from: Vec<String>,
+    /// Export the steps built here to this registry step cache (which is read too)
+    #[arg(long = "cache-to", value_name = "REPO", env = "STACK_CACHE_TO")]
+    pub to: Option<String>,
+    /// Only read step caches, whatever the build file says (for untrusted builds, such as
+    /// pull requests)
+    #[arg(long = "cache-read-only", env = "STACK_CACHE_READ_ONLY")]
+    pub read_only: bool,
+    /// Use no registry step cache, not even the build file's
+    #[arg(long = "no-remote-cache", conflicts_with_all = ["from", "to"])]
+    pub no_remote: bool,
 }
 
 #[derive(Debug, Args)]

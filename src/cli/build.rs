@@ -37,6 +37,8 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
             Some("choose the image with `--target NAME`, or write `tag` in the build file"),
         ));
     }
+    let cache_config = super::fleet::config(&args.cache, &files)?;
+    let (store, cache) = super::fleet::open(&cache_config, &args.file, store.clone());
     let opts = BuildOptions {
         compression: match args.compression {
             CompressionArg::Gzip => Compression::Gzip,
@@ -52,8 +54,11 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         explain: args.explain,
         cancel: std::sync::Arc::default(),
         rerun: Vec::new(),
+        shared: cache.clone().map(|c| crate::exec::shared::SharedHandle(c)),
     };
-    let report = execute(&p, &files, &store, &opts, args.progress)?;
+    let report = execute(&p, &files, &store, &opts, args.progress);
+    let cache_report = super::fleet::finish(cache.as_deref());
+    let report = report?;
     let mut images = report.images;
     if let [image] = images.as_mut_slice() {
         for t in &args.tags {
@@ -74,19 +79,25 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         }
     }
     if args.push {
-        super::push::push_all(resolver.registry(), &store, &images)?;
+        let mounts = cache.as_deref().map(crate::fleet::RegistryCache::mountable).unwrap_or_default();
+        super::push::push_all(resolver.registry(), &store, &images, &mounts)?;
     }
     if args.load {
         load(&images, &store)?;
     }
+    let mut from_caches = String::new();
+    for (source, n) in &report.steps_shared {
+        from_caches += &format!(", {n} from cache {source}");
+    }
     eprintln!(
-        "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",
+        "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused here{from_caches}",
         images.len(),
         output.describe(),
         started.elapsed().as_secs_f64(),
         report.steps_run,
         report.steps_reused
     );
+    let _ = cache_report;
     print_images(&images);
     Ok(())
 }

@@ -94,6 +94,9 @@ impl<'a> Printer<'a> {
             Event::Reused { node } => {
                 serde_json::json!({"event": "reused", "step": self.name(*node)})
             }
+            Event::Shared { node, source } => {
+                serde_json::json!({"event": "reused", "step": self.name(*node), "from": source})
+            }
             Event::Output { node, bytes } => {
                 serde_json::json!({"event": "output", "step": self.name(*node), "text": String::from_utf8_lossy(bytes)})
             }
@@ -115,6 +118,9 @@ impl<'a> Printer<'a> {
         let _ = match e {
             Event::Started { node } => writeln!(err, "{} ...", self.name(*node)),
             Event::Reused { node } => writeln!(err, "{} (cached)", self.name(*node)),
+            Event::Shared { node, source } => {
+                writeln!(err, "{} (from cache {source})", self.name(*node))
+            }
             Event::Output { node, bytes } => {
                 let prefix = format!("[{}]", self.plan.graph[*node].stage);
                 for line in take_lines(live.partial.entry(*node).or_default(), bytes) {
@@ -165,6 +171,9 @@ impl<'a> Printer<'a> {
                 }
             }
             Event::Reused { node } => multi.suspend(|| eprintln!("  cached  {}", self.name(*node))),
+            Event::Shared { node, source } => {
+                multi.suspend(|| eprintln!("  shared  {} (from {source})", self.name(*node)));
+            }
             Event::Finished { node, elapsed, layer } => {
                 if let Some(bar) = live.bars.remove(node) {
                     bar.finish_and_clear();

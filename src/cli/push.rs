@@ -24,13 +24,23 @@ pub(super) fn push_one(
     store: &Store,
     image: &BuiltImage,
     tag: &str,
+    mount_from: &[Reference],
 ) -> Result<(), Failure> {
     let target =
         Reference::parse(tag).map_err(|e| fail(format!("cannot push to `{tag}`: {e}"), None))?;
     let manifest =
         store.read_blob(&image.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
+    // Blobs a step cache of the same registry holds are mounted, never uploaded again.
+    let opts = PushOptions {
+        mount_from: mount_from
+            .iter()
+            .filter(|r| r.registry == target.registry)
+            .map(|r| r.repository.clone())
+            .collect(),
+        ..PushOptions::default()
+    };
     let report = client
-        .push_with(&manifest, OCI_MANIFEST, &image.blobs(), &target, store, &PushOptions::default())
+        .push_with(&manifest, OCI_MANIFEST, &image.blobs(), &target, store, &opts)
         // Authentication errors say to run `stack login` themselves; others need no hint.
         .map_err(|e| fail(error_chain(&e), None))?;
     if report.digest != image.manifest.digest {
@@ -59,6 +69,7 @@ pub(super) fn push_all(
     client: &Client,
     store: &Store,
     images: &[BuiltImage],
+    mount_from: &[Reference],
 ) -> Result<(), Failure> {
     for image in images {
         let targets: Vec<&String> = image.tags.iter().filter(|t| names_registry(t)).collect();
@@ -69,7 +80,7 @@ pub(super) fn push_all(
             );
         }
         for t in targets {
-            push_one(client, store, image, t)?;
+            push_one(client, store, image, t, mount_from)?;
         }
     }
     Ok(())
@@ -106,7 +117,7 @@ pub(super) fn push_from_layout(
         config: manifest.config,
         layers: manifest.layers,
     };
-    push_one(client, store, &image, target)
+    push_one(client, store, &image, target, &[])
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use petgraph::stable_graph::NodeIndex;
 use serde_json::{Map, Value};
 
 use super::layers::{self, LayerError};
+use super::shared::{SharedHandle, SharedHit};
 use crate::digest::OciDigest;
 use crate::oci::compress::Compression;
 use crate::oci::image::{Descriptor, LayerRef, Manifest, OCI_CONFIG, OCI_MANIFEST, rfc3339};
@@ -43,6 +44,8 @@ pub struct BuildOptions {
     /// Steps to run even when cached (`stack verify --steps` runs one step again over the
     /// same, cached, input).
     pub rerun: Vec<NodeIndex>,
+    /// A step cache shared between machines (`--cache-from`/`--cache-to`).
+    pub shared: Option<SharedHandle>,
 }
 
 impl Default for BuildOptions {
@@ -59,6 +62,7 @@ impl Default for BuildOptions {
             explain: false,
             cancel: std::sync::Arc::default(),
             rerun: Vec::new(),
+            shared: None,
         }
     }
 }
@@ -85,6 +89,11 @@ pub enum Event {
     },
     Reused {
         node: NodeIndex,
+    },
+    /// Reused from a step cache shared between machines.
+    Shared {
+        node: NodeIndex,
+        source: String,
     },
     Output {
         node: NodeIndex,
@@ -130,7 +139,10 @@ impl BuiltImage {
 pub struct BuildReport {
     pub images: Vec<BuiltImage>,
     pub steps_run: usize,
+    /// Reused from this machine's store.
     pub steps_reused: usize,
+    /// Reused from a shared step cache, by cache.
+    pub steps_shared: BTreeMap<String, usize>,
     /// Every node's layers (its parent's and its own), for telling which step made a layer.
     pub node_layers: HashMap<NodeIndex, Vec<LayerRef>>,
 }
@@ -155,7 +167,37 @@ struct StepRecord {
 type KeyLocks = Mutex<HashMap<crate::digest::Digest, Arc<Mutex<()>>>>;
 
 /// Runs every node the requested images need and assembles the images.
+///
+/// With a shared cache whose blobs turn out to be unobtainable mid-build, the build starts
+/// again without it: what this machine built meanwhile is recorded, so only the steps that
+/// came from the cache run again.
 pub fn build(
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<BuildReport, BuildError> {
+    let first = build_once(plan, store, opts, events);
+    match (&opts.shared, &first) {
+        (Some(shared), Err(BuildError::Step { .. } | BuildError::Store(_)))
+            if shared.broken() && !super::cancel::interrupted() =>
+        {
+            let alone = BuildOptions { shared: None, ..opts.clone() };
+            build_once(plan, store, &alone, events)
+        }
+        _ => first,
+    }
+}
+
+/// Counts of what happened to the steps.
+#[derive(Default)]
+struct Counters {
+    run: usize,
+    reused: usize,
+    shared: BTreeMap<String, usize>,
+}
+
+fn build_once(
     plan: &Plan,
     store: &Store,
     opts: &BuildOptions,
@@ -165,7 +207,8 @@ pub fn build(
     let results: Mutex<HashMap<NodeIndex, Vec<LayerRef>>> = Mutex::new(HashMap::new());
     let mut report = BuildReport::default();
     let order = super::schedule::order(plan);
-    let counters = Mutex::new((0usize, 0usize));
+    let hits = shared_lookup(plan, &order, store, opts);
+    let counters = Mutex::new(Counters::default());
     // Ctrl-C reaches the steps through the same flag as a failure.
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
@@ -190,6 +233,7 @@ pub fn build(
                     events,
                     counters: &counters,
                     in_flight: &in_flight,
+                    hits: &hits,
                 };
                 let layers = exec_node(&shared, node)?;
                 results.lock().expect("no panics while locked").insert(node, layers);
@@ -204,15 +248,71 @@ pub fn build(
         return Err(BuildError::Interrupted);
     }
     result?;
-    let (run, reused) = *counters.lock().expect("no panics while locked");
-    report.steps_run = run;
-    report.steps_reused = reused;
+    let counters = counters.into_inner().expect("no panics while locked");
+    report.steps_run = counters.run;
+    report.steps_reused = counters.reused;
+    report.steps_shared = counters.shared;
     let results = results.into_inner().expect("no panics while locked");
     for target in &plan.images {
-        report.images.push(assemble(plan, target, &results, store, opts)?);
+        let image = assemble(plan, target, &results, store, opts)?;
+        // A built image has all its blobs here: those reused from a shared cache come now.
+        for layer in &image.layers {
+            store.ensure_blob(&layer.digest)?;
+        }
+        report.images.push(image);
     }
+    record_shared_hits(plan, store, opts, &hits);
     report.node_layers = results;
     Ok(report)
+}
+
+/// Asks the shared cache, at once, for every step this build may need from it: the steps the
+/// store lacks, or all steps when exporting (a step built here before is exported if the
+/// cache lacks it).
+fn shared_lookup(
+    plan: &Plan,
+    order: &[NodeIndex],
+    store: &Store,
+    opts: &BuildOptions,
+) -> HashMap<crate::digest::Digest, SharedHit> {
+    let Some(shared) = &opts.shared else { return HashMap::new() };
+    let keys: Vec<crate::digest::Digest> = order
+        .iter()
+        .map(|i| &plan.graph[*i])
+        .filter(|n| matches!(n.op, Op::Copy(_) | Op::File(_) | Op::Workdir { .. } | Op::Run(_)))
+        .filter(|n| !(opts.no_cache || opts.no_cache_stages.contains(&n.stage)))
+        .map(|n| record_key(&n.key, opts.compression))
+        .filter(|k| shared.exports() || !has_usable_record(store, k))
+        .collect();
+    shared.lookup(&keys)
+}
+
+/// Whether the store has a record under `record` whose blob it holds.
+fn has_usable_record(store: &Store, record: &crate::digest::Digest) -> bool {
+    matches!(
+        store.get_record::<StepRecord>("step", record),
+        Ok(Some(rec)) if rec.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))
+    )
+}
+
+/// Records here the steps reused from the shared cache whose blobs came here, so the next
+/// build reuses them without asking.
+fn record_shared_hits(
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    hits: &HashMap<crate::digest::Digest, SharedHit>,
+) {
+    for n in plan.graph.node_weights() {
+        let key = record_key(&n.key, opts.compression);
+        let Some(hit) = hits.get(&key) else { continue };
+        if hit.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))
+            && !has_usable_record(store, &key)
+        {
+            // Best effort: a record not written is asked for again next time.
+            let _ = store.put_record("step", &key, &StepRecord { layer: hit.layer.clone() });
+        }
+    }
 }
 
 /// The nodes the requested images need, in an order where parents come first.
@@ -236,12 +336,14 @@ struct Shared<'a> {
     opts: &'a BuildOptions,
     results: &'a Mutex<HashMap<NodeIndex, Vec<LayerRef>>>,
     events: &'a (dyn Fn(Event) + Sync),
-    counters: &'a Mutex<(usize, usize)>,
+    counters: &'a Mutex<Counters>,
     in_flight: &'a KeyLocks,
+    /// What the shared cache holds, by record key.
+    hits: &'a HashMap<crate::digest::Digest, SharedHit>,
 }
 
 fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildError> {
-    let Shared { plan, store, opts, results, events, counters, in_flight } = *sh;
+    let Shared { plan, store, opts, results, events, counters, in_flight, hits } = *sh;
     let n = &plan.graph[node];
     let get = |i: NodeIndex| {
         results
@@ -274,16 +376,34 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let history_key = super::explain::history_key(plan, node);
     let previous = super::explain::load(store, &history_key);
     let remember = || super::explain::save(store, &history_key, n, previous.as_ref());
+    let shared_key = record_key(&n.key, opts.compression);
     if !bypass && let Some(rec) = cached_layer(store, &n.key, opts.compression)? {
         remember();
         events(Event::Reused { node });
-        counters.lock().expect("no panics while locked").1 += 1;
+        counters.lock().expect("no panics while locked").reused += 1;
+        if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports())
+            && !hits.contains_key(&shared_key)
+        {
+            shared.export(&shared_key, rec.layer.as_ref());
+        }
         let mut layers = parent_layers;
         layers.extend(rec.layer);
         return Ok(layers);
     }
+    if !bypass && let Some(hit) = hits.get(&shared_key) {
+        remember();
+        events(Event::Shared { node, source: hit.source.clone() });
+        *counters.lock().expect("no panics while locked").shared.entry(hit.source.clone()).or_default() +=
+            1;
+        let mut layers = parent_layers;
+        layers.extend(hit.layer.clone());
+        return Ok(layers);
+    }
     if opts.explain {
-        let reasons = super::explain::reasons(plan, node, previous.as_ref(), bypass);
+        let mut reasons = super::explain::reasons(plan, node, previous.as_ref(), bypass);
+        if let Some(why) = opts.shared.as_ref().and_then(|s| s.miss_reason(&shared_key)) {
+            reasons.push(why);
+        }
         events(Event::Explain { node, reasons });
     }
     events(Event::Started { node });
@@ -314,10 +434,14 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
             layers::workdir_entries(path, user, &target, opts.epoch).map_err(lerr)?
         }
         Op::Run(op) => {
+            let parents = parent_layers.len();
             return super::run::run_step(plan, node, op, &parent_layers, store, opts, events, &get)
-                .inspect(|_| {
+                .inspect(|layers| {
                     remember();
-                    counters.lock().expect("no panics while locked").0 += 1;
+                    counters.lock().expect("no panics while locked").run += 1;
+                    if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports()) {
+                        shared.export(&shared_key, layers.get(parents));
+                    }
                 });
         }
         Op::Scratch | Op::Base { .. } | Op::Config => unreachable!("handled above"),
@@ -331,18 +455,17 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
                 .map_err(lerr)?,
         )
     };
-    store.put_record(
-        "step",
-        &record_key(&n.key, opts.compression),
-        &StepRecord { layer: layer.clone() },
-    )?;
+    store.put_record("step", &shared_key, &StepRecord { layer: layer.clone() })?;
+    if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports()) {
+        shared.export(&shared_key, layer.as_ref());
+    }
     remember();
     events(Event::Finished {
         node,
         elapsed: started.elapsed(),
         layer: layer.as_ref().map(|l| l.blob.size),
     });
-    counters.lock().expect("no panics while locked").0 += 1;
+    counters.lock().expect("no panics while locked").run += 1;
     let mut layers = parent_layers;
     layers.extend(layer);
     Ok(layers)

@@ -10,6 +10,7 @@ pub mod rebuild;
 mod run;
 pub mod sandbox;
 mod schedule;
+pub mod shared;
 mod sshproxy;
 pub mod view;
 

@@ -45,6 +45,8 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    #[error("blob `{digest}` could not be fetched from {source_name}: {reason}")]
+    Fetch { digest: OciDigest, source_name: String, reason: String },
     #[error("record `{}` is unreadable", path.display())]
     BadRecord {
         path: PathBuf,
@@ -70,6 +72,18 @@ pub struct Store {
     /// This process's claim on its temp entries, made on first use (`None` when the lock file
     /// cannot be made: the entries are then unowned and left to the age rule).
     owner: Arc<std::sync::OnceLock<Option<owner::Owner>>>,
+    /// Where blobs this store lacks can come from (the registry step cache).
+    fallback: Option<Arc<dyn BlobSource>>,
+}
+
+/// A place that holds blobs the store may lack: a store with one downloads a missing blob on
+/// first read (verified like every import), so a step reused from a remote cache costs a
+/// download only when something here needs its bytes.
+pub trait BlobSource: Send + Sync + std::fmt::Debug {
+    /// Whether `digest` can be fetched from here.
+    fn has(&self, digest: &OciDigest) -> bool;
+    /// Downloads `digest` into `store`, committing it only once verified.
+    fn fetch(&self, store: &Store, digest: &OciDigest) -> Result<(), StoreError>;
 }
 
 /// How a [`StoreLock`] is held.
@@ -126,7 +140,13 @@ impl Store {
             root,
             <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
         );
-        Ok(Self { root: root.to_owned(), lock: None, fresh: Arc::default(), owner: Arc::default() })
+        Ok(Self {
+            root: root.to_owned(),
+            lock: None,
+            fresh: Arc::default(),
+            owner: Arc::default(),
+            fallback: None,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -210,6 +230,29 @@ impl Store {
 
     pub fn has_blob(&self, digest: &OciDigest) -> bool {
         self.blob_path(digest).is_file()
+    }
+
+    /// The same store, fetching the blobs it lacks from `source`.
+    #[must_use]
+    pub fn with_fallback(mut self, source: Arc<dyn BlobSource>) -> Self {
+        self.fallback = Some(source);
+        self
+    }
+
+    /// Whether the blob is here or can be fetched by [`Store::ensure_blob`].
+    pub fn can_provide(&self, digest: &OciDigest) -> bool {
+        self.has_blob(digest) || self.fallback.as_ref().is_some_and(|f| f.has(digest))
+    }
+
+    /// Makes sure blob `digest` is in the store, fetching it from the fallback if needed.
+    pub fn ensure_blob(&self, digest: &OciDigest) -> Result<(), StoreError> {
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        match &self.fallback {
+            Some(f) if f.has(digest) => f.fetch(self, digest),
+            _ => Err(StoreError::MissingBlob { digest: digest.clone() }),
+        }
     }
 
     /// The name prefix of a new temp entry: `PREFIX@OWNER@`, which tells the next process
@@ -320,6 +363,7 @@ impl Store {
 
     /// Reads a whole (small) blob and verifies it.
     pub fn read_blob(&self, digest: &OciDigest) -> Result<Vec<u8>, StoreError> {
+        self.ensure_blob(digest)?;
         let path = self.blob_path(digest);
         let bytes = fs_err::read(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -338,6 +382,7 @@ impl Store {
 
     /// Opens a blob for streaming; the reader fails at the end if the content does not match.
     pub fn open_blob(&self, digest: &OciDigest) -> Result<VerifyingReader, StoreError> {
+        self.ensure_blob(digest)?;
         let path = self.blob_path(digest);
         let file = fs_err::File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -359,6 +404,7 @@ impl Store {
     /// unlinked, so sharing the inode is safe: a later prune removes the store's name, not the
     /// output's), else a copy.
     pub fn copy_blob_to(&self, digest: &OciDigest, dest: &Path) -> Result<u64, StoreError> {
+        self.ensure_blob(digest)?;
         let fresh = self.fresh.lock().expect("no panics while locked").contains(digest);
         let n = if fresh {
             let path = self.blob_path(digest);

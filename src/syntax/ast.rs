@@ -22,6 +22,16 @@ pub struct BuildFile {
     pub args: Vec<ArgDecl>,
     pub targets: Vec<Target>,
     pub includes: Vec<Spanned<String>>,
+    /// `cache "REPO"`: registry step caches shared between machines.
+    pub caches: Vec<CacheDecl>,
+}
+
+/// `cache "registry.example/team/cache" read-only=#true`: a registry step cache this build
+/// reads and (unless read-only) writes.
+#[derive(Debug, Clone)]
+pub struct CacheDecl {
+    pub repository: Spanned<String>,
+    pub read_only: bool,
 }
 
 /// `arg NAME default="…"`, at the top level or inside a stage.

@@ -4,6 +4,7 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::ast::{
+    CacheDecl,
     ArgDecl, BuildFile, CacheSharing, CopyStep, FileStep, Healthcheck, Network, RunMount, RunStep,
     Spanned, Step, StepKind, Target, TargetKind,
 };
@@ -12,7 +13,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 /// Build-file format versions this stack understands.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
-pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include"];
+pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include", "cache"];
 pub const STEPS: &[&str] = &[
     "from",
     "run",
@@ -175,6 +176,11 @@ impl Parser {
                         }
                     }
                 }
+                "cache" => {
+                    if let Some(c) = self.cache(node) {
+                        file.caches.push(c);
+                    }
+                }
                 other => self.unknown_node(node, other, TOP_LEVEL, "at the top level"),
             }
         }
@@ -191,6 +197,21 @@ impl Parser {
             );
         }
         Some(file)
+    }
+
+    /// `cache "REPO" [read-only=#true]`.
+    fn cache(&mut self, node: &KdlNode) -> Option<CacheDecl> {
+        self.no_children(node);
+        let e = entries(node);
+        self.only_props(node, &e, &["read-only"]);
+        self.max_args(node, &e, 1);
+        let Some(first) = e.args.first() else {
+            self.missing_arg(node, "the registry repository of the cache");
+            return None;
+        };
+        let repo = self.string(first)?;
+        let read_only = e.prop("read-only").is_some_and(|p| self.bool(p));
+        Some(CacheDecl { repository: repo, read_only })
     }
 
     fn version(&mut self, node: &KdlNode) -> Option<Spanned<u32>> {
