@@ -187,6 +187,20 @@ pub struct CacheDuArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: RemoteStoreArgs,
+}
+
+/// A registry step cache a `cache` command works on instead of the local store.
+#[derive(Debug, Args, Clone)]
+pub struct RemoteStoreArgs {
+    /// Work on this registry step cache (`registry.example/team/cache`) instead of the local
+    /// store
+    #[arg(long = "remote", value_name = "REPO")]
+    pub repository: Option<String>,
+    /// Speak plain HTTP to this registry (repeatable; loopback registries always are)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +217,15 @@ pub struct CachePruneArgs {
     /// Print JSON instead of a summary
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: RemoteStoreArgs,
+    /// With `--remote`: delete the entries written longer ago than this (`90m`, `36h`, `7d`,
+    /// `2w`)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "repository")]
+    pub older_than: Option<u64>,
+    /// With `--remote`: say what would be deleted, delete nothing
+    #[arg(long, requires = "repository")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -413,6 +436,23 @@ pub enum Progress {
 
 /// Parses a size such as `0`, `512`, `1.5G`, `500MiB` or `10GB` (units are powers of 1024, as
 /// in Docker).
+/// A duration in seconds from `90s`, `90m`, `36h`, `7d` or `2w`.
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration such as `7d`"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("`{s}` needs a unit: s, m, h, d or w (e.g. `7d`)")),
+    };
+    n.checked_mul(unit_secs).ok_or_else(|| format!("`{s}` is too long"))
+}
+
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());

@@ -39,6 +39,9 @@ fn areas_json(areas: &[store::AreaUsage]) -> serde_json::Map<String, serde_json:
 }
 
 fn du(args: &CacheDuArgs) -> Result<(), Failure> {
+    if let Some(repo) = &args.remote.repository {
+        return super::remote_cache::du(args, repo);
+    }
     let store = open(&args.store)?;
     let usage = store::usage(&store)?;
     if args.json {
@@ -72,6 +75,9 @@ fn key(area: Area) -> &'static str {
 }
 
 fn prune(args: &CachePruneArgs) -> Result<(), Failure> {
+    if let Some(repo) = &args.remote.repository {
+        return super::remote_cache::prune(args, repo);
+    }
     let store = open(&args.store)?;
     let lock = lock_exclusive(&store)?;
     let opts =

@@ -21,6 +21,7 @@ mod login;
 mod output;
 mod progress;
 mod push;
+mod remote_cache;
 mod sbom;
 mod verify;
 
