@@ -331,7 +331,12 @@ pub struct BuildArgs {
 pub struct RemoteCacheArgs {
     /// Reuse steps from this registry step cache, e.g. `registry.example/team/cache`
     /// (repeatable; `STACK_CACHE_FROM` takes a comma-separated list)
-    #[arg(long = "cache-from", value_name = "REPO", env = "STACK_CACHE_FROM", value_delimiter = ',')]
+    #[arg(
+        long = "cache-from",
+        value_name = "REPO",
+        env = "STACK_CACHE_FROM",
+        value_delimiter = ','
+    )]
     pub from: Vec<String>,
     /// Export the steps built here to this registry step cache (which is read too)
     #[arg(long = "cache-to", value_name = "REPO", env = "STACK_CACHE_TO")]

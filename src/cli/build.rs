@@ -79,16 +79,19 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         }
     }
     if args.push {
-        let mounts = cache.as_deref().map(crate::fleet::RegistryCache::mountable).unwrap_or_default();
+        let mounts =
+            cache.as_deref().map(crate::fleet::RegistryCache::mountable).unwrap_or_default();
         super::push::push_all(resolver.registry(), &store, &images, &mounts)?;
     }
     if args.load {
         load(&images, &store)?;
     }
-    let mut from_caches = String::new();
-    for (source, n) in &report.steps_shared {
-        from_caches += &format!(", {n} from cache {source}");
-    }
+    let from_caches: Vec<String> = report
+        .steps_shared
+        .iter()
+        .map(|(source, n)| format!(", {n} from cache {source}"))
+        .collect();
+    let from_caches = from_caches.concat();
     eprintln!(
         "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused here{from_caches}",
         images.len(),

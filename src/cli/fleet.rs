@@ -47,9 +47,8 @@ fn push_unique(list: &mut Vec<Reference>, r: Reference) {
 
 /// A cache repository: a registry reference without tag or digest.
 fn repository(text: &str, what: &str) -> Result<Reference, Failure> {
-    let r = Reference::parse(text.trim()).map_err(|e| {
-        fail(format!("{what}: `{text}` is not a registry repository: {e}"), None)
-    })?;
+    let r = Reference::parse(text.trim())
+        .map_err(|e| fail(format!("{what}: `{text}` is not a registry repository: {e}"), None))?;
     if r.digest.is_some() || text.rsplit('/').next().is_some_and(|last| last.contains(':')) {
         return Err(fail(
             format!("{what}: `{text}` names a tag or digest; a step cache is a whole repository"),
@@ -66,9 +65,16 @@ pub(super) fn open(
     file: &FileArgs,
     store: Store,
 ) -> (Store, Option<Arc<RegistryCache>>) {
+    // A cache must cost little when it fails: few quick retries, short timeouts (a pull of
+    // a base image, which the build needs, waits far longer).
     let client = crate::registry::Client::new(crate::registry::ClientOptions {
         insecure_registries: file.insecure_registries.clone(),
         cancelled: crate::exec::cancel::interrupted,
+        retries: 2,
+        backoff: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(1),
+        connect_timeout: std::time::Duration::from_secs(5),
+        read_timeout: std::time::Duration::from_secs(15),
         ..Default::default()
     });
     match RegistryCache::new(client, &store, config) {

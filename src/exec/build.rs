@@ -393,8 +393,12 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     if !bypass && let Some(hit) = hits.get(&shared_key) {
         remember();
         events(Event::Shared { node, source: hit.source.clone() });
-        *counters.lock().expect("no panics while locked").shared.entry(hit.source.clone()).or_default() +=
-            1;
+        *counters
+            .lock()
+            .expect("no panics while locked")
+            .shared
+            .entry(hit.source.clone())
+            .or_default() += 1;
         let mut layers = parent_layers;
         layers.extend(hit.layer.clone());
         return Ok(layers);

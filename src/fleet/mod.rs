@@ -185,11 +185,7 @@ impl RegistryCache {
                 }
                 Err(e) if is_per_entry(&e) => {
                     why.push(format!("cache {} could not answer for it", repo.name()));
-                    self.warn(format!(
-                        "cache {}: {}",
-                        repo.name(),
-                        chain(&e)
-                    ));
+                    self.warn(format!("cache {}: {}", repo.name(), chain(&e)));
                 }
                 Err(e) => {
                     self.give_up(i, &e);
@@ -393,17 +389,26 @@ impl RegistryCache {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
         let entry = entry_bytes(&key.to_hex(), job.layer.as_ref(), now);
         let tag = entry_tag(&job.key, self.standing);
-        match self.client.put_step_entry(target, &tag, &entry, job.layer.as_ref(), &self.store) {
+        let put =
+            || self.client.put_step_entry(target, &tag, &entry, job.layer.as_ref(), &self.store);
+        // Another machine writing the same entry at the same moment can make the registry
+        // refuse ours (distribution answers DIGEST_INVALID to one of two identical manifest
+        // PUTs): the entry is there all the same, which is all that counts.
+        let written_by_another = || matches!(self.client.step_entry(target, &tag, &key.to_hex()), Ok(Some(l)) if l == job.layer);
+        let result = match put() {
+            Err(e) if is_per_entry(&e) && !written_by_another() => put(),
+            other => other,
+        };
+        match result {
             Ok(report) => {
                 self.exported.fetch_add(1, Ordering::SeqCst);
                 self.uploaded.fetch_add(report.bytes_uploaded, Ordering::SeqCst);
             }
+            Err(e) if is_per_entry(&e) && written_by_another() => {
+                self.exported.fetch_add(1, Ordering::SeqCst);
+            }
             Err(e) if is_per_entry(&e) => {
-                self.warn(format!(
-                    "exporting to cache {}: {}",
-                    target.name(),
-                    chain(&e)
-                ));
+                self.warn(format!("exporting to cache {}: {}", target.name(), chain(&e)));
             }
             Err(e) => self.give_up(i, &e),
         }

@@ -81,8 +81,10 @@ pub fn entry_bytes(key: &str, layer: Option<&LayerRef>, now: i64) -> EntryBytes 
     }
     // The day, not the second: two machines writing the same step on one day write the same
     // bytes, and `stack cache prune --remote` still tells old entries from new.
-    annotations
-        .insert(CREATED_ANNOTATION.to_owned(), crate::oci::image::rfc3339(now - now.rem_euclid(86_400)));
+    annotations.insert(
+        CREATED_ANNOTATION.to_owned(),
+        crate::oci::image::rfc3339(now - now.rem_euclid(86_400)),
+    );
     let manifest = EntryManifest {
         schema_version: 2,
         media_type: OCI_MANIFEST.to_owned(),
@@ -213,7 +215,14 @@ impl Client {
         let mut blobs = vec![Descriptor::new(STEP_CONFIG, config, entry.config.len() as u64)];
         blobs.extend(layer.map(|l| l.blob.clone()));
         let target = Reference { tag: Some(tag.to_owned()), digest: None, ..repo.clone() };
-        self.push_with(&entry.manifest, OCI_MANIFEST, &blobs, &target, store, &PushOptions::default())
+        self.push_with(
+            &entry.manifest,
+            OCI_MANIFEST,
+            &blobs,
+            &target,
+            store,
+            &PushOptions::default(),
+        )
     }
 
     /// Downloads blob `desc` of the cache repository `repo` into the store, verified.
@@ -233,11 +242,8 @@ impl Client {
             tags: Option<Vec<String>>,
         }
         let ctx = Ctx::pull(&repo.registry, &repo.repository);
-        let mut url = format!(
-            "{}/v2/{}/tags/list?n=1000",
-            self.base_url(&repo.registry),
-            repo.repository
-        );
+        let mut url =
+            format!("{}/v2/{}/tags/list?n=1000", self.base_url(&repo.registry), repo.repository);
         let mut tags = Vec::new();
         // Bounded: a registry that links pages in a circle must not keep us forever.
         for _ in 0..10_000 {

@@ -4,9 +4,8 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::ast::{
-    CacheDecl,
-    ArgDecl, BuildFile, CacheSharing, CopyStep, FileStep, Healthcheck, Network, RunMount, RunStep,
-    Spanned, Step, StepKind, Target, TargetKind,
+    ArgDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck, Network,
+    RunMount, RunStep, Spanned, Step, StepKind, Target, TargetKind,
 };
 use crate::diag::{Diagnostic, did_you_mean};
 

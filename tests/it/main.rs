@@ -10,6 +10,7 @@ mod deadlines;
 mod diagnostics;
 mod docs;
 mod equivalence;
+mod fleet;
 mod habits;
 mod hostile;
 mod outputs;

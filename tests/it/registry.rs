@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::{busybox_base, have, project, run_stack, skip, stderr, stdout, write_files};
 
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         Self::start_with(None)
     }
 
@@ -28,7 +28,7 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  delete:\n    enabled: true\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
         if let Some(line) = htpasswd {
@@ -51,11 +51,16 @@ impl Registry {
             assert!(start.elapsed() < Duration::from_secs(20), "the registry did not start");
             std::thread::sleep(Duration::from_millis(30));
         }
-        Some(Self { child, port, _dir: dir })
+        Some(Self { child, port, dir })
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where the registry keeps what it was sent.
+    pub(crate) fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 }
 
@@ -78,7 +83,7 @@ fn skopeo_copy(from: &str, to: &str) {
     );
 }
 
-fn registry_digest(reference: &str) -> String {
+pub(crate) fn registry_digest(reference: &str) -> String {
     let out = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", &format!("docker://{reference}")])
         .output()
@@ -412,7 +417,7 @@ fn a_tls_registry_with_its_own_ca_is_trusted_through_ssl_cert_file_or_certs_d() 
     std::fs::write(
         d.join("config.yml"),
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n  tls:\n    certificate: {}\n    key: {}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  delete:\n    enabled: true\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n  tls:\n    certificate: {}\n    key: {}\n",
             d.join("data").display(),
             d.join("server.pem").display(),
             d.join("server.key").display()
