@@ -90,6 +90,15 @@ pub(super) fn finish(cache: Option<&RegistryCache>) -> CacheReport {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    for (id, bytes) in &report.mounts_restored {
+        eprintln!(
+            "restored cache mount `{id}` ({}) from the step cache",
+            super::cache::human(*bytes)
+        );
+    }
+    for (id, bytes) in &report.mounts_saved {
+        eprintln!("saved cache mount `{id}` ({}) to the step cache", super::cache::human(*bytes));
+    }
     if let (_, Some(to)) = cache.sources()
         && report.exported > 0
     {

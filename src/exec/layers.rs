@@ -3,7 +3,7 @@
 //! layer blob.
 
 use std::io::{self, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
 
@@ -34,6 +34,38 @@ pub enum LayerError {
     },
     #[error("{0}")]
     Step(String),
+}
+
+/// The files of `dir` as one layer in the store (`None` when it is empty): how a cache mount
+/// travels. Times are clamped to the epoch 0, so the same files give the same blob.
+pub fn folder_layer(
+    store: &Store,
+    dir: &Path,
+    compression: Compression,
+) -> Result<Option<LayerRef>, LayerError> {
+    let entries = super::sandbox::folder_entries(dir)
+        .map_err(|e| LayerError::Step(format!("cannot read `{}`: {e}", dir.display())))?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    write_layer(store, &entries, 0, compression, None).map(Some)
+}
+
+/// Unpacks layer `layer` (whose blob the store has or fetches) into the empty folder `dir`,
+/// safely: nothing lands outside it.
+pub fn unpack_into(store: &Store, layer: &LayerRef, dir: &Path) -> Result<(), LayerError> {
+    let tmp = store.temp_dir("mount-")?;
+    let blob = store.open_blob(&layer.blob.digest)?;
+    let mut reader = extract::decompress(blob, media_compression(&layer.blob.media_type))
+        .map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
+    extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
+    let tree = tmp.path().join("tree");
+    for item in fs_err::read_dir(&tree).map_err(|e| LayerError::Step(e.to_string()))? {
+        let item = item.map_err(|e| LayerError::Step(e.to_string()))?;
+        fs_err::rename(item.path(), dir.join(item.file_name()))
+            .map_err(|e| LayerError::Step(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Ensures a layer is extracted in the store; returns its index and tree folder.

@@ -70,7 +70,7 @@ pub(super) fn run_step(
     let mut ssh_proxies = Vec::new();
     for m in &op.mounts {
         match m {
-            PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid } => {
+            PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid, export } => {
                 let dir = store.root().join("cache-v1").join(Digest::of(id.as_bytes()).to_hex());
                 let fresh = !dir.exists();
                 Store::note_use(&dir);
@@ -85,6 +85,9 @@ pub(super) fn run_step(
                     if uid.is_some() || gid.is_some() {
                         let _ = std::os::unix::fs::chown(&dir, *uid, *gid);
                     }
+                }
+                if let Some(shared) = opts.shared.as_ref().filter(|_| *export) {
+                    shared.cache_mount(id, &dir, fresh);
                 }
                 if *sharing == CacheSharing::Locked {
                     held_locks.push(lock_dir(&dir).map_err(|e| {

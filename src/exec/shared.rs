@@ -34,6 +34,10 @@ pub trait SharedCache: Send + Sync {
     fn exports(&self) -> bool;
     /// A step built (or found only) here: export it, in the background.
     fn export(&self, key: &Digest, layer: Option<&LayerRef>);
+    /// A step mounts cache `id` (marked for export) from `dir`; `fresh` when this store had
+    /// none, in which case the shared cache fills it first if it has it. Mounted caches are
+    /// saved to the shared cache when the build is done.
+    fn cache_mount(&self, id: &str, dir: &std::path::Path, fresh: bool);
     /// Whether fetching a blob failed during this build: what was reused from the cache may
     /// then be unobtainable, so the build starts again without it.
     fn broken(&self) -> bool;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use crate::digest::{Digest, OciDigest};
 use crate::exec::shared::{SharedCache, SharedHit};
 use crate::oci::image::{Descriptor, LayerRef};
-use crate::registry::stepcache::{TAG_PREFIX, entry_bytes};
+use crate::registry::stepcache::{MOUNT_TAG_PREFIX, TAG_PREFIX, entry_bytes};
 use crate::registry::{Client, Reference, RegistryError};
 use crate::store::{BlobSource, Store, StoreError};
 
@@ -43,6 +43,10 @@ pub struct CacheReport {
     pub bytes_downloaded: u64,
     /// One line per problem met (unreachable cache, bad entry, failed export…).
     pub warnings: Vec<String>,
+    /// Cache mounts restored from the cache before their first step: id and bytes.
+    pub mounts_restored: Vec<(String, u64)>,
+    /// Cache mounts saved to the cache after the build: id and bytes.
+    pub mounts_saved: Vec<(String, u64)>,
 }
 
 /// The registry step cache of one build.
@@ -67,6 +71,9 @@ pub struct RegistryCache {
     exported: AtomicUsize,
     uploaded: AtomicU64,
     downloaded: AtomicU64,
+    /// Cache mounts marked for export that steps mounted, by id.
+    mounts: Mutex<std::collections::BTreeMap<String, std::path::PathBuf>>,
+    mounts_restored: Mutex<Vec<(String, u64)>>,
 }
 
 struct Export {
@@ -127,6 +134,8 @@ impl RegistryCache {
             exported: AtomicUsize::new(0),
             uploaded: AtomicU64::new(0),
             downloaded: AtomicU64::new(0),
+            mounts: Mutex::default(),
+            mounts_restored: Mutex::default(),
         });
         if cache.target.is_some() {
             start_exporters(&cache);
@@ -204,12 +213,99 @@ impl RegistryCache {
         for w in workers {
             let _ = w.join();
         }
+        let mounts_saved = self.save_mounts();
         CacheReport {
             exported: self.exported.load(Ordering::SeqCst),
             bytes_uploaded: self.uploaded.load(Ordering::SeqCst),
             bytes_downloaded: self.downloaded.load(Ordering::SeqCst),
             warnings: self.warnings.lock().expect("no panics while locked").clone(),
+            mounts_restored: self.mounts_restored.lock().expect("no panics while locked").clone(),
+            mounts_saved,
         }
+    }
+
+    /// The name a cache mount's entry is stored under.
+    fn mount_key(&self, id: &str) -> Digest {
+        Digest::of(format!("mount:{id}{}", self.standing).as_bytes())
+    }
+
+    /// Fills the empty folder of cache mount `id` from the first cache that has it.
+    fn restore_mount(&self, id: &str, dir: &std::path::Path) {
+        let key = self.mount_key(id);
+        let tag = format!("{MOUNT_TAG_PREFIX}{}", key.to_hex());
+        for (i, repo) in self.sources.iter().enumerate() {
+            if self.is_dead(i) {
+                continue;
+            }
+            let layer = match self.client.step_entry(repo, &tag, &key.to_hex()) {
+                Ok(Some(Some(layer))) => layer,
+                Ok(_) => continue,
+                Err(e) => {
+                    self.warn(format!(
+                        "cache mount `{id}` from cache {}: {}",
+                        repo.name(),
+                        chain(&e)
+                    ));
+                    continue;
+                }
+            };
+            let restored = self
+                .client
+                .fetch_cache_blob(repo, &layer.blob, &self.store)
+                .map_err(|e| chain(&e))
+                .and_then(|n| {
+                    crate::exec::layers::unpack_into(&self.store, &layer, dir)
+                        .map(|()| n)
+                        .map_err(|e| chain(&e))
+                });
+            match restored {
+                Ok(n) => {
+                    self.downloaded.fetch_add(n, Ordering::SeqCst);
+                    self.mounts_restored
+                        .lock()
+                        .expect("no panics while locked")
+                        .push((id.to_owned(), layer.blob.size));
+                }
+                Err(why) => self.warn(format!(
+                    "cache mount `{id}` could not be restored from cache {}: {why}",
+                    repo.name()
+                )),
+            }
+            return;
+        }
+    }
+
+    /// Saves every exported cache mount a step used (last writer wins); returns id and size
+    /// of each saved.
+    fn save_mounts(&self) -> Vec<(String, u64)> {
+        let Some(target) = &self.target else { return Vec::new() };
+        let mounts = std::mem::take(&mut *self.mounts.lock().expect("no panics while locked"));
+        let mut saved = Vec::new();
+        for (id, dir) in mounts {
+            let key = self.mount_key(&id);
+            let tag = format!("{MOUNT_TAG_PREFIX}{}", key.to_hex());
+            let layer = match crate::exec::layers::folder_layer(
+                &self.store,
+                &dir,
+                crate::oci::compress::Compression::Zstd,
+            ) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.warn(format!("cache mount `{id}` could not be saved: {}", chain(&e)));
+                    continue;
+                }
+            };
+            let entry = entry_bytes(&key.to_hex(), layer.as_ref(), now());
+            match self.client.put_step_entry(target, &tag, &entry, layer.as_ref(), &self.store) {
+                Ok(_) => saved.push((id, layer.map_or(0, |l| l.blob.size))),
+                Err(e) => self.warn(format!(
+                    "cache mount `{id}` could not be saved to cache {}: {}",
+                    target.name(),
+                    chain(&e)
+                )),
+            }
+        }
+        saved
     }
 
     /// Where blob `digest` of a hit can be fetched, while the cache works.
@@ -251,6 +347,13 @@ impl RegistryCache {
     pub fn sources(&self) -> (&[Reference], Option<&Reference>) {
         (&self.sources, self.target.as_ref())
     }
+}
+
+/// Seconds since the epoch, now.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// The sha256 of a stored layer blob's uncompressed tar.
@@ -330,6 +433,18 @@ impl SharedCache for RegistryCache {
     fn broken(&self) -> bool {
         self.broken.load(Ordering::SeqCst)
     }
+
+    fn cache_mount(&self, id: &str, dir: &std::path::Path, fresh: bool) {
+        let mut mounts = self.mounts.lock().expect("no panics while locked");
+        let first = !mounts.contains_key(id);
+        if self.target.is_some() {
+            mounts.insert(id.to_owned(), dir.to_owned());
+        }
+        drop(mounts);
+        if fresh && first {
+            self.restore_mount(id, dir);
+        }
+    }
 }
 
 impl BlobSource for RegistryCache {
@@ -384,10 +499,7 @@ impl RegistryCache {
             return;
         }
         let key = entry_key(&job.key, self.standing);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        let entry = entry_bytes(&key.to_hex(), job.layer.as_ref(), now);
+        let entry = entry_bytes(&key.to_hex(), job.layer.as_ref(), now());
         let tag = entry_tag(&job.key, self.standing);
         let put =
             || self.client.put_step_entry(target, &tag, &entry, job.layer.as_ref(), &self.store);

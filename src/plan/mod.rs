@@ -230,6 +230,8 @@ pub enum PlannedMount {
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
+        /// Travels through the registry step cache (never part of the key).
+        export: bool,
     },
     Secret {
         id: String,

@@ -1284,7 +1284,18 @@ impl<'a> Planner<'a> {
                 }
             };
             match m {
-                RunMount::Cache { target, id, sharing, readonly, mode, uid, gid, from, source } => {
+                RunMount::Cache {
+                    target,
+                    id,
+                    sharing,
+                    readonly,
+                    mode,
+                    uid,
+                    gid,
+                    from,
+                    source,
+                    export,
+                } => {
                     let target = absolute(&cwd, &ex(target, self)?);
                     let id = match id {
                         Some(i) => ex(i, self)?,
@@ -1308,6 +1319,7 @@ impl<'a> Planner<'a> {
                         mode: *mode,
                         uid: *uid,
                         gid: *gid,
+                        export: *export,
                     });
                 }
                 RunMount::Secret { id, target, env: var, required, mode, uid, gid } => {

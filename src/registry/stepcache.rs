@@ -29,6 +29,8 @@ const DIFF_ID_ANNOTATION: &str = "dev.stack.step.diff-id";
 const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 /// Prefix of every entry's tag; its number changes with the entry format.
 pub const TAG_PREFIX: &str = "s1-";
+/// Prefix of the tags of saved cache mounts (same entry format, keyed by the mount's id).
+pub const MOUNT_TAG_PREFIX: &str = "m1-";
 /// An entry's manifest is small; anything bigger is not one.
 const MAX_ENTRY: u64 = 64 << 10;
 
@@ -292,8 +294,11 @@ impl Client {
     /// Every step cache entry of `repo`, read with `parallel` requests at once. Tags that are
     /// not entries are left out.
     pub fn step_entries(&self, repo: &Reference) -> Result<Vec<ListedEntry>, RegistryError> {
-        let tags: Vec<String> =
-            self.list_tags(repo)?.into_iter().filter(|t| t.starts_with(TAG_PREFIX)).collect();
+        let tags: Vec<String> = self
+            .list_tags(repo)?
+            .into_iter()
+            .filter(|t| t.starts_with(TAG_PREFIX) || t.starts_with(MOUNT_TAG_PREFIX))
+            .collect();
         let found = std::sync::Mutex::new(Vec::new());
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failure = std::sync::Mutex::new(None);

@@ -167,6 +167,8 @@ pub enum RunMount {
         uid: Option<u32>,
         gid: Option<u32>,
         readonly: bool,
+        /// Saved to the registry step cache after the build and restored on other machines.
+        export: bool,
     },
     Secret {
         id: Spanned<String>,

@@ -495,7 +495,10 @@ impl Parser {
                     self.only_props(
                         child,
                         &ce,
-                        &["id", "sharing", "from", "source", "mode", "uid", "gid", "readonly"],
+                        &[
+                            "id", "sharing", "from", "source", "mode", "uid", "gid", "readonly",
+                            "export",
+                        ],
                     );
                     self.exact_args(child, &ce, 1, "the target path of the cache");
                     let Some(target) = ce.args.first().and_then(|a| self.string(a)) else {
@@ -523,6 +526,7 @@ impl Parser {
                         uid: ce.prop("uid").and_then(|p| self.u32(p)),
                         gid: ce.prop("gid").and_then(|p| self.u32(p)),
                         readonly: ce.prop("readonly").is_some_and(|p| self.bool(p)),
+                        export: ce.prop("export").is_some_and(|p| self.bool(p)),
                     });
                 }
                 "secret" => {

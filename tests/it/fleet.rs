@@ -498,3 +498,27 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
 }
+
+#[test]
+fn an_exported_cache_mount_travels_with_its_owners() {
+    let Some((base, registry)) = ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kdl = format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo built >> /var/cache/app/log && chown 1000:50 /var/cache/app/log && ls -ln /var/cache/app > /seen && cat /var/cache/app/log >> /seen\" {{\n        cache \"/var/cache/app\" id=\"app\" export=#true\n    }}\n}}\n",
+        base.display()
+    );
+    write_files(dir.path(), &[("stack.kdl", &kdl)]);
+    let stores = tempfile::tempdir().unwrap();
+    let cache = format!("{}/cache", registry.host());
+    let a = build(dir.path(), &stores.path().join("a"), &["--cache-to", &cache]);
+    assert!(stderr(&a).contains("saved cache mount `app`"), "{}", stderr(&a));
+    // Machine B runs the step again (`--no-cache`) over the cache A saved.
+    let b = build(dir.path(), &stores.path().join("b"), &["--no-cache", "--cache-from", &cache]);
+    assert!(stderr(&b).contains("restored cache mount `app`"), "{}", stderr(&b));
+    let files = crate::support::image_files(&stores.path().join("b.out"), "app");
+    let seen = String::from_utf8(files["seen"].clone().unwrap()).unwrap();
+    let log_line: Vec<&str> =
+        seen.lines().find(|l| l.ends_with(" log")).unwrap().split_whitespace().collect();
+    assert_eq!((log_line[2], log_line[3]), ("1000", "50"), "owners lost: {seen}");
+    assert_eq!(seen.matches("built").count(), 2, "A's content did not travel: {seen}");
+}

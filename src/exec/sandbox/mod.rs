@@ -511,6 +511,14 @@ fn run_inner(
 }
 
 /// Says whether the sandbox can work here, and if not, why.
+/// Every file of `dir` as layer entries (paths relative to `dir`), as a step's changes are
+/// read: for saving a cache mount.
+pub fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::layer::Entry>> {
+    diff::diff_upper(dir, &[], &[], None).map_err(|e| {
+        std::io::Error::new(e.source.kind(), format!("{}: {}", e.path.display(), e.source))
+    })
+}
+
 pub fn probe() -> Result<(), String> {
     let filesystems = fs_err::read_to_string("/proc/filesystems").map_err(|e| e.to_string())?;
     if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
