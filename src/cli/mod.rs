@@ -18,8 +18,10 @@ mod load;
 mod lock;
 mod login;
 mod output;
+mod outspec;
 mod progress;
 mod push;
+mod request;
 mod sbom;
 mod verify;
 

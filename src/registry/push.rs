@@ -247,10 +247,12 @@ impl Client {
             let resp = self.send(ctx, &req)?;
             match resp.status().as_u16() {
                 201 => return Ok(BlobOutcome::Mounted),
-                // Not mountable: the registry opened an upload session instead.
+                // Not in that repository: the registry opened an upload session instead,
+                // kept for the upload should no other repository hold the blob either.
                 202 => {
-                    session = location(&resp).map(|l| self.absolute(ctx.registry, &l));
-                    break;
+                    if session.is_none() {
+                        session = location(&resp).map(|l| self.absolute(ctx.registry, &l));
+                    }
                 }
                 _ => {}
             }
