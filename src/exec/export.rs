@@ -207,6 +207,12 @@ fn merge_fds(src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<(), ExportErr
                 let d = rustix::fs::openat(dst, &name, flags, Mode::empty()).map_err(io(&name))?;
                 merge_fds(&s, &d, &shown.join(&name))?;
             }
+            Some(t) if is_dir(ours.st_mode) && !is_dir(t.st_mode) => {
+                // A folder cannot be renamed over a file or symlink: that entry goes first
+                // (the link itself, never what it points to).
+                rustix::fs::unlinkat(dst, &name, AtFlags::empty()).map_err(io(&name))?;
+                rustix::fs::renameat(src, &name, dst, &name).map_err(io(&name))?;
+            }
             _ => rustix::fs::renameat(src, &name, dst, &name).map_err(io(&name))?,
         }
     }

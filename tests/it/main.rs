@@ -11,6 +11,7 @@ mod diagnostics;
 mod docs;
 mod equivalence;
 mod habits;
+mod habits_buildx;
 mod hostile;
 mod outputs;
 mod parallel;
