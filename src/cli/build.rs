@@ -84,7 +84,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     }
     if args.push {
         let bases = |name: &str| base_images(&p, name).into_iter().map(|b| b.reference).collect();
-        super::push::push_all(resolver.registry(), &store, &images, &bases)?;
+        super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
     }
     if args.load {
         load(&images, &store)?;

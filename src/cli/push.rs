@@ -82,18 +82,24 @@ pub(super) fn push_one(
         report.skipped.len(),
         report.mounted.len()
     );
-    let _ = writeln!(std::io::stdout(), "{tag} {}", report.digest);
     mounts.pushed.insert(0, target);
     Ok(())
 }
 
+/// The line standard output gets per pushed tag.
+fn print_pushed(tag: &str, image: &BuiltImage) {
+    let _ = writeln!(std::io::stdout(), "{tag} {}", image.manifest.digest);
+}
+
 /// Pushes every registry tag of the built images; `bases` gives each image's base image
-/// references (by image name), whose repositories may hold its first layers.
+/// references (by image name), whose repositories may hold its first layers. `quiet` (`-q`)
+/// leaves standard output to the images' digests.
 pub(super) fn push_all(
     client: &Client,
     store: &Store,
     images: &[BuiltImage],
     bases: &dyn Fn(&str) -> Vec<String>,
+    quiet: bool,
 ) -> Result<(), Failure> {
     let mut mounts = MountSources::default();
     for image in images {
@@ -107,6 +113,9 @@ pub(super) fn push_all(
         }
         for t in targets {
             push_one(client, store, image, t, &mut mounts, &bases)?;
+            if !quiet {
+                print_pushed(t, image);
+            }
         }
     }
     Ok(())
@@ -143,7 +152,9 @@ pub(super) fn push_from_layout(
         config: manifest.config,
         layers: manifest.layers,
     };
-    push_one(client, store, &image, target, &mut MountSources::default(), &[])
+    push_one(client, store, &image, target, &mut MountSources::default(), &[])?;
+    print_pushed(target, &image);
+    Ok(())
 }
 
 #[cfg(test)]

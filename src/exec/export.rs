@@ -1,5 +1,5 @@
 //! `-o type=local,dest=DIR`: an image's final file system written out as plain files, as
-//! BuildKit's local exporter does (the usual way to take a compiled binary out of a build).
+//! `BuildKit`'s local exporter does (the usual way to take a compiled binary out of a build).
 //!
 //! Invariants: nothing is written outside DIR. The whole tree is first written into a fresh
 //! private folder next to (or inside) DIR, where every parent is a folder this code created
@@ -145,7 +145,7 @@ fn write_tree(view: &View, root: &Path) -> Result<Exported, ExportError> {
                 std::os::unix::fs::symlink(link, &target).map_err(io)?;
             }
             IndexKind::CharDevice { .. } | IndexKind::BlockDevice { .. } | IndexKind::Fifo => {
-                out.skipped_special += 1
+                out.skipped_special += 1;
             }
             IndexKind::Whiteout => {}
         }

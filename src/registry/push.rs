@@ -249,10 +249,8 @@ impl Client {
                 201 => return Ok(BlobOutcome::Mounted),
                 // Not in that repository: the registry opened an upload session instead,
                 // kept for the upload should no other repository hold the blob either.
-                202 => {
-                    if session.is_none() {
-                        session = location(&resp).map(|l| self.absolute(ctx.registry, &l));
-                    }
+                202 if session.is_none() => {
+                    session = location(&resp).map(|l| self.absolute(ctx.registry, &l));
                 }
                 _ => {}
             }

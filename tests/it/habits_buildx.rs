@@ -2,6 +2,7 @@
 //! `--iidfile`, `--build-context` (build files and imported Dockerfiles), `-o type=local`,
 //! and `--network`/`--add-host` defaults for `run` steps.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::support::{busybox_base, run_stack, sandbox_ready, stderr, stdout, write_files};
@@ -178,7 +179,6 @@ fn output_type_local_writes_the_files_without_following_symlinks_in_the_folder()
         std::fs::read_to_string(d.join("export/bin/tool")).unwrap(),
         "#!/bin/sh\necho tool\n"
     );
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(d.join("export/bin/tool")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o755);
     assert!(!d.join("stack-out").exists(), "type=local writes the files only");

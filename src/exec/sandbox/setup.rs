@@ -462,7 +462,7 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
             spec.hostname
         );
         for (name, ip) in &spec.extra_hosts {
-            hosts.push_str(&format!("{ip}\t{name}\n"));
+            hosts.extend([ip.as_str(), "\t", name.as_str(), "\n"]);
         }
         let hostname = format!("{}\n", spec.hostname);
         for (name, content) in [
