@@ -257,6 +257,19 @@ pub struct FileArgs {
     /// The build context for `copy` (default: the build file's folder)
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
+    /// An extra named context for `copy from=NAME` and `bind from=NAME` (repeatable): a
+    /// folder, `docker-image://REF` or `oci-layout://DIR[:TAG]`
+    #[arg(long = "build-context", value_name = "NAME=VALUE", value_parser = super::request::parse_build_context)]
+    pub build_contexts: Vec<(String, crate::plan::NamedContext)>,
+    /// Set a label on every image (repeatable); wins over the build file's label of that key
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// The network of `run` steps that do not choose one: `default` (private), `host`, `none`
+    #[arg(long, value_name = "MODE", value_parser = super::request::parse_network)]
+    pub network: Option<crate::syntax::ast::Network>,
+    /// Add a line to the `/etc/hosts` of every `run` step (repeatable)
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = super::request::parse_add_host)]
+    pub add_hosts: Vec<(String, String)>,
     /// Speak plain HTTP to this registry (repeatable; loopback registries always are)
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
@@ -272,9 +285,23 @@ pub struct FileArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub file: FileArgs,
-    /// Where to write the images; `-` writes an archive to standard output
-    #[arg(long, short = 'o', value_name = "PATH", default_value = "stack-out")]
+    /// Where to write the images; `-` writes an archive to standard output; or docker's
+    /// `type=local,dest=DIR` (the image's files into a folder), `type=oci|docker,dest=FILE`
+    #[arg(
+        long,
+        short = 'o',
+        visible_alias = "output",
+        value_name = "PATH|SPEC",
+        default_value = "stack-out"
+    )]
     pub out: PathBuf,
+    /// Print only each image's digest on standard output, no progress (as `docker build -q`)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image's manifest digest (`sha256:…`) to this file; the build must make one
+    /// image
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
     /// Output form: an OCI layout folder (default), an OCI archive (default for `--out -`), or
     /// a `docker load` archive
     #[arg(long, value_enum)]

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::args::{BuildArgs, CompressionArg, Format};
 use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
+use super::outspec::Spec;
 use super::{Failure, fail, output};
 use crate::diag::Diagnostic;
 use crate::exec::{BuildError, BuildOptions, SecretValue};
@@ -22,10 +23,11 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let files = load_files(&file_args)?;
     let store = open_store(&args.file)?;
     let mut resolver = CliResolver::new(&files, &store, &args.file)?;
-    if let Output::Path(path, _) = &output {
+    if let Output::Path(path, _) | Output::Local(path) = &output {
         resolver.reserve_output(path);
     }
     let p = plan_files(&files, &resolver, &args.file)?;
+    one_image_for(&p, &output, args)?;
     if !args.tags.is_empty() && p.images.len() != 1 {
         let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
         return Err(fail(
@@ -56,8 +58,8 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         rerun: Vec::new(),
         shared: cache.clone().map(|c| crate::exec::shared::SharedHandle(c)),
     };
-    let report = execute(&p, &files, &store, &opts, args.progress);
-    let cache_report = super::fleet::finish(cache.as_deref());
+    let report = execute(&p, &files, &store, &opts, (!args.quiet).then_some(args.progress));
+    super::fleet::finish(cache.as_deref());
     let report = report?;
     let mut images = report.images;
     if let [image] = images.as_mut_slice() {
@@ -72,19 +74,41 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         write_sboms(&output, &p, &images, &store, opts.epoch)?;
     }
     resolver.save_lock()?;
-    if let Output::Path(..) = output {
+    if let Some(path) = &args.iidfile {
+        write_iidfile(path, &images[0])?;
+    }
+    if !matches!(output, Output::Stdout { .. }) {
         let mut stdout = std::io::stdout().lock();
         for image in &images {
-            writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+            if args.quiet {
+                writeln!(stdout, "{}", image.manifest.digest)?;
+            } else {
+                writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+            }
         }
     }
     if args.push {
-        let mounts =
-            cache.as_deref().map(crate::fleet::RegistryCache::mountable).unwrap_or_default();
-        super::push::push_all(resolver.registry(), &store, &images, &mounts)?;
+        // Blobs a step cache of the same registry holds are mounted from it, like the bases'.
+        let caches: Vec<String> = cache
+            .as_deref()
+            .map(crate::fleet::RegistryCache::mountable)
+            .unwrap_or_default()
+            .iter()
+            .map(crate::registry::Reference::name)
+            .collect();
+        let bases = |name: &str| {
+            let mut from: Vec<String> =
+                base_images(&p, name).into_iter().map(|b| b.reference).collect();
+            from.extend(caches.iter().cloned());
+            from
+        };
+        super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
     }
     if args.load {
         load(&images, &store)?;
+    }
+    if args.quiet {
+        return Ok(());
     }
     let from_caches: Vec<String> = report
         .steps_shared
@@ -100,7 +124,6 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         report.steps_run,
         report.steps_reused
     );
-    let _ = cache_report;
     print_images(&images);
     Ok(())
 }
@@ -112,11 +135,18 @@ pub(super) fn execute(
     files: &[crate::plan::FileInput],
     store: &crate::store::Store,
     opts: &BuildOptions,
-    progress: super::args::Progress,
+    progress: Option<super::args::Progress>,
 ) -> Result<crate::exec::BuildReport, Failure> {
-    let progress = super::progress::Printer::new(progress, p);
-    let built = crate::exec::build(p, store, opts, &|e| progress.event(&e));
-    progress.finish();
+    // `None` (`-q`): no display at all; failures are still reported below.
+    let progress = progress.map(|mode| super::progress::Printer::new(mode, p));
+    let built = crate::exec::build(p, store, opts, &|e| {
+        if let Some(progress) = &progress {
+            progress.event(&e);
+        }
+    });
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
     match built {
         Ok(r) => Ok(r),
         Err(BuildError::Step { node, label, message, output_tail }) => {
@@ -157,16 +187,23 @@ pub(super) fn execute(
 enum Output {
     /// A layout folder or an archive file.
     Path(PathBuf, Format),
+    /// The image's files, written into a folder (`-o type=local,dest=DIR`).
+    Local(PathBuf),
     /// An archive on standard output (`--out -`).
     Stdout { docker: bool },
 }
 
 impl Output {
     fn of(args: &BuildArgs) -> Result<Self, Failure> {
-        if args.out != Path::new("-") {
-            return Ok(Self::Path(args.out.clone(), args.format.unwrap_or(Format::Oci)));
+        let (out, format) = match super::outspec::parse(&args.out).map_err(|m| fail(m, None))? {
+            Some(Spec::Local(dir)) => return Ok(Self::Local(dir)),
+            Some(Spec::Archive(path, format)) => (path, Some(format)),
+            None => (args.out.clone(), args.format),
+        };
+        if out != Path::new("-") {
+            return Ok(Self::Path(out, format.unwrap_or(Format::Oci)));
         }
-        let docker = match args.format {
+        let docker = match format {
             None | Some(Format::OciArchive) => false,
             Some(Format::DockerArchive) => true,
             Some(Format::Oci) => {
@@ -209,6 +246,18 @@ impl Output {
             Self::Path(out, Format::DockerArchive) => {
                 write_archive(out, images, store, true).map_err(err)
             }
+            Self::Local(dir) => {
+                let done = crate::exec::export::export_image(store, &images[0], dir)
+                    .map_err(|e| fail(error_chain(&e), None))?;
+                if done.skipped_special > 0 {
+                    eprintln!(
+                        "note: {} device(s) or FIFO(s) of the image are not written to `{}`",
+                        done.skipped_special,
+                        dir.display()
+                    );
+                }
+                Ok(())
+            }
             Self::Stdout { docker } => {
                 // The archive is written whole to a private file first, so a failed build
                 // never leaves half an archive on standard output.
@@ -226,10 +275,37 @@ impl Output {
 
     fn describe(&self) -> String {
         match self {
-            Self::Path(p, _) => p.display().to_string(),
+            Self::Path(p, _) | Self::Local(p) => p.display().to_string(),
             Self::Stdout { .. } => "standard output".to_owned(),
         }
     }
+}
+
+/// `--iidfile` and `-o type=local` write one image: with several, the build must say which.
+fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Result<(), Failure> {
+    let what = match (output, &args.iidfile) {
+        (Output::Local(_), _) => "`-o type=local` exports one image's files",
+        (_, Some(_)) => "`--iidfile` names one image",
+        _ => return Ok(()),
+    };
+    if p.images.len() == 1 {
+        return Ok(());
+    }
+    let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    Err(fail(
+        format!("{what}, but this build makes {}: {}", names.len(), names.join(", ")),
+        Some("choose the image (or stage) with `--target NAME`"),
+    ))
+}
+
+/// `--iidfile FILE`: the manifest digest, without a newline (as `docker build` writes it),
+/// replaced whole.
+fn write_iidfile(path: &Path, image: &crate::exec::BuiltImage) -> Result<(), Failure> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    fs_err::write(&tmp, image.manifest.digest.to_string())?;
+    fs_err::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// `--sbom`: `NAME.spdx.json` for each image, in the folder that holds the output.
@@ -240,7 +316,7 @@ fn write_sboms(
     store: &crate::store::Store,
     epoch: i64,
 ) -> Result<(), Failure> {
-    let Output::Path(out, _) = output else {
+    let (Output::Path(out, _) | Output::Local(out)) = output else {
         return Err(fail(
             "`--sbom` writes files beside the output, but the output is standard output",
             Some("write the image to a file or folder with `--out PATH`"),

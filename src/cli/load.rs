@@ -270,10 +270,7 @@ impl Loader {
         }
         let Ok(store) = open_store(args) else { return };
         let Ok(resolver) = CliResolver::new(&self.files, &store, args) else { return };
-        let request = crate::plan::PlanRequest {
-            args: args.args.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect(),
-            targets: args.targets.clone(),
-        };
+        let request = super::request::plan_request(args);
         let Err(diags) = crate::plan::plan(&self.files, &request, &resolver) else { return };
         let overlaps = |file: usize, span: miette::SourceSpan| {
             self.error_spans.iter().any(|(f, e)| {
@@ -325,13 +322,8 @@ pub(super) fn plan_files(
 ) -> Result<crate::plan::Plan, Failure> {
     // `--build-arg NAME` without a value takes it from the environment, and an unset one is
     // dropped (the arg keeps its default), as `docker build` does.
-    let values: Vec<(String, String)> =
-        args.args.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
     warn_undeclared_args(files, args.args.iter().map(|(k, _)| k.as_str()));
-    let request = crate::plan::PlanRequest {
-        args: values.into_iter().collect(),
-        targets: args.targets.clone(),
-    };
+    let request = super::request::plan_request(args);
     let planned = crate::plan::plan(files, &request, resolver);
     // Ctrl-C or SIGTERM while planning: the errors it caused are not the user's mistakes.
     if crate::exec::cancel::interrupted() {
@@ -405,6 +397,9 @@ pub(super) struct CliResolver<'a> {
     pub files: &'a [FileInput],
     pub store: &'a Store,
     contexts: Mutex<HashMap<usize, Arc<Context>>>,
+    /// The folders of `--build-context NAME=DIR`, opened when first read.
+    named_dirs: HashMap<String, PathBuf>,
+    named_contexts: Mutex<HashMap<String, Arc<Context>>>,
     images: Mutex<HashMap<String, Arc<LoadedImage>>>,
     registry: crate::registry::Client,
     lock: Mutex<crate::lockfile::Lock>,
@@ -461,6 +456,15 @@ impl<'a> CliResolver<'a> {
             files,
             store,
             contexts: Mutex::new(HashMap::new()),
+            named_dirs: args
+                .build_contexts
+                .iter()
+                .filter_map(|(name, c)| match c {
+                    crate::plan::NamedContext::Dir(d) => Some((name.clone(), d.clone())),
+                    crate::plan::NamedContext::Image(_) => None,
+                })
+                .collect(),
+            named_contexts: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             registry: crate::registry::Client::new(opts),
             lock: Mutex::new(lock),
@@ -643,7 +647,29 @@ impl<'a> CliResolver<'a> {
         if let Some(c) = map.get(&file) {
             return Ok(Arc::clone(c));
         }
-        let mut c = Context::open(&self.files[file].context_dir)?;
+        let c = self.open_context(&self.files[file].context_dir)?;
+        map.insert(file, Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// The named context `name` (`--build-context NAME=DIR`), read as the build context is:
+    /// its ignore file, stack's reserved paths, files opened beneath its root.
+    fn named_context(&self, name: &str) -> Result<Arc<Context>, SelectError> {
+        let mut map = self.named_contexts.lock().expect("no panics while locked");
+        if let Some(c) = map.get(name) {
+            return Ok(Arc::clone(c));
+        }
+        let dir = self
+            .named_dirs
+            .get(name)
+            .ok_or_else(|| crate::context::ContextError::Missing { path: PathBuf::from(name) })?;
+        let c = self.open_context(dir)?;
+        map.insert(name.to_owned(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    fn open_context(&self, dir: &Path) -> Result<Arc<Context>, SelectError> {
+        let mut c = Context::open(dir)?;
         for (path, what) in &self.reserved {
             c.reserve(path, what);
         }
@@ -656,9 +682,7 @@ impl<'a> CliResolver<'a> {
         c.stat_cache = Arc::new(crate::context::statcache::StatCache::load(
             &self.store.stat_cache_path(&c.root),
         ));
-        let c = Arc::new(c);
-        map.insert(file, Arc::clone(&c));
-        Ok(c)
+        Ok(Arc::new(c))
     }
 }
 
@@ -666,7 +690,9 @@ impl CliResolver<'_> {
     /// Saves what the contexts' stat caches learned (best effort: a lost cache only costs
     /// hashing next time).
     pub(super) fn save_stat_caches(&self) {
-        for c in self.contexts.lock().expect("no panics while locked").values() {
+        let contexts = self.contexts.lock().expect("no panics while locked");
+        let named = self.named_contexts.lock().expect("no panics while locked");
+        for c in contexts.values().chain(named.values()) {
             if c.stat_cache.is_dirty() {
                 let _ = self.store.save_stat_cache(&c.root, &c.stat_cache.encode());
             }
@@ -703,6 +729,15 @@ impl Resolver for CliResolver<'_> {
         excludes: &[String],
     ) -> Result<Vec<Selected>, SelectError> {
         self.context(file)?.select(source, excludes)
+    }
+
+    fn select_named(
+        &self,
+        name: &str,
+        source: &str,
+        excludes: &[String],
+    ) -> Result<Vec<Selected>, SelectError> {
+        self.named_context(name)?.select(source, excludes)
     }
 
     fn remote(

@@ -19,9 +19,11 @@ mod load;
 mod lock;
 mod login;
 mod output;
+mod outspec;
 mod progress;
 mod push;
 mod remote_cache;
+mod request;
 mod sbom;
 mod verify;
 

@@ -18,27 +18,49 @@ pub(super) fn names_registry(tag: &str) -> bool {
     })
 }
 
-/// Pushes one image under `tag`, checking that the registry's digest equals ours.
+/// Repositories that may already hold an image's blobs: its bases' and those this run has
+/// pushed to. A registry mounts a blob from one of its own repositories instead of taking
+/// it again (`POST …/blobs/uploads/?mount=DIGEST&from=REPO`).
+#[derive(Debug, Default)]
+pub(super) struct MountSources {
+    /// Most recent first: a repository just pushed to holds every blob of that image.
+    pushed: Vec<Reference>,
+}
+
+impl MountSources {
+    /// The repositories of `target`'s registry to try, other than `target`'s own: this run's
+    /// pushes, then the bases (given as references).
+    fn for_target(&self, target: &Reference, bases: &[String]) -> Vec<String> {
+        let bases = bases.iter().filter_map(|b| Reference::parse(b).ok());
+        let mut out: Vec<String> = Vec::new();
+        for r in self.pushed.iter().cloned().chain(bases) {
+            if r.registry == target.registry
+                && r.repository != target.repository
+                && !out.contains(&r.repository)
+            {
+                out.push(r.repository);
+            }
+        }
+        out
+    }
+}
+
+/// Pushes one image under `tag`, checking that the registry's digest equals ours; blobs are
+/// mounted from `mounts`' repositories when the registry holds them there.
 pub(super) fn push_one(
     client: &Client,
     store: &Store,
     image: &BuiltImage,
     tag: &str,
-    mount_from: &[Reference],
+    mounts: &mut MountSources,
+    bases: &[String],
 ) -> Result<(), Failure> {
     let target =
         Reference::parse(tag).map_err(|e| fail(format!("cannot push to `{tag}`: {e}"), None))?;
     let manifest =
         store.read_blob(&image.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
-    // Blobs a step cache of the same registry holds are mounted, never uploaded again.
-    let opts = PushOptions {
-        mount_from: mount_from
-            .iter()
-            .filter(|r| r.registry == target.registry)
-            .map(|r| r.repository.clone())
-            .collect(),
-        ..PushOptions::default()
-    };
+    let opts =
+        PushOptions { mount_from: mounts.for_target(&target, bases), ..PushOptions::default() };
     let report = client
         .push_with(&manifest, OCI_MANIFEST, &image.blobs(), &target, store, &opts)
         // Authentication errors say to run `stack login` themselves; others need no hint.
@@ -60,18 +82,28 @@ pub(super) fn push_one(
         report.skipped.len(),
         report.mounted.len()
     );
-    let _ = writeln!(std::io::stdout(), "{tag} {}", report.digest);
+    mounts.pushed.insert(0, target);
     Ok(())
 }
 
-/// Pushes every registry tag of the built images.
+/// The line standard output gets per pushed tag.
+fn print_pushed(tag: &str, image: &BuiltImage) {
+    let _ = writeln!(std::io::stdout(), "{tag} {}", image.manifest.digest);
+}
+
+/// Pushes every registry tag of the built images; `bases` gives each image's base image
+/// references (by image name), whose repositories may hold its first layers. `quiet` (`-q`)
+/// leaves standard output to the images' digests.
 pub(super) fn push_all(
     client: &Client,
     store: &Store,
     images: &[BuiltImage],
-    mount_from: &[Reference],
+    bases: &dyn Fn(&str) -> Vec<String>,
+    quiet: bool,
 ) -> Result<(), Failure> {
+    let mut mounts = MountSources::default();
     for image in images {
+        let bases = bases(&image.name);
         let targets: Vec<&String> = image.tags.iter().filter(|t| names_registry(t)).collect();
         if targets.is_empty() {
             eprintln!(
@@ -80,7 +112,10 @@ pub(super) fn push_all(
             );
         }
         for t in targets {
-            push_one(client, store, image, t, mount_from)?;
+            push_one(client, store, image, t, &mut mounts, &bases)?;
+            if !quiet {
+                print_pushed(t, image);
+            }
         }
     }
     Ok(())
@@ -117,12 +152,23 @@ pub(super) fn push_from_layout(
         config: manifest.config,
         layers: manifest.layers,
     };
-    push_one(client, store, &image, target, &[])
+    push_one(client, store, &image, target, &mut MountSources::default(), &[])?;
+    print_pushed(target, &image);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::names_registry;
+    use super::{MountSources, Reference, names_registry};
+
+    #[test]
+    fn mounts_come_from_the_same_registry_latest_push_first() {
+        let r = |s: &str| Reference::parse(s).unwrap();
+        let m = MountSources { pushed: vec![r("reg:5000/b:1"), r("reg:5000/a:1"), r("other/x")] };
+        let bases = ["reg:5000/base:3".to_owned(), "docker.io/library/alpine".to_owned()];
+        assert_eq!(m.for_target(&r("reg:5000/a:2"), &bases), ["b", "base"]);
+        assert!(m.for_target(&r("elsewhere:1/a"), &[]).is_empty());
+    }
 
     #[test]
     fn only_tags_with_a_host_are_pushed() {

@@ -44,7 +44,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     let resolver = CliResolver::new(&files, &store, &args.file)?;
     let plan = plan_files(&files, &resolver, &args.file)?;
     let opts = options(args, jobs);
-    let normal = super::build::execute(&plan, &files, &store, &opts, args.progress)?;
+    let normal = super::build::execute(&plan, &files, &store, &opts, Some(args.progress))?;
     // The rebuild runs `--locked`: it must pin bases exactly as this build did.
     resolver.save_lock()?;
     let built_at = std::time::Instant::now();
@@ -135,6 +135,27 @@ fn child_args(args: &VerifyArgs, cwd: &Path) -> Vec<OsString> {
     }
     for h in &f.insecure_registries {
         pair("--insecure-registry", h.into());
+    }
+    for (name, c) in &f.build_contexts {
+        let value = match c {
+            crate::plan::NamedContext::Dir(d) => abs(d),
+            crate::plan::NamedContext::Image(r) => match r.strip_prefix("oci:") {
+                Some(layout) => format!("oci-layout://{layout}").into(),
+                None => format!("docker-image://{r}").into(),
+            },
+        };
+        let mut spec = OsString::from(format!("{name}="));
+        spec.push(value);
+        pair("--build-context", spec);
+    }
+    for (k, val) in &f.labels {
+        pair("--label", format!("{k}={val}").into());
+    }
+    if let Some(n) = f.network {
+        pair("--network", super::request::network_name(n).into());
+    }
+    for (name, ip) in &f.add_hosts {
+        pair("--add-host", format!("{name}={ip}").into());
     }
     pair("--source-date-epoch", args.source_date_epoch.unwrap_or(0).to_string().into());
     pair("--compression", compression(args.compression).name().into());

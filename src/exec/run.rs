@@ -182,8 +182,11 @@ pub(super) fn run_step(
                     readonly: !readwrite,
                 });
             }
-            PlannedMount::BindContext { file, source, target, readwrite, folder } => {
-                let ctx = plan_context_dir(plan, *file);
+            PlannedMount::BindContext { file, named, source, target, readwrite, folder } => {
+                let ctx = match named {
+                    Some(name) => absolute_dir(plan.named_contexts[name].clone()),
+                    None => plan_context_dir(plan, *file),
+                };
                 let source = if let Some(sel) = folder {
                     // Only what the context selects: not the files the ignore file leaves
                     // out, nor stack's own output, as BuildKit sends only those.
@@ -218,6 +221,7 @@ pub(super) fn run_step(
         hostname: "stack".into(),
         network,
         slirp4netns,
+        extra_hosts: op.hosts.clone(),
         mounts,
         root_mode: RootMode::Auto,
     };
@@ -299,7 +303,10 @@ fn find_program(name: &str) -> Option<PathBuf> {
 /// The context folder of build file `file`, absolute: the sandbox resolves bind sources from
 /// its own working directory, which is not the caller's.
 fn plan_context_dir(plan: &Plan, file: usize) -> PathBuf {
-    let dir = plan.context_dirs.get(file).cloned().unwrap_or_else(|| PathBuf::from("."));
+    absolute_dir(plan.context_dirs.get(file).cloned().unwrap_or_else(|| PathBuf::from(".")))
+}
+
+fn absolute_dir(dir: PathBuf) -> PathBuf {
     std::path::absolute(&dir).unwrap_or(dir)
 }
 

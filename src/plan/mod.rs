@@ -75,6 +75,17 @@ pub trait Resolver: Sync {
         source: &str,
         excludes: &[String],
     ) -> Result<Vec<Selected>, SelectError>;
+    /// Selects and hashes the files a `copy from=NAME` source names in the named context
+    /// `name` (a folder given as `--build-context NAME=DIR`).
+    fn select_named(
+        &self,
+        name: &str,
+        source: &str,
+        excludes: &[String],
+    ) -> Result<Vec<Selected>, SelectError> {
+        let _ = (name, excludes);
+        Err(SelectError::NotFound { source_path: source.to_owned(), excluded: false })
+    }
     /// Fetches (or finds in the store) the file at an `http(s)://` URL for `add`, checked
     /// against `checksum` when given.
     fn remote(&self, url: &str, checksum: Option<&OciDigest>) -> Result<RemoteFile, String> {
@@ -99,6 +110,33 @@ pub struct PlanRequest {
     pub args: BTreeMap<String, String>,
     /// Images (or stages) to build; empty means every `image`.
     pub targets: Vec<String>,
+    /// `--label KEY=VALUE`: set on every image, over the build file's label of the same key.
+    pub labels: BTreeMap<String, String>,
+    /// `--network`: the network of `run` steps that do not choose one.
+    pub default_network: Network,
+    /// `--add-host NAME:IP`: lines added to every `run` step's `/etc/hosts`, in this order.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--build-context NAME=…`: extra named contexts `copy from=`/`bind from=` can name.
+    pub contexts: BTreeMap<String, NamedContext>,
+}
+
+impl PlanRequest {
+    /// The folder of named context `name` (empty when it is none).
+    pub(crate) fn contexts_dir(&self, name: &str) -> PathBuf {
+        match self.contexts.get(name) {
+            Some(NamedContext::Dir(d)) => d.clone(),
+            _ => PathBuf::new(),
+        }
+    }
+}
+
+/// What a `--build-context NAME=…` stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A folder, read like the build context (ignore file, no symlinks out of it).
+    Dir(PathBuf),
+    /// An image (`docker-image://REF`, `oci-layout://DIR:TAG`), as a stack image reference.
+    Image(String),
 }
 
 /// A diagnostic together with the file it points into.
@@ -116,6 +154,8 @@ pub struct Plan {
     pub context_dirs: Vec<PathBuf>,
     pub images: Vec<ImageTarget>,
     pub warnings: Vec<FileDiagnostic>,
+    /// The folders of the named contexts (`--build-context NAME=DIR`), for `bind from=NAME`.
+    pub named_contexts: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +257,8 @@ pub struct RunOp {
     pub cwd: String,
     pub user: String,
     pub network: Network,
+    /// Extra `/etc/hosts` lines (`--add-host`): name and address.
+    pub hosts: Vec<(String, String)>,
     pub mounts: Vec<PlannedMount>,
 }
 
@@ -262,9 +304,10 @@ pub enum PlannedMount {
         target: String,
         readwrite: bool,
     },
-    /// A view of a path of the build context.
+    /// A view of a path of the build context (or of the named context `named`).
     BindContext {
         file: usize,
+        named: Option<String>,
         source: String,
         target: String,
         readwrite: bool,

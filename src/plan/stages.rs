@@ -2,6 +2,7 @@
 //! stage's steps into DAG nodes with keys.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use miette::SourceSpan;
@@ -12,15 +13,15 @@ use serde_json::Value;
 use super::onbuild;
 use super::scope::Scope;
 use super::{
-    CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, Node, Op, Plan,
-    PlanRequest, PlannedMount, Resolver, RunOp, hash_selected,
+    CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, NamedContext,
+    Node, Op, Plan, PlanRequest, PlannedMount, Resolver, RunOp, hash_selected,
 };
 use crate::context::{ContextError, FileKind, SelectError, normalize};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig};
 use crate::syntax::ast::{
-    CopyStep, Healthcheck, Network, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
+    CopyStep, Healthcheck, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
 };
 use crate::syntax::{is_git_source, parse_duration, parse_mode};
 
@@ -86,6 +87,7 @@ impl<'a> Planner<'a> {
     pub(super) fn run(mut self) -> Result<Plan, Vec<FileDiagnostic>> {
         self.collect_globals();
         self.collect_stages();
+        self.check_named_contexts();
         let requested = self.requested();
         if !self.diags.is_empty() {
             return Err(self.diags);
@@ -104,7 +106,10 @@ impl<'a> Planner<'a> {
         for name in requested {
             let (fi, ti) = self.stages[&name];
             let target = &self.files[fi].ast.targets[ti];
-            let end = self.done[&name].clone();
+            let mut end = self.done[&name].clone();
+            for (k, v) in &self.request.labels {
+                end.config.set_label(k, v);
+            }
             let scope_args = BTreeMap::new();
             let mut tags = Vec::new();
             for tag in &target.tags {
@@ -130,6 +135,15 @@ impl<'a> Planner<'a> {
         Ok(Plan {
             graph: self.graph,
             context_dirs: self.files.iter().map(|f| f.context_dir.clone()).collect(),
+            named_contexts: self
+                .request
+                .contexts
+                .iter()
+                .filter_map(|(k, c)| match c {
+                    NamedContext::Dir(d) => Some((k.clone(), d.clone())),
+                    NamedContext::Image(_) => None,
+                })
+                .collect(),
             images,
             warnings: Vec::new(),
         })
@@ -162,6 +176,37 @@ impl<'a> Planner<'a> {
                 };
                 self.globals.insert(name, value);
             }
+        }
+    }
+
+    /// A named context never shadows a stage silently: the same name for both is an error
+    /// naming both (the stage would win in one place and the context in another).
+    fn check_named_contexts(&mut self) {
+        for name in self.request.contexts.keys() {
+            if let Some(&(fi, ti)) = self.stages.get(name) {
+                let span = self.files[fi].ast.targets[ti].name.span;
+                self.error(
+                    fi,
+                    Diagnostic::error(
+                        "context-shadows-stage",
+                        format!(
+                            "the named context `{name}` (`--build-context {name}=…`) has the same \
+                             name as the stage `{name}`"
+                        ),
+                        span,
+                        "this stage",
+                    )
+                    .with_help("rename the stage, or give the context another name"),
+                );
+            }
+        }
+    }
+
+    /// The named context folder `from=` names, when it names one (and no stage).
+    fn named_dir(&self, name: &str) -> Option<&'a PathBuf> {
+        match self.request.contexts.get(name) {
+            Some(NamedContext::Dir(d)) if !self.stages.contains_key(name) => Some(d),
+            _ => None,
         }
     }
 
@@ -420,6 +465,30 @@ impl<'a> Planner<'a> {
         file: usize,
         span: SourceSpan,
     ) -> Option<(NodeIndex, ImageConfig)> {
+        // A named context stands for what `--build-context` gave: an image, or a folder,
+        // which `copy from=`/`bind from=` read (and which is no base).
+        match self.request.contexts.get(reference) {
+            Some(NamedContext::Image(image)) if !self.stages.contains_key(reference) => {
+                return self.base_node(&image.clone(), file, span);
+            }
+            Some(NamedContext::Dir(dir)) if !self.stages.contains_key(reference) => {
+                self.error(
+                    file,
+                    Diagnostic::error(
+                        "context-as-base",
+                        format!(
+                            "the named context `{reference}` is the folder `{}`, which is no image",
+                            dir.display()
+                        ),
+                        span,
+                        "not an image",
+                    )
+                    .with_help("a folder context is read with `copy from=` or `bind from=`; give an image as `--build-context NAME=docker-image://REF`"),
+                );
+                return None;
+            }
+            _ => {}
+        }
         if let Some(n) = self.bases.get(reference)
             && let Op::Base { image, .. } = &self.graph[*n].op
         {
@@ -1054,6 +1123,9 @@ impl<'a> Planner<'a> {
         };
         h.bool(c.add).bool(c.parents).strs(&excludes);
         let mut edges = Vec::new();
+        // `from=NAME` of a `--build-context NAME=DIR` reads that folder like the context.
+        let named: Option<String> =
+            from.as_ref().and_then(|(f, _)| self.named_dir(f).map(|_| f.clone()));
         let source = match from {
             None if urls => {
                 let checksum = self.checksum(fi, c).ok()?;
@@ -1097,7 +1169,18 @@ impl<'a> Planner<'a> {
                 }
                 CopySource::Remote { files }
             }
-            None => {
+            Some((from, span)) if named.is_none() => {
+                let node = self.source_node(fi, &from, span)?;
+                let paths: Vec<String> = sources.iter().map(|(s, _)| absolute("/", s)).collect();
+                h.u8(1).digest(&self.graph[node].fs_key).strs(&paths);
+                edges.push(node);
+                CopySource::Node { node, paths }
+            }
+            _ => {
+                let context_dir = match &named {
+                    Some(n) => self.request.contexts_dir(n),
+                    None => self.files[fi].context_dir.clone(),
+                };
                 let mut selected = Vec::new();
                 let mut normalized = Vec::new();
                 for (s, span) in &sources {
@@ -1107,12 +1190,16 @@ impl<'a> Planner<'a> {
                             Diagnostic::error("source-outside-context", format!("`{s}` is outside the build context"), *span, "outside the context")
                                 .with_help(format!(
                                     "the context is `{}`; move the file into it, or run stack from a folder that contains it",
-                                    self.files[fi].context_dir.display()
+                                    context_dir.display()
                                 )),
                         );
                         return None;
                     };
-                    match self.resolver.select(fi, s, &excludes) {
+                    let sel = match &named {
+                        Some(n) => self.resolver.select_named(n, s, &excludes),
+                        None => self.resolver.select(fi, s, &excludes),
+                    };
+                    match sel {
                         Ok(sel) => selected.push(sel),
                         Err(e) => {
                             let (code, help) = match &e {
@@ -1156,13 +1243,6 @@ impl<'a> Planner<'a> {
                     hash_selected(&mut h, sel);
                 }
                 CopySource::Context { selected, sources: normalized }
-            }
-            Some((from, span)) => {
-                let node = self.source_node(fi, &from, span)?;
-                let paths: Vec<String> = sources.iter().map(|(s, _)| absolute("/", s)).collect();
-                h.u8(1).digest(&self.graph[node].fs_key).strs(&paths);
-                edges.push(node);
-                CopySource::Node { node, paths }
             }
         };
         let mut inputs = vec![
@@ -1264,7 +1344,10 @@ impl<'a> Planner<'a> {
         let cwd =
             config.string("WorkingDir").filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
         let user = config.string("User").filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
-        let network = r.network.as_ref().map_or(Network::Default, |n| n.value);
+        // The step's own `network` wins; `--network` only changes the default. Either way the
+        // network (and `--add-host`) is part of the key: it changes what the command can see.
+        let network = r.network.as_ref().map_or(self.request.default_network, |n| n.value);
+        let hosts = self.request.add_hosts.clone();
         let globals = self.globals.clone();
         let scope = Scope { globals: &globals, stage_args, config };
         let mut mounts = Vec::new();
@@ -1275,6 +1358,13 @@ impl<'a> Planner<'a> {
             h.str(k).str(v);
         }
         h.str(&cwd).str(&user).u8(network as u8);
+        // Only when given, so that the keys of steps without `--add-host` stay as they were.
+        if !hosts.is_empty() {
+            h.str("add-host").seq(hosts.len());
+            for (name, ip) in &hosts {
+                h.str(name).str(ip);
+            }
+        }
         for m in &r.mounts {
             let ex = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
                 Ok(x) => Some(x),
@@ -1397,9 +1487,14 @@ impl<'a> Planner<'a> {
                 RunMount::Bind { source, target, from, readwrite } => {
                     let src = ex(source, self)?;
                     let target = absolute(&cwd, &ex(target, self)?);
-                    if let Some(f) = from {
-                        let fv = ex(f, self)?;
-                        let node = self.source_node(fi, &fv, f.span)?;
+                    let from = match from {
+                        Some(f) => Some((ex(f, self)?, f.span)),
+                        None => None,
+                    };
+                    let named =
+                        from.as_ref().and_then(|(f, _)| self.named_dir(f).map(|_| f.clone()));
+                    if let Some((fv, from_span)) = from.filter(|_| named.is_none()) {
+                        let node = self.source_node(fi, &fv, from_span)?;
                         h.str("bind-node")
                             .digest(&self.graph[node].fs_key)
                             .str(&src)
@@ -1413,7 +1508,11 @@ impl<'a> Planner<'a> {
                             readwrite: *readwrite,
                         });
                     } else {
-                        let folder = match self.resolver.select(fi, &src, &[]) {
+                        let selected = match &named {
+                            Some(n) => self.resolver.select_named(n, &src, &[]),
+                            None => self.resolver.select(fi, &src, &[]),
+                        };
+                        let folder = match selected {
                             Ok(sel) => {
                                 // `-selected`: steps cached when a bind showed the whole folder
                                 // (ignored files too) must not be reused.
@@ -1442,6 +1541,7 @@ impl<'a> Planner<'a> {
                         };
                         mounts.push(PlannedMount::BindContext {
                             file: fi,
+                            named,
                             source: normalize(&src).unwrap_or_default(),
                             target,
                             readwrite: *readwrite,
@@ -1466,7 +1566,11 @@ impl<'a> Planner<'a> {
             "mounts".to_owned(),
             format!("{:?}", mounts.iter().map(mount_summary).collect::<Vec<_>>()),
         ));
-        Some((RunOp { argv, env, cwd, user, network, mounts }, h.finish(), edges, inputs))
+        if !hosts.is_empty() {
+            let lines: Vec<String> = hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect();
+            inputs.push(("added hosts".to_owned(), lines.join(" ")));
+        }
+        Some((RunOp { argv, env, cwd, user, network, hosts, mounts }, h.finish(), edges, inputs))
     }
 }
 

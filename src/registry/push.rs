@@ -247,10 +247,10 @@ impl Client {
             let resp = self.send(ctx, &req)?;
             match resp.status().as_u16() {
                 201 => return Ok(BlobOutcome::Mounted),
-                // Not mountable: the registry opened an upload session instead.
-                202 => {
+                // Not in that repository: the registry opened an upload session instead,
+                // kept for the upload should no other repository hold the blob either.
+                202 if session.is_none() => {
                     session = location(&resp).map(|l| self.absolute(ctx.registry, &l));
-                    break;
                 }
                 _ => {}
             }

@@ -140,8 +140,10 @@ pub struct RunStep {
     pub network: Option<Spanned<Network>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Network {
+    /// A private network namespace (the default unless `--network` says otherwise).
+    #[default]
     Default,
     None,
     Host,

@@ -12,6 +12,7 @@ mod docs;
 mod equivalence;
 mod fleet;
 mod habits;
+mod habits_buildx;
 mod hostile;
 mod outputs;
 mod parallel;

@@ -547,3 +547,41 @@ fn verify_against_a_pushed_image_says_identical() {
         "the compared image is not pinned"
     );
 }
+
+#[test]
+fn pushing_to_another_repository_of_the_registry_mounts_the_blobs() {
+    let Some(base) = busybox_base() else { return };
+    let Some(reg) = Registry::start() else { return };
+    let host = reg.host();
+    skopeo_copy(&format!("oci:{}:base", base.display()), &format!("docker://{host}/base:1"));
+    let dir = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[
+            ("hello.txt", "hello\n"),
+            (
+                "stack.kdl",
+                &format!(
+                    "stack version=1\nimage app {{\n    from \"{host}/base:1\"\n    copy \"hello.txt\" to=\"/srv/\"\n    tag \"{host}/team/a:1\" \"{host}/team/b:1\"\n}}\n"
+                ),
+            ),
+        ],
+    );
+    let o = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--push"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = |repo: &str| {
+        err.lines()
+            .find(|l| l.starts_with(&format!("pushed {host}/team/{repo}:1@")))
+            .unwrap_or_else(|| panic!("{err}"))
+            .to_owned()
+    };
+    // The base's layer comes from `base`; the config and the new layer are uploaded once.
+    assert!(line("a").ends_with("(2 blob(s) uploaded, 0 already there, 1 mounted)"), "{err}");
+    // The second repository gets everything from the first: no upload at all.
+    assert!(line("b").ends_with("(0 blob(s) uploaded, 0 already there, 3 mounted)"), "{err}");
+    assert_eq!(
+        registry_digest(&format!("{host}/team/b:1")),
+        registry_digest(&format!("{host}/team/a:1"))
+    );
+}

@@ -76,6 +76,9 @@ pub struct SandboxSpec {
     /// The `slirp4netns` program for [`Network::Private`].
     #[serde(default)]
     pub slirp4netns: Option<PathBuf>,
+    /// Lines added to the generated `/etc/hosts` (`--add-host`): name and address.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
     /// How the root is assembled; `Auto` uses overlay when it can.
     #[serde(default)]

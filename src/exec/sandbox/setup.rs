@@ -457,10 +457,13 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         } else {
             sys.read_file(Path::new("/etc/resolv.conf")).unwrap_or_default()
         };
-        let hosts = format!(
+        let mut hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
             spec.hostname
         );
+        for (name, ip) in &spec.extra_hosts {
+            hosts.extend([ip.as_str(), "\t", name.as_str(), "\n"]);
+        }
         let hostname = format!("{}\n", spec.hostname);
         for (name, content) in [
             ("resolv.conf", resolv),

@@ -48,6 +48,7 @@ fn sample_spec() -> SandboxSpec {
         user: UserSpec("app".into()),
         hostname: "stack".into(),
         network: Network::Host,
+        extra_hosts: vec![("db".into(), "10.0.0.5".into())],
         mounts: vec![
             Mount::Cache {
                 host_dir: "/cache/apt".into(),
@@ -247,6 +248,7 @@ mod real {
                 mounts: vec![],
                 root_mode: self.mode,
                 slirp4netns: None,
+                extra_hosts: vec![],
             }
         }
     }
@@ -496,8 +498,13 @@ mod real {
         );
         spec.network = Network::Host;
         spec.hostname = "builder".into();
+        spec.extra_hosts = vec![("db.internal".into(), "10.1.2.3".into())];
         let (o, out) = go(&spec);
         assert!(out.starts_with("builder\n2\n") && out.ends_with("ro\n"), "{out}");
+        let mut spec = fx.spec("grep db.internal /etc/hosts");
+        spec.network = Network::Host;
+        spec.extra_hosts = vec![("db.internal".into(), "10.1.2.3".into())];
+        assert_eq!(go(&spec).1, "10.1.2.3\tdb.internal\n");
         assert!(paths(&o).is_empty(), "{:?}", paths(&o));
     }
 
