@@ -92,7 +92,11 @@ pub fn rebuild(build_args: &[OsString], fresh: &Fresh) -> Result<(), RebuildErro
         .arg("--jobs")
         .arg(fresh.jobs.to_string())
         .arg("--locked")
+        // From nothing means no shared step cache either, whatever the build file says.
+        .arg("--no-remote-cache")
         .env_remove("STACK_CACHE_DIR")
+        .env_remove("STACK_CACHE_FROM")
+        .env_remove("STACK_CACHE_TO")
         .env("TMPDIR", &tmp)
         .env("TZ", &fresh.tz)
         .current_dir(&fresh.root)
