@@ -99,6 +99,12 @@ pub(super) fn finish(cache: Option<&RegistryCache>) -> CacheReport {
     for (id, bytes) in &report.mounts_saved {
         eprintln!("saved cache mount `{id}` ({}) to the step cache", super::cache::human(*bytes));
     }
+    if report.bytes_downloaded > 0 {
+        eprintln!(
+            "fetched {} from the step cache",
+            super::cache::human(report.bytes_downloaded)
+        );
+    }
     if let (_, Some(to)) = cache.sources()
         && report.exported > 0
     {
