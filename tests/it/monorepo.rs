@@ -345,3 +345,51 @@ fn affected_follows_what_each_step_selects() {
     assert_eq!(names(&read_json(&results)), BTreeSet::from(["a".to_owned()]));
     assert!(stderr(&o).contains("1 of 3 image(s) affected"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_stack_lock_change_affects_the_images_on_that_base() {
+    if !have("git") {
+        skip("git is missing (apt-get install git)");
+        return;
+    }
+    let Some(base) = busybox_base() else { return };
+    let Some(registry) = Registry::start() else { return };
+    let host = registry.host();
+    crate::registry::skopeo_copy(&format!("oci:{}:base", base.display()), &format!("docker://{host}/base:1"));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nimage on-base {{\n    from \"{host}/base:1\"\n    env A=\"1\"\n}}\nimage on-scratch {{\n    from \"scratch\"\n    file \"/a\" \"1\"\n}}\n"
+            ),
+        )],
+    );
+    let o = run_stack(dir.path(), cache.path(), &["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "start"]);
+    // The tag moves to another image and `stack lock` follows it.
+    let other = tempfile::tempdir().unwrap();
+    write_files(
+        other.path(),
+        &[("stack.kdl", &format!("stack version=1\nimage other {{\n    from \"oci:{}:base\"\n    env MOVED=\"1\"\n}}\n", base.display()))],
+    );
+    let o = run_stack(other.path(), cache.path(), &["build"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    crate::registry::skopeo_copy(
+        &format!("oci:{}:other", other.path().join("stack-out").display()),
+        &format!("docker://{host}/base:1"),
+    );
+    let o = run_stack(dir.path(), cache.path(), &["lock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_stack(dir.path(), cache.path(), &["affected", "--since", "HEAD", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["images"], serde_json::json!(["on-base"]), "{v}");
+    assert_eq!(v["reasons"]["on-base"], serde_json::json!([format!("stack.lock: {host}/base:1")]));
+    drop(registry);
+}
