@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::args::{AffectedArgs, FileArgs};
-use super::load::{CliResolver, error_chain, load_files, lock_path, locate, open_store, plan_files};
+use super::load::{
+    CliResolver, error_chain, load_files, locate, lock_path, open_store, plan_files,
+};
 use super::{Failure, fail};
 use crate::context::Context;
 use crate::exec::git;
@@ -71,14 +73,8 @@ pub(super) fn affected(
     let includes_others = files.iter().map(|f| !f.ast.includes.is_empty()).collect();
     let (locked_bases, locked_urls) = lock_changes(&top, args, rev)?;
     let world = Tree::default();
-    let changes = Changes {
-        paths,
-        build_files,
-        includes_others,
-        locked_bases,
-        locked_urls,
-        world: &world,
-    };
+    let changes =
+        Changes { paths, build_files, includes_others, locked_bases, locked_urls, world: &world };
     Ok(crate::plan::affected::affected(p, &changes))
 }
 

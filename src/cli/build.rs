@@ -187,7 +187,8 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
             from.extend(caches.iter().cloned());
             from
         };
-        let pushed = super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
+        let pushed =
+            super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
         results.record_pushes(&pushed);
     }
     if args.load {

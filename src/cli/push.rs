@@ -200,9 +200,8 @@ pub(super) fn push_all(
     let mut targets: Vec<(&BuiltImage, &str)> = Vec::new();
     for image in images {
         let before = targets.len();
-        targets.extend(
-            image.tags.iter().filter(|t| names_registry(t)).map(|t| (image, t.as_str())),
-        );
+        targets
+            .extend(image.tags.iter().filter(|t| names_registry(t)).map(|t| (image, t.as_str())));
         if targets.len() == before {
             eprintln!(
                 "note: `{}` has no tag that names a registry (e.g. `registry.example.com/{}:1.0`); not pushed",

@@ -53,16 +53,16 @@ pub fn toplevel(dir: &Path) -> Result<PathBuf, GitError> {
 /// sorted, relative to `top`.
 pub fn changed_paths(top: &Path, rev: &str) -> Result<Vec<String>, GitError> {
     // `--verify` first: a typo in REV is an error about REV, not an empty change set.
-    git(top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).map_err(
-        |e| match e {
+    git(top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).map_err(|e| {
+        match e {
             GitError::Failed { dir, .. } => GitError::Failed {
                 args: format!("rev-parse --verify {rev}"),
                 dir,
                 stderr: format!("`{rev}` is not a revision of this repository"),
             },
             other => other,
-        },
-    )?;
+        }
+    })?;
     let diff = git(top, &["diff", "--name-only", "--no-renames", "-z", rev, "--"])?;
     let untracked = git(top, &["ls-files", "--others", "--exclude-standard", "-z"])?;
     let mut paths: Vec<String> = diff

@@ -64,7 +64,9 @@ pub fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet
     }
     for n in plan.graph.node_indices() {
         let why = match &plan.graph[n].op {
-            Op::Base { reference, .. } => changes.locked_bases.get(&changes.world.lock_name(reference)),
+            Op::Base { reference, .. } => {
+                changes.locked_bases.get(&changes.world.lock_name(reference))
+            }
             Op::Copy(c) if matches!(c.source, CopySource::Remote { .. }) => {
                 changes.locked_urls.as_ref()
             }
@@ -98,9 +100,8 @@ fn steps_affected_by(
     changes: &Changes<'_>,
 ) -> BTreeSet<NodeIndex> {
     let mut hit: BTreeSet<NodeIndex> = by_path.get(abs).into_iter().flatten().copied().collect();
-    let is_ignore_file = abs
-        .file_name()
-        .is_some_and(|n| n == ".stackignore" || n == ".dockerignore");
+    let is_ignore_file =
+        abs.file_name().is_some_and(|n| n == ".stackignore" || n == ".dockerignore");
     if !is_ignore_file && changes.world.exists(abs) {
         return hit;
     }
@@ -112,7 +113,8 @@ fn steps_affected_by(
         let selects = if is_ignore_file && abs.parent() == Some(s.root.as_path()) {
             true
         } else {
-            !changes.world.ignored(&s.root, rel) && s.patterns.iter().any(|p| pattern_selects(p, rel))
+            !changes.world.ignored(&s.root, rel)
+                && s.patterns.iter().any(|p| pattern_selects(p, rel))
         };
         if selects {
             hit.insert(*node);
@@ -154,7 +156,9 @@ fn index_inputs(
                     };
                     let root = match (folder, named) {
                         (Some(f), _) => f.root.clone(),
-                        (None, Some(name)) => plan.named_contexts.get(name).cloned().unwrap_or_default(),
+                        (None, Some(name)) => {
+                            plan.named_contexts.get(name).cloned().unwrap_or_default()
+                        }
                         (None, None) => plan.context_dirs[*file].clone(),
                     };
                     let root = world.canonical(&root);
@@ -203,10 +207,8 @@ fn build_file_reasons(
     image: &super::ImageTarget,
     changes: &Changes<'_>,
 ) -> BTreeSet<String> {
-    let mut files: BTreeSet<usize> = ancestors(plan, image.node)
-        .into_iter()
-        .map(|n| plan.graph[n].file)
-        .collect();
+    let mut files: BTreeSet<usize> =
+        ancestors(plan, image.node).into_iter().map(|n| plan.graph[n].file).collect();
     files.insert(image.file);
     let mut out = BTreeSet::new();
     for (abs, shown) in &changes.paths {

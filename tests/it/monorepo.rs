@@ -8,7 +8,9 @@ use std::process::Command;
 
 use crate::fleet::{Fault, Proxy};
 use crate::registry::{Registry, registry_digest};
-use crate::support::{busybox_base, have, run_stack, sandbox_ready, skip, stderr, stdout, write_files};
+use crate::support::{
+    busybox_base, have, run_stack, sandbox_ready, skip, stderr, stdout, write_files,
+};
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -91,11 +93,12 @@ fn a_second_push_of_an_unchanged_image_sends_no_manifest() {
     );
     // One manifest HEAD per tag and nothing else: no blob checks, no manifest PUT.
     let requests: Vec<String> = proxy.requests()[before..].to_vec();
-    let heads =
-        requests.iter().filter(|r| r.starts_with("HEAD /v2/team/app/manifests/")).count();
+    let heads = requests.iter().filter(|r| r.starts_with("HEAD /v2/team/app/manifests/")).count();
     assert_eq!(heads, 2, "{requests:#?}");
     assert!(
-        requests.iter().all(|r| r.starts_with("HEAD /v2/team/app/manifests/") || r == "GET /v2/ HTTP/1.1"),
+        requests
+            .iter()
+            .all(|r| r.starts_with("HEAD /v2/team/app/manifests/") || r == "GET /v2/ HTTP/1.1"),
         "{requests:#?}"
     );
 
@@ -115,12 +118,10 @@ fn the_results_file_says_what_was_built_and_where_a_step_failed() {
     let dir = tempfile::tempdir().unwrap();
     write_files(
         dir.path(),
-        &[
-            (
-                "stack.kdl",
-                "stack version=1\nimage one {\n    from \"scratch\"\n    file \"/a\" \"1\"\n    tag \"example/one:1\"\n}\nimage two {\n    from \"scratch\"\n    file \"/b\" \"2\"\n}\n",
-            ),
-        ],
+        &[(
+            "stack.kdl",
+            "stack version=1\nimage one {\n    from \"scratch\"\n    file \"/a\" \"1\"\n    tag \"example/one:1\"\n}\nimage two {\n    from \"scratch\"\n    file \"/b\" \"2\"\n}\n",
+        )],
     );
     let cache = dir.path().join("cache");
     let results = dir.path().join("results.json");
@@ -151,9 +152,14 @@ fn the_results_file_says_what_was_built_and_where_a_step_failed() {
     let text = std::fs::read_to_string(&results).unwrap();
     let o = run_stack(dir.path(), &cache, &["build", "--results", results.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let strip = |t: &str| t.lines().filter(|l| !l.contains("duration_seconds")).collect::<Vec<_>>().join("\n");
+    let strip = |t: &str| {
+        t.lines().filter(|l| !l.contains("duration_seconds")).collect::<Vec<_>>().join("\n")
+    };
     let again = std::fs::read_to_string(&results).unwrap();
-    assert_eq!(strip(&text).replace("\"run\": 2", "\"run\": 0"), strip(&again).replace("\"reused\": 2", "\"reused\": 0"));
+    assert_eq!(
+        strip(&text).replace("\"run\": 2", "\"run\": 0"),
+        strip(&again).replace("\"reused\": 2", "\"reused\": 0")
+    );
 
     if !sandbox_ready() {
         return;
@@ -197,7 +203,13 @@ fn shards(dir: &Path, count: usize) -> Vec<BTreeSet<String>> {
             let o = run_stack(
                 dir,
                 &dir.join("cache"),
-                &["build", "--shard", &format!("{i}/{count}"), "--results", results.to_str().unwrap()],
+                &[
+                    "build",
+                    "--shard",
+                    &format!("{i}/{count}"),
+                    "--results",
+                    results.to_str().unwrap(),
+                ],
             );
             assert!(o.status.success(), "{}", stderr(&o));
             let r = read_json(&results);
@@ -246,9 +258,7 @@ fn git(dir: &Path, args: &[&str]) {
 fn repository() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let service = |name: &str| {
-        format!(
-            "image {name} {{\n    from shared\n    copy \"src/\" to=\"/app/\"\n}}\n"
-        )
+        format!("image {name} {{\n    from shared\n    copy \"src/\" to=\"/app/\"\n}}\n")
     };
     write_files(
         dir.path(),
@@ -295,7 +305,8 @@ fn affected_follows_what_each_step_selects() {
     let repo = repository();
     let cache = tempfile::tempdir().unwrap();
     let (r, c) = (repo.path(), cache.path());
-    let write = |path: &'static str, text: &'static str| move |d: &Path| write_files(d, &[(path, text)]);
+    let write =
+        |path: &'static str, text: &'static str| move |d: &Path| write_files(d, &[(path, text)]);
     assert!(affected_by(r, c, &|_| {}).is_empty());
     assert_eq!(affected_by(r, c, &write("services/a/src/main.txt", "a2\n")), ["a"]);
     // Added, ignored, or selected by no step: nothing.
@@ -339,7 +350,15 @@ fn affected_follows_what_each_step_selects() {
     let o = run_stack(
         r,
         c,
-        &["build", "--affected-since", "HEAD", "-o", out.to_str().unwrap(), "--results", results.to_str().unwrap()],
+        &[
+            "build",
+            "--affected-since",
+            "HEAD",
+            "-o",
+            out.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(names(&read_json(&results)), BTreeSet::from(["a".to_owned()]));
@@ -355,7 +374,10 @@ fn a_stack_lock_change_affects_the_images_on_that_base() {
     let Some(base) = busybox_base() else { return };
     let Some(registry) = Registry::start() else { return };
     let host = registry.host();
-    crate::registry::skopeo_copy(&format!("oci:{}:base", base.display()), &format!("docker://{host}/base:1"));
+    crate::registry::skopeo_copy(
+        &format!("oci:{}:base", base.display()),
+        &format!("docker://{host}/base:1"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     write_files(
@@ -376,7 +398,13 @@ fn a_stack_lock_change_affects_the_images_on_that_base() {
     let other = tempfile::tempdir().unwrap();
     write_files(
         other.path(),
-        &[("stack.kdl", &format!("stack version=1\nimage other {{\n    from \"oci:{}:base\"\n    env MOVED=\"1\"\n}}\n", base.display()))],
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nimage other {{\n    from \"oci:{}:base\"\n    env MOVED=\"1\"\n}}\n",
+                base.display()
+            ),
+        )],
     );
     let o = run_stack(other.path(), cache.path(), &["build"]);
     assert!(o.status.success(), "{}", stderr(&o));
