@@ -19,6 +19,8 @@ pub enum GitError {
     Spawn(#[source] std::io::Error),
     #[error("`git {args}` failed in `{}`: {stderr}", dir.display())]
     Failed { args: String, dir: PathBuf, stderr: String },
+    #[error("`{rev}` is not a revision of the repository `{}`", dir.display())]
+    UnknownRevision { rev: String, dir: PathBuf },
 }
 
 /// Runs `git -C dir ARGS` and returns its standard output.
@@ -53,16 +55,13 @@ pub fn toplevel(dir: &Path) -> Result<PathBuf, GitError> {
 /// sorted, relative to `top`.
 pub fn changed_paths(top: &Path, rev: &str) -> Result<Vec<String>, GitError> {
     // `--verify` first: a typo in REV is an error about REV, not an empty change set.
-    git(top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).map_err(|e| {
-        match e {
-            GitError::Failed { dir, .. } => GitError::Failed {
-                args: format!("rev-parse --verify {rev}"),
-                dir,
-                stderr: format!("`{rev}` is not a revision of this repository"),
-            },
-            other => other,
-        }
-    })?;
+    let spec = format!("{rev}^{{commit}}");
+    if let Err(e) = git(top, &["rev-parse", "--verify", "--quiet", &spec]) {
+        return Err(match e {
+            GitError::Failed { dir, .. } => GitError::UnknownRevision { rev: rev.to_owned(), dir },
+            spawn => spawn,
+        });
+    }
     let diff = git(top, &["diff", "--name-only", "--no-renames", "-z", rev, "--"])?;
     let untracked = git(top, &["ls-files", "--others", "--exclude-standard", "-z"])?;
     let mut paths: Vec<String> = diff

@@ -3,6 +3,7 @@
 //! images, and `stack affected` on a git repository made here.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -190,7 +191,7 @@ fn the_results_file_says_what_was_built_and_where_a_step_failed() {
 fn many_images(n: usize) -> String {
     let mut kdl = "stack version=1\n".to_owned();
     for i in 0..n {
-        kdl += &format!("image img{i} {{\n    from \"scratch\"\n    file \"/n\" \"{i}\"\n}}\n");
+        let _ = write!(kdl, "image img{i} {{\n    from \"scratch\"\n    file \"/n\" \"{i}\"\n}}\n");
     }
     kdl
 }
