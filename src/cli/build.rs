@@ -611,3 +611,18 @@ fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Fail
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shard_of;
+
+    /// The slice of an image is a contract with CI configurations: pinned here.
+    #[test]
+    fn an_image_s_shard_depends_on_its_name_only() {
+        let got: Vec<usize> =
+            ["api", "web", "worker", "img0"].iter().map(|n| shard_of(n, 4)).collect();
+        assert_eq!(got, [2, 1, 1, 2]);
+        assert!((1..=1000).all(|i| (1..=3).contains(&shard_of(&format!("svc{i}"), 3))));
+        assert_eq!(shard_of("anything", 1), 1);
+    }
+}

@@ -111,6 +111,10 @@ fn a_second_push_of_an_unchanged_image_sends_no_manifest() {
         [format!("{host}/team/app:1 pushed"), format!("{host}/team/app:latest pushed")]
     );
     assert_ne!(third["images"]["app"]["manifest_digest"].as_str().unwrap(), digest);
+    // `stack push` from the layout checks the tag the same way.
+    let o = run_stack(dir.path(), &cache, &["push", "app", &format!("{host}/team/app:1")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with(&format!("unchanged {host}/team/app:1@")), "{}", stderr(&o));
     drop(registry);
 }
 
