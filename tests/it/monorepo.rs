@@ -313,6 +313,13 @@ fn affected_follows_what_each_step_selects() {
     let write =
         |path: &'static str, text: &'static str| move |d: &Path| write_files(d, &[(path, text)]);
     assert!(affected_by(r, c, &|_| {}).is_empty());
+    let o = run_stack(
+        r,
+        c,
+        &["build", "--affected-since", "HEAD", "-o", c.join("none").to_str().unwrap()],
+    );
+    assert!(o.status.success() && stderr(&o).contains("nothing to build"), "{}", stderr(&o));
+    assert!(!c.join("none").exists(), "nothing is written when nothing is affected");
     assert_eq!(affected_by(r, c, &write("services/a/src/main.txt", "a2\n")), ["a"]);
     // Added, ignored, or selected by no step: nothing.
     assert_eq!(affected_by(r, c, &write("services/b/src/new.txt", "new\n")), ["b"]);
