@@ -20,7 +20,12 @@ fn read_json(path: &Path) -> serde_json::Value {
 /// Validates `doc` against `schemas/results.schema.json` with Python's `jsonschema`; skips
 /// when it is missing.
 fn check_schema(doc: &Path) {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/results.schema.json");
+    check_against("results.schema.json", doc);
+}
+
+/// Validates `doc` against `schemas/NAME` (see [`check_schema`]).
+fn check_against(name: &str, doc: &Path) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name);
     let script = "import json,sys,jsonschema\n\
         s=json.load(open(sys.argv[1]));d=json.load(open(sys.argv[2]))\n\
         jsonschema.Draft202012Validator.check_schema(s)\n\
@@ -350,6 +355,8 @@ fn affected_follows_what_each_step_selects() {
     let o = run_stack(r, c, &["affected", "--since", "HEAD", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    std::fs::write(c.join("affected.json"), stdout(&o)).unwrap();
+    check_against("affected.schema.json", &c.join("affected.json"));
     assert_eq!(v["images"], serde_json::json!(["a"]));
     assert_eq!(v["reasons"]["a"], serde_json::json!(["services/a/src/main.txt"]));
     let o = run_stack(r, c, &["affected", "--since", "no-such-rev"]);
