@@ -38,6 +38,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the layer DAG of a build file as Graphviz DOT
     Graph(GraphArgs),
+    /// List the images whose output can change between a git revision and the working tree
+    Affected(AffectedArgs),
     /// Convert a Dockerfile into an equivalent build file
     Import(ImportArgs),
     /// Resolve every registry reference again and rewrite `stack.lock`
@@ -295,6 +297,18 @@ pub struct BuildArgs {
         default_value = "stack-out"
     )]
     pub out: PathBuf,
+    /// Write a JSON document of what was built and pushed (digests, tags, platform, steps) to
+    /// this file, also when the build fails
+    #[arg(long, visible_alias = "metadata-file", value_name = "FILE")]
+    pub results: Option<PathBuf>,
+    /// Build only the I-th of N slices of the images (1-based, e.g. `--shard 2/4`), chosen by
+    /// a hash of each image's name
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Build only the images whose output can change since this git revision (see `stack
+    /// affected`)
+    #[arg(long, value_name = "REV")]
+    pub affected_since: Option<String>,
     /// Print only each image's digest on standard output, no progress (as `docker build -q`)
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -413,6 +427,18 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AffectedArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// The git revision to compare the working tree with (`main`, `HEAD~1`, a commit)
+    #[arg(long, value_name = "REV")]
+    pub since: String,
+    /// Print JSON (the images, and why each is affected) instead of one name per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct GraphArgs {
     #[command(flatten)]
     pub file: FileArgs,
@@ -510,6 +536,18 @@ fn parse_build_arg(s: &str) -> Result<(String, Option<String>), String> {
     }
 }
 
+/// `I/N` with `1 <= I <= N`.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{s}` is not a shard such as `1/4` (the first of four)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) =
+        (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("`{s}`: the shard must be between 1/N and N/N, with N at least 1"));
+    }
+    Ok((i, n))
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -519,7 +557,17 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_shard, parse_size};
+
+    #[test]
+    fn shards_are_one_based_and_within_their_count() {
+        assert_eq!(parse_shard("1/4"), Ok((1, 4)));
+        assert_eq!(parse_shard("4/4"), Ok((4, 4)));
+        assert!(parse_shard("0/4").is_err());
+        assert!(parse_shard("5/4").is_err());
+        assert!(parse_shard("1/0").is_err());
+        assert!(parse_shard("2").is_err());
+    }
 
     #[test]
     fn sizes_parse_in_powers_of_1024() {

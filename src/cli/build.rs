@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::args::{BuildArgs, CompressionArg, Format};
 use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
 use super::outspec::Spec;
+use super::results::{FailureInfo, Results, ShardInfo, platform_of};
 use super::{Failure, fail, output};
 use crate::diag::Diagnostic;
 use crate::exec::{BuildError, BuildOptions, SecretValue};
@@ -16,6 +17,71 @@ use crate::oci::layout::{write_archive, write_layout};
 
 pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
+    let shard = args.shard.map(|(index, count)| ShardInfo { index, count });
+    let mut results = Results::new(shard, args.affected_since.clone());
+    let outcome = build(args, &mut results, started);
+    let Some(path) = &args.results else { return outcome };
+    if let Err(e) = &outcome
+        && results.failure.is_none()
+    {
+        results.fail(FailureInfo { message: failure_message(e), ..FailureInfo::default() });
+    }
+    results.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let written = results.write(path).map_err(|e| {
+        fail(format!("cannot write the results file `{}`: {e}", path.display()), None)
+    });
+    // The build's own failure says more than a results file that could not be written.
+    outcome.and(written)
+}
+
+/// What the results file says of a failed build.
+fn failure_message(e: &Failure) -> String {
+    match e {
+        Failure::UserFiles => "the build files have problems (reported on standard error)".into(),
+        Failure::StepFailed => "a step failed".into(),
+        Failure::Interrupted => "interrupted".into(),
+        Failure::Differs => "the images differ".into(),
+        Failure::Other(e, _) => error_chain(e.as_ref()),
+    }
+}
+
+/// Narrows the plan to the images `--affected-since` and `--shard` select.
+fn select_images(
+    p: &mut crate::plan::Plan,
+    files: &[crate::plan::FileInput],
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    if let Some(rev) = &args.affected_since {
+        let found = super::affected::affected(files, p, &args.file, rev)?;
+        let before = p.images.len();
+        p.retain_images(&|name| found.contains_key(name));
+        if !args.quiet {
+            eprintln!(
+                "{} of {before} image(s) affected by the changes since `{rev}`",
+                p.images.len()
+            );
+        }
+    }
+    if let Some((index, count)) = args.shard {
+        let before = p.images.len();
+        p.retain_images(&|name| shard_of(name, count) == index);
+        if !args.quiet {
+            eprintln!("shard {index}/{count}: {} of {before} image(s)", p.images.len());
+        }
+    }
+    Ok(())
+}
+
+/// The shard (1-based, of `count`) image `name` belongs to: by a hash of the name alone, so an
+/// image never moves when others are added or removed.
+pub(super) fn shard_of(name: &str, count: usize) -> usize {
+    let hash = blake3::hash(name.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    (u64::from_le_bytes(first) % count as u64) as usize + 1
+}
+
+fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<(), Failure> {
     let output = Output::of(args)?;
     check_tags(&args.tags)?;
     let mut file_args = args.file.clone();
@@ -26,7 +92,14 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     if let Output::Path(path, _) | Output::Local(path) = &output {
         resolver.reserve_output(path);
     }
-    let p = plan_files(&files, &resolver, &args.file)?;
+    let mut p = plan_files(&files, &resolver, &args.file)?;
+    select_images(&mut p, &files, args)?;
+    if p.images.is_empty() {
+        if !args.quiet {
+            eprintln!("nothing to build");
+        }
+        return Ok(());
+    }
     one_image_for(&p, &output, args)?;
     if !args.tags.is_empty() && p.images.len() != 1 {
         let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
@@ -58,9 +131,17 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         rerun: Vec::new(),
         shared: cache.clone().map(|c| crate::exec::shared::SharedHandle(c)),
     };
-    let report = execute(&p, &files, &store, &opts, (!args.quiet).then_some(args.progress));
+    let report = execute_noting(
+        &p,
+        &files,
+        &store,
+        &opts,
+        (!args.quiet).then_some(args.progress),
+        &mut |f| results.fail(f),
+    );
     super::fleet::finish(cache.as_deref());
     let report = report?;
+    results.record_steps(&report);
     let mut images = report.images;
     if let [image] = images.as_mut_slice() {
         for t in &args.tags {
@@ -70,6 +151,10 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         }
     }
     output.write(&images, &store)?;
+    let platform = |name: &str| {
+        p.images.iter().find(|i| i.name == name).map(|i| platform_of(&i.config)).unwrap_or_default()
+    };
+    results.record_images(&images, &output.describe_for_results(), &platform);
     if args.sbom {
         write_sboms(&output, &p, &images, &store, opts.epoch)?;
     }
@@ -102,7 +187,9 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
             from.extend(caches.iter().cloned());
             from
         };
-        super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
+        let pushed =
+            super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
+        results.record_pushes(&pushed);
     }
     if args.load {
         load(&images, &store)?;
@@ -137,6 +224,19 @@ pub(super) fn execute(
     opts: &BuildOptions,
     progress: Option<super::args::Progress>,
 ) -> Result<crate::exec::BuildReport, Failure> {
+    execute_noting(p, files, store, opts, progress, &mut |_| {})
+}
+
+/// [`execute`] that also hands a failed step's file, line and message to `note` (for the
+/// results file).
+fn execute_noting(
+    p: &crate::plan::Plan,
+    files: &[crate::plan::FileInput],
+    store: &crate::store::Store,
+    opts: &BuildOptions,
+    progress: Option<super::args::Progress>,
+    note: &mut dyn FnMut(FailureInfo),
+) -> Result<crate::exec::BuildReport, Failure> {
     // `None` (`-q`): no display at all; failures are still reported below.
     let progress = progress.map(|mode| super::progress::Printer::new(mode, p));
     let built = crate::exec::build(p, store, opts, &|e| {
@@ -151,6 +251,7 @@ pub(super) fn execute(
         Ok(r) => Ok(r),
         Err(BuildError::Step { node, label, message, output_tail }) => {
             let n = &p.graph[node];
+            note(step_failure(&files[n.file], n.span, &label, &message));
             let mut d = Diagnostic::error(
                 "step-failed",
                 format!("step `{label}` failed: {message}"),
@@ -180,6 +281,25 @@ pub(super) fn execute(
             Err(Failure::Interrupted)
         }
         Err(e) => Err(fail(error_chain(&e), None)),
+    }
+}
+
+/// A failed step as the results file gives it: the step, its file, line and column.
+fn step_failure(
+    file: &crate::plan::FileInput,
+    span: miette::SourceSpan,
+    label: &str,
+    message: &str,
+) -> FailureInfo {
+    let before = &file.source.text[..span.offset().min(file.source.text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    FailureInfo {
+        message: format!("step `{label}` failed: {message}"),
+        step: Some(label.to_owned()),
+        file: Some(file.source.name.clone()),
+        line: Some(line),
+        column: Some(column),
     }
 }
 
@@ -270,6 +390,14 @@ impl Output {
                 stdout.flush()?;
                 Ok(())
             }
+        }
+    }
+
+    /// The output as the results file names it: the path, or `-` for standard output.
+    fn describe_for_results(&self) -> String {
+        match self {
+            Self::Path(p, _) | Self::Local(p) => p.display().to_string(),
+            Self::Stdout { .. } => "-".to_owned(),
         }
     }
 
@@ -482,4 +610,19 @@ fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Fail
         out.insert(id, value);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_of;
+
+    /// The slice of an image is a contract with CI configurations: pinned here.
+    #[test]
+    fn an_image_s_shard_depends_on_its_name_only() {
+        let got: Vec<usize> =
+            ["api", "web", "worker", "img0"].iter().map(|n| shard_of(n, 4)).collect();
+        assert_eq!(got, [2, 1, 1, 2]);
+        assert!((1..=1000).all(|i| (1..=3).contains(&shard_of(&format!("svc{i}"), 3))));
+        assert_eq!(shard_of("anything", 1), 1);
+    }
 }

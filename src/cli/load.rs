@@ -799,7 +799,7 @@ fn platform() -> String {
 pub(super) const DEFAULT_OUT: &str = "stack-out";
 
 /// `stack.lock` sits next to the build file (or Dockerfile).
-fn lock_path(args: &FileArgs) -> PathBuf {
+pub(super) fn lock_path(args: &FileArgs) -> PathBuf {
     let file = locate(args).map_or_else(|_| PathBuf::from("stack.kdl"), |l| l.path);
     file.parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -6,6 +6,7 @@
 //! images, registry). `stack verify`: 0 identical, 5 the images or a step differ, 6 could
 //! not build (any of 1, 3 and 4 above, its message printed as usual).
 
+mod affected;
 mod args;
 mod build;
 mod cache;
@@ -24,6 +25,7 @@ mod progress;
 mod push;
 mod remote_cache;
 mod request;
+mod results;
 mod sbom;
 mod verify;
 
@@ -78,6 +80,7 @@ pub fn main() -> ExitCode {
         args::Command::Verify(a) => verify::run(&a),
         args::Command::Check(a) => check::run(&a),
         args::Command::Graph(a) => graph::run(&a),
+        args::Command::Affected(a) => affected::run(&a),
         args::Command::Import(a) => import::run(&a),
         args::Command::Lock(a) => lock::run(&a),
         args::Command::Login(a) => login::run(&a),

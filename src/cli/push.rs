@@ -2,9 +2,12 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::load::error_chain;
 use super::{Failure, fail};
+use crate::digest::OciDigest;
 use crate::exec::BuiltImage;
 use crate::oci::image::{Manifest, OCI_MANIFEST};
 use crate::registry::{Client, PushOptions, Reference};
@@ -43,6 +46,72 @@ impl MountSources {
         }
         out
     }
+}
+
+/// What `--push` did with one tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PushStatus {
+    /// The manifest was put (and the blobs the registry lacked sent).
+    Pushed,
+    /// The tag already named the image's digest: nothing was sent.
+    Unchanged,
+}
+
+impl PushStatus {
+    /// The word the output and the results file use.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pushed => "pushed",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One tag `--push` handled.
+#[derive(Debug, Clone)]
+pub(super) struct PushedTag {
+    pub image: String,
+    pub tag: String,
+    pub status: PushStatus,
+}
+
+/// At most this many tags are checked at once: enough to hide the round trips of a
+/// monorepo's many tags, few enough not to look like an attack to the registry.
+const PARALLEL_CHECKS: usize = 8;
+
+/// The digest each tag names on its registry now (`None`: no such tag, or it cannot be
+/// told), asked in parallel with one manifest `HEAD` each.
+fn current_digests(client: &Client, tags: &[&str]) -> Result<Vec<Option<OciDigest>>, Failure> {
+    let next = AtomicUsize::new(0);
+    let found: Mutex<Vec<Option<Result<Option<OciDigest>, String>>>> =
+        Mutex::new(vec![None; tags.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_CHECKS.min(tags.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(tag) = tags.get(i) else { return };
+                    let answer = check_tag(client, tag);
+                    found.lock().expect("no panics while locked")[i] = Some(answer);
+                }
+            });
+        }
+    });
+    found
+        .into_inner()
+        .expect("no panics while locked")
+        .into_iter()
+        .map(|a| a.expect("every tag was checked").map_err(|m| fail(m, None)))
+        .collect()
+}
+
+/// One tag's current digest; a reference without a tag (pushed by digest) is never skipped.
+fn check_tag(client: &Client, tag: &str) -> Result<Option<OciDigest>, String> {
+    let target = Reference::parse(tag).map_err(|e| format!("cannot push to `{tag}`: {e}"))?;
+    if target.tag.is_none() || target.digest.is_some() {
+        return Ok(None);
+    }
+    client.tag_digest(&target).map_err(|e| error_chain(&e))
 }
 
 /// Pushes one image under `tag`, checking that the registry's digest equals ours; blobs are
@@ -86,39 +155,74 @@ pub(super) fn push_one(
     Ok(())
 }
 
-/// The line standard output gets per pushed tag.
+/// Pushes `image` under `tag` unless the tag already names its digest (`current`).
+fn push_or_skip(
+    client: &Client,
+    store: &Store,
+    image: &BuiltImage,
+    tag: &str,
+    current: Option<&OciDigest>,
+    mounts: &mut MountSources,
+    bases: &[String],
+) -> Result<PushStatus, Failure> {
+    if current == Some(&image.manifest.digest) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "unchanged {tag}@{} (the registry has it already; nothing sent)",
+            image.manifest.digest
+        );
+        // The repository holds every blob of the image: a source for mounts as well.
+        if let Ok(target) = Reference::parse(tag) {
+            mounts.pushed.insert(0, target);
+        }
+        return Ok(PushStatus::Unchanged);
+    }
+    push_one(client, store, image, tag, mounts, bases)?;
+    Ok(PushStatus::Pushed)
+}
+
+/// The line standard output gets per pushed (or unchanged) tag.
 fn print_pushed(tag: &str, image: &BuiltImage) {
     let _ = writeln!(std::io::stdout(), "{tag} {}", image.manifest.digest);
 }
 
-/// Pushes every registry tag of the built images; `bases` gives each image's base image
-/// references (by image name), whose repositories may hold its first layers. `quiet` (`-q`)
-/// leaves standard output to the images' digests.
+/// Pushes every registry tag of the built images, leaving alone the tags that already name
+/// the image (checked first, in parallel); `bases` gives each image's base image references
+/// (by image name), whose repositories may hold its first layers. `quiet` (`-q`) leaves
+/// standard output to the images' digests.
 pub(super) fn push_all(
     client: &Client,
     store: &Store,
     images: &[BuiltImage],
     bases: &dyn Fn(&str) -> Vec<String>,
     quiet: bool,
-) -> Result<(), Failure> {
-    let mut mounts = MountSources::default();
+) -> Result<Vec<PushedTag>, Failure> {
+    let mut targets: Vec<(&BuiltImage, &str)> = Vec::new();
     for image in images {
-        let bases = bases(&image.name);
-        let targets: Vec<&String> = image.tags.iter().filter(|t| names_registry(t)).collect();
-        if targets.is_empty() {
+        let before = targets.len();
+        targets
+            .extend(image.tags.iter().filter(|t| names_registry(t)).map(|t| (image, t.as_str())));
+        if targets.len() == before {
             eprintln!(
                 "note: `{}` has no tag that names a registry (e.g. `registry.example.com/{}:1.0`); not pushed",
                 image.name, image.name
             );
         }
-        for t in targets {
-            push_one(client, store, image, t, &mut mounts, &bases)?;
-            if !quiet {
-                print_pushed(t, image);
-            }
-        }
     }
-    Ok(())
+    let tags: Vec<&str> = targets.iter().map(|(_, t)| *t).collect();
+    let current = current_digests(client, &tags)?;
+    let mut mounts = MountSources::default();
+    let mut done = Vec::new();
+    for ((image, tag), current) in targets.into_iter().zip(&current) {
+        let bases = bases(&image.name);
+        let status =
+            push_or_skip(client, store, image, tag, current.as_ref(), &mut mounts, &bases)?;
+        if !quiet {
+            print_pushed(tag, image);
+        }
+        done.push(PushedTag { image: image.name.clone(), tag: tag.to_owned(), status });
+    }
+    Ok(done)
 }
 
 /// `stack push NAME TARGET`: an image from an OCI layout to a registry.
@@ -152,7 +256,9 @@ pub(super) fn push_from_layout(
         config: manifest.config,
         layers: manifest.layers,
     };
-    push_one(client, store, &image, target, &mut MountSources::default(), &[])?;
+    let current = current_digests(client, &[target])?;
+    let mut mounts = MountSources::default();
+    push_or_skip(client, store, &image, target, current[0].as_ref(), &mut mounts, &[])?;
     print_pushed(target, &image);
     Ok(())
 }

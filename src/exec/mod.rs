@@ -5,6 +5,7 @@ pub mod build;
 pub mod cancel;
 mod explain;
 pub mod export;
+pub mod git;
 pub mod layers;
 pub mod load;
 pub mod rebuild;

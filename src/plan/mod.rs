@@ -5,6 +5,7 @@
 //! A node's key is blake3 over a versioned canonical encoding of the step and its inputs
 //! (copied files by content, mode and kind; never by mtime).
 
+pub mod affected;
 pub mod dot;
 mod onbuild;
 mod scope;
@@ -341,6 +342,22 @@ impl Plan {
         }
         chain.reverse();
         chain
+    }
+}
+
+impl Plan {
+    /// Keeps only the images `keep` accepts, and only the steps they need (`--shard`,
+    /// `--affected-since`): the others are neither built nor counted.
+    pub fn retain_images(&mut self, keep: &dyn Fn(&str) -> bool) {
+        self.images.retain(|i| keep(&i.name));
+        let mut needed = std::collections::HashSet::new();
+        let mut todo: Vec<NodeIndex> = self.images.iter().map(|i| i.node).collect();
+        while let Some(n) = todo.pop() {
+            if needed.insert(n) {
+                todo.extend(self.graph.neighbors_directed(n, petgraph::Direction::Incoming));
+            }
+        }
+        self.graph.retain_nodes(|_, n| needed.contains(&n));
     }
 }
 

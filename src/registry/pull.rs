@@ -19,7 +19,7 @@ use crate::oci::image::{
 use crate::oci::local::LoadedImage;
 use crate::store::Store;
 
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+pub(super) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1";
 const MAX_MANIFEST: u64 = 8 << 20;

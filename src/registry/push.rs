@@ -199,6 +199,39 @@ impl Client {
         Ok(report)
     }
 
+    /// The digest `target`'s tag names on the registry now, from one manifest `HEAD` (the
+    /// `Docker-Content-Digest` header); `None` when the tag does not exist or the registry
+    /// does not say. Asked before pushing, so that a tag already naming the image is left
+    /// alone: no blob checks, no manifest `PUT`.
+    pub fn tag_digest(&self, target: &Reference) -> Result<Option<OciDigest>, RegistryError> {
+        let reference = target.manifest_reference();
+        // The push's own scope, so that the token serves the push that may follow.
+        let scope = vec![format!("repository:{}:pull,push", target.repository)];
+        let ctx = Ctx { registry: &target.registry, repository: &target.repository, scope };
+        let req = Req {
+            method: Method::HEAD,
+            url: format!(
+                "{}/v2/{}/manifests/{reference}",
+                self.base_url(&target.registry),
+                target.repository
+            ),
+            headers: vec![("Accept", super::pull::ACCEPT.to_owned())],
+            body: Payload::Empty,
+            retry: true,
+            what: format!("checking manifest `{reference}`"),
+        };
+        let resp = self.send(&ctx, &req)?;
+        match resp.status().as_u16() {
+            404 => Ok(None),
+            s if (200..300).contains(&s) => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<OciDigest>().ok())),
+            _ => Err(self.status_error(&ctx, &req.what, &reference, resp)),
+        }
+    }
+
     fn blob_url(&self, ctx: &Ctx<'_>, digest: &OciDigest) -> String {
         format!("{}/v2/{}/blobs/{digest}", self.base_url(ctx.registry), ctx.repository)
     }

@@ -517,6 +517,36 @@ fn push_matches_skopeo_and_a_repush_uploads_nothing() {
 }
 
 #[test]
+fn a_tag_s_digest_comes_from_one_manifest_head_accepting_every_manifest_kind() {
+    if !have_registry() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let proxy = Proxy::start(reg.port, |_| Reply::Forward);
+    let (_s, store) = new_store();
+    let img = make_image(&store, &[("a.txt", b"tagged\n")], true, "tagged");
+    let client = test_client();
+    let target = reference(&format!("{}/team/app:1", proxy.host()));
+    assert_eq!(client.tag_digest(&target).unwrap(), None, "no such tag yet");
+    client.push(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store).unwrap();
+    proxy.clear();
+    assert_eq!(client.tag_digest(&target).unwrap(), Some(img.digest.clone()));
+    let heads: Vec<Head> =
+        proxy.requests().into_iter().filter(|h| h.path.contains("/manifests/")).collect();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(heads[0].method, "HEAD");
+    let accept = heads[0].header("accept").unwrap_or_default();
+    for kind in [
+        OCI_MANIFEST,
+        crate::oci::image::OCI_INDEX,
+        crate::oci::image::DOCKER_MANIFEST,
+        crate::oci::image::DOCKER_LIST,
+    ] {
+        assert!(accept.contains(kind), "{accept}");
+    }
+}
+
+#[test]
 fn mounts_across_repositories_and_uploads_in_chunks() {
     if !have_registry() {
         return;

@@ -14,7 +14,7 @@ use crate::support::{busybox_base, run_stack, sandbox_ready, stderr, stdout, wri
 
 /// What the proxy does to the requests it relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     None,
     Status(u16),
     /// Close the connection without answering.
@@ -27,13 +27,13 @@ enum Fault {
 
 /// A one-request-per-connection HTTP proxy to the registry that logs request lines and
 /// applies its fault to every `every`-th request.
-struct Proxy {
+pub(crate) struct Proxy {
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
-    fn start(upstream: u16, fault: Fault, every: usize) -> Self {
+    pub(crate) fn start(upstream: u16, fault: Fault, every: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -53,11 +53,11 @@ impl Proxy {
         Self { port, log }
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 }

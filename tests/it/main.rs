@@ -14,6 +14,7 @@ mod fleet;
 mod habits;
 mod habits_buildx;
 mod hostile;
+mod monorepo;
 mod outputs;
 mod parallel;
 mod parity;

@@ -1,0 +1,250 @@
+//! Which images a set of changed files can change (`stack affected`), from each step's real
+//! inputs: the context files a `copy`/`add`/`bind` selects, the build files, the bases
+//! `stack.lock` pins. No IO: the caller says which paths changed and whether they exist.
+//!
+//! Invariant: a path is reported as affecting an image only through a step whose key covers
+//! it (or, for a path that no longer exists, whose source pattern would select it), so a
+//! change to a file nothing selects affects nothing. Build files are coarser: see
+//! [`Changes::build_files`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use petgraph::Direction;
+use petgraph::stable_graph::NodeIndex;
+
+use super::{CopySource, Op, Plan, PlannedMount};
+
+/// What changed, as the caller found it.
+pub struct Changes<'a> {
+    /// Changed files: absolute path (symlinks resolved as the context resolves them) and the
+    /// name to report (relative to the repository).
+    pub paths: Vec<(PathBuf, String)>,
+    /// The absolute path of each build file, by file index; a change to the main file (0)
+    /// affects every image, one to an included file the images with a step from it (or every
+    /// image when it includes others).
+    pub build_files: Vec<PathBuf>,
+    /// Whether each included file includes others.
+    pub includes_others: Vec<bool>,
+    /// Normalised base references whose `stack.lock` pin changed, with the reason to report.
+    pub locked_bases: BTreeMap<String, String>,
+    /// A changed `stack.lock` URL pin, when one did: affects every `add` of a URL.
+    pub locked_urls: Option<String>,
+    /// Questions about the working tree.
+    pub world: &'a dyn World,
+}
+
+/// What the computation needs to know of the working tree (the caller does the IO).
+pub trait World {
+    /// Whether a path exists now (a path that does not was deleted).
+    fn exists(&self, path: &Path) -> bool;
+    /// Whether the ignore file of the context at `root` excludes `rel`.
+    fn ignored(&self, root: &Path, rel: &str) -> bool;
+    /// A folder's path with symlinks resolved, as the contexts' roots are.
+    fn canonical(&self, path: &Path) -> PathBuf;
+    /// The name `stack.lock` pins a base reference under.
+    fn lock_name(&self, reference: &str) -> String;
+}
+
+/// The context sources of one step: the context root and the source paths (may hold globs),
+/// relative to it.
+struct Sources {
+    root: PathBuf,
+    patterns: Vec<String>,
+}
+
+/// The images `changes` can change, each with the reasons (changed paths), sorted.
+pub fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut node_reasons: HashMap<NodeIndex, BTreeSet<String>> = HashMap::new();
+    let (by_path, sources) = index_inputs(plan, changes.world);
+    for (abs, shown) in &changes.paths {
+        for n in steps_affected_by(abs, &by_path, &sources, changes) {
+            node_reasons.entry(n).or_default().insert(shown.clone());
+        }
+    }
+    for n in plan.graph.node_indices() {
+        let why = match &plan.graph[n].op {
+            Op::Base { reference, .. } => {
+                changes.locked_bases.get(&changes.world.lock_name(reference))
+            }
+            Op::Copy(c) if matches!(c.source, CopySource::Remote { .. }) => {
+                changes.locked_urls.as_ref()
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            node_reasons.entry(n).or_default().insert(why.clone());
+        }
+    }
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for image in &plan.images {
+        let mut reasons = build_file_reasons(plan, image, changes);
+        for n in ancestors(plan, image.node) {
+            if let Some(r) = node_reasons.get(&n) {
+                reasons.extend(r.iter().cloned());
+            }
+        }
+        if !reasons.is_empty() {
+            out.insert(image.name.clone(), reasons);
+        }
+    }
+    out
+}
+
+/// The steps a changed path reaches: those that selected it, or, for a deleted path (or an
+/// ignore file), those whose sources would select it.
+fn steps_affected_by(
+    abs: &Path,
+    by_path: &HashMap<PathBuf, Vec<NodeIndex>>,
+    sources: &[(NodeIndex, Sources)],
+    changes: &Changes<'_>,
+) -> BTreeSet<NodeIndex> {
+    let mut hit: BTreeSet<NodeIndex> = by_path.get(abs).into_iter().flatten().copied().collect();
+    let is_ignore_file =
+        abs.file_name().is_some_and(|n| n == ".stackignore" || n == ".dockerignore");
+    if !is_ignore_file && changes.world.exists(abs) {
+        return hit;
+    }
+    for (node, s) in sources {
+        let Some(rel) = abs.strip_prefix(&s.root).ok().and_then(|r| r.to_str()) else {
+            continue;
+        };
+        // A new ignore file can change what every source of its context selects.
+        let selects = if is_ignore_file && abs.parent() == Some(s.root.as_path()) {
+            true
+        } else {
+            !changes.world.ignored(&s.root, rel)
+                && s.patterns.iter().any(|p| pattern_selects(p, rel))
+        };
+        if selects {
+            hit.insert(*node);
+        }
+    }
+    hit
+}
+
+/// Every context file each step selected (by absolute path), and each step's sources.
+fn index_inputs(
+    plan: &Plan,
+    world: &dyn World,
+) -> (HashMap<PathBuf, Vec<NodeIndex>>, Vec<(NodeIndex, Sources)>) {
+    let mut by_path: HashMap<PathBuf, Vec<NodeIndex>> = HashMap::new();
+    let mut sources = Vec::new();
+    for n in plan.graph.node_indices() {
+        let mut add = |root: &Path, rel: &str| {
+            by_path.entry(root.join(rel)).or_default().push(n);
+        };
+        match &plan.graph[n].op {
+            Op::Copy(c) => {
+                if let CopySource::Context { selected, sources: patterns } = &c.source {
+                    let mut root = None;
+                    for item in selected.iter().flatten() {
+                        root.get_or_insert_with(|| item.root.clone());
+                        for (_, meta) in &item.entries {
+                            add(&item.root, &meta.rel);
+                        }
+                    }
+                    if let Some(root) = root {
+                        sources.push((n, Sources { root, patterns: patterns.clone() }));
+                    }
+                }
+            }
+            Op::Run(r) => {
+                for m in &r.mounts {
+                    let PlannedMount::BindContext { file, named, source, folder, .. } = m else {
+                        continue;
+                    };
+                    let root = match (folder, named) {
+                        (Some(f), _) => f.root.clone(),
+                        (None, Some(name)) => {
+                            plan.named_contexts.get(name).cloned().unwrap_or_default()
+                        }
+                        (None, None) => plan.context_dirs[*file].clone(),
+                    };
+                    let root = world.canonical(&root);
+                    let rel = crate::paths::normalize(source).unwrap_or_default();
+                    add(&root, &rel);
+                    for (_, meta) in folder.iter().flat_map(|f| &f.entries) {
+                        add(&root, &meta.rel);
+                    }
+                    sources.push((n, Sources { root, patterns: vec![rel] }));
+                }
+            }
+            _ => {}
+        }
+    }
+    (by_path, sources)
+}
+
+/// Whether a `copy` source (relative to the context root, maybe a glob) selects `rel`: the
+/// path itself, or a folder above it.
+fn pattern_selects(pattern: &str, rel: &str) -> bool {
+    if pattern.is_empty() {
+        return true;
+    }
+    let glob = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher());
+    let mut cur = Some(rel);
+    while let Some(p) = cur {
+        let hit = match &glob {
+            Ok(m) => m.is_match(p),
+            Err(_) => p == pattern,
+        };
+        if hit || p == pattern {
+            return true;
+        }
+        cur = p.rsplit_once('/').map(|(parent, _)| parent);
+    }
+    false
+}
+
+/// The changed build files that reach `image`.
+fn build_file_reasons(
+    plan: &Plan,
+    image: &super::ImageTarget,
+    changes: &Changes<'_>,
+) -> BTreeSet<String> {
+    let mut files: BTreeSet<usize> =
+        ancestors(plan, image.node).into_iter().map(|n| plan.graph[n].file).collect();
+    files.insert(image.file);
+    let mut out = BTreeSet::new();
+    for (abs, shown) in &changes.paths {
+        let Some(f) = changes.build_files.iter().position(|b| b == abs) else { continue };
+        let whole = f == 0 || changes.includes_others.get(f).copied().unwrap_or(true);
+        if whole || files.contains(&f) {
+            out.insert(shown.clone());
+        }
+    }
+    out
+}
+
+/// `node` and every step it depends on (parents and sources).
+fn ancestors(plan: &Plan, node: NodeIndex) -> BTreeSet<NodeIndex> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![node];
+    while let Some(n) = todo.pop() {
+        if seen.insert(n) {
+            todo.extend(plan.graph.neighbors_directed(n, Direction::Incoming));
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_selects;
+
+    #[test]
+    fn sources_select_themselves_what_is_below_and_glob_matches() {
+        assert!(pattern_selects("svc/a", "svc/a/main.go"));
+        assert!(pattern_selects("svc/a", "svc/a"));
+        assert!(!pattern_selects("svc/a", "svc/ab/main.go"));
+        assert!(pattern_selects("lib/*.txt", "lib/x.txt"));
+        assert!(!pattern_selects("lib/*.txt", "lib/x.md"));
+        assert!(pattern_selects("*", "anything/below"));
+        assert!(pattern_selects("", "any/file"));
+    }
+}
