@@ -79,6 +79,18 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     if args.load {
         load(&images, &store)?;
     }
+    if output::json() {
+        for image in &images {
+            output::emit(&result_event(image, &output));
+        }
+        output::add_to_summary(
+            serde_json::json!({"images": images.len(), "seconds": started.elapsed().as_secs_f64()})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        return Ok(());
+    }
     eprintln!(
         "built {} image(s) into {} in {:.2}s: {} step(s) run, {} reused",
         images.len(),
@@ -91,6 +103,23 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The JSON `result` event of a built image: what the closing table says.
+fn result_event(image: &crate::exec::BuiltImage, output: &Output) -> serde_json::Value {
+    serde_json::json!({
+        "event": "result",
+        "image": image.name,
+        "digest": image.manifest.digest.to_string(),
+        "size": image_size(image),
+        "tags": image.tags,
+        "output": output.describe(),
+    })
+}
+
+/// An image's bytes: its manifest, config and layers.
+fn image_size(image: &crate::exec::BuiltImage) -> u64 {
+    image.manifest.size + image.blobs().iter().map(|b| b.size).sum::<u64>()
+}
+
 /// Runs a plan with a progress display; a failed step is reported as a diagnostic at its
 /// line.
 pub(super) fn execute(
@@ -100,16 +129,17 @@ pub(super) fn execute(
     opts: &BuildOptions,
     progress: super::args::Progress,
 ) -> Result<crate::exec::BuildReport, Failure> {
-    let progress = super::progress::Printer::new(progress, p);
+    let progress = super::progress::Printer::start(progress, p, files);
     let built = crate::exec::build(p, store, opts, &|e| progress.event(&e));
-    progress.finish();
+    let tally = progress.finish();
+    output::add_to_summary(summary_fields(&tally));
     match built {
         Ok(r) => Ok(r),
-        Err(BuildError::Step { node, label, message, output_tail }) => {
+        Err(BuildError::Step { node, message, output_tail, exit_code, .. }) => {
             let n = &p.graph[node];
             let mut d = Diagnostic::error(
                 "step-failed",
-                format!("step `{label}` failed: {message}"),
+                format!("step `{}` failed: {message}", super::progress::step_text(p, files, node)),
                 n.span,
                 "this step failed",
             );
@@ -127,16 +157,38 @@ pub(super) fn execute(
                 }
                 d = d.with_help(help);
             }
+            let run = super::progress::run_step(files, p, node);
+            if let Some(note) =
+                run.and_then(|r| super::progress::which_command_failed(r, exit_code))
+            {
+                let help = match d.help.take() {
+                    Some(help) => format!("{help}\nnote: {note}"),
+                    None => format!("note: {note}"),
+                };
+                d = d.with_help(help);
+            }
             output::print_report(&files[n.file].report(vec![d]));
-            eprintln!("error: the build failed; no image was written");
+            output::note("error: the build failed; no image was written");
             Err(Failure::StepFailed)
         }
         Err(BuildError::Interrupted) => {
-            eprintln!("interrupted: the running steps were stopped; no image was written");
+            output::note("interrupted: the running steps were stopped; no image was written");
             Err(Failure::Interrupted)
         }
         Err(e) => Err(fail(error_chain(&e), None)),
     }
+}
+
+/// The step counts of the JSON `summary` event.
+fn summary_fields(t: &super::progress::Tally) -> serde_json::Map<String, serde_json::Value> {
+    let v = serde_json::json!({
+        "steps": t.total,
+        "ran": t.ran,
+        "cached": t.cached,
+        "failed": t.failed,
+        "cancelled": t.cancelled,
+    });
+    v.as_object().cloned().unwrap_or_default()
 }
 
 /// Where the images go.
@@ -249,7 +301,7 @@ fn write_sboms(
         let tmp = dir.join(format!(".{}.spdx.json.{}.tmp", image.name, std::process::id()));
         fs_err::write(&tmp, &doc)?;
         fs_err::rename(&tmp, &path)?;
-        eprintln!("wrote the SBOM of {} to {}", image.name, path.display());
+        output::note(format!("wrote the SBOM of {} to {}", image.name, path.display()));
     }
     Ok(())
 }
@@ -280,7 +332,7 @@ fn load(images: &[crate::exec::BuiltImage], store: &crate::store::Store) -> Resu
         fail(error_chain(&e), hint)
     })?;
     for line in said.lines().filter(|l| !l.trim().is_empty()) {
-        eprintln!("{}", line.trim());
+        output::note(line.trim());
     }
     Ok(())
 }
@@ -304,11 +356,10 @@ fn print_images(images: &[crate::exec::BuiltImage]) {
     let rows: Vec<[String; 4]> = images
         .iter()
         .map(|i| {
-            let size = i.manifest.size + i.blobs().iter().map(|b| b.size).sum::<u64>();
             [
                 i.name.clone(),
                 i.manifest.digest.to_string(),
-                super::cache::human(size),
+                super::cache::human(image_size(i)),
                 i.tags.join(", "),
             ]
         })

@@ -60,6 +60,11 @@ pub fn main() -> ExitCode {
         eprintln!("  this is a bug in stack; please report it with the command you ran");
     }));
     let cli = Cli::parse();
+    if let args::Command::Build(a) = &cli.command
+        && a.progress == args::Progress::Json
+    {
+        output::use_json();
+    }
     if matches!(
         cli.command,
         args::Command::Build(_) | args::Command::Cache(_) | args::Command::Verify(_)
@@ -100,7 +105,9 @@ pub fn main() -> ExitCode {
         }
     };
     // For `stack verify`, every way of failing to build is one code, apart from "differs".
-    ExitCode::from(if verifying && matches!(code, 1 | 3 | 4) { 6 } else { code })
+    let code = if verifying && matches!(code, 1 | 3 | 4) { 6 } else { code };
+    output::finish(code);
+    ExitCode::from(code)
 }
 
 /// Rootless with subordinate ids: builds and cache commands run as root of a user namespace
@@ -109,11 +116,11 @@ pub fn main() -> ExitCode {
 fn enter_user_namespace() {
     use crate::exec::sandbox::userns::{self, Entered};
     if let Entered::No(Some(reason)) = userns::enter() {
-        eprintln!(
+        output::note(format!(
             "warning: cannot use subordinate ids ({reason}); steps can run as root only \
              (set {}=off to silence this)",
             userns::SUBIDS_ENV
-        );
+        ));
     }
 }
 

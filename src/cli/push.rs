@@ -42,14 +42,13 @@ pub(super) fn push_one(
             None,
         ));
     }
-    let _ = writeln!(
-        std::io::stderr(),
+    super::output::note(format!(
         "pushed {tag}@{} ({} blob(s) uploaded, {} already there, {} mounted)",
         report.digest,
         report.uploaded.len(),
         report.skipped.len(),
         report.mounted.len()
-    );
+    ));
     let _ = writeln!(std::io::stdout(), "{tag} {}", report.digest);
     Ok(())
 }
@@ -63,10 +62,10 @@ pub(super) fn push_all(
     for image in images {
         let targets: Vec<&String> = image.tags.iter().filter(|t| names_registry(t)).collect();
         if targets.is_empty() {
-            eprintln!(
+            super::output::note(format!(
                 "note: `{}` has no tag that names a registry (e.g. `registry.example.com/{}:1.0`); not pushed",
                 image.name, image.name
-            );
+            ));
         }
         for t in targets {
             push_one(client, store, image, t)?;

@@ -95,9 +95,15 @@ pub enum Event {
         elapsed: Duration,
         layer: Option<u64>,
     },
+    /// The step failed (`exit_code` when its command ran and exited non-zero).
     Failed {
         node: NodeIndex,
         message: String,
+        exit_code: Option<i32>,
+    },
+    /// The step was stopped before it ended: another step failed, or Ctrl-C.
+    Cancelled {
+        node: NodeIndex,
     },
     /// Why a step runs instead of being reused (`--explain`).
     Explain {
@@ -138,7 +144,14 @@ pub struct BuildReport {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("step `{label}` failed: {message}")]
-    Step { node: NodeIndex, label: String, message: String, output_tail: Vec<String> },
+    Step {
+        node: NodeIndex,
+        label: String,
+        message: String,
+        output_tail: Vec<String>,
+        /// The command's exit code, when it ran and exited non-zero.
+        exit_code: Option<i32>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the build was interrupted")]
@@ -191,7 +204,9 @@ pub fn build(
                     counters: &counters,
                     in_flight: &in_flight,
                 };
-                let layers = exec_node(&shared, node)?;
+                let layers = exec_node(&shared, node).inspect_err(|e| {
+                    report_failure(e, &opts.cancel, events);
+                })?;
                 results.lock().expect("no panics while locked").insert(node, layers);
                 Ok(())
             });
@@ -213,6 +228,22 @@ pub fn build(
     }
     report.node_layers = results;
     Ok(report)
+}
+
+/// Tells the display that a step failed, or that it was stopped: once the build is cancelled
+/// (by the first failure or Ctrl-C), the steps killed on the way did not fail by themselves.
+fn report_failure(
+    e: &BuildError,
+    cancel: &std::sync::atomic::AtomicBool,
+    events: &(dyn Fn(Event) + Sync),
+) {
+    let BuildError::Step { node, message, exit_code, .. } = e else { return };
+    let node = *node;
+    if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        events(Event::Cancelled { node });
+    } else {
+        events(Event::Failed { node, message: message.clone(), exit_code: *exit_code });
+    }
 }
 
 /// The nodes the requested images need, in an order where parents come first.
@@ -257,6 +288,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
         label: n.label.clone(),
         message,
         output_tail: tail,
+        exit_code: None,
     };
     match &n.op {
         Op::Scratch => return Ok(Vec::new()),
