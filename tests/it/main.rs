@@ -15,6 +15,7 @@ mod hostile;
 mod outputs;
 mod parallel;
 mod parity;
+mod progress;
 mod realworld;
 mod registry;
 mod remote;

@@ -1,0 +1,149 @@
+//! Build progress through the binary: `--progress json` is a stream of JSON objects and
+//! nothing else; the live view on a terminal (tmux) counts the steps, cuts lines to the width
+//! and leaves nothing behind after Ctrl-C.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::{busybox_base, project, run_stack, sandbox_ready, stderr, stdout};
+
+/// Every line of standard error, parsed: the test fails on a line that is not a JSON object
+/// of the kinds `schemas/progress.schema.json` describes, with their required fields.
+fn events(out: &std::process::Output) -> Vec<Value> {
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/progress.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    stderr(out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            conforms(&v, &schema["$defs"][v["event"].as_str().unwrap_or("")], &schema, l);
+            v
+        })
+        .collect()
+}
+
+/// A light check of `v` against a definition of the schema: required fields, `const`,
+/// `enum`, and nested `$ref`s.
+fn conforms(v: &Value, def: &Value, schema: &Value, line: &str) {
+    assert!(def.is_object(), "an event the schema does not describe: {line}");
+    for field in def["required"].as_array().into_iter().flatten() {
+        assert!(v.get(field.as_str().unwrap()).is_some(), "`{field}` missing: {line}");
+    }
+    for (name, prop) in def["properties"].as_object().into_iter().flatten() {
+        let Some(value) = v.get(name) else { continue };
+        if let Some(c) = prop.get("const") {
+            assert_eq!(value, c, "`{name}`: {line}");
+        }
+        if let Some(e) = prop["enum"].as_array() {
+            assert!(e.contains(value), "`{name}` is not one of {e:?}: {line}");
+        }
+        if let Some(r) = prop["$ref"].as_str() {
+            let target = &schema["$defs"][r.trim_start_matches("#/$defs/")];
+            conforms(value, target, schema, line);
+        }
+    }
+}
+
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+#[test]
+fn progress_json_of_a_successful_build_is_json_only_and_complete() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    file \"/a\" \"a\"\n    run \"echo made > /b\"\n    tag \"example/app:1\"\n}}\n",
+        base.display()
+    ));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ev = events(&out);
+    assert_eq!(ev[0]["event"], "build-started");
+    assert_eq!(ev[0]["steps"], 2);
+    assert_eq!(ev[0]["version"], 1);
+    let finished = of_kind(&ev, "step-finished");
+    assert_eq!(finished.len(), 2, "{ev:?}");
+    for (f, (id, line)) in finished.iter().zip([("app#1", 4), ("app#2", 5)]) {
+        assert_eq!(f["status"], "ran");
+        assert_eq!(f["step"]["id"], id);
+        assert_eq!(f["step"]["file"], "stack.kdl");
+        assert_eq!(f["step"]["line"], line);
+        assert!(f["seconds"].is_f64());
+    }
+    assert_eq!(finished[1]["done"], 2);
+    assert_eq!(finished[1]["total"], 2);
+    let result = of_kind(&ev, "result");
+    assert_eq!(result.len(), 1);
+    assert_eq!(result[0]["image"], "app");
+    assert_eq!(result[0]["tags"], serde_json::json!(["example/app:1"]));
+    let digest = result[0]["digest"].as_str().unwrap();
+    assert!(stdout(&out).contains(digest), "stdout names the same digest: {}", stdout(&out));
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!((summary["ran"].as_u64(), summary["cached"].as_u64()), (Some(2), Some(0)));
+
+    // Again: both steps are cached, with the same ids.
+    let again = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json"]);
+    let ev = events(&again);
+    let cached: Vec<&Value> =
+        of_kind(&ev, "step-finished").into_iter().filter(|f| f["status"] == "cached").collect();
+    assert_eq!(cached.len(), 2, "{ev:?}");
+    assert_eq!(cached[0]["step"]["id"], "app#1");
+}
+
+#[test]
+fn progress_json_of_a_failing_build_names_the_step_and_its_line() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo before\"\n    run \"false\"\n    run \"echo never\"\n}}\n",
+        base.display()
+    ));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let ev = events(&out);
+    let failed: Vec<&Value> =
+        of_kind(&ev, "step-finished").into_iter().filter(|f| f["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{ev:?}");
+    assert_eq!(failed[0]["step"]["id"], "app#2");
+    assert_eq!(failed[0]["step"]["name"], "[app] run \"false\"");
+    assert_eq!(failed[0]["step"]["line"], 5);
+    assert_eq!(failed[0]["exit_code"], 1);
+    assert!(failed[0]["message"].as_str().unwrap().contains("exited with code 1"));
+    let diagnostic = of_kind(&ev, "diagnostic");
+    assert_eq!(diagnostic.len(), 1, "{ev:?}");
+    assert_eq!(diagnostic[0]["code"], "stack::step-failed");
+    assert_eq!((diagnostic[0]["file"].as_str(), diagnostic[0]["line"].as_u64()), (Some("stack.kdl"), Some(5)));
+    assert!(of_kind(&ev, "result").is_empty());
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["exit_code"], 3);
+    assert_eq!(summary["failed"], 1);
+}
+
+#[test]
+fn progress_json_reports_problems_of_the_build_file_as_events() {
+    let dir = project("stack version=1\nimage app {\n    from \"scratch\"\n    cpy \"a\" to=\"/a\"\n}\n");
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ev = events(&out);
+    let diagnostic = of_kind(&ev, "diagnostic");
+    assert_eq!(diagnostic[0]["code"], "stack::unknown-node", "{ev:?}");
+    assert_eq!(diagnostic[0]["line"], 4);
+    assert_eq!(ev.last().unwrap()["exit_code"], 1);
+    // An operational error is an `error` event.
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json", "nosuch.kdl"]);
+    let ev = events(&out);
+    assert_eq!(of_kind(&ev, "error").len(), 1, "{ev:?}");
+    assert_eq!(ev.last().unwrap()["exit_code"], 4);
+}
