@@ -239,7 +239,9 @@ fn report_failure(
 ) {
     let BuildError::Step { node, message, exit_code, .. } = e else { return };
     let node = *node;
-    if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+    // Ctrl-C reaches the step's processes (they share the terminal) before the build's flag
+    // is set, so an interrupted build also counts as cancelled.
+    if cancel.load(std::sync::atomic::Ordering::SeqCst) || super::cancel::interrupted() {
         events(Event::Cancelled { node });
     } else {
         events(Event::Failed { node, message: message.clone(), exit_code: *exit_code });

@@ -19,7 +19,8 @@ fn events(out: &std::process::Output) -> Vec<Value> {
     stderr(out)
         .lines()
         .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
             conforms(&v, &schema["$defs"][v["event"].as_str().unwrap_or("")], &schema, l);
             v
         })
@@ -123,7 +124,10 @@ fn progress_json_of_a_failing_build_names_the_step_and_its_line() {
     let diagnostic = of_kind(&ev, "diagnostic");
     assert_eq!(diagnostic.len(), 1, "{ev:?}");
     assert_eq!(diagnostic[0]["code"], "stack::step-failed");
-    assert_eq!((diagnostic[0]["file"].as_str(), diagnostic[0]["line"].as_u64()), (Some("stack.kdl"), Some(5)));
+    assert_eq!(
+        (diagnostic[0]["file"].as_str(), diagnostic[0]["line"].as_u64()),
+        (Some("stack.kdl"), Some(5))
+    );
     assert!(of_kind(&ev, "result").is_empty());
     let summary = ev.last().unwrap();
     assert_eq!(summary["event"], "summary");
@@ -133,7 +137,8 @@ fn progress_json_of_a_failing_build_names_the_step_and_its_line() {
 
 #[test]
 fn progress_json_reports_problems_of_the_build_file_as_events() {
-    let dir = project("stack version=1\nimage app {\n    from \"scratch\"\n    cpy \"a\" to=\"/a\"\n}\n");
+    let dir =
+        project("stack version=1\nimage app {\n    from \"scratch\"\n    cpy \"a\" to=\"/a\"\n}\n");
     let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let ev = events(&out);
@@ -142,8 +147,110 @@ fn progress_json_reports_problems_of_the_build_file_as_events() {
     assert_eq!(diagnostic[0]["line"], 4);
     assert_eq!(ev.last().unwrap()["exit_code"], 1);
     // An operational error is an `error` event.
-    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "json", "nosuch.kdl"]);
+    let out = run_stack(
+        dir.path(),
+        &dir.path().join("cache"),
+        &["build", "--progress", "json", "nosuch.kdl"],
+    );
     let ev = events(&out);
     assert_eq!(of_kind(&ev, "error").len(), 1, "{ev:?}");
     assert_eq!(ev.last().unwrap()["exit_code"], 4);
+}
+
+/// A tmux server of the test's own, with one 60-column window running `command`.
+struct Tmux {
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tmux.sock");
+        let tmux = Self { socket, _dir: dir };
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "60", "-y", "24", command])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("tmux");
+        c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
+        c
+    }
+
+    /// The screen's rows, as shown.
+    fn screen(&self) -> Vec<String> {
+        let out = self.command().args(["capture-pane", "-p"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    /// Waits (up to 60 s) until the screen satisfies `found`; returns it.
+    fn wait_for(&self, what: &str, found: impl Fn(&[String]) -> bool) -> Vec<String> {
+        for _ in 0..600 {
+            let screen = self.screen();
+            if found(&screen) {
+                return screen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("never saw {what}:\n{}", self.screen().join("\n"));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+/// A spinner glyph of the live view (braille patterns).
+fn spinner(row: &str) -> bool {
+    row.chars().any(|c| ('\u{2800}'..='\u{28ff}').contains(&c))
+}
+
+#[test]
+fn the_live_view_counts_steps_cuts_lines_and_leaves_nothing_after_ctrl_c() {
+    if !crate::support::have("tmux") {
+        return crate::support::skip("tmux is missing (apt-get install tmux)");
+    }
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    file \"/a\" \"a\"\n    run \"echo ünïcödé-ünïcödé-ünïcödé-ünïcödé-ünïcödé-ünïcödé-ünïcödé-ünïcödé && \\\n        sleep 60 # tail-beyond-the-width\"\n    run \"echo never\"\n}}\n",
+        base.display()
+    ));
+    // `CI` turns the live view off: the test's own environment may have it.
+    let command = format!(
+        "cd {} && env -u CI STACK_CACHE_DIR=cache {} build; echo EXIT=$?; sleep 60",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_stack")
+    );
+    let tmux = Tmux::start(&command);
+    let running = |s: &[String]| {
+        s.iter().any(|r| r.contains("1/3 steps"))
+            && s.iter().any(|r| spinner(r) && r.contains("run \"echo"))
+    };
+    let screen = tmux.wait_for("the counter and the running `run` step", running);
+    let text = screen.join("\n");
+    let step = screen.iter().find(|r| spinner(r) && r.contains("run \"echo")).unwrap();
+    assert!(step.contains('…'), "the step's line is not cut:\n{text}");
+    assert!(!text.contains("tail-beyond"), "a line wrapped instead of being cut:\n{text}");
+    assert!(!screen.iter().any(|r| r.trim_end().ends_with('\\')), "a stray `\\`:\n{text}");
+    assert!(screen.iter().all(|r| r.chars().count() <= 60));
+
+    tmux.command().args(["send-keys", "C-c"]).status().unwrap();
+    let screen = tmux.wait_for("the build's end", |s| s.iter().any(|r| r.starts_with("EXIT=")));
+    let text = screen.join("\n");
+    assert!(screen.iter().any(|r| r == "EXIT=130"), "{text}");
+    assert!(!screen.iter().any(|r| spinner(r)), "a spinner line was left behind:\n{text}");
+    assert!(!text.contains("/3 steps"), "the counter was left behind:\n{text}");
+    assert!(!text.contains("^C"), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
 }

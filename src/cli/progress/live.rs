@@ -13,13 +13,15 @@ use petgraph::stable_graph::NodeIndex;
 /// is interrupted, which must not wrap the line before the view is cleared.
 const SPARE: usize = 3;
 
-/// Room the spinner, the elapsed time and their spaces take on a step's line.
-const STEP_LINE_FIXED: usize = 14;
+/// Room the spinner, the elapsed time (`59m`) and their spaces take on a step's line.
+const STEP_LINE_FIXED: usize = 8;
 
 pub(super) struct Live {
     multi: MultiProgress,
     counter: ProgressBar,
-    bars: HashMap<NodeIndex, ProgressBar>,
+    /// Each running step's line, and the columns its name takes.
+    bars: HashMap<NodeIndex, (ProgressBar, usize)>,
+    quiet: QuietControlKeys,
 }
 
 impl Live {
@@ -35,32 +37,35 @@ impl Live {
             .progress_chars("=> "),
         );
         counter.enable_steady_tick(Duration::from_millis(200));
-        Self { multi, counter, bars: HashMap::new() }
+        Self { multi, counter, bars: HashMap::new(), quiet: QuietControlKeys::on_stderr() }
     }
 
     /// A running step: a spinner line with its name.
     pub(super) fn started(&mut self, node: NodeIndex, name: &str) {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner:.cyan} {prefix} {elapsed:.dim} {wide_msg:.dim}")
+            ProgressStyle::with_template("{spinner:.cyan} {prefix} {elapsed:.dim} {msg:.dim}")
                 .expect("a valid template"),
         );
-        bar.set_prefix(cut(name, width().saturating_sub(STEP_LINE_FIXED + SPARE)));
+        // At most two thirds of the line, so that the step's last output line shows too.
+        let name = cut(name, (width() * 2 / 3).saturating_sub(STEP_LINE_FIXED + SPARE));
+        let used = console::measure_text_width(&name) + STEP_LINE_FIXED;
+        bar.set_prefix(name);
         bar.enable_steady_tick(Duration::from_millis(100));
-        self.bars.insert(node, bar);
+        self.bars.insert(node, (bar, used));
     }
 
-    /// The last line a running step printed, shown after its name.
+    /// The last line a running step printed, shown after its name in the room left.
     pub(super) fn output(&self, node: NodeIndex, line: &str) {
-        if let Some(bar) = self.bars.get(&node) {
-            bar.set_message(cut(line.trim(), width().saturating_sub(SPARE)));
+        if let Some((bar, used)) = self.bars.get(&node) {
+            bar.set_message(cut(line.trim(), width().saturating_sub(used + SPARE)));
         }
     }
 
     /// A step is over (done, cached, failed or stopped): its line, if any, goes, the counter
     /// moves, and `line` is printed above the view.
     pub(super) fn ended(&mut self, node: NodeIndex, line: Option<&str>) {
-        if let Some(bar) = self.bars.remove(&node) {
+        if let Some((bar, _)) = self.bars.remove(&node) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }
@@ -82,11 +87,48 @@ impl Live {
 
     /// Removes the whole view from the screen.
     pub(super) fn clear(&mut self) {
-        for (_, bar) in self.bars.drain() {
+        for (_, (bar, _)) in self.bars.drain() {
             bar.finish_and_clear();
         }
         self.counter.finish_and_clear();
         let _ = self.multi.clear();
+        self.quiet.restore();
+    }
+}
+
+/// While the view is shown, the terminal does not echo control keys (`^C`): the echo would
+/// land after the view's last line, which fills the width, push the view down one line, and
+/// leave its first line on the screen once the view is cleared. The setting is restored when
+/// the view is cleared or dropped.
+struct QuietControlKeys {
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl QuietControlKeys {
+    fn on_stderr() -> Self {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let stderr = std::io::stderr();
+        let Ok(saved) = tcgetattr(&stderr) else { return Self { saved: None } };
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHOCTL);
+        if tcsetattr(&stderr, OptionalActions::Now, &quiet).is_err() {
+            return Self { saved: None };
+        }
+        Self { saved: Some(saved) }
+    }
+
+    fn restore(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            let stderr = std::io::stderr();
+            let _ =
+                rustix::termios::tcsetattr(&stderr, rustix::termios::OptionalActions::Now, &saved);
+        }
+    }
+}
+
+impl Drop for QuietControlKeys {
+    fn drop(&mut self) {
+        self.restore();
     }
 }
 
