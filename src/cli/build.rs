@@ -37,12 +37,26 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
             Some("choose the image with `--target NAME`, or write `tag` in the build file"),
         ));
     }
+    let epoch = super::epoch::resolve(
+        args.source_date_epoch,
+        files.first().map(|f| f.context_dir.as_path()),
+    );
+    if args.explain {
+        output::note(epoch.describe());
+    }
+    output::add_to_summary(
+        serde_json::json!({"created": epoch.created, "created_from": epoch.origin()})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
     let opts = BuildOptions {
         compression: match args.compression {
             CompressionArg::Gzip => Compression::Gzip,
             CompressionArg::Zstd => Compression::Zstd,
         },
-        epoch: args.source_date_epoch.unwrap_or(0),
+        epoch: epoch.files,
+        created: epoch.created,
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         jobs: args.jobs.unwrap_or_else(crate::exec::build::default_jobs),
@@ -64,7 +78,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
     }
     output.write(&images, &store)?;
     if args.sbom {
-        write_sboms(&output, &p, &images, &store, opts.epoch)?;
+        write_sboms(&output, &p, &images, &store, opts.created)?;
     }
     resolver.save_lock()?;
     if let Output::Path(..) = output {

@@ -11,6 +11,7 @@ mod build;
 mod cache;
 mod check;
 mod docs;
+mod epoch;
 mod graph;
 mod import;
 mod inspect;

@@ -24,8 +24,13 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH`: every timestamp of the output, and the clamp for file mtimes.
+    /// The time of the files the build writes, and the clamp for file mtimes: the given
+    /// `SOURCE_DATE_EPOCH`, else 0. Part of what selects a cached layer.
     pub epoch: i64,
+    /// The image's creation time (the config's `created`, its history entries): the given
+    /// `SOURCE_DATE_EPOCH`, else the time of the context's last git commit, else 0. Only the
+    /// config carries it, so a new commit reuses every cached layer.
+    pub created: i64,
     /// Ignore cached results (all steps, or the named stages).
     pub no_cache: bool,
     pub no_cache_stages: Vec<String>,
@@ -50,6 +55,7 @@ impl Default for BuildOptions {
         Self {
             compression: Compression::Gzip,
             epoch: 0,
+            created: 0,
             no_cache: false,
             no_cache_stages: Vec::new(),
             jobs: default_jobs(),
@@ -308,7 +314,8 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let history_key = super::explain::history_key(plan, node);
     let previous = super::explain::load(store, &history_key);
     let remember = || super::explain::save(store, &history_key, n, previous.as_ref());
-    if !bypass && let Some(rec) = cached_layer(store, &n.key, opts.compression)? {
+    let layer_key = layer_key(&n.key, opts.epoch);
+    if !bypass && let Some(rec) = cached_layer(store, &layer_key, opts.compression)? {
         remember();
         events(Event::Reused { node });
         counters.lock().expect("no panics while locked").1 += 1;
@@ -359,7 +366,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let layer = if entries.is_empty() {
         None
     } else {
-        let last_time = previous_layer(store, previous.as_ref(), opts.compression);
+        let last_time = previous_layer(store, previous.as_ref(), opts);
         Some(
             layers::write_layer(store, &entries, opts.epoch, opts.compression, last_time.as_ref())
                 .map_err(lerr)?,
@@ -367,7 +374,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     };
     store.put_record(
         "step",
-        &record_key(&n.key, opts.compression),
+        &record_key(&layer_key, opts.compression),
         &StepRecord { layer: layer.clone() },
     )?;
     remember();
@@ -387,11 +394,23 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
 fn previous_layer(
     store: &Store,
     previous: Option<&super::explain::History>,
-    compression: Compression,
+    opts: &BuildOptions,
 ) -> Option<LayerRef> {
-    let key = crate::digest::Digest::from_hex(previous?.key())?;
-    let rec = store.get_record::<StepRecord>("step", &record_key(&key, compression)).ok()??;
+    let key = layer_key(&crate::digest::Digest::from_hex(previous?.key())?, opts.epoch);
+    let rec =
+        store.get_record::<StepRecord>("step", &record_key(&key, opts.compression)).ok()??;
     rec.layer.filter(|l| store.has_blob(&l.blob.digest))
+}
+
+/// What selects a step's layer besides its compression: its key, and the time its files get
+/// (`epoch`), which the key does not cover (a layer's mtimes are `epoch` or clamped to it, so
+/// a layer of another epoch is another layer). Epoch 0 keeps the step key itself.
+pub(super) fn layer_key(key: &crate::digest::Digest, epoch: i64) -> crate::digest::Digest {
+    if epoch == 0 {
+        *key
+    } else {
+        crate::digest::Digest::of(format!("{}@epoch={epoch}", key.to_hex()).as_bytes())
+    }
 }
 
 /// Where the record of a step built with `compression` is stored. A step's key says what the
@@ -443,11 +462,10 @@ fn cached_layer(
 }
 
 /// Stores the outcome of a layer step (used by the run executor too), under the record of
-/// the layer's compression.
+/// the layer's compression; `layer_key` is the step's [`layer_key`].
 pub(super) fn record(
     store: &Store,
-    plan: &Plan,
-    node: NodeIndex,
+    layer_key: &crate::digest::Digest,
     layer: Option<&LayerRef>,
 ) -> Result<(), StoreError> {
     let compression = layer.map_or(Compression::Gzip, |l| {
@@ -458,7 +476,7 @@ pub(super) fn record(
     });
     store.put_record(
         "step",
-        &record_key(&plan.graph[node].key, compression),
+        &record_key(layer_key, compression),
         &StepRecord { layer: layer.cloned() },
     )
 }
@@ -473,7 +491,7 @@ fn assemble(
     opts: &BuildOptions,
 ) -> Result<BuiltImage, BuildError> {
     let chain = plan.chain(target.node);
-    let created = rfc3339(opts.epoch);
+    let created = rfc3339(opts.created);
     let mut history: Vec<Value> = Vec::new();
     let mut prev_layers = 0usize;
     for idx in &chain {

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cancel;
 mod explain;
+pub mod git;
 pub mod layers;
 pub mod load;
 pub mod rebuild;

@@ -259,7 +259,7 @@ pub(super) fn run_step(
         )
     };
     drop(outcome);
-    record(store, plan, node, layer.as_ref())?;
+    record(store, &super::build::layer_key(&n.key, opts.epoch), layer.as_ref())?;
     events(Event::Finished {
         node,
         elapsed: started.elapsed(),

@@ -22,4 +22,5 @@ mod remote;
 mod robustness;
 mod run;
 mod sbom;
+mod timestamps;
 mod verify;
