@@ -172,7 +172,11 @@ pub struct LoginArgs {
     /// The user name
     #[arg(short, long)]
     pub username: String,
-    /// Read the password from standard input (otherwise from `STACK_REGISTRY_PASSWORD`)
+    /// The password (visible to other users in the process list; prefer `--password-stdin`)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input (otherwise from `STACK_REGISTRY_PASSWORD`, else
+    /// asked on the terminal)
     #[arg(long)]
     pub password_stdin: bool,
     /// Speak plain HTTP to this registry (repeatable)

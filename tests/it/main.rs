@@ -12,6 +12,7 @@ mod docs;
 mod equivalence;
 mod habits;
 mod hostile;
+mod login;
 mod outputs;
 mod parallel;
 mod parity;

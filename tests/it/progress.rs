@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{busybox_base, project, run_stack, sandbox_ready, stderr, stdout};
+use crate::support::{Tmux, busybox_base, project, run_stack, sandbox_ready, stderr, stdout};
 
 /// Every line of standard error, parsed: the test fails on a line that is not a JSON object
 /// of the kinds `schemas/progress.schema.json` describes, with their required fields.
@@ -155,57 +155,6 @@ fn progress_json_reports_problems_of_the_build_file_as_events() {
     let ev = events(&out);
     assert_eq!(of_kind(&ev, "error").len(), 1, "{ev:?}");
     assert_eq!(ev.last().unwrap()["exit_code"], 4);
-}
-
-/// A tmux server of the test's own, with one 60-column window running `command`.
-struct Tmux {
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("tmux.sock");
-        let tmux = Self { socket, _dir: dir };
-        let status = tmux
-            .command()
-            .args(["new-session", "-d", "-x", "60", "-y", "24", command])
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux new-session failed");
-        tmux
-    }
-
-    fn command(&self) -> std::process::Command {
-        let mut c = std::process::Command::new("tmux");
-        c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
-        c
-    }
-
-    /// The screen's rows, as shown.
-    fn screen(&self) -> Vec<String> {
-        let out = self.command().args(["capture-pane", "-p"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-    }
-
-    /// Waits (up to 60 s) until the screen satisfies `found`; returns it.
-    fn wait_for(&self, what: &str, found: impl Fn(&[String]) -> bool) -> Vec<String> {
-        for _ in 0..600 {
-            let screen = self.screen();
-            if found(&screen) {
-                return screen;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("never saw {what}:\n{}", self.screen().join("\n"));
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").status();
-    }
 }
 
 /// A spinner glyph of the live view (braille patterns).
