@@ -243,22 +243,24 @@ pub fn rfc3339(secs: i64) -> String {
 
 /// Reads an RFC 3339 time in UTC as [`rfc3339`] writes it (`2023-11-14T22:13:20Z`, fractions
 /// of a second ignored); `None` for other forms.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let time = time.split('.').next()?;
-    let num = |t: &str| t.parse::<i64>().ok();
-    let d: Vec<i64> = date.split('-').map(num).collect::<Option<_>>()?;
-    let t: Vec<i64> = time.split(':').map(num).collect::<Option<_>>()?;
-    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return None };
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let whole_seconds = time.split('.').next()?;
+    let numbers = |part: &str, sep: char| -> Option<Vec<i64>> {
+        part.split(sep).map(|n| n.parse::<i64>().ok()).collect()
+    };
+    let (ymd, hms) = (numbers(date, '-')?, numbers(whole_seconds, ':')?);
+    let ([year, month, day], [hour, minute, second]) = (ymd.as_slice(), hms.as_slice()) else {
+        return None;
+    };
     // Days-from-civil (Howard Hinnant's algorithm), the inverse of `rfc3339`'s.
-    let y = if *m <= 2 { y - 1 } else { *y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if *m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let year = if *month <= 2 { year - 1 } else { *year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let doy = (153 * (if *month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
 #[cfg(test)]
