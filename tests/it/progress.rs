@@ -203,3 +203,27 @@ fn the_live_view_counts_steps_cuts_lines_and_leaves_nothing_after_ctrl_c() {
     assert!(!text.contains("^C"), "{text}");
     assert!(text.contains("interrupted"), "{text}");
 }
+
+#[test]
+fn a_failing_multi_command_run_is_named_on_one_line_and_says_what_is_known() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo one && \\\n        true && false\"\n}}\n",
+        base.display()
+    ));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "plain"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(err.contains("[app] run \"echo one && true && false\" ..."), "{err}");
+    assert!(
+        err.contains(
+            "step `run \"echo one && true && false\"` failed: the command exited with code 1"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("holds several commands and stack cannot tell which one failed"), "{err}");
+    assert!(err.contains("start the script with `set -x`"), "{err}");
+}
