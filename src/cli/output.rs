@@ -46,7 +46,7 @@ pub(super) fn stderr_color() -> bool {
 pub(super) fn note(text: impl AsRef<str>) {
     let text = text.as_ref();
     if json() {
-        emit(&json!({"event": "message", "text": text}));
+        emit(&json!({"event": "message", "level": level(text), "text": text}));
     } else {
         eprintln!("{text}");
     }
@@ -60,6 +60,14 @@ pub(super) fn print_report(report: &Report) {
     } else {
         eprint!("{}", report.render(stderr_color()));
     }
+}
+
+/// How much a printed line matters, from the prefix it starts with.
+fn level(text: &str) -> &'static str {
+    ["error", "warning", "note"]
+        .into_iter()
+        .find(|l| text.strip_prefix(l).is_some_and(|rest| rest.starts_with(':')))
+        .unwrap_or("info")
 }
 
 /// One `diagnostic` event per diagnostic of `report`, located by file, line and column.
