@@ -45,10 +45,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
         output::note(epoch.describe());
     }
     output::add_to_summary(
-        serde_json::json!({"created": epoch.created, "created_from": epoch.origin()})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        serde_json::json!({"created": epoch.created, "created_from": epoch.origin()}),
     );
     let opts = BuildOptions {
         compression: match args.compression {
@@ -98,10 +95,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
             output::emit(&result_event(image, &output));
         }
         output::add_to_summary(
-            serde_json::json!({"images": images.len(), "seconds": started.elapsed().as_secs_f64()})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            serde_json::json!({"images": images.len(), "seconds": started.elapsed().as_secs_f64()}),
         );
         return Ok(());
     }
@@ -194,15 +188,14 @@ pub(super) fn execute(
 }
 
 /// The step counts of the JSON `summary` event.
-fn summary_fields(t: &super::progress::Tally) -> serde_json::Map<String, serde_json::Value> {
-    let v = serde_json::json!({
+fn summary_fields(t: &super::progress::Tally) -> serde_json::Value {
+    serde_json::json!({
         "steps": t.total,
         "ran": t.ran,
         "cached": t.cached,
         "failed": t.failed,
         "cancelled": t.cancelled,
-    });
-    v.as_object().cloned().unwrap_or_default()
+    })
 }
 
 /// Where the images go.

@@ -115,8 +115,10 @@ pub(super) fn print_error(e: &(dyn std::error::Error + 'static), hint: Option<&s
     }
 }
 
-/// Adds fields to the final `summary` event (counts of steps, the images).
-pub(super) fn add_to_summary(fields: Map<String, Value>) {
+/// Adds the fields of the object `fields` to the final `summary` event (counts of steps, the
+/// images).
+pub(super) fn add_to_summary(fields: Value) {
+    let Value::Object(fields) = fields else { return };
     let mut summary = SUMMARY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     summary.get_or_insert_with(Map::new).extend(fields);
 }
