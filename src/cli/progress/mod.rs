@@ -70,6 +70,8 @@ struct State {
     started: HashMap<NodeIndex, Instant>,
     /// Output not yet ending in a newline, per step.
     partial: HashMap<NodeIndex, Vec<u8>>,
+    /// Each step's description, made once: a chatty step sends thousands of events.
+    steps: HashMap<NodeIndex, std::sync::Arc<StepInfo>>,
 }
 
 impl<'a> Printer<'a> {
@@ -106,7 +108,12 @@ impl<'a> Printer<'a> {
         let mut state = self.state.lock().expect("no panics while locked");
         state.tally.count(e);
         let node = node_of(e);
-        let step = StepInfo::of(self.plan, self.files, node);
+        let step = std::sync::Arc::clone(
+            state
+                .steps
+                .entry(node)
+                .or_insert_with(|| StepInfo::of(self.plan, self.files, node).into()),
+        );
         let ran_for = match e {
             Event::Started { .. } => {
                 state.started.insert(node, Instant::now());
