@@ -57,8 +57,10 @@ pub fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: stack crashed: {info}");
-        eprintln!("  this is a bug in stack; please report it with the command you ran");
+        output::note(format!(
+            "error: stack crashed: {info}\n  this is a bug in stack; please report it with the \
+             command you ran"
+        ));
     }));
     let cli = Cli::parse();
     if let args::Command::Build(a) = &cli.command
