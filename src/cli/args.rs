@@ -124,7 +124,7 @@ pub struct SbomArgs {
     /// Write the document to this file instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// The document's creation time (seconds since the epoch)
+    /// The document's creation time (seconds since the epoch; default: the image's)
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
 }
@@ -174,7 +174,11 @@ pub struct LoginArgs {
     /// The user name
     #[arg(short, long)]
     pub username: String,
-    /// Read the password from standard input (otherwise from `STACK_REGISTRY_PASSWORD`)
+    /// The password (visible to other users in the process list; prefer `--password-stdin`)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input (otherwise from `STACK_REGISTRY_PASSWORD`, else
+    /// asked on the terminal)
     #[arg(long)]
     pub password_stdin: bool,
     /// Speak plain HTTP to this registry (repeatable)
@@ -362,7 +366,8 @@ pub struct BuildArgs {
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-    /// Timestamp for everything the output holds (seconds since the epoch)
+    /// Timestamp for everything the output holds (seconds since the epoch); without it the
+    /// image is created at the context's last git commit (else 0) and files keep time 0
     #[arg(long, env = "SOURCE_DATE_EPOCH", hide_env_values = true, value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
 }
@@ -415,7 +420,8 @@ pub struct VerifyArgs {
     /// How to show the normal build's progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-    /// Timestamp for everything the output holds (seconds since the epoch)
+    /// Timestamp for everything the output holds (seconds since the epoch); without it the
+    /// image is created at the context's last git commit (else 0) and files keep time 0
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
 }

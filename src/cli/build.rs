@@ -112,6 +112,16 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
             Some("choose the image with `--target NAME`, or write `tag` in the build file"),
         ));
     }
+    let epoch = super::epoch::resolve(
+        args.source_date_epoch,
+        files.first().map(|f| f.context_dir.as_path()),
+    );
+    if args.explain {
+        output::note(epoch.describe());
+    }
+    output::add_to_summary(
+        serde_json::json!({"created": epoch.created, "created_from": epoch.origin()}),
+    );
     let cache_config = super::fleet::config(&args.cache, &files)?;
     let (store, cache) = super::fleet::open(&cache_config, &args.file, store.clone());
     let opts = BuildOptions {
@@ -119,7 +129,8 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
             CompressionArg::Gzip => Compression::Gzip,
             CompressionArg::Zstd => Compression::Zstd,
         },
-        epoch: args.source_date_epoch.unwrap_or(0),
+        epoch: epoch.files,
+        created: epoch.created,
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         jobs: args.jobs.unwrap_or_else(crate::exec::build::default_jobs),
@@ -156,7 +167,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     };
     results.record_images(&images, &output.describe_for_results(), &platform);
     if args.sbom {
-        write_sboms(&output, &p, &images, &store, opts.epoch)?;
+        write_sboms(&output, &p, &images, &store, opts.created)?;
     }
     resolver.save_lock()?;
     if let Some(path) = &args.iidfile {
@@ -197,6 +208,15 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     if args.quiet {
         return Ok(());
     }
+    if output::json() {
+        for image in &images {
+            output::emit(&result_event(image, &output));
+        }
+        output::add_to_summary(
+            serde_json::json!({"images": images.len(), "seconds": started.elapsed().as_secs_f64()}),
+        );
+        return Ok(());
+    }
     let from_caches: Vec<String> = report
         .steps_shared
         .iter()
@@ -213,6 +233,23 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     );
     print_images(&images);
     Ok(())
+}
+
+/// The JSON `result` event of a built image: what the closing table says.
+fn result_event(image: &crate::exec::BuiltImage, output: &Output) -> serde_json::Value {
+    serde_json::json!({
+        "event": "result",
+        "image": image.name,
+        "digest": image.manifest.digest.to_string(),
+        "size": image_size(image),
+        "tags": image.tags,
+        "output": output.describe(),
+    })
+}
+
+/// An image's bytes: its manifest, config and layers.
+fn image_size(image: &crate::exec::BuiltImage) -> u64 {
+    image.manifest.size + image.blobs().iter().map(|b| b.size).sum::<u64>()
 }
 
 /// Runs a plan with a progress display; a failed step is reported as a diagnostic at its
@@ -237,24 +274,18 @@ fn execute_noting(
     progress: Option<super::args::Progress>,
     note: &mut dyn FnMut(FailureInfo),
 ) -> Result<crate::exec::BuildReport, Failure> {
-    // `None` (`-q`): no display at all; failures are still reported below.
-    let progress = progress.map(|mode| super::progress::Printer::new(mode, p));
-    let built = crate::exec::build(p, store, opts, &|e| {
-        if let Some(progress) = &progress {
-            progress.event(&e);
-        }
-    });
-    if let Some(progress) = &progress {
-        progress.finish();
-    }
+    let progress = super::progress::Printer::start(progress, p, files);
+    let built = crate::exec::build(p, store, opts, &|e| progress.event(&e));
+    let tally = progress.finish();
+    output::add_to_summary(summary_fields(&tally));
     match built {
         Ok(r) => Ok(r),
-        Err(BuildError::Step { node, label, message, output_tail }) => {
+        Err(BuildError::Step { node, label, message, output_tail, exit_code }) => {
             let n = &p.graph[node];
             note(step_failure(&files[n.file], n.span, &label, &message));
             let mut d = Diagnostic::error(
                 "step-failed",
-                format!("step `{label}` failed: {message}"),
+                format!("step `{}` failed: {message}", super::progress::step_text(p, files, node)),
                 n.span,
                 "this step failed",
             );
@@ -272,12 +303,22 @@ fn execute_noting(
                 }
                 d = d.with_help(help);
             }
+            let run = super::progress::run_step(files, p, node);
+            if let Some(note) =
+                run.and_then(|r| super::progress::which_command_failed(r, exit_code))
+            {
+                let help = match d.help.take() {
+                    Some(help) => format!("{help}\nnote: {note}"),
+                    None => format!("note: {note}"),
+                };
+                d = d.with_help(help);
+            }
             output::print_report(&files[n.file].report(vec![d]));
-            eprintln!("error: the build failed; no image was written");
+            output::note("error: the build failed; no image was written");
             Err(Failure::StepFailed)
         }
         Err(BuildError::Interrupted) => {
-            eprintln!("interrupted: the running steps were stopped; no image was written");
+            output::note("interrupted: the running steps were stopped; no image was written");
             Err(Failure::Interrupted)
         }
         Err(e) => Err(fail(error_chain(&e), None)),
@@ -301,6 +342,17 @@ fn step_failure(
         line: Some(line),
         column: Some(column),
     }
+}
+
+/// The step counts of the JSON `summary` event.
+fn summary_fields(t: &super::progress::Tally) -> serde_json::Value {
+    serde_json::json!({
+        "steps": t.total,
+        "ran": t.ran,
+        "cached": t.cached,
+        "failed": t.failed,
+        "cancelled": t.cancelled,
+    })
 }
 
 /// Where the images go.
@@ -467,7 +519,7 @@ fn write_sboms(
         let tmp = dir.join(format!(".{}.spdx.json.{}.tmp", image.name, std::process::id()));
         fs_err::write(&tmp, &doc)?;
         fs_err::rename(&tmp, &path)?;
-        eprintln!("wrote the SBOM of {} to {}", image.name, path.display());
+        output::note(format!("wrote the SBOM of {} to {}", image.name, path.display()));
     }
     Ok(())
 }
@@ -498,7 +550,7 @@ fn load(images: &[crate::exec::BuiltImage], store: &crate::store::Store) -> Resu
         fail(error_chain(&e), hint)
     })?;
     for line in said.lines().filter(|l| !l.trim().is_empty()) {
-        eprintln!("{}", line.trim());
+        output::note(line.trim());
     }
     Ok(())
 }
@@ -522,11 +574,10 @@ fn print_images(images: &[crate::exec::BuiltImage]) {
     let rows: Vec<[String; 4]> = images
         .iter()
         .map(|i| {
-            let size = i.manifest.size + i.blobs().iter().map(|b| b.size).sum::<u64>();
             [
                 i.name.clone(),
                 i.manifest.digest.to_string(),
-                super::cache::human(size),
+                super::cache::human(image_size(i)),
                 i.tags.join(", "),
             ]
         })

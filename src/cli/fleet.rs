@@ -88,32 +88,32 @@ pub(super) fn finish(cache: Option<&RegistryCache>) -> CacheReport {
     let Some(cache) = cache else { return CacheReport::default() };
     let report = cache.finish();
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        super::output::note(format!("warning: {w}"));
     }
     for (id, bytes) in &report.mounts_restored {
-        eprintln!(
+        super::output::note(format!(
             "restored cache mount `{id}` ({}) from the step cache",
             super::cache::human(*bytes)
-        );
+        ));
     }
     for (id, bytes) in &report.mounts_saved {
-        eprintln!("saved cache mount `{id}` ({}) to the step cache", super::cache::human(*bytes));
+        super::output::note(format!("saved cache mount `{id}` ({}) to the step cache", super::cache::human(*bytes)));
     }
     if report.bytes_downloaded > 0 {
-        eprintln!(
+        super::output::note(format!(
             "fetched {} from the step cache",
             super::cache::human(report.bytes_downloaded)
-        );
+        ));
     }
     if let (_, Some(to)) = cache.sources()
         && report.exported > 0
     {
-        eprintln!(
+        super::output::note(format!(
             "exported {} step(s) to cache {} ({} uploaded)",
             report.exported,
             to.name(),
             super::cache::human(report.bytes_uploaded)
-        );
+        ));
     }
     report
 }

@@ -327,7 +327,7 @@ pub(super) fn plan_files(
     let planned = crate::plan::plan(files, &request, resolver);
     // Ctrl-C or SIGTERM while planning: the errors it caused are not the user's mistakes.
     if crate::exec::cancel::interrupted() {
-        eprintln!("interrupted: stopped while planning; nothing was built");
+        output::note("interrupted: stopped while planning; nothing was built");
         return Err(Failure::Interrupted);
     }
     let p = planned.map_err(|d| {
@@ -362,9 +362,9 @@ fn warn_undeclared_args<'a>(files: &[FileInput], given: impl Iterator<Item = &'a
             Some(s) => format!(" (did you mean `{s}`?)"),
             None => String::new(),
         };
-        eprintln!(
+        output::note(format!(
             "warning: `--arg {name}` sets an arg the build file does not declare{hint}; it is unused"
-        );
+        ));
     }
 }
 
@@ -566,10 +566,10 @@ impl<'a> CliResolver<'a> {
                 };
                 return match self.load_from_daemon(&name, reference, pinned.as_ref()) {
                     Ok(image) => {
-                        eprintln!(
+                        output::note(format!(
                             "note: `{reference}` comes from the local image store of the daemon \
                              (no registry answered: {err})"
-                        );
+                        ));
                         Ok(image)
                     }
                     Err(_) => Err(format!(
@@ -812,13 +812,14 @@ pub(super) fn open_store(args: &FileArgs) -> Result<Store, Failure> {
     let dir = args.cache_dir.clone().unwrap_or_else(Store::default_dir);
     let hint = Some("set STACK_CACHE_DIR to a writable folder");
     let store = Store::open(&dir).map_err(|e| fail(error_chain(&e), hint))?;
-    let lock =
-        if let Some(lock) = store.try_lock_shared().map_err(|e| fail(error_chain(&e), hint))? {
-            lock
-        } else {
-            eprintln!("waiting for `stack cache` to release the store `{}`", dir.display());
-            store.lock_shared().map_err(|e| fail(error_chain(&e), hint))?
-        };
+    let lock = if let Some(lock) =
+        store.try_lock_shared().map_err(|e| fail(error_chain(&e), hint))?
+    {
+        lock
+    } else {
+        output::note(format!("waiting for `stack cache` to release the store `{}`", dir.display()));
+        store.lock_shared().map_err(|e| fail(error_chain(&e), hint))?
+    };
     // What killed builds left in `tmp/` goes now, not after an hour.
     store.remove_dead_temp();
     Ok(store.holding(lock))

@@ -13,6 +13,7 @@ mod cache;
 mod check;
 mod docs;
 mod fleet;
+mod epoch;
 mod graph;
 mod import;
 mod inspect;
@@ -62,10 +63,17 @@ pub fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: stack crashed: {info}");
-        eprintln!("  this is a bug in stack; please report it with the command you ran");
+        output::note(format!(
+            "error: stack crashed: {info}\n  this is a bug in stack; please report it with the \
+             command you ran"
+        ));
     }));
     let cli = Cli::parse();
+    if let args::Command::Build(a) = &cli.command
+        && a.progress == args::Progress::Json
+    {
+        output::use_json();
+    }
     if matches!(
         cli.command,
         args::Command::Build(_) | args::Command::Cache(_) | args::Command::Verify(_)
@@ -107,7 +115,9 @@ pub fn main() -> ExitCode {
         }
     };
     // For `stack verify`, every way of failing to build is one code, apart from "differs".
-    ExitCode::from(if verifying && matches!(code, 1 | 3 | 4) { 6 } else { code })
+    let code = if verifying && matches!(code, 1 | 3 | 4) { 6 } else { code };
+    output::finish(code);
+    ExitCode::from(code)
 }
 
 /// Rootless with subordinate ids: builds and cache commands run as root of a user namespace
@@ -116,11 +126,11 @@ pub fn main() -> ExitCode {
 fn enter_user_namespace() {
     use crate::exec::sandbox::userns::{self, Entered};
     if let Entered::No(Some(reason)) = userns::enter() {
-        eprintln!(
+        output::note(format!(
             "warning: cannot use subordinate ids ({reason}); steps can run as root only \
              (set {}=off to silence this)",
             userns::SUBIDS_ENV
-        );
+        ));
     }
 }
 

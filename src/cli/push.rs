@@ -143,14 +143,13 @@ pub(super) fn push_one(
             None,
         ));
     }
-    let _ = writeln!(
-        std::io::stderr(),
+    super::output::note(format!(
         "pushed {tag}@{} ({} blob(s) uploaded, {} already there, {} mounted)",
         report.digest,
         report.uploaded.len(),
         report.skipped.len(),
         report.mounted.len()
-    );
+    ));
     mounts.pushed.insert(0, target);
     Ok(())
 }
@@ -166,11 +165,10 @@ fn push_or_skip(
     bases: &[String],
 ) -> Result<PushStatus, Failure> {
     if current == Some(&image.manifest.digest) {
-        let _ = writeln!(
-            std::io::stderr(),
+        super::output::note(format!(
             "unchanged {tag}@{} (the registry has it already; nothing sent)",
             image.manifest.digest
-        );
+        ));
         // The repository holds every blob of the image: a source for mounts as well.
         if let Ok(target) = Reference::parse(tag) {
             mounts.pushed.insert(0, target);
@@ -203,10 +201,10 @@ pub(super) fn push_all(
         targets
             .extend(image.tags.iter().filter(|t| names_registry(t)).map(|t| (image, t.as_str())));
         if targets.len() == before {
-            eprintln!(
+            super::output::note(format!(
                 "note: `{}` has no tag that names a registry (e.g. `registry.example.com/{}:1.0`); not pushed",
                 image.name, image.name
-            );
+            ));
         }
     }
     let tags: Vec<&str> = targets.iter().map(|(_, t)| *t).collect();

@@ -36,7 +36,14 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
         &image.manifest_digest,
         &layers,
         &annotated_base(&manifest),
-        args.source_date_epoch.unwrap_or(0),
+        // As `stack build --sbom` writes it: the image's creation time.
+        args.source_date_epoch.unwrap_or_else(|| {
+            image
+                .config
+                .string("created")
+                .and_then(|c| crate::oci::image::parse_rfc3339(&c))
+                .unwrap_or(0)
+        }),
     )
     .map_err(|e| fail(error_chain(&e), None))?;
     if let Some(path) = &args.output {

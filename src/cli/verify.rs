@@ -43,7 +43,13 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     let store = open_store(&args.file)?;
     let resolver = CliResolver::new(&files, &store, &args.file)?;
     let plan = plan_files(&files, &resolver, &args.file)?;
-    let opts = options(args, jobs);
+    // The rebuild resolves the same times from the same context and commit (it gets
+    // `--source-date-epoch` only when this verify was given one).
+    let epoch = super::epoch::resolve(
+        args.source_date_epoch,
+        files.first().map(|f| f.context_dir.as_path()),
+    );
+    let opts = options(args, jobs, &epoch);
     let normal = super::build::execute(&plan, &files, &store, &opts, Some(args.progress))?;
     // The rebuild runs `--locked`: it must pin bases exactly as this build did.
     resolver.save_lock()?;
@@ -75,7 +81,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     }
     if args.steps {
         wait_for_next_second(rebuilt_at);
-        differs |= check_steps(args, &files, &fresh_store)?;
+        differs |= check_steps(args, &files, &fresh_store, &epoch)?;
     }
     eprintln!("verified in {:.2}s", started.elapsed().as_secs_f64());
     if differs { Err(Failure::Differs) } else { Ok(()) }
@@ -91,10 +97,11 @@ fn wait_for_next_second(then: std::time::Instant) {
     }
 }
 
-fn options(args: &VerifyArgs, jobs: usize) -> BuildOptions {
+fn options(args: &VerifyArgs, jobs: usize, epoch: &super::epoch::Epoch) -> BuildOptions {
     BuildOptions {
         compression: compression(args.compression),
-        epoch: args.source_date_epoch.unwrap_or(0),
+        epoch: epoch.files,
+        created: epoch.created,
         jobs,
         ..BuildOptions::default()
     }
@@ -157,7 +164,9 @@ fn child_args(args: &VerifyArgs, cwd: &Path) -> Vec<OsString> {
     for (name, ip) in &f.add_hosts {
         pair("--add-host", format!("{name}={ip}").into());
     }
-    pair("--source-date-epoch", args.source_date_epoch.unwrap_or(0).to_string().into());
+    if let Some(epoch) = args.source_date_epoch {
+        pair("--source-date-epoch", epoch.to_string().into());
+    }
     pair("--compression", compression(args.compression).name().into());
     pair("--progress", "plain".into());
     match (&f.file, &f.dockerfile) {
@@ -383,10 +392,15 @@ fn print_difference(out: &mut impl Write, d: &Difference) -> std::io::Result<()>
 /// step once more over the same input and compares its layer with the first run's. Steps are
 /// taken last first, so that the step run again never changes the input of one still to
 /// check. True when a step is not deterministic.
-fn check_steps(args: &VerifyArgs, files: &[FileInput], store: &Store) -> Result<bool, Failure> {
+fn check_steps(
+    args: &VerifyArgs,
+    files: &[FileInput],
+    store: &Store,
+    epoch: &super::epoch::Epoch,
+) -> Result<bool, Failure> {
     let resolver = CliResolver::new(files, store, &args.file)?;
     let plan = plan_files(files, &resolver, &args.file)?;
-    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs));
+    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs), epoch);
     let quiet = |_: crate::exec::Event| {};
     let run = |o: &BuildOptions| {
         crate::exec::build(&plan, store, o, &quiet).map_err(|e| fail(error_chain(&e), None))

@@ -25,8 +25,13 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH`: every timestamp of the output, and the clamp for file mtimes.
+    /// The time of the files the build writes, and the clamp for file mtimes: the given
+    /// `SOURCE_DATE_EPOCH`, else 0. Part of what selects a cached layer.
     pub epoch: i64,
+    /// The image's creation time (the config's `created`, its history entries): the given
+    /// `SOURCE_DATE_EPOCH`, else the time of the context's last git commit, else 0. Only the
+    /// config carries it, so a new commit reuses every cached layer.
+    pub created: i64,
     /// Ignore cached results (all steps, or the named stages).
     pub no_cache: bool,
     pub no_cache_stages: Vec<String>,
@@ -53,6 +58,7 @@ impl Default for BuildOptions {
         Self {
             compression: Compression::Gzip,
             epoch: 0,
+            created: 0,
             no_cache: false,
             no_cache_stages: Vec::new(),
             jobs: default_jobs(),
@@ -104,9 +110,15 @@ pub enum Event {
         elapsed: Duration,
         layer: Option<u64>,
     },
+    /// The step failed (`exit_code` when its command ran and exited non-zero).
     Failed {
         node: NodeIndex,
         message: String,
+        exit_code: Option<i32>,
+    },
+    /// The step was stopped before it ended: another step failed, or Ctrl-C.
+    Cancelled {
+        node: NodeIndex,
     },
     /// Why a step runs instead of being reused (`--explain`).
     Explain {
@@ -150,7 +162,14 @@ pub struct BuildReport {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("step `{label}` failed: {message}")]
-    Step { node: NodeIndex, label: String, message: String, output_tail: Vec<String> },
+    Step {
+        node: NodeIndex,
+        label: String,
+        message: String,
+        output_tail: Vec<String>,
+        /// The command's exit code, when it ran and exited non-zero.
+        exit_code: Option<i32>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the build was interrupted")]
@@ -235,7 +254,9 @@ fn build_once(
                     in_flight: &in_flight,
                     hits: &hits,
                 };
-                let layers = exec_node(&shared, node)?;
+                let layers = exec_node(&shared, node).inspect_err(|e| {
+                    report_failure(e, &opts.cancel, events);
+                })?;
                 results.lock().expect("no panics while locked").insert(node, layers);
                 Ok(())
             });
@@ -281,7 +302,7 @@ fn shared_lookup(
         .map(|i| &plan.graph[*i])
         .filter(|n| matches!(n.op, Op::Copy(_) | Op::File(_) | Op::Workdir { .. } | Op::Run(_)))
         .filter(|n| !(opts.no_cache || opts.no_cache_stages.contains(&n.stage)))
-        .map(|n| record_key(&n.key, opts.compression))
+        .map(|n| record_key(&layer_key(&n.key, opts.epoch), opts.compression))
         .filter(|k| shared.exports() || !has_usable_record(store, k))
         .collect();
     shared.lookup(&keys)
@@ -304,7 +325,7 @@ fn record_shared_hits(
     hits: &HashMap<crate::digest::Digest, SharedHit>,
 ) {
     for n in plan.graph.node_weights() {
-        let key = record_key(&n.key, opts.compression);
+        let key = record_key(&layer_key(&n.key, opts.epoch), opts.compression);
         let Some(hit) = hits.get(&key) else { continue };
         if hit.layer.as_ref().is_none_or(|l| store.has_blob(&l.blob.digest))
             && !has_usable_record(store, &key)
@@ -312,6 +333,24 @@ fn record_shared_hits(
             // Best effort: a record not written is asked for again next time.
             let _ = store.put_record("step", &key, &StepRecord { layer: hit.layer.clone() });
         }
+    }
+}
+
+/// Tells the display that a step failed, or that it was stopped: once the build is cancelled
+/// (by the first failure or Ctrl-C), the steps killed on the way did not fail by themselves.
+fn report_failure(
+    e: &BuildError,
+    cancel: &std::sync::atomic::AtomicBool,
+    events: &(dyn Fn(Event) + Sync),
+) {
+    let BuildError::Step { node, message, exit_code, .. } = e else { return };
+    let node = *node;
+    // Ctrl-C reaches the step's processes (they share the terminal) before the build's flag
+    // is set, so an interrupted build also counts as cancelled.
+    if cancel.load(std::sync::atomic::Ordering::SeqCst) || super::cancel::interrupted() {
+        events(Event::Cancelled { node });
+    } else {
+        events(Event::Failed { node, message: message.clone(), exit_code: *exit_code });
     }
 }
 
@@ -359,6 +398,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
         label: n.label.clone(),
         message,
         output_tail: tail,
+        exit_code: None,
     };
     match &n.op {
         Op::Scratch => return Ok(Vec::new()),
@@ -376,8 +416,9 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let history_key = super::explain::history_key(plan, node);
     let previous = super::explain::load(store, &history_key);
     let remember = || super::explain::save(store, &history_key, n, previous.as_ref());
-    let shared_key = record_key(&n.key, opts.compression);
-    if !bypass && let Some(rec) = cached_layer(store, &n.key, opts.compression)? {
+    let layer_key = layer_key(&n.key, opts.epoch);
+    let shared_key = record_key(&layer_key, opts.compression);
+    if !bypass && let Some(rec) = cached_layer(store, &layer_key, opts.compression)? {
         remember();
         events(Event::Reused { node });
         counters.lock().expect("no panics while locked").reused += 1;
@@ -453,7 +494,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let layer = if entries.is_empty() {
         None
     } else {
-        let last_time = previous_layer(store, previous.as_ref(), opts.compression);
+        let last_time = previous_layer(store, previous.as_ref(), opts);
         Some(
             layers::write_layer(store, &entries, opts.epoch, opts.compression, last_time.as_ref())
                 .map_err(lerr)?,
@@ -480,11 +521,23 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
 fn previous_layer(
     store: &Store,
     previous: Option<&super::explain::History>,
-    compression: Compression,
+    opts: &BuildOptions,
 ) -> Option<LayerRef> {
-    let key = crate::digest::Digest::from_hex(previous?.key())?;
-    let rec = store.get_record::<StepRecord>("step", &record_key(&key, compression)).ok()??;
+    let key = layer_key(&crate::digest::Digest::from_hex(previous?.key())?, opts.epoch);
+    let rec =
+        store.get_record::<StepRecord>("step", &record_key(&key, opts.compression)).ok()??;
     rec.layer.filter(|l| store.has_blob(&l.blob.digest))
+}
+
+/// What selects a step's layer besides its compression: its key, and the time its files get
+/// (`epoch`), which the key does not cover (a layer's mtimes are `epoch` or clamped to it, so
+/// a layer of another epoch is another layer). Epoch 0 keeps the step key itself.
+pub(super) fn layer_key(key: &crate::digest::Digest, epoch: i64) -> crate::digest::Digest {
+    if epoch == 0 {
+        *key
+    } else {
+        crate::digest::Digest::of(format!("{}@epoch={epoch}", key.to_hex()).as_bytes())
+    }
 }
 
 /// Where the record of a step built with `compression` is stored. A step's key says what the
@@ -536,11 +589,10 @@ fn cached_layer(
 }
 
 /// Stores the outcome of a layer step (used by the run executor too), under the record of
-/// the layer's compression.
+/// the layer's compression; `layer_key` is the step's [`layer_key`].
 pub(super) fn record(
     store: &Store,
-    plan: &Plan,
-    node: NodeIndex,
+    layer_key: &crate::digest::Digest,
     layer: Option<&LayerRef>,
 ) -> Result<(), StoreError> {
     let compression = layer.map_or(Compression::Gzip, |l| {
@@ -551,7 +603,7 @@ pub(super) fn record(
     });
     store.put_record(
         "step",
-        &record_key(&plan.graph[node].key, compression),
+        &record_key(layer_key, compression),
         &StepRecord { layer: layer.cloned() },
     )
 }
@@ -566,7 +618,7 @@ fn assemble(
     opts: &BuildOptions,
 ) -> Result<BuiltImage, BuildError> {
     let chain = plan.chain(target.node);
-    let created = rfc3339(opts.epoch);
+    let created = rfc3339(opts.created);
     let mut history: Vec<Value> = Vec::new();
     let mut prev_layers = 0usize;
     for idx in &chain {

@@ -1,5 +1,8 @@
-//! The git questions `stack affected` asks, through the `git` command: which files differ
-//! between a revision and the working tree, and a file's content at a revision.
+//! The git questions stack asks, through the `git` command: which files differ between a
+//! revision and the working tree and a file's content at a revision (`stack affected`), and
+//! the time of the last commit, for the default image creation time (reproducible: the same
+//! commit gives the same time on every machine; meaningful: `docker images` shows when the
+//! source last changed, not 1970).
 //!
 //! The CLI rather than a crate (`gix`, `git2`): it is the git the user's repository was made
 //! with (same config, same `safe.directory`, sparse and partial clones, any object format),
@@ -84,4 +87,41 @@ pub fn show(top: &Path, rev: &str, path: &str) -> Result<Option<Vec<u8>>, GitErr
         return Ok(None);
     }
     git(top, &["cat-file", "blob", &spec]).map(Some)
+}
+
+/// Why no commit time could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitTimeError {
+    #[error("`git` could not be run")]
+    NoGit(#[source] std::io::Error),
+    /// Not a repository, no commit yet, a repository git refuses (another owner), …
+    #[error("`git log` in `{}` failed: {message}", dir.display())]
+    NoCommit { dir: PathBuf, message: String },
+    #[error("`git log` in `{}` printed `{output}`, not a time", dir.display())]
+    Unreadable { dir: PathBuf, output: String },
+}
+
+/// The committer time (seconds since the epoch) of the last commit of the repository that
+/// holds `dir`.
+pub fn last_commit_time(dir: &Path) -> Result<i64, CommitTimeError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct"])
+        // The repository is the one holding `dir`, whatever the caller's environment points at.
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(CommitTimeError::NoGit)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let message = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        return Err(CommitTimeError::NoCommit {
+            dir: dir.to_owned(),
+            message: message.trim_start_matches("fatal: ").to_owned(),
+        });
+    }
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    text.parse().map_err(|_| CommitTimeError::Unreadable { dir: dir.to_owned(), output: text })
 }

@@ -50,6 +50,7 @@ pub(super) fn run_step(
         label: n.label.clone(),
         message,
         output_tail: tail,
+        exit_code: None,
     };
     PROBE
         .get_or_init(sandbox::probe)
@@ -248,10 +249,13 @@ pub(super) fn run_step(
         tail.push_back(String::from_utf8_lossy(&partial).into_owned());
     }
     if !outcome.status.success() {
-        return Err(fail(
-            format!("the command exited with code {}", outcome.status.code()),
-            tail.into_iter().collect(),
-        ));
+        return Err(BuildError::Step {
+            node,
+            label: n.label.clone(),
+            message: format!("the command exited with code {}", outcome.status.code()),
+            output_tail: tail.into_iter().collect(),
+            exit_code: Some(outcome.status.code()),
+        });
     }
     let layer = if outcome.changes.is_empty() {
         None
@@ -262,7 +266,7 @@ pub(super) fn run_step(
         )
     };
     drop(outcome);
-    record(store, plan, node, layer.as_ref())?;
+    record(store, &super::build::layer_key(&n.key, opts.epoch), layer.as_ref())?;
     events(Event::Finished {
         node,
         elapsed: started.elapsed(),

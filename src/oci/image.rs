@@ -241,9 +241,40 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Reads an RFC 3339 time in UTC as [`rfc3339`] writes it (`2023-11-14T22:13:20Z`, fractions
+/// of a second ignored); `None` for other forms.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let whole_seconds = time.split('.').next()?;
+    let numbers = |part: &str, sep: char| -> Option<Vec<i64>> {
+        part.split(sep).map(|n| n.parse::<i64>().ok()).collect()
+    };
+    let (ymd, hms) = (numbers(date, '-')?, numbers(whole_seconds, ':')?);
+    let ([year, month, day], [hour, minute, second]) = (ymd.as_slice(), hms.as_slice()) else {
+        return None;
+    };
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of `rfc3339`'s.
+    let year = if *month <= 2 { year - 1 } else { *year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let doy = (153 * (if *month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_dates_it_writes() {
+        for t in [0, 1_700_000_000, 951_782_400, 1_714_979_289, -86_400] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(parse_rfc3339("2024-05-06T07:08:09.123456Z"), Some(1_714_979_289));
+        assert_eq!(parse_rfc3339("2024-05-06 07:08:09"), None);
+    }
 
     #[test]
     fn formats_dates() {

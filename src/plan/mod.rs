@@ -45,23 +45,36 @@ impl FileInput {
     /// A report of diagnostics about this file, shown in the Dockerfile it was imported from
     /// when there is one (spans mapped back to its instructions).
     pub fn report(&self, mut diagnostics: Vec<Diagnostic>) -> Report {
-        let Some(origin) = &self.origin else {
+        if self.origin.is_none() {
             return Report::new(self.source.clone(), diagnostics);
-        };
-        let (dockerfile, map) = origin.as_ref();
-        let to = |s: SourceSpan| {
-            let span = s.offset()..s.offset() + s.len();
-            let mapped = map.to_dockerfile(&self.source.text, &dockerfile.text, span);
-            mapped
-                .map_or_else(|| SourceSpan::from((0, 0)), |m| SourceSpan::from((m.start, m.len())))
-        };
+        }
         for d in &mut diagnostics {
-            d.span = to(d.span);
+            d.span = self.shown(d.span).1;
             for (span, _) in &mut d.related {
-                *span = to(*span);
+                *span = self.shown(*span).1;
             }
         }
-        Report::new(dockerfile.clone(), diagnostics)
+        Report::new(self.shown_file().clone(), diagnostics)
+    }
+
+    /// The file name and 1-based line of `span` in the file the user wrote (the Dockerfile
+    /// of an imported build file), for progress events.
+    pub fn line_of(&self, span: SourceSpan) -> (String, usize) {
+        let (file, span) = self.shown(span);
+        (file.name.clone(), file.line_col(span.offset()).0)
+    }
+
+    /// The file the user wrote: the Dockerfile this file was imported from, or itself.
+    fn shown_file(&self) -> &SourceFile {
+        self.origin.as_deref().map_or(&self.source, |(dockerfile, _)| dockerfile)
+    }
+
+    /// `span` of this file, mapped into the file the user wrote.
+    fn shown(&self, span: SourceSpan) -> (&SourceFile, SourceSpan) {
+        let Some((dockerfile, map)) = self.origin.as_deref() else { return (&self.source, span) };
+        let range = span.offset()..span.offset() + span.len();
+        let mapped = map.to_dockerfile(&self.source.text, &dockerfile.text, range);
+        (dockerfile, mapped.map_or_else(|| (0, 0).into(), |m| (m.start, m.len()).into()))
     }
 }
 

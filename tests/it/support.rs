@@ -253,3 +253,54 @@ impl Standing {
         self.stack(dir, args).output().unwrap()
     }
 }
+
+/// A tmux server of the test's own, with one 60-column window running `command`.
+pub(crate) struct Tmux {
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    pub(crate) fn start(command: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tmux.sock");
+        let tmux = Self { socket, _dir: dir };
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "60", "-y", "24", command])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    pub(crate) fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("tmux");
+        c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
+        c
+    }
+
+    /// The screen's rows, as shown.
+    pub(crate) fn screen(&self) -> Vec<String> {
+        let out = self.command().args(["capture-pane", "-p"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    /// Waits (up to 60 s) until the screen satisfies `found`; returns it.
+    pub(crate) fn wait_for(&self, what: &str, found: impl Fn(&[String]) -> bool) -> Vec<String> {
+        for _ in 0..600 {
+            let screen = self.screen();
+            if found(&screen) {
+                return screen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("never saw {what}:\n{}", self.screen().join("\n"));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
