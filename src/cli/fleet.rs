@@ -97,7 +97,10 @@ pub(super) fn finish(cache: Option<&RegistryCache>) -> CacheReport {
         ));
     }
     for (id, bytes) in &report.mounts_saved {
-        super::output::note(format!("saved cache mount `{id}` ({}) to the step cache", super::cache::human(*bytes)));
+        super::output::note(format!(
+            "saved cache mount `{id}` ({}) to the step cache",
+            super::cache::human(*bytes)
+        ));
     }
     if report.bytes_downloaded > 0 {
         super::output::note(format!(
