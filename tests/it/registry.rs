@@ -93,6 +93,19 @@ pub(crate) fn registry_digest(reference: &str) -> String {
     v["Digest"].as_str().unwrap().to_owned()
 }
 
+/// A project whose image `app` copies `hello.txt` onto `HOST/base:1` and is tagged with each
+/// of `repos` on that registry.
+fn app_on(host: &str, repos: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let tags: Vec<String> = repos.iter().map(|r| format!("\"{host}/{r}\"")).collect();
+    let kdl = format!(
+        "stack version=1\nimage app {{\n    from \"{host}/base:1\"\n    copy \"hello.txt\" to=\"/srv/\"\n    tag {}\n}}\n",
+        tags.join(" ")
+    );
+    write_files(dir.path(), &[("hello.txt", "hello\n"), ("stack.kdl", &kdl)]);
+    dir
+}
+
 #[test]
 fn pull_lock_push_and_stay_reproducible_when_the_tag_moves() {
     let Some(base) = busybox_base() else { return };
@@ -100,19 +113,7 @@ fn pull_lock_push_and_stay_reproducible_when_the_tag_moves() {
     let host = reg.host();
     skopeo_copy(&format!("oci:{}:base", base.display()), &format!("docker://{host}/base:1"));
 
-    let dir = tempfile::tempdir().unwrap();
-    write_files(
-        dir.path(),
-        &[
-            ("hello.txt", "hello\n"),
-            (
-                "stack.kdl",
-                &format!(
-                    "stack version=1\nimage app {{\n    from \"{host}/base:1\"\n    copy \"hello.txt\" to=\"/srv/\"\n    tag \"{host}/team/app:1\" \"{host}/team/app:latest\"\n}}\n"
-                ),
-            ),
-        ],
-    );
+    let dir = app_on(&host, &["team/app:1", "team/app:latest"]);
     let cache = dir.path().join("cache");
     let first = run_stack(dir.path(), &cache, &["build", "--push"]);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -558,19 +559,7 @@ fn pushing_to_another_repository_of_the_registry_mounts_the_blobs() {
     let Some(reg) = Registry::start() else { return };
     let host = reg.host();
     skopeo_copy(&format!("oci:{}:base", base.display()), &format!("docker://{host}/base:1"));
-    let dir = tempfile::tempdir().unwrap();
-    write_files(
-        dir.path(),
-        &[
-            ("hello.txt", "hello\n"),
-            (
-                "stack.kdl",
-                &format!(
-                    "stack version=1\nimage app {{\n    from \"{host}/base:1\"\n    copy \"hello.txt\" to=\"/srv/\"\n    tag \"{host}/team/a:1\" \"{host}/team/b:1\"\n}}\n"
-                ),
-            ),
-        ],
-    );
+    let dir = app_on(&host, &["team/a:1", "team/b:1"]);
     let o = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--push"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
