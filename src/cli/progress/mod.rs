@@ -167,10 +167,12 @@ fn node_of(e: &Event) -> NodeIndex {
 fn plain(e: &Event, step: &StepInfo, state: &mut State) {
     let mut err = std::io::stderr().lock();
     let name = &step.name;
+    // Lines of steps that ended say how far the build is, as the live view's counter does.
+    let count = format!("[{}/{}]", state.tally.ended(), state.tally.total);
     let _ = match e {
         Event::Started { .. } => writeln!(err, "{name} ..."),
-        Event::Reused { .. } => writeln!(err, "{name} (cached)"),
-        Event::Shared { source, .. } => writeln!(err, "{name} (from cache {source})"),
+        Event::Reused { .. } => writeln!(err, "{name} (cached) {count}"),
+        Event::Shared { source, .. } => writeln!(err, "{name} (from cache {source}) {count}"),
         Event::Output { node, bytes } => {
             let prefix = format!("[{}]", step.stage);
             for line in take_lines(state.partial.entry(*node).or_default(), bytes) {
@@ -179,10 +181,10 @@ fn plain(e: &Event, step: &StepInfo, state: &mut State) {
             Ok(())
         }
         Event::Finished { elapsed, layer, .. } => {
-            writeln!(err, "{name} done in {:.2}s ({})", elapsed.as_secs_f64(), size(*layer))
+            writeln!(err, "{name} done in {:.2}s ({}) {count}", elapsed.as_secs_f64(), size(*layer))
         }
-        Event::Failed { message, .. } => writeln!(err, "{name} FAILED: {message}"),
-        Event::Cancelled { .. } => writeln!(err, "{name} stopped"),
+        Event::Failed { message, .. } => writeln!(err, "{name} FAILED: {message} {count}"),
+        Event::Cancelled { .. } => writeln!(err, "{name} stopped {count}"),
         Event::Explain { reasons, .. } => {
             for r in reasons {
                 let _ = writeln!(err, "{name} runs because {r}");
