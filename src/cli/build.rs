@@ -280,7 +280,7 @@ fn execute_noting(
     output::add_to_summary(summary_fields(&tally));
     match built {
         Ok(r) => Ok(r),
-        Err(BuildError::Step { node, label, message, output_tail, exit_code }) => {
+        Err(BuildError::Step { node, label, message, output_tail, exit_code, failed_command }) => {
             let n = &p.graph[node];
             note(step_failure(&files[n.file], n.span, &label, &message));
             let mut d = Diagnostic::error(
@@ -304,9 +304,12 @@ fn execute_noting(
                 d = d.with_help(help);
             }
             let run = super::progress::run_step(files, p, node);
-            if let Some(note) =
-                run.and_then(|r| super::progress::which_command_failed(r, exit_code))
-            {
+            // A plain `&&` chain says which command failed in the message itself.
+            let note = match failed_command {
+                Some(_) => None,
+                None => run.and_then(|r| super::progress::which_command_failed(r, exit_code)),
+            };
+            if let Some(note) = note {
                 let help = match d.help.take() {
                     Some(help) => format!("{help}\nnote: {note}"),
                     None => format!("note: {note}"),

@@ -169,6 +169,8 @@ pub enum BuildError {
         output_tail: Vec<String>,
         /// The command's exit code, when it ran and exited non-zero.
         exit_code: Option<i32>,
+        /// Which command of a `a && b && c` script failed: "command 2 of 3 (`b`)".
+        failed_command: Option<String>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -399,6 +401,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
         message,
         output_tail: tail,
         exit_code: None,
+        failed_command: None,
     };
     match &n.op {
         Op::Scratch => return Ok(Vec::new()),

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod cancel;
+pub mod chain;
 mod explain;
 pub mod export;
 pub mod git;

@@ -51,6 +51,7 @@ pub(super) fn run_step(
         message,
         output_tail: tail,
         exit_code: None,
+        failed_command: None,
     };
     PROBE
         .get_or_init(sandbox::probe)
@@ -212,10 +213,30 @@ pub(super) fn run_step(
         }
     }
     let (network, slirp4netns) = step_network(op.network).map_err(|m| fail(m, Vec::new()))?;
+    let mut argv = op.argv.clone();
+    let chain = shell_chain(&argv);
+    let marks = match &chain {
+        Some(parts) => {
+            let marks = extras.path().join("marks");
+            fs_err::write(&marks, b"").map_err(|e| fail(e.to_string(), Vec::new()))?;
+            // Whoever the step runs as may mark; the file lives in the store's tmp only.
+            let _ = fs_err::set_permissions(&marks, std::fs::Permissions::from_mode(0o666));
+            mounts.push(Mount::Bind {
+                source: BindSource { root: extras.path().to_owned(), path: "marks".into() },
+                target: super::chain::MARKS_TARGET.into(),
+                readonly: false,
+            });
+            if let Some(script) = argv.last_mut() {
+                *script = super::chain::instrument(parts);
+            }
+            Some(marks)
+        }
+        None => None,
+    };
     let spec = SandboxSpec {
         lower_dirs,
         scratch_dir: scratch.path().to_owned(),
-        argv: op.argv.clone(),
+        argv,
         env,
         cwd: op.cwd.clone(),
         user: UserSpec(op.user.clone()),
@@ -249,12 +270,15 @@ pub(super) fn run_step(
         tail.push_back(String::from_utf8_lossy(&partial).into_owned());
     }
     if !outcome.status.success() {
+        let failed_command = failed_command(chain.as_deref(), marks.as_deref());
+        let which = failed_command.as_deref().unwrap_or("the command");
         return Err(BuildError::Step {
             node,
             label: n.label.clone(),
-            message: format!("the command exited with code {}", outcome.status.code()),
+            message: format!("{which} exited with code {}", outcome.status.code()),
             output_tail: tail.into_iter().collect(),
             exit_code: Some(outcome.status.code()),
+            failed_command,
         });
     }
     let layer = if outcome.changes.is_empty() {
@@ -275,6 +299,26 @@ pub(super) fn run_step(
     let mut layers = parent.to_vec();
     layers.extend(layer);
     Ok(layers)
+}
+
+/// The top-level commands of a shell-form script that is a plain `&&` chain (`sh -c "a && b"`
+/// with a POSIX-like shell), which [`super::chain`] can tell apart when one fails.
+fn shell_chain(argv: &[String]) -> Option<Vec<String>> {
+    let [shell, .., flag, script] = argv else { return None };
+    let name = shell.rsplit('/').next().unwrap_or(shell);
+    let posix = matches!(name, "sh" | "bash" | "ash" | "dash" | "ksh" | "zsh");
+    if !posix || flag != "-c" || argv.len() != 3 {
+        return None;
+    }
+    super::chain::and_chain(script)
+}
+
+/// "command 2 of 3 (`b`)": the command of `chain` that failed, from how many marks it left.
+fn failed_command(chain: Option<&[String]>, marks: Option<&Path>) -> Option<String> {
+    let parts = chain?;
+    let done = fs_err::metadata(marks?).ok()?.len();
+    let index = usize::try_from(done).ok().filter(|i| *i < parts.len())?;
+    Some(format!("command {} of {} (`{}`)", index + 1, parts.len(), parts[index]))
 }
 
 /// The sandbox network for a step's `network` setting: the default is a private network

@@ -210,20 +210,41 @@ fn a_failing_multi_command_run_is_named_on_one_line_and_says_what_is_known() {
     if !sandbox_ready() {
         return;
     }
-    let dir = project(&format!(
-        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo one && \\\n        true && false\"\n}}\n",
-        base.display()
-    ));
-    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "plain"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let err = stderr(&out).split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(err.contains("[app] run \"echo one && true && false\" ..."), "{err}");
-    assert!(
-        err.contains(
-            "step `run \"echo one && true && false\"` failed: the command exited with code 1"
-        ),
-        "{err}"
-    );
+    let build = |run: &str| {
+        let dir = project(&format!(
+            "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    user \"nobody\"\n    run {run}\n}}\n",
+            base.display()
+        ));
+        let out =
+            run_stack(dir.path(), &dir.path().join("cache"), &["build", "--progress", "plain"]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        stderr(&out).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    // A plain `&&` chain: the failing command is named (marks work for any user).
+    let err = build("\"echo one && \\\n        true && false && echo four\"");
+    assert!(err.contains("[app] run \"echo one && true && false && echo four\" ..."), "{err}");
+    assert!(err.contains("FAILED: command 3 of 4 (`false`) exited with code 1"), "{err}");
+    assert!(!err.contains("cannot tell"), "{err}");
+    // Commands joined with `;` cannot be told apart: stack says so, with what points at it.
+    let err = build("\"echo one; false\"");
+    assert!(err.contains("FAILED: the command exited with code 1"), "{err}");
     assert!(err.contains("holds several commands and stack cannot tell which one failed"), "{err}");
     assert!(err.contains("start the script with `set -x`"), "{err}");
+}
+
+#[test]
+fn marking_a_chain_leaves_nothing_in_the_image() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    run \"echo a > /a && echo b > /b\"\n}}\n",
+        base.display()
+    ));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = crate::support::image_files(&dir.path().join("stack-out"), "app");
+    assert!(files.contains_key("a") && files.contains_key("b"));
+    assert!(!files.keys().any(|k| k.contains("stack-marks")), "{:?}", files.keys());
 }

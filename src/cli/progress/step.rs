@@ -110,8 +110,8 @@ pub(super) fn script_lines(script: &str) -> Vec<String> {
     lines
 }
 
-/// For a failed shell-form `run` of several commands: what stack can say about which one
-/// failed. The script runs unchanged (`/bin/sh -c`, as `docker build` runs it): tracing it
+/// For a failed shell-form `run` of several commands that is not a plain `&&` chain (those
+/// name their failing command, see `exec::chain`): what stack can say about which one failed. The script runs unchanged (`/bin/sh -c`, as `docker build` runs it): tracing it
 /// (`set -x`) would add lines to what its commands print, which a command capturing its own
 /// output would then store in the image, and would print the values of secrets. So stack
 /// cannot know which command failed, and says so, with what points at it.
