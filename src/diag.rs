@@ -229,6 +229,31 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// An error and its causes on one line (`a: b: c`), for messages that must fit in a label.
+/// Whether the machine, not the build, failed somewhere in `e`'s chain: a full disk or quota,
+/// a read-only file system, no memory. Such a failure is never blamed on a step of the build
+/// file; the CLI gives it its own exit code.
+pub fn is_machine_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            let kind = matches!(
+                io.kind(),
+                ErrorKind::StorageFull
+                    | ErrorKind::QuotaExceeded
+                    | ErrorKind::ReadOnlyFilesystem
+                    | ErrorKind::OutOfMemory
+            );
+            // ENOSPC, EDQUOT, EROFS, ENOMEM.
+            if kind || matches!(io.raw_os_error(), Some(28 | 122 | 30 | 12)) {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -324,7 +324,17 @@ fn execute_noting(
             output::note("interrupted: the running steps were stopped; no image was written");
             Err(Failure::Interrupted)
         }
-        Err(e) => Err(fail(error_chain(&e), None)),
+        Err(e @ BuildError::Machine { .. }) => Err(Failure::Other(
+            Box::new(e),
+            Some(
+                "this is the machine, not the build file: free space where the store lives \
+                 (`stack cache prune --keep-storage SIZE`, or `STACK_CACHE_DIR` elsewhere) and \
+                 build again"
+                    .into(),
+            ),
+        )),
+        // Kept whole, so the exit code can tell the machine's failures from others.
+        Err(e) => Err(Failure::Other(Box::new(e), None)),
     }
 }
 

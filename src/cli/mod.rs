@@ -111,11 +111,11 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             output::print_error(e.as_ref(), hint.as_deref(), color);
-            4
+            if crate::diag::is_machine_error(e.as_ref()) { 7 } else { 4 }
         }
     };
     // For `stack verify`, every way of failing to build is one code, apart from "differs".
-    let code = if verifying && matches!(code, 1 | 3 | 4) { 6 } else { code };
+    let code = if verifying && matches!(code, 1 | 3 | 4 | 7) { 6 } else { code };
     output::finish(code);
     ExitCode::from(code)
 }

@@ -174,6 +174,13 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The machine failed a step (a full disk, no memory): not the step's fault.
+    #[error("step `{label}` could not be completed")]
+    Machine {
+        label: String,
+        #[source]
+        source: LayerError,
+    },
     #[error("the build was interrupted")]
     Interrupted,
 }
@@ -456,7 +463,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     }
     events(Event::Started { node });
     let started = Instant::now();
-    let lerr = |e: LayerError| step_err(e.to_string(), Vec::new());
+    let lerr = |e: LayerError| machine_or_step(e, &n.label, |m| step_err(m, Vec::new()));
     // Unpacked `add` archives: kept until the layer is written, then removed.
     let mut scratch = layers::Scratch::default();
     let entries = match &n.op {
@@ -517,6 +524,20 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let mut layers = parent_layers;
     layers.extend(layer);
     Ok(layers)
+}
+
+/// A layer that could not be made: the machine's failure (a full disk…) keeps its cause and is
+/// never blamed on the step; anything else is the step's.
+pub(super) fn machine_or_step(
+    e: LayerError,
+    label: &str,
+    step: impl FnOnce(String) -> BuildError,
+) -> BuildError {
+    if crate::diag::is_machine_error(&e) {
+        BuildError::Machine { label: label.to_owned(), source: e }
+    } else {
+        step(e.to_string())
+    }
 }
 
 /// The layer this step produced the last time it was built with this compression, if the

@@ -59,8 +59,8 @@ pub(super) fn run_step(
         .map_err(|why| fail(format!("cannot run steps here: {why}"), Vec::new()))?;
     let mut lower_dirs = Vec::with_capacity(parent.len());
     for layer in parent.iter().rev() {
-        let (_, tree) =
-            layers::materialize(store, layer).map_err(|e| fail(e.to_string(), Vec::new()))?;
+        let (_, tree) = layers::materialize(store, layer)
+            .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?;
         lower_dirs.push(tree);
     }
     let scratch = store.temp_dir("run-").map_err(|e| fail(e.to_string(), Vec::new()))?;
@@ -286,7 +286,7 @@ pub(super) fn run_step(
     } else {
         Some(
             layers::write_layer(store, &outcome.changes, opts.epoch, opts.compression, None)
-                .map_err(|e| fail(e.to_string(), Vec::new()))?,
+                .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?,
         )
     };
     drop(outcome);

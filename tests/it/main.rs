@@ -15,6 +15,7 @@ mod habits;
 mod habits_buildx;
 mod hostile;
 mod login;
+mod machine;
 mod monorepo;
 mod outputs;
 mod parallel;
