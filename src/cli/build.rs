@@ -38,6 +38,7 @@ pub(super) fn run(args: &BuildArgs) -> Result<(), Failure> {
 fn failure_message(e: &Failure) -> String {
     match e {
         Failure::UserFiles => "the build files have problems (reported on standard error)".into(),
+        Failure::Registry => "a registry could not be reached (reported on standard error)".into(),
         Failure::StepFailed => "a step failed".into(),
         Failure::Interrupted => "interrupted".into(),
         Failure::Differs => "the images differ".into(),

@@ -331,8 +331,13 @@ pub(super) fn plan_files(
         return Err(Failure::Interrupted);
     }
     let p = planned.map_err(|d| {
+        // Only unreachable registries: the build file may well be right.
+        let registry_only = d.iter().all(|d| {
+            d.diagnostic.severity != crate::diag::Severity::Error
+                || d.diagnostic.code == "base-unreachable"
+        });
         print_plan_errors(files, d);
-        Failure::UserFiles
+        if registry_only { Failure::Registry } else { Failure::UserFiles }
     })?;
     resolver.save_stat_caches();
     Ok(p)
@@ -531,7 +536,7 @@ impl<'a> CliResolver<'a> {
         &self.registry
     }
 
-    fn pull(&self, reference: &str) -> Result<Arc<LoadedImage>, String> {
+    fn pull(&self, reference: &str) -> Result<Arc<LoadedImage>, crate::plan::BaseError> {
         let r = crate::registry::Reference::parse(reference).map_err(|e| {
             format!(
                 "`{reference}` is neither a stage of this build nor a valid image reference: {e}"
@@ -550,7 +555,8 @@ impl<'a> CliResolver<'a> {
                 return Err(format!(
                     "`{name}` is not pinned in `{}`, and `--locked` forbids changing it; run `stack lock`",
                     self.lock_path.display()
-                ));
+                )
+                .into());
             }
             (Some(_), _) | (None, None) => r.clone(),
         };
@@ -558,6 +564,7 @@ impl<'a> CliResolver<'a> {
             Ok(pulled) => pulled,
             Err(e) => {
                 let err = error_chain(&e);
+                let unreachable = registry_failed(&e);
                 // A base only the local daemon holds (built or loaded there): used as
                 // `docker build` would, unless the lock pins another image.
                 let pinned = match (&r.digest, &target.digest) {
@@ -572,11 +579,14 @@ impl<'a> CliResolver<'a> {
                         ));
                         Ok(image)
                     }
-                    Err(_) => Err(format!(
-                        "{err}; the local Docker or podman daemon does not have it either (an \
-                         image on this machine can be named `docker-daemon:NAME`, \
-                         `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`)"
-                    )),
+                    Err(_) => Err(crate::plan::BaseError {
+                        message: format!(
+                            "{err}; the local Docker or podman daemon does not have it either \
+                             (an image on this machine can be named `docker-daemon:NAME`, \
+                             `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`)"
+                        ),
+                        unreachable,
+                    }),
                 };
             }
         };
@@ -700,8 +710,31 @@ impl CliResolver<'_> {
     }
 }
 
+/// Whether a pull failed because of the registry or the network rather than the reference
+/// (an unknown image or tag is the build file's problem).
+fn registry_failed(e: &crate::registry::RegistryError) -> bool {
+    use crate::registry::RegistryError as E;
+    match e {
+        E::ConnectionRefused { .. }
+        | E::HostNotFound { .. }
+        | E::Transport { .. }
+        | E::Tls { .. }
+        | E::CaFile { .. }
+        | E::Unauthorized { .. }
+        | E::Denied { .. }
+        | E::RateLimited { .. }
+        | E::Credentials { .. } => true,
+        E::Http { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
 impl Resolver for CliResolver<'_> {
-    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, String> {
+    fn image(
+        &self,
+        reference: &str,
+        file: usize,
+    ) -> Result<Arc<LoadedImage>, crate::plan::BaseError> {
         if let Some(i) = self.images.lock().expect("no panics while locked").get(reference) {
             return Ok(Arc::clone(i));
         }

@@ -41,6 +41,8 @@ pub use args::Cli;
 pub enum Failure {
     /// Diagnostics were printed.
     UserFiles,
+    /// Only registries that could not be reached stopped planning (diagnostics were printed).
+    Registry,
     /// A build step failed (its diagnostic was printed).
     StepFailed,
     /// Ctrl-C or SIGTERM stopped the build.
@@ -103,6 +105,7 @@ pub fn main() -> ExitCode {
     let code = match result {
         Ok(()) => 0,
         Err(Failure::UserFiles) => 1,
+        Err(Failure::Registry) => 4,
         Err(Failure::StepFailed) => 3,
         Err(Failure::Interrupted) => 130,
         Err(Failure::Differs) => 5,

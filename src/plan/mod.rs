@@ -29,6 +29,22 @@ use crate::syntax::ast::{BuildFile, CacheSharing, Network};
 
 pub use dot::to_dot;
 
+/// Why a base image could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BaseError {
+    pub message: String,
+    /// The registry or the network failed (refused, unreachable, TLS, 5xx, 401…), not the
+    /// reference: `stack::base-unreachable`, which the CLI reports with the registry exit code.
+    pub unreachable: bool,
+}
+
+impl From<String> for BaseError {
+    fn from(message: String) -> Self {
+        Self { message, unreachable: false }
+    }
+}
+
 /// One parsed build file and the folder its relative paths resolve from.
 #[derive(Debug, Clone)]
 pub struct FileInput {
@@ -81,7 +97,7 @@ impl FileInput {
 /// What planning needs from the outside world.
 pub trait Resolver: Sync {
     /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference).
-    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, String>;
+    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, BaseError>;
     /// Selects and hashes the files a `copy` source names in file `file`'s context.
     fn select(
         &self,

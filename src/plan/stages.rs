@@ -536,8 +536,9 @@ impl<'a> Planner<'a> {
             }
             Err(problem) => {
                 let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
-                let mut d =
-                    Diagnostic::error("unknown-base", problem, span, "cannot use this base");
+                // A registry that cannot be reached is no mistake in the build file.
+                let code = if problem.unreachable { "base-unreachable" } else { "unknown-base" };
+                let mut d = Diagnostic::error(code, problem.message, span, "cannot use this base");
                 if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
                     d = d.with_help(format!("did you mean stage `{s}`?"));
                 } else if !reference.contains(':') && !reference.contains('/') {

@@ -1,4 +1,5 @@
-//! Failures of the machine, not of the build: a full disk is never blamed on a step.
+//! Failures that are not the build file's: a full disk is never blamed on a step, and a
+//! registry that cannot be reached has the registry exit code.
 
 use std::process::Command;
 
@@ -52,4 +53,21 @@ fn a_full_disk_names_enospc_and_has_its_own_exit_code() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains("this is the machine, not the build file"), "{err}");
     assert!(!err.contains("step-failed"), "the step was blamed: {err}");
+}
+
+#[test]
+fn a_refused_registry_exits_with_the_registry_code() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir =
+        project(&format!("stack version=1\nimage app {{\n    from \"127.0.0.1:{port}/x:1\"\n}}\n"));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("stack::base-unreachable") && err.contains("connection refused"), "{err}");
+    // A build file with a real mistake as well is the build file's problem first.
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"127.0.0.1:{port}/x:1\"\n    cpy \"a\" to=\"/\"\n}}\n"
+    ));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }

@@ -170,8 +170,8 @@ impl stack::plan::Resolver for NoWorld {
         &self,
         reference: &str,
         _file: usize,
-    ) -> Result<std::sync::Arc<stack::oci::local::LoadedImage>, String> {
-        Err(format!("no image `{reference}` here"))
+    ) -> Result<std::sync::Arc<stack::oci::local::LoadedImage>, stack::plan::BaseError> {
+        Err(format!("no image `{reference}` here").into())
     }
 
     fn select(
