@@ -27,5 +27,6 @@ mod remote;
 mod robustness;
 mod run;
 mod sbom;
+mod tidy;
 mod timestamps;
 mod verify;
