@@ -13,6 +13,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod exec;
 pub mod fleet;
+pub mod json;
 pub mod lockfile;
 pub mod oci;
 pub mod paths;

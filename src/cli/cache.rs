@@ -121,7 +121,7 @@ fn prune(args: &CachePruneArgs) -> Result<(), Failure> {
 fn verify(args: &CacheVerifyArgs) -> Result<(), Failure> {
     let store = open(&args.store)?;
     let lock = lock_exclusive(&store)?;
-    let report = store::verify(&store, &lock)?;
+    let report = store::verify(&store, &lock, &crate::oci::extract::check_layer_dir)?;
     drop(lock);
     for bad in &report.bad {
         println!("bad {} `{}`: {} (removed)", singular(bad.area), bad.name, bad.reason);

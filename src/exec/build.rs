@@ -15,9 +15,11 @@ use serde_json::{Map, Value};
 use super::layers::{self, LayerError};
 use super::shared::{SharedHandle, SharedHit};
 use crate::digest::OciDigest;
+use crate::json::to_canonical;
 use crate::oci::compress::Compression;
-use crate::oci::image::{Descriptor, LayerRef, Manifest, OCI_CONFIG, OCI_MANIFEST, rfc3339};
-use crate::oci::json::to_canonical;
+use crate::oci::image::{
+    BuiltImage, Descriptor, LayerRef, Manifest, OCI_CONFIG, OCI_MANIFEST, rfc3339,
+};
 use crate::plan::{Op, Plan};
 use crate::store::{Store, StoreError};
 
@@ -125,25 +127,6 @@ pub enum Event {
         node: NodeIndex,
         reasons: Vec<String>,
     },
-}
-
-/// A built image, with all its blobs in the store.
-#[derive(Debug, Clone)]
-pub struct BuiltImage {
-    pub name: String,
-    pub tags: Vec<String>,
-    pub manifest: Descriptor,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-}
-
-impl BuiltImage {
-    /// Config and layers: every blob the manifest refers to.
-    pub fn blobs(&self) -> Vec<Descriptor> {
-        let mut v = vec![self.config.clone()];
-        v.extend(self.layers.iter().cloned());
-        v
-    }
 }
 
 /// The summary of a build.

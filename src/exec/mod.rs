@@ -17,4 +17,6 @@ pub mod shared;
 mod sshproxy;
 pub mod view;
 
-pub use build::{BuildError, BuildOptions, BuildReport, BuiltImage, Event, SecretValue, build};
+pub use build::{BuildError, BuildOptions, BuildReport, Event, SecretValue, build};
+// Built images are OCI documents; kept here too for the callers of the build.
+pub use crate::oci::image::BuiltImage;

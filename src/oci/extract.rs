@@ -352,8 +352,7 @@ pub fn extract_with_limits(
     }
     x.finish_dirs()?;
     let index_path = dest.join("index.json");
-    fs_err::write(&index_path, crate::oci::json::to_canonical(&x.index))
-        .map_err(werr(&index_path))?;
+    fs_err::write(&index_path, crate::json::to_canonical(&x.index)).map_err(werr(&index_path))?;
     Ok(x.index)
 }
 
@@ -372,6 +371,19 @@ impl io::Write for HashingWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// An extracted layer folder's problem, if any: its index unreadable, its tree missing, or a
+/// file that differs from the index (for `store::verify`).
+pub fn check_layer_dir(dir: &Path) -> Option<String> {
+    let index = match read_index(dir) {
+        Ok(index) => index,
+        Err(e) => return Some(format!("its index is unreadable: {e}")),
+    };
+    if !dir.join("tree").is_dir() {
+        return Some("its `tree` folder is missing".into());
+    }
+    check_tree(dir, &index)
 }
 
 /// Checks an extracted tree against its index: every entry there with its kind, mode, size,

@@ -263,6 +263,25 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
+/// A built image, with all its blobs in the store.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+impl BuiltImage {
+    /// Config and layers: every blob the manifest refers to.
+    pub fn blobs(&self) -> Vec<Descriptor> {
+        let mut v = vec![self.config.clone()];
+        v.extend(self.layers.iter().cloned());
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

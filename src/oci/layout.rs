@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::image::{Descriptor, Index, OCI_INDEX, REF_NAME};
-use super::json::to_canonical;
 use super::layer::{Entry, EntryKind};
-use crate::exec::BuiltImage;
+use crate::json::to_canonical;
+use crate::oci::image::BuiltImage;
 use crate::store::{Store, StoreError};
 
 /// The output forms of `stack build --format`.

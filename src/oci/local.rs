@@ -395,7 +395,7 @@ pub(crate) fn normalize(
         .zip(manifest.layers.iter().cloned())
         .map(|(diff_id, blob)| LayerRef { diff_id, blob })
         .collect();
-    Ok((config, layers, super::json::to_canonical(&manifest)))
+    Ok((config, layers, crate::json::to_canonical(&manifest)))
 }
 
 #[cfg(test)]

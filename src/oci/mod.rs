@@ -5,7 +5,6 @@ pub mod compress;
 pub mod diff;
 pub mod extract;
 pub mod image;
-pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod local;

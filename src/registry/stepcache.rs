@@ -75,7 +75,7 @@ pub struct EntryBytes {
 /// The entry for step record `key` (hex) with `layer`, written on the day of `now`.
 pub fn entry_bytes(key: &str, layer: Option<&LayerRef>, now: i64) -> EntryBytes {
     let config =
-        crate::oci::json::to_canonical(&EntryConfig { key: key.to_owned(), layer: layer.cloned() });
+        crate::json::to_canonical(&EntryConfig { key: key.to_owned(), layer: layer.cloned() });
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert(KEY_ANNOTATION.to_owned(), key.to_owned());
     if let Some(l) = layer {
@@ -95,7 +95,7 @@ pub fn entry_bytes(key: &str, layer: Option<&LayerRef>, now: i64) -> EntryBytes 
         layers: layer.map(|l| l.blob.clone()).into_iter().collect(),
         annotations,
     };
-    EntryBytes { manifest: crate::oci::json::to_canonical(&manifest), config }
+    EntryBytes { manifest: crate::json::to_canonical(&manifest), config }
 }
 
 /// The step record an entry's manifest describes, checked against the key it was asked for.

@@ -185,7 +185,7 @@ fn make_image(store: &Store, files: &[(&str, &[u8])], gzip: bool, label: &str) -
         "config": {"Labels": {"test": label}},
         "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
     });
-    let config_bytes = crate::oci::json::to_canonical(&config);
+    let config_bytes = crate::json::to_canonical(&config);
     let config_digest = store.put_blob(&config_bytes).unwrap();
     let blobs = vec![
         Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as u64),
@@ -197,7 +197,7 @@ fn make_image(store: &Store, files: &[(&str, &[u8])], gzip: bool, label: &str) -
         "config": blobs[0],
         "layers": [blobs[1]],
     });
-    let manifest = crate::oci::json::to_canonical(&manifest);
+    let manifest = crate::json::to_canonical(&manifest);
     let digest = store.put_blob(&manifest).unwrap();
     TestImage { manifest, digest, blobs }
 }
@@ -928,7 +928,7 @@ fn pulls_docker_schema2_images_and_indexes_for_this_platform() {
         "mediaType": crate::oci::image::OCI_INDEX,
         "manifests": [entry(&other, foreign), entry(&img, crate::oci::image::host_arch())],
     });
-    let index_bytes = crate::oci::json::to_canonical(&index);
+    let index_bytes = crate::json::to_canonical(&index);
     let tagged = reference(&format!("{}/multi/app:latest", reg.host()));
     client.push(&index_bytes, crate::oci::image::OCI_INDEX, &[], &tagged, &store).unwrap();
     assert_eq!(client.resolve(&tagged).unwrap(), img.digest);

@@ -55,7 +55,7 @@ pub fn document(s: &Subject<'_>) -> Vec<u8> {
         "packages": packages,
         "relationships": relationships,
     });
-    crate::oci::json::to_canonical(&doc)
+    crate::json::to_canonical(&doc)
 }
 
 fn rel(from: &str, kind: &str, to: &str) -> Value {
@@ -150,7 +150,7 @@ mod tests {
         let doc = document(&s);
         assert_eq!(doc, document(&s), "the same inputs give the same bytes");
         let v: Value = serde_json::from_slice(&doc).unwrap();
-        assert_eq!(crate::oci::json::to_canonical(&v), doc);
+        assert_eq!(crate::json::to_canonical(&v), doc);
         assert_eq!(v["creationInfo"]["created"], "1970-01-02T00:00:00Z");
         for p in v["packages"].as_array().unwrap() {
             let id = p["SPDXID"].as_str().unwrap();

@@ -230,9 +230,17 @@ pub struct VerifyReport {
     pub dropped_records: usize,
 }
 
-/// Re-hashes every blob (in parallel), reads every extracted layer's index and every record;
-/// removes what is bad, and the records that name a bad or missing blob.
-pub fn verify(store: &Store, lock: &StoreLock) -> Result<VerifyReport, StoreError> {
+/// What is wrong with an extracted layer folder (its index and tree), if anything: given by
+/// the caller, which knows the extraction format (`oci::extract`), so the store stays below it.
+pub type TreeCheck = dyn Fn(&Path) -> Option<String> + Sync;
+
+/// Re-hashes every blob (in parallel), checks every extracted layer with `check_tree` and reads
+/// every record; removes what is bad, and the records that name a bad or missing blob.
+pub fn verify(
+    store: &Store,
+    lock: &StoreLock,
+    check_tree: &TreeCheck,
+) -> Result<VerifyReport, StoreError> {
     assert_eq!(lock.mode(), LockMode::Exclusive, "verifying needs the store lock held exclusively");
     let objects = scan(store)?;
     let mut report = VerifyReport::default();
@@ -243,7 +251,7 @@ pub fn verify(store: &Store, lock: &StoreLock) -> Result<VerifyReport, StoreErro
         .map(|(i, o)| {
             let problem = match o.area {
                 Area::Blobs => check_blob(&o.path, &o.name),
-                _ => check_layer(&o.path, &o.name),
+                _ => check_layer(&o.path, &o.name, check_tree),
             };
             (i, problem)
         })
@@ -314,7 +322,7 @@ fn check_blob(path: &Path, name: &str) -> Option<String> {
     (actual != expected).then(|| format!("its content hashes to `{actual}`"))
 }
 
-fn check_layer(dir: &Path, name: &str) -> Option<String> {
+fn check_layer(dir: &Path, name: &str, check_tree: &TreeCheck) -> Option<String> {
     let hex = crate::privilege::Privilege::ALL
         .iter()
         .map(|p| p.tree_suffix())
@@ -324,14 +332,7 @@ fn check_layer(dir: &Path, name: &str) -> Option<String> {
     if format!("sha256:{hex}").parse::<OciDigest>().is_err() {
         return Some("its folder name is not a sha256 digest".into());
     }
-    let index = match crate::oci::extract::read_index(dir) {
-        Ok(index) => index,
-        Err(e) => return Some(format!("its index is unreadable: {e}")),
-    };
-    if !dir.join("tree").is_dir() {
-        return Some("its `tree` folder is missing".into());
-    }
-    crate::oci::extract::check_tree(dir, &index)
+    check_tree(dir)
 }
 
 #[cfg(test)]
@@ -407,7 +408,7 @@ mod tests {
             fs_err::set_permissions(tree.join("ro"), std::fs::Permissions::from_mode(0o555))
                 .unwrap();
             let lock = store.lock_exclusive().unwrap();
-            let r = verify(&store, &lock).unwrap();
+            let r = verify(&store, &lock, &crate::oci::extract::check_layer_dir).unwrap();
             assert_eq!(r.bad.len(), 1, "{problem}: {:?}", r.bad);
             assert!(r.bad[0].reason.contains(problem), "{problem}: {}", r.bad[0].reason);
             assert!(!l.exists(), "the tampered tree is dropped");
@@ -517,7 +518,7 @@ mod tests {
         fs_err::write(store.blob_path(&bad), b"BAD").unwrap();
         fs_err::remove_file(broken.join("index.json")).unwrap();
         let lock = store.lock_exclusive().unwrap();
-        let r = verify(&store, &lock).unwrap();
+        let r = verify(&store, &lock, &crate::oci::extract::check_layer_dir).unwrap();
         assert_eq!((r.blobs, r.layers, r.records, r.dropped_records), (2, 2, 2, 1));
         assert_eq!(
             r.bad.iter().map(|b| (b.area, b.name.clone())).collect::<Vec<_>>(),
@@ -526,7 +527,9 @@ mod tests {
         assert!(!store.has_blob(&bad) && store.has_blob(&good));
         assert!(!broken.exists() && l.exists());
         assert_eq!(names(&store, Area::Records).len(), 1);
-        assert!(verify(&store, &lock).unwrap().bad.is_empty());
+        assert!(
+            verify(&store, &lock, &crate::oci::extract::check_layer_dir).unwrap().bad.is_empty()
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use gc::{Bad, PruneOptions, PruneReport, VerifyReport, prune, verify};
+pub use gc::{Bad, PruneOptions, PruneReport, TreeCheck, VerifyReport, prune, verify};
 pub use usage::{Area, AreaUsage, Usage, usage};
 
 use crate::digest::{Digest, OciDigest, Sha256Writer};
@@ -480,7 +480,7 @@ impl Store {
         let dir = path.parent().expect("records have a parent");
         fs_err::create_dir_all(dir).map_err(io_err("create", dir))?;
         let mut tmp = self.temp_file()?;
-        tmp.write_all(&crate::oci::json::to_canonical(value)).map_err(io_err("write", &path))?;
+        tmp.write_all(&crate::json::to_canonical(value)).map_err(io_err("write", &path))?;
         tmp.persist(&path).map_err(|e| StoreError::Io {
             action: "write",
             path: path.clone(),
