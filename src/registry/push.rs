@@ -161,23 +161,8 @@ impl Client {
             references.push(local_digest.to_string());
         }
         for reference in references {
-            let what = format!("putting manifest `{reference}`");
-            let req = Req {
-                method: Method::PUT,
-                url: format!(
-                    "{}/v2/{}/manifests/{reference}",
-                    self.base_url(&target.registry),
-                    target.repository
-                ),
-                headers: vec![("Content-Type", manifest_media_type.to_owned())],
-                body: Payload::Bytes(manifest_bytes),
-                retry: true,
-                what: what.clone(),
-            };
-            let resp = self.send(&ctx, &req)?;
-            if !resp.status().is_success() {
-                return Err(self.status_error(&ctx, &what, &reference, resp));
-            }
+            let resp =
+                self.put_manifest(&ctx, target, &reference, manifest_bytes, manifest_media_type)?;
             let reported = resp
                 .headers()
                 .get("docker-content-digest")
@@ -197,6 +182,47 @@ impl Client {
             }
         }
         Ok(report)
+    }
+
+    /// Puts the manifest under `reference`. Every blob it names was just confirmed on the
+    /// registry, so a refusal that says a blob is unknown or its link unreadable is the
+    /// registry catching up with concurrent writers of the same blobs (distribution rewrites
+    /// a repository's blob link in place; S3-backed registries are eventually consistent):
+    /// such answers are retried with backoff before they count.
+    fn put_manifest(
+        &self,
+        ctx: &Ctx<'_>,
+        target: &Reference,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>, RegistryError> {
+        let what = format!("putting manifest `{reference}`");
+        let req = Req {
+            method: Method::PUT,
+            url: format!(
+                "{}/v2/{}/manifests/{reference}",
+                self.base_url(&target.registry),
+                target.repository
+            ),
+            headers: vec![("Content-Type", media_type.to_owned())],
+            body: Payload::Bytes(bytes),
+            retry: true,
+            what: what.clone(),
+        };
+        let mut attempt = 0;
+        loop {
+            let resp = self.send(ctx, &req)?;
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            let err = self.status_error(ctx, &what, reference, resp);
+            if !blobs_not_visible_yet(&err) || attempt >= self.opts.retries {
+                return Err(err);
+            }
+            self.backoff(attempt, None);
+            attempt += 1;
+        }
     }
 
     /// The digest `target`'s tag names on the registry now, from one manifest `HEAD` (the
@@ -401,4 +427,13 @@ impl Client {
 
 fn location(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
     resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Whether a manifest refusal says the registry does not see a blob the manifest names (yet).
+fn blobs_not_visible_yet(e: &RegistryError) -> bool {
+    let code = match e {
+        RegistryError::NotFound { code, .. } | RegistryError::Http { code, .. } => code,
+        _ => return false,
+    };
+    ["DIGEST_INVALID", "BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"].contains(&code.trim())
 }

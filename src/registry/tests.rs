@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1086,4 +1086,51 @@ fn a_trickling_blob_download_ends_at_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
     assert!(err.to_string().contains(deadline::TOTAL_ENV), "{err}");
     assert!(!store.has_blob(&desc.digest));
+}
+
+#[test]
+fn a_manifest_refused_while_the_registry_catches_up_is_put_again() {
+    if !have_registry() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let (_s, store) = new_store();
+    let img = make_image(&store, &[("data", b"race")], false, "race");
+    // What distribution answers when a concurrent writer is rewriting the blob's link file.
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let r2 = refusals.clone();
+    let proxy = Proxy::start(reg.port, move |h| {
+        if h.method == "PUT"
+            && h.path.contains("/manifests/")
+            && r2.fetch_add(1, Ordering::SeqCst) < 2
+        {
+            let body = r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#;
+            return Reply::Answer(400, vec![], body.into());
+        }
+        Reply::Forward
+    });
+    let target = reference(&format!("{}/race/app:1", proxy.host()));
+    let report =
+        test_client().push(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store).unwrap();
+    assert_eq!(report.digest, img.digest);
+    assert_eq!(refusals.load(Ordering::SeqCst), 3);
+
+    // Any other refusal of the manifest counts at once.
+    let invalid = Proxy::start(reg.port, |h| {
+        if h.method == "PUT" && h.path.contains("/manifests/") {
+            let body = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#;
+            return Reply::Answer(400, vec![], body.into());
+        }
+        Reply::Forward
+    });
+    let target = reference(&format!("{}/race/app:2", invalid.host()));
+    let err =
+        test_client().push(&img.manifest, OCI_MANIFEST, &img.blobs, &target, &store).unwrap_err();
+    assert!(err.to_string().contains("MANIFEST_INVALID"), "{err}");
+    let puts = invalid
+        .requests()
+        .iter()
+        .filter(|h| h.method == "PUT" && h.path.contains("/manifests/"))
+        .count();
+    assert_eq!(puts, 1);
 }
