@@ -431,9 +431,8 @@ fn location(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
 
 /// Whether a manifest refusal says the registry does not see a blob the manifest names (yet).
 fn blobs_not_visible_yet(e: &RegistryError) -> bool {
-    let code = match e {
-        RegistryError::NotFound { code, .. } | RegistryError::Http { code, .. } => code,
-        _ => return false,
+    let (RegistryError::NotFound { code, .. } | RegistryError::Http { code, .. }) = e else {
+        return false;
     };
     ["DIGEST_INVALID", "BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"].contains(&code.trim())
 }
