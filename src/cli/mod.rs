@@ -6,6 +6,8 @@
 //! images, registry). `stack verify`: 0 identical, 5 the images or a step differ, 6 could
 //! not build (any of 1, 3 and 4 above, its message printed as usual).
 
+#![allow(clippy::disallowed_macros, reason = "cli is the module that prints")]
+
 mod affected;
 mod args;
 mod build;

@@ -360,7 +360,7 @@ fn absolute_dir(dir: PathBuf) -> PathBuf {
 
 /// Takes an exclusive lock on a cache folder for the life of the returned file.
 fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::File::open(dir)?;
+    let f = fs_err::File::open(dir)?.into_file();
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(f)
 }
@@ -393,7 +393,7 @@ fn materialize_path(
         {
             let _ = std::os::unix::fs::symlink(link, &target);
         } else if let Some(src) = view.source(&full)
-            && (writable || std::fs::hard_link(&src, &target).is_err())
+            && (writable || fs_err::hard_link(&src, &target).is_err())
         {
             let _ = fs_err::copy(&src, &target);
         }
@@ -423,7 +423,7 @@ fn materialize_selection(
             FileKind::File => {
                 // `link` never follows a symlink; a copy reads through a descriptor opened
                 // beneath the context root, so a file swapped for a symlink is refused.
-                if writable || std::fs::hard_link(&meta.abs, &target).is_err() {
+                if writable || fs_err::hard_link(&meta.abs, &target).is_err() {
                     let mut from = crate::context::open::open_beneath(&sel.root, &meta.rel)?;
                     let mut to = fs_err::File::create(&target)?;
                     std::io::copy(&mut from, &mut to)?;

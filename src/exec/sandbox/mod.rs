@@ -413,6 +413,7 @@ fn run_inner(
     let (res_r, res_w) = sys::pipe().map_err(pipe_err("result pipe"))?;
     let (out_r, out_w) = sys::pipe().map_err(pipe_err("output pipe"))?;
     let (res_r, out_r) = (sys::file_from_fd(res_r), sys::file_from_fd(out_r));
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let mut cmd = Command::new(&helper.program);
     cmd.args(&helper.args)
         .env(HELPER_ENV, "1")
