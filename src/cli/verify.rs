@@ -197,11 +197,11 @@ fn load_against<'a>(
         ));
     }
     let loaded = if let Some(local) = LocalRef::parse(spec, Path::new(".")) {
-        crate::oci::local::load(spec, &local, store).map_err(|e| fail(error_chain(&e), None))?
+        crate::oci::local::load(spec, &local, store, &crate::oci::image::Platform::host()).map_err(|e| fail(error_chain(&e), None))?
     } else {
         // Resolved now: the image a tag names today, not a pin of `stack.lock`.
         let resolver = CliResolver::with_mode(files, store, &args.file, LockMode::Refresh)?;
-        let image = crate::plan::Resolver::image(&resolver, spec, 0).map_err(|e| {
+        let image = crate::plan::Resolver::image(&resolver, spec, 0, &crate::oci::image::Platform::host()).map_err(|e| {
             fail(
                 format!("`--against {spec}`: {e}"),
                 Some("write a registry reference, `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`"),
@@ -221,7 +221,7 @@ fn load_image<'a>(dir: &Path, name: &str, store: &'a Store) -> Result<Side<'a>, 
     let spec = format!("oci:{}:{name}", dir.display());
     let local = LocalRef::OciDir { path: dir.to_owned(), tag: Some(name.to_owned()) };
     let loaded =
-        crate::oci::local::load(&spec, &local, store).map_err(|e| fail(error_chain(&e), None))?;
+        crate::oci::local::load(&spec, &local, store, &crate::oci::image::Platform::host()).map_err(|e| fail(error_chain(&e), None))?;
     Ok(Side {
         store,
         manifest: loaded.manifest_digest,

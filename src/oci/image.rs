@@ -101,9 +101,18 @@ pub struct ImageConfig(pub Map<String, Value>);
 impl ImageConfig {
     /// The config of an empty image for this host (what `from "scratch"` starts with).
     pub fn scratch() -> Self {
+        Self::scratch_for(&Platform::host())
+    }
+
+    /// The config of an empty image for `platform`.
+    pub fn scratch_for(platform: &Platform) -> Self {
         let mut m = Map::new();
-        m.insert("architecture".into(), Value::String(host_arch().into()));
-        m.insert("os".into(), Value::String("linux".into()));
+        m.insert("architecture".into(), Value::String(platform.architecture.clone()));
+        m.insert("os".into(), Value::String(platform.os.clone()));
+        // BuildKit writes a variant only where it is not implied (`arm/v6`, not `arm64/v8`).
+        if let Some(v) = platform.variant.as_ref().filter(|v| !(platform.architecture == "arm64" && *v == "v8")) {
+            m.insert("variant".into(), Value::String(v.clone()));
+        }
         let mut c = Map::new();
         // Like BuildKit, an empty image still gets a PATH so that later steps find programs.
         c.insert("Env".into(), Value::Array(vec![Value::String(format!("PATH={DEFAULT_PATH}"))]));

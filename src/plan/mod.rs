@@ -8,6 +8,7 @@
 pub mod affected;
 pub mod dot;
 mod onbuild;
+mod platforms;
 mod scope;
 mod stages;
 
@@ -23,7 +24,7 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use crate::context::{FileKind, SelectError, Selected};
 use crate::diag::{Diagnostic, Report, SourceFile};
 use crate::digest::{Digest, KeyHasher, OciDigest};
-use crate::oci::image::ImageConfig;
+use crate::oci::image::{ImageConfig, Platform};
 use crate::oci::local::LoadedImage;
 use crate::syntax::ast::{BuildFile, CacheSharing, Network};
 
@@ -96,8 +97,14 @@ impl FileInput {
 
 /// What planning needs from the outside world.
 pub trait Resolver: Sync {
-    /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference).
-    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, BaseError>;
+    /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference) for
+    /// `platform`: an index's entry for it, or a single image of that platform.
+    fn image(
+        &self,
+        reference: &str,
+        file: usize,
+        platform: &Platform,
+    ) -> Result<Arc<LoadedImage>, BaseError>;
     /// Selects and hashes the files a `copy` source names in file `file`'s context.
     fn select(
         &self,
@@ -148,6 +155,12 @@ pub struct PlanRequest {
     pub add_hosts: Vec<(String, String)>,
     /// `--build-context NAME=…`: extra named contexts `copy from=`/`bind from=` can name.
     pub contexts: BTreeMap<String, NamedContext>,
+    /// `--platform`: the platforms to build every image for, over the build file's
+    /// `platforms`; empty means the build file's, else the host's.
+    pub platforms: Vec<Platform>,
+    /// The platform of the branch being planned (set by [`plan`] for each; `None` is the
+    /// host's).
+    pub platform: Option<Platform>,
 }
 
 impl PlanRequest {
@@ -290,6 +303,8 @@ pub struct RunOp {
     /// Extra `/etc/hosts` lines (`--add-host`): name and address.
     pub hosts: Vec<(String, String)>,
     pub mounts: Vec<PlannedMount>,
+    /// The platform the command runs on (emulated when it is not the host's).
+    pub platform: Platform,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +373,8 @@ pub struct ImageTarget {
     pub config: ImageConfig,
     pub file: usize,
     pub span: SourceSpan,
+    /// The platform this image is built for (one target per image and platform).
+    pub platform: Platform,
 }
 
 impl Plan {
@@ -396,7 +413,7 @@ pub fn plan(
     request: &PlanRequest,
     resolver: &dyn Resolver,
 ) -> Result<Plan, Vec<FileDiagnostic>> {
-    stages::Planner::new(files, request, resolver).run()
+    platforms::plan(files, request, resolver)
 }
 
 /// Key of a node's content for the copy-from-context case.

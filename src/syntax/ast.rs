@@ -24,6 +24,8 @@ pub struct BuildFile {
     pub includes: Vec<Spanned<String>>,
     /// `cache "REPO"`: registry step caches shared between machines.
     pub caches: Vec<CacheDecl>,
+    /// `platforms "linux/amd64" …`: what every image is built for, unless it says otherwise.
+    pub platforms: Vec<Spanned<String>>,
 }
 
 /// `cache "registry.example/team/cache" read-only=#true`: a registry step cache this build
@@ -54,6 +56,8 @@ pub struct Target {
     pub name: Spanned<String>,
     pub steps: Vec<Step>,
     pub tags: Vec<Spanned<String>>,
+    /// `platforms "linux/arm64" …` of an image, over the file's.
+    pub platforms: Vec<Spanned<String>>,
     pub span: SourceSpan,
 }
 
