@@ -102,8 +102,11 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         return Ok(());
     }
     one_image_for(&p, &output, args)?;
-    if !args.tags.is_empty() && p.images.len() != 1 {
-        let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    one_platform_for(&p, &output, args)?;
+    let mut names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if !args.tags.is_empty() && names.len() != 1 {
         return Err(fail(
             format!(
                 "`-t` tags one image, but this build makes {}: {}",
@@ -475,6 +478,38 @@ impl Output {
     }
 }
 
+/// A docker archive, `--load` and `-o type=local` hold one platform per image: with several,
+/// say which and how to choose, before anything is built.
+fn one_platform_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Result<(), Failure> {
+    let what = match output {
+        Output::Path(_, Format::DockerArchive) | Output::Stdout { docker: true } => {
+            "`--format docker-archive`"
+        }
+        Output::Local(_) => "`-o type=local`",
+        _ if args.load => "`--load`",
+        _ => return Ok(()),
+    };
+    for image in &p.images {
+        let platforms: Vec<String> = p
+            .images
+            .iter()
+            .filter(|i| i.name == image.name)
+            .map(|i| i.platform.to_string())
+            .collect();
+        if platforms.len() > 1 {
+            return Err(fail(
+                format!(
+                    "{what} holds one platform per image, but `{}` is built for {}",
+                    image.name,
+                    platforms.join(", ")
+                ),
+                Some("choose one with `--platform`, or write an OCI layout or archive (`--format oci`, `--format oci-archive`), which holds them all"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `--iidfile` and `-o type=local` write one image: with several, the build must say which.
 fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Result<(), Failure> {
     let what = match (output, &args.iidfile) {
@@ -482,10 +517,13 @@ fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Re
         (_, Some(_)) => "`--iidfile` names one image",
         _ => return Ok(()),
     };
-    if p.images.len() == 1 {
+    // One image per platform shares one name: it is one image (an index).
+    let mut names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() == 1 {
         return Ok(());
     }
-    let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
     Err(fail(
         format!("{what}, but this build makes {}: {}", names.len(), names.join(", ")),
         Some("choose the image (or stage) with `--target NAME`"),

@@ -274,6 +274,7 @@ fn build_once(
         }
         report.images.push(image);
     }
+    report.images = crate::oci::image::group_platforms(std::mem::take(&mut report.images), store)?;
     record_shared_hits(plan, store, opts, &hits);
     report.node_layers = results;
     Ok(report)
@@ -673,5 +674,7 @@ fn assemble(
         manifest: Descriptor::new(OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64),
         config: config_desc,
         layers: manifest.layers,
+        platform: target.platform.clone(),
+        children: Vec::new(),
     })
 }

@@ -130,7 +130,9 @@ fn merge(plans: Vec<Plan>) -> Plan {
     let mut warnings: Vec<FileDiagnostic> = Vec::new();
     let (context_dirs, named_contexts) =
         (plans[0].context_dirs.clone(), plans[0].named_contexts.clone());
+    let mut users: HashMap<NodeIndex, Vec<String>> = HashMap::new();
     for plan in plans {
+        let platform = plan.images.first().map(|i| i.platform.to_string()).unwrap_or_default();
         let order = petgraph::algo::toposort(&plan.graph, None).expect("a plan is acyclic");
         let mut map: HashMap<NodeIndex, NodeIndex> = HashMap::new();
         for old in order {
@@ -141,6 +143,7 @@ fn merge(plans: Vec<Plan>) -> Plan {
                 graph.add_node(n)
             });
             map.insert(old, new);
+            users.entry(new).or_default().push(platform.clone());
         }
         for e in plan.graph.edge_references() {
             let (a, b) = (map[&e.source()], map[&e.target()]);
@@ -156,6 +159,13 @@ fn merge(plans: Vec<Plan>) -> Plan {
             if !warnings.iter().any(|x| same(x, &w)) {
                 warnings.push(w);
             }
+        }
+    }
+    // Progress and graphs name the platform of a step only one branch has.
+    for (n, platforms) in users {
+        if let [only] = platforms.as_slice() {
+            let stage = &mut graph[n].stage;
+            *stage = format!("{stage} {only}");
         }
     }
     Plan { graph, context_dirs, images, warnings, named_contexts }

@@ -624,7 +624,7 @@ impl<'a> Planner<'a> {
 
     /// The platform a stage's steps run on: its `from`'s `platform=` (expanded, so
     /// `${BUILDPLATFORM}` works), else its base stage's, else the branch's target.
-    fn from_platform(
+    fn stage_platform_of(
         &mut self,
         fi: usize,
         target: &Target,
@@ -661,7 +661,7 @@ impl<'a> Planner<'a> {
             Ok(v) => v,
             Err(d) => return self.error(fi, d),
         };
-        let Some(platform) = self.from_platform(fi, target, from_platform, &base_value) else {
+        let Some(platform) = self.stage_platform_of(fi, target, from_platform, &base_value) else {
             return;
         };
         self.stage_platform = platform.clone();

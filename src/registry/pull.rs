@@ -247,7 +247,7 @@ impl Client {
     pub fn resolve_in(&self, r: &Reference, store: &Store) -> Result<OciDigest, RegistryError> {
         let top = self.fetch_manifest(r, store)?;
         let want = self.default_platform();
-        if top.is_index() { Ok(self.choose(r, &top, &want)?.digest) } else { Ok(top.digest) }
+        if top.is_index() { Ok(Self::choose(r, &top, &want)?.digest) } else { Ok(top.digest) }
     }
 
     /// The platform pulls pick from an index unless told: the options', else the host's.
@@ -256,7 +256,6 @@ impl Client {
     }
 
     fn choose(
-        &self,
         r: &Reference,
         index: &RawManifest,
         want: &Platform,
@@ -316,7 +315,7 @@ impl Client {
             if !top.is_index() {
                 break;
             }
-            let chosen = self.choose(r, &top, want)?;
+            let chosen = Self::choose(r, &top, want)?;
             index_digest.get_or_insert(top.digest.clone());
             top = self.fetch_manifest(&r.with_digest(chosen.digest.clone()), store)?;
             if top.bytes.len() as u64 != chosen.size {
