@@ -337,6 +337,10 @@ fn execute_noting(
                     .into(),
             ),
         )),
+        Err(e @ BuildError::Emulation(_)) => Err(Failure::Other(
+            Box::new(e),
+            Some("or build for this machine's platform only: `--platform` with one value".into()),
+        )),
         // Kept whole, so the exit code can tell the machine's failures from others.
         Err(e) => Err(Failure::Other(Box::new(e), None)),
     }
@@ -480,7 +484,11 @@ impl Output {
 
 /// A docker archive, `--load` and `-o type=local` hold one platform per image: with several,
 /// say which and how to choose, before anything is built.
-fn one_platform_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Result<(), Failure> {
+fn one_platform_for(
+    p: &crate::plan::Plan,
+    output: &Output,
+    args: &BuildArgs,
+) -> Result<(), Failure> {
     let what = match output {
         Output::Path(_, Format::DockerArchive) | Output::Stdout { docker: true } => {
             "`--format docker-archive`"
@@ -503,7 +511,9 @@ fn one_platform_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) ->
                     image.name,
                     platforms.join(", ")
                 ),
-                Some("choose one with `--platform`, or write an OCI layout or archive (`--format oci`, `--format oci-archive`), which holds them all"),
+                Some(
+                    "choose one with `--platform`, or write an OCI layout or archive (`--format oci`, `--format oci-archive`), which holds them all",
+                ),
             ));
         }
     }

@@ -553,7 +553,11 @@ impl<'a> CliResolver<'a> {
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
         } else {
-            self.lock.lock().expect("no panics while locked").get(&name, &platform.to_string()).cloned()
+            self.lock
+                .lock()
+                .expect("no panics while locked")
+                .get(&name, &platform.to_string())
+                .cloned()
         };
         let target = match (&r.digest, pinned) {
             (None, Some(d)) => r.with_digest(d),
@@ -769,10 +773,7 @@ impl Resolver for CliResolver<'_> {
             },
         };
         check_platform(reference, &image, platform)?;
-        self.images
-            .lock()
-            .expect("no panics while locked")
-            .insert(cache_key, Arc::clone(&image));
+        self.images.lock().expect("no panics while locked").insert(cache_key, Arc::clone(&image));
         Ok(image)
     }
 

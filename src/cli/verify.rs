@@ -197,7 +197,8 @@ fn load_against<'a>(
         ));
     }
     let loaded = if let Some(local) = LocalRef::parse(spec, Path::new(".")) {
-        crate::oci::local::load(spec, &local, store, &crate::oci::image::Platform::host()).map_err(|e| fail(error_chain(&e), None))?
+        crate::oci::local::load(spec, &local, store, &crate::oci::image::Platform::host())
+            .map_err(|e| fail(error_chain(&e), None))?
     } else {
         // Resolved now: the image a tag names today, not a pin of `stack.lock`.
         let resolver = CliResolver::with_mode(files, store, &args.file, LockMode::Refresh)?;
@@ -221,7 +222,8 @@ fn load_image<'a>(dir: &Path, name: &str, store: &'a Store) -> Result<Side<'a>, 
     let spec = format!("oci:{}:{name}", dir.display());
     let local = LocalRef::OciDir { path: dir.to_owned(), tag: Some(name.to_owned()) };
     let loaded =
-        crate::oci::local::load(&spec, &local, store, &crate::oci::image::Platform::host()).map_err(|e| fail(error_chain(&e), None))?;
+        crate::oci::local::load(&spec, &local, store, &crate::oci::image::Platform::host())
+            .map_err(|e| fail(error_chain(&e), None))?;
     Ok(Side {
         store,
         manifest: loaded.manifest_digest,

@@ -368,7 +368,6 @@ fn index_of(
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

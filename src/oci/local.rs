@@ -277,7 +277,9 @@ fn from_index(
         manifests: index
             .manifests
             .iter()
-            .filter(|m| m.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == t))
+            .filter(|m| {
+                m.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == t)
+            })
             .cloned()
             .collect(),
         ..index.clone()
@@ -295,14 +297,14 @@ fn from_index(
                     )));
                 }
                 [one] => one.clone(),
-                _ => crate::oci::platform::pick_platform(&same_name, platform).cloned().ok_or_else(
-                    || {
+                _ => crate::oci::platform::pick_platform(&same_name, platform)
+                    .cloned()
+                    .ok_or_else(|| {
                         invalid(format!(
                             "`{t}` has no image for {platform}; it has {}",
                             crate::oci::platform::offered(&same_name)
                         ))
-                    },
-                )?,
+                    })?,
             };
             &picked
         }

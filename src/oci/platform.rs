@@ -22,10 +22,20 @@ impl Platform {
             [arch] => ("linux", *arch, None),
             [os, arch] => (*os, *arch, None),
             [os, arch, variant] => (*os, *arch, Some(*variant)),
-            _ => return Err(format!("`{text}` is no platform (write OS/ARCH[/VARIANT], e.g. linux/arm64)")),
+            _ => {
+                return Err(format!(
+                    "`{text}` is no platform (write OS/ARCH[/VARIANT], e.g. linux/arm64)"
+                ));
+            }
         };
-        if [os, arch].iter().chain(variant.iter()).any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
-            return Err(format!("`{text}` is no platform (write OS/ARCH[/VARIANT], e.g. linux/arm64)"));
+        if [os, arch]
+            .iter()
+            .chain(variant.iter())
+            .any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(format!(
+                "`{text}` is no platform (write OS/ARCH[/VARIANT], e.g. linux/arm64)"
+            ));
         }
         if os != "linux" {
             return Err(format!("`{text}`: stack builds Linux images only"));
@@ -95,9 +105,11 @@ pub fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descri
         .manifests
         .iter()
         .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.os == want.os && Platform::normalised(&p.os, &p.architecture, None).architecture == want.architecture)
+            d.platform.as_ref().is_some_and(|p| {
+                p.os == want.os
+                    && Platform::normalised(&p.os, &p.architecture, None).architecture
+                        == want.architecture
+            })
         })
         .collect();
     let variant = |d: &Descriptor| d.platform.as_ref().and_then(|p| p.variant.clone());
@@ -117,8 +129,12 @@ pub fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descri
 
 /// The platforms an index offers, for messages (`linux/amd64, linux/arm64/v8`).
 pub fn offered(index: &Index) -> String {
-    let list: Vec<String> =
-        index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(ToString::to_string).collect();
+    let list: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|d| d.platform.as_ref())
+        .map(ToString::to_string)
+        .collect();
     if list.is_empty() { "no platform".to_owned() } else { list.join(", ") }
 }
 

@@ -64,8 +64,13 @@ fn branches(
                 Ok(_) => {}
                 Err(problem) => diags.push(FileDiagnostic {
                     file,
-                    diagnostic: Diagnostic::error("bad-platform", problem, w.span, "not a platform")
-                        .with_help("write OS/ARCH[/VARIANT], e.g. `linux/arm64`"),
+                    diagnostic: Diagnostic::error(
+                        "bad-platform",
+                        problem,
+                        w.span,
+                        "not a platform",
+                    )
+                    .with_help("write OS/ARCH[/VARIANT], e.g. `linux/arm64`"),
                 }),
             }
         }

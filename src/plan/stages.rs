@@ -646,7 +646,9 @@ impl<'a> Planner<'a> {
             Ok(p) => Some(p),
             Err(problem) => {
                 let d = Diagnostic::error("bad-platform", problem, written.span, "not a platform")
-                    .with_help("write OS/ARCH[/VARIANT], e.g. `linux/arm64`, or `${BUILDPLATFORM}`");
+                    .with_help(
+                        "write OS/ARCH[/VARIANT], e.g. `linux/arm64`, or `${BUILDPLATFORM}`",
+                    );
                 self.error(fi, d);
                 None
             }
@@ -1003,8 +1005,10 @@ impl<'a> Planner<'a> {
         if !remapped {
             self.remap_trigger_diags(diag_mark, from_span);
         }
-        self.done
-            .insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args, arg_wins, platform });
+        self.done.insert(
+            name.to_owned(),
+            StageEnd { node: parent, config, args: stage_args, arg_wins, platform },
+        );
     }
 
     fn mode(&mut self, file: usize, m: &Spanned<String>) -> Option<u32> {

@@ -12,12 +12,12 @@ use ureq::http::Method;
 
 use super::client::{Ctx, Payload, Req};
 use super::{Client, Reference, RegistryError, host_platform};
-pub(super) use crate::oci::platform::pick_platform;
 use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::image::{
     DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST, Platform,
 };
 use crate::oci::local::LoadedImage;
+pub(super) use crate::oci::platform::pick_platform;
 use crate::store::Store;
 
 pub(super) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \

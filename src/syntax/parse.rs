@@ -291,15 +291,14 @@ impl Parser {
         self.only_props(node, &e, &[]);
         self.exact_args(node, &e, 1, "the name of the stage");
         let name = self.string(e.args.first()?)?;
-        let mut target =
-            Target {
-                kind,
-                name,
-                steps: Vec::new(),
-                tags: Vec::new(),
-                platforms: Vec::new(),
-                span: node.span(),
-            };
+        let mut target = Target {
+            kind,
+            name,
+            steps: Vec::new(),
+            tags: Vec::new(),
+            platforms: Vec::new(),
+            span: node.span(),
+        };
         let Some(children) = node.children() else {
             self.error(
                 Diagnostic::error(
