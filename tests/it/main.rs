@@ -23,6 +23,7 @@ mod monorepo;
 mod outputs;
 mod parallel;
 mod parity;
+mod platforms;
 mod progress;
 mod realworld;
 mod registry;
