@@ -1,8 +1,16 @@
-//! `run` steps of another platform run through QEMU user emulation registered in the host's
-//! `binfmt_misc` with the fix-binary flag (`F`, as Debian's `qemu-user-static` with
-//! `binfmt-support` registers it): the kernel then holds the emulator open, so it runs the
-//! foreign programs inside any sandbox, whatever its root holds. Checked for every foreign
-//! platform before anything is built.
+//! `run` steps of another platform run through QEMU user emulation, registered with the
+//! fix-binary flag (`F`): the kernel holds the emulator open from the moment it is registered,
+//! so it runs the foreign programs inside any sandbox, whatever its root holds.
+//!
+//! Where the registration comes from, in order:
+//! 1. the host's `binfmt_misc` (Debian's `qemu-user-static` with `binfmt-support` registers
+//!    each emulator so) — nothing to do;
+//! 2. in a user namespace (rootless), on Linux 6.7 or later: the sandbox mounts a
+//!    `binfmt_misc` instance of its own user namespace and registers the emulator there, from
+//!    the description `binfmt-support` installs (`/usr/share/binfmts/qemu-ARCH`); the host's
+//!    registrations are neither needed nor changed.
+//!
+//! Checked for every foreign platform before anything is built.
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +46,67 @@ fn qemu_arch(p: &Platform) -> Option<&'static str> {
     })
 }
 
-/// Checks that programs of `platform` can run on this machine (always true of the host's).
+/// How the programs of `platform` run here: `None` natively or through the host's
+/// registration, `Some(line)` through a registration the sandbox makes in its own user
+/// namespace (`line` is written to its `binfmt_misc/register`). `in_userns`: whether the
+/// sandboxes run in a user namespace (rootless).
+pub fn plan(platform: &Platform, in_userns: bool) -> Result<Option<String>, EmulationError> {
+    let host = check(platform);
+    if host.is_ok() || !in_userns {
+        return host.map(|()| None);
+    }
+    let fail = |problem: String| EmulationError { platform: platform.to_string(), problem };
+    let arch = qemu_arch(platform).unwrap_or_default();
+    let description = descriptions_dir().join(format!("qemu-{arch}"));
+    let text = fs_err::read_to_string(&description).map_err(|_| {
+        fail(format!(
+            "no emulator is registered on the host and `{}` is missing; install Debian's \
+             `qemu-user-static` (a rootless build registers it for its own sandboxes on \
+             Linux 6.7 or later)",
+            description.display()
+        ))
+    })?;
+    registration(&text, arch)
+        .map(Some)
+        .map_err(|p| fail(format!("`{}`: {p}", description.display())))
+}
+
+/// Where `binfmt-support` keeps its descriptions (`STACK_BINFMTS_DIR` overrides it).
+fn descriptions_dir() -> PathBuf {
+    std::env::var_os("STACK_BINFMTS_DIR")
+        .map_or_else(|| PathBuf::from("/usr/share/binfmts"), PathBuf::from)
+}
+
+/// The `register` line for a `binfmt-support` description: magic and mask as written there
+/// (`\x..` escapes, which `binfmt_misc` reads), the fix-binary flag, the interpreter checked.
+fn registration(description: &str, arch: &str) -> Result<String, String> {
+    let field = |name: &str| {
+        description.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).map(str::trim)
+    };
+    let (Some(interpreter), Some(magic)) = (field("interpreter"), field("magic")) else {
+        return Err("it names no interpreter or magic".into());
+    };
+    if !Path::new(interpreter).exists() {
+        return Err(format!("its interpreter `{interpreter}` is missing"));
+    }
+    let bad = |v: &str| v.contains([':', '\n']);
+    let (offset, mask) = (field("offset").unwrap_or("0"), field("mask").unwrap_or(""));
+    if [interpreter, magic, offset, mask].into_iter().any(bad) {
+        return Err("it holds a `:`, which a registration cannot".into());
+    }
+    // `preserve` passes the program's own argv[0] (busybox picks its applet by it); the
+    // emulators `binfmt-support` points at expect it when the description says so.
+    let mut flags = String::from("F");
+    if field("preserve") == Some("yes") {
+        flags.insert(0, 'P');
+    }
+    if field("credentials") == Some("yes") {
+        flags.push('C');
+    }
+    Ok(format!(":stack-qemu-{arch}:M:{offset}:{magic}:{mask}:{interpreter}:{flags}"))
+}
+
+/// Checks that the host runs programs of `platform` (always true of its own).
 pub fn check(platform: &Platform) -> Result<(), EmulationError> {
     if platform.is_host() {
         return Ok(());
@@ -49,9 +117,12 @@ pub fn check(platform: &Platform) -> Result<(), EmulationError> {
     };
     let dir = binfmt_dir();
     let entry = dir.join(format!("qemu-{arch}"));
-    let install = "install Debian's `qemu-user-static` and `binfmt-support` (which register the \
-                   emulators), with binfmt_misc mounted (`mount -t binfmt_misc binfmt_misc \
-                   /proc/sys/fs/binfmt_misc`)";
+    let install = format!(
+        "install Debian's `qemu-user-static` and `binfmt-support` and enable it \
+         (`update-binfmts --enable qemu-{arch}`, with binfmt_misc mounted: `mount -t binfmt_misc \
+         binfmt_misc /proc/sys/fs/binfmt_misc`); a rootless stack needs only \
+         `qemu-user-static` on Linux 6.7 or later"
+    );
     let Ok(text) = fs_err::read_to_string(&entry) else {
         return Err(fail(format!("`{}` is not registered; {install}", entry.display())));
     };
@@ -92,5 +163,18 @@ mod tests {
         );
         assert!(registration_ok(&ok.replace("POCF", "OC"), e).unwrap_err().contains("fix-binary"));
         assert!(check(&Platform::host()).is_ok());
+    }
+
+    #[test]
+    fn a_description_becomes_a_fix_binary_registration() {
+        let d = "package qemu-user-static\ninterpreter /bin/sh\nmagic \\x7f\\x45\noffset 0\nmask \\xff\\xff\nfix_binary yes\n";
+        assert_eq!(
+            registration(d, "aarch64").unwrap(),
+            ":stack-qemu-aarch64:M:0:\\x7f\\x45:\\xff\\xff:/bin/sh:F"
+        );
+        let preserved = format!("{d}preserve yes\n");
+        assert!(registration(&preserved, "aarch64").unwrap().ends_with(":/bin/sh:PF"));
+        assert!(registration(&d.replace("/bin/sh", "/nope"), "x").unwrap_err().contains("missing"));
+        assert!(registration("magic x\n", "x").is_err());
     }
 }

@@ -246,6 +246,8 @@ pub(super) fn run_step(
         extra_hosts: op.hosts.clone(),
         mounts,
         root_mode: RootMode::Auto,
+        emulator: super::emulation::plan(&op.platform, in_userns())
+            .map_err(|e| fail(e.to_string(), Vec::new()))?,
     };
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut partial = Vec::new();
@@ -471,4 +473,10 @@ fn copy_from_context(ctx: &Path, source: &str, dest: &Path) -> std::io::Result<(
         }
     }
     Ok(())
+}
+
+/// Whether sandboxes run in a user namespace (everyone but root on the host), where one can
+/// register an emulator for itself.
+pub(super) fn in_userns() -> bool {
+    crate::privilege::Privilege::current() != crate::privilege::Privilege::HostRoot
 }

@@ -255,3 +255,45 @@ fn without_an_emulator_the_build_fails_before_any_step() {
     assert!(!err.contains("run \"true\" ..."), "a step started: {err}");
     assert_eq!(o.status.code(), Some(7), "{err}");
 }
+
+#[test]
+fn rootless_builds_register_the_emulator_for_their_own_sandboxes() {
+    let Some(arm64) = ready() else { return };
+    if !crate::run::subids_ready() {
+        return;
+    }
+    let ctx = two_platform_base(&arm64);
+    let o = run_stack(
+        ctx.path(),
+        &ctx.path().join("root-cache"),
+        &["build", "-f", "base.kdl", "-o", "base"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    write_files(
+        ctx.path(),
+        &[(
+            "stack.kdl",
+            "stack version=1\nplatforms \"linux/amd64\" \"linux/arm64\"\nimage app {\n    from \"oci:base:base\"\n    run \"uname -m > /arch\"\n}\n",
+        )],
+    );
+    let status = Command::new("chmod").args(["-R", "a+rwX"]).arg(ctx.path()).status().unwrap();
+    assert!(status.success());
+    let root = run_stack(ctx.path(), &ctx.path().join("root-cache"), &["build", "-o", "out-root"]);
+    assert!(root.status.success(), "{}", stderr(&root));
+    // The host's registration is hidden from stack: each sandbox registers QEMU in the
+    // binfmt_misc of its own user namespace (Linux 6.7+), with and without subordinate ids.
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap();
+    for (cache, subids) in [("cache-own", "off"), ("cache-subids", "on")] {
+        let env = [("STACK_BINFMT_DIR", empty), ("STACK_SUBIDS", subids)];
+        let out = format!("out-{cache}");
+        let o = crate::run::stack_as_nobody(ctx.path(), cache, &["build", "-o", &out], &env);
+        assert!(o.status.success(), "rootless ({cache}): {}", stderr(&o));
+        assert_eq!(
+            digest_of(&ctx.path().join(&out), "app"),
+            digest_of(&ctx.path().join("out-root"), "app")
+        );
+    }
+    let rootfs = unpack_platform(&ctx.path().join("out-cache-own"), "app", "arm64", ctx.path());
+    assert_eq!(std::fs::read_to_string(rootfs.join("arch")).unwrap().trim(), "aarch64");
+}

@@ -83,6 +83,9 @@ pub struct SandboxSpec {
     /// How the root is assembled; `Auto` uses overlay when it can.
     #[serde(default)]
     pub root_mode: RootMode,
+    /// A `binfmt_misc` registration (the line for `register`) the sandbox makes in its own
+    /// user namespace, for an emulated platform the host has not registered.
+    pub emulator: Option<String>,
 }
 
 /// How the sandbox assembles the root file system.
