@@ -297,3 +297,75 @@ fn rootless_builds_register_the_emulator_for_their_own_sandboxes() {
     let rootfs = unpack_platform(&ctx.path().join("out-cache-own"), "app", "arm64", ctx.path());
     assert_eq!(std::fs::read_to_string(rootfs.join("arch")).unwrap().trim(), "aarch64");
 }
+
+#[test]
+fn an_index_is_pushed_and_pulled_back_as_the_base_of_each_platform() {
+    let Some(arm64) = ready() else { return };
+    let Some(registry) = crate::registry::Registry::start() else { return };
+    let ctx = two_platform_base(&arm64);
+    let store = ctx.path().join("cache");
+    let tag = format!("{}/multi/base:1", registry.host());
+    let o = run_stack(
+        ctx.path(),
+        &store,
+        &["build", "-f", "base.kdl", "-o", "out", "-t", &tag, "--push"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The registry holds the index and each platform's manifest, as skopeo sees them.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{tag}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw.stdout)),
+        digest_of(&ctx.path().join("out"), "base")
+    );
+    // Pulled back as a base: each platform's image, pinned per platform in stack.lock.
+    write_files(
+        ctx.path(),
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nplatforms \"linux/amd64\" \"linux/arm64\"\nimage app {{\n    from \"{tag}\"\n    copy \"base.kdl\" to=\"/\"\n}}\n"
+            ),
+        )],
+    );
+    let fresh = ctx.path().join("fresh");
+    let o = run_stack(
+        ctx.path(),
+        &fresh,
+        &["build", "--insecure-registry", &registry.host(), "-o", "app"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lock = std::fs::read_to_string(ctx.path().join("stack.lock")).unwrap();
+    assert!(
+        lock.contains("platform=\"linux/amd64\"") && lock.contains("platform=\"linux/arm64/v8\""),
+        "{lock}"
+    );
+    for (arch, elf_machine) in [("amd64", 0x3e_u8), ("arm64", 0xb7)] {
+        let root = unpack_platform(&ctx.path().join("app"), "app", arch, ctx.path());
+        let busybox = std::fs::read(root.join("bin/busybox")).unwrap();
+        assert_eq!(busybox[18], elf_machine, "{arch}'s busybox");
+    }
+    // A platform the base lacks is an error naming those it has.
+    let o = run_stack(ctx.path(), &fresh, &["build", "--platform", "linux/s390x", "-o", "none"]);
+    assert!(!o.status.success());
+    let err = crate::support::stderr_unwrapped(&o);
+    assert!(err.contains("no image for `linux/s390x`") && err.contains("`linux/amd64`"), "{err}");
+}
+
+/// The sha256 of `bytes`, in hex, with the tools every test machine has.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
