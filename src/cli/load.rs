@@ -572,6 +572,10 @@ impl<'a> CliResolver<'a> {
         };
         let pulled = match self.registry.pull_image_for(&target, self.store, platform) {
             Ok(pulled) => pulled,
+            // The registry has the image, not for this platform: no other place to look.
+            Err(e @ crate::registry::RegistryError::NoPlatform { .. }) => {
+                return Err(error_chain(&e).into());
+            }
             Err(e) => {
                 let err = error_chain(&e);
                 let unreachable = registry_failed(&e);

@@ -22,7 +22,7 @@ pub(super) fn plan(
 ) -> Result<Plan, Vec<FileDiagnostic>> {
     let branches = branches(files, request)?;
     if let [only] = branches.as_slice() {
-        return Planner::new(files, only, resolver).run();
+        return Planner::new(files, only, resolver).run().map(name_run_platforms);
     }
     let mut plans = Vec::new();
     let mut diags: Vec<FileDiagnostic> = Vec::new();
@@ -39,7 +39,24 @@ pub(super) fn plan(
             }
         }
     }
-    if diags.is_empty() { Ok(merge(plans)) } else { Err(diags) }
+    if diags.is_empty() { Ok(name_run_platforms(merge(plans))) } else { Err(diags) }
+}
+
+/// Progress and graphs say where a `run` step of another platform than this machine's runs:
+/// `[app linux/arm64/v8, emulated]`.
+fn name_run_platforms(mut plan: Plan) -> Plan {
+    for node in plan.graph.node_weights_mut() {
+        if let Op::Run(r) = &node.op
+            && !r.platform.is_host()
+        {
+            let platform = r.platform.to_string();
+            if !node.stage.ends_with(&platform) {
+                node.stage = format!("{} {platform}", node.stage);
+            }
+            node.stage.push_str(", emulated");
+        }
+    }
+    plan
 }
 
 fn same(a: &FileDiagnostic, b: &FileDiagnostic) -> bool {

@@ -121,7 +121,7 @@ fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
         &["build", "--progress", "plain", "-o", app.to_str().unwrap()],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("[app linux/arm64/v8] run"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[app linux/arm64/v8, emulated] run"), "{}", stderr(&o));
     let raw = Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("oci:{}:app", app.display()))
