@@ -445,11 +445,15 @@ impl<'a> CliResolver<'a> {
         };
         let previous_lock = lock.clone();
         // `stack lock` pins afresh what the build files use: entries nothing uses are dropped,
-        // except other platforms' (pinned on other machines, unseen from here).
+        // except those of platforms this build does not plan (pinned by another build).
         let lock = if mode == LockMode::Refresh {
-            let here = platform();
+            let planned = planned_platforms(files, args);
             crate::lockfile::Lock {
-                entries: lock.entries.into_iter().filter(|((_, p), _)| *p != here).collect(),
+                entries: lock
+                    .entries
+                    .into_iter()
+                    .filter(|((_, p), _)| !planned.contains(p))
+                    .collect(),
                 urls: std::collections::BTreeMap::new(),
             }
         } else {
@@ -844,9 +848,25 @@ impl Resolver for CliResolver<'_> {
 
 pub(crate) use crate::diag::error_chain;
 
-/// This host's platform as `stack.lock` names it (`linux/amd64`, `linux/arm64/v8`).
-fn platform() -> String {
-    Platform::host().to_string()
+/// Every platform a build of `files` with `args` plans, as `stack.lock` names them: the
+/// command line's, else the files' (top level and images), else this machine's.
+fn planned_platforms(files: &[FileInput], args: &FileArgs) -> Vec<String> {
+    let given: Vec<String> =
+        args.platform_lists.iter().flatten().map(ToString::to_string).collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let written = files.iter().flat_map(|f| {
+        f.ast.platforms.iter().chain(f.ast.targets.iter().flat_map(|t| t.platforms.iter()))
+    });
+    let mut found: Vec<String> =
+        written.filter_map(|p| Platform::parse(&p.value).ok()).map(|p| p.to_string()).collect();
+    let image_without_own =
+        files.iter().any(|f| f.ast.targets.iter().any(|t| t.platforms.is_empty()));
+    if found.is_empty() || (image_without_own && files.iter().all(|f| f.ast.platforms.is_empty())) {
+        found.push(Platform::host().to_string());
+    }
+    found
 }
 
 /// A base whose config says another platform than the one asked for is an error naming what

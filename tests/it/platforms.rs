@@ -346,6 +346,21 @@ fn an_index_is_pushed_and_pulled_back_as_the_base_of_each_platform() {
         lock.contains("platform=\"linux/amd64\"") && lock.contains("platform=\"linux/arm64/v8\""),
         "{lock}"
     );
+    // `stack lock` keeps both pins, and drops a stale pin of a planned platform.
+    let gone = format!("{}/gone/base:1", registry.host());
+    let stale = format!(
+        "{lock}image \"{gone}\" platform=\"linux/arm64/v8\" digest=\"sha256:{}\"\n",
+        "0".repeat(64)
+    );
+    std::fs::write(ctx.path().join("stack.lock"), stale).unwrap();
+    let o = run_stack(ctx.path(), &fresh, &["lock", "--insecure-registry", &registry.host()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 pinned") && stderr(&o).contains("1 no longer used"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(ctx.path().join("stack.lock")).unwrap(), lock);
     for (arch, elf_machine) in [("amd64", 0x3e_u8), ("arm64", 0xb7)] {
         let root = unpack_platform(&ctx.path().join("app"), "app", arch, ctx.path());
         let busybox = std::fs::read(root.join("bin/busybox")).unwrap();
