@@ -163,6 +163,15 @@ fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
     let o = run_stack(ctx.path(), &fresh, &["build", "-o", again.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(digest_of(&again, "app"), digest_of(&app, "app"));
+    // `stack verify` rebuilds both platforms from nothing and compares each.
+    let o = run_stack(ctx.path(), &fresh, &["verify"]);
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{said}{}", stderr(&o));
+    assert!(
+        said.contains("app (linux/amd64): identical")
+            && said.contains("app (linux/arm64/v8): identical"),
+        "{said}"
+    );
     // One platform of the two: a plain manifest, as before platforms existed.
     let one = ctx.path().join("one");
     let o = run_stack(
