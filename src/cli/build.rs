@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::args::{BuildArgs, CompressionArg, Format};
 use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
 use super::outspec::Spec;
-use super::results::{FailureInfo, Results, ShardInfo, platform_of};
+use super::results::{FailureInfo, Results, ShardInfo};
 use super::{Failure, fail, output};
 use crate::diag::Diagnostic;
 use crate::exec::{BuildError, BuildOptions, SecretValue};
@@ -166,10 +166,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         }
     }
     output.write(&images, &store)?;
-    let platform = |name: &str| {
-        p.images.iter().find(|i| i.name == name).map(|i| platform_of(&i.config)).unwrap_or_default()
-    };
-    results.record_images(&images, &output.describe_for_results(), &platform);
+    results.record_images(&images, &output.describe_for_results());
     if args.sbom {
         write_sboms(&output, &p, &images, &store, opts.created)?;
     }

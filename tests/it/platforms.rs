@@ -118,10 +118,20 @@ fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
     let o = run_stack(
         ctx.path(),
         &stores.path().join("a"),
-        &["build", "--progress", "plain", "-o", app.to_str().unwrap()],
+        &["build", "--progress", "plain", "-o", app.to_str().unwrap(), "--results", "results.json"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("[app linux/arm64/v8, emulated] run"), "{}", stderr(&o));
+    // The results file gives the index and each platform's manifest.
+    crate::monorepo::check_schema(&ctx.path().join("results.json"));
+    let results = json(&ctx.path().join("results.json"));
+    let parts: Vec<&str> = results["images"]["app"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(parts, ["linux/amd64", "linux/arm64/v8"]);
     let raw = Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("oci:{}:app", app.display()))
