@@ -450,3 +450,5 @@ fn hash_selected(h: &mut KeyHasher, selected: &[Selected]) {
 pub fn node_ids(plan: &Plan) -> HashMap<NodeIndex, usize> {
     plan.graph.node_indices().enumerate().map(|(i, n)| (n, i)).collect()
 }
+#[cfg(test)]
+mod snapshot_tests;

@@ -187,7 +187,7 @@ fn merge(plans: Vec<Plan>) -> Plan {
     for (n, platforms) in users {
         if let [only] = platforms.as_slice() {
             let stage = &mut graph[n].stage;
-            *stage = format!("{stage} {only}");
+            *stage = if stage.is_empty() { only.clone() } else { format!("{stage} {only}") };
         }
     }
     Plan { graph, context_dirs, images, warnings, named_contexts }

@@ -102,10 +102,8 @@ impl<'a> Planner<'a> {
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
+        // A cycle is reported and its stages left out; the other stages are still planned.
         let order = self.order(&requested);
-        if !self.diags.is_empty() {
-            return Err(self.diags);
-        }
         for name in &order {
             self.plan_stage(name);
         }
@@ -389,11 +387,13 @@ impl<'a> Planner<'a> {
         if let Ok(order) = petgraph::algo::toposort(&g, None) {
             order.into_iter().map(|i| g[i].clone()).collect()
         } else {
+            let mut blocked: Vec<petgraph::graph::NodeIndex> = Vec::new();
             for scc in petgraph::algo::kosaraju_scc(&g) {
                 let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
                 if !cyclic {
                     continue;
                 }
+                blocked.extend(&scc);
                 let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
                 // Walk the cycle from its first member (sorted) for a stable message.
                 let start = *members.iter().next().expect("non-empty");
@@ -429,8 +429,28 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
-            Vec::new()
+            Self::order_without(g, &blocked)
         }
+    }
+
+    /// The stages of `g` in dependency order, leaving out `blocked` (stages in a cycle) and
+    /// every stage that needs one: the others are still planned, so their problems are
+    /// reported in the same run.
+    fn order_without(
+        mut g: DiGraph<String, usize>,
+        blocked: &[petgraph::graph::NodeIndex],
+    ) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        let mut todo = blocked.to_vec();
+        while let Some(n) = todo.pop() {
+            if out.insert(g[n].clone()) {
+                todo.extend(g.neighbors_directed(n, petgraph::Direction::Outgoing));
+            }
+        }
+        g.retain_nodes(|g, n| !out.contains(&g[n]));
+        petgraph::algo::toposort(&g, None)
+            .map(|order| order.into_iter().map(|i| g[i].clone()).collect())
+            .unwrap_or_default()
     }
 
     fn add_node(&mut self, node: Node, source_edges: &[NodeIndex]) -> NodeIndex {
