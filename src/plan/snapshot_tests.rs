@@ -25,6 +25,10 @@ impl Resolver for World {
         if reference.contains("missing") {
             return Err(format!("`{reference}` does not exist").into());
         }
+        if reference.contains("unreachable") {
+            let message = format!("`{reference}`: connection refused");
+            return Err(BaseError { message, unreachable: true });
+        }
         let manifest = OciDigest::of(format!("{reference} {platform}").as_bytes());
         let mut config = ImageConfig::scratch_for(platform);
         config.set_env("PATH", "/usr/bin:/bin");
@@ -42,8 +46,24 @@ impl Resolver for World {
         source: &str,
         _excludes: &[String],
     ) -> Result<Vec<Selected>, SelectError> {
-        if source.contains("missing") {
-            return Err(SelectError::NotFound { source_path: source.to_owned(), excluded: false });
+        let source_path = source.to_owned();
+        match source {
+            s if s.contains("missing") => {
+                return Err(SelectError::NotFound { source_path, excluded: false });
+            }
+            s if s.contains("excluded") => {
+                return Err(SelectError::NotFound { source_path, excluded: true });
+            }
+            s if s.starts_with("stack-out") => {
+                let path = "stack-out".to_owned();
+                return Err(SelectError::Reserved { source_path, what: "output", path });
+            }
+            s if s.contains("loop") => return Err(SelectError::SymlinkLoop { source_path }),
+            s if s.contains("socket") => {
+                let path = PathBuf::from("/ctx").join(s);
+                return Err(SelectError::Context(crate::context::ContextError::Socket { path }));
+            }
+            _ => {}
         }
         if source.starts_with("..") {
             return Err(SelectError::Outside { source_path: source.to_owned() });
@@ -67,6 +87,23 @@ impl Resolver for World {
         };
         let is_dir = source.ends_with('/');
         Ok(vec![Selected { name, root: PathBuf::from("/ctx"), is_dir, entries }])
+    }
+
+    fn select_named(
+        &self,
+        _name: &str,
+        source: &str,
+        excludes: &[String],
+    ) -> Result<Vec<Selected>, SelectError> {
+        self.select(0, source, excludes)
+    }
+
+    fn remote(&self, url: &str, _checksum: Option<&OciDigest>) -> Result<RemoteFile, String> {
+        if url.contains("missing") {
+            return Err(format!("`{url}` answered 404"));
+        }
+        let digest = OciDigest::of(url.as_bytes());
+        Ok(RemoteFile { digest, size: 10, path: PathBuf::from("/store/blob") })
     }
 }
 
@@ -160,7 +197,7 @@ fn plan_fixture(path: &Path) -> String {
 }
 
 /// The request a fixture's first line asks for: `// request: --target NAME --arg K=V
-/// --platform P` (each repeatable).
+/// --platform P --build-context NAME=DIR|docker-image://REF` (each repeatable).
 fn request_of(text: &str) -> PlanRequest {
     let mut request = PlanRequest::default();
     let Some(line) = text.lines().next().and_then(|l| l.strip_prefix("// request:")) else {
@@ -175,6 +212,14 @@ fn request_of(text: &str) -> PlanRequest {
                 request.args.insert(k.to_owned(), v.to_owned());
             }
             ["--platform", p] => request.platforms.push(Platform::parse(p).expect("platform")),
+            ["--build-context", kv] => {
+                let (k, v) = kv.split_once('=').expect("NAME=VALUE");
+                let c = match v.strip_prefix("docker-image://") {
+                    Some(image) => NamedContext::Image(image.to_owned()),
+                    None => NamedContext::Dir(PathBuf::from(v)),
+                };
+                request.contexts.insert(k.to_owned(), c);
+            }
             other => panic!("unknown request words {other:?}"),
         }
     }
