@@ -8,6 +8,7 @@ mod support;
 
 mod build;
 mod cache;
+mod cli_output;
 mod context_safety;
 mod deadlines;
 mod diagnostics;
