@@ -461,27 +461,26 @@ impl Sys for RealSys {
         res
     }
 
+    // The ids are set per thread (the raw system calls, not glibc's process-wide wrappers):
+    // they are set in the step's process just before `exec`, which has one thread.
     fn setgroups(&mut self, groups: &[u32]) -> SysResult<()> {
-        // SAFETY: pointer and length describe the `groups` slice, alive for the call.
-        let rc = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
-        check("setgroups", format!("{groups:?}"), rc)
+        let gids: Vec<rustix::fs::Gid> =
+            groups.iter().map(|g| rustix::fs::Gid::from_raw(*g)).collect();
+        safe("setgroups", format!("{groups:?}"), rustix::thread::set_thread_groups(&gids))
     }
 
     fn setresgid(&mut self, gid: u32) -> SysResult<()> {
-        // SAFETY: integers only.
-        let rc = unsafe { libc::setresgid(gid, gid, gid) };
-        check("setresgid", gid, rc)
+        let g = rustix::fs::Gid::from_raw(gid);
+        safe("setresgid", gid, rustix::thread::set_thread_res_gid(g, g, g))
     }
 
     fn setresuid(&mut self, uid: u32) -> SysResult<()> {
-        // SAFETY: integers only.
-        let rc = unsafe { libc::setresuid(uid, uid, uid) };
-        check("setresuid", uid, rc)
+        let u = rustix::fs::Uid::from_raw(uid);
+        safe("setresuid", uid, rustix::thread::set_thread_res_uid(u, u, u))
     }
 
     fn umask(&mut self, mask: u32) {
-        // SAFETY: umask takes an integer and cannot fail.
-        unsafe { libc::umask(mask) };
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
     }
 
     fn is_dir_handle(&mut self, h: &Handle) -> bool {
@@ -529,11 +528,13 @@ impl Sys for RealSys {
             if keep.contains(&cap) {
                 continue;
             }
-            // SAFETY: prctl with integer arguments only.
-            let rc =
-                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-            if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-                return Err(SysError::last("prctl(PR_CAPBSET_DROP)", cap));
+            // Capabilities this kernel does not know (EINVAL) are not there to drop.
+            let capability = rustix::thread::CapabilitySet::from_bits_retain(1 << cap);
+            match rustix::thread::remove_capability_from_bounding_set(capability) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => {
+                    return Err(SysError::new("prctl(PR_CAPBSET_DROP)", cap, e.raw_os_error()));
+                }
             }
         }
         Ok(())
@@ -544,18 +545,15 @@ impl Sys for RealSys {
 // Process plumbing used by the helper and the parent (not part of the recorded plan).
 
 pub(crate) fn getuid() -> u32 {
-    // SAFETY: getuid cannot fail and touches no memory.
-    unsafe { libc::getuid() }
+    rustix::process::getuid().as_raw()
 }
 
 pub(crate) fn getgid() -> u32 {
-    // SAFETY: getgid cannot fail and touches no memory.
-    unsafe { libc::getgid() }
+    rustix::process::getgid().as_raw()
 }
 
 pub(crate) fn geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Forks. Only call from a single-threaded process, or do nothing but async-signal-safe
@@ -602,8 +600,8 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 pub(crate) fn set_pdeathsig() {
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    // It cannot fail for a valid signal.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
 }
 
 /// Creates a pipe with both ends close-on-exec: (read, write).
@@ -768,13 +766,12 @@ pub(crate) fn user_name(uid: u32) -> Option<String> {
 }
 
 pub(crate) fn getpid() -> i32 {
-    // SAFETY: getpid cannot fail and touches no memory.
-    unsafe { libc::getpid() }
+    rustix::process::getpid().as_raw_nonzero().get()
 }
 
 pub(crate) fn getppid() -> i32 {
-    // SAFETY: getppid cannot fail and touches no memory.
-    unsafe { libc::getppid() }
+    // No parent (0) only for the first process of a PID namespace, which this never is.
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
 }
 
 /// Waits for any signal (all must be blocked) and returns its number.
@@ -799,8 +796,8 @@ pub(crate) fn kill(pid: i32, sig: i32) {
 }
 
 pub(crate) fn setsid() {
-    // SAFETY: no arguments; failure (already a leader) is harmless.
-    unsafe { libc::setsid() };
+    // Failure (already a session leader) is harmless.
+    let _ = rustix::process::setsid();
 }
 
 /// Marks every fd from 3 up close-on-exec, so the command inherits only stdio.
@@ -951,18 +948,12 @@ fn getxattr_c(p: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
 
 /// Sets one extended attribute on `path` (not following symlinks).
 pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes())?;
-    let n = CString::new(name)?;
-    // SAFETY: valid C strings and a readable buffer of the given length.
-    let rc =
-        unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).map_err(Into::into)
 }
 
 /// Creates a device node or fifo.
 pub(crate) fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a valid C string and integers.
-    let rc = unsafe { libc::mknod(p.as_ptr(), mode, rdev) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    let kind = rustix::fs::FileType::from_raw_mode(mode);
+    let perms = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
+    rustix::fs::mknodat(rustix::fs::CWD, path, kind, perms, rdev).map_err(Into::into)
 }
