@@ -147,6 +147,15 @@ pub(crate) struct Handle {
     pub(crate) label: String,
 }
 
+impl Handle {
+    /// The descriptor, for the real kernel's calls (a fake's handles are never passed there).
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: `RealSys` opened `raw` and never closes it: handles live as long as the
+        // short-lived sandbox process that made them.
+        unsafe { BorrowedFd::borrow_raw(self.raw) }
+    }
+}
+
 /// Where a mount goes: a plain path, or an fd resolved safely inside the rootfs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
@@ -373,60 +382,41 @@ impl Sys for RealSys {
     }
 
     fn open_in_root(&mut self, root: &Handle, rel: &str) -> SysResult<Handle> {
-        let p = cstr("openat2", OsStr::new(if rel.is_empty() { "." } else { rel }))?;
-        // SAFETY: open_how is plain old data; zeroed is valid and then filled in.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        use rustix::fs::{OFlags, ResolveFlags};
+        let path = if rel.is_empty() { "." } else { rel };
+        let flags = OFlags::PATH | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         // A path through `..` fails with EAGAIN when any mount or rename happens anywhere on
         // the system during the lookup (other steps mount all the time): retry, as openat2(2)
         // asks. The bound only guards against a livelock.
         let mut attempts = 0;
         let fd = loop {
-            // SAFETY: `p` is a valid C string, `how` a valid open_how of the size passed.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    root.raw,
-                    p.as_ptr(),
-                    &raw const how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            let again = fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
-            if !again || attempts == 1000 {
-                break fd;
+            match rustix::fs::openat2(root.fd(), path, flags, rustix::fs::Mode::empty(), resolve) {
+                Err(rustix::io::Errno::AGAIN) if attempts < 1000 => attempts += 1,
+                other => break safe("openat2", rel, other)?,
             }
-            attempts += 1;
         };
-        check("openat2", rel, fd as libc::c_int)?;
-        Ok(Handle { raw: fd as i32, label: rel.to_owned() })
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        Ok(Handle { raw, label: rel.to_owned() })
     }
 
     fn mkdir_at(&mut self, parent: &Handle, name: &str, mode: u32) -> SysResult<()> {
-        let n = cstr("mkdirat", OsStr::new(name))?;
-        // SAFETY: `n` is a valid C string; `parent.raw` is an open directory fd.
-        let rc = unsafe { libc::mkdirat(parent.raw, n.as_ptr(), mode) };
-        check("mkdirat", format!("{}/{name}", parent.label), rc)
+        let r = rustix::fs::mkdirat(parent.fd(), name, rustix::fs::Mode::from_raw_mode(mode));
+        safe("mkdirat", format!("{}/{name}", parent.label), r)
     }
 
     fn create_file_at(&mut self, parent: &Handle, name: &str, mode: u32) -> SysResult<()> {
-        let n = cstr("openat", OsStr::new(name))?;
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
-        // SAFETY: `n` is a valid C string; `parent.raw` is an open directory fd.
-        let fd = unsafe { libc::openat(parent.raw, n.as_ptr(), flags | libc::O_NOFOLLOW, mode) };
-        check("openat", format!("{}/{name}", parent.label), fd)?;
-        // SAFETY: fd was just opened by us and is closed once.
-        unsafe { libc::close(fd) };
-        Ok(())
+        use rustix::fs::OFlags;
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let r = rustix::fs::openat(parent.fd(), name, flags, rustix::fs::Mode::from_raw_mode(mode));
+        // Dropping the descriptor closes it.
+        safe("openat", format!("{}/{name}", parent.label), r).map(drop)
     }
 
     fn symlink_at(&mut self, parent: &Handle, name: &str, target: &str) -> SysResult<()> {
-        let n = cstr("symlinkat", OsStr::new(name))?;
-        let t = cstr("symlinkat", OsStr::new(target))?;
-        // SAFETY: valid C strings; `parent.raw` is an open directory fd.
-        let rc = unsafe { libc::symlinkat(t.as_ptr(), parent.raw, n.as_ptr()) };
-        check("symlinkat", format!("{}/{name}", parent.label), rc)
+        let r = rustix::fs::symlinkat(target, parent.fd(), name);
+        safe("symlinkat", format!("{}/{name}", parent.label), r)
     }
 
     fn path_of(&mut self, h: &Handle) -> SysResult<PathBuf> {
@@ -484,9 +474,7 @@ impl Sys for RealSys {
     }
 
     fn is_dir_handle(&mut self, h: &Handle) -> bool {
-        // SAFETY: `h.raw` is an open fd owned by the handle for the duration of the call.
-        let fd = unsafe { BorrowedFd::borrow_raw(h.raw) };
-        rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::fstat(h.fd()).is_ok_and(|st| {
             rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
         })
     }
