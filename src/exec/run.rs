@@ -53,6 +53,17 @@ pub(super) fn run_step(
         exit_code: None,
         failed_command: None,
     };
+    // The machine's own file operations: a full disk is the machine's failure, anything else
+    // this step's.
+    let io_fail = |what: String, e: std::io::Error| {
+        let e = layers::LayerError::Io { what, source: e };
+        super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new()))
+    };
+    let store_fail = |e: crate::store::StoreError| {
+        super::build::machine_or_step(layers::LayerError::Store(e), &n.label, |m| {
+            fail(m, Vec::new())
+        })
+    };
     PROBE
         .get_or_init(sandbox::probe)
         .clone()
@@ -63,8 +74,8 @@ pub(super) fn run_step(
             .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?;
         lower_dirs.push(tree);
     }
-    let scratch = store.temp_dir("run-").map_err(|e| fail(e.to_string(), Vec::new()))?;
-    let extras = store.temp_dir("run-mounts-").map_err(|e| fail(e.to_string(), Vec::new()))?;
+    let scratch = store.temp_dir("run-").map_err(store_fail)?;
+    let extras = store.temp_dir("run-mounts-").map_err(store_fail)?;
     let mut env = op.env.clone();
     let mut mounts = Vec::new();
     let mut held_locks = Vec::new();
@@ -77,7 +88,7 @@ pub(super) fn run_step(
                 let fresh = !dir.exists();
                 Store::note_use(&dir);
                 fs_err::create_dir_all(&dir).map_err(|e| {
-                    fail(format!("cannot create the cache folder for `{id}`: {e}"), Vec::new())
+                    io_fail(format!("cannot create the cache folder for `{id}`"), e)
                 })?;
                 if fresh {
                     let _ = fs_err::set_permissions(
@@ -175,9 +186,7 @@ pub(super) fn run_step(
                 let name = format!("bind-{}", mounts.len());
                 let dest = extras.path().join(&name);
                 materialize_path(&view, source.trim_start_matches('/'), &dest, *readwrite)
-                    .map_err(|e| {
-                        fail(format!("cannot prepare bind `{source}`: {e}"), Vec::new())
-                    })?;
+                    .map_err(|e| io_fail(format!("cannot prepare bind `{source}`"), e))?;
                 mounts.push(Mount::Bind {
                     source: BindSource { root: extras.path().to_owned(), path: name },
                     target: target.clone(),
@@ -193,16 +202,15 @@ pub(super) fn run_step(
                     // Only what the context selects: not the files the ignore file leaves
                     // out, nor stack's own output, as BuildKit sends only those.
                     let name = format!("bind-{}", mounts.len());
-                    materialize_selection(sel, &extras.path().join(&name), *readwrite).map_err(
-                        |e| fail(format!("cannot prepare bind `{source}`: {e}"), Vec::new()),
-                    )?;
+                    materialize_selection(sel, &extras.path().join(&name), *readwrite)
+                        .map_err(|e| io_fail(format!("cannot prepare bind `{source}`"), e))?;
                     BindSource { root: extras.path().to_owned(), path: name }
                 } else if *readwrite {
                     // A writable bind works on a copy: nothing a step does reaches the context.
                     let name = format!("bind-{}", mounts.len());
                     let dest = extras.path().join(&name);
                     copy_from_context(&ctx, source, &dest).map_err(|e| {
-                        fail(format!("cannot copy `{source}` for a writable bind: {e}"), Vec::new())
+                        io_fail(format!("cannot copy `{source}` for a writable bind"), e)
                     })?;
                     BindSource { root: extras.path().to_owned(), path: name }
                 } else {
@@ -218,7 +226,8 @@ pub(super) fn run_step(
     let marks = match &chain {
         Some(parts) => {
             let marks = extras.path().join("marks");
-            fs_err::write(&marks, b"").map_err(|e| fail(e.to_string(), Vec::new()))?;
+            fs_err::write(&marks, b"")
+                .map_err(|e| io_fail("cannot write the marks file".into(), e))?;
             // Whoever the step runs as may mark; the file lives in the store's tmp only.
             let _ = fs_err::set_permissions(&marks, std::fs::Permissions::from_mode(0o666));
             mounts.push(Mount::Bind {
