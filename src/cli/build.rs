@@ -103,9 +103,13 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     }
     one_image_for(&p, &output, args)?;
     one_platform_for(&p, &output, args)?;
-    let mut names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
+    // One image per platform shares one name: names in file order, each once.
+    let mut names: Vec<&str> = Vec::new();
+    for i in &p.images {
+        if !names.contains(&i.name.as_str()) {
+            names.push(&i.name);
+        }
+    }
     if !args.tags.is_empty() && names.len() != 1 {
         return Err(fail(
             format!(
@@ -525,9 +529,12 @@ fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Re
         _ => return Ok(()),
     };
     // One image per platform shares one name: it is one image (an index).
-    let mut names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for i in &p.images {
+        if !names.contains(&i.name.as_str()) {
+            names.push(&i.name);
+        }
+    }
     if names.len() == 1 {
         return Ok(());
     }
