@@ -7,6 +7,7 @@
 
 pub mod affected;
 pub mod dot;
+mod expand;
 mod onbuild;
 mod scope;
 mod stages;
@@ -396,7 +397,15 @@ pub fn plan(
     request: &PlanRequest,
     resolver: &dyn Resolver,
 ) -> Result<Plan, Vec<FileDiagnostic>> {
-    stages::Planner::new(files, request, resolver).run()
+    let (files, mut diags) = expand::expand(files);
+    match stages::Planner::new(&files, request, resolver).run() {
+        Ok(plan) if diags.is_empty() => Ok(plan),
+        Ok(_) => Err(diags),
+        Err(more) => {
+            diags.extend(more);
+            Err(diags)
+        }
+    }
 }
 
 /// Key of a node's content for the copy-from-context case.

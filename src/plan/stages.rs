@@ -21,7 +21,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig};
 use crate::syntax::ast::{
-    CopyStep, Healthcheck, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
+    CopyStep, Healthcheck, Origin, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
 };
 use crate::syntax::{is_git_source, parse_duration, parse_mode};
 
@@ -325,16 +325,17 @@ impl<'a> Planner<'a> {
     /// The stages a stage reads from.
     fn dependencies(&mut self, name: &str) -> Vec<Dependency> {
         let (fi, target) = self.target(name);
-        let mut refs: Vec<&Spanned<String>> = Vec::new();
+        let mut refs: Vec<(usize, &Spanned<String>)> = Vec::new();
         for step in &target.steps {
+            let sf = step.origin.as_ref().map_or(fi, |o| o.file);
             match &step.kind {
-                StepKind::From { base, .. } => refs.push(base),
-                StepKind::Copy(c) => refs.extend(c.from.as_ref()),
+                StepKind::From { base, .. } => refs.push((sf, base)),
+                StepKind::Copy(c) => refs.extend(c.from.as_ref().map(|f| (sf, f))),
                 StepKind::Run(r) => {
                     for m in &r.mounts {
                         match m {
                             RunMount::Bind { from: Some(f), .. }
-                            | RunMount::Cache { from: Some(f), .. } => refs.push(f),
+                            | RunMount::Cache { from: Some(f), .. } => refs.push((sf, f)),
                             _ => {}
                         }
                     }
@@ -343,13 +344,13 @@ impl<'a> Planner<'a> {
             }
         }
         let mut deps = Vec::new();
-        for r in refs {
-            match self.expand_static(fi, target, r) {
+        for (sf, r) in refs {
+            match self.expand_static(sf, target, r) {
                 Ok(v) if self.stages.contains_key(&v) => {
-                    deps.push(Dependency { stage: v, file: fi, span: r.span });
+                    deps.push(Dependency { stage: v, file: sf, span: r.span });
                 }
                 Ok(_) => {}
-                Err(d) => self.error(fi, d),
+                Err(d) => self.error(sf, d),
             }
         }
         deps
@@ -587,6 +588,23 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Moves the diagnostics reported since `mark` about a step a template produced (reported
+    /// against the stage's file `fi`, with spans in the template) to the template's file, and
+    /// shows the `use` they came from.
+    fn remap_template_diags(&mut self, mark: usize, fi: usize, origin: &Origin) {
+        let use_source = &self.files[origin.use_file].source;
+        for d in &mut self.diags[mark..] {
+            if d.file != fi {
+                continue;
+            }
+            d.file = origin.file;
+            let label = format!("in the steps of `use {}` here", origin.template);
+            let same_file = origin.file == origin.use_file;
+            d.diagnostic =
+                d.diagnostic.clone().with_place(same_file, use_source, origin.use_span, label);
+        }
+    }
+
     /// Points the diagnostics reported since `mark` (about trigger steps, whose text is in no
     /// file) at the `from` that ran them.
     fn remap_trigger_diags(&mut self, mark: usize, from_span: SourceSpan) {
@@ -611,7 +629,6 @@ impl<'a> Planner<'a> {
 
     fn plan_stage(&mut self, name: &str) {
         let (fi, target) = self.target(name);
-        let text = self.text(fi);
         let Some((base, _platform)) = target.from_step() else { return };
         let base_value = match self.expand_static(fi, target, base) {
             Ok(v) => v,
@@ -655,14 +672,24 @@ impl<'a> Planner<'a> {
                     .skip(1)
                     .map(|(n, s)| (format!("{name}#{n}"), None, s)),
             );
+        let mut from_template: Option<(usize, Arc<Origin>)> = None;
         for (identity, trigger_label, step) in steps {
             if !remapped && trigger_label.is_none() {
                 self.remap_trigger_diags(diag_mark, from_span);
                 remapped = true;
             }
+            if let Some((mark, origin)) = from_template.take() {
+                self.remap_template_diags(mark, fi, &origin);
+            }
+            if let Some(origin) = &step.origin {
+                from_template = Some((self.diags.len(), Arc::clone(origin)));
+            }
+            // A template's step is written in the template's file.
+            let node_file = step.origin.as_ref().map_or(fi, |o| o.file);
+            let text = self.text(node_file);
             let label = match trigger_label {
                 Some(l) => l.clone(),
-                None => self.label(fi, step.span),
+                None => self.label(node_file, step.span),
             };
             let parent_node = &self.graph[parent];
             let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
@@ -687,7 +714,7 @@ impl<'a> Planner<'a> {
                     inputs: Vec::new(),
                     stage: name.to_owned(),
                     label: label.clone(),
-                    file: fi,
+                    file: node_file,
                     span: step.span,
                     key,
                     fs_key: parent_fs,
@@ -696,7 +723,7 @@ impl<'a> Planner<'a> {
                 }
             };
             let node = match &step.kind {
-                StepKind::From { .. } => continue,
+                StepKind::From { .. } | StepKind::Use(_) => continue,
                 StepKind::Arg(decl) => {
                     let value = if let Some(v) = self.request.args.get(&decl.name.value) {
                         Some(v.clone())
@@ -756,7 +783,7 @@ impl<'a> Planner<'a> {
                         inputs: Vec::new(),
                         stage: name.to_owned(),
                         label,
-                        file: fi,
+                        file: node_file,
                         span: step.span,
                         key,
                         fs_key: key,
@@ -909,7 +936,7 @@ impl<'a> Planner<'a> {
                         inputs: Vec::new(),
                         stage: name.to_owned(),
                         label,
-                        file: fi,
+                        file: node_file,
                         span: step.span,
                         key,
                         fs_key: key,
@@ -934,7 +961,7 @@ impl<'a> Planner<'a> {
                         inputs,
                         stage: name.to_owned(),
                         label,
-                        file: fi,
+                        file: node_file,
                         span: step.span,
                         key,
                         fs_key: key,
@@ -954,6 +981,9 @@ impl<'a> Planner<'a> {
         }
         if !remapped {
             self.remap_trigger_diags(diag_mark, from_span);
+        }
+        if let Some((mark, origin)) = from_template.take() {
+            self.remap_template_diags(mark, fi, &origin);
         }
         self.done
             .insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args, arg_wins });

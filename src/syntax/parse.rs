@@ -12,7 +12,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 /// Build-file format versions this stack understands.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
-pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include", "cache"];
+pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include", "cache", "template"];
 pub const STEPS: &[&str] = &[
     "from",
     "run",
@@ -35,6 +35,8 @@ pub const STEPS: &[&str] = &[
     "healthcheck",
     "onbuild",
     "tag",
+    "use",
+    "matrix",
 ];
 pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "ssh", "network", "tmpfs", "bind"];
 
@@ -45,17 +47,17 @@ pub fn parse(text: &str) -> (Option<BuildFile>, Vec<Diagnostic>) {
     (file, p.diags)
 }
 
-struct Parser {
+pub(super) struct Parser {
     diags: Vec<Diagnostic>,
 }
 
 /// A node's positional arguments and properties, split once.
-struct Entries<'a> {
-    args: Vec<&'a KdlEntry>,
-    props: Vec<(&'a str, &'a KdlEntry)>,
+pub(super) struct Entries<'a> {
+    pub(super) args: Vec<&'a KdlEntry>,
+    pub(super) props: Vec<(&'a str, &'a KdlEntry)>,
 }
 
-fn entries(node: &KdlNode) -> Entries<'_> {
+pub(super) fn entries(node: &KdlNode) -> Entries<'_> {
     let mut args = Vec::new();
     let mut props = Vec::new();
     for entry in node.entries() {
@@ -68,7 +70,7 @@ fn entries(node: &KdlNode) -> Entries<'_> {
 }
 
 impl Entries<'_> {
-    fn prop(&self, name: &str) -> Option<&KdlEntry> {
+    pub(super) fn prop(&self, name: &str) -> Option<&KdlEntry> {
         // KDL: the last occurrence of a property wins.
         self.props.iter().rev().find(|(n, _)| *n == name).map(|(_, e)| *e)
     }
@@ -79,7 +81,7 @@ fn value_span(entry: &KdlEntry) -> SourceSpan {
 }
 
 impl Parser {
-    fn error(&mut self, d: Diagnostic) {
+    pub(super) fn error(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
 
@@ -180,6 +182,11 @@ impl Parser {
                         file.caches.push(c);
                     }
                 }
+                "template" => {
+                    if let Some(t) = self.template(node) {
+                        file.templates.push(t);
+                    }
+                }
                 other => self.unknown_node(node, other, TOP_LEVEL, "at the top level"),
             }
         }
@@ -278,8 +285,14 @@ impl Parser {
         self.only_props(node, &e, &[]);
         self.exact_args(node, &e, 1, "the name of the stage");
         let name = self.string(e.args.first()?)?;
-        let mut target =
-            Target { kind, name, steps: Vec::new(), tags: Vec::new(), span: node.span() };
+        let mut target = Target {
+            kind,
+            name,
+            steps: Vec::new(),
+            tags: Vec::new(),
+            matrix: Vec::new(),
+            span: node.span(),
+        };
         let Some(children) = node.children() else {
             self.error(
                 Diagnostic::error(
@@ -319,11 +332,16 @@ impl Parser {
                 }
                 continue;
             }
+            if step_name == "matrix" {
+                self.matrix(child, &mut target);
+                continue;
+            }
             if let Some(kind) = self.step(child) {
                 target.steps.push(Step {
                     kind,
                     span: child.span(),
                     name_span: child.name().span(),
+                    origin: None,
                 });
             }
         }
@@ -371,7 +389,7 @@ impl Parser {
         Some(target)
     }
 
-    fn step(&mut self, node: &KdlNode) -> Option<StepKind> {
+    pub(super) fn step(&mut self, node: &KdlNode) -> Option<StepKind> {
         let name = node.name().value();
         if name != "run" && name != "exec" && name != "copy" && name != "add" {
             self.no_children(node);
@@ -468,6 +486,7 @@ impl Parser {
                 }
             }
             "healthcheck" => StepKind::Healthcheck(self.healthcheck(node, &e)?),
+            "use" => StepKind::Use(self.use_step(node, &e)?),
             other => {
                 self.unknown_node(node, other, STEPS, "inside a stage");
                 return None;
@@ -715,7 +734,7 @@ impl Parser {
 
     // ---- value helpers ----
 
-    fn string(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
+    pub(super) fn string(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
         if let KdlValue::String(s) = entry.value() {
             Some(Spanned::new(s.clone(), value_span(entry)))
         } else {
@@ -733,14 +752,14 @@ impl Parser {
     }
 
     /// A string, or a number taken as its decimal text (`expose 8080`, `user 1000`).
-    fn scalar(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
+    pub(super) fn scalar(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
         match entry.value() {
             KdlValue::Integer(i) => Some(Spanned::new(i.to_string(), value_span(entry))),
             _ => self.string(entry),
         }
     }
 
-    fn bool(&mut self, entry: &KdlEntry) -> bool {
+    pub(super) fn bool(&mut self, entry: &KdlEntry) -> bool {
         if let KdlValue::Bool(b) = entry.value() {
             *b
         } else {
@@ -807,7 +826,7 @@ impl Parser {
         Some(s)
     }
 
-    fn bad_choice(&mut self, v: &Spanned<String>, choices: &[&str]) {
+    pub(super) fn bad_choice(&mut self, v: &Spanned<String>, choices: &[&str]) {
         let mut d = Diagnostic::error(
             "invalid-value",
             format!("`{}` is not one of {}", v.value, list(choices)),
@@ -822,7 +841,7 @@ impl Parser {
 
     // ---- shape checks ----
 
-    fn unknown_node(&mut self, node: &KdlNode, name: &str, known: &[&str], place: &str) {
+    pub(super) fn unknown_node(&mut self, node: &KdlNode, name: &str, known: &[&str], place: &str) {
         let mut d = Diagnostic::error(
             "unknown-node",
             format!("unknown node `{name}` {place}"),
@@ -838,7 +857,7 @@ impl Parser {
         self.error(d);
     }
 
-    fn only_props(&mut self, node: &KdlNode, e: &Entries<'_>, allowed: &[&str]) {
+    pub(super) fn only_props(&mut self, node: &KdlNode, e: &Entries<'_>, allowed: &[&str]) {
         for (name, entry) in &e.props {
             if allowed.contains(name) {
                 continue;
@@ -861,7 +880,7 @@ impl Parser {
         }
     }
 
-    fn exact_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize, what: &str) {
+    pub(super) fn exact_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize, what: &str) {
         if e.args.len() < n {
             self.missing_arg(node, what);
         } else {
@@ -869,7 +888,7 @@ impl Parser {
         }
     }
 
-    fn max_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize) {
+    pub(super) fn max_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize) {
         if e.args.len() > n {
             let extra = e.args[n];
             self.error(
@@ -889,7 +908,7 @@ impl Parser {
         }
     }
 
-    fn missing_arg(&mut self, node: &KdlNode, what: &str) {
+    pub(super) fn missing_arg(&mut self, node: &KdlNode, what: &str) {
         self.error(Diagnostic::error(
             "wrong-argument-count",
             format!("`{}` is missing {what}", node.name().value()),
@@ -898,7 +917,7 @@ impl Parser {
         ));
     }
 
-    fn no_children(&mut self, node: &KdlNode) {
+    pub(super) fn no_children(&mut self, node: &KdlNode) {
         if let Some(children) = node.children() {
             self.error(Diagnostic::error(
                 "unexpected-children",
