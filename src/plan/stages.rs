@@ -215,17 +215,26 @@ impl<'a> Planner<'a> {
         for (fi, file) in self.files.iter().enumerate() {
             for (ti, target) in file.ast.targets.iter().enumerate() {
                 let name = &target.name.value;
-                if let Some((first_file, first_span)) = seen.get(name) {
-                    let mut d = Diagnostic::error(
+                if let Some(&(first_file, first_span)) = seen.get(name) {
+                    let first = &self.files[first_file].source;
+                    let message = if first_file == fi {
+                        format!("`{name}` is defined twice")
+                    } else {
+                        format!("`{name}` is defined twice (first in `{}`)", first.name)
+                    };
+                    let d = Diagnostic::error(
                         "duplicate-stage",
-                        format!("`{name}` is defined twice"),
+                        message,
                         target.name.span,
                         "second definition",
                     )
-                    .with_help("stage and image names must be unique across all included files");
-                    if *first_file == fi {
-                        d = d.with_related(*first_span, "first defined here");
-                    }
+                    .with_help("stage and image names must be unique across all included files")
+                    .with_place(
+                        first_file == fi,
+                        first,
+                        first_span,
+                        "first defined here",
+                    );
                     self.error(fi, d);
                     continue;
                 }
@@ -591,14 +600,14 @@ impl<'a> Planner<'a> {
     /// Moves the diagnostics reported since `mark` about a step a template produced (reported
     /// against the stage's file `fi`, with spans in the template) to the template's file, and
     /// shows the `use` they came from.
-    fn remap_template_diags(&mut self, mark: usize, fi: usize, origin: &Origin) {
+    fn remap_template_diags(&mut self, mark: usize, fi: usize, origin: &Origin, stage: &str) {
         let use_source = &self.files[origin.use_file].source;
         for d in &mut self.diags[mark..] {
             if d.file != fi {
                 continue;
             }
             d.file = origin.file;
-            let label = format!("in the steps of `use {}` here", origin.template);
+            let label = format!("in `{stage}`, from `use {}` here", origin.template);
             let same_file = origin.file == origin.use_file;
             d.diagnostic =
                 d.diagnostic.clone().with_place(same_file, use_source, origin.use_span, label);
@@ -679,7 +688,7 @@ impl<'a> Planner<'a> {
                 remapped = true;
             }
             if let Some((mark, origin)) = from_template.take() {
-                self.remap_template_diags(mark, fi, &origin);
+                self.remap_template_diags(mark, fi, &origin, name);
             }
             if let Some(origin) = &step.origin {
                 from_template = Some((self.diags.len(), Arc::clone(origin)));
@@ -687,9 +696,12 @@ impl<'a> Planner<'a> {
             // A template's step is written in the template's file.
             let node_file = step.origin.as_ref().map_or(fi, |o| o.file);
             let text = self.text(node_file);
-            let label = match trigger_label {
-                Some(l) => l.clone(),
-                None => self.label(node_file, step.span),
+            let label = match (trigger_label, &step.origin) {
+                (Some(l), _) => l.clone(),
+                (None, Some(o)) => {
+                    format!("(use {}) {}", o.template, self.label(node_file, step.span))
+                }
+                (None, None) => self.label(node_file, step.span),
             };
             let parent_node = &self.graph[parent];
             let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
@@ -983,7 +995,7 @@ impl<'a> Planner<'a> {
             self.remap_trigger_diags(diag_mark, from_span);
         }
         if let Some((mark, origin)) = from_template.take() {
-            self.remap_template_diags(mark, fi, &origin);
+            self.remap_template_diags(mark, fi, &origin, name);
         }
         self.done
             .insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args, arg_wins });
