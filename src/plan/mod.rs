@@ -56,6 +56,16 @@ pub struct FileInput {
     /// For a build file imported from a Dockerfile: that Dockerfile and where each part of
     /// the build file came from, so that problems are shown in the file the user wrote.
     pub origin: Option<Arc<(SourceFile, crate::dockerfile::SpanMap)>>,
+    /// For an included file: the file whose `include` named it, and the values that include
+    /// gives this file's own args.
+    pub included: Option<Included>,
+}
+
+/// How a file was included: by which file, and with which arg values (`include … { arg … }`).
+#[derive(Debug, Clone)]
+pub struct Included {
+    pub by: usize,
+    pub args: Vec<(crate::syntax::ast::Spanned<String>, crate::syntax::ast::Spanned<String>)>,
 }
 
 impl FileInput {

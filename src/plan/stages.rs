@@ -31,7 +31,9 @@ pub(super) struct Planner<'a> {
     resolver: &'a dyn Resolver,
     diags: Vec<FileDiagnostic>,
     graph: StableDiGraph<Node, EdgeKind>,
-    globals: BTreeMap<String, String>,
+    /// The top-level args each file sees, by file index: the predefined ones, the main file's,
+    /// and (for an included file) its own.
+    globals: Vec<BTreeMap<String, String>>,
     /// Stage name → (file, index of the target in that file).
     stages: BTreeMap<String, (usize, usize)>,
     done: HashMap<String, StageEnd>,
@@ -68,7 +70,7 @@ impl<'a> Planner<'a> {
             resolver,
             diags: Vec::new(),
             graph: StableDiGraph::new(),
-            globals: BTreeMap::new(),
+            globals: Vec::new(),
             stages: BTreeMap::new(),
             done: HashMap::new(),
             bases: HashMap::new(),
@@ -113,8 +115,11 @@ impl<'a> Planner<'a> {
             let scope_args = BTreeMap::new();
             let mut tags = Vec::new();
             for tag in &target.tags {
-                let scope =
-                    Scope { globals: &self.globals, stage_args: &scope_args, config: &end.config };
+                let scope = Scope {
+                    globals: &self.globals[fi],
+                    stage_args: &scope_args,
+                    config: &end.config,
+                };
                 match scope.expand(tag, self.text(fi)) {
                     Ok(t) => tags.push(t),
                     Err(d) => self.error(fi, d),
@@ -150,32 +155,99 @@ impl<'a> Planner<'a> {
     }
 
     fn collect_globals(&mut self) {
+        let mut base = BTreeMap::new();
         for (name, value) in predefined_args() {
             let value = self.request.args.get(name).cloned().unwrap_or(value);
-            self.globals.insert(name.to_owned(), value);
+            base.insert(name.to_owned(), value);
         }
-        for (fi, file) in self.files.iter().enumerate() {
-            for arg in &file.ast.args {
-                let name = arg.name.value.clone();
-                let value = if let Some(v) = self.request.args.get(&name) {
-                    v.clone()
-                } else if let Some(default) = &arg.default {
-                    let empty = BTreeMap::new();
-                    let config = ImageConfig(serde_json::Map::new());
-                    let scope =
-                        Scope { globals: &self.globals, stage_args: &empty, config: &config };
-                    match scope.expand(default, file.source.text.as_str()) {
-                        Ok(v) => v,
-                        Err(d) => {
-                            self.error(fi, d);
-                            continue;
-                        }
-                    }
-                } else {
-                    String::new()
-                };
-                self.globals.insert(name, value);
+        let main = self.file_args(0, base);
+        self.globals = vec![main.clone()];
+        for fi in 1..self.files.len() {
+            let own = self.file_args(fi, main.clone());
+            self.globals.push(own);
+        }
+    }
+
+    /// `seen` with file `fi`'s own top-level args added: `--arg`, else the value its
+    /// `include` gives, else its default.
+    fn file_args(
+        &mut self,
+        fi: usize,
+        mut seen: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let Some(file) = self.files.get(fi) else { return seen };
+        let given = file.included.as_ref().map_or(&[][..], |i| &i.args[..]);
+        self.check_include_args(fi);
+        for arg in &file.ast.args {
+            let name = arg.name.value.clone();
+            if fi > 0 {
+                self.check_arg_clash(fi, arg);
             }
+            let included = given.iter().rev().find(|(n, _)| n.value == name);
+            let (written, in_file) = match (included, &arg.default) {
+                (Some((_, v)), _) => (Some(v), file.included.as_ref().map_or(fi, |i| i.by)),
+                (None, d) => (d.as_ref(), fi),
+            };
+            let value = if let Some(v) = self.request.args.get(&name) {
+                v.clone()
+            } else if let Some(written) = written {
+                let empty = BTreeMap::new();
+                let config = ImageConfig(serde_json::Map::new());
+                let scope = Scope { globals: &seen, stage_args: &empty, config: &config };
+                match scope.expand(written, self.text(in_file)) {
+                    Ok(v) => v,
+                    Err(d) => {
+                        self.error(in_file, d);
+                        continue;
+                    }
+                }
+            } else {
+                String::new()
+            };
+            seen.insert(name, value);
+        }
+        seen
+    }
+
+    /// An included file's args are its own; one the main file declares too would mean two
+    /// different things in two places.
+    fn check_arg_clash(&mut self, fi: usize, arg: &crate::syntax::ast::ArgDecl) {
+        let main = &self.files[0];
+        let Some(first) = main.ast.args.iter().find(|a| a.name.value == arg.name.value) else {
+            return;
+        };
+        let name = &arg.name.value;
+        let d = Diagnostic::error(
+            "duplicate-arg",
+            format!("arg `{name}` is declared here and in the main file `{}`", main.source.name),
+            arg.name.span,
+            "declared again",
+        )
+        .with_help("the main file's args are seen by every file: remove one, or rename this one")
+        .with_note(&main.source, first.name.span, "declared in the main file");
+        self.error(fi, d);
+    }
+
+    /// Every `include … { arg NAME … }` names an arg the included file declares.
+    fn check_include_args(&mut self, fi: usize) {
+        let file = &self.files[fi];
+        let Some(included) = &file.included else { return };
+        let declared: Vec<&str> = file.ast.args.iter().map(|a| a.name.value.as_str()).collect();
+        for (name, _) in &included.args {
+            if declared.contains(&name.value.as_str()) {
+                continue;
+            }
+            let mut d = Diagnostic::error(
+                "unknown-include-arg",
+                format!("`{}` declares no top-level arg `{}`", file.source.name, name.value),
+                name.span,
+                "not an arg of the included file",
+            );
+            d = match did_you_mean(&name.value, declared.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("declare `arg {}` in that file", name.value)),
+            };
+            self.error(included.by, d);
         }
     }
 
@@ -327,7 +399,8 @@ impl<'a> Planner<'a> {
             }
         }
         let config = ImageConfig(serde_json::Map::new());
-        Scope { globals: &self.globals, stage_args: &stage_args, config: &config }
+        let stage_file = self.stages.get(&target.name.value).map_or(file, |s| s.0);
+        Scope { globals: &self.globals[stage_file], stage_args: &stage_args, config: &config }
             .expand(value, self.text(file))
     }
 
@@ -708,8 +781,11 @@ impl<'a> Planner<'a> {
             macro_rules! expand {
                 ($v:expr) => {{
                     let view = env_view(&config, &stage_args, &arg_wins);
-                    let scope =
-                        Scope { globals: &self.globals, stage_args: &stage_args, config: &view };
+                    let scope = Scope {
+                        globals: &self.globals[fi],
+                        stage_args: &stage_args,
+                        config: &view,
+                    };
                     match scope.expand($v, text) {
                         Ok(x) => x,
                         Err(d) => {
@@ -742,7 +818,7 @@ impl<'a> Planner<'a> {
                     } else if let Some(d) = &decl.default {
                         Some(expand!(d))
                     } else {
-                        self.globals.get(&decl.name.value).cloned()
+                        self.globals[fi].get(&decl.name.value).cloned()
                     };
                     if let Some(v) = value {
                         stage_args.insert(decl.name.value.clone(), v);
@@ -907,7 +983,7 @@ impl<'a> Planner<'a> {
                     };
                     let content = if f.expand {
                         let scope = Scope {
-                            globals: &self.globals,
+                            globals: &self.globals[fi],
                             stage_args: &stage_args,
                             config: &config,
                         };
@@ -1127,7 +1203,7 @@ impl<'a> Planner<'a> {
         parent_fs: Digest,
     ) -> Option<(CopyOp, Digest, Vec<NodeIndex>, Vec<(String, String)>)> {
         let text = self.text(fi);
-        let globals = self.globals.clone();
+        let globals = self.globals[fi].clone();
         let scope = Scope { globals: &globals, stage_args, config };
         let mut failed = false;
         let mut expand = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
@@ -1391,7 +1467,7 @@ impl<'a> Planner<'a> {
         // network (and `--add-host`) is part of the key: it changes what the command can see.
         let network = r.network.as_ref().map_or(self.request.default_network, |n| n.value);
         let hosts = self.request.add_hosts.clone();
-        let globals = self.globals.clone();
+        let globals = self.globals[fi].clone();
         let scope = Scope { globals: &globals, stage_args, config };
         let mut mounts = Vec::new();
         let mut edges = Vec::new();

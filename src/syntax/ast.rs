@@ -21,7 +21,7 @@ pub struct BuildFile {
     pub version: Option<Spanned<u32>>,
     pub args: Vec<ArgDecl>,
     pub targets: Vec<Target>,
-    pub includes: Vec<Spanned<String>>,
+    pub includes: Vec<Include>,
     /// `cache "REPO"`: registry step caches shared between machines.
     pub caches: Vec<CacheDecl>,
     /// `template NAME { param …; steps… }`: steps written once, used with `use NAME`.
@@ -120,6 +120,14 @@ pub struct Origin {
     /// Index of the file holding the `use`, and its span there.
     pub use_file: usize,
     pub use_span: SourceSpan,
+}
+
+/// `include "PATH" … { arg NAME "VALUE" … }`: build files merged into this one, each with the
+/// values its own top-level args take.
+#[derive(Debug, Clone)]
+pub struct Include {
+    pub paths: Vec<Spanned<String>>,
+    pub args: Vec<(Spanned<String>, Spanned<String>)>,
 }
 
 /// `cache "registry.example/team/cache" read-only=#true`: a registry step cache this build

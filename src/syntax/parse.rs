@@ -4,7 +4,7 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::ast::{
-    ArgDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck, Network,
+    ArgDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck, Include, Network,
     RunMount, RunStep, Spanned, Step, StepKind, Target, TargetKind,
 };
 use crate::diag::{Diagnostic, did_you_mean};
@@ -164,19 +164,7 @@ impl Parser {
                         file.targets.push(t);
                     }
                 }
-                "include" => {
-                    self.no_children(node);
-                    let e = entries(node);
-                    self.only_props(node, &e, &[]);
-                    if e.args.is_empty() {
-                        self.missing_arg(node, "a path or glob of build files to include");
-                    }
-                    for a in e.args {
-                        if let Some(s) = self.string(a) {
-                            file.includes.push(s);
-                        }
-                    }
-                }
+                "include" => file.includes.push(self.include(node)),
                 "cache" => {
                     if let Some(c) = self.cache(node) {
                         file.caches.push(c);
@@ -203,6 +191,33 @@ impl Parser {
             );
         }
         Some(file)
+    }
+
+    /// `include "PATH_OR_GLOB" … { arg NAME "VALUE" … }`.
+    fn include(&mut self, node: &KdlNode) -> Include {
+        let e = entries(node);
+        self.only_props(node, &e, &[]);
+        if e.args.is_empty() {
+            self.missing_arg(node, "a path or glob of build files to include");
+        }
+        let paths = e.args.iter().filter_map(|a| self.string(a)).collect();
+        let mut args = Vec::new();
+        for child in node.children().map(KdlDocument::nodes).unwrap_or_default() {
+            if child.name().value() != "arg" {
+                self.unknown_node(child, child.name().value(), &["arg"], "inside `include`");
+                continue;
+            }
+            self.no_children(child);
+            let e = entries(child);
+            self.only_props(child, &e, &[]);
+            self.exact_args(child, &e, 2, "an arg's name and its value");
+            if let [name, value] = e.args[..]
+                && let (Some(name), Some(value)) = (self.string(name), self.scalar(value))
+            {
+                args.push((name, value));
+            }
+        }
+        Include { paths, args }
     }
 
     /// `cache "REPO" [read-only=#true]`.

@@ -240,3 +240,81 @@ fn a_name_defined_in_two_files_is_an_error_naming_both() {
         "{text}"
     );
 }
+
+#[test]
+fn an_included_file_reads_paths_and_its_ignore_file_from_its_own_folder() {
+    let (a, b) = (
+        service("a", "    copy \"src/\" to=\"/srv/\"\n"),
+        service("b", "    copy \"src/\" to=\"/srv/\"\n"),
+    );
+    let dir = project(&[
+        ("stack.kdl".into(), "stack version=1\ninclude \"services/*/stack.kdl\"\n".into()),
+        (".stackignore".into(), "**/*.log\n".into()),
+        a,
+        b,
+        ("services/a/.stackignore".into(), "src/*.tmp\n".into()),
+        ("services/a/src/main.txt".into(), "a\n".into()),
+        ("services/a/src/x.tmp".into(), "ignored in a\n".into()),
+        ("services/b/src/main.txt".into(), "b\n".into()),
+        ("services/b/src/x.tmp".into(), "kept in b\n".into()),
+        ("services/b/src/x.log".into(), "the root's ignore file is not b's\n".into()),
+    ]);
+    let out = dir.path().join("out");
+    let o =
+        run_stack(dir.path(), &dir.path().join("cache"), &["build", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = image_files(&out, "a");
+    assert_eq!(a["srv/main.txt"].as_deref(), Some(&b"a\n"[..]));
+    assert!(!a.contains_key("srv/x.tmp"), "{a:?}");
+    let b = image_files(&out, "b");
+    assert!(b.contains_key("srv/x.tmp") && b.contains_key("srv/x.log"), "{b:?}");
+}
+
+/// `services/NAME/stack.kdl` declaring `arg PORT default="80"` and writing it to `/port`.
+fn port_service(name: &str) -> (String, String) {
+    (
+        format!("services/{name}/stack.kdl"),
+        format!(
+            "stack version=1\narg PORT default=\"80\"\nimage {name} {{\n    from \"scratch\"\n    file \"/port\" \"${{PORT}}\"\n}}\n"
+        ),
+    )
+}
+
+#[test]
+fn an_include_sets_the_args_of_the_file_it_includes() {
+    let main = "stack version=1\ninclude \"services/api/stack.kdl\" {\n    arg PORT \"8080\"\n}\ninclude \"services/web/stack.kdl\"\n";
+    let dir =
+        project(&[("stack.kdl".into(), main.into()), port_service("api"), port_service("web")]);
+    let port = |args: &[&str]| {
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut all = vec!["build", "-o", out.to_str().unwrap()];
+        all.extend(args);
+        let o = run_stack(dir.path(), &dir.path().join("cache"), &all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let get =
+            |n: &str| String::from_utf8(image_files(&out, n)["port"].clone().unwrap()).unwrap();
+        (get("api"), get("web"))
+    };
+    assert_eq!(port(&[]), ("8080".into(), "80".into()));
+    assert_eq!(port(&["--arg", "PORT=1"]), ("1".into(), "1".into()), "the command line wins");
+}
+
+#[test]
+fn include_args_must_be_declared_and_not_clash_with_the_main_file() {
+    let main = "stack version=1\narg PORT default=\"1\"\ninclude \"services/api/stack.kdl\" {\n    arg PROT \"8080\"\n}\n";
+    let dir = project(&[("stack.kdl".into(), main.into()), port_service("api")]);
+    let o = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stderr(&o);
+    assert!(
+        text.contains("declares no top-level arg `PROT`") && text.contains("did you mean `PORT`?"),
+        "{text}"
+    );
+    assert!(text.contains("stack.kdl:4:9]"), "{text}");
+    assert!(text.contains("arg `PORT` is declared here and in the main file"), "{text}");
+    assert!(
+        text.contains("services/api/stack.kdl:2:5]") && text.contains("stack.kdl:2:5]"),
+        "{text}"
+    );
+}
