@@ -318,3 +318,36 @@ fn include_args_must_be_declared_and_not_clash_with_the_main_file() {
         "{text}"
     );
 }
+
+#[test]
+fn malformed_templates_and_matrices_are_reported_in_one_run() {
+    let kdl = r#"stack version=1
+template t {
+    param a type="float"
+    param b type="int" default="8080"
+    param c
+    param c
+    from "scratch"
+    expose 1
+}
+image "x-${v}" {
+    matrix {
+        v
+    }
+    from "scratch"
+}
+"#;
+    let dir = project(&[("stack.kdl".into(), kdl.into())]);
+    let o = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stderr(&o);
+    for needle in [
+        "`float` is not one of",
+        "parameter `b` is an int, found the string `8080`",
+        "parameter `c` is declared twice",
+        "a template cannot hold `from`",
+        "`v` is missing at least one value",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
