@@ -351,3 +351,18 @@ image "x-${v}" {
         assert!(text.contains(needle), "{needle}: {text}");
     }
 }
+
+#[test]
+fn a_bad_value_from_a_template_is_shown_at_the_template_and_the_use_in_one_file() {
+    let kdl = "stack version=1\ntemplate web {\n    param port\n    expose \"${port}\"\n}\nimage a {\n    from \"scratch\"\n    use web port=\"http\"\n}\n";
+    let dir = project(&[("stack.kdl".into(), kdl.into())]);
+    let o = run_stack(dir.path(), &dir.path().join("cache"), &["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stderr(&o);
+    assert!(
+        text.contains("stack::invalid-port") && text.contains("`http` is not a port"),
+        "{text}"
+    );
+    assert!(text.contains("stack.kdl:4:12]"), "{text}");
+    assert!(text.contains("in `a`, from `use web` here"), "{text}");
+}
