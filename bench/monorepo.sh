@@ -60,6 +60,8 @@ template labelled {
 KDL
   printf 'lib\n' > lib/common.txt
   printf '**/*.md\n' > .stackignore
+  # The store, the output and this script's files are not part of the repository.
+  printf '.cache/\nstack-out/\n.time\n.err\n.events\n' > .gitignore
   for k in $(seq 1 "$n"); do
     i=$(printf '%03d' "$k")
     d=services/s$i
