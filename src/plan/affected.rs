@@ -50,7 +50,7 @@ pub trait World {
 /// relative to it.
 struct Sources {
     root: PathBuf,
-    patterns: Vec<String>,
+    patterns: Vec<Pattern>,
 }
 
 /// The images `changes` can change, each with the reasons (changed paths), sorted.
@@ -77,8 +77,9 @@ pub fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet
         }
     }
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let changed_build_files = changed_build_files(changes);
     for image in &plan.images {
-        let mut reasons = build_file_reasons(plan, image, changes);
+        let mut reasons = build_file_reasons(plan, image, changes, &changed_build_files);
         for n in ancestors(plan, image.node) {
             if let Some(r) = node_reasons.get(&n) {
                 reasons.extend(r.iter().cloned());
@@ -113,8 +114,7 @@ fn steps_affected_by(
         let selects = if is_ignore_file && abs.parent() == Some(s.root.as_path()) {
             true
         } else {
-            !changes.world.ignored(&s.root, rel)
-                && s.patterns.iter().any(|p| pattern_selects(p, rel))
+            s.patterns.iter().any(|p| p.selects(rel)) && !changes.world.ignored(&s.root, rel)
         };
         if selects {
             hit.insert(*node);
@@ -145,7 +145,13 @@ fn index_inputs(
                         }
                     }
                     if let Some(root) = root {
-                        sources.push((n, Sources { root, patterns: patterns.clone() }));
+                        sources.push((
+                            n,
+                            Sources {
+                                root,
+                                patterns: patterns.iter().map(|p| Pattern::new(p)).collect(),
+                            },
+                        ));
                     }
                 }
             }
@@ -167,7 +173,7 @@ fn index_inputs(
                     for (_, meta) in folder.iter().flat_map(|f| &f.entries) {
                         add(&root, &meta.rel);
                     }
-                    sources.push((n, Sources { root, patterns: vec![rel] }));
+                    sources.push((n, Sources { root, patterns: vec![Pattern::new(&rel)] }));
                 }
             }
             _ => {}
@@ -176,29 +182,51 @@ fn index_inputs(
     (by_path, sources)
 }
 
-/// Whether a `copy` source (relative to the context root, maybe a glob) selects `rel`: the
-/// path itself, or a folder above it.
-fn pattern_selects(pattern: &str, rel: &str) -> bool {
-    if pattern.is_empty() {
-        return true;
+/// A `copy` source (relative to the context root, maybe a glob), which selects a path itself
+/// or a folder above it.
+struct Pattern {
+    text: String,
+    /// `None` when the source is not a valid glob: then only the path itself matches.
+    glob: Option<globset::GlobMatcher>,
+}
+
+impl Pattern {
+    /// Compiles a source once: a deleted folder can bring thousands of paths to match.
+    fn new(text: &str) -> Self {
+        let glob = globset::GlobBuilder::new(text)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .ok()
+            .map(|g| g.compile_matcher());
+        Self { text: text.to_owned(), glob }
     }
-    let glob = globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|g| g.compile_matcher());
-    let mut cur = Some(rel);
-    while let Some(p) = cur {
-        let hit = match &glob {
-            Ok(m) => m.is_match(p),
-            Err(_) => p == pattern,
-        };
-        if hit || p == pattern {
+
+    fn selects(&self, rel: &str) -> bool {
+        if self.text.is_empty() {
             return true;
         }
-        cur = p.rsplit_once('/').map(|(parent, _)| parent);
+        let mut cur = Some(rel);
+        while let Some(p) = cur {
+            if p == self.text || self.glob.as_ref().is_some_and(|g| g.is_match(p)) {
+                return true;
+            }
+            cur = p.rsplit_once('/').map(|(parent, _)| parent);
+        }
+        false
     }
-    false
+}
+
+/// The build files among the changed paths: file index and the name to report. Looked up once,
+/// not per image: a deleted folder can bring thousands of paths.
+fn changed_build_files(changes: &Changes<'_>) -> Vec<(usize, String)> {
+    let index: HashMap<&Path, usize> =
+        changes.build_files.iter().enumerate().map(|(i, b)| (b.as_path(), i)).collect();
+    changes
+        .paths
+        .iter()
+        .filter_map(|(abs, shown)| index.get(abs.as_path()).map(|&f| (f, shown.clone())))
+        .collect()
 }
 
 /// The changed build files that reach `image`.
@@ -206,15 +234,15 @@ fn build_file_reasons(
     plan: &Plan,
     image: &super::ImageTarget,
     changes: &Changes<'_>,
+    changed: &[(usize, String)],
 ) -> BTreeSet<String> {
     let mut files: BTreeSet<usize> =
         ancestors(plan, image.node).into_iter().map(|n| plan.graph[n].file).collect();
     files.insert(image.file);
     let mut out = BTreeSet::new();
-    for (abs, shown) in &changes.paths {
-        let Some(f) = changes.build_files.iter().position(|b| b == abs) else { continue };
-        let whole = f == 0 || changes.includes_others.get(f).copied().unwrap_or(true);
-        if whole || files.contains(&f) {
+    for (f, shown) in changed {
+        let whole = *f == 0 || changes.includes_others.get(*f).copied().unwrap_or(true);
+        if whole || files.contains(f) {
             out.insert(shown.clone());
         }
     }
@@ -235,7 +263,11 @@ fn ancestors(plan: &Plan, node: NodeIndex) -> BTreeSet<NodeIndex> {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_selects;
+    use super::Pattern;
+
+    fn pattern_selects(pattern: &str, rel: &str) -> bool {
+        Pattern::new(pattern).selects(rel)
+    }
 
     #[test]
     fn sources_select_themselves_what_is_below_and_glob_matches() {
