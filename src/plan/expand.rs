@@ -259,7 +259,10 @@ impl<'a> Expander<'a> {
                 step.name_span,
                 format!("needs `{p}=…`"),
             )
-            .with_help(format!("write `use {t} {p}=…`"));
+            .with_help(match &param.description {
+                Some(what) => format!("write `use {t} {p}=…` ({p}: {what})"),
+                None => format!("write `use {t} {p}=…`"),
+            });
             let d = self.place(d, fi, tf, param.span, "declared here without a default");
             self.error(fi, d);
         }

@@ -171,6 +171,7 @@ fn template_problems_are_reported_at_the_use_and_at_the_template() {
     }
     assert!(text.contains("parameter `port` is an int, found the string `9000`"), "{text}");
     assert!(text.contains("did you mean `service`?"), "{text}");
+    assert!(text.contains("(name: the service's name)"), "the description helps: {text}");
     // The use site in the service's file, and the parameter's line in the template's file.
     assert!(text.contains("services/bad/stack.kdl:4:"), "{text}");
     assert!(text.contains("templates.kdl:4:5]"), "{text}");
