@@ -30,6 +30,10 @@ pub struct Changes<'a> {
     pub locked_bases: BTreeMap<String, String>,
     /// A changed `stack.lock` URL pin, when one did: affects every `add` of a URL.
     pub locked_urls: Option<String>,
+    /// For a changed build file (by index) whose edit is confined to `template` nodes: the
+    /// spans, in its current text, of the templates that changed (see [`changed_templates`]).
+    /// It then reaches only the images with a step from one of them.
+    pub template_edits: HashMap<usize, Vec<miette::SourceSpan>>,
     /// Questions about the working tree.
     pub world: &'a dyn World,
 }
@@ -241,12 +245,63 @@ fn build_file_reasons(
     files.insert(image.file);
     let mut out = BTreeSet::new();
     for (f, shown) in changed {
-        let whole = *f == 0 || changes.includes_others.get(*f).copied().unwrap_or(true);
-        if whole || files.contains(f) {
+        let reaches = if let Some(edited) = changes.template_edits.get(f) {
+            ancestors(plan, image.node).into_iter().any(|n| {
+                let node = &plan.graph[n];
+                node.file == *f && edited.iter().any(|t| inside(node.span, *t))
+            })
+        } else {
+            let whole = *f == 0 || changes.includes_others.get(*f).copied().unwrap_or(true);
+            whole || files.contains(f)
+        };
+        if reaches {
             out.insert(shown.clone());
         }
     }
     out
+}
+
+fn slice(text: &str, s: miette::SourceSpan) -> Option<&str> {
+    text.get(s.offset()..s.offset() + s.len())
+}
+
+fn inside(span: miette::SourceSpan, outer: miette::SourceSpan) -> bool {
+    outer.offset() <= span.offset() && span.offset() + span.len() <= outer.offset() + outer.len()
+}
+
+/// When the build file texts `old` and `new` differ only inside `template` nodes: the spans in
+/// `new` of the templates that changed or were added. `None` when anything else differs (or
+/// either text does not parse): the file then counts as changed as a whole.
+pub fn changed_templates(old: &str, new: &str) -> Option<Vec<miette::SourceSpan>> {
+    let templates = |text: &str| -> Option<(BTreeMap<String, miette::SourceSpan>, String)> {
+        let (Some(ast), diags) = crate::syntax::parse(text) else { return None };
+        if diags.iter().any(crate::diag::Diagnostic::is_error) {
+            return None;
+        }
+        let spans: BTreeMap<String, miette::SourceSpan> =
+            ast.templates.iter().map(|t| (t.name.value.clone(), t.span)).collect();
+        let mut rest = String::new();
+        let mut at = 0;
+        let mut sorted: Vec<_> = spans.values().copied().collect();
+        sorted.sort_by_key(miette::SourceSpan::offset);
+        for span in sorted {
+            rest.push_str(text.get(at..span.offset())?);
+            at = span.offset() + span.len();
+        }
+        rest.push_str(text.get(at..)?);
+        Some((spans, rest))
+    };
+    let (old_t, old_rest) = templates(old)?;
+    let (new_t, new_rest) = templates(new)?;
+    if old_rest != new_rest {
+        return None;
+    }
+    let changed = new_t
+        .iter()
+        .filter(|(name, span)| old_t.get(*name).and_then(|o| slice(old, *o)) != slice(new, **span))
+        .map(|(_, span)| *span)
+        .collect();
+    Some(changed)
 }
 
 /// `node` and every step it depends on (parents and sources).
@@ -263,7 +318,20 @@ fn ancestors(plan: &Plan, node: NodeIndex) -> BTreeSet<NodeIndex> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pattern;
+    use super::{Pattern, changed_templates};
+
+    #[test]
+    fn only_the_edited_templates_count_when_nothing_else_changed() {
+        let old = "stack version=1\ntemplate a {\n    expose 1\n}\ntemplate b {\n    expose 2\n}\n";
+        let new = old.replace("expose 2", "expose 3");
+        let spans = changed_templates(old, &new).unwrap();
+        assert_eq!(spans.len(), 1);
+        assert!(new[spans[0].offset()..].starts_with("template b"));
+        assert_eq!(changed_templates(old, old).unwrap().len(), 0);
+        let elsewhere = format!("{old}arg X\n");
+        assert!(changed_templates(old, &elsewhere).is_none(), "a change outside templates");
+        assert!(changed_templates(old, "stack version=1\ntemplate {").is_none());
+    }
 
     fn pattern_selects(pattern: &str, rel: &str) -> bool {
         Pattern::new(pattern).selects(rel)

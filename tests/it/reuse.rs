@@ -367,3 +367,46 @@ fn a_bad_value_from_a_template_is_shown_at_the_template_and_the_use_in_one_file(
     assert!(text.contains("stack.kdl:4:12]"), "{text}");
     assert!(text.contains("in `a`, from `use web` here"), "{text}");
 }
+
+#[test]
+fn editing_a_template_in_the_main_file_affects_only_its_users() {
+    if !have("git") {
+        skip("git is missing (apt-get install git)");
+        return;
+    }
+    let template = "template service {\n    param name\n    copy \"src/\" to=\"/srv/${name}/\"\n}\ntemplate unused {\n    expose 1\n}\n";
+    let main = format!("stack version=1\ninclude \"services/*/stack.kdl\"\n{template}");
+    let (api, plain) = (
+        service("api", "    use service name=\"api\"\n"),
+        service("plain", "    copy \"src/\" to=\"/srv/plain/\"\n"),
+    );
+    let dir = project(&[
+        ("stack.kdl".into(), main.clone()),
+        (".gitignore".into(), "cache/\n".into()),
+        api,
+        plain,
+        ("services/api/src/main.txt".into(), "api\n".into()),
+        ("services/plain/src/main.txt".into(), "plain\n".into()),
+    ]);
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .current_dir(dir.path())
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "start"]);
+    let affected = |text: &str| {
+        write_files(dir.path(), &[("stack.kdl", text)]);
+        let o = run_stack(dir.path(), &dir.path().join("cache"), &["affected", "--since", "HEAD"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(affected(&main.replace("/srv/${name}/", "/opt/${name}/")), ["api"]);
+    assert!(affected(&main.replace("expose 1", "expose 2")).is_empty(), "a template nobody uses");
+    assert_eq!(affected(&format!("{main}// more\n")), ["api", "plain"], "outside templates");
+}
