@@ -509,6 +509,12 @@ fn the_monorepo_example_builds_pushes_and_reports_what_a_change_affects() {
     assert!(affected("services/greeter/src/NOTES.md", "more\n").is_empty());
     assert!(affected("services/greeter/test/run.sh", "# more\n").is_empty());
     assert_eq!(affected("lib/log.sh", "# more\n"), all);
+    let sh_users = affected_by(&repo, &cache, &|d: &Path| {
+        let t = std::fs::read_to_string(d.join("templates.kdl")).unwrap();
+        let t = t.replace("run \"sh -n", "run \"sh -n -e");
+        write_files(d, &[("templates.kdl", &t)]);
+    });
+    assert_eq!(sh_users, ["greeter", "worker-mail", "worker-push", "worker-sms"]);
     let workers = affected("services/workers/stack.kdl", "// more\n");
     assert_eq!(workers, ["worker-mail", "worker-push", "worker-sms"]);
 }
