@@ -38,7 +38,7 @@ impl Privilege {
         static CURRENT: OnceLock<Privilege> = OnceLock::new();
         *CURRENT.get_or_init(|| {
             let euid = rustix::process::geteuid().as_raw();
-            let map = std::fs::read_to_string("/proc/self/uid_map").ok();
+            let map = fs_err::read_to_string("/proc/self/uid_map").ok();
             Privilege::from_ids(euid, map.as_deref())
         })
     }

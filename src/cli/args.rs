@@ -257,6 +257,10 @@ pub struct FileArgs {
     /// Set a build argument (repeatable); `NAME` alone takes the value from the environment
     #[arg(long = "arg", visible_alias = "build-arg", value_name = "NAME[=VALUE]", value_parser = parse_build_arg)]
     pub args: Vec<(String, Option<String>)>,
+    /// Build every image for these platforms, over the build file's `platforms`: a
+    /// comma-separated list (repeatable), e.g. `linux/amd64,linux/arm64`
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT],…", value_parser = parse_platforms, action = clap::ArgAction::Append)]
+    pub platform_lists: Vec<Vec<crate::oci::image::Platform>>,
     /// Tags for the image, set by `stack build -t` (it names an imported Dockerfile's image)
     #[arg(skip)]
     pub tags: Vec<String>,
@@ -534,6 +538,10 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `NAME=VALUE`, or `NAME` whose value comes from the environment (none when it is unset).
+fn parse_platforms(s: &str) -> Result<Vec<crate::oci::image::Platform>, String> {
+    crate::oci::image::Platform::parse_list(s)
+}
+
 fn parse_build_arg(s: &str) -> Result<(String, Option<String>), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), Some(v.to_owned()))),

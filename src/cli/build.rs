@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::args::{BuildArgs, CompressionArg, Format};
 use super::load::{CliResolver, error_chain, load_files, open_store, plan_files};
 use super::outspec::Spec;
-use super::results::{FailureInfo, Results, ShardInfo, platform_of};
+use super::results::{FailureInfo, Results, ShardInfo};
 use super::{Failure, fail, output};
 use crate::diag::Diagnostic;
 use crate::exec::{BuildError, BuildOptions, SecretValue};
@@ -102,8 +102,11 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         return Ok(());
     }
     one_image_for(&p, &output, args)?;
-    if !args.tags.is_empty() && p.images.len() != 1 {
-        let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    one_platform_for(&p, &output, args)?;
+    let mut names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if !args.tags.is_empty() && names.len() != 1 {
         return Err(fail(
             format!(
                 "`-t` tags one image, but this build makes {}: {}",
@@ -163,10 +166,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         }
     }
     output.write(&images, &store)?;
-    let platform = |name: &str| {
-        p.images.iter().find(|i| i.name == name).map(|i| platform_of(&i.config)).unwrap_or_default()
-    };
-    results.record_images(&images, &output.describe_for_results(), &platform);
+    results.record_images(&images, &output.describe_for_results());
     if args.sbom {
         write_sboms(&output, &p, &images, &store, opts.created)?;
     }
@@ -334,6 +334,10 @@ fn execute_noting(
                     .into(),
             ),
         )),
+        Err(e @ BuildError::Emulation(_)) => Err(Failure::Other(
+            Box::new(e),
+            Some("or build for this machine's platform only: `--platform` with one value".into()),
+        )),
         // Kept whole, so the exit code can tell the machine's failures from others.
         Err(e) => Err(Failure::Other(Box::new(e), None)),
     }
@@ -475,6 +479,44 @@ impl Output {
     }
 }
 
+/// A docker archive, `--load` and `-o type=local` hold one platform per image: with several,
+/// say which and how to choose, before anything is built.
+fn one_platform_for(
+    p: &crate::plan::Plan,
+    output: &Output,
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    let what = match output {
+        Output::Path(_, Format::DockerArchive) | Output::Stdout { docker: true } => {
+            "`--format docker-archive`"
+        }
+        Output::Local(_) => "`-o type=local`",
+        _ if args.load => "`--load`",
+        _ => return Ok(()),
+    };
+    for image in &p.images {
+        let platforms: Vec<String> = p
+            .images
+            .iter()
+            .filter(|i| i.name == image.name)
+            .map(|i| i.platform.to_string())
+            .collect();
+        if platforms.len() > 1 {
+            return Err(fail(
+                format!(
+                    "{what} holds one platform per image, but `{}` is built for {}",
+                    image.name,
+                    platforms.join(", ")
+                ),
+                Some(
+                    "choose one with `--platform`, or write an OCI layout or archive (`--format oci`, `--format oci-archive`), which holds them all",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `--iidfile` and `-o type=local` write one image: with several, the build must say which.
 fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Result<(), Failure> {
     let what = match (output, &args.iidfile) {
@@ -482,10 +524,13 @@ fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Re
         (_, Some(_)) => "`--iidfile` names one image",
         _ => return Ok(()),
     };
-    if p.images.len() == 1 {
+    // One image per platform shares one name: it is one image (an index).
+    let mut names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() == 1 {
         return Ok(());
     }
-    let names: Vec<&str> = p.images.iter().map(|i| i.name.as_str()).collect();
     Err(fail(
         format!("{what}, but this build makes {}: {}", names.len(), names.join(", ")),
         Some("choose the image (or stage) with `--target NAME`"),

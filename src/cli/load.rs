@@ -9,6 +9,7 @@ use super::args::FileArgs;
 use super::{Failure, fail, output};
 use crate::context::{Context, SelectError, Selected};
 use crate::diag::{Diagnostic, Report, SourceFile};
+use crate::oci::image::Platform;
 use crate::oci::local::{self, LoadedImage, LocalRef};
 use crate::plan::{FileDiagnostic, FileInput, Resolver};
 use crate::store::Store;
@@ -355,8 +356,10 @@ pub(super) fn plan_files(
 /// Warns about `--arg NAME` for a NAME no file declares (a typo, usually), as `BuildKit` does.
 fn warn_undeclared_args<'a>(files: &[FileInput], given: impl Iterator<Item = &'a str>) {
     // The platform args the planner predefines count as declared.
-    let mut declared: Vec<&str> =
-        crate::plan::predefined_args().into_iter().map(|(name, _)| name).collect();
+    let host = crate::oci::image::Platform::host();
+    let predefined: Vec<String> =
+        crate::plan::predefined_args(&host, &host).into_iter().map(|(name, _)| name).collect();
+    let mut declared: Vec<&str> = predefined.iter().map(String::as_str).collect();
     for f in files {
         declared.extend(f.ast.args.iter().map(|a| a.name.value.as_str()));
         for t in &f.ast.targets {
@@ -451,11 +454,15 @@ impl<'a> CliResolver<'a> {
         };
         let previous_lock = lock.clone();
         // `stack lock` pins afresh what the build files use: entries nothing uses are dropped,
-        // except other platforms' (pinned on other machines, unseen from here).
+        // except those of platforms this build does not plan (pinned by another build).
         let lock = if mode == LockMode::Refresh {
-            let here = platform();
+            let planned = planned_platforms(files, args);
             crate::lockfile::Lock {
-                entries: lock.entries.into_iter().filter(|((_, p), _)| *p != here).collect(),
+                entries: lock
+                    .entries
+                    .into_iter()
+                    .filter(|((_, p), _)| !planned.contains(p))
+                    .collect(),
                 urls: std::collections::BTreeMap::new(),
             }
         } else {
@@ -545,18 +552,25 @@ impl<'a> CliResolver<'a> {
         &self.registry
     }
 
-    fn pull(&self, reference: &str) -> Result<Arc<LoadedImage>, crate::plan::BaseError> {
+    fn pull(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Arc<LoadedImage>, crate::plan::BaseError> {
         let r = crate::registry::Reference::parse(reference).map_err(|e| {
             format!(
                 "`{reference}` is neither a stage of this build nor a valid image reference: {e}"
             )
         })?;
-        let platform = platform();
         let name = r.to_string();
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
         } else {
-            self.lock.lock().expect("no panics while locked").get(&name, &platform).cloned()
+            self.lock
+                .lock()
+                .expect("no panics while locked")
+                .get(&name, &platform.to_string())
+                .cloned()
         };
         let target = match (&r.digest, pinned) {
             (None, Some(d)) => r.with_digest(d),
@@ -569,8 +583,12 @@ impl<'a> CliResolver<'a> {
             }
             (Some(_), _) | (None, None) => r.clone(),
         };
-        let pulled = match self.registry.pull_image(&target, self.store) {
+        let pulled = match self.registry.pull_image_for(&target, self.store, platform) {
             Ok(pulled) => pulled,
+            // The registry has the image, not for this platform: no other place to look.
+            Err(e @ crate::registry::RegistryError::NoPlatform { .. }) => {
+                return Err(error_chain(&e).into());
+            }
             Err(e) => {
                 let err = error_chain(&e);
                 let unreachable = registry_failed(&e);
@@ -580,7 +598,7 @@ impl<'a> CliResolver<'a> {
                     (Some(d), _) | (None, Some(d)) => Some(d.clone()),
                     (None, None) => None,
                 };
-                return match self.load_from_daemon(&name, reference, pinned.as_ref()) {
+                return match self.load_from_daemon(&name, reference, pinned.as_ref(), platform) {
                     Ok(image) => {
                         output::note(format!(
                             "note: `{reference}` comes from the local image store of the daemon \
@@ -599,14 +617,20 @@ impl<'a> CliResolver<'a> {
                 };
             }
         };
-        self.pin(&name, pulled.registry_digest.clone())?;
+        self.pin(&name, platform, pulled.registry_digest.clone())?;
         Ok(Arc::new(pulled.image))
     }
 
     /// Records `digest` for `name` (and this platform) in `stack.lock`; with `--locked`, a
     /// digest other than the pinned one is an error.
-    fn pin(&self, name: &str, digest: crate::digest::OciDigest) -> Result<(), String> {
-        if self.lock.lock().expect("no panics while locked").insert(name, &platform(), digest) {
+    fn pin(
+        &self,
+        name: &str,
+        platform: &Platform,
+        digest: crate::digest::OciDigest,
+    ) -> Result<(), String> {
+        let mut lock = self.lock.lock().expect("no panics while locked");
+        if lock.insert(name, &platform.to_string(), digest) {
             if self.lock_mode == LockMode::Locked {
                 return Err(format!(
                     "`{name}` resolved to a digest other than the one pinned in `stack.lock`"
@@ -625,6 +649,7 @@ impl<'a> CliResolver<'a> {
         lock_name: &str,
         name: &str,
         required: Option<&crate::digest::OciDigest>,
+        platform: &Platform,
     ) -> Result<Arc<LoadedImage>, String> {
         use crate::registry::daemon;
         let socket = daemon::find(name).map_err(|e| error_chain(&e))?;
@@ -632,7 +657,7 @@ impl<'a> CliResolver<'a> {
         let path = tmp.path().join("image.tar");
         daemon::save(&socket, name, &path).map_err(|e| error_chain(&e))?;
         let local = LocalRef::DockerArchive { path, tag: None };
-        let image = local::load(&format!("docker-daemon:{name}"), &local, self.store)
+        let image = local::load(&format!("docker-daemon:{name}"), &local, self.store, platform)
             .map_err(|e| error_chain(&e))?;
         if let Some(required) = required
             && *required != image.manifest_digest
@@ -645,7 +670,11 @@ impl<'a> CliResolver<'a> {
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
         } else {
-            self.lock.lock().expect("no panics while locked").get(lock_name, &platform()).cloned()
+            self.lock
+                .lock()
+                .expect("no panics while locked")
+                .get(lock_name, &platform.to_string())
+                .cloned()
         };
         if required.is_none()
             && let Some(pinned) = pinned
@@ -657,7 +686,7 @@ impl<'a> CliResolver<'a> {
                 image.manifest_digest
             ));
         }
-        self.pin(lock_name, image.manifest_digest.clone())?;
+        self.pin(lock_name, platform, image.manifest_digest.clone())?;
         Ok(Arc::new(image))
     }
 
@@ -743,24 +772,25 @@ impl Resolver for CliResolver<'_> {
         &self,
         reference: &str,
         file: usize,
+        platform: &Platform,
     ) -> Result<Arc<LoadedImage>, crate::plan::BaseError> {
-        if let Some(i) = self.images.lock().expect("no panics while locked").get(reference) {
+        let cache_key = format!("{platform} {reference}");
+        if let Some(i) = self.images.lock().expect("no panics while locked").get(&cache_key) {
             return Ok(Arc::clone(i));
         }
         let dir = self.files[file].source.name.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
         let image = match LocalRef::parse(reference, Path::new(&dir)) {
             Some(local) => {
-                Arc::new(local::load(reference, &local, self.store).map_err(|e| error_chain(&e))?)
+                let loaded = local::load(reference, &local, self.store, platform);
+                Arc::new(loaded.map_err(|e| error_chain(&e))?)
             }
             None => match reference.strip_prefix("docker-daemon:") {
-                Some(name) => self.load_from_daemon(reference, name, None)?,
-                None => self.pull(reference)?,
+                Some(name) => self.load_from_daemon(reference, name, None, platform)?,
+                None => self.pull(reference, platform)?,
             },
         };
-        self.images
-            .lock()
-            .expect("no panics while locked")
-            .insert(reference.to_owned(), Arc::clone(&image));
+        check_platform(reference, &image, platform)?;
+        self.images.lock().expect("no panics while locked").insert(cache_key, Arc::clone(&image));
         Ok(image)
     }
 
@@ -827,12 +857,44 @@ impl Resolver for CliResolver<'_> {
 
 pub(crate) use crate::diag::error_chain;
 
-/// This host's platform as `stack.lock` names it (`linux/amd64`, `linux/arm64/v8`).
-fn platform() -> String {
-    let p = crate::registry::host_platform();
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
+/// Every platform a build of `files` with `args` plans, as `stack.lock` names them: the
+/// command line's, else the files' (top level and images), else this machine's.
+fn planned_platforms(files: &[FileInput], args: &FileArgs) -> Vec<String> {
+    let given: Vec<String> =
+        args.platform_lists.iter().flatten().map(ToString::to_string).collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let written = files.iter().flat_map(|f| {
+        f.ast.platforms.iter().chain(f.ast.targets.iter().flat_map(|t| t.platforms.iter()))
+    });
+    let mut found: Vec<String> =
+        written.filter_map(|p| Platform::parse(&p.value).ok()).map(|p| p.to_string()).collect();
+    let image_without_own =
+        files.iter().any(|f| f.ast.targets.iter().any(|t| t.platforms.is_empty()));
+    if found.is_empty() || (image_without_own && files.iter().all(|f| f.ast.platforms.is_empty())) {
+        found.push(Platform::host().to_string());
+    }
+    found
+}
+
+/// A base whose config says another platform than the one asked for is an error naming what
+/// it is: a single-platform image cannot stand in for another platform.
+fn check_platform(
+    reference: &str,
+    image: &LoadedImage,
+    want: &Platform,
+) -> Result<(), crate::plan::BaseError> {
+    let field = |k: &str| image.config.0.get(k).and_then(serde_json::Value::as_str);
+    let (Some(os), Some(arch)) = (field("os"), field("architecture")) else { return Ok(()) };
+    let text = match field("variant") {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    match Platform::parse(&text) {
+        Ok(has) if has.os == want.os && has.architecture == want.architecture => Ok(()),
+        Ok(has) => Err(format!("`{reference}` is an image for {has} only, not {want}").into()),
+        Err(_) => Ok(()),
     }
 }
 

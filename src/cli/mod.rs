@@ -6,6 +6,8 @@
 //! images, registry). `stack verify`: 0 identical, 5 the images or a step differ, 6 could
 //! not build (any of 1, 3 and 4 above, its message printed as usual).
 
+#![allow(clippy::disallowed_macros, reason = "cli is the module that prints")]
+
 mod affected;
 mod args;
 mod build;
@@ -114,7 +116,11 @@ pub fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             output::print_error(e.as_ref(), hint.as_deref(), color);
-            if crate::diag::is_machine_error(e.as_ref()) { 7 } else { 4 }
+            if crate::diag::is_machine_error(e.as_ref()) || lacks_a_tool(e.as_ref()) {
+                7
+            } else {
+                4
+            }
         }
     };
     // For `stack verify`, every way of failing to build is one code, apart from "differs".
@@ -167,4 +173,13 @@ pub struct Message(pub String);
 
 fn fail(msg: impl Into<String>, hint: Option<&str>) -> Failure {
     Failure::Other(Box::new(Message(msg.into())), hint.map(str::to_owned))
+}
+
+/// Whether the machine lacks a tool the build needs (an emulator for a platform): the
+/// machine's failure, like a full disk.
+fn lacks_a_tool(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<crate::exec::BuildError>(),
+        Some(crate::exec::BuildError::Emulation(_))
+    )
 }

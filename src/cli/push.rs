@@ -9,7 +9,7 @@ use super::load::error_chain;
 use super::{Failure, fail};
 use crate::digest::OciDigest;
 use crate::exec::BuiltImage;
-use crate::oci::image::{Manifest, OCI_MANIFEST};
+use crate::oci::image::{Descriptor, Index, Manifest, OCI_INDEX};
 use crate::registry::{Client, PushOptions, Reference};
 use crate::store::Store;
 
@@ -126,14 +126,15 @@ pub(super) fn push_one(
 ) -> Result<(), Failure> {
     let target =
         Reference::parse(tag).map_err(|e| fail(format!("cannot push to `{tag}`: {e}"), None))?;
-    let manifest =
-        store.read_blob(&image.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
     let opts =
         PushOptions { mount_from: mounts.for_target(&target, bases), ..PushOptions::default() };
-    let report = client
-        .push_with(&manifest, OCI_MANIFEST, &image.blobs(), &target, store, &opts)
-        // Authentication errors say to run `stack login` themselves; others need no hint.
-        .map_err(|e| fail(error_chain(&e), None))?;
+    // An index goes after every platform's manifest (by digest), which it names.
+    for child in &image.children {
+        let by_digest =
+            Reference { tag: None, digest: Some(child.manifest.digest.clone()), ..target.clone() };
+        push_manifest(client, store, child, &by_digest, &opts)?;
+    }
+    let report = push_manifest(client, store, image, &target, &opts)?;
     if report.digest != image.manifest.digest {
         return Err(fail(
             format!(
@@ -152,6 +153,22 @@ pub(super) fn push_one(
     ));
     mounts.pushed.insert(0, target);
     Ok(())
+}
+
+/// Pushes the manifest (or index) of `image` to `target` with the blobs it names directly.
+fn push_manifest(
+    client: &Client,
+    store: &Store,
+    image: &BuiltImage,
+    target: &Reference,
+    opts: &PushOptions,
+) -> Result<crate::registry::PushReport, Failure> {
+    let bytes = store.read_blob(&image.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
+    let blobs = if image.is_index() { Vec::new() } else { image.blobs() };
+    client
+        .push_with(&bytes, &image.manifest.media_type, &blobs, target, store, opts)
+        // Authentication errors say to run `stack login` themselves; others need no hint.
+        .map_err(|e| fail(error_chain(&e), None))
 }
 
 /// Pushes `image` under `tag` unless the tag already names its digest (`current`).
@@ -223,6 +240,46 @@ pub(super) fn push_all(
     Ok(done)
 }
 
+/// An image of a layout (a manifest, or an index of platforms' manifests) with its blobs
+/// imported into the store.
+fn image_from_layout(
+    import: &dyn Fn(&Descriptor) -> Result<(), Failure>,
+    store: &Store,
+    desc: Descriptor,
+    name: &str,
+    target: &str,
+) -> Result<BuiltImage, Failure> {
+    import(&desc)?;
+    let bytes = store.read_blob(&desc.digest).map_err(|e| fail(error_chain(&e), None))?;
+    let invalid = |e: serde_json::Error| fail(format!("`{}` is invalid: {e}", desc.digest), None);
+    if desc.media_type == OCI_INDEX {
+        let index: Index = serde_json::from_slice(&bytes).map_err(invalid)?;
+        let children = index
+            .manifests
+            .into_iter()
+            .map(|d| image_from_layout(import, store, d, name, target))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = children.first().cloned() else {
+            return Err(fail(format!("index `{}` holds no image", desc.digest), None));
+        };
+        return Ok(BuiltImage { manifest: desc, children, ..first });
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(invalid)?;
+    import(&manifest.config)?;
+    for l in &manifest.layers {
+        import(l)?;
+    }
+    Ok(BuiltImage {
+        name: name.to_owned(),
+        tags: vec![target.to_owned()],
+        platform: desc.platform.clone().unwrap_or_else(crate::oci::image::Platform::host),
+        manifest: desc,
+        config: manifest.config,
+        layers: manifest.layers,
+        children: Vec::new(),
+    })
+}
+
 /// `stack push NAME TARGET`: an image from an OCI layout to a registry.
 pub(super) fn push_from_layout(
     client: &Client,
@@ -238,22 +295,7 @@ pub(super) fn push_from_layout(
         let mut f = fs_err::File::open(&path)?;
         store.import_blob(&mut f, &d.digest, Some(d.size)).map_err(|e| fail(error_chain(&e), None))
     };
-    import(&desc)?;
-    let manifest: Manifest = serde_json::from_slice(
-        &store.read_blob(&desc.digest).map_err(|e| fail(error_chain(&e), None))?,
-    )
-    .map_err(|e| fail(format!("manifest `{}` is invalid: {e}", desc.digest), None))?;
-    import(&manifest.config)?;
-    for l in &manifest.layers {
-        import(l)?;
-    }
-    let image = BuiltImage {
-        name: name.to_owned(),
-        tags: vec![target.to_owned()],
-        manifest: desc,
-        config: manifest.config,
-        layers: manifest.layers,
-    };
+    let image = image_from_layout(&import, store, desc, name, target)?;
     let current = current_digests(client, &[target])?;
     let mut mounts = MountSources::default();
     push_or_skip(client, store, &image, target, current[0].as_ref(), &mut mounts, &[])?;

@@ -102,6 +102,13 @@ pub(super) fn plan_request(args: &FileArgs) -> PlanRequest {
         default_network: args.network.unwrap_or_default(),
         add_hosts: args.add_hosts.clone(),
         contexts: args.build_contexts.iter().cloned().collect(),
+        platforms: args.platform_lists.iter().flatten().fold(Vec::new(), |mut all, p| {
+            if !all.contains(p) {
+                all.push(p.clone());
+            }
+            all
+        }),
+        platform: None,
     }
 }
 

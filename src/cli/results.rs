@@ -57,8 +57,10 @@ pub(super) struct ImageResult {
     pub name: String,
     pub manifest_digest: String,
     pub config_digest: String,
-    /// `os/architecture[/variant]`.
+    /// `os/architecture[/variant]` (the first platform's, for a multi-platform image).
     pub platform: String,
+    /// Each platform's manifest and config (one entry unless the image is an index).
+    pub platforms: Vec<PlatformResult>,
     pub tags: Vec<String>,
     /// Manifest, config and layers, in bytes (compressed, as stored).
     pub size: u64,
@@ -73,6 +75,14 @@ pub(super) struct ImageResult {
     /// The tags joined by commas (the image's name when it has none), as buildx writes it.
     #[serde(rename = "image.name")]
     pub buildx_name: String,
+}
+
+/// One platform of an image.
+#[derive(Debug, Serialize)]
+pub(super) struct PlatformResult {
+    pub platform: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,21 +128,27 @@ impl Results {
         };
     }
 
-    /// Records the built images; `platform` gives each one's platform by name.
-    pub(super) fn record_images(
-        &mut self,
-        images: &[BuiltImage],
-        output: &str,
-        platform: &dyn Fn(&str) -> String,
-    ) {
+    /// Records the built images.
+    pub(super) fn record_images(&mut self, images: &[BuiltImage], output: &str) {
         for i in images {
             let size = i.manifest.size + i.blobs().iter().map(|b| b.size).sum::<u64>();
             let buildx_name = if i.tags.is_empty() { i.name.clone() } else { i.tags.join(",") };
+            let parts: Vec<&BuiltImage> =
+                if i.is_index() { i.children.iter().collect() } else { vec![i] };
+            let platforms = parts
+                .iter()
+                .map(|p| PlatformResult {
+                    platform: p.platform.to_string(),
+                    manifest_digest: p.manifest.digest.to_string(),
+                    config_digest: p.config.digest.to_string(),
+                })
+                .collect();
             let result = ImageResult {
                 name: i.name.clone(),
                 manifest_digest: i.manifest.digest.to_string(),
                 config_digest: i.config.digest.to_string(),
-                platform: platform(&i.name),
+                platform: i.platform.to_string(),
+                platforms,
                 tags: i.tags.clone(),
                 size,
                 output: output.to_owned(),
@@ -169,15 +185,4 @@ impl Results {
         fs_err::write(&tmp, text)?;
         fs_err::rename(&tmp, path)
     }
-}
-
-/// An image config's platform, `os/architecture[/variant]`.
-pub(super) fn platform_of(config: &crate::oci::image::ImageConfig) -> String {
-    let field = |k: &str| config.0.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let mut p = format!("{}/{}", field("os"), field("architecture"));
-    let variant = field("variant");
-    if !variant.is_empty() {
-        p = format!("{p}/{variant}");
-    }
-    p
 }

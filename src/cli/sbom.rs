@@ -22,7 +22,8 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
     let spec = format!("oci:{}:{}", args.layout.display(), args.name);
     let local = LocalRef::OciDir { path: args.layout.clone(), tag: Some(args.name.clone()) };
     let image =
-        crate::oci::local::load(&spec, &local, &store).map_err(|e| fail(error_chain(&e), None))?;
+        crate::oci::local::load(&spec, &local, &store, &crate::oci::image::Platform::host())
+            .map_err(|e| fail(error_chain(&e), None))?;
     let manifest: Manifest = serde_json::from_slice(
         &store.read_blob(&image.manifest_digest).map_err(|e| fail(error_chain(&e), None))?,
     )

@@ -67,17 +67,27 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     rebuild(&child_args(args, &cwd), &fresh).map_err(|e| fail(error_chain(&e), None))?;
     let rebuilt_at = std::time::Instant::now();
     let fresh_store = Store::open(&fresh.store()).map_err(|e| fail(error_chain(&e), None))?;
-    let against = load_against(args, &files, &plan, &fresh_store)?;
     let mut differs = false;
     for image in &normal.images {
-        let rebuilt = load_image(&fresh.out(), &image.name, &fresh_store)?;
-        let reference = against.clone().unwrap_or_else(|| Side {
-            store: &store,
-            manifest: image.manifest.digest.clone(),
-            layers: image.layers.clone(),
-        });
-        let makers = layer_makers(&plan, &normal, image);
-        differs |= report_image(&image.name, &reference, &rebuilt, &makers, &plan, &files)?;
+        // An index is compared platform by platform: the first differing step is per platform.
+        let parts: Vec<&BuiltImage> =
+            if image.is_index() { image.children.iter().collect() } else { vec![image] };
+        for part in parts {
+            let against = load_against(args, &files, &plan, &fresh_store, &part.platform)?;
+            let rebuilt = load_image(&fresh.out(), &image.name, &fresh_store, &part.platform)?;
+            let reference = against.unwrap_or_else(|| Side {
+                store: &store,
+                manifest: part.manifest.digest.clone(),
+                layers: part.layers.clone(),
+            });
+            let label = if image.is_index() {
+                format!("{} ({})", image.name, part.platform)
+            } else {
+                image.name.clone()
+            };
+            let makers = layer_makers(&plan, &normal, part);
+            differs |= report_image(&label, &reference, &rebuilt, &makers, &plan, &files)?;
+        }
     }
     if args.steps {
         wait_for_next_second(rebuilt_at);
@@ -164,6 +174,10 @@ fn child_args(args: &VerifyArgs, cwd: &Path) -> Vec<OsString> {
     for (name, ip) in &f.add_hosts {
         pair("--add-host", format!("{name}={ip}").into());
     }
+    for platforms in &f.platform_lists {
+        let list: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        pair("--platform", list.join(",").into());
+    }
     if let Some(epoch) = args.source_date_epoch {
         pair("--source-date-epoch", epoch.to_string().into());
     }
@@ -185,9 +199,12 @@ fn load_against<'a>(
     files: &[FileInput],
     plan: &Plan,
     store: &'a Store,
+    platform: &crate::oci::image::Platform,
 ) -> Result<Option<Side<'a>>, Failure> {
     let Some(spec) = &args.against else { return Ok(None) };
-    if plan.images.len() != 1 {
+    let mut names: Vec<&str> = plan.images.iter().map(|i| i.name.as_str()).collect();
+    names.dedup();
+    if names.len() != 1 {
         return Err(fail(
             format!(
                 "`--against {spec}` compares one image, but this build makes {}",
@@ -197,11 +214,12 @@ fn load_against<'a>(
         ));
     }
     let loaded = if let Some(local) = LocalRef::parse(spec, Path::new(".")) {
-        crate::oci::local::load(spec, &local, store).map_err(|e| fail(error_chain(&e), None))?
+        crate::oci::local::load(spec, &local, store, platform)
+            .map_err(|e| fail(error_chain(&e), None))?
     } else {
         // Resolved now: the image a tag names today, not a pin of `stack.lock`.
         let resolver = CliResolver::with_mode(files, store, &args.file, LockMode::Refresh)?;
-        let image = crate::plan::Resolver::image(&resolver, spec, 0).map_err(|e| {
+        let image = crate::plan::Resolver::image(&resolver, spec, 0, platform).map_err(|e| {
             fail(
                 format!("`--against {spec}`: {e}"),
                 Some("write a registry reference, `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`"),
@@ -216,12 +234,17 @@ fn load_against<'a>(
     }))
 }
 
-/// Image `name` of the layout `dir`, loaded into `store`.
-fn load_image<'a>(dir: &Path, name: &str, store: &'a Store) -> Result<Side<'a>, Failure> {
+/// Image `name` of the layout `dir` (its `platform` manifest), loaded into `store`.
+fn load_image<'a>(
+    dir: &Path,
+    name: &str,
+    store: &'a Store,
+    platform: &crate::oci::image::Platform,
+) -> Result<Side<'a>, Failure> {
     let spec = format!("oci:{}:{name}", dir.display());
     let local = LocalRef::OciDir { path: dir.to_owned(), tag: Some(name.to_owned()) };
-    let loaded =
-        crate::oci::local::load(&spec, &local, store).map_err(|e| fail(error_chain(&e), None))?;
+    let loaded = crate::oci::local::load(&spec, &local, store, platform)
+        .map_err(|e| fail(error_chain(&e), None))?;
     Ok(Side {
         store,
         manifest: loaded.manifest_digest,
@@ -231,7 +254,8 @@ fn load_image<'a>(dir: &Path, name: &str, store: &'a Store) -> Result<Side<'a>, 
 
 /// For each layer of `image`, the step that made it.
 fn layer_makers(plan: &Plan, report: &BuildReport, image: &BuiltImage) -> Vec<NodeIndex> {
-    let Some(target) = plan.images.iter().find(|t| t.name == image.name) else {
+    let found = plan.images.iter().find(|t| t.name == image.name && t.platform == image.platform);
+    let Some(target) = found else {
         return Vec::new();
     };
     let mut makers = Vec::new();

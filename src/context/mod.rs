@@ -278,7 +278,7 @@ impl Context {
     /// Resolves symlinks in `rel` with the context root acting as `/`.
     fn resolve_in_root(&self, rel: &str) -> Option<String> {
         crate::paths::resolve_in_root(rel, true, &|p| {
-            std::fs::read_link(self.root.join(p)).ok().map(|t| t.to_string_lossy().into_owned())
+            fs_err::read_link(self.root.join(p)).ok().map(|t| t.to_string_lossy().into_owned())
         })
     }
 

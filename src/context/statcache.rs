@@ -49,7 +49,7 @@ pub struct StatCache {
 impl StatCache {
     /// Reads a cache file; a missing or unreadable one gives an empty cache.
     pub fn load(path: &Path) -> Self {
-        let Ok(bytes) = std::fs::read(path) else { return Self::default() };
+        let Ok(bytes) = fs_err::read(path) else { return Self::default() };
         Self::decode(&bytes).unwrap_or_default()
     }
 
@@ -145,10 +145,10 @@ mod tests {
     fn round_trips_and_distrusts_racy_or_changed_files() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a");
-        std::fs::write(&f, "x").unwrap();
+        fs_err::write(&f, "x").unwrap();
         let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
         std::fs::File::options().write(true).open(&f).unwrap().set_modified(old).unwrap();
-        let stamp = Stamp::of(&std::fs::metadata(&f).unwrap());
+        let stamp = Stamp::of(&fs_err::metadata(&f).unwrap());
         let c = StatCache::default();
         c.put(&f, stamp, Digest::of(b"x"));
         let bytes = c.encode();

@@ -339,19 +339,18 @@ impl Converter<'_> {
             None => format!("{STEP}from {}", string(&base)),
         };
         if let Some(p) = platform {
-            let trimmed = p.text.trim();
-            if !matches!(
-                trimmed,
-                "$BUILDPLATFORM" | "${BUILDPLATFORM}" | "$TARGETPLATFORM" | "${TARGETPLATFORM}"
-            ) {
-                let v = self.expand_global(&p.text, &p.span);
-                let _ = write!(from_line, " platform={}", string(&v));
-                self.warn(
-                    "dockerfile-platform",
-                    format!("stage `{name}` is pinned to platform `{}`", p.text),
-                    from_inst,
-                    "stack builds for the host platform; the `platform` property keeps the request",
-                );
+            // `$TARGETPLATFORM` is what a stage is built for anyway; `$BUILDPLATFORM` pins it
+            // to the build machine (the cross-compilation idiom), which stack expands per
+            // platform branch; anything else is a fixed platform.
+            match p.text.trim() {
+                "$TARGETPLATFORM" | "${TARGETPLATFORM}" => {}
+                "$BUILDPLATFORM" | "${BUILDPLATFORM}" => {
+                    from_line.push_str(" platform=\"${BUILDPLATFORM}\"");
+                }
+                _ => {
+                    let v = self.expand_global(&p.text, &p.span);
+                    let _ = write!(from_line, " platform={}", string(&v));
+                }
             }
         }
         self.origins

@@ -166,6 +166,9 @@ pub enum BuildError {
     },
     #[error("the build was interrupted")]
     Interrupted,
+    /// A `run` step of another platform, and no emulator for it on this machine.
+    #[error(transparent)]
+    Emulation(#[from] super::emulation::EmulationError),
 }
 
 /// The record stored under a layer step's key.
@@ -176,6 +179,20 @@ struct StepRecord {
 
 /// One lock per key being built, so that identical steps run once.
 type KeyLocks = Mutex<HashMap<crate::digest::Digest, Arc<Mutex<()>>>>;
+
+/// Fails before anything runs when a `run` step is for a platform this machine cannot run.
+fn check_emulation(plan: &Plan) -> Result<(), BuildError> {
+    let mut checked: Vec<&crate::oci::image::Platform> = Vec::new();
+    for n in plan.graph.node_weights() {
+        if let Op::Run(r) = &n.op
+            && !checked.contains(&&r.platform)
+        {
+            super::emulation::plan(&r.platform, super::run::in_userns())?;
+            checked.push(&r.platform);
+        }
+    }
+    Ok(())
+}
 
 /// Runs every node the requested images need and assembles the images.
 ///
@@ -188,6 +205,7 @@ pub fn build(
     opts: &BuildOptions,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildReport, BuildError> {
+    check_emulation(plan)?;
     let first = build_once(plan, store, opts, events);
     match (&opts.shared, &first) {
         (Some(shared), Err(BuildError::Step { .. } | BuildError::Store(_)))
@@ -274,6 +292,7 @@ fn build_once(
         }
         report.images.push(image);
     }
+    report.images = crate::oci::image::group_platforms(std::mem::take(&mut report.images), store)?;
     record_shared_hits(plan, store, opts, &hits);
     report.node_layers = results;
     Ok(report)
@@ -673,5 +692,7 @@ fn assemble(
         manifest: Descriptor::new(OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64),
         config: config_desc,
         layers: manifest.layers,
+        platform: target.platform.clone(),
+        children: Vec::new(),
     })
 }

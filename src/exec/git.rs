@@ -28,6 +28,7 @@ pub enum GitError {
 
 /// Runs `git -C dir ARGS` and returns its standard output.
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -104,6 +105,7 @@ pub enum CommitTimeError {
 /// The committer time (seconds since the epoch) of the last commit of the repository that
 /// holds `dir`.
 pub fn last_commit_time(dir: &Path) -> Result<i64, CommitTimeError> {
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

@@ -36,6 +36,7 @@ pub fn load_archive(archive: &Path) -> Result<String, LoadError> {
     let spawn = |source| LoadError::Spawn { program: program.clone(), source };
     let file = fs_err::File::open(archive).map_err(spawn)?;
     // `wait_with_output` drains both pipes together, so neither can fill up and block.
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let out = Command::new(&program)
         .arg("load")
         .stdin(Stdio::from(file.into_parts().0))

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cancel;
 pub mod chain;
+pub mod emulation;
 mod explain;
 pub mod export;
 pub mod git;

@@ -82,6 +82,7 @@ pub fn rebuild(build_args: &[OsString], fresh: &Fresh) -> Result<(), RebuildErro
     let tmp = fresh.root.join("tmp");
     fs_err::create_dir_all(&tmp)
         .map_err(|source| RebuildError::Folder { path: tmp.clone(), source })?;
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let mut cmd = Command::new(&exe);
     cmd.arg("build")
         .args(build_args)

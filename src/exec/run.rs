@@ -246,6 +246,8 @@ pub(super) fn run_step(
         extra_hosts: op.hosts.clone(),
         mounts,
         root_mode: RootMode::Auto,
+        emulator: super::emulation::plan(&op.platform, in_userns())
+            .map_err(|e| fail(e.to_string(), Vec::new()))?,
     };
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut partial = Vec::new();
@@ -360,7 +362,7 @@ fn absolute_dir(dir: PathBuf) -> PathBuf {
 
 /// Takes an exclusive lock on a cache folder for the life of the returned file.
 fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::File::open(dir)?;
+    let f = fs_err::File::open(dir)?.into_file();
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(f)
 }
@@ -393,7 +395,7 @@ fn materialize_path(
         {
             let _ = std::os::unix::fs::symlink(link, &target);
         } else if let Some(src) = view.source(&full)
-            && (writable || std::fs::hard_link(&src, &target).is_err())
+            && (writable || fs_err::hard_link(&src, &target).is_err())
         {
             let _ = fs_err::copy(&src, &target);
         }
@@ -423,7 +425,7 @@ fn materialize_selection(
             FileKind::File => {
                 // `link` never follows a symlink; a copy reads through a descriptor opened
                 // beneath the context root, so a file swapped for a symlink is refused.
-                if writable || std::fs::hard_link(&meta.abs, &target).is_err() {
+                if writable || fs_err::hard_link(&meta.abs, &target).is_err() {
                     let mut from = crate::context::open::open_beneath(&sel.root, &meta.rel)?;
                     let mut to = fs_err::File::create(&target)?;
                     std::io::copy(&mut from, &mut to)?;
@@ -471,4 +473,10 @@ fn copy_from_context(ctx: &Path, source: &str, dest: &Path) -> std::io::Result<(
         }
     }
     Ok(())
+}
+
+/// Whether sandboxes run in a user namespace (everyone but root on the host), where one can
+/// register an emulator for itself.
+pub(super) fn in_userns() -> bool {
+    crate::privilege::Privilege::current() != crate::privilege::Privilege::HostRoot
 }

@@ -163,7 +163,7 @@ struct Pieces {
 impl Pieces {
     fn new(reuse: Option<Reuse>) -> Self {
         let reuse = reuse.filter(|r| r.table.id == GZIP_ID).and_then(|r| {
-            let file = std::fs::File::open(&r.blob).ok()?;
+            let file = fs_err::File::open(&r.blob).ok()?.into_file();
             let map =
                 r.table.chunks.into_iter().map(|c| (c.chunk, (c.offset, c.len, c.piece))).collect();
             Some((file, map))
@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(reused, 0);
         assert_eq!(table.chunks.len(), 3, "three full chunks before the final one");
         let blob = dir.path().join("blob");
-        std::fs::write(&blob, &first).unwrap();
+        fs_err::write(&blob, &first).unwrap();
         // Change the end of the stream: the first chunks are unchanged.
         let mut changed = data.clone();
         let n = changed.len();
@@ -428,7 +428,7 @@ mod tests {
         // A corrupt earlier blob is never trusted.
         let mut bad = first.clone();
         bad[20] ^= 0xff;
-        std::fs::write(&blob, &bad).unwrap();
+        fs_err::write(&blob, &bad).unwrap();
         let mut g = ParallelGzip::with_reuse(
             Vec::new(),
             Some(Reuse { blob: blob.clone(), table: table.clone() }),

@@ -394,7 +394,7 @@ pub fn check_tree(dir: &Path, index: &LayerIndex) -> Option<String> {
     let tree = dir.join("tree");
     for (path, e) in index {
         let full = tree.join(path);
-        let meta = std::fs::symlink_metadata(&full);
+        let meta = fs_err::symlink_metadata(&full);
         let problem = match (e.kind, &meta) {
             (IndexKind::File | IndexKind::Hardlink, Ok(m)) if !m.is_file() => "is no longer a file",
             (IndexKind::File | IndexKind::Hardlink, Ok(m)) if m.size() != e.size => "changed size",
@@ -407,7 +407,7 @@ pub fn check_tree(dir: &Path, index: &LayerIndex) -> Option<String> {
                 "is no longer a folder"
             }
             (IndexKind::Symlink, Ok(_)) => {
-                let now = std::fs::read_link(&full).ok();
+                let now = fs_err::read_link(&full).ok();
                 if now.as_deref() == e.link.as_deref().map(Path::new) {
                     continue;
                 }
@@ -1065,7 +1065,7 @@ mod tests {
 
     fn mode_of(p: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+        fs_err::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
     #[test]

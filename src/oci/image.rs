@@ -101,9 +101,18 @@ pub struct ImageConfig(pub Map<String, Value>);
 impl ImageConfig {
     /// The config of an empty image for this host (what `from "scratch"` starts with).
     pub fn scratch() -> Self {
+        Self::scratch_for(&Platform::host())
+    }
+
+    /// The config of an empty image for `platform`.
+    pub fn scratch_for(platform: &Platform) -> Self {
         let mut m = Map::new();
-        m.insert("architecture".into(), Value::String(host_arch().into()));
-        m.insert("os".into(), Value::String("linux".into()));
+        m.insert("architecture".into(), Value::String(platform.architecture.clone()));
+        m.insert("os".into(), Value::String(platform.os.clone()));
+        // As in the index entry (and Docker Hub's arm64 images): `arm64` carries `v8`.
+        if let Some(v) = &platform.variant {
+            m.insert("variant".into(), Value::String(v.clone()));
+        }
         let mut c = Map::new();
         // Like BuildKit, an empty image still gets a PATH so that later steps find programs.
         c.insert("Env".into(), Value::Array(vec![Value::String(format!("PATH={DEFAULT_PATH}"))]));
@@ -263,23 +272,100 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-/// A built image, with all its blobs in the store.
+/// A built image, with all its blobs in the store: one platform's manifest, or (for a
+/// multi-platform image) an index whose `children` are the platforms' images.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
     pub name: String,
     pub tags: Vec<String>,
+    /// The manifest, or the index when `children` is not empty.
     pub manifest: Descriptor,
+    /// The config and layers of a single-platform image (of the first platform for an index).
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The platform the image was built for.
+    pub platform: Platform,
+    /// The platforms' images of an index, in the order the build asked for them.
+    pub children: Vec<BuiltImage>,
 }
 
 impl BuiltImage {
-    /// Config and layers: every blob the manifest refers to.
+    /// Every blob the manifest (or index) refers to, down to the layers: for an index, each
+    /// platform's manifest, config and layers.
     pub fn blobs(&self) -> Vec<Descriptor> {
-        let mut v = vec![self.config.clone()];
-        v.extend(self.layers.iter().cloned());
+        if self.children.is_empty() {
+            let mut v = vec![self.config.clone()];
+            v.extend(self.layers.iter().cloned());
+            return v;
+        }
+        let mut v = Vec::new();
+        for child in &self.children {
+            v.push(child.manifest.clone());
+            v.extend(child.blobs());
+        }
         v
     }
+
+    /// Whether this is a multi-platform image (an index).
+    pub fn is_index(&self) -> bool {
+        !self.children.is_empty()
+    }
+
+    /// The platforms it holds (`linux/amd64, linux/arm64/v8`).
+    pub fn platforms(&self) -> String {
+        if self.children.is_empty() {
+            return self.platform.to_string();
+        }
+        self.children.iter().map(|c| c.platform.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Groups single-platform images of the same name into one index each (in the order the
+/// names first appear); an image built for one platform stays a plain manifest.
+pub fn group_platforms(
+    images: Vec<BuiltImage>,
+    store: &crate::store::Store,
+) -> Result<Vec<BuiltImage>, crate::store::StoreError> {
+    let mut groups: Vec<Vec<BuiltImage>> = Vec::new();
+    for image in images {
+        match groups.iter_mut().find(|g| g[0].name == image.name) {
+            Some(g) => g.push(image),
+            None => groups.push(vec![image]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut g| if g.len() == 1 { Ok(g.remove(0)) } else { index_of(g, store) })
+        .collect()
+}
+
+/// The index of several platforms' images of one name, stored.
+fn index_of(
+    children: Vec<BuiltImage>,
+    store: &crate::store::Store,
+) -> Result<BuiltImage, crate::store::StoreError> {
+    let manifests = children
+        .iter()
+        .map(|c| Descriptor { platform: Some(c.platform.clone()), ..c.manifest.clone() })
+        .collect();
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.into()),
+        manifests,
+        annotations: None,
+    };
+    let bytes = crate::json::to_canonical(&index);
+    let digest = store.put_blob(&bytes)?;
+    let first = &children[0];
+    Ok(BuiltImage {
+        name: first.name.clone(),
+        tags: first.tags.clone(),
+        manifest: Descriptor::new(OCI_INDEX, digest, bytes.len() as u64),
+        config: first.config.clone(),
+        layers: first.layers.clone(),
+        platform: first.platform.clone(),
+        children,
+    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::image::ImageConfig;
 use super::image::{
     DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, LayerRef, Manifest, OCI_CONFIG, OCI_INDEX,
-    OCI_MANIFEST, REF_NAME, host_arch, oci_layer_media_type,
+    OCI_MANIFEST, Platform, REF_NAME, oci_layer_media_type,
 };
 use crate::digest::OciDigest;
 use crate::store::{Store, StoreError};
@@ -78,6 +78,7 @@ pub fn load(
     reference: &str,
     local: &LocalRef,
     store: &Store,
+    platform: &Platform,
 ) -> Result<LoadedImage, LocalImageError> {
     let invalid =
         |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
@@ -105,7 +106,7 @@ pub fn load(
                 })?;
                 store.import_blob(&mut f, &d.digest, Some(d.size)).map_err(st)
             };
-            from_index(reference, &index_bytes, tag.as_deref(), store, &fetch)
+            from_index(reference, &index_bytes, tag.as_deref(), store, &fetch, platform)
         }
         LocalRef::OciArchive { path, tag } => {
             let files = import_archive(reference, path, store)?;
@@ -120,7 +121,7 @@ pub fn load(
                     Err(invalid(format!("blob `{}` is missing from the archive", d.digest)))
                 }
             };
-            from_index(reference, &index_bytes, tag.as_deref(), store, &fetch)
+            from_index(reference, &index_bytes, tag.as_deref(), store, &fetch, platform)
         }
         LocalRef::DockerArchive { path, tag } => {
             let files = import_archive(reference, path, store)?;
@@ -258,6 +259,7 @@ fn from_index(
     tag: Option<&str>,
     store: &Store,
     fetch: &dyn Fn(&Descriptor) -> Result<(), LocalImageError>,
+    platform: &Platform,
 ) -> Result<LoadedImage, LocalImageError> {
     let invalid =
         |problem: String| LocalImageError::Invalid { reference: reference.to_owned(), problem };
@@ -271,14 +273,41 @@ fn from_index(
             .collect::<Vec<_>>()
             .join("`, `")
     };
-    let desc = match tag {
-        Some(t) => index
+    let named = |t: &str| Index {
+        manifests: index
             .manifests
             .iter()
-            .find(|m| m.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == t))
-            .ok_or_else(|| {
-                invalid(format!("no image is named `{t}` (names: `{}`)", names(&index)))
-            })?,
+            .filter(|m| {
+                m.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| n == t)
+            })
+            .cloned()
+            .collect(),
+        ..index.clone()
+    };
+    let picked;
+    let desc = match tag {
+        // Some tools write one entry per platform under the same name.
+        Some(t) => {
+            let same_name = named(t);
+            picked = match same_name.manifests.as_slice() {
+                [] => {
+                    return Err(invalid(format!(
+                        "no image is named `{t}` (names: `{}`)",
+                        names(&index)
+                    )));
+                }
+                [one] => one.clone(),
+                _ => crate::oci::platform::pick_platform(&same_name, platform)
+                    .cloned()
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "`{t}` has no image for {platform}; it has {}",
+                            crate::oci::platform::offered(&same_name)
+                        ))
+                    })?,
+            };
+            &picked
+        }
         None if index.manifests.len() == 1 => &index.manifests[0],
         None if index.manifests.is_empty() => {
             return Err(invalid("the layout holds no image".into()));
@@ -300,15 +329,16 @@ fn from_index(
         fetch(&desc)?;
         let nested: Index = serde_json::from_slice(&store.read_blob(&desc.digest).map_err(st)?)
             .map_err(|e| invalid(format!("index `{}` is not valid: {e}", desc.digest)))?;
-        desc = nested
-            .manifests
-            .iter()
-            .find(|m| {
-                m.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == host_arch())
-            })
+        let unlabelled = nested.manifests.iter().find(|m| m.platform.is_none());
+        desc = crate::oci::platform::pick_platform(&nested, platform)
+            .or(unlabelled)
             .cloned()
             .ok_or_else(|| {
-                invalid(format!("index `{}` has no image for linux/{}", desc.digest, host_arch()))
+                invalid(format!(
+                    "index `{}` has no image for {platform}; it has {}",
+                    desc.digest,
+                    crate::oci::platform::offered(&nested)
+                ))
             })?;
     }
     if desc.media_type != OCI_MANIFEST && desc.media_type != DOCKER_MANIFEST {

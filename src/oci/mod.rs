@@ -8,4 +8,5 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod local;
+pub mod platform;
 pub mod tar_writer;

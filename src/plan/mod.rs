@@ -9,6 +9,7 @@ pub mod affected;
 pub mod dot;
 mod expand;
 mod onbuild;
+mod platforms;
 mod scope;
 mod stages;
 
@@ -24,7 +25,7 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use crate::context::{FileKind, SelectError, Selected};
 use crate::diag::{Diagnostic, Report, SourceFile};
 use crate::digest::{Digest, KeyHasher, OciDigest};
-use crate::oci::image::ImageConfig;
+use crate::oci::image::{ImageConfig, Platform};
 use crate::oci::local::LoadedImage;
 use crate::syntax::ast::{BuildFile, CacheSharing, Network};
 
@@ -107,8 +108,14 @@ impl FileInput {
 
 /// What planning needs from the outside world.
 pub trait Resolver: Sync {
-    /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference).
-    fn image(&self, reference: &str, file: usize) -> Result<Arc<LoadedImage>, BaseError>;
+    /// Loads an image reference (`oci:…`, `docker-archive:…`, or a registry reference) for
+    /// `platform`: an index's entry for it, or a single image of that platform.
+    fn image(
+        &self,
+        reference: &str,
+        file: usize,
+        platform: &Platform,
+    ) -> Result<Arc<LoadedImage>, BaseError>;
     /// Selects and hashes the files a `copy` source names in file `file`'s context.
     fn select(
         &self,
@@ -159,6 +166,12 @@ pub struct PlanRequest {
     pub add_hosts: Vec<(String, String)>,
     /// `--build-context NAME=…`: extra named contexts `copy from=`/`bind from=` can name.
     pub contexts: BTreeMap<String, NamedContext>,
+    /// `--platform`: the platforms to build every image for, over the build file's
+    /// `platforms`; empty means the build file's, else the host's.
+    pub platforms: Vec<Platform>,
+    /// The platform of the branch being planned (set by [`plan`] for each; `None` is the
+    /// host's).
+    pub platform: Option<Platform>,
 }
 
 impl PlanRequest {
@@ -301,6 +314,8 @@ pub struct RunOp {
     /// Extra `/etc/hosts` lines (`--add-host`): name and address.
     pub hosts: Vec<(String, String)>,
     pub mounts: Vec<PlannedMount>,
+    /// The platform the command runs on (emulated when it is not the host's).
+    pub platform: Platform,
 }
 
 #[derive(Debug, Clone)]
@@ -369,6 +384,8 @@ pub struct ImageTarget {
     pub config: ImageConfig,
     pub file: usize,
     pub span: SourceSpan,
+    /// The platform this image is built for (one target per image and platform).
+    pub platform: Platform,
 }
 
 impl Plan {
@@ -408,7 +425,7 @@ pub fn plan(
     resolver: &dyn Resolver,
 ) -> Result<Plan, Vec<FileDiagnostic>> {
     let (files, mut diags) = expand::expand(files);
-    match stages::Planner::new(&files, request, resolver).run() {
+    match platforms::plan(&files, request, resolver) {
         Ok(plan) if diags.is_empty() => Ok(plan),
         Ok(_) => Err(diags),
         Err(more) => {
@@ -452,3 +469,5 @@ fn hash_selected(h: &mut KeyHasher, selected: &[Selected]) {
 pub fn node_ids(plan: &Plan) -> HashMap<NodeIndex, usize> {
     plan.graph.node_indices().enumerate().map(|(i, n)| (n, i)).collect()
 }
+#[cfg(test)]
+mod snapshot_tests;

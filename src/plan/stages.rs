@@ -19,7 +19,7 @@ use super::{
 use crate::context::{ContextError, FileKind, SelectError, normalize};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::{Digest, KeyHasher, OciDigest};
-use crate::oci::image::{DEFAULT_PATH, ImageConfig};
+use crate::oci::image::{DEFAULT_PATH, ImageConfig, Platform};
 use crate::syntax::ast::{
     CopyStep, Healthcheck, Origin, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
 };
@@ -37,8 +37,14 @@ pub(super) struct Planner<'a> {
     /// Stage name → (file, index of the target in that file).
     stages: BTreeMap<String, (usize, usize)>,
     done: HashMap<String, StageEnd>,
-    bases: HashMap<String, NodeIndex>,
+    /// (platform, reference) → the base node loaded for it.
+    bases: HashMap<(String, String), NodeIndex>,
     scratch: Option<NodeIndex>,
+    /// The platform this branch builds images for (`TARGETPLATFORM`).
+    target_platform: Platform,
+    /// The platform of the stage being planned: its `from`'s `platform=`, its base stage's,
+    /// else the target.
+    stage_platform: Platform,
 }
 
 #[derive(Clone)]
@@ -49,6 +55,8 @@ struct StageEnd {
     args: BTreeMap<String, String>,
     /// Args declared after an `env` of the same name, which win over it (see [`env_view`]).
     arg_wins: BTreeSet<String>,
+    /// The platform the stage's steps run on.
+    platform: Platform,
 }
 
 /// A reference to something a stage depends on, and where it is written.
@@ -75,6 +83,8 @@ impl<'a> Planner<'a> {
             done: HashMap::new(),
             bases: HashMap::new(),
             scratch: None,
+            target_platform: request.platform.clone().unwrap_or_else(Platform::host),
+            stage_platform: request.platform.clone().unwrap_or_else(Platform::host),
         }
     }
 
@@ -94,10 +104,8 @@ impl<'a> Planner<'a> {
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
+        // A cycle is reported and its stages left out; the other stages are still planned.
         let order = self.order(&requested);
-        if !self.diags.is_empty() {
-            return Err(self.diags);
-        }
         for name in &order {
             self.plan_stage(name);
         }
@@ -132,6 +140,7 @@ impl<'a> Planner<'a> {
                 config: end.config,
                 file: fi,
                 span: target.name.span,
+                platform: self.target_platform.clone(),
             });
         }
         if !self.diags.is_empty() {
@@ -156,9 +165,9 @@ impl<'a> Planner<'a> {
 
     fn collect_globals(&mut self) {
         let mut base = BTreeMap::new();
-        for (name, value) in predefined_args() {
-            let value = self.request.args.get(name).cloned().unwrap_or(value);
-            base.insert(name.to_owned(), value);
+        for (name, value) in predefined_args(&self.target_platform, &Platform::host()) {
+            let value = self.request.args.get(&name).cloned().unwrap_or(value);
+            base.insert(name, value);
         }
         let main = self.file_args(0, base);
         self.globals = vec![main.clone()];
@@ -461,11 +470,13 @@ impl<'a> Planner<'a> {
         if let Ok(order) = petgraph::algo::toposort(&g, None) {
             order.into_iter().map(|i| g[i].clone()).collect()
         } else {
+            let mut blocked: Vec<petgraph::graph::NodeIndex> = Vec::new();
             for scc in petgraph::algo::kosaraju_scc(&g) {
                 let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
                 if !cyclic {
                     continue;
                 }
+                blocked.extend(&scc);
                 let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
                 // Walk the cycle from its first member (sorted) for a stable message.
                 let start = *members.iter().next().expect("non-empty");
@@ -501,8 +512,28 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
-            Vec::new()
+            Self::order_without(g, &blocked)
         }
+    }
+
+    /// The stages of `g` in dependency order, leaving out `blocked` (stages in a cycle) and
+    /// every stage that needs one: the others are still planned, so their problems are
+    /// reported in the same run.
+    fn order_without(
+        mut g: DiGraph<String, usize>,
+        blocked: &[petgraph::graph::NodeIndex],
+    ) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        let mut todo = blocked.to_vec();
+        while let Some(n) = todo.pop() {
+            if out.insert(g[n].clone()) {
+                todo.extend(g.neighbors_directed(n, petgraph::Direction::Outgoing));
+            }
+        }
+        g.retain_nodes(|g, n| !out.contains(&g[n]));
+        petgraph::algo::toposort(&g, None)
+            .map(|order| order.into_iter().map(|i| g[i].clone()).collect())
+            .unwrap_or_default()
     }
 
     fn add_node(&mut self, node: Node, source_edges: &[NodeIndex]) -> NodeIndex {
@@ -547,12 +578,13 @@ impl<'a> Planner<'a> {
         reference: &str,
         file: usize,
         span: SourceSpan,
+        platform: &Platform,
     ) -> Option<(NodeIndex, ImageConfig)> {
         // A named context stands for what `--build-context` gave: an image, or a folder,
         // which `copy from=`/`bind from=` read (and which is no base).
         match self.request.contexts.get(reference) {
             Some(NamedContext::Image(image)) if !self.stages.contains_key(reference) => {
-                return self.base_node(&image.clone(), file, span);
+                return self.base_node(&image.clone(), file, span, platform);
             }
             Some(NamedContext::Dir(dir)) if !self.stages.contains_key(reference) => {
                 self.error(
@@ -572,7 +604,8 @@ impl<'a> Planner<'a> {
             }
             _ => {}
         }
-        if let Some(n) = self.bases.get(reference)
+        let base_key = (platform.to_string(), reference.to_owned());
+        if let Some(n) = self.bases.get(&base_key)
             && let Op::Base { image, .. } = &self.graph[*n].op
         {
             let config = image.config.clone();
@@ -595,7 +628,7 @@ impl<'a> Planner<'a> {
                 return None;
             }
         }
-        match self.resolver.image(reference, file) {
+        match self.resolver.image(reference, file, platform) {
             Ok(image) => {
                 let key = KeyHasher::new("base").str(&image.manifest_digest.to_string()).finish();
                 let config = strip(image.config.clone());
@@ -614,7 +647,7 @@ impl<'a> Planner<'a> {
                     },
                     &[],
                 );
-                self.bases.insert(reference.to_owned(), n);
+                self.bases.insert(base_key, n);
                 Some((n, config))
             }
             Err(problem) => {
@@ -709,23 +742,60 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The platform a stage's steps run on: its `from`'s `platform=` (expanded, so
+    /// `${BUILDPLATFORM}` works), else its base stage's, else the branch's target.
+    fn stage_platform_of(
+        &mut self,
+        fi: usize,
+        target: &Target,
+        written: Option<&Spanned<String>>,
+        base: &str,
+    ) -> Option<Platform> {
+        let Some(written) = written else {
+            let inherited = self.done.get(base).map(|end| end.platform.clone());
+            return Some(inherited.unwrap_or_else(|| self.target_platform.clone()));
+        };
+        let value = match self.expand_static(fi, target, written) {
+            Ok(v) => v,
+            Err(d) => {
+                self.error(fi, d);
+                return None;
+            }
+        };
+        match Platform::parse(&value) {
+            Ok(p) => Some(p),
+            Err(problem) => {
+                let d = Diagnostic::error("bad-platform", problem, written.span, "not a platform")
+                    .with_help(
+                        "write OS/ARCH[/VARIANT], e.g. `linux/arm64`, or `${BUILDPLATFORM}`",
+                    );
+                self.error(fi, d);
+                None
+            }
+        }
+    }
+
     fn plan_stage(&mut self, name: &str) {
         let (fi, target) = self.target(name);
-        let Some((base, _platform)) = target.from_step() else { return };
+        let Some((base, from_platform)) = target.from_step() else { return };
         let base_value = match self.expand_static(fi, target, base) {
             Ok(v) => v,
             Err(d) => return self.error(fi, d),
         };
+        let Some(platform) = self.stage_platform_of(fi, target, from_platform, &base_value) else {
+            return;
+        };
+        self.stage_platform = platform.clone();
         let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
         let mut arg_wins: BTreeSet<String> = BTreeSet::new();
         let (mut parent, mut config) = if base_value == "scratch" {
-            (self.scratch_node(), ImageConfig::scratch())
+            (self.scratch_node(), ImageConfig::scratch_for(&platform))
         } else if let Some(end) = self.done.get(&base_value) {
             stage_args.clone_from(&end.args);
             arg_wins.clone_from(&end.arg_wins);
             (end.node, end.config.clone())
         } else {
-            match self.base_node(&base_value, fi, base.span) {
+            match self.base_node(&base_value, fi, base.span, &platform) {
                 Some((node, mut config)) => {
                     // BuildKit gives an image without `PATH` the default one.
                     if config.env_var("PATH").is_none() {
@@ -1073,8 +1143,10 @@ impl<'a> Planner<'a> {
         if let Some((mark, origin)) = from_template.take() {
             self.remap_template_diags(mark, fi, &origin, name);
         }
-        self.done
-            .insert(name.to_owned(), StageEnd { node: parent, config, args: stage_args, arg_wins });
+        self.done.insert(
+            name.to_owned(),
+            StageEnd { node: parent, config, args: stage_args, arg_wins, platform },
+        );
     }
 
     fn mode(&mut self, file: usize, m: &Spanned<String>) -> Option<u32> {
@@ -1099,7 +1171,8 @@ impl<'a> Planner<'a> {
         if let Some(end) = self.done.get(value) {
             return Some(end.node);
         }
-        self.base_node(value, file, span).map(|(n, _)| n)
+        let platform = self.target_platform.clone();
+        self.base_node(value, file, span, &platform).map(|(n, _)| n)
     }
 
     /// Checks what a `copy`/`add` may fetch: `http(s)` URLs, only with `add`, all sources
@@ -1484,6 +1557,13 @@ impl<'a> Planner<'a> {
                 h.str(name).str(ip);
             }
         }
+        // The platform the command runs on, hashed unless it is `linux/amd64` (a constant, not
+        // the host's, so that keys are the same on every machine and the keys of steps from
+        // before platforms existed stay as they were).
+        let platform = self.stage_platform.clone();
+        if platform.to_string() != "linux/amd64" {
+            h.str("platform").str(&platform.to_string());
+        }
         for m in &r.mounts {
             let ex = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
                 Ok(x) => Some(x),
@@ -1689,7 +1769,8 @@ impl<'a> Planner<'a> {
             let lines: Vec<String> = hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect();
             inputs.push(("added hosts".to_owned(), lines.join(" ")));
         }
-        Some((RunOp { argv, env, cwd, user, network, hosts, mounts }, h.finish(), edges, inputs))
+        let op = RunOp { argv, env, cwd, user, network, hosts, mounts, platform };
+        Some((op, h.finish(), edges, inputs))
     }
 }
 
@@ -1738,29 +1819,12 @@ fn mount_summary(m: &PlannedMount) -> String {
     }
 }
 
-/// The platform args `BuildKit` predefines in the global scope, for `linux/<host arch>`:
-/// `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` and their `BUILD…` twins.
-pub(crate) fn predefined_args() -> Vec<(&'static str, String)> {
-    let arch = crate::oci::image::host_arch();
-    let variant = match std::env::consts::ARCH {
-        "arm" => "v7",
-        _ => "",
-    };
-    let platform = if variant.is_empty() {
-        format!("linux/{arch}")
-    } else {
-        format!("linux/{arch}/{variant}")
-    };
-    vec![
-        ("TARGETPLATFORM", platform.clone()),
-        ("TARGETOS", "linux".to_owned()),
-        ("TARGETARCH", arch.to_owned()),
-        ("TARGETVARIANT", variant.to_owned()),
-        ("BUILDPLATFORM", platform),
-        ("BUILDOS", "linux".to_owned()),
-        ("BUILDARCH", arch.to_owned()),
-        ("BUILDVARIANT", variant.to_owned()),
-    ]
+/// The platform args `BuildKit` predefines in the global scope: `TARGETPLATFORM`,
+/// `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` for `target` and their `BUILD…` twins for `build`.
+pub(crate) fn predefined_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
+    let mut args = target.args("TARGET");
+    args.extend(build.args("BUILD"));
+    args
 }
 
 /// Drops the parts of a base config that the executor rebuilds.

@@ -229,6 +229,10 @@ fn helper_get(
     let program = format!("docker-credential-{helper}");
     let fail =
         |problem: String| RegistryError::Credentials { registry: registry.to_owned(), problem };
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "credential helpers are run as docker runs them (ARCHITECTURE.md)"
+    )]
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -290,6 +294,10 @@ pub(super) fn store_credentials(
     if let Some(helper) = helper {
         let program = format!("docker-credential-{helper}");
         let input = serde_json::json!({"ServerURL": key, "Username": creds.username, "Secret": creds.password});
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "credential helpers are run as docker runs them (ARCHITECTURE.md)"
+        )]
         let mut child = Command::new(&program)
             .arg("store")
             .stdin(Stdio::piped())

@@ -99,13 +99,7 @@ impl Default for ClientOptions {
 
 /// The platform this host pulls: `linux/<arch>` with the variant Docker assumes.
 pub fn host_platform() -> Platform {
-    let architecture = crate::oci::image::host_arch().to_owned();
-    let variant = match architecture.as_str() {
-        "arm64" => Some("v8".to_owned()),
-        "arm" => Some("v7".to_owned()),
-        _ => None,
-    };
-    Platform { architecture, os: "linux".into(), variant }
+    Platform::host()
 }
 
 /// Stores credentials for `registry` for later pulls and pushes (`stack login`), in the Docker

@@ -17,6 +17,7 @@ use crate::oci::image::{
     DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST, Platform,
 };
 use crate::oci::local::LoadedImage;
+pub(super) use crate::oci::platform::pick_platform;
 use crate::store::Store;
 
 pub(super) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
@@ -82,40 +83,6 @@ fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     } else {
         None
     }
-}
-
-fn platform_string(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
-/// Picks the entry for `want`: an exact variant match first, then an entry without a variant,
-/// then (for `arm64`, whose `v8` is implied) any variant.
-pub(super) fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    let candidates: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
-        })
-        .collect();
-    let variant = |d: &Descriptor| d.platform.as_ref().and_then(|p| p.variant.clone());
-    candidates
-        .iter()
-        .find(|d| variant(d) == want.variant)
-        .or_else(|| candidates.iter().find(|d| variant(d).is_none()))
-        .or_else(|| {
-            if want.variant.is_none() || want.architecture == "arm64" {
-                candidates.first()
-            } else {
-                None
-            }
-        })
-        .copied()
 }
 
 impl Client {
@@ -279,26 +246,35 @@ impl Client {
     /// there when pinned by digest).
     pub fn resolve_in(&self, r: &Reference, store: &Store) -> Result<OciDigest, RegistryError> {
         let top = self.fetch_manifest(r, store)?;
-        if top.is_index() { Ok(self.choose(r, &top)?.digest) } else { Ok(top.digest) }
+        let want = self.default_platform();
+        if top.is_index() { Ok(Self::choose(r, &top, &want)?.digest) } else { Ok(top.digest) }
     }
 
-    fn choose(&self, r: &Reference, index: &RawManifest) -> Result<Descriptor, RegistryError> {
+    /// The platform pulls pick from an index unless told: the options', else the host's.
+    fn default_platform(&self) -> Platform {
+        self.opts.platform.clone().unwrap_or_else(host_platform)
+    }
+
+    fn choose(
+        r: &Reference,
+        index: &RawManifest,
+        want: &Platform,
+    ) -> Result<Descriptor, RegistryError> {
         let parsed: Index =
             serde_json::from_slice(&index.bytes).map_err(|e| RegistryError::Invalid {
                 registry: r.registry.clone(),
                 repository: r.repository.clone(),
                 problem: format!("index `{}` is not valid: {e}", index.digest),
             })?;
-        let want = self.opts.platform.clone().unwrap_or_else(host_platform);
-        pick_platform(&parsed, &want).cloned().ok_or_else(|| RegistryError::NoPlatform {
+        pick_platform(&parsed, want).cloned().ok_or_else(|| RegistryError::NoPlatform {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
-            wanted: platform_string(&want),
+            wanted: want.to_string(),
             available: parsed
                 .manifests
                 .iter()
                 .filter_map(|d| d.platform.as_ref())
-                .map(|p| format!("`{}`", platform_string(p)))
+                .map(|p| format!("`{}`", ToString::to_string(p)))
                 .collect::<Vec<_>>()
                 .join(", "),
         })
@@ -312,6 +288,16 @@ impl Client {
 
     /// [`Client::pull`], also telling the registry digest and what was downloaded.
     pub fn pull_image(&self, r: &Reference, store: &Store) -> Result<Pulled, RegistryError> {
+        self.pull_image_for(r, store, &self.default_platform())
+    }
+
+    /// [`Client::pull_image`] of the image for `want` when `r` names an index.
+    pub fn pull_image_for(
+        &self,
+        r: &Reference,
+        store: &Store,
+        want: &Platform,
+    ) -> Result<Pulled, RegistryError> {
         let invalid = |problem: String| RegistryError::Invalid {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
@@ -329,7 +315,7 @@ impl Client {
             if !top.is_index() {
                 break;
             }
-            let chosen = self.choose(r, &top)?;
+            let chosen = Self::choose(r, &top, want)?;
             index_digest.get_or_insert(top.digest.clone());
             top = self.fetch_manifest(&r.with_digest(chosen.digest.clone()), store)?;
             if top.bytes.len() as u64 != chosen.size {

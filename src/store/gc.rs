@@ -181,13 +181,13 @@ impl<'a> Collector<'a> {
 /// Removes a file, or a folder by first renaming it into `tmp/` (where a removal that stops
 /// halfway leaves only temp garbage). Returns whether the object is gone from its place.
 fn remove_object(store: &Store, path: &Path) -> Result<bool, StoreError> {
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match fs_err::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
         Err(source) => return Err(StoreError::Io { action: "inspect", path: path.into(), source }),
     };
     if !meta.is_dir() {
-        return match std::fs::remove_file(path) {
+        return match fs_err::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(StoreError::Io { action: "remove", path: path.into(), source: e })
             }
@@ -200,7 +200,7 @@ fn remove_object(store: &Store, path: &Path) -> Result<bool, StoreError> {
         return Ok(!path.exists());
     }
     let staging = store.temp_dir("prune-")?.keep();
-    std::fs::rename(path, staging.join("x")).map_err(|source| StoreError::Io {
+    fs_err::rename(path, staging.join("x")).map_err(|source| StoreError::Io {
         action: "move out of the store",
         path: path.into(),
         source,
@@ -305,7 +305,7 @@ fn check_blob(path: &Path, name: &str) -> Option<String> {
     let Ok(expected) = format!("sha256:{name}").parse::<OciDigest>() else {
         return Some("its file name is not a sha256 digest".into());
     };
-    let mut file = match std::fs::File::open(path) {
+    let mut file = match fs_err::File::open(path) {
         Ok(f) => f,
         Err(e) => return Some(format!("cannot be read: {e}")),
     };
@@ -359,7 +359,7 @@ mod tests {
 
     fn set_age(path: &Path, secs_ago: u64) {
         let t = SystemTime::now() - Duration::from_secs(secs_ago);
-        std::fs::File::open(path).unwrap().set_modified(t).unwrap();
+        fs_err::File::open(path).unwrap().set_modified(t).unwrap();
     }
 
     /// Extracts a small layer (a read-only folder holding a file) into the store.

@@ -428,9 +428,9 @@ impl Store {
         let tmp = tempfile::Builder::new()
             .prefix(".blob-")
             .make_in(dir, |tmp| {
-                if std::fs::hard_link(&src, tmp).is_err() {
+                if fs_err::hard_link(&src, tmp).is_err() {
                     let mut to = std::fs::File::options().write(true).create_new(true).open(tmp)?;
-                    io::copy(&mut std::fs::File::open(&src)?, &mut to)?;
+                    io::copy(&mut fs_err::File::open(&src)?, &mut to)?;
                 }
                 Ok(())
             })
@@ -529,7 +529,7 @@ impl Store {
     ) -> Result<PathBuf, StoreError> {
         let dest = self.layer_dir(diff_id);
         let staged = tmp.keep();
-        match std::fs::rename(&staged, &dest) {
+        match fs_err::rename(&staged, &dest) {
             Ok(()) => {
                 Self::note_use(&dest);
                 Ok(dest)
@@ -550,17 +550,17 @@ impl Store {
 /// Removes a folder tree, making read-only folders writable first (layers can contain them).
 /// Removes a folder with [`remove_tree`], or a file. Best effort.
 fn remove_tree_or_file(path: &Path) {
-    match std::fs::symlink_metadata(path) {
+    match fs_err::symlink_metadata(path) {
         Ok(m) if m.is_dir() => remove_tree(path),
         _ => {
-            let _ = std::fs::remove_file(path);
+            let _ = fs_err::remove_file(path);
         }
     }
 }
 
 pub fn remove_tree(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    if std::fs::remove_dir_all(path).is_ok() {
+    if fs_err::remove_dir_all(path).is_ok() {
         return;
     }
     for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
@@ -568,7 +568,7 @@ pub fn remove_tree(path: &Path) {
             let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
         }
     }
-    let _ = std::fs::remove_dir_all(path);
+    let _ = fs_err::remove_dir_all(path);
 }
 
 /// A blob reader that checks the digest when the end is reached.
@@ -637,8 +637,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
-        let age = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
-        let set_old = |p: &Path| std::fs::File::open(p).unwrap().set_modified(long_ago).unwrap();
+        let age = |p: &Path| fs_err::metadata(p).unwrap().modified().unwrap();
+        let set_old = |p: &Path| fs_err::File::open(p).unwrap().set_modified(long_ago).unwrap();
         let d = store.put_blob(b"blob").unwrap();
         let key = Digest::of(b"k");
         store.put_record("step", &key, &1u32).unwrap();

@@ -43,7 +43,7 @@ impl Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.lock_path);
+        let _ = fs_err::remove_file(&self.lock_path);
     }
 }
 
@@ -69,7 +69,7 @@ pub(super) fn owner_of(name: &str) -> Option<&str> {
 
 /// Whether the owner `id` is a running process: its lock file exists and is locked.
 pub(super) fn is_alive(owners: &Path, id: &str) -> bool {
-    let Ok(file) = std::fs::File::open(owners.join(format!("{id}.lock"))) else {
+    let Ok(file) = fs_err::File::open(owners.join(format!("{id}.lock"))) else {
         return false;
     };
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
@@ -83,7 +83,7 @@ pub(super) fn is_alive(owners: &Path, id: &str) -> bool {
 pub(super) fn remove_dead(tmp: &Path, owners: &Path) -> usize {
     let mut alive: HashMap<String, bool> = HashMap::new();
     let mut removed = 0;
-    for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+    for entry in fs_err::read_dir(tmp).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(id) = owner_of(&name) else { continue };
         if !*alive.entry(id.to_owned()).or_insert_with(|| is_alive(owners, id)) {
@@ -92,12 +92,12 @@ pub(super) fn remove_dead(tmp: &Path, owners: &Path) -> usize {
         }
     }
     // Lock files last: while one exists, its owner's entries are judged by its lock.
-    for entry in std::fs::read_dir(owners).into_iter().flatten().flatten() {
+    for entry in fs_err::read_dir(owners).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(id) = name.strip_suffix(".lock")
             && !is_alive(owners, id)
         {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = fs_err::remove_file(entry.path());
         }
     }
     removed

@@ -123,7 +123,7 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreE
 
 /// The entries of a folder (none if it does not exist), sorted by name.
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
-    let read = match std::fs::read_dir(dir) {
+    let read = match fs_err::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("list", dir)(e)),
@@ -139,7 +139,7 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
 
 /// Disk usage of a tree and its newest mtime; `None` if it vanished.
 fn measure_tree(path: &Path) -> Option<(u64, SystemTime)> {
-    let top = std::fs::symlink_metadata(path).ok()?;
+    let top = fs_err::symlink_metadata(path).ok()?;
     let mut seen = HashSet::new();
     let mut size = 0;
     let mut newest = top.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -157,7 +157,7 @@ fn measure_tree(path: &Path) -> Option<(u64, SystemTime)> {
 }
 
 fn object(area: Area, name: String, path: PathBuf) -> Option<Object> {
-    let meta = std::fs::symlink_metadata(&path).ok()?;
+    let meta = fs_err::symlink_metadata(&path).ok()?;
     let (size, last_used) = if meta.is_dir() {
         let (size, newest) = measure_tree(&path)?;
         // Layer trees carry the layer's own (clamped) mtimes; only the folder's mtime, which
@@ -206,7 +206,7 @@ pub(super) fn scan(store: &Store) -> Result<Vec<Object>, StoreError> {
             let Some(mut o) = object(Area::Records, format!("{kind}/{name}"), path) else {
                 continue;
             };
-            match std::fs::read(&o.path) {
+            match fs_err::read(&o.path) {
                 Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
                     Ok(v) => named_blobs(&v, &mut o.names),
                     Err(_) => o.unreadable = true,

@@ -26,6 +26,8 @@ pub struct BuildFile {
     pub caches: Vec<CacheDecl>,
     /// `template NAME { param …; steps… }`: steps written once, used with `use NAME`.
     pub templates: Vec<Template>,
+    /// `platforms "linux/amd64" …`: what every image is built for, unless it says otherwise.
+    pub platforms: Vec<Spanned<String>>,
 }
 
 /// `template NAME { param …; steps… }`: a sequence of steps with typed parameters, written
@@ -160,6 +162,8 @@ pub struct Target {
     pub tags: Vec<Spanned<String>>,
     /// `matrix { NAME "v1" "v2" … }`: one target per combination of the axes' values.
     pub matrix: Vec<Axis>,
+    /// `platforms "linux/arm64" …` of an image, over the file's.
+    pub platforms: Vec<Spanned<String>>,
     pub span: SourceSpan,
 }
 

@@ -12,7 +12,8 @@ use crate::diag::{Diagnostic, did_you_mean};
 /// Build-file format versions this stack understands.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
-pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include", "cache", "template"];
+pub const TOP_LEVEL: &[&str] =
+    &["stack", "arg", "stage", "image", "include", "cache", "template", "platforms"];
 pub const STEPS: &[&str] = &[
     "from",
     "run",
@@ -37,6 +38,7 @@ pub const STEPS: &[&str] = &[
     "tag",
     "use",
     "matrix",
+    "platforms",
 ];
 pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "ssh", "network", "tmpfs", "bind"];
 
@@ -175,6 +177,7 @@ impl Parser {
                         file.templates.push(t);
                     }
                 }
+                "platforms" => file.platforms.extend(self.platforms(node)),
                 other => self.unknown_node(node, other, TOP_LEVEL, "at the top level"),
             }
         }
@@ -218,6 +221,17 @@ impl Parser {
             }
         }
         Include { paths, args }
+    }
+
+    /// `platforms "linux/amd64" "linux/arm64"` (checked by the planner, which knows platforms).
+    fn platforms(&mut self, node: &KdlNode) -> Vec<Spanned<String>> {
+        self.no_children(node);
+        let e = entries(node);
+        self.only_props(node, &e, &[]);
+        if e.args.is_empty() {
+            self.missing_arg(node, "a platform like `linux/arm64`");
+        }
+        e.args.into_iter().filter_map(|a| self.string(a)).collect()
     }
 
     /// `cache "REPO" [read-only=#true]`.
@@ -306,6 +320,7 @@ impl Parser {
             steps: Vec::new(),
             tags: Vec::new(),
             matrix: Vec::new(),
+            platforms: Vec::new(),
             span: node.span(),
         };
         let Some(children) = node.children() else {
@@ -322,6 +337,21 @@ impl Parser {
         };
         for child in children.nodes() {
             let step_name = child.name().value();
+            if step_name == "platforms" {
+                if kind == TargetKind::Stage {
+                    self.error(
+                        Diagnostic::error(
+                            "platforms-on-stage",
+                            "`platforms` only applies to an `image`",
+                            child.span(),
+                            "a stage is built for the platforms of the images that use it",
+                        )
+                        .with_help("set `platforms` on the images, or at the top level"),
+                    );
+                }
+                target.platforms.extend(self.platforms(child));
+                continue;
+            }
             if step_name == "tag" {
                 self.no_children(child);
                 if kind == TargetKind::Stage {

@@ -70,3 +70,59 @@ fn the_schema_lists_exactly_the_nodes_the_parser_knows() {
         );
     }
 }
+
+/// The anchors mdBook gives the headings of a page (`## Bases per platform` → `bases-per-platform`).
+fn anchors(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| {
+            let title = l.trim_start_matches('#').trim().to_lowercase();
+            let kept: String = title
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                .collect();
+            kept.replace(' ', "-")
+        })
+        .collect()
+}
+
+/// Every relative link of the README and the book (`[x](../guides/ci.md#anchor)`) names a file
+/// that exists and, with an anchor, a heading of it; every page is in `SUMMARY.md`.
+#[test]
+fn every_internal_link_of_the_docs_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    markdown_files(&root.join("book/src"), &mut files);
+    let mut bad = Vec::new();
+    let mut links = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let target = &text[i + 2..];
+            let Some(end) = target.find(')') else { continue };
+            let target = &target[..end];
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() { f.clone() } else { f.parent().unwrap().join(path) };
+            links += 1;
+            let Ok(linked) = std::fs::read_to_string(&file) else {
+                bad.push(format!("{}: `{target}`: no file `{}`", f.display(), file.display()));
+                continue;
+            };
+            if !anchor.is_empty() && !anchors(&linked).iter().any(|a| a == anchor) {
+                bad.push(format!("{}: `{target}`: no heading `#{anchor}`", f.display()));
+            }
+        }
+    }
+    let summary = std::fs::read_to_string(root.join("book/src/SUMMARY.md")).unwrap();
+    for f in files.iter().filter(|f| f.starts_with(root.join("book/src"))) {
+        let rel = f.strip_prefix(root.join("book/src")).unwrap().to_string_lossy().into_owned();
+        if rel != "SUMMARY.md" && !summary.contains(&format!("]({rel})")) {
+            bad.push(format!("book/src/{rel} is not in SUMMARY.md"));
+        }
+    }
+    assert!(links > 10, "expected links in the docs, found {links}");
+    assert!(bad.is_empty(), "broken links in the docs:\n{}", bad.join("\n"));
+}

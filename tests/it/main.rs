@@ -1,10 +1,14 @@
 //! The one integration-test binary: black-box tests of the `stack` command and end-to-end
 //! builds checked with real clients (skopeo, umoci).
 
+// Tests read and write files, print and run tools freely: the rules of clippy.toml are for `src/`.
+#![allow(clippy::disallowed_macros, clippy::disallowed_methods)]
+
 mod support;
 
 mod build;
 mod cache;
+mod cli_output;
 mod context_safety;
 mod deadlines;
 mod diagnostics;
@@ -20,6 +24,7 @@ mod monorepo;
 mod outputs;
 mod parallel;
 mod parity;
+mod platforms;
 mod progress;
 mod realworld;
 mod registry;

@@ -19,7 +19,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 
 /// Validates `doc` against `schemas/results.schema.json` with Python's `jsonschema`; skips
 /// when it is missing.
-fn check_schema(doc: &Path) {
+pub(crate) fn check_schema(doc: &Path) {
     check_against("results.schema.json", doc);
 }
 

@@ -170,6 +170,7 @@ impl stack::plan::Resolver for NoWorld {
         &self,
         reference: &str,
         _file: usize,
+        _platform: &stack::oci::image::Platform,
     ) -> Result<std::sync::Arc<stack::oci::local::LoadedImage>, stack::plan::BaseError> {
         Err(format!("no image `{reference}` here").into())
     }

@@ -32,6 +32,10 @@ fn report(fd: i32, r: &Report) {
 }
 
 /// Runs the helper; returns its exit code.
+#[allow(
+    clippy::disallowed_macros,
+    reason = "the helper is a process of its own: its standard error is the step's"
+)]
 pub(crate) fn main() -> i32 {
     // Die with the caller (its spawning thread, which blocks in `run` until we are done).
     sys::set_pdeathsig();

@@ -83,6 +83,9 @@ pub struct SandboxSpec {
     /// How the root is assembled; `Auto` uses overlay when it can.
     #[serde(default)]
     pub root_mode: RootMode,
+    /// A `binfmt_misc` registration (the line for `register`) the sandbox makes in its own
+    /// user namespace, for an emulated platform the host has not registered.
+    pub emulator: Option<String>,
 }
 
 /// How the sandbox assembles the root file system.
@@ -413,6 +416,7 @@ fn run_inner(
     let (res_r, res_w) = sys::pipe().map_err(pipe_err("result pipe"))?;
     let (out_r, out_w) = sys::pipe().map_err(pipe_err("output pipe"))?;
     let (res_r, out_r) = (sys::file_from_fd(res_r), sys::file_from_fd(out_r));
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let mut cmd = Command::new(&helper.program);
     cmd.args(&helper.args)
         .env(HELPER_ENV, "1")

@@ -316,6 +316,35 @@ fn fs_mount(
     Ok(sys.mount(Some(Target::Path(Path::new(fstype))), Target::Fd(&t), Some(fstype), flags, data))
 }
 
+/// Mounts the `binfmt_misc` instance of the sandbox's user namespace (Linux 6.7 or later) on
+/// its fresh `/proc/sys/fs/binfmt_misc` and registers the emulator there: the foreign programs
+/// of this sandbox run through it, and the host's registrations are untouched. The mount stays
+/// (under the read-only `/proc/sys` made later) because the registration lives as long as it.
+/// Another sandbox of the same namespace may have registered it already.
+fn register_emulator(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    line: &str,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let step = "own binfmt_misc for the emulator";
+    if !plan.userns() {
+        return Err(SetupError::Sys {
+            step: format!("{step} (only a sandbox in a user namespace has one)"),
+            error: SysError::new("mount binfmt_misc", "/proc/sys/fs/binfmt_misc", libc::EPERM),
+        });
+    }
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    fs_mount(sys, root, "proc/sys/fs/binfmt_misc", "binfmt_misc", flags, None, stubs)?
+        .step(&format!("{step} (Linux 6.7 or later mounts one in a user namespace)"))?;
+    let register = plan.root().join("proc/sys/fs/binfmt_misc/register");
+    match sys.write_file(&register, line.as_bytes()) {
+        Err(e) if e.errno == libc::EEXIST => Ok(()),
+        other => other.step(step),
+    }
+}
+
 /// Overlay's limit on stacked lower dirs.
 pub(crate) const MAX_OVERLAY_LAYERS: usize = 500;
 
@@ -392,6 +421,9 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     let fresh = fs_mount(sys, &root, "proc", "proc", nse, None, &mut stubs)?;
     if fresh.is_ok() {
         mask_file(sys, &root, "proc/sysrq-trigger", &mut stubs).ok();
+        if let Some(line) = &spec.emulator {
+            register_emulator(sys, plan, &root, line, &mut stubs)?;
+        }
     } else {
         bind(sys, &root, Target::Path(Path::new("/proc")), "proc", Kind::Dir, false, &mut stubs)?;
     }

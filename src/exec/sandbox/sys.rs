@@ -4,6 +4,10 @@
 //! Invariant: this file holds every `unsafe` block of the sandbox, each with a `// SAFETY:`
 //! comment; nothing outside it calls `libc` directly.
 
+// Kernel files (`/proc`, fds) are read with plain `std::fs`: each call maps its error to a
+// `SysError` naming the operation and path itself.
+#![allow(clippy::disallowed_methods)]
+
 use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::io;
@@ -232,10 +236,6 @@ fn cstr(op: &str, s: &OsStr) -> SysResult<CString> {
     CString::new(s.as_bytes()).map_err(|_| SysError::new(op, s.to_string_lossy(), libc::EINVAL))
 }
 
-fn cpath(op: &str, p: &Path) -> SysResult<CString> {
-    cstr(op, p.as_os_str())
-}
-
 fn fd_path(h: &Handle) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", h.raw))
 }
@@ -249,6 +249,11 @@ fn target_path(t: Target<'_>) -> PathBuf {
 
 fn check(op: &str, path: impl fmt::Display, rc: libc::c_int) -> SysResult<()> {
     if rc < 0 { Err(SysError::last(op, path)) } else { Ok(()) }
+}
+
+/// A `rustix` call's result as a [`SysResult`] naming the operation and its object.
+fn safe<T>(op: &str, path: impl fmt::Display, r: rustix::io::Result<T>) -> SysResult<T> {
+    r.map_err(|e| SysError::new(op, path, e.raw_os_error()))
 }
 
 /// The real kernel.
@@ -282,39 +287,33 @@ impl Sys for RealSys {
         data: Option<&str>,
     ) -> SysResult<()> {
         let label = target.to_string();
-        let src = source.map(|s| cpath("mount", &target_path(s))).transpose()?;
-        let tgt = cpath("mount", &target_path(target))?;
-        let fst = fstype.map(|s| cstr("mount", OsStr::new(s))).transpose()?;
+        let src = source.map_or_else(|| PathBuf::from("none"), target_path);
         let dat = data.map(|s| cstr("mount", OsStr::new(s))).transpose()?;
-        // SAFETY: every pointer is either null or a NUL-terminated CString alive for the call.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ref().map_or(c"none".as_ptr(), |s| s.as_ptr()),
-                tgt.as_ptr(),
-                fst.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-                flags.0,
-                dat.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast()),
-            )
-        };
-        check("mount", label, rc)
+        // A bind, a remount or a propagation change has no file system type; the kernel
+        // ignores the (empty) one given then.
+        let flags = rustix::mount::MountFlags::from_bits_retain(flags.0 as u32);
+        let r = rustix::mount::mount(
+            src.as_path(),
+            target_path(target).as_path(),
+            fstype.unwrap_or(""),
+            flags,
+            dat.as_deref(),
+        );
+        safe("mount", label, r)
     }
 
     fn mount_flags_of(&mut self, target: Target<'_>) -> SysResult<MountFlags> {
+        use rustix::fs::StatVfsMountFlags as St;
         let label = target.to_string();
-        let p = cpath("statvfs", &target_path(target))?;
-        // SAFETY: statvfs is plain old data; zeroed is a valid value.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `p` is a valid C string and `st` a valid out pointer.
-        let rc = unsafe { libc::statvfs(p.as_ptr(), &raw mut st) };
-        check("statvfs", label, rc)?;
+        let st = safe("statvfs", label, rustix::fs::statvfs(target_path(target).as_path()))?;
         let mut flags = MountFlags::NONE;
         for (st_flag, flag) in [
-            (libc::ST_RDONLY, MountFlags::RDONLY),
-            (libc::ST_NOSUID, MountFlags::NOSUID),
-            (libc::ST_NODEV, MountFlags::NODEV),
-            (libc::ST_NOEXEC, MountFlags::NOEXEC),
+            (St::RDONLY, MountFlags::RDONLY),
+            (St::NOSUID, MountFlags::NOSUID),
+            (St::NODEV, MountFlags::NODEV),
+            (St::NOEXEC, MountFlags::NOEXEC),
         ] {
-            if st.f_flag & st_flag != 0 {
+            if st.f_flag.contains(st_flag) {
                 flags = flags | flag;
             }
         }
@@ -322,67 +321,55 @@ impl Sys for RealSys {
     }
 
     fn umount_detach(&mut self, path: &Path) -> SysResult<()> {
-        let p = cpath("umount", path)?;
-        // SAFETY: `p` is a valid C string alive for the call.
-        let rc = unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
-        check("umount", path.display(), rc)
+        let r = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH);
+        safe("umount", path.display(), r)
     }
 
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> SysResult<()> {
-        let a = cpath("pivot_root", new_root)?;
-        let b = cpath("pivot_root", put_old)?;
-        // SAFETY: both arguments are valid C strings alive for the call.
-        let rc = unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) };
-        check("pivot_root", new_root.display(), rc as libc::c_int)
+        safe("pivot_root", new_root.display(), rustix::process::pivot_root(new_root, put_old))
     }
 
     fn chdir(&mut self, path: &Path) -> SysResult<()> {
-        let p = cpath("chdir", path)?;
-        // SAFETY: `p` is a valid C string alive for the call.
-        let rc = unsafe { libc::chdir(p.as_ptr()) };
-        check("chdir", path.display(), rc)
+        safe("chdir", path.display(), rustix::process::chdir(path))
     }
 
     fn mkdir(&mut self, path: &Path, mode: u32) -> SysResult<bool> {
-        let p = cpath("mkdir", path)?;
-        // SAFETY: `p` is a valid C string alive for the call.
-        let rc = unsafe { libc::mkdir(p.as_ptr(), mode) };
-        if rc < 0 {
-            let err = SysError::last("mkdir", path.display());
-            return if err.errno == libc::EEXIST { Ok(false) } else { Err(err) };
+        match rustix::fs::mkdir(path, rustix::fs::Mode::from_raw_mode(mode)) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(SysError::new("mkdir", path.display(), e.raw_os_error())),
         }
-        Ok(true)
     }
 
     fn symlink(&mut self, target: &str, link: &Path) -> SysResult<()> {
-        let t = cstr("symlink", OsStr::new(target))?;
-        let l = cpath("symlink", link)?;
-        // SAFETY: both are valid C strings alive for the call.
-        let rc = unsafe { libc::symlink(t.as_ptr(), l.as_ptr()) };
-        check("symlink", link.display(), rc)
+        safe("symlink", link.display(), rustix::fs::symlink(target, link))
     }
 
     fn chown(&mut self, path: &Path, uid: u32, gid: u32) -> SysResult<()> {
-        let p = cpath("chown", path)?;
-        // SAFETY: `p` is a valid C string alive for the call.
-        let rc = unsafe { libc::lchown(p.as_ptr(), uid, gid) };
-        check("chown", path.display(), rc)
+        let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        let nofollow = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        let r = rustix::fs::chownat(rustix::fs::CWD, path, Some(uid), Some(gid), nofollow);
+        safe("chown", path.display(), r)
     }
 
     fn chmod(&mut self, path: &Path, mode: u32) -> SysResult<()> {
-        let p = cpath("chmod", path)?;
-        // SAFETY: `p` is a valid C string alive for the call.
-        let rc = unsafe { libc::chmod(p.as_ptr(), mode) };
-        check("chmod", path.display(), rc)
+        safe(
+            "chmod",
+            path.display(),
+            rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode)),
+        )
     }
 
     fn open_dir(&mut self, path: &Path) -> SysResult<Handle> {
-        let p = cpath("open", path)?;
-        // SAFETY: `p` is a valid C string alive for the call.
+        use rustix::fs::OFlags;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fd =
-            unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-        check("open", path.display(), fd)?;
-        Ok(Handle { raw: fd, label: path.display().to_string() })
+            safe("open", path.display(), rustix::fs::open(path, flags, rustix::fs::Mode::empty()))?;
+        // The handle owns the descriptor from here on (closed by `close`).
+        Ok(Handle {
+            raw: std::os::fd::IntoRawFd::into_raw_fd(fd),
+            label: path.display().to_string(),
+        })
     }
 
     fn open_in_root(&mut self, root: &Handle, rel: &str) -> SysResult<Handle> {
@@ -448,9 +435,7 @@ impl Sys for RealSys {
     }
 
     fn sethostname(&mut self, name: &str) -> SysResult<()> {
-        // SAFETY: the pointer and length describe `name`'s bytes, alive for the call.
-        let rc = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
-        check("sethostname", name, rc)
+        safe("sethostname", name, rustix::system::sethostname(name.as_bytes()))
     }
 
     fn loopback_up(&mut self) -> SysResult<()> {

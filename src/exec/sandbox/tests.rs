@@ -70,6 +70,7 @@ fn sample_spec() -> SandboxSpec {
             },
         ],
         root_mode: RootMode::Auto,
+        emulator: None,
         slirp4netns: None,
     }
 }
@@ -249,6 +250,7 @@ mod real {
                 root_mode: self.mode,
                 slirp4netns: None,
                 extra_hosts: vec![],
+                emulator: None,
             }
         }
     }

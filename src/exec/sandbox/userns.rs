@@ -161,6 +161,7 @@ pub fn enter() -> Entered {
 
 /// Runs `tool <pid> <map…>`; the error carries the tool's own explanation.
 fn write_map(tool: &std::path::Path, pid: i32, args: &[String]) -> Result<(), String> {
+    #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let out = Command::new(tool)
         .arg(pid.to_string())
         .args(args)
