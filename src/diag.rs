@@ -27,6 +27,17 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// Secondary spans (e.g. the first definition of a duplicate name).
     pub related: Vec<(SourceSpan, String)>,
+    /// Places in other files that explain this one (the other definition of a name, the
+    /// `use` of the template a step came from), each shown with its own file.
+    pub elsewhere: Vec<Note>,
+}
+
+/// A labelled span in a file other than the diagnostic's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub source: SourceFile,
+    pub span: SourceSpan,
+    pub label: String,
 }
 
 impl Diagnostic {
@@ -45,6 +56,7 @@ impl Diagnostic {
             label: label.into(),
             help: None,
             related: Vec::new(),
+            elsewhere: Vec::new(),
         }
     }
 
@@ -72,13 +84,38 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a labelled span of another file, shown after the diagnostic with that file.
+    #[must_use]
+    pub fn with_note(
+        mut self,
+        source: &SourceFile,
+        span: SourceSpan,
+        label: impl Into<String>,
+    ) -> Self {
+        self.elsewhere.push(Note { source: source.clone(), span, label: label.into() });
+        self
+    }
+
+    /// Shows a place as a related label when it is in this diagnostic's own file, else as a
+    /// note with its file.
+    #[must_use]
+    pub fn with_place(
+        self,
+        same_file: bool,
+        source: &SourceFile,
+        span: SourceSpan,
+        label: impl Into<String>,
+    ) -> Self {
+        if same_file { self.with_related(span, label) } else { self.with_note(source, span, label) }
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
 }
 
 /// A source file's name and text, shared by all diagnostics found in it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
     pub name: String,
     pub text: Arc<String>,
@@ -122,7 +159,8 @@ impl Report {
         let named = NamedSource::new(self.source.name.clone(), Arc::clone(&self.source.text));
         let mut out = String::new();
         for diagnostic in &self.diagnostics {
-            let located = Located { diagnostic, source: &named };
+            let notes = diagnostic.elsewhere.iter().map(NoteView::new).collect();
+            let located = Located { diagnostic, source: &named, notes };
             // Writing into a String cannot fail.
             let _ = handler.render_report(&mut out, &located);
         }
@@ -140,6 +178,45 @@ impl fmt::Display for Report {
 struct Located<'a> {
     diagnostic: &'a Diagnostic,
     source: &'a NamedSource<Arc<String>>,
+    notes: Vec<NoteView>,
+}
+
+/// A [`Note`] in the shape miette renders as a related diagnostic with its own file.
+#[derive(Debug)]
+struct NoteView {
+    label: String,
+    span: SourceSpan,
+    source: NamedSource<Arc<String>>,
+}
+
+impl NoteView {
+    fn new(note: &Note) -> Self {
+        let source = NamedSource::new(note.source.name.clone(), Arc::clone(&note.source.text));
+        Self { label: note.label.clone(), span: note.span, source }
+    }
+}
+
+impl fmt::Display for NoteView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl std::error::Error for NoteView {}
+
+impl miette::Diagnostic for NoteView {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Advice)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.source)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let label = LabeledSpan::new_primary_with_span(Some("here".to_owned()), self.span);
+        Some(Box::new(std::iter::once(label)))
+    }
 }
 
 impl fmt::Debug for Located<'_> {
@@ -187,6 +264,13 @@ impl miette::Diagnostic for Located<'_> {
             .iter()
             .map(|(span, label)| LabeledSpan::new_with_span(Some(label.clone()), *span));
         Some(Box::new(std::iter::once(primary).chain(related)))
+    }
+
+    fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
+        if self.notes.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.notes.iter().map(|n| n as &dyn miette::Diagnostic)))
     }
 }
 

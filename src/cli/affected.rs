@@ -73,9 +73,43 @@ pub(super) fn affected(
     let includes_others = files.iter().map(|f| !f.ast.includes.is_empty()).collect();
     let (locked_bases, locked_urls) = lock_changes(&top, args, rev)?;
     let world = Tree::default();
-    let changes =
-        Changes { paths, build_files, includes_others, locked_bases, locked_urls, world: &world };
+    let template_edits = template_edits(files, &top, &build_files, &paths, rev)?;
+    let changes = Changes {
+        paths,
+        build_files,
+        includes_others,
+        locked_bases,
+        locked_urls,
+        template_edits,
+        world: &world,
+    };
     Ok(crate::plan::affected::affected(p, &changes))
+}
+
+/// The changed build files whose edit since `rev` is confined to templates, with the spans of
+/// the templates that changed (`plan::affected::changed_templates`).
+fn template_edits(
+    files: &[FileInput],
+    top: &Path,
+    build_files: &[PathBuf],
+    paths: &[(PathBuf, String)],
+    rev: &str,
+) -> Result<HashMap<usize, Vec<miette::SourceSpan>>, Failure> {
+    let mut out = HashMap::new();
+    for (abs, rel) in paths {
+        let Some(f) = build_files.iter().position(|b| b == abs) else { continue };
+        if files[f].origin.is_some() {
+            continue; // imported from a Dockerfile: its text is not the file's
+        }
+        let Some(old) = git::show(top, rev, rel).map_err(|e| fail(error_chain(&e), None))? else {
+            continue;
+        };
+        let old = String::from_utf8_lossy(&old);
+        if let Some(spans) = crate::plan::affected::changed_templates(&old, &files[f].source.text) {
+            out.insert(f, spans);
+        }
+    }
+    Ok(out)
 }
 
 /// The base references whose `stack.lock` pin differs between `rev` and now (with the reason

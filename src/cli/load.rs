@@ -162,7 +162,7 @@ pub(super) fn load_files(args: &FileArgs) -> Result<Vec<FileInput>, Failure> {
         (path.display().to_string(), text)
     };
     let mut loader = Loader { fixed_context, origin, ..Loader::default() };
-    let ok = loader.load(&SourceFile::new(name, text), &path, &dir, &context_dir);
+    let ok = loader.load(&SourceFile::new(name, text), &path, &dir, &context_dir, None);
     if !ok {
         loader.report_plan_problems(args);
         return Err(Failure::UserFiles);
@@ -188,7 +188,14 @@ struct Loader {
 impl Loader {
     /// Loads one file and, recursively, its includes; false when anything was wrong (the
     /// diagnostics are printed).
-    fn load(&mut self, src: &SourceFile, path: &Path, dir: &Path, context_dir: &Path) -> bool {
+    fn load(
+        &mut self,
+        src: &SourceFile,
+        path: &Path,
+        dir: &Path,
+        context_dir: &Path,
+        included: Option<crate::plan::Included>,
+    ) -> bool {
         if self.seen.is_empty() {
             self.whole = true;
         }
@@ -210,9 +217,10 @@ impl Loader {
             ast,
             context_dir: context_dir.to_owned(),
             origin: if index == 0 { self.origin.clone() } else { None },
+            included,
         });
         let mut ok = !has_errors;
-        for inc in includes {
+        for (inc, args) in includes.iter().flat_map(|i| i.paths.iter().map(move |p| (p, &i.args))) {
             let pattern = dir.join(&inc.value);
             let matches: Vec<PathBuf> = glob_paths(&pattern);
             if matches.is_empty() {
@@ -245,8 +253,9 @@ impl Loader {
                 let sub_dir = m.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
                 // An included file's paths resolve from its own folder.
                 let ctx = if self.fixed_context { context_dir.to_owned() } else { sub_dir.clone() };
-                ok &=
-                    self.load(&SourceFile::new(m.display().to_string(), text), &m, &sub_dir, &ctx);
+                let by = Some(crate::plan::Included { by: index, args: args.clone() });
+                let src = SourceFile::new(m.display().to_string(), text);
+                ok &= self.load(&src, &m, &sub_dir, &ctx, by);
             }
         }
         ok

@@ -30,6 +30,10 @@ pub struct Changes<'a> {
     pub locked_bases: BTreeMap<String, String>,
     /// A changed `stack.lock` URL pin, when one did: affects every `add` of a URL.
     pub locked_urls: Option<String>,
+    /// For a changed build file (by index) whose edit is confined to `template` nodes: the
+    /// spans, in its current text, of the templates that changed (see [`changed_templates`]).
+    /// It then reaches only the images with a step from one of them.
+    pub template_edits: HashMap<usize, Vec<miette::SourceSpan>>,
     /// Questions about the working tree.
     pub world: &'a dyn World,
 }
@@ -50,7 +54,7 @@ pub trait World {
 /// relative to it.
 struct Sources {
     root: PathBuf,
-    patterns: Vec<String>,
+    patterns: Vec<Pattern>,
 }
 
 /// The images `changes` can change, each with the reasons (changed paths), sorted.
@@ -77,8 +81,9 @@ pub fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet
         }
     }
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let changed_build_files = changed_build_files(changes);
     for image in &plan.images {
-        let mut reasons = build_file_reasons(plan, image, changes);
+        let mut reasons = build_file_reasons(plan, image, changes, &changed_build_files);
         for n in ancestors(plan, image.node) {
             if let Some(r) = node_reasons.get(&n) {
                 reasons.extend(r.iter().cloned());
@@ -113,8 +118,7 @@ fn steps_affected_by(
         let selects = if is_ignore_file && abs.parent() == Some(s.root.as_path()) {
             true
         } else {
-            !changes.world.ignored(&s.root, rel)
-                && s.patterns.iter().any(|p| pattern_selects(p, rel))
+            s.patterns.iter().any(|p| p.selects(rel)) && !changes.world.ignored(&s.root, rel)
         };
         if selects {
             hit.insert(*node);
@@ -145,7 +149,13 @@ fn index_inputs(
                         }
                     }
                     if let Some(root) = root {
-                        sources.push((n, Sources { root, patterns: patterns.clone() }));
+                        sources.push((
+                            n,
+                            Sources {
+                                root,
+                                patterns: patterns.iter().map(|p| Pattern::new(p)).collect(),
+                            },
+                        ));
                     }
                 }
             }
@@ -167,7 +177,7 @@ fn index_inputs(
                     for (_, meta) in folder.iter().flat_map(|f| &f.entries) {
                         add(&root, &meta.rel);
                     }
-                    sources.push((n, Sources { root, patterns: vec![rel] }));
+                    sources.push((n, Sources { root, patterns: vec![Pattern::new(&rel)] }));
                 }
             }
             _ => {}
@@ -176,29 +186,51 @@ fn index_inputs(
     (by_path, sources)
 }
 
-/// Whether a `copy` source (relative to the context root, maybe a glob) selects `rel`: the
-/// path itself, or a folder above it.
-fn pattern_selects(pattern: &str, rel: &str) -> bool {
-    if pattern.is_empty() {
-        return true;
+/// A `copy` source (relative to the context root, maybe a glob), which selects a path itself
+/// or a folder above it.
+struct Pattern {
+    text: String,
+    /// `None` when the source is not a valid glob: then only the path itself matches.
+    glob: Option<globset::GlobMatcher>,
+}
+
+impl Pattern {
+    /// Compiles a source once: a deleted folder can bring thousands of paths to match.
+    fn new(text: &str) -> Self {
+        let glob = globset::GlobBuilder::new(text)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .ok()
+            .map(|g| g.compile_matcher());
+        Self { text: text.to_owned(), glob }
     }
-    let glob = globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|g| g.compile_matcher());
-    let mut cur = Some(rel);
-    while let Some(p) = cur {
-        let hit = match &glob {
-            Ok(m) => m.is_match(p),
-            Err(_) => p == pattern,
-        };
-        if hit || p == pattern {
+
+    fn selects(&self, rel: &str) -> bool {
+        if self.text.is_empty() {
             return true;
         }
-        cur = p.rsplit_once('/').map(|(parent, _)| parent);
+        let mut cur = Some(rel);
+        while let Some(p) = cur {
+            if p == self.text || self.glob.as_ref().is_some_and(|g| g.is_match(p)) {
+                return true;
+            }
+            cur = p.rsplit_once('/').map(|(parent, _)| parent);
+        }
+        false
     }
-    false
+}
+
+/// The build files among the changed paths: file index and the name to report. Looked up once,
+/// not per image: a deleted folder can bring thousands of paths.
+fn changed_build_files(changes: &Changes<'_>) -> Vec<(usize, String)> {
+    let index: HashMap<&Path, usize> =
+        changes.build_files.iter().enumerate().map(|(i, b)| (b.as_path(), i)).collect();
+    changes
+        .paths
+        .iter()
+        .filter_map(|(abs, shown)| index.get(abs.as_path()).map(|&f| (f, shown.clone())))
+        .collect()
 }
 
 /// The changed build files that reach `image`.
@@ -206,19 +238,70 @@ fn build_file_reasons(
     plan: &Plan,
     image: &super::ImageTarget,
     changes: &Changes<'_>,
+    changed: &[(usize, String)],
 ) -> BTreeSet<String> {
     let mut files: BTreeSet<usize> =
         ancestors(plan, image.node).into_iter().map(|n| plan.graph[n].file).collect();
     files.insert(image.file);
     let mut out = BTreeSet::new();
-    for (abs, shown) in &changes.paths {
-        let Some(f) = changes.build_files.iter().position(|b| b == abs) else { continue };
-        let whole = f == 0 || changes.includes_others.get(f).copied().unwrap_or(true);
-        if whole || files.contains(&f) {
+    for (f, shown) in changed {
+        let reaches = if let Some(edited) = changes.template_edits.get(f) {
+            ancestors(plan, image.node).into_iter().any(|n| {
+                let node = &plan.graph[n];
+                node.file == *f && edited.iter().any(|t| inside(node.span, *t))
+            })
+        } else {
+            let whole = *f == 0 || changes.includes_others.get(*f).copied().unwrap_or(true);
+            whole || files.contains(f)
+        };
+        if reaches {
             out.insert(shown.clone());
         }
     }
     out
+}
+
+fn slice(text: &str, s: miette::SourceSpan) -> Option<&str> {
+    text.get(s.offset()..s.offset() + s.len())
+}
+
+fn inside(span: miette::SourceSpan, outer: miette::SourceSpan) -> bool {
+    outer.offset() <= span.offset() && span.offset() + span.len() <= outer.offset() + outer.len()
+}
+
+/// When the build file texts `old` and `new` differ only inside `template` nodes: the spans in
+/// `new` of the templates that changed or were added. `None` when anything else differs (or
+/// either text does not parse): the file then counts as changed as a whole.
+pub fn changed_templates(old: &str, new: &str) -> Option<Vec<miette::SourceSpan>> {
+    let templates = |text: &str| -> Option<(BTreeMap<String, miette::SourceSpan>, String)> {
+        let (Some(ast), diags) = crate::syntax::parse(text) else { return None };
+        if diags.iter().any(crate::diag::Diagnostic::is_error) {
+            return None;
+        }
+        let spans: BTreeMap<String, miette::SourceSpan> =
+            ast.templates.iter().map(|t| (t.name.value.clone(), t.span)).collect();
+        let mut rest = String::new();
+        let mut at = 0;
+        let mut sorted: Vec<_> = spans.values().copied().collect();
+        sorted.sort_by_key(miette::SourceSpan::offset);
+        for span in sorted {
+            rest.push_str(text.get(at..span.offset())?);
+            at = span.offset() + span.len();
+        }
+        rest.push_str(text.get(at..)?);
+        Some((spans, rest))
+    };
+    let (old_t, old_rest) = templates(old)?;
+    let (new_t, new_rest) = templates(new)?;
+    if old_rest != new_rest {
+        return None;
+    }
+    let changed = new_t
+        .iter()
+        .filter(|(name, span)| old_t.get(*name).and_then(|o| slice(old, *o)) != slice(new, **span))
+        .map(|(_, span)| *span)
+        .collect();
+    Some(changed)
 }
 
 /// `node` and every step it depends on (parents and sources).
@@ -235,7 +318,24 @@ fn ancestors(plan: &Plan, node: NodeIndex) -> BTreeSet<NodeIndex> {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_selects;
+    use super::{Pattern, changed_templates};
+
+    #[test]
+    fn only_the_edited_templates_count_when_nothing_else_changed() {
+        let old = "stack version=1\ntemplate a {\n    expose 1\n}\ntemplate b {\n    expose 2\n}\n";
+        let new = old.replace("expose 2", "expose 3");
+        let spans = changed_templates(old, &new).unwrap();
+        assert_eq!(spans.len(), 1);
+        assert!(new[spans[0].offset()..].starts_with("template b"));
+        assert_eq!(changed_templates(old, old).unwrap().len(), 0);
+        let elsewhere = format!("{old}arg X\n");
+        assert!(changed_templates(old, &elsewhere).is_none(), "a change outside templates");
+        assert!(changed_templates(old, "stack version=1\ntemplate {").is_none());
+    }
+
+    fn pattern_selects(pattern: &str, rel: &str) -> bool {
+        Pattern::new(pattern).selects(rel)
+    }
 
     #[test]
     fn sources_select_themselves_what_is_below_and_glob_matches() {

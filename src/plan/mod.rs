@@ -7,6 +7,7 @@
 
 pub mod affected;
 pub mod dot;
+mod expand;
 mod onbuild;
 mod platforms;
 mod scope;
@@ -56,6 +57,16 @@ pub struct FileInput {
     /// For a build file imported from a Dockerfile: that Dockerfile and where each part of
     /// the build file came from, so that problems are shown in the file the user wrote.
     pub origin: Option<Arc<(SourceFile, crate::dockerfile::SpanMap)>>,
+    /// For an included file: the file whose `include` named it, and the values that include
+    /// gives this file's own args.
+    pub included: Option<Included>,
+}
+
+/// How a file was included: by which file, and with which arg values (`include … { arg … }`).
+#[derive(Debug, Clone)]
+pub struct Included {
+    pub by: usize,
+    pub args: Vec<(crate::syntax::ast::Spanned<String>, crate::syntax::ast::Spanned<String>)>,
 }
 
 impl FileInput {
@@ -413,7 +424,15 @@ pub fn plan(
     request: &PlanRequest,
     resolver: &dyn Resolver,
 ) -> Result<Plan, Vec<FileDiagnostic>> {
-    platforms::plan(files, request, resolver)
+    let (files, mut diags) = expand::expand(files);
+    match platforms::plan(&files, request, resolver) {
+        Ok(plan) if diags.is_empty() => Ok(plan),
+        Ok(_) => Err(diags),
+        Err(more) => {
+            diags.extend(more);
+            Err(diags)
+        }
+    }
 }
 
 /// Key of a node's content for the copy-from-context case.

@@ -189,6 +189,7 @@ fn plan_fixture(path: &Path) -> String {
         ast,
         context_dir: PathBuf::from("/ctx"),
         origin: None,
+        included: None,
     }];
     match plan(&files, &request_of(&files[0].source.text), &World) {
         Ok(p) => describe(&p),

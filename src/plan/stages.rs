@@ -21,7 +21,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::{Digest, KeyHasher, OciDigest};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig, Platform};
 use crate::syntax::ast::{
-    CopyStep, Healthcheck, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
+    CopyStep, Healthcheck, Origin, RunMount, RunStep, Spanned, StepKind, Target, TargetKind,
 };
 use crate::syntax::{is_git_source, parse_duration, parse_mode};
 
@@ -31,7 +31,9 @@ pub(super) struct Planner<'a> {
     resolver: &'a dyn Resolver,
     diags: Vec<FileDiagnostic>,
     graph: StableDiGraph<Node, EdgeKind>,
-    globals: BTreeMap<String, String>,
+    /// The top-level args each file sees, by file index: the predefined ones, the main file's,
+    /// and (for an included file) its own.
+    globals: Vec<BTreeMap<String, String>>,
     /// Stage name → (file, index of the target in that file).
     stages: BTreeMap<String, (usize, usize)>,
     done: HashMap<String, StageEnd>,
@@ -76,7 +78,7 @@ impl<'a> Planner<'a> {
             resolver,
             diags: Vec::new(),
             graph: StableDiGraph::new(),
-            globals: BTreeMap::new(),
+            globals: Vec::new(),
             stages: BTreeMap::new(),
             done: HashMap::new(),
             bases: HashMap::new(),
@@ -121,8 +123,11 @@ impl<'a> Planner<'a> {
             let scope_args = BTreeMap::new();
             let mut tags = Vec::new();
             for tag in &target.tags {
-                let scope =
-                    Scope { globals: &self.globals, stage_args: &scope_args, config: &end.config };
+                let scope = Scope {
+                    globals: &self.globals[fi],
+                    stage_args: &scope_args,
+                    config: &end.config,
+                };
                 match scope.expand(tag, self.text(fi)) {
                     Ok(t) => tags.push(t),
                     Err(d) => self.error(fi, d),
@@ -159,32 +164,99 @@ impl<'a> Planner<'a> {
     }
 
     fn collect_globals(&mut self) {
+        let mut base = BTreeMap::new();
         for (name, value) in predefined_args(&self.target_platform, &Platform::host()) {
             let value = self.request.args.get(&name).cloned().unwrap_or(value);
-            self.globals.insert(name, value);
+            base.insert(name, value);
         }
-        for (fi, file) in self.files.iter().enumerate() {
-            for arg in &file.ast.args {
-                let name = arg.name.value.clone();
-                let value = if let Some(v) = self.request.args.get(&name) {
-                    v.clone()
-                } else if let Some(default) = &arg.default {
-                    let empty = BTreeMap::new();
-                    let config = ImageConfig(serde_json::Map::new());
-                    let scope =
-                        Scope { globals: &self.globals, stage_args: &empty, config: &config };
-                    match scope.expand(default, file.source.text.as_str()) {
-                        Ok(v) => v,
-                        Err(d) => {
-                            self.error(fi, d);
-                            continue;
-                        }
-                    }
-                } else {
-                    String::new()
-                };
-                self.globals.insert(name, value);
+        let main = self.file_args(0, base);
+        self.globals = vec![main.clone()];
+        for fi in 1..self.files.len() {
+            let own = self.file_args(fi, main.clone());
+            self.globals.push(own);
+        }
+    }
+
+    /// `seen` with file `fi`'s own top-level args added: `--arg`, else the value its
+    /// `include` gives, else its default.
+    fn file_args(
+        &mut self,
+        fi: usize,
+        mut seen: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let Some(file) = self.files.get(fi) else { return seen };
+        let given = file.included.as_ref().map_or(&[][..], |i| &i.args[..]);
+        self.check_include_args(fi);
+        for arg in &file.ast.args {
+            let name = arg.name.value.clone();
+            if fi > 0 {
+                self.check_arg_clash(fi, arg);
             }
+            let included = given.iter().rev().find(|(n, _)| n.value == name);
+            let (written, in_file) = match (included, &arg.default) {
+                (Some((_, v)), _) => (Some(v), file.included.as_ref().map_or(fi, |i| i.by)),
+                (None, d) => (d.as_ref(), fi),
+            };
+            let value = if let Some(v) = self.request.args.get(&name) {
+                v.clone()
+            } else if let Some(written) = written {
+                let empty = BTreeMap::new();
+                let config = ImageConfig(serde_json::Map::new());
+                let scope = Scope { globals: &seen, stage_args: &empty, config: &config };
+                match scope.expand(written, self.text(in_file)) {
+                    Ok(v) => v,
+                    Err(d) => {
+                        self.error(in_file, d);
+                        continue;
+                    }
+                }
+            } else {
+                String::new()
+            };
+            seen.insert(name, value);
+        }
+        seen
+    }
+
+    /// An included file's args are its own; one the main file declares too would mean two
+    /// different things in two places.
+    fn check_arg_clash(&mut self, fi: usize, arg: &crate::syntax::ast::ArgDecl) {
+        let main = &self.files[0];
+        let Some(first) = main.ast.args.iter().find(|a| a.name.value == arg.name.value) else {
+            return;
+        };
+        let name = &arg.name.value;
+        let d = Diagnostic::error(
+            "duplicate-arg",
+            format!("arg `{name}` is declared here and in the main file `{}`", main.source.name),
+            arg.name.span,
+            "declared again",
+        )
+        .with_help("the main file's args are seen by every file: remove one, or rename this one")
+        .with_note(&main.source, first.name.span, "declared in the main file");
+        self.error(fi, d);
+    }
+
+    /// Every `include … { arg NAME … }` names an arg the included file declares.
+    fn check_include_args(&mut self, fi: usize) {
+        let file = &self.files[fi];
+        let Some(included) = &file.included else { return };
+        let declared: Vec<&str> = file.ast.args.iter().map(|a| a.name.value.as_str()).collect();
+        for (name, _) in &included.args {
+            if declared.contains(&name.value.as_str()) {
+                continue;
+            }
+            let mut d = Diagnostic::error(
+                "unknown-include-arg",
+                format!("`{}` declares no top-level arg `{}`", file.source.name, name.value),
+                name.span,
+                "not an arg of the included file",
+            );
+            d = match did_you_mean(&name.value, declared.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("declare `arg {}` in that file", name.value)),
+            };
+            self.error(included.by, d);
         }
     }
 
@@ -224,17 +296,26 @@ impl<'a> Planner<'a> {
         for (fi, file) in self.files.iter().enumerate() {
             for (ti, target) in file.ast.targets.iter().enumerate() {
                 let name = &target.name.value;
-                if let Some((first_file, first_span)) = seen.get(name) {
-                    let mut d = Diagnostic::error(
+                if let Some(&(first_file, first_span)) = seen.get(name) {
+                    let first = &self.files[first_file].source;
+                    let message = if first_file == fi {
+                        format!("`{name}` is defined twice")
+                    } else {
+                        format!("`{name}` is defined twice (first in `{}`)", first.name)
+                    };
+                    let d = Diagnostic::error(
                         "duplicate-stage",
-                        format!("`{name}` is defined twice"),
+                        message,
                         target.name.span,
                         "second definition",
                     )
-                    .with_help("stage and image names must be unique across all included files");
-                    if *first_file == fi {
-                        d = d.with_related(*first_span, "first defined here");
-                    }
+                    .with_help("stage and image names must be unique across all included files")
+                    .with_place(
+                        first_file == fi,
+                        first,
+                        first_span,
+                        "first defined here",
+                    );
                     self.error(fi, d);
                     continue;
                 }
@@ -327,23 +408,25 @@ impl<'a> Planner<'a> {
             }
         }
         let config = ImageConfig(serde_json::Map::new());
-        Scope { globals: &self.globals, stage_args: &stage_args, config: &config }
+        let stage_file = self.stages.get(&target.name.value).map_or(file, |s| s.0);
+        Scope { globals: &self.globals[stage_file], stage_args: &stage_args, config: &config }
             .expand(value, self.text(file))
     }
 
     /// The stages a stage reads from.
     fn dependencies(&mut self, name: &str) -> Vec<Dependency> {
         let (fi, target) = self.target(name);
-        let mut refs: Vec<&Spanned<String>> = Vec::new();
+        let mut refs: Vec<(usize, &Spanned<String>)> = Vec::new();
         for step in &target.steps {
+            let sf = step.origin.as_ref().map_or(fi, |o| o.file);
             match &step.kind {
-                StepKind::From { base, .. } => refs.push(base),
-                StepKind::Copy(c) => refs.extend(c.from.as_ref()),
+                StepKind::From { base, .. } => refs.push((sf, base)),
+                StepKind::Copy(c) => refs.extend(c.from.as_ref().map(|f| (sf, f))),
                 StepKind::Run(r) => {
                     for m in &r.mounts {
                         match m {
                             RunMount::Bind { from: Some(f), .. }
-                            | RunMount::Cache { from: Some(f), .. } => refs.push(f),
+                            | RunMount::Cache { from: Some(f), .. } => refs.push((sf, f)),
                             _ => {}
                         }
                     }
@@ -352,13 +435,13 @@ impl<'a> Planner<'a> {
             }
         }
         let mut deps = Vec::new();
-        for r in refs {
-            match self.expand_static(fi, target, r) {
+        for (sf, r) in refs {
+            match self.expand_static(sf, target, r) {
                 Ok(v) if self.stages.contains_key(&v) => {
-                    deps.push(Dependency { stage: v, file: fi, span: r.span });
+                    deps.push(Dependency { stage: v, file: sf, span: r.span });
                 }
                 Ok(_) => {}
-                Err(d) => self.error(fi, d),
+                Err(d) => self.error(sf, d),
             }
         }
         deps
@@ -620,6 +703,23 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Moves the diagnostics reported since `mark` about a step a template produced (reported
+    /// against the stage's file `fi`, with spans in the template) to the template's file, and
+    /// shows the `use` they came from.
+    fn remap_template_diags(&mut self, mark: usize, fi: usize, origin: &Origin, stage: &str) {
+        let use_source = &self.files[origin.use_file].source;
+        for d in &mut self.diags[mark..] {
+            if d.file != fi {
+                continue;
+            }
+            d.file = origin.file;
+            let label = format!("in `{stage}`, from `use {}` here", origin.template);
+            let same_file = origin.file == origin.use_file;
+            d.diagnostic =
+                d.diagnostic.clone().with_place(same_file, use_source, origin.use_span, label);
+        }
+    }
+
     /// Points the diagnostics reported since `mark` (about trigger steps, whose text is in no
     /// file) at the `from` that ran them.
     fn remap_trigger_diags(&mut self, mark: usize, from_span: SourceSpan) {
@@ -677,7 +777,6 @@ impl<'a> Planner<'a> {
 
     fn plan_stage(&mut self, name: &str) {
         let (fi, target) = self.target(name);
-        let text = self.text(fi);
         let Some((base, from_platform)) = target.from_step() else { return };
         let base_value = match self.expand_static(fi, target, base) {
             Ok(v) => v,
@@ -725,22 +824,38 @@ impl<'a> Planner<'a> {
                     .skip(1)
                     .map(|(n, s)| (format!("{name}#{n}"), None, s)),
             );
+        let mut from_template: Option<(usize, Arc<Origin>)> = None;
         for (identity, trigger_label, step) in steps {
             if !remapped && trigger_label.is_none() {
                 self.remap_trigger_diags(diag_mark, from_span);
                 remapped = true;
             }
-            let label = match trigger_label {
-                Some(l) => l.clone(),
-                None => self.label(fi, step.span),
+            if let Some((mark, origin)) = from_template.take() {
+                self.remap_template_diags(mark, fi, &origin, name);
+            }
+            if let Some(origin) = &step.origin {
+                from_template = Some((self.diags.len(), Arc::clone(origin)));
+            }
+            // A template's step is written in the template's file.
+            let node_file = step.origin.as_ref().map_or(fi, |o| o.file);
+            let text = self.text(node_file);
+            let label = match (trigger_label, &step.origin) {
+                (Some(l), _) => l.clone(),
+                (None, Some(o)) => {
+                    format!("(use {}) {}", o.template, self.label(node_file, step.span))
+                }
+                (None, None) => self.label(node_file, step.span),
             };
             let parent_node = &self.graph[parent];
             let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
             macro_rules! expand {
                 ($v:expr) => {{
                     let view = env_view(&config, &stage_args, &arg_wins);
-                    let scope =
-                        Scope { globals: &self.globals, stage_args: &stage_args, config: &view };
+                    let scope = Scope {
+                        globals: &self.globals[fi],
+                        stage_args: &stage_args,
+                        config: &view,
+                    };
                     match scope.expand($v, text) {
                         Ok(x) => x,
                         Err(d) => {
@@ -757,7 +872,7 @@ impl<'a> Planner<'a> {
                     inputs: Vec::new(),
                     stage: name.to_owned(),
                     label: label.clone(),
-                    file: fi,
+                    file: node_file,
                     span: step.span,
                     key,
                     fs_key: parent_fs,
@@ -766,14 +881,14 @@ impl<'a> Planner<'a> {
                 }
             };
             let node = match &step.kind {
-                StepKind::From { .. } => continue,
+                StepKind::From { .. } | StepKind::Use(_) => continue,
                 StepKind::Arg(decl) => {
                     let value = if let Some(v) = self.request.args.get(&decl.name.value) {
                         Some(v.clone())
                     } else if let Some(d) = &decl.default {
                         Some(expand!(d))
                     } else {
-                        self.globals.get(&decl.name.value).cloned()
+                        self.globals[fi].get(&decl.name.value).cloned()
                     };
                     if let Some(v) = value {
                         stage_args.insert(decl.name.value.clone(), v);
@@ -826,7 +941,7 @@ impl<'a> Planner<'a> {
                         inputs: Vec::new(),
                         stage: name.to_owned(),
                         label,
-                        file: fi,
+                        file: node_file,
                         span: step.span,
                         key,
                         fs_key: key,
@@ -938,7 +1053,7 @@ impl<'a> Planner<'a> {
                     };
                     let content = if f.expand {
                         let scope = Scope {
-                            globals: &self.globals,
+                            globals: &self.globals[fi],
                             stage_args: &stage_args,
                             config: &config,
                         };
@@ -979,7 +1094,7 @@ impl<'a> Planner<'a> {
                         inputs: Vec::new(),
                         stage: name.to_owned(),
                         label,
-                        file: fi,
+                        file: node_file,
                         span: step.span,
                         key,
                         fs_key: key,
@@ -1004,7 +1119,7 @@ impl<'a> Planner<'a> {
                         inputs,
                         stage: name.to_owned(),
                         label,
-                        file: fi,
+                        file: node_file,
                         span: step.span,
                         key,
                         fs_key: key,
@@ -1024,6 +1139,9 @@ impl<'a> Planner<'a> {
         }
         if !remapped {
             self.remap_trigger_diags(diag_mark, from_span);
+        }
+        if let Some((mark, origin)) = from_template.take() {
+            self.remap_template_diags(mark, fi, &origin, name);
         }
         self.done.insert(
             name.to_owned(),
@@ -1158,7 +1276,7 @@ impl<'a> Planner<'a> {
         parent_fs: Digest,
     ) -> Option<(CopyOp, Digest, Vec<NodeIndex>, Vec<(String, String)>)> {
         let text = self.text(fi);
-        let globals = self.globals.clone();
+        let globals = self.globals[fi].clone();
         let scope = Scope { globals: &globals, stage_args, config };
         let mut failed = false;
         let mut expand = |v: &Spanned<String>, this: &mut Self| match scope.expand(v, text) {
@@ -1422,7 +1540,7 @@ impl<'a> Planner<'a> {
         // network (and `--add-host`) is part of the key: it changes what the command can see.
         let network = r.network.as_ref().map_or(self.request.default_network, |n| n.value);
         let hosts = self.request.add_hosts.clone();
-        let globals = self.globals.clone();
+        let globals = self.globals[fi].clone();
         let scope = Scope { globals: &globals, stage_args, config };
         let mut mounts = Vec::new();
         let mut edges = Vec::new();

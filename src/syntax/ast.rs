@@ -21,11 +21,115 @@ pub struct BuildFile {
     pub version: Option<Spanned<u32>>,
     pub args: Vec<ArgDecl>,
     pub targets: Vec<Target>,
-    pub includes: Vec<Spanned<String>>,
+    pub includes: Vec<Include>,
     /// `cache "REPO"`: registry step caches shared between machines.
     pub caches: Vec<CacheDecl>,
+    /// `template NAME { param …; steps… }`: steps written once, used with `use NAME`.
+    pub templates: Vec<Template>,
     /// `platforms "linux/amd64" …`: what every image is built for, unless it says otherwise.
     pub platforms: Vec<Spanned<String>>,
+}
+
+/// `template NAME { param …; steps… }`: a sequence of steps with typed parameters, written
+/// once and used from any stage or image of the build with `use NAME param=value…`.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub name: Spanned<String>,
+    pub params: Vec<Param>,
+    pub steps: Vec<Step>,
+    pub span: SourceSpan,
+}
+
+/// `param NAME type="string|int|bool" default=… description="…"` of a template.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: Spanned<String>,
+    pub ty: ParamType,
+    /// Without a default the parameter is required.
+    pub default: Option<Spanned<ParamValue>>,
+    pub description: Option<String>,
+    pub span: SourceSpan,
+}
+
+/// The type of a template parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Int,
+    Bool,
+}
+
+impl ParamType {
+    /// The name written in `type="…"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Int => "int",
+            Self::Bool => "bool",
+        }
+    }
+}
+
+/// A value given to a template parameter, as KDL typed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    String(String),
+    Int(i128),
+    Bool(bool),
+}
+
+impl ParamValue {
+    /// The type of the value.
+    pub fn ty(&self) -> ParamType {
+        match self {
+            Self::String(_) => ParamType::String,
+            Self::Int(_) => ParamType::Int,
+            Self::Bool(_) => ParamType::Bool,
+        }
+    }
+
+    /// The text `${NAME}` becomes.
+    pub fn text(&self) -> String {
+        match self {
+            Self::String(s) => s.clone(),
+            Self::Int(i) => i.to_string(),
+            Self::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// `use NAME param=value…`: the steps of template NAME, with its parameters set.
+#[derive(Debug, Clone)]
+pub struct UseStep {
+    pub template: Spanned<String>,
+    pub values: Vec<(Spanned<String>, Spanned<ParamValue>)>,
+}
+
+/// One axis of a `matrix { NAME "v1" "v2" … }`: a name and its values.
+#[derive(Debug, Clone)]
+pub struct Axis {
+    pub name: Spanned<String>,
+    pub values: Vec<Spanned<String>>,
+}
+
+/// Where a step produced by a template came from, set when the planner expands `use` (the
+/// parser leaves it `None`): the file holding the template and the `use` it was expanded for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub template: String,
+    /// Index of the file that defines the template.
+    pub file: usize,
+    /// Index of the file holding the `use`, and its span there.
+    pub use_file: usize,
+    pub use_span: SourceSpan,
+}
+
+/// `include "PATH" … { arg NAME "VALUE" … }`: build files merged into this one, each with the
+/// values its own top-level args take.
+#[derive(Debug, Clone)]
+pub struct Include {
+    pub paths: Vec<Spanned<String>>,
+    pub args: Vec<(Spanned<String>, Spanned<String>)>,
 }
 
 /// `cache "registry.example/team/cache" read-only=#true`: a registry step cache this build
@@ -56,6 +160,8 @@ pub struct Target {
     pub name: Spanned<String>,
     pub steps: Vec<Step>,
     pub tags: Vec<Spanned<String>>,
+    /// `matrix { NAME "v1" "v2" … }`: one target per combination of the axes' values.
+    pub matrix: Vec<Axis>,
     /// `platforms "linux/arm64" …` of an image, over the file's.
     pub platforms: Vec<Spanned<String>>,
     pub span: SourceSpan,
@@ -78,6 +184,8 @@ pub struct Step {
     pub span: SourceSpan,
     /// The span of the node's name, for short labels.
     pub name_span: SourceSpan,
+    /// Set for a step a template produced (its spans are in the template's file).
+    pub origin: Option<std::sync::Arc<Origin>>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +213,8 @@ pub enum StepKind {
     /// `onbuild "RUN make" …`: Dockerfile instructions kept in the image config (`OnBuild`)
     /// and run by a stage built `from` this one.
     Onbuild(Vec<Spanned<String>>),
+    /// `use NAME param=value…`: replaced by the template's steps before planning.
+    Use(UseStep),
 }
 
 impl StepKind {
@@ -131,6 +241,7 @@ impl StepKind {
             Self::Volume(_) => "volume",
             Self::Healthcheck(_) => "healthcheck",
             Self::Onbuild(_) => "onbuild",
+            Self::Use(_) => "use",
         }
     }
 }

@@ -7,11 +7,13 @@ pub mod ast;
 mod hints;
 pub mod interp;
 mod parse;
+mod reuse;
 
 pub use parse::{
     RUN_CHILDREN, STEPS, SUPPORTED_VERSIONS, TOP_LEVEL, is_var_name, parse, parse_duration,
     parse_mode,
 };
+pub(crate) use reuse::wrong_param_type;
 
 /// Whether a `copy`/`add` source is a git repository the way `BuildKit` reads `ADD` sources:
 /// `git@…`, `git://…`, `ssh://…`, `github.com/…`, or an `http(s)` URL whose path ends in

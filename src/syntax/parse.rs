@@ -4,7 +4,7 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::ast::{
-    ArgDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck, Network,
+    ArgDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck, Include, Network,
     RunMount, RunStep, Spanned, Step, StepKind, Target, TargetKind,
 };
 use crate::diag::{Diagnostic, did_you_mean};
@@ -12,7 +12,8 @@ use crate::diag::{Diagnostic, did_you_mean};
 /// Build-file format versions this stack understands.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
-pub const TOP_LEVEL: &[&str] = &["stack", "arg", "stage", "image", "include", "cache", "platforms"];
+pub const TOP_LEVEL: &[&str] =
+    &["stack", "arg", "stage", "image", "include", "cache", "template", "platforms"];
 pub const STEPS: &[&str] = &[
     "from",
     "run",
@@ -35,6 +36,8 @@ pub const STEPS: &[&str] = &[
     "healthcheck",
     "onbuild",
     "tag",
+    "use",
+    "matrix",
     "platforms",
 ];
 pub const RUN_CHILDREN: &[&str] = &["cache", "secret", "ssh", "network", "tmpfs", "bind"];
@@ -46,17 +49,17 @@ pub fn parse(text: &str) -> (Option<BuildFile>, Vec<Diagnostic>) {
     (file, p.diags)
 }
 
-struct Parser {
+pub(super) struct Parser {
     diags: Vec<Diagnostic>,
 }
 
 /// A node's positional arguments and properties, split once.
-struct Entries<'a> {
-    args: Vec<&'a KdlEntry>,
-    props: Vec<(&'a str, &'a KdlEntry)>,
+pub(super) struct Entries<'a> {
+    pub(super) args: Vec<&'a KdlEntry>,
+    pub(super) props: Vec<(&'a str, &'a KdlEntry)>,
 }
 
-fn entries(node: &KdlNode) -> Entries<'_> {
+pub(super) fn entries(node: &KdlNode) -> Entries<'_> {
     let mut args = Vec::new();
     let mut props = Vec::new();
     for entry in node.entries() {
@@ -69,7 +72,7 @@ fn entries(node: &KdlNode) -> Entries<'_> {
 }
 
 impl Entries<'_> {
-    fn prop(&self, name: &str) -> Option<&KdlEntry> {
+    pub(super) fn prop(&self, name: &str) -> Option<&KdlEntry> {
         // KDL: the last occurrence of a property wins.
         self.props.iter().rev().find(|(n, _)| *n == name).map(|(_, e)| *e)
     }
@@ -80,7 +83,7 @@ fn value_span(entry: &KdlEntry) -> SourceSpan {
 }
 
 impl Parser {
-    fn error(&mut self, d: Diagnostic) {
+    pub(super) fn error(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
 
@@ -163,22 +166,15 @@ impl Parser {
                         file.targets.push(t);
                     }
                 }
-                "include" => {
-                    self.no_children(node);
-                    let e = entries(node);
-                    self.only_props(node, &e, &[]);
-                    if e.args.is_empty() {
-                        self.missing_arg(node, "a path or glob of build files to include");
-                    }
-                    for a in e.args {
-                        if let Some(s) = self.string(a) {
-                            file.includes.push(s);
-                        }
-                    }
-                }
+                "include" => file.includes.push(self.include(node)),
                 "cache" => {
                     if let Some(c) = self.cache(node) {
                         file.caches.push(c);
+                    }
+                }
+                "template" => {
+                    if let Some(t) = self.template(node) {
+                        file.templates.push(t);
                     }
                 }
                 "platforms" => file.platforms.extend(self.platforms(node)),
@@ -198,6 +194,33 @@ impl Parser {
             );
         }
         Some(file)
+    }
+
+    /// `include "PATH_OR_GLOB" … { arg NAME "VALUE" … }`.
+    fn include(&mut self, node: &KdlNode) -> Include {
+        let e = entries(node);
+        self.only_props(node, &e, &[]);
+        if e.args.is_empty() {
+            self.missing_arg(node, "a path or glob of build files to include");
+        }
+        let paths = e.args.iter().filter_map(|a| self.string(a)).collect();
+        let mut args = Vec::new();
+        for child in node.children().map(KdlDocument::nodes).unwrap_or_default() {
+            if child.name().value() != "arg" {
+                self.unknown_node(child, child.name().value(), &["arg"], "inside `include`");
+                continue;
+            }
+            self.no_children(child);
+            let e = entries(child);
+            self.only_props(child, &e, &[]);
+            self.exact_args(child, &e, 2, "an arg's name and its value");
+            if let [name, value] = e.args[..]
+                && let (Some(name), Some(value)) = (self.string(name), self.scalar(value))
+            {
+                args.push((name, value));
+            }
+        }
+        Include { paths, args }
     }
 
     /// `platforms "linux/amd64" "linux/arm64"` (checked by the planner, which knows platforms).
@@ -296,6 +319,7 @@ impl Parser {
             name,
             steps: Vec::new(),
             tags: Vec::new(),
+            matrix: Vec::new(),
             platforms: Vec::new(),
             span: node.span(),
         };
@@ -353,11 +377,16 @@ impl Parser {
                 }
                 continue;
             }
+            if step_name == "matrix" {
+                self.matrix(child, &mut target);
+                continue;
+            }
             if let Some(kind) = self.step(child) {
                 target.steps.push(Step {
                     kind,
                     span: child.span(),
                     name_span: child.name().span(),
+                    origin: None,
                 });
             }
         }
@@ -405,7 +434,7 @@ impl Parser {
         Some(target)
     }
 
-    fn step(&mut self, node: &KdlNode) -> Option<StepKind> {
+    pub(super) fn step(&mut self, node: &KdlNode) -> Option<StepKind> {
         let name = node.name().value();
         if name != "run" && name != "exec" && name != "copy" && name != "add" {
             self.no_children(node);
@@ -502,6 +531,7 @@ impl Parser {
                 }
             }
             "healthcheck" => StepKind::Healthcheck(self.healthcheck(node, &e)?),
+            "use" => StepKind::Use(self.use_step(node, &e)?),
             other => {
                 self.unknown_node(node, other, STEPS, "inside a stage");
                 return None;
@@ -749,7 +779,7 @@ impl Parser {
 
     // ---- value helpers ----
 
-    fn string(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
+    pub(super) fn string(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
         if let KdlValue::String(s) = entry.value() {
             Some(Spanned::new(s.clone(), value_span(entry)))
         } else {
@@ -767,14 +797,14 @@ impl Parser {
     }
 
     /// A string, or a number taken as its decimal text (`expose 8080`, `user 1000`).
-    fn scalar(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
+    pub(super) fn scalar(&mut self, entry: &KdlEntry) -> Option<Spanned<String>> {
         match entry.value() {
             KdlValue::Integer(i) => Some(Spanned::new(i.to_string(), value_span(entry))),
             _ => self.string(entry),
         }
     }
 
-    fn bool(&mut self, entry: &KdlEntry) -> bool {
+    pub(super) fn bool(&mut self, entry: &KdlEntry) -> bool {
         if let KdlValue::Bool(b) = entry.value() {
             *b
         } else {
@@ -841,7 +871,7 @@ impl Parser {
         Some(s)
     }
 
-    fn bad_choice(&mut self, v: &Spanned<String>, choices: &[&str]) {
+    pub(super) fn bad_choice(&mut self, v: &Spanned<String>, choices: &[&str]) {
         let mut d = Diagnostic::error(
             "invalid-value",
             format!("`{}` is not one of {}", v.value, list(choices)),
@@ -856,7 +886,7 @@ impl Parser {
 
     // ---- shape checks ----
 
-    fn unknown_node(&mut self, node: &KdlNode, name: &str, known: &[&str], place: &str) {
+    pub(super) fn unknown_node(&mut self, node: &KdlNode, name: &str, known: &[&str], place: &str) {
         let mut d = Diagnostic::error(
             "unknown-node",
             format!("unknown node `{name}` {place}"),
@@ -872,7 +902,7 @@ impl Parser {
         self.error(d);
     }
 
-    fn only_props(&mut self, node: &KdlNode, e: &Entries<'_>, allowed: &[&str]) {
+    pub(super) fn only_props(&mut self, node: &KdlNode, e: &Entries<'_>, allowed: &[&str]) {
         for (name, entry) in &e.props {
             if allowed.contains(name) {
                 continue;
@@ -895,7 +925,7 @@ impl Parser {
         }
     }
 
-    fn exact_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize, what: &str) {
+    pub(super) fn exact_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize, what: &str) {
         if e.args.len() < n {
             self.missing_arg(node, what);
         } else {
@@ -903,7 +933,7 @@ impl Parser {
         }
     }
 
-    fn max_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize) {
+    pub(super) fn max_args(&mut self, node: &KdlNode, e: &Entries<'_>, n: usize) {
         if e.args.len() > n {
             let extra = e.args[n];
             self.error(
@@ -923,7 +953,7 @@ impl Parser {
         }
     }
 
-    fn missing_arg(&mut self, node: &KdlNode, what: &str) {
+    pub(super) fn missing_arg(&mut self, node: &KdlNode, what: &str) {
         self.error(Diagnostic::error(
             "wrong-argument-count",
             format!("`{}` is missing {what}", node.name().value()),
@@ -932,7 +962,7 @@ impl Parser {
         ));
     }
 
-    fn no_children(&mut self, node: &KdlNode) {
+    pub(super) fn no_children(&mut self, node: &KdlNode) {
         if let Some(children) = node.children() {
             self.error(Diagnostic::error(
                 "unexpected-children",

@@ -29,6 +29,7 @@ mod progress;
 mod realworld;
 mod registry;
 mod remote;
+mod reuse;
 mod robustness;
 mod run;
 mod sbom;

@@ -440,3 +440,81 @@ fn a_stack_lock_change_affects_the_images_on_that_base() {
     assert_eq!(v["reasons"]["on-base"], serde_json::json!([format!("stack.lock: {host}/base:1")]));
     drop(registry);
 }
+
+/// Copies the folder `src` into `dir`, leaving out the generated `base/` and `stack-out/`.
+fn copy_tree(src: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in walkdir::WalkDir::new(src).min_depth(1) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(src).unwrap();
+        if rel.starts_with("base") || rel.starts_with("stack-out") {
+            continue;
+        }
+        let to = dir.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_monorepo_example_builds_pushes_and_reports_what_a_change_affects() {
+    if !have("git") || !sandbox_ready() {
+        return skip("git or the sandbox is missing");
+    }
+    let Some(base) = busybox_base() else { return };
+    let Some(registry) = Registry::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo"), &repo);
+    // What `make-base.sh` makes, from the same busybox.
+    copy_tree(&base, &repo.join("base/layout"));
+    let base_arg = "BASE=oci:base/layout:base".to_owned();
+    let reg_arg = format!("REGISTRY={}/monorepo", registry.host());
+    let build = |results: &str| {
+        let path = dir.path().join(results);
+        let args = ["build", "--push", "--arg", &base_arg, "--arg", &reg_arg, "--results"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.push(path.to_str().unwrap());
+        let o = run_stack(&repo, &cache, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        check_schema(&path);
+        read_json(&path)
+    };
+    let first = build("first.json");
+    let all = ["counter", "greeter", "report", "worker-mail", "worker-push", "worker-sms"];
+    assert_eq!(names(&first), all.iter().map(|s| (*s).to_owned()).collect());
+    let greeter = crate::support::image_files(&repo.join("stack-out"), "greeter");
+    assert!(greeter.contains_key("srv/greeter/main.sh") && greeter.contains_key("opt/lib/log.sh"));
+    assert!(!greeter.contains_key("srv/greeter/NOTES.md"), "greeter's own .stackignore applies");
+    let again = build("again.json");
+    for name in all {
+        let pushed = &again["images"][name]["pushed"][0];
+        assert_eq!(pushed["status"], "unchanged", "{name}: {pushed}");
+    }
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "start"]);
+    let affected = |path: &'static str, text: &'static str| {
+        let mut v = affected_by(&repo, &cache, &move |d: &Path| {
+            let old = std::fs::read_to_string(d.join(path)).unwrap_or_default();
+            write_files(d, &[(path, &format!("{old}{text}"))]);
+        });
+        v.sort();
+        v
+    };
+    assert_eq!(affected("services/counter/src/count.awk", "# more\n"), ["counter"]);
+    assert!(affected("services/greeter/src/NOTES.md", "more\n").is_empty());
+    assert!(affected("services/greeter/test/run.sh", "# more\n").is_empty());
+    assert_eq!(affected("lib/log.sh", "# more\n"), all);
+    let sh_users = affected_by(&repo, &cache, &|d: &Path| {
+        let t = std::fs::read_to_string(d.join("templates.kdl")).unwrap();
+        let t = t.replace("run \"sh -n", "run \"sh -n -e");
+        write_files(d, &[("templates.kdl", &t)]);
+    });
+    assert_eq!(sh_users, ["greeter", "worker-mail", "worker-push", "worker-sms"]);
+    let workers = affected("services/workers/stack.kdl", "// more\n");
+    assert_eq!(workers, ["worker-mail", "worker-push", "worker-sms"]);
+}

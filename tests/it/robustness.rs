@@ -209,6 +209,7 @@ fn partial_trees_with_contained_errors_plan_without_panics() {
             ast,
             context_dir: std::path::PathBuf::from("."),
             origin: None,
+            included: None,
         }];
         let _ = stack::plan::plan(&files, &stack::plan::PlanRequest::default(), &NoWorld);
         planned += 1;

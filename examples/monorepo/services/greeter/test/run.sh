@@ -1,0 +1,1 @@
+test "$(sh src/main.sh)" = "hello from greeter"
