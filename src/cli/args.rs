@@ -48,7 +48,7 @@ pub enum Command {
     Images(ImagesArgs),
     /// Show an image of an OCI layout: its configuration and layers, its files, or one file
     Inspect(InspectArgs),
-    /// Print the SPDX 2.3 SBOM of an image of an OCI layout (its OS packages and base)
+    /// Print the SBOM of an image of an OCI layout (its OS packages and base)
     Sbom(SbomArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
@@ -124,6 +124,9 @@ pub struct SbomArgs {
     /// Write the document to this file instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The document's format
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SbomFormat::Spdx)]
+    pub format: SbomFormat,
     /// The document's creation time (seconds since the epoch; default: the image's)
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
@@ -360,9 +363,15 @@ pub struct BuildArgs {
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,
-    /// Also write each image's SPDX 2.3 SBOM, `NAME.spdx.json`, beside the output
+    /// Also write each image's SBOM, `NAME.spdx.json`, beside the output
     #[arg(long)]
     pub sbom: bool,
+    /// The SBOM's format: SPDX 2.3 (`NAME.spdx.json`) or CycloneDX 1.5 (`NAME.cdx.json`)
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SbomFormat::Spdx)]
+    pub sbom_format: SbomFormat,
+    /// Also write each image's SLSA provenance v1, `NAME.provenance.json`, beside the output
+    #[arg(long)]
+    pub provenance: bool,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
@@ -480,6 +489,24 @@ pub enum Format {
     Oci,
     OciArchive,
     DockerArchive,
+}
+
+/// The format of an SBOM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON
+    Spdx,
+    /// CycloneDX 1.5 JSON
+    Cyclonedx,
+}
+
+impl From<SbomFormat> for crate::sbom::Format {
+    fn from(f: SbomFormat) -> Self {
+        match f {
+            SbomFormat::Spdx => Self::Spdx,
+            SbomFormat::Cyclonedx => Self::CycloneDx,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -168,7 +168,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     };
     results.record_images(&images, &output.describe_for_results(), &platform);
     if args.sbom {
-        write_sboms(&output, &p, &images, &store, opts.created)?;
+        write_sboms(&output, &p, &images, &store, (args.sbom_format.into(), opts.created))?;
     }
     resolver.save_lock()?;
     if let Some(path) = &args.iidfile {
@@ -502,13 +502,14 @@ fn write_iidfile(path: &Path, image: &crate::exec::BuiltImage) -> Result<(), Fai
     Ok(())
 }
 
-/// `--sbom`: `NAME.spdx.json` for each image, in the folder that holds the output.
+/// `--sbom`: `NAME.spdx.json` (or `NAME.cdx.json`) for each image, in the folder that holds
+/// the output.
 fn write_sboms(
     output: &Output,
     p: &crate::plan::Plan,
     images: &[crate::exec::BuiltImage],
     store: &crate::store::Store,
-    epoch: i64,
+    (format, epoch): (crate::sbom::Format, i64),
 ) -> Result<(), Failure> {
     let (Output::Path(out, _) | Output::Local(out)) = output else {
         return Err(fail(
@@ -519,8 +520,9 @@ fn write_sboms(
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     for image in images {
         let bases = base_images(p, &image.name);
-        let doc = crate::sbom::spdx(
+        let doc = crate::sbom::document(
             store,
+            format,
             &image.name,
             &image.manifest.digest,
             &image.layers,
@@ -528,9 +530,10 @@ fn write_sboms(
             epoch,
         )
         .map_err(|e| fail(error_chain(&e), None))?;
-        let path = dir.join(format!("{}.spdx.json", image.name));
+        let ext = format.extension();
+        let path = dir.join(format!("{}.{ext}", image.name));
         // Whole or not at all, as the images themselves.
-        let tmp = dir.join(format!(".{}.spdx.json.{}.tmp", image.name, std::process::id()));
+        let tmp = dir.join(format!(".{}.{ext}.{}.tmp", image.name, std::process::id()));
         fs_err::write(&tmp, &doc)?;
         fs_err::rename(&tmp, &path)?;
         output::note(format!("wrote the SBOM of {} to {}", image.name, path.display()));

@@ -1,4 +1,4 @@
-//! `stack sbom NAME`: the SPDX 2.3 SBOM of any image of an OCI layout, on standard output or
+//! `stack sbom NAME`: the SPDX 2.3 or CycloneDX 1.5 SBOM of any image of an OCI layout, on standard output or
 //! in a file. The image's blobs are read into a private temporary store (verified there).
 
 use std::io::Write;
@@ -30,8 +30,9 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
         fail(format!("`{}` is not an image manifest: {e}", image.manifest_digest), None)
     })?;
     let layers: Vec<_> = image.layers.iter().map(|l| l.blob.clone()).collect();
-    let doc = crate::sbom::spdx(
+    let doc = crate::sbom::document(
         &store,
+        args.format.into(),
         &args.name,
         &image.manifest_digest,
         &layers,

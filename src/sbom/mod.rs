@@ -1,9 +1,10 @@
 //! Software bills of materials: the OS packages an image holds (from its package databases)
-//! and its base images, as a deterministic SPDX 2.3 JSON document.
+//! and its base images, as a deterministic SPDX 2.3 or CycloneDX 1.5 JSON document.
 //!
 //! Invariant: an SBOM is a pure function of the image's layers, its bases and
 //! `SOURCE_DATE_EPOCH`, so two builds of the same image give byte-identical SBOMs.
 
+pub mod cyclonedx;
 pub mod packages;
 pub mod rootfs;
 pub mod spdx;
@@ -61,9 +62,30 @@ pub fn image_packages(
     Ok(out)
 }
 
-/// The SPDX 2.3 JSON document of an image whose layers are in `store`.
-pub fn spdx(
+/// The document formats an SBOM can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// SPDX 2.3 JSON (`NAME.spdx.json`), what BuildKit attaches.
+    #[default]
+    Spdx,
+    /// CycloneDX 1.5 JSON (`NAME.cdx.json`).
+    CycloneDx,
+}
+
+impl Format {
+    /// The file name suffix of a document of this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Spdx => "spdx.json",
+            Format::CycloneDx => "cdx.json",
+        }
+    }
+}
+
+/// The SBOM of an image whose layers are in `store`, in `format`.
+pub fn document(
     store: &Store,
+    format: Format,
     name: &str,
     digest: &OciDigest,
     layers: &[Descriptor],
@@ -71,5 +93,9 @@ pub fn spdx(
     epoch: i64,
 ) -> Result<Vec<u8>, SbomError> {
     let packages = image_packages(store, layers)?;
-    Ok(spdx::document(&spdx::Subject { name, digest, bases, packages: &packages, epoch }))
+    let subject = spdx::Subject { name, digest, bases, packages: &packages, epoch };
+    Ok(match format {
+        Format::Spdx => spdx::document(&subject),
+        Format::CycloneDx => cyclonedx::document(&subject),
+    })
 }
