@@ -6,6 +6,7 @@
 //! with cache keys (`plan`), the DAG is executed (`exec`) against the content-addressed
 //! `store`, and images are written by `oci`. `cli` is the only module that prints.
 
+pub mod attest;
 pub mod cli;
 pub mod context;
 pub mod diag;

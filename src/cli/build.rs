@@ -84,6 +84,12 @@ pub(super) fn shard_of(name: &str, count: usize) -> usize {
 
 fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<(), Failure> {
     let output = Output::of(args)?;
+    if (args.sbom || args.provenance) && matches!(output, Output::Stdout { .. }) {
+        return Err(fail(
+            "`--sbom` and `--provenance` write files beside the output, but the output is standard output",
+            Some("write the image to a file or folder with `--out PATH`"),
+        ));
+    }
     check_tags(&args.tags)?;
     let mut file_args = args.file.clone();
     file_args.tags.clone_from(&args.tags);
@@ -162,13 +168,21 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
             }
         }
     }
+    let sources = super::attest::Sources {
+        plan: &p,
+        files: &files,
+        store: &store,
+        args,
+        epoch: opts.created,
+    };
+    let attestations = super::attest::collect(&sources, &images)?;
     output.write(&images, &store)?;
     let platform = |name: &str| {
         p.images.iter().find(|i| i.name == name).map(|i| platform_of(&i.config)).unwrap_or_default()
     };
     results.record_images(&images, &output.describe_for_results(), &platform);
-    if args.sbom {
-        write_sboms(&output, &p, &images, &store, (args.sbom_format.into(), opts.created))?;
+    if !attestations.is_empty() {
+        write_attestations(&output, &attestations)?;
     }
     resolver.save_lock()?;
     if let Some(path) = &args.iidfile {
@@ -502,47 +516,20 @@ fn write_iidfile(path: &Path, image: &crate::exec::BuiltImage) -> Result<(), Fai
     Ok(())
 }
 
-/// `--sbom`: `NAME.spdx.json` (or `NAME.cdx.json`) for each image, in the folder that holds
-/// the output.
-fn write_sboms(
+/// `--sbom`, `--provenance`: the documents beside the output (`NAME.spdx.json`,
+/// `NAME.provenance.json`).
+fn write_attestations(
     output: &Output,
-    p: &crate::plan::Plan,
-    images: &[crate::exec::BuiltImage],
-    store: &crate::store::Store,
-    (format, epoch): (crate::sbom::Format, i64),
+    attestations: &[super::attest::ImageAttestations],
 ) -> Result<(), Failure> {
-    let (Output::Path(out, _) | Output::Local(out)) = output else {
-        return Err(fail(
-            "`--sbom` writes files beside the output, but the output is standard output",
-            Some("write the image to a file or folder with `--out PATH`"),
-        ));
-    };
+    // `build` refuses `--sbom` and `--provenance` with standard output before building.
+    let (Output::Path(out, _) | Output::Local(out)) = output else { return Ok(()) };
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    for image in images {
-        let bases = base_images(p, &image.name);
-        let doc = crate::sbom::document(
-            store,
-            format,
-            &image.name,
-            &image.manifest.digest,
-            &image.layers,
-            &bases,
-            epoch,
-        )
-        .map_err(|e| fail(error_chain(&e), None))?;
-        let ext = format.extension();
-        let path = dir.join(format!("{}.{ext}", image.name));
-        // Whole or not at all, as the images themselves.
-        let tmp = dir.join(format!(".{}.{ext}.{}.tmp", image.name, std::process::id()));
-        fs_err::write(&tmp, &doc)?;
-        fs_err::rename(&tmp, &path)?;
-        output::note(format!("wrote the SBOM of {} to {}", image.name, path.display()));
-    }
-    Ok(())
+    super::attest::write_beside(dir, attestations)
 }
 
 /// The base images (registry or local) image `name` is built on, in build order.
-fn base_images(p: &crate::plan::Plan, name: &str) -> Vec<crate::sbom::spdx::Base> {
+pub(super) fn base_images(p: &crate::plan::Plan, name: &str) -> Vec<crate::sbom::spdx::Base> {
     let Some(target) = p.images.iter().find(|t| t.name == name) else { return Vec::new() };
     p.chain(target.node)
         .into_iter()

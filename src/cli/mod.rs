@@ -8,6 +8,7 @@
 
 mod affected;
 mod args;
+mod attest;
 mod build;
 mod cache;
 mod check;

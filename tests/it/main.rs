@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attest;
 mod build;
 mod cache;
 mod context_safety;

@@ -1,0 +1,141 @@
+//! `--sbom` and `--provenance`: each image's SBOM and SLSA provenance, written beside the output
+//! and handed to the layout writer, which attaches them as attestation manifests.
+
+use std::path::Path;
+
+use super::args::BuildArgs;
+use super::load::error_chain;
+use super::{Failure, fail, output};
+use crate::attest::intoto::{self, Subject};
+use crate::attest::provenance::{self, Dependency};
+use crate::digest::OciDigest;
+use crate::exec::BuiltImage;
+use crate::plan::{FileInput, Plan};
+use crate::sbom::Format;
+use crate::store::Store;
+
+/// The attestations of one image, as in-toto statements, and the SBOM document itself.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ImageAttestations {
+    pub image: String,
+    /// The SBOM document as `--sbom-format` asked, and its in-toto statement.
+    pub sbom: Option<(Format, Vec<u8>, Vec<u8>)>,
+    /// The SLSA provenance statement.
+    pub provenance: Option<Vec<u8>>,
+}
+
+/// What the build needs to describe its images.
+pub(super) struct Sources<'a> {
+    pub plan: &'a Plan,
+    pub files: &'a [FileInput],
+    pub store: &'a Store,
+    pub args: &'a BuildArgs,
+    pub epoch: i64,
+}
+
+/// The attestations `--sbom`/`--provenance` ask for, per image (empty when neither is asked).
+pub(super) fn collect(
+    s: &Sources<'_>,
+    images: &[BuiltImage],
+) -> Result<Vec<ImageAttestations>, Failure> {
+    if !s.args.sbom && !s.args.provenance {
+        return Ok(Vec::new());
+    }
+    let build_files = build_files(s.files);
+    images
+        .iter()
+        .map(|image| {
+            let sbom = if s.args.sbom { Some(sbom(s, image)?) } else { None };
+            let provenance = s.args.provenance.then(|| provenance(s, image, &build_files));
+            Ok(ImageAttestations { image: image.name.clone(), sbom, provenance })
+        })
+        .collect()
+}
+
+fn sbom(s: &Sources<'_>, image: &BuiltImage) -> Result<(Format, Vec<u8>, Vec<u8>), Failure> {
+    let format: Format = s.args.sbom_format.into();
+    let bases = super::build::base_images(s.plan, &image.name);
+    let digest = &image.manifest.digest;
+    let doc =
+        crate::sbom::document(s.store, format, &image.name, digest, &image.layers, &bases, s.epoch)
+            .map_err(|e| fail(error_chain(&e), None))?;
+    let predicate = match format {
+        Format::Spdx => intoto::SPDX_PREDICATE,
+        Format::CycloneDx => intoto::CYCLONEDX_PREDICATE,
+    };
+    let statement = intoto::wrap_document(&Subject { name: &image.name, digest }, predicate, &doc)
+        .map_err(|e| {
+            fail(format!("the SBOM of `{}` ({digest}) is not JSON: {e}", image.name), None)
+        })?;
+    Ok((format, doc, statement))
+}
+
+fn provenance(s: &Sources<'_>, image: &BuiltImage, build_files: &[Dependency]) -> Vec<u8> {
+    let target = s.plan.images.iter().find(|t| t.name == image.name);
+    let mut deps = build_files.to_vec();
+    if let Some(t) = target {
+        deps.extend(crate::attest::inputs::plan_dependencies(s.plan, t.node));
+    }
+    let platform = target.map(|t| super::results::platform_of(&t.config)).unwrap_or_default();
+    let args = super::request::plan_request(&s.args.file).args;
+    provenance::statement_of(&provenance::Build {
+        image: &image.name,
+        digest: &image.manifest.digest,
+        build_file: build_files.first().map_or("", |d| d.name.as_str()),
+        args: &args,
+        platform: &platform,
+        dependencies: &deps,
+        epoch: s.epoch,
+    })
+}
+
+/// The build file and its includes, named relative to the main build context (a file outside
+/// it by its file name alone), with the sha256 of the text the user wrote (for an imported
+/// Dockerfile, the Dockerfile's).
+fn build_files(files: &[FileInput]) -> Vec<Dependency> {
+    let root = files.first().and_then(|f| fs_err::canonicalize(&f.context_dir).ok());
+    files
+        .iter()
+        .map(|f| {
+            let (name, text) = match &f.origin {
+                Some(origin) => (origin.0.name.as_str(), origin.0.text.as_bytes()),
+                None => (f.source.name.as_str(), f.source.text.as_bytes()),
+            };
+            let rel = relative(Path::new(name), root.as_deref());
+            Dependency { uri: format!("file:{rel}"), name: rel, digest: OciDigest::of(text) }
+        })
+        .collect()
+}
+
+fn relative(path: &Path, root: Option<&Path>) -> String {
+    let abs = fs_err::canonicalize(path).ok();
+    let inside = abs.as_deref().zip(root).and_then(|(a, r)| a.strip_prefix(r).ok());
+    match inside {
+        Some(rel) => rel.to_string_lossy().into_owned(),
+        None => path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+    }
+}
+
+/// Writes `NAME.spdx.json` (or `.cdx.json`) and `NAME.provenance.json` in `dir`, each whole or
+/// not at all.
+pub(super) fn write_beside(dir: &Path, all: &[ImageAttestations]) -> Result<(), Failure> {
+    for a in all {
+        if let Some((format, doc, _)) = &a.sbom {
+            let path = write_one(dir, &format!("{}.{}", a.image, format.extension()), doc)?;
+            output::note(format!("wrote the SBOM of {} to {}", a.image, path.display()));
+        }
+        if let Some(statement) = &a.provenance {
+            let path = write_one(dir, &format!("{}.provenance.json", a.image), statement)?;
+            output::note(format!("wrote the provenance of {} to {}", a.image, path.display()));
+        }
+    }
+    Ok(())
+}
+
+fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, Failure> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    fs_err::write(&tmp, bytes)?;
+    fs_err::rename(&tmp, &path)?;
+    Ok(path)
+}
