@@ -1,5 +1,5 @@
 //! `--sbom` and `--provenance`: each image's SBOM and SLSA provenance, written beside the output
-//! and handed to the layout writer, which attaches them as attestation manifests.
+//! and attached to each image as attestation manifests of an image index (`attach`).
 
 use std::path::Path;
 
@@ -10,6 +10,8 @@ use crate::attest::intoto::{self, Subject};
 use crate::attest::provenance::{self, Dependency};
 use crate::digest::OciDigest;
 use crate::exec::BuiltImage;
+use crate::oci::image::AttachedIndex;
+use crate::oci::index::{PlatformImage, Statement};
 use crate::plan::{FileInput, Plan};
 use crate::sbom::Format;
 use crate::store::Store;
@@ -138,4 +140,67 @@ fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf,
     fs_err::write(&tmp, bytes)?;
     fs_err::rename(&tmp, &path)?;
     Ok(path)
+}
+
+/// Publishes each image that has attestations as an image index holding its manifest and an
+/// attestation manifest (see [`crate::oci::index`]); the new documents go to the store.
+pub(super) fn attach(
+    store: &Store,
+    plan: &Plan,
+    images: &mut [BuiltImage],
+    all: &[ImageAttestations],
+) -> Result<(), Failure> {
+    for image in images.iter_mut() {
+        let Some(a) = all.iter().find(|a| a.image == image.name) else { continue };
+        let mut statements = Vec::new();
+        if let Some((format, _, statement)) = &a.sbom {
+            let predicate_type = match format {
+                Format::Spdx => intoto::SPDX_PREDICATE,
+                Format::CycloneDx => intoto::CYCLONEDX_PREDICATE,
+            };
+            statements.push(Statement {
+                predicate_type: predicate_type.into(),
+                bytes: statement.clone(),
+            });
+        }
+        if let Some(statement) = &a.provenance {
+            statements.push(Statement {
+                predicate_type: intoto::SLSA_PREDICATE.into(),
+                bytes: statement.clone(),
+            });
+        }
+        let mut manifest = image.manifest.clone();
+        manifest.platform =
+            plan.images.iter().find(|t| t.name == image.name).map(|t| platform(&t.config));
+        let assembled = crate::oci::index::assemble(&[PlatformImage {
+            manifest,
+            blobs: image.blobs(),
+            statements,
+        }]);
+        for (desc, bytes) in &assembled.documents {
+            store.put_blob(bytes).map_err(|e| {
+                fail(
+                    format!(
+                        "cannot store attestation document `{}` of `{}`: {}",
+                        desc.digest,
+                        image.name,
+                        error_chain(&e)
+                    ),
+                    None,
+                )
+            })?;
+        }
+        image.index =
+            Some(AttachedIndex { descriptor: assembled.index, children: assembled.children });
+    }
+    Ok(())
+}
+
+/// The platform of an image config (`os`, `architecture`, `variant`).
+fn platform(config: &crate::oci::image::ImageConfig) -> crate::oci::image::Platform {
+    crate::oci::image::Platform {
+        architecture: config.architecture(),
+        os: config.os(),
+        variant: config.string("variant").filter(|v| !v.is_empty()),
+    }
 }

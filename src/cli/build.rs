@@ -176,6 +176,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         epoch: opts.created,
     };
     let attestations = super::attest::collect(&sources, &images)?;
+    super::attest::attach(&store, &p, &mut images, &attestations)?;
     output.write(&images, &store)?;
     let platform = |name: &str| {
         p.images.iter().find(|i| i.name == name).map(|i| platform_of(&i.config)).unwrap_or_default()

@@ -253,6 +253,7 @@ pub(super) fn push_from_layout(
         manifest: desc,
         config: manifest.config,
         layers: manifest.layers,
+        index: None,
     };
     let current = current_digests(client, &[target])?;
     let mut mounts = MountSources::default();

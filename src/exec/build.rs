@@ -673,5 +673,6 @@ fn assemble(
         manifest: Descriptor::new(OCI_MANIFEST, manifest_digest, manifest_bytes.len() as u64),
         config: config_desc,
         layers: manifest.layers,
+        index: None,
     })
 }

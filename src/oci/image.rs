@@ -271,9 +271,47 @@ pub struct BuiltImage {
     pub manifest: Descriptor,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// With attestations (`--sbom`, `--provenance`): the index its tags name, holding the
+    /// image manifest and its attestation manifests (see [`super::index`]).
+    pub index: Option<AttachedIndex>,
+}
+
+/// An image index a built image is published as, and the manifests it lists.
+#[derive(Debug, Clone)]
+pub struct AttachedIndex {
+    pub descriptor: Descriptor,
+    pub children: Vec<super::index::Child>,
 }
 
 impl BuiltImage {
+    /// What its tags name: the index when it has one, else the image manifest.
+    pub fn top(&self) -> &Descriptor {
+        self.index.as_ref().map_or(&self.manifest, |i| &i.descriptor)
+    }
+
+    /// Every blob a copy of the image holds: config, layers, manifest, and with an index the
+    /// attestation manifests, their blobs and the index (each once).
+    pub fn all_blobs(&self) -> Vec<Descriptor> {
+        let mut v = self.blobs();
+        v.push(self.manifest.clone());
+        for c in self.children() {
+            v.extend(c.blobs);
+            v.push(c.manifest);
+        }
+        if let Some(i) = &self.index {
+            v.push(i.descriptor.clone());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        v.retain(|d| seen.insert(d.digest.clone()));
+        v
+    }
+
+    /// Every manifest below [`Self::top`] (none without an index) with the blobs each refers
+    /// to, children first.
+    pub fn children(&self) -> Vec<super::index::Child> {
+        self.index.as_ref().map(|i| i.children.clone()).unwrap_or_default()
+    }
+
     /// Config and layers: every blob the manifest refers to.
     pub fn blobs(&self) -> Vec<Descriptor> {
         let mut v = vec![self.config.clone()];
