@@ -92,3 +92,191 @@ fn provenance_names_the_inputs_by_digest_and_is_reproducible() {
     let deps = changed["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
     assert!(!deps.contains(context.as_str().unwrap()), "{deps}");
 }
+
+/// The blob `digest` (`sha256:…`) of a layout, as JSON.
+fn blob_json(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.trim_start_matches("sha256:");
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+/// The image index `name` of a layout names, with its manifests: the image first, then the
+/// attestation manifest (checked here), and each statement by predicate type.
+fn attestations(
+    layout: &Path,
+    name: &str,
+) -> (serde_json::Value, Vec<(String, serde_json::Value)>) {
+    let top = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(layout.join("index.json")).unwrap(),
+    )
+    .unwrap();
+    let entry = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let index = blob_json(layout, entry["digest"].as_str().unwrap());
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2, "{index}");
+    let att = &manifests[1];
+    assert_eq!(att["annotations"]["vnd.docker.reference.type"], "attestation-manifest");
+    assert_eq!(att["annotations"]["vnd.docker.reference.digest"], manifests[0]["digest"]);
+    assert_eq!(att["platform"], serde_json::json!({"architecture": "unknown", "os": "unknown"}));
+    let att_manifest = blob_json(layout, att["digest"].as_str().unwrap());
+    let statements = att_manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["mediaType"], "application/vnd.in-toto+json");
+            let kind = l["annotations"]["in-toto.io/predicate-type"].as_str().unwrap().to_owned();
+            let statement = blob_json(layout, l["digest"].as_str().unwrap());
+            assert_eq!(statement["predicateType"], kind.as_str());
+            assert_eq!(
+                format!("sha256:{}", statement["subject"][0]["digest"]["sha256"].as_str().unwrap()),
+                manifests[0]["digest"].as_str().unwrap()
+            );
+            (kind, statement)
+        })
+        .collect();
+    (index, statements)
+}
+
+fn ok(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn attestation_manifests_are_reproducible_and_skopeo_and_umoci_read_the_image() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &base, "hello\n");
+    let build = |store: &str, out: &str| {
+        let args = ["build", "--sbom", "--provenance", "--out", out];
+        let o = run_stack(dir.path(), &dir.path().join(store), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    build("c1", "one/out");
+    build("c2", "two/out");
+    let one = dir.path().join("one/out");
+    let (index, statements) = attestations(&one, "app");
+    let kinds: Vec<&str> = statements.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["https://spdx.dev/Document", "https://slsa.dev/provenance/v1"]);
+    assert_eq!(statements[0].1["predicate"]["spdxVersion"], "SPDX-2.3");
+    // Two stores, two folders: the same index, so the same attestations, byte for byte.
+    let two = dir.path().join("two/out");
+    assert_eq!(attestations(&two, "app").0, index);
+    assert_eq!(
+        std::fs::read(one.join("index.json")).unwrap(),
+        std::fs::read(two.join("index.json")).unwrap()
+    );
+    let statement = dir.path().join("provenance.json");
+    std::fs::write(&statement, statements[1].1.to_string()).unwrap();
+    check_intoto("slsa-provenance-v1.schema.json", &statement);
+
+    if crate::support::have("skopeo") {
+        let o = Command::new("skopeo")
+            .args(["inspect", &format!("oci:{}:app", one.display())])
+            .output()
+            .unwrap();
+        ok(&o, "skopeo inspect");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["Architecture"], stack::oci::image::host_arch());
+    } else {
+        skip("skopeo is missing");
+    }
+    if crate::support::have("umoci") {
+        let arch = stack::oci::image::host_arch();
+        let bundle = dir.path().join("bundle");
+        let image = format!("{}:app+linux-{arch}", one.display());
+        let o = Command::new("umoci")
+            .args(["unpack", "--rootless", "--image", &image])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        ok(&o, "umoci unpack");
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("rootfs/srv/greeting.txt")).unwrap(),
+            "hello\n"
+        );
+    } else {
+        skip("umoci is missing");
+    }
+}
+
+#[test]
+fn docker_loads_the_docker_archive_with_attestations() {
+    let Some(base) = busybox_base() else { return };
+    if !Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success()) {
+        return skip("no Docker daemon answers (start dockerd to test `docker load`)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &base, "hello\n");
+    let tag = format!("stackit/attest-{}:1", std::process::id());
+    let file = dir.path().join("app.tar");
+    let o = run_stack(
+        dir.path(),
+        &dir.path().join("c"),
+        &[
+            "build",
+            "--sbom",
+            "--provenance",
+            "-t",
+            &tag,
+            "--format",
+            "docker-archive",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let load =
+        Command::new("docker").args(["load", "-i", file.to_str().unwrap()]).output().unwrap();
+    ok(&load, "docker load");
+    let inspect = Command::new("docker").args(["image", "inspect", &tag]).output().unwrap();
+    ok(&inspect, "docker image inspect");
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
+
+#[test]
+fn attestation_manifests_survive_a_push_and_a_pull() {
+    let Some(base) = busybox_base() else { return };
+    let Some(registry) = crate::registry::Registry::start() else { return };
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &base, "hello\n");
+    let tag = format!("{host}/team/app:1");
+    let o = run_stack(
+        dir.path(),
+        &dir.path().join("c"),
+        &["build", "--sbom", "--provenance", "-t", &tag, "--push", "--out", "out"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (index, _) = attestations(&dir.path().join("out"), "app");
+    // Pulled back with every manifest of the index: the same index and statements.
+    let pulled = dir.path().join("pulled");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--src-tls-verify=false", &format!("docker://{tag}")])
+        .arg(format!("oci:{}:app", pulled.display()))
+        .output()
+        .unwrap();
+    ok(&o, "skopeo copy --all");
+    let (pulled_index, statements) = attestations(&pulled, "app");
+    assert_eq!(pulled_index, index);
+    assert_eq!(statements.len(), 2);
+    // A second push of the unchanged image sends nothing.
+    let o = run_stack(
+        dir.path(),
+        &dir.path().join("c"),
+        &["build", "--sbom", "--provenance", "-t", &tag, "--push", "--out", "out"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unchanged"), "{}", stderr(&o));
+}
