@@ -366,9 +366,10 @@ pub struct BuildArgs {
     /// Also write each image's SBOM, `NAME.spdx.json`, beside the output
     #[arg(long)]
     pub sbom: bool,
-    /// The SBOM's format: SPDX 2.3 (`NAME.spdx.json`) or CycloneDX 1.5 (`NAME.cdx.json`)
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SbomFormat::Spdx)]
-    pub sbom_format: SbomFormat,
+    /// The SBOM's format: SPDX 2.3 (`NAME.spdx.json`, the default) or CycloneDX 1.5
+    /// (`NAME.cdx.json`)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub sbom_format: Option<SbomFormat>,
     /// Also write each image's SLSA provenance v1, `NAME.provenance.json`, beside the output
     #[arg(long)]
     pub provenance: bool,

@@ -32,7 +32,38 @@ pub(super) struct Sources<'a> {
     pub files: &'a [FileInput],
     pub store: &'a Store,
     pub args: &'a BuildArgs,
+    pub wanted: Wanted,
     pub epoch: i64,
+}
+
+/// The attestations asked for, by the command line or the build files' `attest` nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Wanted {
+    pub sbom: Option<Format>,
+    pub provenance: bool,
+}
+
+impl Wanted {
+    pub(super) fn any(self) -> bool {
+        self.sbom.is_some() || self.provenance
+    }
+}
+
+/// `--sbom`/`--provenance` or any build file's `attest sbom=#true`/`provenance=#true`; the
+/// format is `--sbom-format`'s, else the first build file's `sbom-format`, else SPDX.
+pub(super) fn wanted(args: &BuildArgs, files: &[FileInput]) -> Wanted {
+    let decls: Vec<&crate::syntax::ast::AttestDecl> =
+        files.iter().filter_map(|f| f.ast.attest.as_ref()).collect();
+    let sbom = args.sbom || decls.iter().any(|d| d.sbom);
+    let file_format = decls.iter().find_map(|d| d.sbom_format.as_deref()).map(|f| match f {
+        "cyclonedx" => Format::CycloneDx,
+        _ => Format::Spdx,
+    });
+    let format = args.sbom_format.map(Format::from).or(file_format).unwrap_or_default();
+    Wanted {
+        sbom: sbom.then_some(format),
+        provenance: args.provenance || decls.iter().any(|d| d.provenance),
+    }
 }
 
 /// The attestations `--sbom`/`--provenance` ask for, per image (empty when neither is asked).
@@ -40,22 +71,28 @@ pub(super) fn collect(
     s: &Sources<'_>,
     images: &[BuiltImage],
 ) -> Result<Vec<ImageAttestations>, Failure> {
-    if !s.args.sbom && !s.args.provenance {
+    if !s.wanted.any() {
         return Ok(Vec::new());
     }
     let build_files = build_files(s.files);
     images
         .iter()
         .map(|image| {
-            let sbom = if s.args.sbom { Some(sbom(s, image)?) } else { None };
-            let provenance = s.args.provenance.then(|| provenance(s, image, &build_files));
+            let sbom = match s.wanted.sbom {
+                Some(format) => Some(sbom(s, format, image)?),
+                None => None,
+            };
+            let provenance = s.wanted.provenance.then(|| provenance(s, image, &build_files));
             Ok(ImageAttestations { image: image.name.clone(), sbom, provenance })
         })
         .collect()
 }
 
-fn sbom(s: &Sources<'_>, image: &BuiltImage) -> Result<(Format, Vec<u8>, Vec<u8>), Failure> {
-    let format: Format = s.args.sbom_format.into();
+fn sbom(
+    s: &Sources<'_>,
+    format: Format,
+    image: &BuiltImage,
+) -> Result<(Format, Vec<u8>, Vec<u8>), Failure> {
     let bases = super::build::base_images(s.plan, &image.name);
     let digest = &image.manifest.digest;
     let doc =

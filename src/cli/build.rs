@@ -84,16 +84,17 @@ pub(super) fn shard_of(name: &str, count: usize) -> usize {
 
 fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<(), Failure> {
     let output = Output::of(args)?;
-    if (args.sbom || args.provenance) && matches!(output, Output::Stdout { .. }) {
-        return Err(fail(
-            "`--sbom` and `--provenance` write files beside the output, but the output is standard output",
-            Some("write the image to a file or folder with `--out PATH`"),
-        ));
-    }
     check_tags(&args.tags)?;
     let mut file_args = args.file.clone();
     file_args.tags.clone_from(&args.tags);
     let files = load_files(&file_args)?;
+    let wanted = super::attest::wanted(args, &files);
+    if wanted.any() && matches!(output, Output::Stdout { .. }) {
+        return Err(fail(
+            "`--sbom` and `--provenance` (or the build file's `attest`) write files beside the output, but the output is standard output",
+            Some("write the image to a file or folder with `--out PATH`"),
+        ));
+    }
     let store = open_store(&args.file)?;
     let mut resolver = CliResolver::new(&files, &store, &args.file)?;
     if let Output::Path(path, _) | Output::Local(path) = &output {
@@ -173,6 +174,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         files: &files,
         store: &store,
         args,
+        wanted,
         epoch: opts.created,
     };
     let attestations = super::attest::collect(&sources, &images)?;

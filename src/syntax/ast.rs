@@ -24,6 +24,18 @@ pub struct BuildFile {
     pub includes: Vec<Spanned<String>>,
     /// `cache "REPO"`: registry step caches shared between machines.
     pub caches: Vec<CacheDecl>,
+    /// `attest sbom=#true provenance=#true`: the attestations every image of the file gets.
+    pub attest: Option<AttestDecl>,
+}
+
+/// `attest sbom=#true sbom-format="cyclonedx" provenance=#true`: what `--sbom`,
+/// `--sbom-format` and `--provenance` ask for, written in the build file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttestDecl {
+    pub sbom: bool,
+    /// `spdx` or `cyclonedx` (checked by the parser); `None` leaves the command line's.
+    pub sbom_format: Option<String>,
+    pub provenance: bool,
 }
 
 /// `cache "registry.example/team/cache" read-only=#true`: a registry step cache this build

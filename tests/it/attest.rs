@@ -280,3 +280,32 @@ fn attestation_manifests_survive_a_push_and_a_pull() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("unchanged"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_build_files_attest_node_asks_for_the_attestations() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &base, "hello\n");
+    let kdl = std::fs::read_to_string(dir.path().join("stack.kdl")).unwrap();
+    let with_attest = kdl.replacen(
+        "stack version=1\n",
+        "stack version=1\nattest sbom=#true sbom-format=\"cyclonedx\" provenance=#true\n",
+        1,
+    );
+    std::fs::write(dir.path().join("stack.kdl"), &with_attest).unwrap();
+    let o = run_stack(dir.path(), &dir.path().join("c"), &["build", "--out", "out/lay"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("out/app.cdx.json").is_file());
+    assert!(dir.path().join("out/app.provenance.json").is_file());
+    let (_, statements) = attestations(&dir.path().join("out/lay"), "app");
+    let kinds: Vec<&str> = statements.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["https://cyclonedx.org/bom", "https://slsa.dev/provenance/v1"]);
+
+    // An unknown format is the build file's mistake, at its line.
+    let bad = with_attest.replace("\"cyclonedx\"", "\"swid\"");
+    std::fs::write(dir.path().join("stack.kdl"), bad).unwrap();
+    let o = run_stack(dir.path(), &dir.path().join("c"), &["build", "--out", "out/lay"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("swid") && err.contains("stack.kdl:2"), "{err}");
+}
