@@ -50,6 +50,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Print the SBOM of an image of an OCI layout (its OS packages and base)
     Sbom(SbomArgs),
+    /// Print the SLSA provenance attached to an image of an OCI layout (`build --provenance`)
+    Provenance(ProvenanceArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
     /// Store credentials for a registry
@@ -111,6 +113,19 @@ pub struct InspectArgs {
     /// Print JSON (with the manifest and config, or the file list)
     #[arg(long, conflicts_with = "cat")]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    /// The image's name or tag in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Write the statement to this file instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

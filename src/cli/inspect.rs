@@ -98,6 +98,34 @@ impl Layout {
             .ok_or_else(|| fail(format!("index `{}` lists no image manifest", desc.digest), None))
     }
 
+    /// The attached in-toto statement of `predicate_type` about the image `desc` (an index
+    /// with an attestation manifest) stands for, if it has one.
+    pub(super) fn statement(
+        &self,
+        desc: &Descriptor,
+        predicate_type: &str,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        if desc.media_type != OCI_INDEX {
+            return Ok(None);
+        }
+        let image = self.image_manifest(desc)?;
+        let index: Index = self.json(desc)?;
+        let about = |d: &&Descriptor| {
+            crate::oci::index::is_attestation(d)
+                && d.annotations.as_ref().and_then(|a| a.get(crate::oci::index::REFERENCE_DIGEST))
+                    == Some(&image.digest.to_string())
+        };
+        let Some(att) = index.manifests.iter().find(about) else { return Ok(None) };
+        let manifest: Manifest = self.json(att)?;
+        let layer = manifest.layers.iter().find(|l| {
+            l.annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::oci::index::PREDICATE_TYPE))
+                .is_some_and(|t| t == predicate_type)
+        });
+        layer.map(|l| self.blob(&l.digest)).transpose()
+    }
+
     /// The manifest named `name`; the error lists the names there are.
     pub(super) fn find(&self, name: &str) -> Result<Descriptor, Failure> {
         let names: Vec<String> = self.images().into_iter().flat_map(|n| n.names).collect();

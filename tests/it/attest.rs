@@ -309,3 +309,24 @@ fn the_build_files_attest_node_asks_for_the_attestations() {
     let err = stderr(&o);
     assert!(err.contains("swid") && err.contains("stack.kdl:2"), "{err}");
 }
+
+#[test]
+fn stack_provenance_prints_the_attached_statement() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &base, "hello\n");
+    let cache = dir.path().join("c");
+    let o = run_stack(dir.path(), &cache, &["build", "--provenance", "--out", "out/lay"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_stack(dir.path(), &cache, &["provenance", "app", "--from", "out/lay"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let beside = std::fs::read_to_string(dir.path().join("out/app.provenance.json")).unwrap();
+    assert_eq!(stdout(&o), format!("{beside}\n"));
+    // Without attestations: an error naming the image and the layout.
+    let o = run_stack(dir.path(), &cache, &["build", "--out", "plain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_stack(dir.path(), &cache, &["provenance", "app", "--from", "plain"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("`app`") && err.contains("plain") && err.contains("sha256:"), "{err}");
+}
