@@ -388,6 +388,10 @@ pub struct BuildArgs {
     /// Also write each image's SLSA provenance v1, `NAME.provenance.json`, beside the output
     #[arg(long)]
     pub provenance: bool,
+    /// How attestations are attached: in the image's index (BuildKit's attestation manifests),
+    /// or as OCI 1.1 referrers pushed beside the image
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = AttestAs::Index)]
+    pub attest_as: AttestAs,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
@@ -505,6 +509,15 @@ pub enum Format {
     Oci,
     OciArchive,
     DockerArchive,
+}
+
+/// Where attestations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttestAs {
+    /// An image index holding the image and an attestation manifest (as BuildKit)
+    Index,
+    /// OCI 1.1 referrers (`subject`) pushed with `--push`; the image stays a manifest
+    Referrers,
 }
 
 /// The format of an SBOM.

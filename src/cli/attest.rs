@@ -179,6 +179,65 @@ fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf,
     Ok(path)
 }
 
+/// The in-toto statements of an image's attestations, SBOM first.
+fn statements(a: &ImageAttestations) -> Vec<Statement> {
+    let mut out = Vec::new();
+    if let Some((format, _, statement)) = &a.sbom {
+        let predicate_type = match format {
+            Format::Spdx => intoto::SPDX_PREDICATE,
+            Format::CycloneDx => intoto::CYCLONEDX_PREDICATE,
+        };
+        out.push(Statement { predicate_type: predicate_type.into(), bytes: statement.clone() });
+    }
+    if let Some(statement) = &a.provenance {
+        out.push(Statement {
+            predicate_type: intoto::SLSA_PREDICATE.into(),
+            bytes: statement.clone(),
+        });
+    }
+    out
+}
+
+/// `--attest-as referrers`: each image's attestations as OCI 1.1 referrers in every repository
+/// it was pushed to (through the tag schema where the registry has no referrers API).
+pub(super) fn push_referrers(
+    client: &crate::registry::Client,
+    store: &Store,
+    images: &[BuiltImage],
+    all: &[ImageAttestations],
+) -> Result<(), Failure> {
+    for image in images {
+        let Some(a) = all.iter().find(|a| a.image == image.name) else { continue };
+        let referrers: Vec<_> =
+            statements(a).iter().map(|s| crate::oci::index::referrer(&image.manifest, s)).collect();
+        let mut repos: Vec<crate::registry::Reference> = Vec::new();
+        for tag in image.tags.iter().filter(|t| super::push::names_registry(t)) {
+            let Ok(r) = crate::registry::Reference::parse(tag) else { continue };
+            if !repos.iter().any(|x| x.registry == r.registry && x.repository == r.repository) {
+                repos.push(r);
+            }
+        }
+        for repo in &repos {
+            let mode = client
+                .push_referrers(repo, &image.manifest.digest, &referrers, store)
+                .map_err(|e| fail(error_chain(&e), None))?;
+            let how = match mode {
+                crate::registry::referrers::ReferrersMode::Api => "the referrers API",
+                crate::registry::referrers::ReferrersMode::TagSchema => "the fallback tag",
+            };
+            output::note(format!(
+                "pushed {} attestation(s) of {} to {}/{} as referrers of {} (listed by {how})",
+                referrers.len(),
+                image.name,
+                repo.registry,
+                repo.repository,
+                image.manifest.digest
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Publishes each image that has attestations as an image index holding its manifest and an
 /// attestation manifest (see [`crate::oci::index`]); the new documents go to the store.
 pub(super) fn attach(
@@ -189,23 +248,7 @@ pub(super) fn attach(
 ) -> Result<(), Failure> {
     for image in images.iter_mut() {
         let Some(a) = all.iter().find(|a| a.image == image.name) else { continue };
-        let mut statements = Vec::new();
-        if let Some((format, _, statement)) = &a.sbom {
-            let predicate_type = match format {
-                Format::Spdx => intoto::SPDX_PREDICATE,
-                Format::CycloneDx => intoto::CYCLONEDX_PREDICATE,
-            };
-            statements.push(Statement {
-                predicate_type: predicate_type.into(),
-                bytes: statement.clone(),
-            });
-        }
-        if let Some(statement) = &a.provenance {
-            statements.push(Statement {
-                predicate_type: intoto::SLSA_PREDICATE.into(),
-                bytes: statement.clone(),
-            });
-        }
+        let statements = statements(a);
         let mut manifest = image.manifest.clone();
         manifest.platform =
             plan.images.iter().find(|t| t.name == image.name).map(|t| platform(&t.config));

@@ -178,7 +178,9 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         epoch: opts.created,
     };
     let attestations = super::attest::collect(&sources, &images)?;
-    super::attest::attach(&store, &p, &mut images, &attestations)?;
+    if args.attest_as == super::args::AttestAs::Index {
+        super::attest::attach(&store, &p, &mut images, &attestations)?;
+    }
     output.write(&images, &store)?;
     let platform = |name: &str| {
         p.images.iter().find(|i| i.name == name).map(|i| platform_of(&i.config)).unwrap_or_default()
@@ -219,6 +221,9 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         let pushed =
             super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
         results.record_pushes(&pushed);
+        if args.attest_as == super::args::AttestAs::Referrers {
+            super::attest::push_referrers(resolver.registry(), &store, &images, &attestations)?;
+        }
     }
     if args.load {
         load(&images, &store)?;

@@ -26,6 +26,74 @@ pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 /// The value of [`REFERENCE_TYPE`] for attestation manifests.
 pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
 
+/// The media type of the empty config of an artifact manifest (OCI 1.1).
+pub const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+
+/// An OCI 1.1 referrer: an artifact manifest whose `subject` is the image manifest, holding one
+/// in-toto statement (`artifactType` `application/vnd.in-toto+json`, annotated with its
+/// predicate type). Returns its descriptor as a referrers index lists it (with
+/// `artifactType` and annotations), its bytes, and the blobs it refers to with their bytes.
+pub fn referrer(subject: &Descriptor, statement: &Statement) -> Referrer {
+    let empty = b"{}".to_vec();
+    let config = document(EMPTY_JSON, &empty);
+    let mut layer = document(IN_TOTO, &statement.bytes);
+    let annotations =
+        BTreeMap::from([(PREDICATE_TYPE.to_owned(), statement.predicate_type.clone())]);
+    layer.annotations = Some(annotations.clone());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": IN_TOTO,
+        "config": {"mediaType": EMPTY_JSON, "digest": config.digest.to_string(), "size": 2, "data": "e30="},
+        "layers": [layer],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest.to_string(), "size": subject.size},
+        "annotations": annotations,
+    });
+    let bytes = to_canonical(&manifest);
+    let desc = document(OCI_MANIFEST, &bytes);
+    let listed = json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": desc.digest.to_string(),
+        "size": desc.size,
+        "artifactType": IN_TOTO,
+        "annotations": annotations,
+    });
+    Referrer {
+        manifest: desc,
+        bytes,
+        listed,
+        blobs: vec![(config, empty), (layer, statement.bytes.clone())],
+    }
+}
+
+/// An artifact manifest made by [`referrer`].
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub manifest: Descriptor,
+    pub bytes: Vec<u8>,
+    /// Its entry in a referrers index.
+    pub listed: serde_json::Value,
+    pub blobs: Vec<(Descriptor, Vec<u8>)>,
+}
+
+/// The referrers index of the tag schema (`sha256-<hex>`): the entries it already lists and
+/// `new` ones, each digest once, sorted by digest so the bytes never depend on push order.
+pub fn referrers_index(existing: &[serde_json::Value], new: &[serde_json::Value]) -> Vec<u8> {
+    let mut by_digest = BTreeMap::new();
+    for e in existing.iter().chain(new) {
+        if let Some(d) = e["digest"].as_str() {
+            by_digest.insert(d.to_owned(), e.clone());
+        }
+    }
+    let manifests: Vec<serde_json::Value> = by_digest.into_values().collect();
+    to_canonical(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}))
+}
+
+/// The tag of the referrers tag schema for `digest`: `sha256-<hex>`.
+pub fn referrers_tag(digest: &OciDigest) -> String {
+    digest.to_string().replace(':', "-")
+}
+
 /// Whether a descriptor of an index is an attestation manifest (BuildKit's annotation).
 pub fn is_attestation(d: &Descriptor) -> bool {
     d.annotations
@@ -180,6 +248,27 @@ mod tests {
         assert_eq!(OciDigest::of(bytes), a.index.digest);
         let again = assemble(&[platform("amd64", 2), platform("arm64", 1)]);
         assert_eq!(again.index, a.index, "the same inputs give the same index");
+    }
+
+    #[test]
+    fn a_referrer_names_its_subject_and_the_fallback_index_merges() {
+        let image = platform("amd64", 0).manifest;
+        let s = Statement {
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+            bytes: b"{}".to_vec(),
+        };
+        let r = referrer(&image, &s);
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes).unwrap();
+        assert_eq!(v["subject"]["digest"], image.digest.to_string());
+        assert_eq!(
+            v["config"]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        let one = referrers_index(&[], std::slice::from_ref(&r.listed));
+        let again =
+            referrers_index(std::slice::from_ref(&r.listed), std::slice::from_ref(&r.listed));
+        assert_eq!(one, again, "a second push lists the referrer once");
+        assert!(referrers_tag(&image.digest).starts_with("sha256-"));
     }
 
     #[test]

@@ -330,3 +330,61 @@ fn stack_provenance_prints_the_attached_statement() {
     let err = stderr(&o);
     assert!(err.contains("`app`") && err.contains("plain") && err.contains("sha256:"), "{err}");
 }
+
+/// `skopeo inspect --raw` of a registry reference, as JSON.
+fn raw(reference: &str) -> serde_json::Value {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")])
+        .output()
+        .unwrap();
+    ok(&o, "skopeo inspect --raw");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn referrers_reach_a_registry_without_the_api_through_the_tag_schema() {
+    let Some(base) = busybox_base() else { return };
+    let Some(registry) = crate::registry::Registry::start() else { return };
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &base, "hello\n");
+    let tag = format!("{host}/team/app:1");
+    let push = || {
+        let args = [
+            "build",
+            "--sbom",
+            "--provenance",
+            "--attest-as",
+            "referrers",
+            "-t",
+            &tag,
+            "--push",
+            "--out",
+            "out",
+        ];
+        let o = run_stack(dir.path(), &dir.path().join("c"), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("listed by the fallback tag"), "{}", stderr(&o));
+        stdout(&o).split_whitespace().nth(1).unwrap().to_owned()
+    };
+    let digest = push();
+    // The image itself stays a manifest; its tag names it.
+    let image = raw(&tag);
+    assert_eq!(image["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    let fallback = format!("{host}/team/app:{}", digest.replace(':', "-"));
+    let index = raw(&fallback);
+    let listed = index["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{index}");
+    let mut kinds = Vec::new();
+    for entry in listed {
+        assert_eq!(entry["artifactType"], "application/vnd.in-toto+json");
+        let artifact = raw(&format!("{host}/team/app@{}", entry["digest"].as_str().unwrap()));
+        assert_eq!(artifact["subject"]["digest"], digest.as_str());
+        kinds.push(artifact["layers"][0]["annotations"]["in-toto.io/predicate-type"].clone());
+    }
+    kinds.sort_by_key(ToString::to_string);
+    assert_eq!(kinds, ["https://slsa.dev/provenance/v1", "https://spdx.dev/Document"]);
+    // A second push lists each referrer once: the same index.
+    assert_eq!(push(), digest);
+    assert_eq!(raw(&fallback), index);
+}
