@@ -443,6 +443,14 @@ pub struct VerifyArgs {
     /// Steps to run at once in the normal build (the rebuild uses another count)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// A secret for `run` steps, given to both builds: `id=ID,src=FILE` or `id=ID,env=VAR`
+    /// (repeatable)
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// An SSH agent for `ssh` mounts, given to both builds: `default` or `ID` (the agent of
+    /// `SSH_AUTH_SOCK`), or `ID=SOCKET` (repeatable)
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
     /// Layer compression
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub compression: CompressionArg,

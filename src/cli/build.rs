@@ -599,7 +599,7 @@ fn print_images(images: &[crate::exec::BuiltImage]) {
 }
 
 /// `--ssh default`, `--ssh ID` (both the agent of `SSH_AUTH_SOCK`) and `--ssh ID=SOCKET`.
-fn parse_ssh(
+pub(super) fn parse_ssh(
     specs: &[String],
     auth_sock: Option<&std::ffi::OsStr>,
 ) -> Result<BTreeMap<String, std::path::PathBuf>, Failure> {
@@ -648,7 +648,7 @@ fn parse_ssh(
     Ok(out)
 }
 
-fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Failure> {
+pub(super) fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Failure> {
     let mut out = BTreeMap::new();
     for spec in specs {
         let mut id = None;

@@ -49,7 +49,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
         args.source_date_epoch,
         files.first().map(|f| f.context_dir.as_path()),
     );
-    let opts = options(args, jobs, &epoch);
+    let opts = options(args, jobs, &epoch)?;
     let normal = super::build::execute(&plan, &files, &store, &opts, Some(args.progress))?;
     // The rebuild runs `--locked`: it must pin bases exactly as this build did.
     resolver.save_lock()?;
@@ -97,14 +97,50 @@ fn wait_for_next_second(then: std::time::Instant) {
     }
 }
 
-fn options(args: &VerifyArgs, jobs: usize, epoch: &super::epoch::Epoch) -> BuildOptions {
-    BuildOptions {
+fn options(
+    args: &VerifyArgs,
+    jobs: usize,
+    epoch: &super::epoch::Epoch,
+) -> Result<BuildOptions, Failure> {
+    Ok(BuildOptions {
         compression: compression(args.compression),
         epoch: epoch.files,
         created: epoch.created,
         jobs,
+        secrets: super::build::parse_secrets(&args.secrets)?,
+        ssh: super::build::parse_ssh(&args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?,
         ..BuildOptions::default()
+    })
+}
+
+/// A `--secret` or `--ssh` spec for the rebuild, which runs in another folder: a relative
+/// `src=`/`source=` file or `ID=SOCKET` path made absolute.
+fn absolute_spec(spec: &str, secret: bool, cwd: &Path) -> OsString {
+    let abs = |p: &str| cwd.join(p).into_os_string();
+    if !secret {
+        return match spec.split_once('=') {
+            Some((id, socket)) => {
+                let mut v = OsString::from(format!("{id}="));
+                v.push(abs(socket));
+                v
+            }
+            None => spec.into(),
+        };
     }
+    let mut out = OsString::new();
+    for (i, part) in spec.split(',').enumerate() {
+        if i > 0 {
+            out.push(",");
+        }
+        match part.split_once('=') {
+            Some((k @ ("src" | "source"), path)) => {
+                out.push(format!("{k}="));
+                out.push(abs(path));
+            }
+            _ => out.push(part),
+        }
+    }
+    out
 }
 
 fn compression(c: CompressionArg) -> Compression {
@@ -166,6 +202,12 @@ fn child_args(args: &VerifyArgs, cwd: &Path) -> Vec<OsString> {
     }
     if let Some(epoch) = args.source_date_epoch {
         pair("--source-date-epoch", epoch.to_string().into());
+    }
+    for spec in &args.secrets {
+        pair("--secret", absolute_spec(spec, true, cwd));
+    }
+    for spec in &args.ssh {
+        pair("--ssh", absolute_spec(spec, false, cwd));
     }
     pair("--compression", compression(args.compression).name().into());
     pair("--progress", "plain".into());
@@ -400,7 +442,7 @@ fn check_steps(
 ) -> Result<bool, Failure> {
     let resolver = CliResolver::new(files, store, &args.file)?;
     let plan = plan_files(files, &resolver, &args.file)?;
-    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs), epoch);
+    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs), epoch)?;
     let quiet = |_: crate::exec::Event| {};
     let run = |o: &BuildOptions| {
         crate::exec::build(&plan, store, o, &quiet).map_err(|e| fail(error_chain(&e), None))

@@ -143,3 +143,24 @@ fn verify_says_the_examples_are_identical() {
     }
     assert!(verified >= 2);
 }
+
+#[test]
+fn verify_passes_secrets_to_both_builds() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = app(
+        &base,
+        "    run \"wc -c < /run/secrets/token > /token-len\" {\n        secret \"token\"\n    }\n",
+    );
+    std::fs::write(dir.path().join("token.txt"), "s3cr3t").unwrap();
+    // A relative `src=`: the rebuild runs in another folder and still finds it.
+    let out = run_stack(
+        dir.path(),
+        &dir.path().join("cache"),
+        &["verify", "--secret", "id=token,src=token.txt"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("app: identical sha256:"), "{}", stdout(&out));
+}
