@@ -7,7 +7,9 @@
 pub mod cyclonedx;
 pub mod packages;
 pub mod rootfs;
+pub mod rpm;
 pub mod spdx;
+pub mod sqlite;
 
 use crate::digest::OciDigest;
 use crate::oci::image::Descriptor;
@@ -21,6 +23,12 @@ pub enum SbomError {
         #[source]
         source: StoreError,
     },
+    #[error("`/{path}` of the image is not a readable rpm database")]
+    Rpmdb {
+        path: String,
+        #[source]
+        source: sqlite::SqliteError,
+    },
     #[error("layer `{digest}` is not a readable tar")]
     Layer {
         digest: String,
@@ -32,9 +40,10 @@ pub enum SbomError {
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
 const APK_INSTALLED: &str = "lib/apk/db/installed";
+const RPMDB: [&str; 2] = ["var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite"];
 const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
 
-/// The packages the image's databases list (dpkg and apk), sorted.
+/// The packages the image's databases list (dpkg, apk and rpm's sqlite database), sorted.
 pub fn image_packages(
     store: &Store,
     layers: &[Descriptor],
@@ -42,6 +51,7 @@ pub fn image_packages(
     let want = |p: &str| {
         p == DPKG_STATUS
             || p == APK_INSTALLED
+            || RPMDB.contains(&p)
             || OS_RELEASE.contains(&p)
             || p.strip_prefix(DPKG_STATUS_D).is_some_and(|rest| !rest.contains('/'))
     };
@@ -55,6 +65,11 @@ pub fn image_packages(
             out.extend(packages::dpkg(&body, os.as_deref().unwrap_or("debian")));
         } else if path == APK_INSTALLED {
             out.extend(packages::apk(&body, os.as_deref().unwrap_or("alpine")));
+        } else if RPMDB.contains(&path.as_str()) {
+            let distro = os.as_deref().unwrap_or("redhat");
+            let rpms = rpm::rpmdb(bytes, distro)
+                .map_err(|source| SbomError::Rpmdb { path: path.clone(), source })?;
+            out.extend(rpms);
         }
     }
     out.sort();

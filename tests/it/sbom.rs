@@ -223,3 +223,102 @@ fn cyclonedx_sbom_lists_what_the_spdx_one_lists_and_is_valid() {
     assert_eq!(from_layout["serialNumber"], doc["serialNumber"]);
     check_cyclonedx(&dir.path().join("one/app.cdx.json"));
 }
+
+/// An rpm header blob (as rpm keeps it in `rpmdb.sqlite`): string tags and an int32 epoch.
+fn rpm_header(strings: &[(u32, &str)], epoch: Option<u32>) -> Vec<u8> {
+    let (mut index, mut data) = (Vec::new(), Vec::new());
+    let mut entry = |tag: u32, kind: u32, off: usize| {
+        for v in [tag, kind, u32::try_from(off).unwrap(), 1] {
+            index.extend_from_slice(&v.to_be_bytes());
+        }
+    };
+    if let Some(e) = epoch {
+        entry(1003, 4, data.len());
+        data.extend_from_slice(&e.to_be_bytes());
+    }
+    for (tag, s) in strings {
+        entry(*tag, 6, data.len());
+        data.extend_from_slice(s.as_bytes());
+        data.push(0);
+    }
+    let mut blob = u32::try_from(index.len() / 16).unwrap().to_be_bytes().to_vec();
+    blob.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+    blob.extend(index);
+    blob.extend(data);
+    blob
+}
+
+/// `rpmdb.sqlite` with rpm's `Packages` table holding `blobs`, made by Python's sqlite3.
+fn write_rpmdb(path: &Path, blobs: &[Vec<u8>]) -> bool {
+    let list = path.with_extension("blobs");
+    let mut framed = Vec::new();
+    for b in blobs {
+        framed.extend_from_slice(&u32::try_from(b.len()).unwrap().to_be_bytes());
+        framed.extend_from_slice(b);
+    }
+    std::fs::write(&list, framed).unwrap();
+    let script = "import sqlite3,struct,sys\n\
+        db=sqlite3.connect(sys.argv[1]);d=open(sys.argv[2],'rb').read();i=0\n\
+        db.execute('CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)')\n\
+        while i<len(d):\n (n,)=struct.unpack('>I',d[i:i+4]);db.execute('INSERT INTO Packages (blob) VALUES (?)',(d[i+4:i+4+n],));i+=4+n\n\
+        db.commit()\n";
+    let o = Command::new("python3").arg("-c").arg(script).arg(path).arg(&list).output();
+    o.is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn sbom_lists_the_packages_of_an_rpm_sqlite_database() {
+    let Some(base) = busybox_base() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Enough packages for interior b-tree pages, one header larger than a page (overflow).
+    let mut want = BTreeSet::new();
+    let mut blobs = Vec::new();
+    for i in 0..400 {
+        let name = format!("pkg{i:03}");
+        let big = "x".repeat(if i == 7 { 20_000 } else { 10 });
+        let epoch = (i % 5 == 0).then_some(2);
+        blobs.push(rpm_header(
+            &[(1000, &name), (1001, "1.0"), (1002, "3.el9"), (1022, "x86_64"), (1005, &big)],
+            epoch,
+        ));
+        let qualifiers = if epoch.is_some() { "?arch=x86_64&epoch=2" } else { "?arch=x86_64" };
+        want.insert(format!("pkg:rpm/rocky/{name}@1.0-3.el9{qualifiers}"));
+    }
+    if !write_rpmdb(&dir.path().join("rpmdb.sqlite"), &blobs) {
+        return skip("python3 with sqlite3 is missing");
+    }
+    write_files(
+        dir.path(),
+        &[(
+            "stack.kdl",
+            &format!(
+                "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    copy \"rpmdb.sqlite\" to=\"/var/lib/rpm/rpmdb.sqlite\"\n    file \"/etc/os-release\" \"ID=\\\"rocky\\\"\\n\"\n}}\n",
+                base.display()
+            ),
+        )],
+    );
+    let o = run_stack(
+        dir.path(),
+        &dir.path().join("c"),
+        &["build", "--sbom", "--sbom-format", "cyclonedx", "--out", "out/lay"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/app.cdx.json")).unwrap())
+            .unwrap();
+    let got: BTreeSet<String> = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "library")
+        .map(|c| c["purl"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, want);
+    check_cyclonedx(&dir.path().join("out/app.cdx.json"));
+
+    // A damaged database is an error naming it, not a panic or an empty list.
+    std::fs::write(dir.path().join("rpmdb.sqlite"), b"SQLite format 3\0garbage").unwrap();
+    let o = run_stack(dir.path(), &dir.path().join("c"), &["build", "--sbom", "--out", "out/lay"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("var/lib/rpm/rpmdb.sqlite"), "{}", stderr(&o));
+}
