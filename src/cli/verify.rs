@@ -404,10 +404,58 @@ fn print_layer_diff(
     if diffs.is_empty() {
         writeln!(out, "    the files are the same; only the compressed bytes differ")?;
     }
-    for d in diffs {
-        print_difference(out, &d)?;
+    for d in &diffs {
+        print_difference(out, d)?;
+    }
+    if let Some(dir) = diffoscope_inputs(&diffs, &a, &b)? {
+        writeln!(
+            out,
+            "    diffoscope report: diffoscope {} {}",
+            dir.join("expected").display(),
+            dir.join("rebuilt").display()
+        )?;
     }
     Ok(())
+}
+
+/// When `diffoscope` is on `PATH`: both sides of each file whose content differs (and whose
+/// bytes the comparison kept, up to 256 KiB), in a kept temporary folder
+/// (`expected/PATH`, `rebuilt/PATH`) for a report of them. `None` without diffoscope or such
+/// files.
+fn diffoscope_inputs(
+    diffs: &[Difference],
+    a: &[crate::oci::diff::TarEntry],
+    b: &[crate::oci::diff::TarEntry],
+) -> Result<Option<std::path::PathBuf>, Failure> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("diffoscope").is_file()));
+    let small = |side: &[crate::oci::diff::TarEntry], path: &str| {
+        side.iter().find(|e| e.path == path).and_then(|e| e.small.clone())
+    };
+    let pairs: Vec<(&str, Vec<u8>, Vec<u8>)> = diffs
+        .iter()
+        .filter_map(|d| match d {
+            Difference::Content { path, .. } => {
+                Some((path.as_str(), small(a, path)?, small(b, path)?))
+            }
+            _ => None,
+        })
+        .collect();
+    if !on_path || pairs.is_empty() {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new().prefix("stack-verify-diffoscope-").tempdir()?.keep();
+    for (path, left, right) in pairs {
+        let Some(rel) = crate::paths::normalize(path).filter(|r| !r.is_empty()) else { continue };
+        for (side, bytes) in [("expected", left), ("rebuilt", right)] {
+            let file = dir.join(side).join(&rel);
+            if let Some(parent) = file.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            fs_err::write(&file, bytes)?;
+        }
+    }
+    Ok(Some(dir))
 }
 
 fn print_difference(out: &mut impl Write, d: &Difference) -> std::io::Result<()> {

@@ -164,3 +164,46 @@ fn verify_passes_secrets_to_both_builds() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("app: identical sha256:"), "{}", stdout(&out));
 }
+
+#[test]
+fn verify_offers_diffoscope_the_differing_files_when_it_is_installed() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = app(&base, "    file \"/etc/motd\" \"hi\\n\"\n");
+    let cache = dir.path().join("cache");
+    std::fs::write(
+        dir.path().join("other.kdl"),
+        format!(
+            "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    file \"/etc/motd\" \"bye\\n\"\n}}\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let out = run_stack(dir.path(), &cache, &["build", "other.kdl", "--out", "tampered"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A `diffoscope` on PATH (stack only looks for it; it never runs it).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("diffoscope"), "#!/bin/sh\nexit 0\n").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = crate::support::stack()
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", &cache)
+        .env("PATH", path)
+        .args(["verify", "--against", "oci:tampered:app"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("diffoscope report: diffoscope "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let mut dirs = line.rsplit(' ').take(2);
+    let (rebuilt, expected) = (dirs.next().unwrap(), dirs.next().unwrap());
+    let read = |d: &str| std::fs::read_to_string(std::path::Path::new(d).join("etc/motd")).unwrap();
+    assert_eq!((read(expected).as_str(), read(rebuilt).as_str()), ("bye\n", "hi\n"));
+    let _ = std::fs::remove_dir_all(std::path::Path::new(expected).parent().unwrap());
+}
