@@ -40,6 +40,8 @@ pub struct Build<'a> {
     pub dependencies: &'a [Dependency],
     /// `SOURCE_DATE_EPOCH` as the build used it.
     pub epoch: i64,
+    /// The layer compression (`gzip`, `zstd`): it changes the layers' bytes.
+    pub compression: &'a str,
 }
 
 /// The in-toto statement of the image's SLSA provenance v1, as canonical JSON bytes.
@@ -62,7 +64,7 @@ fn predicate(b: &Build<'_>) -> Value {
                 "args": b.args,
                 "platform": b.platform,
             },
-            "internalParameters": {"sourceDateEpoch": b.epoch},
+            "internalParameters": {"sourceDateEpoch": b.epoch, "compression": b.compression},
             "resolvedDependencies": deps,
         },
         "runDetails": {
@@ -93,11 +95,13 @@ mod tests {
             platform: "linux/amd64",
             dependencies: &deps,
             epoch: 5,
+            compression: "gzip",
         };
         let v: Value = serde_json::from_slice(&statement_of(&b)).unwrap();
         let def = &v["predicate"]["buildDefinition"];
         assert_eq!(def["externalParameters"]["args"]["VERSION"], "2");
         assert_eq!(def["resolvedDependencies"][0]["digest"]["sha256"], "ab".repeat(32));
+        assert_eq!(def["internalParameters"]["compression"], "gzip");
         let text = v.to_string();
         assert!(!text.contains("startedOn") && !text.contains("finishedOn"), "{text}");
     }

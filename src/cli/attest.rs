@@ -125,6 +125,10 @@ fn provenance(s: &Sources<'_>, image: &BuiltImage, build_files: &[Dependency]) -
         platform: &platform,
         dependencies: &deps,
         epoch: s.epoch,
+        compression: match s.args.compression {
+            super::args::CompressionArg::Gzip => "gzip",
+            super::args::CompressionArg::Zstd => "zstd",
+        },
     })
 }
 
