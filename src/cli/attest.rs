@@ -97,7 +97,10 @@ fn sbom(
     let digest = &image.manifest.digest;
     let doc =
         crate::sbom::document(s.store, format, &image.name, digest, &image.layers, &bases, s.epoch)
-            .map_err(|e| fail(error_chain(&e), None))?;
+            .map_err(|e| {
+                let what = format!("cannot make the SBOM of `{}` ({digest})", image.name);
+                fail(format!("{what}: {}", error_chain(&e)), None)
+            })?;
     let predicate = match format {
         Format::Spdx => intoto::SPDX_PREDICATE,
         Format::CycloneDx => intoto::CYCLONEDX_PREDICATE,

@@ -320,5 +320,6 @@ fn sbom_lists_the_packages_of_an_rpm_sqlite_database() {
     std::fs::write(dir.path().join("rpmdb.sqlite"), b"SQLite format 3\0garbage").unwrap();
     let o = run_stack(dir.path(), &dir.path().join("c"), &["build", "--sbom", "--out", "out/lay"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("var/lib/rpm/rpmdb.sqlite"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("var/lib/rpm/rpmdb.sqlite") && err.contains("SBOM of `app`"), "{err}");
 }
