@@ -10,6 +10,7 @@
 // library itself, which clippy checks in its own (non-test) build too.
 #![cfg_attr(test, allow(clippy::disallowed_macros, clippy::disallowed_methods))]
 
+pub mod attest;
 pub mod cli;
 pub mod context;
 pub mod diag;

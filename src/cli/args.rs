@@ -48,8 +48,10 @@ pub enum Command {
     Images(ImagesArgs),
     /// Show an image of an OCI layout: its configuration and layers, its files, or one file
     Inspect(InspectArgs),
-    /// Print the SPDX 2.3 SBOM of an image of an OCI layout (its OS packages and base)
+    /// Print the SBOM of an image of an OCI layout (its OS packages and base)
     Sbom(SbomArgs),
+    /// Print the SLSA provenance attached to an image of an OCI layout (`build --provenance`)
+    Provenance(ProvenanceArgs),
     /// Push an image from an OCI layout to a registry
     Push(PushArgs),
     /// Store credentials for a registry
@@ -114,6 +116,19 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    /// The image's name or tag in the layout
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OCI layout to read
+    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
+    pub layout: PathBuf,
+    /// Write the statement to this file instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct SbomArgs {
     /// The image's name or tag in the layout
     #[arg(value_name = "NAME")]
@@ -124,6 +139,9 @@ pub struct SbomArgs {
     /// Write the document to this file instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The document's format
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SbomFormat::Spdx)]
+    pub format: SbomFormat,
     /// The document's creation time (seconds since the epoch; default: the image's)
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
@@ -364,9 +382,20 @@ pub struct BuildArgs {
     /// Say why each step that is not reused has to run
     #[arg(long)]
     pub explain: bool,
-    /// Also write each image's SPDX 2.3 SBOM, `NAME.spdx.json`, beside the output
+    /// Also write each image's SBOM, `NAME.spdx.json`, beside the output
     #[arg(long)]
     pub sbom: bool,
+    /// The SBOM's format: SPDX 2.3 (`NAME.spdx.json`, the default) or CycloneDX 1.5
+    /// (`NAME.cdx.json`)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub sbom_format: Option<SbomFormat>,
+    /// Also write each image's SLSA provenance v1, `NAME.provenance.json`, beside the output
+    #[arg(long)]
+    pub provenance: bool,
+    /// How attestations are attached: in the image's index (BuildKit's attestation manifests),
+    /// or as OCI 1.1 referrers pushed beside the image
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = AttestAs::Index)]
+    pub attest_as: AttestAs,
     /// How to show progress
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
@@ -418,6 +447,14 @@ pub struct VerifyArgs {
     /// Steps to run at once in the normal build (the rebuild uses another count)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// A secret for `run` steps, given to both builds: `id=ID,src=FILE` or `id=ID,env=VAR`
+    /// (repeatable)
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// An SSH agent for `ssh` mounts, given to both builds: `default` or `ID` (the agent of
+    /// `SSH_AUTH_SOCK`), or `ID=SOCKET` (repeatable)
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
     /// Layer compression
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub compression: CompressionArg,
@@ -484,6 +521,33 @@ pub enum Format {
     Oci,
     OciArchive,
     DockerArchive,
+}
+
+/// Where attestations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttestAs {
+    /// An image index holding the image and an attestation manifest (as BuildKit)
+    Index,
+    /// OCI 1.1 referrers (`subject`) pushed with `--push`; the image stays a manifest
+    Referrers,
+}
+
+/// The format of an SBOM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON
+    Spdx,
+    /// CycloneDX 1.5 JSON
+    Cyclonedx,
+}
+
+impl From<SbomFormat> for crate::sbom::Format {
+    fn from(f: SbomFormat) -> Self {
+        match f {
+            SbomFormat::Spdx => Self::Spdx,
+            SbomFormat::Cyclonedx => Self::CycloneDx,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

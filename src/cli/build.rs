@@ -88,6 +88,13 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     let mut file_args = args.file.clone();
     file_args.tags.clone_from(&args.tags);
     let files = load_files(&file_args)?;
+    let wanted = super::attest::wanted(args, &files);
+    if wanted.any() && matches!(output, Output::Stdout { .. }) {
+        return Err(fail(
+            "`--sbom` and `--provenance` (or the build file's `attest`) write files beside the output, but the output is standard output",
+            Some("write the image to a file or folder with `--out PATH`"),
+        ));
+    }
     let store = open_store(&args.file)?;
     let mut resolver = CliResolver::new(&files, &store, &args.file)?;
     if let Output::Path(path, _) | Output::Local(path) = &output {
@@ -169,10 +176,22 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
             }
         }
     }
+    let sources = super::attest::Sources {
+        plan: &p,
+        files: &files,
+        store: &store,
+        args,
+        wanted,
+        epoch: opts.created,
+    };
+    let attestations = super::attest::collect(&sources, &images)?;
+    if args.attest_as == super::args::AttestAs::Index {
+        super::attest::attach(&store, &mut images, &attestations)?;
+    }
     output.write(&images, &store)?;
     results.record_images(&images, &output.describe_for_results());
-    if args.sbom {
-        write_sboms(&output, &p, &images, &store, opts.created)?;
+    if !attestations.is_empty() {
+        write_attestations(&output, &attestations)?;
     }
     resolver.save_lock()?;
     if let Some(path) = &args.iidfile {
@@ -182,9 +201,9 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         let mut stdout = std::io::stdout().lock();
         for image in &images {
             if args.quiet {
-                writeln!(stdout, "{}", image.manifest.digest)?;
+                writeln!(stdout, "{}", image.digest())?;
             } else {
-                writeln!(stdout, "{} {}", image.name, image.manifest.digest)?;
+                writeln!(stdout, "{} {}", image.name, image.digest())?;
             }
         }
     }
@@ -206,6 +225,9 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         let pushed =
             super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
         results.record_pushes(&pushed);
+        if args.attest_as == super::args::AttestAs::Referrers {
+            super::attest::push_referrers(resolver.registry(), &store, &images, &attestations)?;
+        }
     }
     if args.load {
         load(&images, &store)?;
@@ -245,16 +267,16 @@ fn result_event(image: &crate::exec::BuiltImage, output: &Output) -> serde_json:
     serde_json::json!({
         "event": "result",
         "image": image.name,
-        "digest": image.manifest.digest.to_string(),
+        "digest": image.digest().to_string(),
         "size": image_size(image),
         "tags": image.tags,
         "output": output.describe(),
     })
 }
 
-/// An image's bytes: its manifest, config and layers.
+/// An image's bytes: its manifests (and index), configs and layers.
 fn image_size(image: &crate::exec::BuiltImage) -> u64 {
-    image.manifest.size + image.blobs().iter().map(|b| b.size).sum::<u64>()
+    image.all_blobs().iter().map(|b| b.size).sum::<u64>()
 }
 
 /// Runs a plan with a progress display; a failed step is reported as a diagnostic at its
@@ -549,49 +571,25 @@ fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Re
 fn write_iidfile(path: &Path, image: &crate::exec::BuiltImage) -> Result<(), Failure> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    fs_err::write(&tmp, image.manifest.digest.to_string())?;
+    fs_err::write(&tmp, image.digest().to_string())?;
     fs_err::rename(&tmp, path)?;
     Ok(())
 }
 
-/// `--sbom`: `NAME.spdx.json` for each image, in the folder that holds the output.
-fn write_sboms(
+/// `--sbom`, `--provenance`: the documents beside the output (`NAME.spdx.json`,
+/// `NAME.provenance.json`).
+fn write_attestations(
     output: &Output,
-    p: &crate::plan::Plan,
-    images: &[crate::exec::BuiltImage],
-    store: &crate::store::Store,
-    epoch: i64,
+    attestations: &[super::attest::ImageAttestations],
 ) -> Result<(), Failure> {
-    let (Output::Path(out, _) | Output::Local(out)) = output else {
-        return Err(fail(
-            "`--sbom` writes files beside the output, but the output is standard output",
-            Some("write the image to a file or folder with `--out PATH`"),
-        ));
-    };
+    // `build` refuses `--sbom` and `--provenance` with standard output before building.
+    let (Output::Path(out, _) | Output::Local(out)) = output else { return Ok(()) };
     let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    for image in images {
-        let bases = base_images(p, &image.name);
-        let doc = crate::sbom::spdx(
-            store,
-            &image.name,
-            &image.manifest.digest,
-            &image.layers,
-            &bases,
-            epoch,
-        )
-        .map_err(|e| fail(error_chain(&e), None))?;
-        let path = dir.join(format!("{}.spdx.json", image.name));
-        // Whole or not at all, as the images themselves.
-        let tmp = dir.join(format!(".{}.spdx.json.{}.tmp", image.name, std::process::id()));
-        fs_err::write(&tmp, &doc)?;
-        fs_err::rename(&tmp, &path)?;
-        output::note(format!("wrote the SBOM of {} to {}", image.name, path.display()));
-    }
-    Ok(())
+    super::attest::write_beside(dir, attestations)
 }
 
 /// The base images (registry or local) image `name` is built on, in build order.
-fn base_images(p: &crate::plan::Plan, name: &str) -> Vec<crate::sbom::spdx::Base> {
+pub(super) fn base_images(p: &crate::plan::Plan, name: &str) -> Vec<crate::sbom::spdx::Base> {
     let Some(target) = p.images.iter().find(|t| t.name == name) else { return Vec::new() };
     p.chain(target.node)
         .into_iter()
@@ -642,7 +640,7 @@ fn print_images(images: &[crate::exec::BuiltImage]) {
         .map(|i| {
             [
                 i.name.clone(),
-                i.manifest.digest.to_string(),
+                i.digest().to_string(),
                 super::cache::human(image_size(i)),
                 i.tags.join(", "),
             ]
@@ -653,7 +651,7 @@ fn print_images(images: &[crate::exec::BuiltImage]) {
 }
 
 /// `--ssh default`, `--ssh ID` (both the agent of `SSH_AUTH_SOCK`) and `--ssh ID=SOCKET`.
-fn parse_ssh(
+pub(super) fn parse_ssh(
     specs: &[String],
     auth_sock: Option<&std::ffi::OsStr>,
 ) -> Result<BTreeMap<String, std::path::PathBuf>, Failure> {
@@ -702,7 +700,7 @@ fn parse_ssh(
     Ok(out)
 }
 
-fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Failure> {
+pub(super) fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, SecretValue>, Failure> {
     let mut out = BTreeMap::new();
     for spec in specs {
         let mut id = None;

@@ -14,7 +14,7 @@ use super::cache::human;
 use super::{Failure, fail};
 use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::compress::Compression;
-use crate::oci::image::{Descriptor, Index, Manifest, REF_NAME};
+use crate::oci::image::{Descriptor, Index, Manifest, OCI_INDEX, REF_NAME};
 
 /// An OCI image layout folder opened for reading.
 pub(super) struct Layout {
@@ -80,6 +80,52 @@ impl Layout {
         out
     }
 
+    /// The image manifest `desc` stands for: itself, or for an index (an image with
+    /// attestations) the manifest of this machine's platform, else its first image manifest.
+    pub(super) fn image_manifest(&self, desc: &Descriptor) -> Result<Descriptor, Failure> {
+        if desc.media_type != OCI_INDEX {
+            return Ok(desc.clone());
+        }
+        let index: Index = self.json(desc)?;
+        let images: Vec<&Descriptor> =
+            index.manifests.iter().filter(|d| !crate::oci::index::is_attestation(d)).collect();
+        let host = crate::oci::image::host_arch();
+        images
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| p.architecture == host))
+            .or(images.first())
+            .map(|d| (*d).clone())
+            .ok_or_else(|| fail(format!("index `{}` lists no image manifest", desc.digest), None))
+    }
+
+    /// The attached in-toto statement of `predicate_type` about the image `desc` (an index
+    /// with an attestation manifest) stands for, if it has one.
+    pub(super) fn statement(
+        &self,
+        desc: &Descriptor,
+        predicate_type: &str,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        if desc.media_type != OCI_INDEX {
+            return Ok(None);
+        }
+        let image = self.image_manifest(desc)?;
+        let index: Index = self.json(desc)?;
+        let about = |d: &&Descriptor| {
+            crate::oci::index::is_attestation(d)
+                && d.annotations.as_ref().and_then(|a| a.get(crate::oci::index::REFERENCE_DIGEST))
+                    == Some(&image.digest.to_string())
+        };
+        let Some(att) = index.manifests.iter().find(about) else { return Ok(None) };
+        let manifest: Manifest = self.json(att)?;
+        let layer = manifest.layers.iter().find(|l| {
+            l.annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::oci::index::PREDICATE_TYPE))
+                .is_some_and(|t| t == predicate_type)
+        });
+        layer.map(|l| self.blob(&l.digest)).transpose()
+    }
+
     /// The manifest named `name`; the error lists the names there are.
     pub(super) fn find(&self, name: &str) -> Result<Descriptor, Failure> {
         let names: Vec<String> = self.images().into_iter().flat_map(|n| n.names).collect();
@@ -112,6 +158,7 @@ struct Summary {
 }
 
 fn summarize(layout: &Layout, names: Vec<String>, desc: &Descriptor) -> Result<Summary, Failure> {
+    let desc = &layout.image_manifest(desc)?;
     let manifest: Manifest = layout.json(desc)?;
     let config: Value = layout.json(&manifest.config)?;
     let size =

@@ -10,6 +10,7 @@
 
 mod affected;
 mod args;
+mod attest;
 mod build;
 mod cache;
 mod check;
@@ -99,6 +100,7 @@ pub fn main() -> ExitCode {
         args::Command::Images(a) => inspect::images(&a),
         args::Command::Inspect(a) => inspect::inspect(&a),
         args::Command::Sbom(a) => sbom::run(&a),
+        args::Command::Provenance(a) => sbom::provenance(&a),
         args::Command::Push(a) => push_cmd(&a),
         args::Command::Cache(c) => cache::run(&c),
         args::Command::Completions(a) => docs::completions(&a),

@@ -9,7 +9,8 @@ use super::load::error_chain;
 use super::{Failure, fail};
 use crate::digest::OciDigest;
 use crate::exec::BuiltImage;
-use crate::oci::image::{Descriptor, Index, Manifest, OCI_INDEX};
+use crate::oci::image::{AttachedIndex, Descriptor, Index, Manifest, OCI_INDEX};
+use crate::oci::index::Child;
 use crate::registry::{Client, PushOptions, Reference};
 use crate::store::Store;
 
@@ -128,18 +129,28 @@ pub(super) fn push_one(
         Reference::parse(tag).map_err(|e| fail(format!("cannot push to `{tag}`: {e}"), None))?;
     let opts =
         PushOptions { mount_from: mounts.for_target(&target, bases), ..PushOptions::default() };
-    // An index goes after every platform's manifest (by digest), which it names.
-    for child in &image.children {
-        let by_digest =
-            Reference { tag: None, digest: Some(child.manifest.digest.clone()), ..target.clone() };
-        push_manifest(client, store, child, &by_digest, &opts)?;
+    // An index's manifests go first, by digest: a registry refuses an index whose manifests
+    // it does not have.
+    let by_digest = Reference { tag: None, ..target.clone() };
+    for child in image.children() {
+        let bytes =
+            store.read_blob(&child.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
+        client
+            .push_with(&bytes, &child.manifest.media_type, &child.blobs, &by_digest, store, &opts)
+            .map_err(|e| fail(error_chain(&e), None))?;
     }
-    let report = push_manifest(client, store, image, &target, &opts)?;
-    if report.digest != image.manifest.digest {
+    let top = image.top();
+    let manifest = store.read_blob(&top.digest).map_err(|e| fail(error_chain(&e), None))?;
+    let blobs = if image.index.is_some() { Vec::new() } else { image.blobs() };
+    let report = client
+        .push_with(&manifest, &top.media_type, &blobs, &target, store, &opts)
+        // Authentication errors say to run `stack login` themselves; others need no hint.
+        .map_err(|e| fail(error_chain(&e), None))?;
+    if report.digest != top.digest {
         return Err(fail(
             format!(
                 "`{tag}`: the registry stored digest `{}`, not `{}`",
-                report.digest, image.manifest.digest
+                report.digest, top.digest
             ),
             None,
         ));
@@ -155,22 +166,6 @@ pub(super) fn push_one(
     Ok(())
 }
 
-/// Pushes the manifest (or index) of `image` to `target` with the blobs it names directly.
-fn push_manifest(
-    client: &Client,
-    store: &Store,
-    image: &BuiltImage,
-    target: &Reference,
-    opts: &PushOptions,
-) -> Result<crate::registry::PushReport, Failure> {
-    let bytes = store.read_blob(&image.manifest.digest).map_err(|e| fail(error_chain(&e), None))?;
-    let blobs = if image.is_index() { Vec::new() } else { image.blobs() };
-    client
-        .push_with(&bytes, &image.manifest.media_type, &blobs, target, store, opts)
-        // Authentication errors say to run `stack login` themselves; others need no hint.
-        .map_err(|e| fail(error_chain(&e), None))
-}
-
 /// Pushes `image` under `tag` unless the tag already names its digest (`current`).
 fn push_or_skip(
     client: &Client,
@@ -181,10 +176,10 @@ fn push_or_skip(
     mounts: &mut MountSources,
     bases: &[String],
 ) -> Result<PushStatus, Failure> {
-    if current == Some(&image.manifest.digest) {
+    if current == Some(&image.top().digest) {
         super::output::note(format!(
             "unchanged {tag}@{} (the registry has it already; nothing sent)",
-            image.manifest.digest
+            image.top().digest
         ));
         // The repository holds every blob of the image: a source for mounts as well.
         if let Ok(target) = Reference::parse(tag) {
@@ -198,7 +193,7 @@ fn push_or_skip(
 
 /// The line standard output gets per pushed (or unchanged) tag.
 fn print_pushed(tag: &str, image: &BuiltImage) {
-    let _ = writeln!(std::io::stdout(), "{tag} {}", image.manifest.digest);
+    let _ = writeln!(std::io::stdout(), "{tag} {}", image.digest());
 }
 
 /// Pushes every registry tag of the built images, leaving alone the tags that already name
@@ -240,46 +235,6 @@ pub(super) fn push_all(
     Ok(done)
 }
 
-/// An image of a layout (a manifest, or an index of platforms' manifests) with its blobs
-/// imported into the store.
-fn image_from_layout(
-    import: &dyn Fn(&Descriptor) -> Result<(), Failure>,
-    store: &Store,
-    desc: Descriptor,
-    name: &str,
-    target: &str,
-) -> Result<BuiltImage, Failure> {
-    import(&desc)?;
-    let bytes = store.read_blob(&desc.digest).map_err(|e| fail(error_chain(&e), None))?;
-    let invalid = |e: serde_json::Error| fail(format!("`{}` is invalid: {e}", desc.digest), None);
-    if desc.media_type == OCI_INDEX {
-        let index: Index = serde_json::from_slice(&bytes).map_err(invalid)?;
-        let children = index
-            .manifests
-            .into_iter()
-            .map(|d| image_from_layout(import, store, d, name, target))
-            .collect::<Result<Vec<_>, _>>()?;
-        let Some(first) = children.first().cloned() else {
-            return Err(fail(format!("index `{}` holds no image", desc.digest), None));
-        };
-        return Ok(BuiltImage { manifest: desc, children, ..first });
-    }
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(invalid)?;
-    import(&manifest.config)?;
-    for l in &manifest.layers {
-        import(l)?;
-    }
-    Ok(BuiltImage {
-        name: name.to_owned(),
-        tags: vec![target.to_owned()],
-        platform: desc.platform.clone().unwrap_or_else(crate::oci::image::Platform::host),
-        manifest: desc,
-        config: manifest.config,
-        layers: manifest.layers,
-        children: Vec::new(),
-    })
-}
-
 /// `stack push NAME TARGET`: an image from an OCI layout to a registry.
 pub(super) fn push_from_layout(
     client: &Client,
@@ -290,12 +245,54 @@ pub(super) fn push_from_layout(
 ) -> Result<(), Failure> {
     // The error for a missing name lists the names the layout holds.
     let desc = super::inspect::Layout::open(layout)?.find(name)?;
-    let import = |d: &crate::oci::image::Descriptor| -> Result<(), Failure> {
+    let import = |d: &Descriptor| -> Result<(), Failure> {
         let path = layout.join("blobs/sha256").join(d.digest.hex());
         let mut f = fs_err::File::open(&path)?;
         store.import_blob(&mut f, &d.digest, Some(d.size)).map_err(|e| fail(error_chain(&e), None))
     };
-    let image = image_from_layout(&import, store, desc, name, target)?;
+    // A manifest and its blobs, imported into the store.
+    let manifest_of = |d: &Descriptor| -> Result<Manifest, Failure> {
+        import(d)?;
+        let m: Manifest = serde_json::from_slice(
+            &store.read_blob(&d.digest).map_err(|e| fail(error_chain(&e), None))?,
+        )
+        .map_err(|e| fail(format!("manifest `{}` is invalid: {e}", d.digest), None))?;
+        import(&m.config)?;
+        m.layers.iter().try_for_each(&import)?;
+        Ok(m)
+    };
+    let mut index = None;
+    let mut top = desc.clone();
+    if desc.media_type == OCI_INDEX {
+        import(&desc)?;
+        let idx: Index = serde_json::from_slice(
+            &store.read_blob(&desc.digest).map_err(|e| fail(error_chain(&e), None))?,
+        )
+        .map_err(|e| fail(format!("index `{}` is invalid: {e}", desc.digest), None))?;
+        let mut children = Vec::new();
+        for d in &idx.manifests {
+            let m = manifest_of(d)?;
+            let mut blobs = vec![m.config];
+            blobs.extend(m.layers);
+            children.push(Child { manifest: d.clone(), blobs });
+        }
+        let first = idx.manifests.iter().find(|d| !crate::oci::index::is_attestation(d));
+        top = first.cloned().ok_or_else(|| {
+            fail(format!("index `{}` of `{name}` lists no image manifest", desc.digest), None)
+        })?;
+        index = Some(AttachedIndex { descriptor: desc, children });
+    }
+    let manifest = manifest_of(&top)?;
+    let image = BuiltImage {
+        name: name.to_owned(),
+        tags: vec![target.to_owned()],
+        platform: top.platform.clone().unwrap_or_else(crate::oci::image::Platform::host),
+        manifest: top,
+        config: manifest.config,
+        layers: manifest.layers,
+        platforms: Vec::new(),
+        index,
+    };
     let current = current_digests(client, &[target])?;
     let mut mounts = MountSources::default();
     push_or_skip(client, store, &image, target, current[0].as_ref(), &mut mounts, &[])?;

@@ -131,10 +131,9 @@ impl Results {
     /// Records the built images.
     pub(super) fn record_images(&mut self, images: &[BuiltImage], output: &str) {
         for i in images {
-            let size = i.manifest.size + i.blobs().iter().map(|b| b.size).sum::<u64>();
+            let size = i.all_blobs().iter().map(|b| b.size).sum::<u64>();
             let buildx_name = if i.tags.is_empty() { i.name.clone() } else { i.tags.join(",") };
-            let parts: Vec<&BuiltImage> =
-                if i.is_index() { i.children.iter().collect() } else { vec![i] };
+            let parts = i.parts();
             let platforms = parts
                 .iter()
                 .map(|p| PlatformResult {
@@ -145,7 +144,7 @@ impl Results {
                 .collect();
             let result = ImageResult {
                 name: i.name.clone(),
-                manifest_digest: i.manifest.digest.to_string(),
+                manifest_digest: i.digest().to_string(),
                 config_digest: i.config.digest.to_string(),
                 platform: i.platform.to_string(),
                 platforms,
@@ -153,7 +152,7 @@ impl Results {
                 size,
                 output: output.to_owned(),
                 pushed: Vec::new(),
-                buildx_digest: i.manifest.digest.to_string(),
+                buildx_digest: i.digest().to_string(),
                 buildx_config_digest: i.config.digest.to_string(),
                 buildx_name,
             };

@@ -1,9 +1,10 @@
-//! `stack sbom NAME`: the SPDX 2.3 SBOM of any image of an OCI layout, on standard output or
-//! in a file. The image's blobs are read into a private temporary store (verified there).
+//! `stack sbom NAME`: the SPDX 2.3 or CycloneDX 1.5 SBOM of any image of an OCI layout, on
+//! standard output or in a file; the image's blobs are read into a private temporary store
+//! (verified there). `stack provenance NAME`: the provenance statement attached to an image.
 
 use std::io::Write;
 
-use super::args::SbomArgs;
+use super::args::{ProvenanceArgs, SbomArgs};
 use super::load::error_chain;
 use super::{Failure, fail};
 use crate::oci::image::Manifest;
@@ -31,8 +32,9 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
         fail(format!("`{}` is not an image manifest: {e}", image.manifest_digest), None)
     })?;
     let layers: Vec<_> = image.layers.iter().map(|l| l.blob.clone()).collect();
-    let doc = crate::sbom::spdx(
+    let doc = crate::sbom::document(
         &store,
+        args.format.into(),
         &args.name,
         &image.manifest_digest,
         &layers,
@@ -47,11 +49,34 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
         }),
     )
     .map_err(|e| fail(error_chain(&e), None))?;
-    if let Some(path) = &args.output {
-        fs_err::write(path, &doc)?;
+    write_out(args.output.as_deref(), &doc)
+}
+
+/// `stack provenance NAME`: the SLSA provenance statement attached to a layout's image.
+pub(super) fn provenance(args: &ProvenanceArgs) -> Result<(), Failure> {
+    let layout = super::inspect::Layout::open(&args.layout)?;
+    let desc = layout.find(&args.name)?;
+    let Some(statement) = layout.statement(&desc, crate::attest::intoto::SLSA_PREDICATE)? else {
+        return Err(fail(
+            format!(
+                "image `{}` ({}) in `{}` has no provenance attached",
+                args.name,
+                desc.digest,
+                args.layout.display()
+            ),
+            Some("build it with `stack build --provenance` (or `attest provenance=#true`)"),
+        ));
+    };
+    write_out(args.output.as_deref(), &statement)
+}
+
+/// Writes a document to `path`, else to standard output with a newline.
+fn write_out(path: Option<&std::path::Path>, doc: &[u8]) -> Result<(), Failure> {
+    if let Some(path) = path {
+        fs_err::write(path, doc)?;
     } else {
         let mut out = std::io::stdout().lock();
-        out.write_all(&doc)?;
+        out.write_all(doc)?;
         out.write_all(b"\n")?;
     }
     Ok(())

@@ -49,7 +49,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
         args.source_date_epoch,
         files.first().map(|f| f.context_dir.as_path()),
     );
-    let opts = options(args, jobs, &epoch);
+    let opts = options(args, jobs, &epoch)?;
     let normal = super::build::execute(&plan, &files, &store, &opts, Some(args.progress))?;
     // The rebuild runs `--locked`: it must pin bases exactly as this build did.
     resolver.save_lock()?;
@@ -70,8 +70,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
     let mut differs = false;
     for image in &normal.images {
         // An index is compared platform by platform: the first differing step is per platform.
-        let parts: Vec<&BuiltImage> =
-            if image.is_index() { image.children.iter().collect() } else { vec![image] };
+        let parts = image.parts();
         for part in parts {
             let against = load_against(args, &files, &plan, &fresh_store, &part.platform)?;
             let rebuilt = load_image(&fresh.out(), &image.name, &fresh_store, &part.platform)?;
@@ -80,7 +79,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<(), Failure> {
                 manifest: part.manifest.digest.clone(),
                 layers: part.layers.clone(),
             });
-            let label = if image.is_index() {
+            let label = if image.is_multi_platform() {
                 format!("{} ({})", image.name, part.platform)
             } else {
                 image.name.clone()
@@ -107,14 +106,50 @@ fn wait_for_next_second(then: std::time::Instant) {
     }
 }
 
-fn options(args: &VerifyArgs, jobs: usize, epoch: &super::epoch::Epoch) -> BuildOptions {
-    BuildOptions {
+fn options(
+    args: &VerifyArgs,
+    jobs: usize,
+    epoch: &super::epoch::Epoch,
+) -> Result<BuildOptions, Failure> {
+    Ok(BuildOptions {
         compression: compression(args.compression),
         epoch: epoch.files,
         created: epoch.created,
         jobs,
+        secrets: super::build::parse_secrets(&args.secrets)?,
+        ssh: super::build::parse_ssh(&args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?,
         ..BuildOptions::default()
+    })
+}
+
+/// A `--secret` or `--ssh` spec for the rebuild, which runs in another folder: a relative
+/// `src=`/`source=` file or `ID=SOCKET` path made absolute.
+fn absolute_spec(spec: &str, secret: bool, cwd: &Path) -> OsString {
+    let abs = |p: &str| cwd.join(p).into_os_string();
+    if !secret {
+        return match spec.split_once('=') {
+            Some((id, socket)) => {
+                let mut v = OsString::from(format!("{id}="));
+                v.push(abs(socket));
+                v
+            }
+            None => spec.into(),
+        };
     }
+    let mut out = OsString::new();
+    for (i, part) in spec.split(',').enumerate() {
+        if i > 0 {
+            out.push(",");
+        }
+        match part.split_once('=') {
+            Some((k @ ("src" | "source"), path)) => {
+                out.push(format!("{k}="));
+                out.push(abs(path));
+            }
+            _ => out.push(part),
+        }
+    }
+    out
 }
 
 fn compression(c: CompressionArg) -> Compression {
@@ -180,6 +215,12 @@ fn child_args(args: &VerifyArgs, cwd: &Path) -> Vec<OsString> {
     }
     if let Some(epoch) = args.source_date_epoch {
         pair("--source-date-epoch", epoch.to_string().into());
+    }
+    for spec in &args.secrets {
+        pair("--secret", absolute_spec(spec, true, cwd));
+    }
+    for spec in &args.ssh {
+        pair("--ssh", absolute_spec(spec, false, cwd));
     }
     pair("--compression", compression(args.compression).name().into());
     pair("--progress", "plain".into());
@@ -386,10 +427,58 @@ fn print_layer_diff(
     if diffs.is_empty() {
         writeln!(out, "    the files are the same; only the compressed bytes differ")?;
     }
-    for d in diffs {
-        print_difference(out, &d)?;
+    for d in &diffs {
+        print_difference(out, d)?;
+    }
+    if let Some(dir) = diffoscope_inputs(&diffs, &a, &b)? {
+        writeln!(
+            out,
+            "    diffoscope report: diffoscope {} {}",
+            dir.join("expected").display(),
+            dir.join("rebuilt").display()
+        )?;
     }
     Ok(())
+}
+
+/// When `diffoscope` is on `PATH`: both sides of each file whose content differs (and whose
+/// bytes the comparison kept, up to 256 KiB), in a kept temporary folder
+/// (`expected/PATH`, `rebuilt/PATH`) for a report of them. `None` without diffoscope or such
+/// files.
+fn diffoscope_inputs(
+    diffs: &[Difference],
+    a: &[crate::oci::diff::TarEntry],
+    b: &[crate::oci::diff::TarEntry],
+) -> Result<Option<std::path::PathBuf>, Failure> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("diffoscope").is_file()));
+    let small = |side: &[crate::oci::diff::TarEntry], path: &str| {
+        side.iter().find(|e| e.path == path).and_then(|e| e.small.clone())
+    };
+    let pairs: Vec<(&str, Vec<u8>, Vec<u8>)> = diffs
+        .iter()
+        .filter_map(|d| match d {
+            Difference::Content { path, .. } => {
+                Some((path.as_str(), small(a, path)?, small(b, path)?))
+            }
+            _ => None,
+        })
+        .collect();
+    if !on_path || pairs.is_empty() {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new().prefix("stack-verify-diffoscope-").tempdir()?.keep();
+    for (path, left, right) in pairs {
+        let Some(rel) = crate::paths::normalize(path).filter(|r| !r.is_empty()) else { continue };
+        for (side, bytes) in [("expected", left), ("rebuilt", right)] {
+            let file = dir.join(side).join(&rel);
+            if let Some(parent) = file.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            fs_err::write(&file, bytes)?;
+        }
+    }
+    Ok(Some(dir))
 }
 
 fn print_difference(out: &mut impl Write, d: &Difference) -> std::io::Result<()> {
@@ -424,7 +513,7 @@ fn check_steps(
 ) -> Result<bool, Failure> {
     let resolver = CliResolver::new(files, store, &args.file)?;
     let plan = plan_files(files, &resolver, &args.file)?;
-    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs), epoch);
+    let opts = options(args, args.jobs.unwrap_or_else(crate::exec::build::default_jobs), epoch)?;
     let quiet = |_: crate::exec::Event| {};
     let run = |o: &BuildOptions| {
         crate::exec::build(&plan, store, o, &quiet).map_err(|e| fail(error_chain(&e), None))

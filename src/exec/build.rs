@@ -693,6 +693,7 @@ fn assemble(
         config: config_desc,
         layers: manifest.layers,
         platform: target.platform.clone(),
-        children: Vec::new(),
+        platforms: Vec::new(),
+        index: None,
     })
 }

@@ -272,56 +272,93 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-/// A built image, with all its blobs in the store: one platform's manifest, or (for a
-/// multi-platform image) an index whose `children` are the platforms' images.
+/// A built image, with all its blobs in the store: one platform's manifest, published as an
+/// index (`index`) when it has several platforms or attestations.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
     pub name: String,
     pub tags: Vec<String>,
-    /// The manifest, or the index when `children` is not empty.
+    /// The image manifest (the first platform's, for a multi-platform image).
     pub manifest: Descriptor,
-    /// The config and layers of a single-platform image (of the first platform for an index).
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
-    /// The platform the image was built for.
+    /// The platform the manifest is for.
     pub platform: Platform,
-    /// The platforms' images of an index, in the order the build asked for them.
-    pub children: Vec<BuiltImage>,
+    /// Each platform's image, in the order the build asked for them (empty for one platform).
+    pub platforms: Vec<BuiltImage>,
+    /// The index its tags name, holding every platform's manifest and the attestation
+    /// manifests (see [`super::index`]); `None` for a plain single-platform image.
+    pub index: Option<AttachedIndex>,
+}
+
+/// An image index a built image is published as, and the manifests it lists.
+#[derive(Debug, Clone)]
+pub struct AttachedIndex {
+    pub descriptor: Descriptor,
+    pub children: Vec<super::index::Child>,
 }
 
 impl BuiltImage {
-    /// Every blob the manifest (or index) refers to, down to the layers: for an index, each
-    /// platform's manifest, config and layers.
-    pub fn blobs(&self) -> Vec<Descriptor> {
-        if self.children.is_empty() {
-            let mut v = vec![self.config.clone()];
-            v.extend(self.layers.iter().cloned());
-            return v;
+    /// What its tags name: the index when it has one, else the image manifest.
+    pub fn top(&self) -> &Descriptor {
+        self.index.as_ref().map_or(&self.manifest, |i| &i.descriptor)
+    }
+
+    /// Every blob a copy of the image holds: config, layers, manifest, and with an index every
+    /// manifest it lists, their blobs and the index (each once).
+    pub fn all_blobs(&self) -> Vec<Descriptor> {
+        let mut v = self.blobs();
+        v.push(self.manifest.clone());
+        for c in self.children() {
+            v.extend(c.blobs);
+            v.push(c.manifest);
         }
-        let mut v = Vec::new();
-        for child in &self.children {
-            v.push(child.manifest.clone());
-            v.extend(child.blobs());
+        if let Some(i) = &self.index {
+            v.push(i.descriptor.clone());
         }
+        let mut seen = std::collections::BTreeSet::new();
+        v.retain(|d| seen.insert(d.digest.clone()));
         v
     }
 
-    /// Whether this is a multi-platform image (an index).
-    pub fn is_index(&self) -> bool {
-        !self.children.is_empty()
+    /// Every manifest below [`Self::top`] (none without an index) with the blobs each refers
+    /// to, platform manifests first.
+    pub fn children(&self) -> Vec<super::index::Child> {
+        self.index.as_ref().map(|i| i.children.clone()).unwrap_or_default()
     }
 
-    /// The platforms it holds (`linux/amd64, linux/arm64/v8`).
-    pub fn platforms(&self) -> String {
-        if self.children.is_empty() {
-            return self.platform.to_string();
-        }
-        self.children.iter().map(|c| c.platform.to_string()).collect::<Vec<_>>().join(", ")
+    /// Config and layers: every blob the manifest refers to.
+    pub fn blobs(&self) -> Vec<Descriptor> {
+        let mut v = vec![self.config.clone()];
+        v.extend(self.layers.iter().cloned());
+        v
+    }
+
+    /// The digest that names the image: its index's for several platforms, else its
+    /// manifest's (the subject of its attestations, when it has an index for them only).
+    pub fn digest(&self) -> &crate::digest::OciDigest {
+        if self.is_multi_platform() { &self.top().digest } else { &self.manifest.digest }
+    }
+
+    /// Whether it is built for several platforms.
+    pub fn is_multi_platform(&self) -> bool {
+        !self.platforms.is_empty()
+    }
+
+    /// Each platform's image: the platforms of a multi-platform image, else itself.
+    pub fn parts(&self) -> Vec<&BuiltImage> {
+        if self.platforms.is_empty() { vec![self] } else { self.platforms.iter().collect() }
+    }
+
+    /// Its manifest's descriptor as an index lists it (with the platform).
+    pub fn platform_manifest(&self) -> Descriptor {
+        Descriptor { platform: Some(self.platform.clone()), ..self.manifest.clone() }
     }
 }
 
-/// Groups single-platform images of the same name into one index each (in the order the
-/// names first appear); an image built for one platform stays a plain manifest.
+/// Groups single-platform images of the same name into one multi-platform image each (in
+/// the order the names first appear), published as an index; an image built for one platform
+/// stays a plain manifest.
 pub fn group_platforms(
     images: Vec<BuiltImage>,
     store: &crate::store::Store,
@@ -335,37 +372,40 @@ pub fn group_platforms(
     }
     groups
         .into_iter()
-        .map(|mut g| if g.len() == 1 { Ok(g.remove(0)) } else { index_of(g, store) })
+        .map(|mut g| {
+            if g.len() == 1 {
+                return Ok(g.remove(0));
+            }
+            let first = g[0].clone();
+            let mut image = BuiltImage { platforms: g, ..first };
+            image.index = Some(index_of(&image, &[], store)?);
+            Ok(image)
+        })
         .collect()
 }
 
-/// The index of several platforms' images of one name, stored.
-fn index_of(
-    children: Vec<BuiltImage>,
+/// The index of `image`'s platforms with the attestation statements of each (`statements[i]`
+/// for part `i`; missing ones are none), its documents stored.
+pub fn index_of(
+    image: &BuiltImage,
+    statements: &[Vec<super::index::Statement>],
     store: &crate::store::Store,
-) -> Result<BuiltImage, crate::store::StoreError> {
-    let manifests = children
+) -> Result<AttachedIndex, crate::store::StoreError> {
+    let platforms: Vec<super::index::PlatformImage> = image
+        .parts()
         .iter()
-        .map(|c| Descriptor { platform: Some(c.platform.clone()), ..c.manifest.clone() })
+        .enumerate()
+        .map(|(i, p)| super::index::PlatformImage {
+            manifest: p.platform_manifest(),
+            blobs: p.blobs(),
+            statements: statements.get(i).cloned().unwrap_or_default(),
+        })
         .collect();
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(OCI_INDEX.into()),
-        manifests,
-        annotations: None,
-    };
-    let bytes = crate::json::to_canonical(&index);
-    let digest = store.put_blob(&bytes)?;
-    let first = &children[0];
-    Ok(BuiltImage {
-        name: first.name.clone(),
-        tags: first.tags.clone(),
-        manifest: Descriptor::new(OCI_INDEX, digest, bytes.len() as u64),
-        config: first.config.clone(),
-        layers: first.layers.clone(),
-        platform: first.platform.clone(),
-        children,
-    })
+    let assembled = super::index::assemble(&platforms);
+    for (_, bytes) in &assembled.documents {
+        store.put_blob(bytes)?;
+    }
+    Ok(AttachedIndex { descriptor: assembled.index, children: assembled.children })
 }
 
 #[cfg(test)]

@@ -59,14 +59,36 @@ fn ref_names(image: &BuiltImage) -> Vec<String> {
     names
 }
 
+/// The extra names of an image published as an index: each platform manifest under
+/// `NAME+OS-ARCH[-VARIANT]`, so that tools which refuse a name leading to several manifests
+/// (umoci calls the attestation manifests beside the image ambiguous) can read it.
+fn platform_entries(image: &BuiltImage) -> Vec<(String, Descriptor)> {
+    image
+        .children()
+        .into_iter()
+        .filter(|c| !super::index::is_attestation(&c.manifest))
+        .filter_map(|c| {
+            let p = c.manifest.platform.clone()?;
+            let variant = p.variant.map(|v| format!("-{v}")).unwrap_or_default();
+            let name = format!("{}+{}-{}{variant}", image.name, p.os, p.architecture);
+            Some((name, c.manifest))
+        })
+        .collect()
+}
+
 fn index_for(images: &[BuiltImage], mut keep: Vec<Descriptor>) -> Index {
-    let new_names: Vec<String> = images.iter().flat_map(ref_names).collect();
+    let mut new_names: Vec<String> = images.iter().flat_map(ref_names).collect();
+    new_names.extend(images.iter().flat_map(platform_entries).map(|(n, _)| n));
     keep.retain(|d| {
         d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_none_or(|n| !new_names.contains(n))
     });
     for image in images {
         for name in ref_names(image) {
-            let mut d = image.manifest.clone();
+            let mut d = image.top().clone();
+            d.annotations = Some(BTreeMap::from([(REF_NAME.to_owned(), name)]));
+            keep.push(d);
+        }
+        for (name, mut d) in platform_entries(image) {
             d.annotations = Some(BTreeMap::from([(REF_NAME.to_owned(), name)]));
             keep.push(d);
         }
@@ -142,7 +164,7 @@ pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<
     let blobs = out.join("blobs").join("sha256");
     fs_err::create_dir_all(&blobs).map_err(io(&blobs))?;
     for image in images {
-        for d in image.blobs().iter().chain(std::iter::once(&image.manifest)) {
+        for d in &image.all_blobs() {
             let dest = blobs.join(d.digest.hex());
             if fs_err::metadata(&dest).is_ok_and(|m| m.len() == d.size) {
                 continue;
@@ -192,7 +214,7 @@ pub fn write_archive(
     entries.push(dir("blobs"));
     entries.push(dir("blobs/sha256"));
     for image in images {
-        for d in image.blobs().iter().chain(std::iter::once(&image.manifest)) {
+        for d in &image.all_blobs() {
             if seen.insert(d.digest.clone()) {
                 // Verify before packaging: the archive must never carry a corrupt blob.
                 let mut r = store.open_blob(&d.digest)?;

@@ -5,6 +5,7 @@ pub mod compress;
 pub mod diff;
 pub mod extract;
 pub mod image;
+pub mod index;
 pub mod layer;
 pub mod layout;
 pub mod local;

@@ -18,6 +18,7 @@ pub mod download;
 mod pull;
 mod push;
 mod reference;
+pub mod referrers;
 pub mod stepcache;
 mod trust;
 

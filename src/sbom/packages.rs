@@ -10,7 +10,7 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub arch: String,
-    /// `deb` or `apk`: the purl type.
+    /// `deb`, `apk` or `rpm`: the purl type.
     pub kind: &'static str,
     /// The distribution (`debian`, `ubuntu`, `alpine`, …): the purl namespace.
     pub distro: String,
@@ -18,17 +18,26 @@ pub struct Package {
 
 impl Package {
     /// The package URL, e.g. `pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64`.
+    /// An rpm `EPOCH:VERSION-RELEASE` goes in as `VERSION-RELEASE` with an `epoch` qualifier.
     pub fn purl(&self) -> String {
-        let mut p = format!(
-            "pkg:{}/{}/{}@{}",
-            self.kind,
-            enc(&self.distro),
-            enc(&self.name),
-            enc(&self.version)
-        );
+        let (epoch, version) = match self.version.split_once(':') {
+            Some((e, v)) if self.kind == "rpm" && e.bytes().all(|b| b.is_ascii_digit()) => {
+                (Some(e), v)
+            }
+            _ => (None, self.version.as_str()),
+        };
+        let mut p =
+            format!("pkg:{}/{}/{}@{}", self.kind, enc(&self.distro), enc(&self.name), enc(version));
+        let mut qualifiers = Vec::new();
         if !self.arch.is_empty() {
-            p.push_str("?arch=");
-            p.push_str(&enc(&self.arch));
+            qualifiers.push(format!("arch={}", enc(&self.arch)));
+        }
+        if let Some(e) = epoch {
+            qualifiers.push(format!("epoch={e}"));
+        }
+        if !qualifiers.is_empty() {
+            p.push('?');
+            p.push_str(&qualifiers.join("&"));
         }
         p
     }

@@ -82,26 +82,33 @@ fn package(id: &str, name: &str, version: &str, purl: &str) -> Value {
     })
 }
 
+/// The package URL of the built image: `pkg:oci/NAME@sha256%3AHEX`.
+pub(crate) fn image_purl(name: &str, digest: &OciDigest) -> String {
+    format!("pkg:oci/{}@sha256%3A{}", spdx_id_part(name).to_ascii_lowercase(), digest.hex())
+}
+
+/// The package URL of a base image, with its full reference as `repository_url`.
+pub(crate) fn base_purl(b: &Base) -> String {
+    // `docker.io/library/busybox:1.37` → `busybox`, with the full reference as a qualifier.
+    let repo = b.reference.rsplit('/').next().unwrap_or(&b.reference);
+    let repo = repo.split([':', '@']).next().unwrap_or(repo).to_ascii_lowercase();
+    format!(
+        "pkg:oci/{}@sha256%3A{}?repository_url={}",
+        if repo.is_empty() { "image".to_owned() } else { spdx_id_part(&repo) },
+        b.digest.hex(),
+        super::packages::enc(&b.reference)
+    )
+}
+
 fn image_package(name: &str, digest: &OciDigest) -> Value {
-    let purl =
-        format!("pkg:oci/{}@sha256%3A{}", spdx_id_part(name).to_ascii_lowercase(), digest.hex());
-    let mut p = package("SPDXRef-Image", name, &digest.to_string(), &purl);
+    let mut p = package("SPDXRef-Image", name, &digest.to_string(), &image_purl(name, digest));
     p["primaryPackagePurpose"] = json!("CONTAINER");
     p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": digest.hex()}]);
     p
 }
 
 fn base_package(id: &str, b: &Base) -> Value {
-    // `docker.io/library/busybox:1.37` → `busybox`, with the full reference as a qualifier.
-    let repo = b.reference.rsplit('/').next().unwrap_or(&b.reference);
-    let repo = repo.split([':', '@']).next().unwrap_or(repo).to_ascii_lowercase();
-    let purl = format!(
-        "pkg:oci/{}@sha256%3A{}?repository_url={}",
-        if repo.is_empty() { "image".to_owned() } else { spdx_id_part(&repo) },
-        b.digest.hex(),
-        super::packages::enc(&b.reference)
-    );
-    let mut p = package(id, &b.reference, &b.digest.to_string(), &purl);
+    let mut p = package(id, &b.reference, &b.digest.to_string(), &base_purl(b));
     p["primaryPackagePurpose"] = json!("CONTAINER");
     p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": b.digest.hex()}]);
     p

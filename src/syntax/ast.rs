@@ -28,6 +28,8 @@ pub struct BuildFile {
     pub templates: Vec<Template>,
     /// `platforms "linux/amd64" …`: what every image is built for, unless it says otherwise.
     pub platforms: Vec<Spanned<String>>,
+    /// `attest sbom=#true provenance=#true`: the attestations every image of the file gets.
+    pub attest: Option<AttestDecl>,
 }
 
 /// `template NAME { param …; steps… }`: a sequence of steps with typed parameters, written
@@ -130,6 +132,16 @@ pub struct Origin {
 pub struct Include {
     pub paths: Vec<Spanned<String>>,
     pub args: Vec<(Spanned<String>, Spanned<String>)>,
+}
+
+/// `attest sbom=#true sbom-format="cyclonedx" provenance=#true`: what `--sbom`,
+/// `--sbom-format` and `--provenance` ask for, written in the build file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttestDecl {
+    pub sbom: bool,
+    /// `spdx` or `cyclonedx` (checked by the parser); `None` leaves the command line's.
+    pub sbom_format: Option<String>,
+    pub provenance: bool,
 }
 
 /// `cache "registry.example/team/cache" read-only=#true`: a registry step cache this build

@@ -4,8 +4,8 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::ast::{
-    ArgDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck, Include, Network,
-    RunMount, RunStep, Spanned, Step, StepKind, Target, TargetKind,
+    ArgDecl, AttestDecl, BuildFile, CacheDecl, CacheSharing, CopyStep, FileStep, Healthcheck,
+    Include, Network, RunMount, RunStep, Spanned, Step, StepKind, Target, TargetKind,
 };
 use crate::diag::{Diagnostic, did_you_mean};
 
@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 
 pub const TOP_LEVEL: &[&str] =
-    &["stack", "arg", "stage", "image", "include", "cache", "template", "platforms"];
+    &["stack", "arg", "stage", "image", "include", "cache", "template", "platforms", "attest"];
 pub const STEPS: &[&str] = &[
     "from",
     "run",
@@ -178,6 +178,7 @@ impl Parser {
                     }
                 }
                 "platforms" => file.platforms.extend(self.platforms(node)),
+                "attest" => file.attest = Some(self.attest(node)),
                 other => self.unknown_node(node, other, TOP_LEVEL, "at the top level"),
             }
         }
@@ -232,6 +233,28 @@ impl Parser {
             self.missing_arg(node, "a platform like `linux/arm64`");
         }
         e.args.into_iter().filter_map(|a| self.string(a)).collect()
+    }
+
+    /// `attest [sbom=BOOL] [sbom-format="spdx"|"cyclonedx"] [provenance=BOOL]`.
+    fn attest(&mut self, node: &KdlNode) -> AttestDecl {
+        self.no_children(node);
+        let e = entries(node);
+        self.only_props(node, &e, &["sbom", "sbom-format", "provenance"]);
+        self.max_args(node, &e, 0);
+        let sbom_format = e.prop("sbom-format").and_then(|p| self.string(p)).and_then(|s| {
+            let known = ["spdx", "cyclonedx"];
+            if known.contains(&s.value.as_str()) {
+                Some(s.value)
+            } else {
+                self.bad_choice(&s, &known);
+                None
+            }
+        });
+        AttestDecl {
+            sbom: e.prop("sbom").is_some_and(|p| self.bool(p)),
+            sbom_format,
+            provenance: e.prop("provenance").is_some_and(|p| self.bool(p)),
+        }
     }
 
     /// `cache "REPO" [read-only=#true]`.

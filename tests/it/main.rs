@@ -6,6 +6,7 @@
 
 mod support;
 
+mod attest;
 mod build;
 mod cache;
 mod cli_output;

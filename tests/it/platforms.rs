@@ -182,6 +182,35 @@ fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
             && said.contains("app (linux/arm64/v8): identical"),
         "{said}"
     );
+    // With attestations: one attestation manifest per platform, each naming its platform's
+    // manifest, and one SBOM and provenance per platform beside the output.
+    let attested = ctx.path().join("attested/layout");
+    let o = run_stack(
+        ctx.path(),
+        &fresh,
+        &["build", "--sbom", "--provenance", "-o", attested.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:app", attested.display()))
+        .output()
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 4, "{index}");
+    let about: Vec<&str> = manifests[2..]
+        .iter()
+        .map(|m| m["annotations"]["vnd.docker.reference.digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        about,
+        [manifests[0]["digest"].as_str().unwrap(), manifests[1]["digest"].as_str().unwrap()]
+    );
+    for p in ["linux-amd64", "linux-arm64-v8"] {
+        assert!(ctx.path().join(format!("attested/app.{p}.spdx.json")).is_file(), "{p}");
+        assert!(ctx.path().join(format!("attested/app.{p}.provenance.json")).is_file(), "{p}");
+    }
     // One platform of the two: a plain manifest, as before platforms existed.
     let one = ctx.path().join("one");
     let o = run_stack(

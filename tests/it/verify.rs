@@ -135,11 +135,80 @@ fn verify_says_the_examples_are_identical() {
             kdl.replace(crate::build::EXAMPLE_BASE, &local),
         )
         .unwrap();
-        let out =
-            run_stack(dir.path(), &dir.path().join(".cache"), &["verify", "--progress", "plain"]);
+        // The monorepo example takes its base as an arg.
+        let base_arg = format!("BASE={local}");
+        let out = run_stack(
+            dir.path(),
+            &dir.path().join(".cache"),
+            &["verify", "--progress", "plain", "--arg", &base_arg],
+        );
         assert_eq!(out.status.code(), Some(0), "{}: {}", e.path().display(), stderr(&out));
         assert!(stdout(&out).contains(": identical sha256:"), "{}", stdout(&out));
         verified += 1;
     }
     assert!(verified >= 2);
+}
+
+#[test]
+fn verify_passes_secrets_to_both_builds() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = app(
+        &base,
+        "    run \"wc -c < /run/secrets/token > /token-len\" {\n        secret \"token\"\n    }\n",
+    );
+    std::fs::write(dir.path().join("token.txt"), "s3cr3t").unwrap();
+    // A relative `src=`: the rebuild runs in another folder and still finds it.
+    let out = run_stack(
+        dir.path(),
+        &dir.path().join("cache"),
+        &["verify", "--secret", "id=token,src=token.txt"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("app: identical sha256:"), "{}", stdout(&out));
+}
+
+#[test]
+fn verify_offers_diffoscope_the_differing_files_when_it_is_installed() {
+    let Some(base) = busybox_base() else { return };
+    if !sandbox_ready() {
+        return;
+    }
+    let dir = app(&base, "    file \"/etc/motd\" \"hi\\n\"\n");
+    let cache = dir.path().join("cache");
+    std::fs::write(
+        dir.path().join("other.kdl"),
+        format!(
+            "stack version=1\nimage app {{\n    from \"oci:{}:base\"\n    file \"/etc/motd\" \"bye\\n\"\n}}\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let out = run_stack(dir.path(), &cache, &["build", "other.kdl", "--out", "tampered"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A `diffoscope` on PATH (stack only looks for it; it never runs it).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("diffoscope"), "#!/bin/sh\nexit 0\n").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = crate::support::stack()
+        .current_dir(dir.path())
+        .env("STACK_CACHE_DIR", &cache)
+        .env("PATH", path)
+        .args(["verify", "--against", "oci:tampered:app"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("diffoscope report: diffoscope "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let mut dirs = line.rsplit(' ').take(2);
+    let (rebuilt, expected) = (dirs.next().unwrap(), dirs.next().unwrap());
+    let read = |d: &str| std::fs::read_to_string(std::path::Path::new(d).join("etc/motd")).unwrap();
+    assert_eq!((read(expected).as_str(), read(rebuilt).as_str()), ("bye\n", "hi\n"));
+    let _ = std::fs::remove_dir_all(std::path::Path::new(expected).parent().unwrap());
 }
