@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 
 use super::provenance::Dependency;
@@ -14,24 +13,12 @@ use crate::context::FileKind;
 use crate::digest::OciDigest;
 use crate::plan::{CopySource, Op, Plan};
 
-/// `node` and every step it depends on (parents and `from=` sources).
-fn ancestors(plan: &Plan, node: NodeIndex) -> BTreeSet<NodeIndex> {
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![node];
-    while let Some(n) = todo.pop() {
-        if seen.insert(n) {
-            todo.extend(plan.graph.neighbors_directed(n, Direction::Incoming));
-        }
-    }
-    seen
-}
-
 /// The bases and the context an image's steps read, sorted: `oci:REFERENCE` for each base,
 /// `context:` for the files of the build context (absent when it reads none).
 pub fn plan_dependencies(plan: &Plan, node: NodeIndex) -> Vec<Dependency> {
     let mut out = BTreeSet::new();
     let mut files = BTreeSet::new();
-    for n in ancestors(plan, node) {
+    for n in plan.ancestors(node) {
         match &plan.graph[n].op {
             Op::Base { reference, image } => {
                 out.insert(Dependency {

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 
 use super::{CopySource, Op, Plan, PlannedMount};
@@ -84,7 +83,7 @@ pub fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet
     let changed_build_files = changed_build_files(changes);
     for image in &plan.images {
         let mut reasons = build_file_reasons(plan, image, changes, &changed_build_files);
-        for n in ancestors(plan, image.node) {
+        for n in plan.ancestors(image.node) {
             if let Some(r) = node_reasons.get(&n) {
                 reasons.extend(r.iter().cloned());
             }
@@ -241,12 +240,12 @@ fn build_file_reasons(
     changed: &[(usize, String)],
 ) -> BTreeSet<String> {
     let mut files: BTreeSet<usize> =
-        ancestors(plan, image.node).into_iter().map(|n| plan.graph[n].file).collect();
+        plan.ancestors(image.node).into_iter().map(|n| plan.graph[n].file).collect();
     files.insert(image.file);
     let mut out = BTreeSet::new();
     for (f, shown) in changed {
         let reaches = if let Some(edited) = changes.template_edits.get(f) {
-            ancestors(plan, image.node).into_iter().any(|n| {
+            plan.ancestors(image.node).into_iter().any(|n| {
                 let node = &plan.graph[n];
                 node.file == *f && edited.iter().any(|t| inside(node.span, *t))
             })
@@ -302,18 +301,6 @@ pub fn changed_templates(old: &str, new: &str) -> Option<Vec<miette::SourceSpan>
         .map(|(_, span)| *span)
         .collect();
     Some(changed)
-}
-
-/// `node` and every step it depends on (parents and sources).
-fn ancestors(plan: &Plan, node: NodeIndex) -> BTreeSet<NodeIndex> {
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![node];
-    while let Some(n) = todo.pop() {
-        if seen.insert(n) {
-            todo.extend(plan.graph.neighbors_directed(n, Direction::Incoming));
-        }
-    }
-    seen
 }
 
 #[cfg(test)]

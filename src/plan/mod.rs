@@ -389,6 +389,18 @@ pub struct ImageTarget {
 }
 
 impl Plan {
+    /// `node` and every step it depends on (parents and `from=`/bind sources).
+    pub fn ancestors(&self, node: NodeIndex) -> std::collections::BTreeSet<NodeIndex> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![node];
+        while let Some(n) = todo.pop() {
+            if seen.insert(n) {
+                todo.extend(self.graph.neighbors_directed(n, petgraph::Direction::Incoming));
+            }
+        }
+        seen
+    }
+
     /// The chain of nodes an image is made of, from its base to `node`.
     pub fn chain(&self, node: NodeIndex) -> Vec<NodeIndex> {
         let mut chain = vec![node];

@@ -81,6 +81,18 @@ fn unpack_platform(layout: &Path, name: &str, arch: &str, into: &Path) -> PathBu
     bundle.join("rootfs")
 }
 
+/// The two-platform base project, its base built into `out` with the store `stores/a`.
+fn built_base() -> Option<(tempfile::TempDir, tempfile::TempDir, PathBuf)> {
+    let arm64 = ready()?;
+    let ctx = two_platform_base(&arm64);
+    let stores = tempfile::tempdir().unwrap();
+    let out = ctx.path().join("out");
+    let args = ["build", "-f", "base.kdl", "-o", out.to_str().unwrap()];
+    let o = run_stack(ctx.path(), &stores.path().join("a"), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    Some((ctx, stores, out))
+}
+
 fn ready() -> Option<PathBuf> {
     if !sandbox_ready() {
         return None;
@@ -94,16 +106,7 @@ fn ready() -> Option<PathBuf> {
 
 #[test]
 fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
-    let Some(arm64) = ready() else { return };
-    let ctx = two_platform_base(&arm64);
-    let stores = tempfile::tempdir().unwrap();
-    let out = ctx.path().join("out");
-    let o = run_stack(
-        ctx.path(),
-        &stores.path().join("a"),
-        &["build", "-f", "base.kdl", "-o", out.to_str().unwrap()],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let Some((ctx, stores, out)) = built_base() else { return };
     write_files(
         ctx.path(),
         &[(
@@ -229,16 +232,7 @@ fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
 
 #[test]
 fn a_stage_on_the_build_platform_runs_once_for_every_target() {
-    let Some(arm64) = ready() else { return };
-    let ctx = two_platform_base(&arm64);
-    let stores = tempfile::tempdir().unwrap();
-    let out = ctx.path().join("out");
-    let o = run_stack(
-        ctx.path(),
-        &stores.path().join("a"),
-        &["build", "-f", "base.kdl", "-o", out.to_str().unwrap()],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let Some((ctx, stores, out)) = built_base() else { return };
     // The cross-compilation idiom: the build stage runs natively and writes every target's
     // file; each platform's image copies its own.
     write_files(
@@ -269,16 +263,7 @@ fn a_stage_on_the_build_platform_runs_once_for_every_target() {
 
 #[test]
 fn without_an_emulator_the_build_fails_before_any_step() {
-    let Some(arm64) = ready() else { return };
-    let ctx = two_platform_base(&arm64);
-    let stores = tempfile::tempdir().unwrap();
-    let out = ctx.path().join("out");
-    let o = run_stack(
-        ctx.path(),
-        &stores.path().join("a"),
-        &["build", "-f", "base.kdl", "-o", out.to_str().unwrap()],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let Some((ctx, stores, out)) = built_base() else { return };
     write_files(
         ctx.path(),
         &[(
