@@ -60,7 +60,7 @@ true_on() { # PLATFORM: the duration of the step, as stack reports it
   STACK_CACHE_DIR=$work/st "$STACK" build "$work/true.kdl" --platform "$1" --progress plain --out "$work/t" 2>&1 \
     | grep -o 'done in [0-9.]*s' | grep -o '[0-9.]*'
 }
-time_it() { local t0 t1; t0=$(now); "$@"; t1=$(now); echo "$t1 - $t0" | bc; }
+time_it() { local t0 t1; t0=$(now); "$@"; t1=$(now); printf '%.3f\n' "$(echo "$t1 - $t0" | bc)"; }
 
 if [ $docker_ok = 1 ]; then
   for a in amd64 arm64; do
@@ -83,7 +83,7 @@ if [ $docker_ok = 1 ]; then
   d=$(for _ in $(seq "$reps"); do time_it docker_two; done | median)
   echo "| BuildKit (dockerd 20.10): w1, amd64 then arm64 (two images; no index without buildx) | $d |"
   echo
-  echo "stack / BuildKit: $(echo "scale=2; $s / $d" | bc)× the time"
+  echo "stack / BuildKit: $(printf '%.2f' "$(echo "scale=4; $s / $d" | bc)")× the time"
 else
   echo
   echo "(dockerd is not running: no BuildKit figure)"
