@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// Serialises a value canonically. `serde_json::Map` is a `BTreeMap` (the `preserve_order`
 /// feature is never enabled), so round-tripping through [`Value`] sorts every object's keys.
-pub fn to_canonical<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_canonical<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let value: Value = serde_json::to_value(value).expect("stack's own types always serialise");
     serde_json::to_vec(&value).expect("a Value always serialises")
 }

@@ -10,21 +10,21 @@
 // library itself, which clippy checks in its own (non-test) build too.
 #![cfg_attr(test, allow(clippy::disallowed_macros, clippy::disallowed_methods))]
 
-pub mod attest;
+pub(crate) mod attest;
 pub mod cli;
 pub mod context;
 pub mod diag;
 pub mod digest;
 pub mod dockerfile;
 pub mod exec;
-pub mod fleet;
-pub mod json;
+pub(crate) mod fleet;
+pub(crate) mod json;
 pub mod lockfile;
 pub mod oci;
-pub mod paths;
+pub(crate) mod paths;
 pub mod plan;
-pub mod privilege;
-pub mod registry;
-pub mod sbom;
+pub(crate) mod privilege;
+pub(crate) mod registry;
+pub(crate) mod sbom;
 pub mod store;
 pub mod syntax;

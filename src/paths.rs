@@ -23,7 +23,7 @@ pub fn normalize(path: &str) -> Option<String> {
 /// targets restart from it, so the result never leaves the root. `link` gives the target of a
 /// (relative, normalised) path that is a symlink. With `follow_last` the final component is
 /// followed too. `None` after 40 symlinks (a loop).
-pub fn resolve_in_root(
+pub(crate) fn resolve_in_root(
     path: &str,
     follow_last: bool,
     link: &dyn Fn(&str) -> Option<String>,
@@ -60,7 +60,7 @@ pub fn resolve_in_root(
 }
 
 /// Removes every key below folder `path` (`path/…`) from a map keyed by relative paths.
-pub fn remove_below<V>(map: &mut std::collections::BTreeMap<String, V>, path: &str) {
+pub(crate) fn remove_below<V>(map: &mut std::collections::BTreeMap<String, V>, path: &str) {
     let prefix = format!("{path}/");
     let below: Vec<String> = map
         .range(prefix.clone()..)

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 /// The process's standing, see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Privilege {
+pub(crate) enum Privilege {
     /// Root in the initial user namespace: exact owners, device nodes, `trusted.` xattrs.
     HostRoot,
     /// Root of a user namespace that maps a range of ids: exact owners for the ids it maps,
@@ -22,19 +22,19 @@ pub enum Privilege {
 
 /// One line of a `/proc/PID/uid_map` or `gid_map`: `count` ids from `inside` map to `outside`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IdRange {
+pub(crate) struct IdRange {
     pub inside: u32,
     pub outside: u32,
     pub count: u32,
 }
 
 impl Privilege {
-    pub const ALL: [Privilege; 3] =
+    pub(crate) const ALL: [Privilege; 3] =
         [Privilege::HostRoot, Privilege::MappedRoot, Privilege::SingleId];
 
     /// The standing of this process (read once; `stack` enters its user namespace before
     /// anything asks).
-    pub fn current() -> Privilege {
+    pub(crate) fn current() -> Privilege {
         static CURRENT: OnceLock<Privilege> = OnceLock::new();
         *CURRENT.get_or_init(|| {
             let euid = rustix::process::geteuid().as_raw();
@@ -45,7 +45,7 @@ impl Privilege {
 
     /// Decides from the effective uid and the uid map (`None`: unreadable, taken as the
     /// initial namespace).
-    pub fn from_ids(euid: u32, uid_map: Option<&str>) -> Privilege {
+    pub(crate) fn from_ids(euid: u32, uid_map: Option<&str>) -> Privilege {
         if euid != 0 {
             return Privilege::SingleId;
         }
@@ -63,18 +63,18 @@ impl Privilege {
     }
 
     /// Whether extraction can give files the owners their layer records.
-    pub fn keeps_owners(self) -> bool {
+    pub(crate) fn keeps_owners(self) -> bool {
         self != Privilege::SingleId
     }
 
     /// The xattr namespace of overlay's markers in lower dirs (`trusted` needs host root).
-    pub fn overlay_xattr_prefix(self) -> &'static str {
+    pub(crate) fn overlay_xattr_prefix(self) -> &'static str {
         if self == Privilege::HostRoot { "trusted" } else { "user" }
     }
 
     /// Appended to a layer's folder name in the store, so trees extracted with different
     /// standing never mix.
-    pub fn tree_suffix(self) -> &'static str {
+    pub(crate) fn tree_suffix(self) -> &'static str {
         match self {
             Privilege::HostRoot => "",
             Privilege::MappedRoot => ".userns",
@@ -84,7 +84,7 @@ impl Privilege {
 }
 
 /// Parses a uid or gid map; malformed lines are skipped.
-pub fn parse_id_map(text: &str) -> Vec<IdRange> {
+pub(crate) fn parse_id_map(text: &str) -> Vec<IdRange> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace().map(str::parse::<u32>);
@@ -99,7 +99,7 @@ pub fn parse_id_map(text: &str) -> Vec<IdRange> {
 }
 
 /// Whether `id` (as seen inside the namespace) is mapped by `ranges`.
-pub fn maps(ranges: &[IdRange], id: u32) -> bool {
+pub(crate) fn maps(ranges: &[IdRange], id: u32) -> bool {
     ranges
         .iter()
         .any(|r| id >= r.inside && u64::from(id) < u64::from(r.inside) + u64::from(r.count))

@@ -15,7 +15,7 @@ use crate::plan::{CopySource, Op, Plan};
 
 /// The bases and the context an image's steps read, sorted: `oci:REFERENCE` for each base,
 /// `context:` for the files of the build context (absent when it reads none).
-pub fn plan_dependencies(plan: &Plan, node: NodeIndex) -> Vec<Dependency> {
+pub(crate) fn plan_dependencies(plan: &Plan, node: NodeIndex) -> Vec<Dependency> {
     let mut out = BTreeSet::new();
     let mut files = BTreeSet::new();
     for n in plan.ancestors(node) {

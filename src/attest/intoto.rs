@@ -8,23 +8,23 @@ use serde_json::{Value, json};
 use crate::digest::OciDigest;
 
 /// The statement type of in-toto Statement v1.
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub(crate) const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// The predicate type of an SPDX document (as BuildKit attaches SBOMs).
-pub const SPDX_PREDICATE: &str = "https://spdx.dev/Document";
+pub(crate) const SPDX_PREDICATE: &str = "https://spdx.dev/Document";
 /// The predicate type of a CycloneDX document.
-pub const CYCLONEDX_PREDICATE: &str = "https://cyclonedx.org/bom";
+pub(crate) const CYCLONEDX_PREDICATE: &str = "https://cyclonedx.org/bom";
 /// The predicate type of SLSA provenance v1.
-pub const SLSA_PREDICATE: &str = "https://slsa.dev/provenance/v1";
+pub(crate) const SLSA_PREDICATE: &str = "https://slsa.dev/provenance/v1";
 
 /// What a statement is about: an image, by name and manifest digest.
 #[derive(Debug, Clone)]
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     pub name: &'a str,
     pub digest: &'a OciDigest,
 }
 
 /// The statement `{_type, subject, predicateType, predicate}`, as canonical JSON bytes.
-pub fn statement(subject: &Subject<'_>, predicate_type: &str, predicate: &Value) -> Vec<u8> {
+pub(crate) fn statement(subject: &Subject<'_>, predicate_type: &str, predicate: &Value) -> Vec<u8> {
     let v = json!({
         "_type": STATEMENT_TYPE,
         "subject": [{"name": subject.name, "digest": {"sha256": subject.digest.hex()}}],
@@ -35,7 +35,7 @@ pub fn statement(subject: &Subject<'_>, predicate_type: &str, predicate: &Value)
 }
 
 /// Wraps an SBOM document (JSON bytes stack wrote) in a statement of `predicate_type`.
-pub fn wrap_document(
+pub(crate) fn wrap_document(
     subject: &Subject<'_>,
     predicate_type: &str,
     document: &[u8],

@@ -6,6 +6,6 @@
 //! files, target, args, base digests, context files, `SOURCE_DATE_EPOCH`): no clock, host name
 //! or absolute path, so two builds of the same image give byte-identical attestations.
 
-pub mod inputs;
-pub mod intoto;
-pub mod provenance;
+pub(crate) mod inputs;
+pub(crate) mod intoto;
+pub(crate) mod provenance;

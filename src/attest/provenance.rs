@@ -12,13 +12,13 @@ use super::intoto::{SLSA_PREDICATE, Subject, statement};
 use crate::digest::OciDigest;
 
 /// The build type of `stack build` (documented in the book's "Proving what you ship").
-pub const BUILD_TYPE: &str = "https://stack.invalid/provenance/build/v1";
+pub(crate) const BUILD_TYPE: &str = "https://stack.invalid/provenance/build/v1";
 /// The builder id; its version is in `runDetails.builder.version.stack`.
-pub const BUILDER_ID: &str = "https://stack.invalid/builder";
+pub(crate) const BUILDER_ID: &str = "https://stack.invalid/builder";
 
 /// One resolved input: a build file, a base image, the context.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dependency {
+pub(crate) struct Dependency {
     /// `file:stack.kdl`, `oci:REFERENCE`, `context:` (relative, never absolute).
     pub uri: String,
     pub name: String,
@@ -27,7 +27,8 @@ pub struct Dependency {
 
 /// What the provenance of one image says.
 #[derive(Debug, Clone)]
-pub struct Build<'a> {
+#[allow(clippy::struct_field_names, reason = "`build_file` is what SLSA calls it")]
+pub(crate) struct Build<'a> {
     pub image: &'a str,
     pub digest: &'a OciDigest,
     /// The main build file, relative to the build context.
@@ -45,7 +46,7 @@ pub struct Build<'a> {
 }
 
 /// The in-toto statement of the image's SLSA provenance v1, as canonical JSON bytes.
-pub fn statement_of(b: &Build<'_>) -> Vec<u8> {
+pub(crate) fn statement_of(b: &Build<'_>) -> Vec<u8> {
     statement(&Subject { name: b.image, digest: b.digest }, SLSA_PREDICATE, &predicate(b))
 }
 

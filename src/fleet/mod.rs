@@ -28,7 +28,7 @@ const EXPORTERS: usize = 4;
 
 /// Which caches a build reads and writes.
 #[derive(Debug, Clone, Default)]
-pub struct CacheConfig {
+pub(crate) struct CacheConfig {
     /// Read, in this order.
     pub from: Vec<Reference>,
     /// Written (and read: a cache written is also read).
@@ -37,7 +37,7 @@ pub struct CacheConfig {
 
 /// What the cache did during a build, for the summary.
 #[derive(Debug, Clone, Default)]
-pub struct CacheReport {
+pub(crate) struct CacheReport {
     pub exported: usize,
     pub bytes_uploaded: u64,
     pub bytes_downloaded: u64,
@@ -50,7 +50,7 @@ pub struct CacheReport {
 }
 
 /// The registry step cache of one build.
-pub struct RegistryCache {
+pub(crate) struct RegistryCache {
     client: Client,
     store: Store,
     /// Caches read, in order; the written one last if it is not read already.
@@ -98,13 +98,13 @@ fn entry_key(record: &Digest, standing: &str) -> Digest {
 }
 
 /// The tag of the entry for `record`.
-pub fn entry_tag(record: &Digest, standing: &str) -> String {
+pub(crate) fn entry_tag(record: &Digest, standing: &str) -> String {
     format!("{TAG_PREFIX}{}", entry_key(record, standing).to_hex())
 }
 
 impl RegistryCache {
     /// A cache for one build; `None` when the configuration names no cache.
-    pub fn new(client: Client, store: &Store, config: &CacheConfig) -> Option<Arc<Self>> {
+    pub(crate) fn new(client: Client, store: &Store, config: &CacheConfig) -> Option<Arc<Self>> {
         let mut sources = config.from.clone();
         if let Some(t) = &config.to
             && !sources.iter().any(|s| same_repo(s, t))
@@ -207,7 +207,7 @@ impl RegistryCache {
     }
 
     /// Waits for every export and says what the cache did.
-    pub fn finish(&self) -> CacheReport {
+    pub(crate) fn finish(&self) -> CacheReport {
         drop(self.exports.lock().expect("no panics while locked").take());
         let workers = std::mem::take(&mut *self.workers.lock().expect("no panics while locked"));
         for w in workers {
@@ -334,17 +334,12 @@ impl RegistryCache {
     }
 
     /// The caches whose blobs a push to the same registry can mount instead of uploading.
-    pub fn mountable(&self) -> Vec<Reference> {
+    pub(crate) fn mountable(&self) -> Vec<Reference> {
         self.sources.clone()
     }
 
-    /// The store this cache fetches into.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// The caches read, and the one written.
-    pub fn sources(&self) -> (&[Reference], Option<&Reference>) {
+    pub(crate) fn sources(&self) -> (&[Reference], Option<&Reference>) {
         (&self.sources, self.target.as_ref())
     }
 }

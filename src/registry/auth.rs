@@ -20,7 +20,7 @@ use super::reference::{DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
 
 /// A username and password (or `<token>` and an identity token).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub username: String,
     pub password: String,
 }
@@ -36,19 +36,19 @@ impl fmt::Debug for Credentials {
 
 impl Credentials {
     /// The value of an `Authorization: Basic` header.
-    pub fn basic_header(&self) -> String {
+    pub(crate) fn basic_header(&self) -> String {
         format!("Basic {}", B64.encode(format!("{}:{}", self.username, self.password)))
     }
 
     /// Whether the secret is an identity (refresh) token rather than a password.
-    pub fn is_identity_token(&self) -> bool {
+    pub(crate) fn is_identity_token(&self) -> bool {
         self.username == "<token>"
     }
 }
 
 /// Where credentials are looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialSources {
+pub(crate) struct CredentialSources {
     /// A containers-auth.json file (`REGISTRY_AUTH_FILE`), read first.
     pub auth_file: Option<PathBuf>,
     /// Docker's `config.json`.
@@ -57,7 +57,7 @@ pub struct CredentialSources {
 
 impl CredentialSources {
     /// `REGISTRY_AUTH_FILE`, and `$DOCKER_CONFIG/config.json` else `~/.docker/config.json`.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let auth_file =
             std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()).map(PathBuf::from);
         let docker_config =
@@ -72,7 +72,8 @@ impl CredentialSources {
     }
 
     /// Only the Docker config in folder `dir` (as `DOCKER_CONFIG=dir` would say).
-    pub fn docker_config_dir(dir: &std::path::Path) -> Self {
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn docker_config_dir(dir: &std::path::Path) -> Self {
         Self { auth_file: None, docker_config: dir.join("config.json") }
     }
 }
@@ -347,13 +348,13 @@ pub(super) fn store_credentials(
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
 /// Parses `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
     let params = parse_params(rest);

@@ -20,7 +20,7 @@ use super::trust::Trust;
 use super::{ClientOptions, RegistryError};
 
 /// A registry client; cheap to share across threads (`&Client` is `Sync`).
-pub struct Client {
+pub(crate) struct Client {
     /// One agent per URL authority (`host[:port]`): each trusts the system's CAs plus that
     /// host's own `certs.d` ones, and keeps its own connection pool.
     agents: Mutex<HashMap<String, ureq::Agent>>,
@@ -114,7 +114,7 @@ pub(super) struct Req<'a> {
 
 impl Client {
     /// Creates a client. No connection is made until the first request.
-    pub fn new(opts: ClientOptions) -> Self {
+    pub(crate) fn new(opts: ClientOptions) -> Self {
         Self {
             agents: Mutex::new(HashMap::new()),
             trust: Trust::new(opts.trust.clone()),
@@ -154,7 +154,7 @@ impl Client {
     }
 
     /// The deadline of one download that starts now (see [`super::deadline`]).
-    pub fn download_deadline(&self) -> super::deadline::Deadline {
+    pub(crate) fn download_deadline(&self) -> super::deadline::Deadline {
         super::deadline::Deadline {
             cancelled: self.opts.cancelled,
             ..super::deadline::Deadline::new(self.opts.transfer_timeout, self.opts.read_timeout)
@@ -164,7 +164,7 @@ impl Client {
     /// GETs a plain URL (`add "https://…"`) with the TLS trust and retries of registry
     /// requests; redirects are followed and any final status is returned. The error says what
     /// went wrong in words (the URL is the caller's to add).
-    pub fn get_url(
+    pub(crate) fn get_url(
         &self,
         url: &str,
         headers: &[(&str, String)],
@@ -228,7 +228,7 @@ impl Client {
 
     /// Checks that the stored credentials (if any) are accepted by `registry`: `GET /v2/`,
     /// answering its challenge.
-    pub fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
+    pub(crate) fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
         let ctx = Ctx { registry, repository: "", scope: Vec::new() };
         let req = Req {
             method: Method::GET,
@@ -248,7 +248,11 @@ impl Client {
 
     /// Checks that `registry` accepts `creds` (and only those: stored ones are not looked
     /// up), so `stack login` never stores credentials the registry refuses.
-    pub fn check_login(&self, registry: &str, creds: &Credentials) -> Result<(), RegistryError> {
+    pub(crate) fn check_login(
+        &self,
+        registry: &str,
+        creds: &Credentials,
+    ) -> Result<(), RegistryError> {
         self.hosts.lock().expect("lock").entry(registry.to_owned()).or_default().credentials =
             Lookup::Done(Some(creds.clone()));
         self.check_credentials(registry)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// Why an image could not be had from the daemon.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error("no Docker or podman daemon answers (tried {tried})")]
     NoDaemon { tried: String },
     #[error("the daemon at `{}` has no image `{name}`", socket.display())]
@@ -30,7 +30,7 @@ pub enum DaemonError {
 
 /// The sockets to try, in order: `DOCKER_HOST` when it names a Unix socket, Docker's default,
 /// then podman's (rootless, then root).
-pub fn sockets() -> Vec<PathBuf> {
+pub(crate) fn sockets() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(host) = std::env::var("DOCKER_HOST")
         && let Some(path) = host.strip_prefix("unix://")
@@ -46,7 +46,7 @@ pub fn sockets() -> Vec<PathBuf> {
 }
 
 /// The first daemon socket that holds image `name`.
-pub fn find(name: &str) -> Result<PathBuf, DaemonError> {
+pub(crate) fn find(name: &str) -> Result<PathBuf, DaemonError> {
     let mut answered = None;
     for socket in sockets().into_iter().filter(|s| s.exists()) {
         match request(&socket, &format!("/images/{}/json", path_segment(name)), name) {
@@ -65,7 +65,7 @@ pub fn find(name: &str) -> Result<PathBuf, DaemonError> {
 
 /// Saves image `name` from the daemon at `socket` into the file `dest` (a `docker save`
 /// archive).
-pub fn save(socket: &Path, name: &str, dest: &Path) -> Result<(), DaemonError> {
+pub(crate) fn save(socket: &Path, name: &str, dest: &Path) -> Result<(), DaemonError> {
     let io_err =
         |source| DaemonError::Io { socket: socket.to_owned(), name: name.to_owned(), source };
     let (status, mut body) = request(socket, &format!("/images/{}/get", path_segment(name)), name)?;

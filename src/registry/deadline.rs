@@ -10,15 +10,15 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 /// Fewer bytes than this in one stall window counts as no progress.
-pub const MIN_PROGRESS_BYTES: u64 = 1024;
+pub(crate) const MIN_PROGRESS_BYTES: u64 = 1024;
 
 /// The environment variable that sets the stall window, in seconds.
-pub const STALL_ENV: &str = "STACK_DOWNLOAD_STALL_TIMEOUT";
+pub(crate) const STALL_ENV: &str = "STACK_DOWNLOAD_STALL_TIMEOUT";
 /// The environment variable that sets the overall deadline of one download, in seconds.
-pub const TOTAL_ENV: &str = "STACK_DOWNLOAD_TIMEOUT";
+pub(crate) const TOTAL_ENV: &str = "STACK_DOWNLOAD_TIMEOUT";
 
 /// A duration in (possibly fractional) seconds from the environment variable `name`.
-pub fn from_env(name: &str, default: Duration) -> Duration {
+pub(crate) fn from_env(name: &str, default: Duration) -> Duration {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -28,7 +28,7 @@ pub fn from_env(name: &str, default: Duration) -> Duration {
 
 /// When one download must be over, and how long it may go without progress.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     pub started: Instant,
     pub total: Duration,
     pub stall: Duration,
@@ -41,17 +41,17 @@ fn never() -> bool {
 }
 
 impl Deadline {
-    pub fn new(total: Duration, stall: Duration) -> Self {
+    pub(crate) fn new(total: Duration, stall: Duration) -> Self {
         Self { started: Instant::now(), total, stall, cancelled: never }
     }
 
     /// Whether the overall deadline has passed.
-    pub fn expired(&self) -> bool {
+    pub(crate) fn expired(&self) -> bool {
         self.started.elapsed() >= self.total
     }
 
     /// Why the download was given up, for error messages.
-    pub fn expired_message(&self) -> String {
+    pub(crate) fn expired_message(&self) -> String {
         format!(
             "the download did not finish within {} s (set {TOTAL_ENV} to allow longer)",
             self.total.as_secs_f64()
@@ -59,7 +59,7 @@ impl Deadline {
     }
 
     /// Wraps a body reader so that it fails once the deadline passes or progress stalls.
-    pub fn reader<R: Read>(&self, inner: R) -> Progress<R> {
+    pub(crate) fn reader<R: Read>(&self, inner: R) -> Progress<R> {
         Progress { inner, deadline: *self, window_start: Instant::now(), window_bytes: 0 }
     }
 }
@@ -67,7 +67,7 @@ impl Deadline {
 /// A reader that fails with `TimedOut` when its [`Deadline`] passes, or when a stall window
 /// goes by with fewer than [`MIN_PROGRESS_BYTES`] (the per-read timeout of the HTTP client
 /// covers a server that sends nothing at all).
-pub struct Progress<R> {
+pub(crate) struct Progress<R> {
     inner: R,
     deadline: Deadline,
     window_start: Instant,

@@ -23,7 +23,7 @@ struct UrlRecord {
 }
 
 /// Returns the blob (digest, size) holding the file at `url`, fetching it when needed.
-pub fn fetch_to_store(
+pub(crate) fn fetch_to_store(
     client: &Client,
     store: &Store,
     url: &str,

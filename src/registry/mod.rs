@@ -12,14 +12,14 @@
 
 mod auth;
 mod client;
-pub mod daemon;
-pub mod deadline;
-pub mod download;
+pub(crate) mod daemon;
+pub(crate) mod deadline;
+pub(crate) mod download;
 mod pull;
 mod push;
 mod reference;
-pub mod referrers;
-pub mod stepcache;
+pub(crate) mod referrers;
+pub(crate) mod stepcache;
 mod trust;
 
 #[cfg(test)]
@@ -27,12 +27,11 @@ mod tests;
 
 use std::time::Duration;
 
-pub use auth::{Challenge, CredentialSources, Credentials, parse_challenge};
-pub use client::Client;
-pub use pull::Pulled;
-pub use push::{PushOptions, PushReport};
-pub use reference::{DOCKER_HUB, DOCKER_HUB_API, Reference, ReferenceError, api_host, is_loopback};
-pub use trust::TrustSources;
+pub(crate) use auth::{CredentialSources, Credentials};
+pub(crate) use client::Client;
+pub(crate) use push::PushOptions;
+pub(crate) use reference::{DOCKER_HUB, Reference, ReferenceError};
+pub(crate) use trust::TrustSources;
 
 use crate::digest::OciDigest;
 use crate::oci::image::Platform;
@@ -40,7 +39,7 @@ use crate::store::StoreError;
 
 /// How a [`Client`] behaves.
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct ClientOptions {
     /// Registries (`host[:port]`) spoken to over plain HTTP. Loopback hosts always are.
     pub insecure_registries: Vec<String>,
     pub user_agent: String,
@@ -64,6 +63,7 @@ pub struct ClientOptions {
     pub parallel: usize,
     /// The platform pulled from multi-platform images; `None` is this host
     /// (`linux/<arch>[/variant]`).
+    #[cfg_attr(not(test), allow(dead_code, reason = "builds choose a platform per pull"))]
     pub platform: Option<Platform>,
     /// Where credentials are read from (default: `REGISTRY_AUTH_FILE`, `DOCKER_CONFIG`).
     pub credentials: CredentialSources,
@@ -98,22 +98,17 @@ impl Default for ClientOptions {
     }
 }
 
-/// The platform this host pulls: `linux/<arch>` with the variant Docker assumes.
-pub fn host_platform() -> Platform {
-    Platform::host()
-}
-
 /// Stores credentials for `registry` for later pulls and pushes (`stack login`), in the Docker
 /// config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), through its
 /// credential helper when one is configured. It does not contact the registry; use
 /// [`Client::check_login`] first for that.
-pub fn login(registry: &str, username: &str, password: &str) -> Result<(), RegistryError> {
+pub(crate) fn login(registry: &str, username: &str, password: &str) -> Result<(), RegistryError> {
     login_to(&CredentialSources::from_env(), registry, username, password).map(|_| ())
 }
 
 /// The registry a login is for, from what users type: `docker.io`,
 /// `https://index.docker.io/v1/`, `localhost:5000`, `http://host:port/path`.
-pub fn login_registry(typed: &str) -> &str {
+pub(crate) fn login_registry(typed: &str) -> &str {
     let registry = typed.trim_start_matches("https://").trim_start_matches("http://");
     let registry = registry.split('/').next().unwrap_or(registry);
     match registry {
@@ -123,7 +118,7 @@ pub fn login_registry(typed: &str) -> &str {
 }
 
 /// [`login`] with an explicit config file; returns the file written.
-pub fn login_to(
+pub(crate) fn login_to(
     sources: &CredentialSources,
     registry: &str,
     username: &str,
@@ -136,7 +131,7 @@ pub fn login_to(
 /// Why a registry operation failed. Every message names the registry and repository involved
 /// and says what to do; none contains a secret.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub(crate) enum RegistryError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error(
@@ -209,7 +204,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Whether retrying later may help (rate limits, transport failures, server errors).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::RateLimited { .. }
             | Self::Transport { .. }

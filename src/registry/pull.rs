@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use ureq::http::Method;
 
 use super::client::{Ctx, Payload, Req};
-use super::{Client, Reference, RegistryError, host_platform};
+use super::{Client, Reference, RegistryError};
 use crate::digest::{OciDigest, Sha256Writer};
 use crate::oci::image::{
     DOCKER_LIST, DOCKER_MANIFEST, Descriptor, Index, Manifest, OCI_INDEX, OCI_MANIFEST, Platform,
@@ -41,7 +41,7 @@ impl RawManifest {
 
 /// What a pull did, beyond the loaded image.
 #[derive(Debug, Clone)]
-pub struct Pulled {
+pub(crate) struct Pulled {
     /// The image, normalised like a local load (its `manifest_digest` is that of the
     /// normalised OCI manifest, the identity cache keys use).
     pub image: LoadedImage,
@@ -49,10 +49,14 @@ pub struct Pulled {
     /// and `org.opencontainers.image.base.digest` names).
     pub registry_digest: OciDigest,
     /// The index the platform manifest was chosen from, if the reference named one.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the registry tests check what a pull chose"))]
     pub index_digest: Option<OciDigest>,
     /// Blobs fetched over the network in this pull (those already stored are not).
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the registry tests check what a pull fetched")
+    )]
     pub downloaded: Vec<OciDigest>,
-    pub bytes_downloaded: u64,
 }
 
 /// `{"mediaType": …}` or the field that tells a manifest from an index.
@@ -228,7 +232,8 @@ impl Client {
     /// Resolves a reference to the digest of its manifest for this client's platform
     /// (`linux/<host arch>[/variant]` unless set in the options), downloading no layers. For a
     /// single-platform image that is the manifest's digest; for an index, the chosen entry's.
-    pub fn resolve(&self, r: &Reference) -> Result<OciDigest, RegistryError> {
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn resolve(&self, r: &Reference) -> Result<OciDigest, RegistryError> {
         let scratch = tempfile::tempdir().map_err(|e| RegistryError::Invalid {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
@@ -244,15 +249,21 @@ impl Client {
 
     /// [`Client::resolve`] that keeps the manifests it fetched in `store` (and reads them from
     /// there when pinned by digest).
-    pub fn resolve_in(&self, r: &Reference, store: &Store) -> Result<OciDigest, RegistryError> {
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn resolve_in(
+        &self,
+        r: &Reference,
+        store: &Store,
+    ) -> Result<OciDigest, RegistryError> {
         let top = self.fetch_manifest(r, store)?;
         let want = self.default_platform();
         if top.is_index() { Ok(Self::choose(r, &top, &want)?.digest) } else { Ok(top.digest) }
     }
 
     /// The platform pulls pick from an index unless told: the options', else the host's.
+    #[cfg(test)] // used by the registry tests only
     fn default_platform(&self) -> Platform {
-        self.opts.platform.clone().unwrap_or_else(host_platform)
+        self.opts.platform.clone().unwrap_or_else(Platform::host)
     }
 
     fn choose(
@@ -282,17 +293,19 @@ impl Client {
 
     /// Pulls an image into the store: manifest (through an index if needed), config and
     /// layers, each verified. Returns the image normalised like a local load.
-    pub fn pull(&self, r: &Reference, store: &Store) -> Result<LoadedImage, RegistryError> {
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn pull(&self, r: &Reference, store: &Store) -> Result<LoadedImage, RegistryError> {
         self.pull_image(r, store).map(|p| p.image)
     }
 
     /// [`Client::pull`], also telling the registry digest and what was downloaded.
-    pub fn pull_image(&self, r: &Reference, store: &Store) -> Result<Pulled, RegistryError> {
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn pull_image(&self, r: &Reference, store: &Store) -> Result<Pulled, RegistryError> {
         self.pull_image_for(r, store, &self.default_platform())
     }
 
     /// [`Client::pull_image`] of the image for `want` when `r` names an index.
-    pub fn pull_image_for(
+    pub(crate) fn pull_image_for(
         &self,
         r: &Reference,
         store: &Store,
@@ -334,16 +347,10 @@ impl Client {
             .map_err(|e| invalid(format!("manifest `{}` is not valid: {e}", top.digest)))?;
         let mut wanted = vec![manifest.config.clone()];
         wanted.extend(manifest.layers.iter().cloned());
-        let (downloaded, bytes_downloaded) = self.download_all(r, &wanted, store)?;
+        let (downloaded, _bytes) = self.download_all(r, &wanted, store)?;
         let config_bytes = store.read_blob(&manifest.config.digest).map_err(st)?;
         let image = normalise(r, manifest, &config_bytes, store)?;
-        Ok(Pulled {
-            image,
-            registry_digest: top.digest,
-            index_digest,
-            downloaded,
-            bytes_downloaded,
-        })
+        Ok(Pulled { image, registry_digest: top.digest, index_digest, downloaded })
     }
 
     /// Downloads the missing blobs with up to `parallel` threads; returns what was fetched.

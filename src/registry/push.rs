@@ -18,7 +18,7 @@ use crate::store::Store;
 
 /// Extra choices for [`Client::push_with`].
 #[derive(Debug, Clone, Default)]
-pub struct PushOptions {
+pub(crate) struct PushOptions {
     /// Repositories of the same registry that may already hold the blobs (e.g. the base
     /// image's), tried as cross-repository mounts before uploading.
     pub mount_from: Vec<String>,
@@ -31,7 +31,7 @@ pub struct PushOptions {
 
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushReport {
+pub(crate) struct PushReport {
     /// The manifest digest the registry reported (equal to the local one).
     pub digest: OciDigest,
     pub uploaded: Vec<OciDigest>,
@@ -51,7 +51,8 @@ enum BlobOutcome {
 impl Client {
     /// Pushes an image whose blobs are all in the store, under the target's tag (or by digest
     /// when the target has no tag).
-    pub fn push(
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn push(
         &self,
         manifest_bytes: &[u8],
         manifest_media_type: &str,
@@ -70,7 +71,7 @@ impl Client {
     }
 
     /// [`Client::push`] with mounts, more tags and chunked uploads.
-    pub fn push_with(
+    pub(crate) fn push_with(
         &self,
         manifest_bytes: &[u8],
         manifest_media_type: &str,
@@ -229,7 +230,10 @@ impl Client {
     /// `Docker-Content-Digest` header); `None` when the tag does not exist or the registry
     /// does not say. Asked before pushing, so that a tag already naming the image is left
     /// alone: no blob checks, no manifest `PUT`.
-    pub fn tag_digest(&self, target: &Reference) -> Result<Option<OciDigest>, RegistryError> {
+    pub(crate) fn tag_digest(
+        &self,
+        target: &Reference,
+    ) -> Result<Option<OciDigest>, RegistryError> {
         let reference = target.manifest_reference();
         // The push's own scope, so that the token serves the push that may follow.
         let scope = vec![format!("repository:{}:pull,push", target.repository)];

@@ -10,15 +10,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::digest::OciDigest;
 
 /// The registry that unqualified names live on.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The host that actually serves the API for [`DOCKER_HUB`].
-pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API: &str = "registry-1.docker.io";
 /// The key Docker uses for Docker Hub in `config.json`.
 pub(super) const DOCKER_HUB_CONFIG_KEY: &str = "https://index.docker.io/v1/";
 
 /// A fully qualified image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Reference {
+pub(crate) struct Reference {
     /// `docker.io`, `ghcr.io`, `localhost:5000`, `[::1]:5000`.
     pub registry: String,
     /// `library/alpine`, `owner/app`.
@@ -30,7 +30,7 @@ pub struct Reference {
 
 /// Why a string is not an image reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReferenceError {
+pub(crate) enum ReferenceError {
     #[error("image reference is empty")]
     Empty,
     #[error("image reference `{0}` is longer than 255 characters")]
@@ -58,7 +58,7 @@ impl Reference {
     /// `user/app` becomes `docker.io/user/app:latest`, `index.docker.io` becomes `docker.io`.
     /// A first path component is a registry host when it contains `.` or `:` or is
     /// `localhost` (Docker's rule).
-    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ReferenceError> {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -110,12 +110,13 @@ impl Reference {
     }
 
     /// The host (and port) the API is spoken to: `registry-1.docker.io` for Docker Hub.
-    pub fn api_host(&self) -> &str {
+    #[cfg(test)] // used by the registry tests only
+    pub(crate) fn api_host(&self) -> &str {
         api_host(&self.registry)
     }
 
     /// What is asked of `/v2/<repo>/manifests/<reference>`: the digest when there is one.
-    pub fn manifest_reference(&self) -> String {
+    pub(crate) fn manifest_reference(&self) -> String {
         match (&self.digest, &self.tag) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.clone(),
@@ -124,13 +125,13 @@ impl Reference {
     }
 
     /// `registry/repository`, without tag or digest.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
 
     /// The same repository with a digest instead of the tag.
     #[must_use]
-    pub fn with_digest(&self, digest: OciDigest) -> Self {
+    pub(crate) fn with_digest(&self, digest: OciDigest) -> Self {
         Self { digest: Some(digest), ..self.clone() }
     }
 }
@@ -157,7 +158,7 @@ impl std::str::FromStr for Reference {
 }
 
 /// The API host for a registry name (`docker.io` is served by `registry-1.docker.io`).
-pub fn api_host(registry: &str) -> &str {
+pub(crate) fn api_host(registry: &str) -> &str {
     if registry == DOCKER_HUB || registry == "index.docker.io" { DOCKER_HUB_API } else { registry }
 }
 
@@ -171,7 +172,7 @@ pub(super) fn host_without_port(registry: &str) -> &str {
 
 /// Whether a registry is spoken to over plain HTTP without being listed as insecure:
 /// `localhost`, `127.0.0.0/8` and `::1`, as Docker does.
-pub fn is_loopback(registry: &str) -> bool {
+pub(crate) fn is_loopback(registry: &str) -> bool {
     let host = host_without_port(registry);
     host == "localhost"
         || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())

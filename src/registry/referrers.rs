@@ -20,7 +20,7 @@ const MAX_INDEX: u64 = 4 << 20;
 
 /// How the referrers reached the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReferrersMode {
+pub(crate) enum ReferrersMode {
     /// The registry has the referrers API: it lists them itself.
     Api,
     /// The tag schema fallback: the index tagged `sha256-<hex>` lists them.
@@ -30,7 +30,7 @@ pub enum ReferrersMode {
 impl Client {
     /// Pushes `referrers` of image `subject` to `repo` (tag and digest ignored) and makes them
     /// findable: by the referrers API when the registry has it, else by the fallback tag.
-    pub fn push_referrers(
+    pub(crate) fn push_referrers(
         &self,
         repo: &Reference,
         subject: &OciDigest,
@@ -73,7 +73,7 @@ impl Client {
     }
 
     /// The referrers API's index for `subject`; `None` when the registry has no such API.
-    pub fn referrers_api(
+    pub(crate) fn referrers_api(
         &self,
         repo: &Reference,
         subject: &OciDigest,

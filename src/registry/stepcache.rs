@@ -22,15 +22,15 @@ use crate::digest::OciDigest;
 use crate::oci::image::{Descriptor, LayerRef, OCI_MANIFEST};
 use crate::store::Store;
 
-pub const STEP_ARTIFACT: &str = "application/vnd.stack.step.v1";
-pub const STEP_CONFIG: &str = "application/vnd.stack.step.config.v1+json";
+pub(crate) const STEP_ARTIFACT: &str = "application/vnd.stack.step.v1";
+pub(crate) const STEP_CONFIG: &str = "application/vnd.stack.step.config.v1+json";
 const KEY_ANNOTATION: &str = "dev.stack.step.key";
 const DIFF_ID_ANNOTATION: &str = "dev.stack.step.diff-id";
 const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 /// Prefix of every entry's tag; its number changes with the entry format.
-pub const TAG_PREFIX: &str = "s1-";
+pub(crate) const TAG_PREFIX: &str = "s1-";
 /// Prefix of the tags of saved cache mounts (same entry format, keyed by the mount's id).
-pub const MOUNT_TAG_PREFIX: &str = "m1-";
+pub(crate) const MOUNT_TAG_PREFIX: &str = "m1-";
 /// An entry's manifest is small; anything bigger is not one.
 const MAX_ENTRY: u64 = 64 << 10;
 
@@ -55,7 +55,7 @@ struct EntryConfig {
 
 /// An entry as listed by [`Client::step_entries`].
 #[derive(Debug, Clone)]
-pub struct ListedEntry {
+pub(crate) struct ListedEntry {
     pub tag: String,
     pub manifest: OciDigest,
     /// Bytes of the manifest, config and layer.
@@ -67,13 +67,13 @@ pub struct ListedEntry {
 }
 
 /// The bytes of an entry: config and manifest.
-pub struct EntryBytes {
+pub(crate) struct EntryBytes {
     pub config: Vec<u8>,
     pub manifest: Vec<u8>,
 }
 
 /// The entry for step record `key` (hex) with `layer`, written on the day of `now`.
-pub fn entry_bytes(key: &str, layer: Option<&LayerRef>, now: i64) -> EntryBytes {
+pub(crate) fn entry_bytes(key: &str, layer: Option<&LayerRef>, now: i64) -> EntryBytes {
     let config =
         crate::json::to_canonical(&EntryConfig { key: key.to_owned(), layer: layer.cloned() });
     let mut annotations = std::collections::BTreeMap::new();
@@ -99,7 +99,7 @@ pub fn entry_bytes(key: &str, layer: Option<&LayerRef>, now: i64) -> EntryBytes 
 }
 
 /// The step record an entry's manifest describes, checked against the key it was asked for.
-pub fn parse_entry(bytes: &[u8], key: &str) -> Result<Option<LayerRef>, String> {
+pub(crate) fn parse_entry(bytes: &[u8], key: &str) -> Result<Option<LayerRef>, String> {
     let m: EntryManifest =
         serde_json::from_slice(bytes).map_err(|e| format!("not a step cache entry: {e}"))?;
     if m.artifact_type != STEP_ARTIFACT || m.config.media_type != STEP_CONFIG {
@@ -148,7 +148,11 @@ impl Client {
     /// The entry tagged `tag` in `repo` (whose tag and digest are ignored): `Ok(None)` when
     /// there is none, `Ok(Some(layer))` for an entry (whose step may have no layer), an
     /// `Invalid` error when the manifest is not the entry of `key`.
-    pub fn step_entry(
+    #[allow(
+        clippy::option_option,
+        reason = "no entry, and an entry of a step without a layer, differ"
+    )]
+    pub(crate) fn step_entry(
         &self,
         repo: &Reference,
         tag: &str,
@@ -200,7 +204,7 @@ impl Client {
 
     /// Writes the entry of step record `key` (hex) under `tag`: its layer blob (skipped when
     /// the repository has it, mounted from `mount_from` when possible), config, manifest.
-    pub fn put_step_entry(
+    pub(crate) fn put_step_entry(
         &self,
         repo: &Reference,
         tag: &str,
@@ -228,7 +232,7 @@ impl Client {
     }
 
     /// Downloads blob `desc` of the cache repository `repo` into the store, verified.
-    pub fn fetch_cache_blob(
+    pub(crate) fn fetch_cache_blob(
         &self,
         repo: &Reference,
         desc: &Descriptor,
@@ -238,7 +242,7 @@ impl Client {
     }
 
     /// Every tag of `repo`, following the registry's pagination.
-    pub fn list_tags(&self, repo: &Reference) -> Result<Vec<String>, RegistryError> {
+    pub(crate) fn list_tags(&self, repo: &Reference) -> Result<Vec<String>, RegistryError> {
         #[derive(Deserialize)]
         struct Page {
             tags: Option<Vec<String>>,
@@ -293,7 +297,7 @@ impl Client {
 
     /// Every step cache entry of `repo`, read with `parallel` requests at once. Tags that are
     /// not entries are left out.
-    pub fn step_entries(&self, repo: &Reference) -> Result<Vec<ListedEntry>, RegistryError> {
+    pub(crate) fn step_entries(&self, repo: &Reference) -> Result<Vec<ListedEntry>, RegistryError> {
         let tags: Vec<String> = self
             .list_tags(repo)?
             .into_iter()
@@ -333,7 +337,7 @@ impl Client {
     }
 
     /// Deletes a manifest by digest (the registry must allow deletes).
-    pub fn delete_manifest(
+    pub(crate) fn delete_manifest(
         &self,
         repo: &Reference,
         digest: &OciDigest,

@@ -18,7 +18,7 @@ use super::RegistryError;
 
 /// Where trusted CA certificates come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustSources {
+pub(crate) struct TrustSources {
     /// A PEM bundle that replaces the system's (`SSL_CERT_FILE`).
     pub cert_file: Option<PathBuf>,
     /// A folder of PEM files that replaces the system's (`SSL_CERT_DIR`).
@@ -32,7 +32,7 @@ pub struct TrustSources {
 impl TrustSources {
     /// `SSL_CERT_FILE`, `SSL_CERT_DIR`, the usual distribution bundles, and the `certs.d`
     /// folders of Docker and podman (system-wide, then the user's).
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         let config_home = var("XDG_CONFIG_HOME")
             .or_else(|| var("HOME").map(|h| h.join(".config")))

@@ -15,7 +15,7 @@ use crate::digest::OciDigest;
 const IMAGE_REF: &str = "image";
 
 /// The CycloneDX 1.5 document, as canonical JSON bytes.
-pub fn document(s: &Subject<'_>) -> Vec<u8> {
+pub(crate) fn document(s: &Subject<'_>) -> Vec<u8> {
     let mut components: Vec<Value> =
         s.bases.iter().enumerate().map(|(i, b)| base_component(i, b)).collect();
     components.extend(s.packages.iter().map(os_component));

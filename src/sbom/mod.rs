@@ -4,19 +4,19 @@
 //! Invariant: an SBOM is a pure function of the image's layers, its bases and
 //! `SOURCE_DATE_EPOCH`, so two builds of the same image give byte-identical SBOMs.
 
-pub mod cyclonedx;
-pub mod packages;
-pub mod rootfs;
-pub mod rpm;
-pub mod spdx;
-pub mod sqlite;
+pub(crate) mod cyclonedx;
+pub(crate) mod packages;
+pub(crate) mod rootfs;
+pub(crate) mod rpm;
+pub(crate) mod spdx;
+pub(crate) mod sqlite;
 
 use crate::digest::OciDigest;
 use crate::oci::image::Descriptor;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SbomError {
+pub(crate) enum SbomError {
     #[error("cannot read layer `{digest}` for the SBOM")]
     Store {
         digest: String,
@@ -44,7 +44,7 @@ const RPMDB: [&str; 2] = ["var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmd
 const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
 
 /// The packages the image's databases list (dpkg, apk and rpm's sqlite database), sorted.
-pub fn image_packages(
+pub(crate) fn image_packages(
     store: &Store,
     layers: &[Descriptor],
 ) -> Result<Vec<packages::Package>, SbomError> {
@@ -79,7 +79,7 @@ pub fn image_packages(
 
 /// The document formats an SBOM can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
+pub(crate) enum Format {
     /// SPDX 2.3 JSON (`NAME.spdx.json`), what BuildKit attaches.
     #[default]
     Spdx,
@@ -89,7 +89,7 @@ pub enum Format {
 
 impl Format {
     /// The file name suffix of a document of this format.
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Format::Spdx => "spdx.json",
             Format::CycloneDx => "cdx.json",
@@ -98,7 +98,7 @@ impl Format {
 }
 
 /// The SBOM of an image whose layers are in `store`, in `format`.
-pub fn document(
+pub(crate) fn document(
     store: &Store,
     format: Format,
     name: &str,

@@ -6,7 +6,7 @@
 
 /// One installed package.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Package {
+pub(crate) struct Package {
     pub name: String,
     pub version: String,
     pub arch: String,
@@ -19,7 +19,7 @@ pub struct Package {
 impl Package {
     /// The package URL, e.g. `pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64`.
     /// An rpm `EPOCH:VERSION-RELEASE` goes in as `VERSION-RELEASE` with an `epoch` qualifier.
-    pub fn purl(&self) -> String {
+    pub(crate) fn purl(&self) -> String {
         let (epoch, version) = match self.version.split_once(':') {
             Some((e, v)) if self.kind == "rpm" && e.bytes().all(|b| b.is_ascii_digit()) => {
                 (Some(e), v)
@@ -80,7 +80,7 @@ fn field<'a>(stanza: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
 }
 
 /// Installed packages of a dpkg status file (or a `status.d/` entry, which has no `Status`).
-pub fn dpkg(text: &str, distro: &str) -> Vec<Package> {
+pub(crate) fn dpkg(text: &str, distro: &str) -> Vec<Package> {
     let mut out: Vec<Package> = stanzas(text)
         .iter()
         .filter(|s| field(s, "Status").is_none_or(|st| st.ends_with(" installed")))
@@ -99,7 +99,7 @@ pub fn dpkg(text: &str, distro: &str) -> Vec<Package> {
 }
 
 /// Installed packages of apk's database (`P:` name, `V:` version, `A:` architecture).
-pub fn apk(text: &str, distro: &str) -> Vec<Package> {
+pub(crate) fn apk(text: &str, distro: &str) -> Vec<Package> {
     let mut out: Vec<Package> = stanzas(text)
         .iter()
         .filter_map(|s| {
@@ -117,7 +117,7 @@ pub fn apk(text: &str, distro: &str) -> Vec<Package> {
 }
 
 /// The `ID=` of an os-release file, lower-case and unquoted.
-pub fn os_id(os_release: &str) -> Option<String> {
+pub(crate) fn os_id(os_release: &str) -> Option<String> {
     os_release.lines().find_map(|l| {
         let v = l.strip_prefix("ID=")?.trim().trim_matches(['"', '\'']);
         (!v.is_empty()).then(|| v.to_ascii_lowercase())

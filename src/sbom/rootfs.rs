@@ -10,7 +10,7 @@ use crate::oci::image::Descriptor;
 use crate::store::Store;
 
 /// The content of every regular file whose path `want` accepts, as the layers leave it.
-pub fn files(
+pub(crate) fn files(
     store: &Store,
     layers: &[Descriptor],
     want: &dyn Fn(&str) -> bool,

@@ -17,7 +17,7 @@ const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
 
 /// The packages of an `rpmdb.sqlite` file, sorted; `distro` is the purl namespace.
-pub fn rpmdb(bytes: &[u8], distro: &str) -> Result<Vec<Package>, SqliteError> {
+pub(crate) fn rpmdb(bytes: &[u8], distro: &str) -> Result<Vec<Package>, SqliteError> {
     let mut out: Vec<Package> = table_rows(bytes, "Packages")?
         .iter()
         .filter_map(|row| match row.as_slice() {
@@ -31,7 +31,7 @@ pub fn rpmdb(bytes: &[u8], distro: &str) -> Result<Vec<Package>, SqliteError> {
 
 /// A package from one header blob: `il`, `dl` (big-endian), `il` index entries of 16 bytes
 /// (tag, type, offset, count), then `dl` bytes of data.
-pub fn header_package(blob: &[u8], distro: &str) -> Option<Package> {
+pub(crate) fn header_package(blob: &[u8], distro: &str) -> Option<Package> {
     let be = |at: usize| blob.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let il = be(0)? as usize;
     let dl = be(4)? as usize;

@@ -12,14 +12,14 @@ use crate::digest::OciDigest;
 
 /// A base image: the reference written in the build file and its manifest digest.
 #[derive(Debug, Clone)]
-pub struct Base {
+pub(crate) struct Base {
     pub reference: String,
     pub digest: OciDigest,
 }
 
 /// What the document describes.
 #[derive(Debug, Clone)]
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     pub name: &'a str,
     pub digest: &'a OciDigest,
     pub bases: &'a [Base],
@@ -28,7 +28,7 @@ pub struct Subject<'a> {
 }
 
 /// The SPDX 2.3 document, as canonical JSON bytes.
-pub fn document(s: &Subject<'_>) -> Vec<u8> {
+pub(crate) fn document(s: &Subject<'_>) -> Vec<u8> {
     let mut packages = vec![image_package(s.name, s.digest)];
     let mut relationships = vec![rel("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image")];
     for (i, b) in s.bases.iter().enumerate() {

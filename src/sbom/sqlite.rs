@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 /// Why a database cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("not a readable SQLite database: {0}")]
-pub struct SqliteError(pub String);
+pub(crate) struct SqliteError(pub String);
 
 fn err<T>(what: impl Into<String>) -> Result<T, SqliteError> {
     Err(SqliteError(what.into()))
@@ -18,7 +18,7 @@ fn err<T>(what: impl Into<String>) -> Result<T, SqliteError> {
 
 /// One column value of a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     Null,
     Int(i64),
     Text(Vec<u8>),
@@ -34,7 +34,7 @@ struct Db<'a> {
 }
 
 /// The rows of table `name`, each its column values in order (a rowid alias column is `Null`).
-pub fn table_rows(bytes: &[u8], name: &str) -> Result<Vec<Vec<Value>>, SqliteError> {
+pub(crate) fn table_rows(bytes: &[u8], name: &str) -> Result<Vec<Vec<Value>>, SqliteError> {
     if bytes.len() < 100 || &bytes[..16] != b"SQLite format 3\0" {
         return err("the header is not `SQLite format 3`");
     }

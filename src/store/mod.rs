@@ -512,7 +512,7 @@ impl Store {
 
     /// Where the extracted tree of layer `diff_id` lives once it exists. Asking for it notes
     /// a use of the tree (materialising a layer always starts here). Trees extracted with
-    /// different standing (see [`Privilege`](crate::privilege::Privilege)) live apart.
+    /// different standing (see `privilege::Privilege`) live apart.
     pub fn layer_dir(&self, diff_id: &OciDigest) -> PathBuf {
         let suffix = crate::privilege::Privilege::current().tree_suffix();
         let dir = self.root.join("layers-v1").join(format!("{}{suffix}", diff_id.hex()));
