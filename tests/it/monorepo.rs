@@ -464,13 +464,27 @@ fn the_monorepo_example_builds_pushes_and_reports_what_a_change_affects() {
     if !have("git") || !sandbox_ready() {
         return skip("git or the sandbox is missing");
     }
-    let Some(base) = busybox_base() else { return };
+    // The Python service's base comes from Debian's .deb files, which `.ci/run` downloads.
+    let debs = std::env::var_os("STACK_PYTHON_DEBS").map(std::path::PathBuf::from);
+    let Some(debs) = debs.filter(|d| d.is_dir()) else {
+        return skip("STACK_PYTHON_DEBS names no folder of Python .debs (see .ci/run)");
+    };
+    if !have("busybox") || !have("dpkg-deb") {
+        return skip("busybox or dpkg-deb is missing");
+    }
     let Some(registry) = Registry::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
     copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo"), &repo);
-    // What `make-base.sh` makes, from the same busybox.
-    copy_tree(&base, &repo.join("base/layout"));
+    // The example's own script makes both bases.
+    let made = Command::new("sh")
+        .arg(repo.join("make-base.sh"))
+        .arg(env!("CARGO_BIN_EXE_stack"))
+        .env("PYTHON_DEBS", &debs)
+        .env("STACK_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "make-base.sh: {}", String::from_utf8_lossy(&made.stderr));
     let base_arg = "BASE=oci:base/layout:base".to_owned();
     let reg_arg = format!("REGISTRY={}/monorepo", registry.host());
     let build = |results: &str| {
@@ -484,16 +498,28 @@ fn the_monorepo_example_builds_pushes_and_reports_what_a_change_affects() {
         read_json(&path)
     };
     let first = build("first.json");
-    let all = ["counter", "greeter", "report", "worker-mail", "worker-push", "worker-sms"];
+    let all =
+        ["counter", "greeter", "inventory", "report", "worker-mail", "worker-push", "worker-sms"];
     assert_eq!(names(&first), all.iter().map(|s| (*s).to_owned()).collect());
     let greeter = crate::support::image_files(&repo.join("stack-out"), "greeter");
     assert!(greeter.contains_key("srv/greeter/main.sh") && greeter.contains_key("opt/lib/log.sh"));
     assert!(!greeter.contains_key("srv/greeter/NOTES.md"), "greeter's own .stackignore applies");
+    let inventory = crate::support::image_files(&repo.join("stack-out"), "inventory");
+    assert!(
+        inventory.contains_key("usr/bin/python3.11")
+            && inventory.contains_key("srv/inventory/inventory.py")
+    );
+    // Its `run "python3 … --self-test"` step ran the service with the image's own interpreter.
+    assert!(inventory.contains_key("usr/lib/python3.11/csv.py"));
     let again = build("again.json");
     for name in all {
         let pushed = &again["images"][name]["pushed"][0];
         assert_eq!(pushed["status"], "unchanged", "{name}: {pushed}");
     }
+    // `stack verify` rebuilds all seven from nothing: identical.
+    let o = run_stack(&repo, &cache, &["verify", "--arg", &base_arg, "--arg", &reg_arg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches(": identical").count(), 7);
     git(&repo, &["init", "-q"]);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "start"]);
@@ -506,6 +532,7 @@ fn the_monorepo_example_builds_pushes_and_reports_what_a_change_affects() {
         v
     };
     assert_eq!(affected("services/counter/src/count.awk", "# more\n"), ["counter"]);
+    assert_eq!(affected("services/inventory/src/inventory.py", "# more\n"), ["inventory"]);
     assert!(affected("services/greeter/src/NOTES.md", "more\n").is_empty());
     assert!(affected("services/greeter/test/run.sh", "# more\n").is_empty());
     assert_eq!(affected("lib/log.sh", "# more\n"), all);
