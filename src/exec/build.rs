@@ -187,7 +187,7 @@ fn check_emulation(plan: &Plan) -> Result<(), BuildError> {
         if let Op::Run(r) = &n.op
             && !checked.contains(&&r.platform)
         {
-            super::emulation::plan(&r.platform, super::run::in_userns())?;
+            super::emulation::plan(&r.platform)?;
             checked.push(&r.platform);
         }
     }

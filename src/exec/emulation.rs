@@ -5,10 +5,10 @@
 //! Where the registration comes from, in order:
 //! 1. the host's `binfmt_misc` (Debian's `qemu-user-static` with `binfmt-support` registers
 //!    each emulator so) — nothing to do;
-//! 2. in a user namespace (rootless), on Linux 6.7 or later: the sandbox mounts a
-//!    `binfmt_misc` instance of its own user namespace and registers the emulator there, from
-//!    the description `binfmt-support` installs (`/usr/share/binfmts/qemu-ARCH`); the host's
-//!    registrations are neither needed nor changed.
+//! 2. else, on Linux 6.7 or later: a `binfmt_misc` instance of a user namespace of the
+//!    sandbox's own (the rootless sandbox's; as root, one made for the step's process with the
+//!    identity map) gets the emulator, from the description `binfmt-support` installs
+//!    (`/usr/share/binfmts/qemu-ARCH`); the host's registrations are neither needed nor changed.
 //!
 //! Checked for every foreign platform before anything is built.
 
@@ -47,13 +47,13 @@ fn qemu_arch(p: &Platform) -> Option<&'static str> {
 }
 
 /// How the programs of `platform` run here: `None` natively or through the host's
-/// registration, `Some(line)` through a registration the sandbox makes in its own user
-/// namespace (`line` is written to its `binfmt_misc/register`). `in_userns`: whether the
-/// sandboxes run in a user namespace (rootless).
-pub fn plan(platform: &Platform, in_userns: bool) -> Result<Option<String>, EmulationError> {
-    let host = check(platform);
-    if host.is_ok() || !in_userns {
-        return host.map(|()| None);
+/// registration, `Some(line)` through a registration the sandbox makes in a user namespace of
+/// its own (`line` is written to that namespace's `binfmt_misc/register`).
+pub fn plan(platform: &Platform) -> Result<Option<String>, EmulationError> {
+    // Without a host registration, a sandbox registers the emulator in a user namespace of its
+    // own: the rootless sandbox's, or (as root) one made for the step's process.
+    if check(platform).is_ok() {
+        return Ok(None);
     }
     let fail = |problem: String| EmulationError { platform: platform.to_string(), problem };
     let arch = qemu_arch(platform).unwrap_or_default();
@@ -61,8 +61,8 @@ pub fn plan(platform: &Platform, in_userns: bool) -> Result<Option<String>, Emul
     let text = fs_err::read_to_string(&description).map_err(|_| {
         fail(format!(
             "no emulator is registered on the host and `{}` is missing; install Debian's \
-             `qemu-user-static` (a rootless build registers it for its own sandboxes on \
-             Linux 6.7 or later)",
+             `qemu-user-static` (stack registers it for its own sandboxes on Linux 6.7 or \
+             later)",
             description.display()
         ))
     })?;

@@ -255,7 +255,7 @@ pub(super) fn run_step(
         extra_hosts: op.hosts.clone(),
         mounts,
         root_mode: RootMode::Auto,
-        emulator: super::emulation::plan(&op.platform, in_userns())
+        emulator: super::emulation::plan(&op.platform)
             .map_err(|e| fail(e.to_string(), Vec::new()))?,
     };
     let mut tail: VecDeque<String> = VecDeque::new();
@@ -482,10 +482,4 @@ fn copy_from_context(ctx: &Path, source: &str, dest: &Path) -> std::io::Result<(
         }
     }
     Ok(())
-}
-
-/// Whether sandboxes run in a user namespace (everyone but root on the host), where one can
-/// register an emulator for itself.
-pub(super) fn in_userns() -> bool {
-    crate::privilege::Privilege::current() != crate::privilege::Privilege::HostRoot
 }

@@ -262,30 +262,51 @@ fn a_stage_on_the_build_platform_runs_once_for_every_target() {
 }
 
 #[test]
-fn without_an_emulator_the_build_fails_before_any_step() {
+fn without_a_host_registration_root_registers_its_own_and_without_qemu_fails_first() {
     let Some((ctx, stores, out)) = built_base() else { return };
     write_files(
         ctx.path(),
         &[(
             "stack.kdl",
             &format!(
-                "stack version=1\nimage app {{\n    platforms \"linux/arm64\"\n    from \"oci:{}:base\"\n    run \"true\"\n}}\n",
+                "stack version=1\nimage app {{\n    platforms \"linux/arm64\"\n    from \"oci:{}:base\"\n    run \"uname -m > /arch\"\n}}\n",
                 out.display()
             ),
         )],
     );
     let empty = tempfile::tempdir().unwrap();
-    let o = crate::support::stack()
-        .current_dir(ctx.path())
-        .env("STACK_CACHE_DIR", stores.path().join("a"))
-        .env("STACK_BINFMT_DIR", empty.path())
-        .args(["build", "--progress", "plain"])
-        .output()
-        .unwrap();
+    let build = |descriptions: &Path, dest: &str| {
+        crate::support::stack()
+            .current_dir(ctx.path())
+            .env("STACK_CACHE_DIR", stores.path().join(dest))
+            .env("STACK_BINFMT_DIR", empty.path())
+            .env("STACK_BINFMTS_DIR", descriptions)
+            .args(["build", "--progress", "plain", "-o", dest])
+            .output()
+            .unwrap()
+    };
+    // The host's registration hidden: as root, the step's process registers QEMU in a user
+    // namespace made for it (identity map), and the image is the same.
+    let own = build(Path::new("/usr/share/binfmts"), "own");
+    assert!(own.status.success(), "{}", stderr(&own));
+    let native = run_stack(ctx.path(), &stores.path().join("host"), &["build", "-o", "host"]);
+    assert!(native.status.success(), "{}", stderr(&native));
+    assert_eq!(
+        digest_of(&ctx.path().join("own"), "app"),
+        digest_of(&ctx.path().join("host"), "app")
+    );
+    let files = crate::support::image_files(&ctx.path().join("own"), "app");
+    assert_eq!(files["arch"].as_deref(), Some(&b"aarch64\n"[..]));
+    assert!(
+        !files.keys().any(|f| f.contains("binfmt")),
+        "the emulator's stub stays out: {files:?}"
+    );
+    // No QEMU at all: the build fails before any step.
+    let o = build(empty.path(), "none");
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains("need an emulator") && err.contains("qemu-user-static"), "{err}");
-    assert!(!err.contains("run \"true\" ..."), "a step started: {err}");
+    assert!(!err.contains("run \"uname -m > /arch\" ..."), "a step started: {err}");
     assert_eq!(o.status.code(), Some(7), "{err}");
 }
 

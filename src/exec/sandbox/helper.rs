@@ -288,6 +288,14 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
         setup::prepare_command(&mut real, plan).unwrap_or_else(|e| fail(WireError::Setup(e)));
     sys::block_all_signals(true);
     let (err_r, err_w) = sys::pipe().unwrap_or_else(|e| fail(sys_err("pipe", e)));
+    // As root without a host registration, the step's process gets a user namespace of its own
+    // for the emulator: it says when it is in it, and PID 1 (still host root) maps it.
+    let own_userns = plan.spec.emulator.as_ref().filter(|_| !plan.userns());
+    let sync = own_userns.map(|_| {
+        let ready = sys::pipe().unwrap_or_else(|e| fail(sys_err("pipe", e)));
+        let mapped = sys::pipe().unwrap_or_else(|e| fail(sys_err("pipe", e)));
+        (ready, mapped)
+    });
     let child = match sys::fork() {
         Err(e) => fail(sys_err("fork", e)),
         Ok(Forked::Child) => {
@@ -297,7 +305,17 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
             sys::setsid();
             let _ = sys::dup2(OUTPUT_FD, 1);
             let _ = sys::dup2(OUTPUT_FD, 2);
-            let e = if let Err(e) = setup::drop_privileges(&mut real, plan, &user) {
+            let registered = match (own_userns, sync) {
+                (Some(line), Some(((ready_r, ready_w), (mapped_r, mapped_w)))) => {
+                    sys::close(ready_r);
+                    sys::close(mapped_w);
+                    enter_own_userns(&mut real, line, ready_w, mapped_r)
+                }
+                _ => Ok(()),
+            };
+            let e = if let Err(e) =
+                registered.and_then(|()| setup::drop_privileges(&mut real, plan, &user))
+            {
                 WireError::Setup(e)
             } else {
                 sys::cloexec_from_3();
@@ -312,6 +330,12 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
         }
         Ok(Forked::Parent(pid)) => pid,
     };
+    if let Some(((ready_r, ready_w), (mapped_r, mapped_w))) = sync {
+        sys::close(ready_w);
+        sys::close(mapped_r);
+        map_identity(&mut real, child, ready_r);
+        sys::close(mapped_w);
+    }
     sys::close(err_w);
     sys::close(OUTPUT_FD);
     let start = sys::read_to_end(err_r);
@@ -340,6 +364,40 @@ fn pid1(plan: &Plan<'_>, report_w: i32) -> ! {
         } else if sys::FORWARDED_SIGNALS.contains(&sig) {
             sys::kill(-child, sig);
         }
+    }
+}
+
+/// In the step's process of a root sandbox: a user and a mount namespace of its own, mapped by
+/// PID 1 (`map_identity`, told through `ready_w`, done when `mapped_r` closes), then the
+/// emulator registered in that namespace's `binfmt_misc`.
+fn enter_own_userns(
+    real: &mut RealSys,
+    line: &str,
+    ready_w: i32,
+    mapped_r: i32,
+) -> Result<(), setup::SetupError> {
+    use super::sys::{Namespaces, Sys};
+    let entered = real.unshare(Namespaces { user: true, mount: true, ..Namespaces::default() });
+    sys::close(ready_w);
+    entered.map_err(|error| setup::SetupError::Sys {
+        step: "user namespace for the emulator".into(),
+        error,
+    })?;
+    let _ = sys::read_to_end(mapped_r);
+    sys::close(mapped_r);
+    setup::register_in_own_userns(real, line)
+}
+
+/// In PID 1 (host root): once the step's process is in its own user namespace (it closes
+/// `ready_r`'s other end), maps every id to itself there, so files keep their owners.
+fn map_identity(real: &mut RealSys, child: i32, ready_r: i32) {
+    use super::sys::Sys;
+    let _ = sys::read_to_end(ready_r);
+    sys::close(ready_r);
+    // A child that failed before says so itself; these writes then fail harmlessly.
+    for map in ["uid_map", "gid_map"] {
+        let path = std::path::PathBuf::from(format!("/proc/{child}/{map}"));
+        let _ = real.write_file(&path, b"0 0 4294967295\n");
     }
 }
 

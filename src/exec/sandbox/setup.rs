@@ -330,16 +330,48 @@ fn register_emulator(
 ) -> SetupResult<()> {
     let step = "own binfmt_misc for the emulator";
     if !plan.userns() {
-        return Err(SetupError::Sys {
-            step: format!("{step} (only a sandbox in a user namespace has one)"),
-            error: SysError::new("mount binfmt_misc", "/proc/sys/fs/binfmt_misc", libc::EPERM),
-        });
+        // As root the step's own process registers it, in a user namespace made for it
+        // (`register_in_own_userns`): the emulator waits at a stub the diff drops.
+        let (Some(stub), Some(host)) = (emulator_stub(line), line.split(':').nth(6)) else {
+            return Err(SetupError::Sys {
+                step: format!("{step}: a malformed registration"),
+                error: SysError::new("binfmt_misc", line, libc::EINVAL),
+            });
+        };
+        return bind(sys, root, Target::Path(Path::new(host)), &stub, Kind::File, true, stubs);
     }
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     fs_mount(sys, root, "proc/sys/fs/binfmt_misc", "binfmt_misc", flags, None, stubs)?
         .step(&format!("{step} (Linux 6.7 or later mounts one in a user namespace)"))?;
     let register = plan.root().join("proc/sys/fs/binfmt_misc/register");
     match sys.write_file(&register, line.as_bytes()) {
+        Err(e) if e.errno == libc::EEXIST => Ok(()),
+        other => other.step(step),
+    }
+}
+
+/// Where a root sandbox's root holds the emulator for the step's process to register: a stub
+/// named as Debian's QEMU wants its own name to keep argv[0] (`…-binfmt-P`).
+pub(crate) fn emulator_stub(line: &str) -> Option<String> {
+    line.split(':').nth(1).map(|name| format!(".{name}-binfmt-P"))
+}
+
+/// In the step's process of a root sandbox, once it is root of a user namespace of its own
+/// (with the identity map) and a mount namespace: mounts that namespace's `binfmt_misc` and
+/// registers the emulator from its stub (the fix-binary flag opens it now).
+pub(crate) fn register_in_own_userns(sys: &mut dyn Sys, line: &str) -> SetupResult<()> {
+    let step =
+        "own binfmt_misc for the emulator (Linux 6.7 or later mounts one in a user namespace)";
+    let dir = Path::new("/proc/sys/fs/binfmt_misc");
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let fs = Target::Path(Path::new("binfmt_misc"));
+    sys.mount(Some(fs), Target::Path(dir), Some("binfmt_misc"), flags, None).step(step)?;
+    let mut fields: Vec<String> = line.split(':').map(str::to_owned).collect();
+    let stub = emulator_stub(line).unwrap_or_default();
+    if let Some(interpreter) = fields.get_mut(6) {
+        *interpreter = format!("/{stub}");
+    }
+    match sys.write_file(&dir.join("register"), fields.join(":").as_bytes()) {
         Err(e) if e.errno == libc::EEXIST => Ok(()),
         other => other.step(step),
     }
