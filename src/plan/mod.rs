@@ -240,6 +240,41 @@ pub struct Node {
     pub inputs: Vec<(String, String)>,
 }
 
+/// Where a step is written and how it is shown: its stage, its first line, file and span.
+pub(crate) struct Place {
+    pub stage: String,
+    pub label: String,
+    pub file: usize,
+    pub span: SourceSpan,
+}
+
+impl Node {
+    /// The step at `place` after `parent` (none for a base or `scratch`); `fs_key` is `key`
+    /// for a step that changes files, its parent's for one that changes only the config.
+    /// Its identity and inputs (for `--explain`) start empty.
+    pub(crate) fn new(
+        place: Place,
+        parent: Option<NodeIndex>,
+        key: Digest,
+        fs_key: Digest,
+        op: Op,
+    ) -> Node {
+        let Place { stage, label, file, span } = place;
+        Node {
+            identity: String::new(),
+            inputs: Vec::new(),
+            stage,
+            label,
+            file,
+            span,
+            key,
+            fs_key,
+            parent,
+            op,
+        }
+    }
+}
+
 /// What a step does.
 #[derive(Debug, Clone)]
 pub enum Op {

@@ -14,7 +14,7 @@ use super::onbuild;
 use super::scope::Scope;
 use super::{
     CopyOp, CopySource, EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, NamedContext,
-    Node, Op, Plan, PlanRequest, PlannedMount, Resolver, RunOp, hash_selected,
+    Node, Op, Place, Plan, PlanRequest, PlannedMount, Resolver, RunOp, hash_selected,
 };
 use crate::context::{ContextError, FileKind, SelectError, normalize};
 use crate::diag::{Diagnostic, did_you_mean};
@@ -554,18 +554,18 @@ impl<'a> Planner<'a> {
         }
         let key = KeyHasher::new("scratch").finish();
         let n = self.add_node(
-            Node {
-                identity: String::new(),
-                inputs: Vec::new(),
-                stage: String::new(),
-                label: "scratch".into(),
-                file: 0,
-                span: (0, 0).into(),
+            Node::new(
+                Place {
+                    stage: String::new(),
+                    label: "scratch".into(),
+                    file: 0,
+                    span: (0, 0).into(),
+                },
+                None,
                 key,
-                fs_key: key,
-                parent: None,
-                op: Op::Scratch,
-            },
+                key,
+                Op::Scratch,
+            ),
             &[],
         );
         self.scratch = Some(n);
@@ -633,18 +633,18 @@ impl<'a> Planner<'a> {
                 let key = KeyHasher::new("base").str(&image.manifest_digest.to_string()).finish();
                 let config = strip(image.config.clone());
                 let n = self.add_node(
-                    Node {
-                        identity: String::new(),
-                        inputs: Vec::new(),
-                        stage: String::new(),
-                        label: format!("from {reference}"),
-                        file,
-                        span,
+                    Node::new(
+                        Place {
+                            stage: String::new(),
+                            label: format!("from {reference}"),
+                            file,
+                            span,
+                        },
+                        None,
                         key,
-                        fs_key: key,
-                        parent: None,
-                        op: Op::Base { reference: reference.to_owned(), image: Arc::clone(&image) },
-                    },
+                        key,
+                        Op::Base { reference: reference.to_owned(), image: Arc::clone(&image) },
+                    ),
                     &[],
                 );
                 self.bases.insert(base_key, n);
@@ -867,18 +867,13 @@ impl<'a> Planner<'a> {
             }
             let config_node = |h: &mut KeyHasher| {
                 let key = h.digest(&parent_key).finish();
-                Node {
-                    identity: String::new(),
-                    inputs: Vec::new(),
+                let place = Place {
                     stage: name.to_owned(),
                     label: label.clone(),
                     file: node_file,
                     span: step.span,
-                    key,
-                    fs_key: parent_fs,
-                    parent: Some(parent),
-                    op: Op::Config,
-                }
+                };
+                Node::new(place, Some(parent), key, parent_fs, Op::Config)
             };
             let node = match &step.kind {
                 StepKind::From { .. } | StepKind::Use(_) => continue,
@@ -936,18 +931,9 @@ impl<'a> Planner<'a> {
                     let user = config.string("User").unwrap_or_default();
                     let key =
                         KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
-                    Node {
-                        identity: String::new(),
-                        inputs: Vec::new(),
-                        stage: name.to_owned(),
-                        label,
-                        file: node_file,
-                        span: step.span,
-                        key,
-                        fs_key: key,
-                        parent: Some(parent),
-                        op: Op::Workdir { path, user },
-                    }
+                    let place =
+                        Place { stage: name.to_owned(), label, file: node_file, span: step.span };
+                    Node::new(place, Some(parent), key, key, Op::Workdir { path, user })
                 }
                 StepKind::User(u) => {
                     let u = expand!(u);
@@ -1089,18 +1075,9 @@ impl<'a> Planner<'a> {
                         .u64(u64::from(chmod))
                         .finish();
                     let op = Op::File(FileOp { path, content: content.into_bytes(), chown, chmod });
-                    Node {
-                        identity: String::new(),
-                        inputs: Vec::new(),
-                        stage: name.to_owned(),
-                        label,
-                        file: node_file,
-                        span: step.span,
-                        key,
-                        fs_key: key,
-                        parent: Some(parent),
-                        op,
-                    }
+                    let place =
+                        Place { stage: name.to_owned(), label, file: node_file, span: step.span };
+                    Node::new(place, Some(parent), key, key, op)
                 }
                 StepKind::Copy(_) | StepKind::Run(_) => {
                     let view = env_view(&config, &stage_args, &arg_wins).into_owned();
@@ -1114,17 +1091,12 @@ impl<'a> Planner<'a> {
                         _ => unreachable!("matched above"),
                     };
                     let Some((op, key, sources, inputs)) = planned else { continue };
+                    let place =
+                        Place { stage: name.to_owned(), label, file: node_file, span: step.span };
                     let node = Node {
                         identity: identity.clone(),
                         inputs,
-                        stage: name.to_owned(),
-                        label,
-                        file: node_file,
-                        span: step.span,
-                        key,
-                        fs_key: key,
-                        parent: Some(parent),
-                        op,
+                        ..Node::new(place, Some(parent), key, key, op)
                     };
                     parent = self.add_node(node, &sources);
                     continue;
