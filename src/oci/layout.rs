@@ -145,9 +145,11 @@ fn check_is_layout(out: &Path) -> Result<(), LayoutError> {
 pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<(), LayoutError> {
     let index_path = out.join("index.json");
     // Refuse someone else's folder before putting a lock file in it; a folder that has one is
-    // checked under the lock, once the build writing it has finished.
-    if out.exists() && !out.join(LOCK_FILE).exists() {
-        check_is_layout(out)?;
+    // checked under the lock, once the build writing it has finished. A build of ours creates
+    // the lock file before anything else, so a folder that fails the check while another build
+    // writes it (seen half made) has the lock file by then: it is checked under the lock too.
+    if out.exists() && check_is_layout(out).is_err() && !out.join(LOCK_FILE).exists() {
+        return Err(LayoutError::NotALayout { path: out.to_owned() });
     }
     fs_err::create_dir_all(out).map_err(io(out))?;
     let _lock = lock_layout(out)?;
