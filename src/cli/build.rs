@@ -110,13 +110,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     }
     one_image_for(&p, &output, args)?;
     one_platform_for(&p, &output, args)?;
-    // One image per platform shares one name: names in file order, each once.
-    let mut names: Vec<&str> = Vec::new();
-    for i in &p.images {
-        if !names.contains(&i.name.as_str()) {
-            names.push(&i.name);
-        }
-    }
+    let names = p.image_names();
     if !args.tags.is_empty() && names.len() != 1 {
         return Err(fail(
             format!(
@@ -550,13 +544,7 @@ fn one_image_for(p: &crate::plan::Plan, output: &Output, args: &BuildArgs) -> Re
         (_, Some(_)) => "`--iidfile` names one image",
         _ => return Ok(()),
     };
-    // One image per platform shares one name: it is one image (an index).
-    let mut names: Vec<&str> = Vec::new();
-    for i in &p.images {
-        if !names.contains(&i.name.as_str()) {
-            names.push(&i.name);
-        }
-    }
+    let names = p.image_names();
     if names.len() == 1 {
         return Ok(());
     }

@@ -243,13 +243,12 @@ fn load_against<'a>(
     platform: &crate::oci::image::Platform,
 ) -> Result<Option<Side<'a>>, Failure> {
     let Some(spec) = &args.against else { return Ok(None) };
-    let mut names: Vec<&str> = plan.images.iter().map(|i| i.name.as_str()).collect();
-    names.dedup();
+    let names = plan.image_names();
     if names.len() != 1 {
         return Err(fail(
             format!(
                 "`--against {spec}` compares one image, but this build makes {}",
-                plan.images.len()
+                names.len()
             ),
             Some("choose the image with `--target NAME`"),
         ));

@@ -436,6 +436,18 @@ impl Plan {
         seen
     }
 
+    /// The names of the images it makes, in file order, each once (an image built for
+    /// several platforms has one target per platform).
+    pub fn image_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for i in &self.images {
+            if !names.contains(&i.name.as_str()) {
+                names.push(&i.name);
+            }
+        }
+        names
+    }
+
     /// The chain of nodes an image is made of, from its base to `node`.
     pub fn chain(&self, node: NodeIndex) -> Vec<NodeIndex> {
         let mut chain = vec![node];

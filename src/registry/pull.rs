@@ -90,7 +90,7 @@ fn sniff_media_type(bytes: &[u8]) -> Option<String> {
 }
 
 impl Client {
-    fn manifest_url(&self, r: &Reference, reference: &str) -> String {
+    pub(super) fn manifest_url(&self, r: &Reference, reference: &str) -> String {
         format!("{}/v2/{}/manifests/{reference}", self.base_url(&r.registry), r.repository)
     }
 

@@ -201,11 +201,7 @@ impl Client {
         let what = format!("putting manifest `{reference}`");
         let req = Req {
             method: Method::PUT,
-            url: format!(
-                "{}/v2/{}/manifests/{reference}",
-                self.base_url(&target.registry),
-                target.repository
-            ),
+            url: self.manifest_url(target, &reference),
             headers: vec![("Content-Type", media_type.to_owned())],
             body: Payload::Bytes(bytes),
             retry: true,
@@ -240,11 +236,7 @@ impl Client {
         let ctx = Ctx { registry: &target.registry, repository: &target.repository, scope };
         let req = Req {
             method: Method::HEAD,
-            url: format!(
-                "{}/v2/{}/manifests/{reference}",
-                self.base_url(&target.registry),
-                target.repository
-            ),
+            url: self.manifest_url(target, &reference),
             headers: vec![("Accept", super::pull::ACCEPT.to_owned())],
             body: Payload::Empty,
             retry: true,

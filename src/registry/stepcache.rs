@@ -176,11 +176,7 @@ impl Client {
         let what = format!("looking up step cache entry `{tag}`");
         let req = Req {
             method: Method::GET,
-            url: format!(
-                "{}/v2/{}/manifests/{tag}",
-                self.base_url(&repo.registry),
-                repo.repository
-            ),
+            url: self.manifest_url(repo, &tag),
             headers: vec![("Accept", OCI_MANIFEST.to_owned())],
             body: Payload::Empty,
             retry: true,
@@ -350,11 +346,7 @@ impl Client {
         let what = format!("deleting manifest `{digest}`");
         let req = Req {
             method: Method::DELETE,
-            url: format!(
-                "{}/v2/{}/manifests/{digest}",
-                self.base_url(&repo.registry),
-                repo.repository
-            ),
+            url: self.manifest_url(repo, &digest.to_string()),
             headers: Vec::new(),
             body: Payload::Empty,
             retry: true,
