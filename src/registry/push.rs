@@ -201,7 +201,7 @@ impl Client {
         let what = format!("putting manifest `{reference}`");
         let req = Req {
             method: Method::PUT,
-            url: self.manifest_url(target, &reference),
+            url: self.manifest_url(target, reference),
             headers: vec![("Content-Type", media_type.to_owned())],
             body: Payload::Bytes(bytes),
             retry: true,

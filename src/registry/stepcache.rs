@@ -176,7 +176,7 @@ impl Client {
         let what = format!("looking up step cache entry `{tag}`");
         let req = Req {
             method: Method::GET,
-            url: self.manifest_url(repo, &tag),
+            url: self.manifest_url(repo, tag),
             headers: vec![("Accept", OCI_MANIFEST.to_owned())],
             body: Payload::Empty,
             retry: true,
