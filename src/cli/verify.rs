@@ -246,10 +246,7 @@ fn load_against<'a>(
     let names = plan.image_names();
     if names.len() != 1 {
         return Err(fail(
-            format!(
-                "`--against {spec}` compares one image, but this build makes {}",
-                names.len()
-            ),
+            format!("`--against {spec}` compares one image, but this build makes {}", names.len()),
             Some("choose the image with `--target NAME`"),
         ));
     }
