@@ -275,7 +275,7 @@ impl miette::Diagnostic for Located<'_> {
 }
 
 /// Returns the candidate closest to `word` when it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -316,7 +316,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Whether the machine, not the build, failed somewhere in `e`'s chain: a full disk or quota,
 /// a read-only file system, no memory. Such a failure is never blamed on a step of the build
 /// file; the CLI gives it its own exit code.
-pub fn is_machine_error(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_machine_error(e: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind;
     let mut cur = Some(e);
     while let Some(c) = cur {
@@ -338,7 +338,7 @@ pub fn is_machine_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use sha2::Digest as _;
 
 /// Version of the cache-key encoding; bump it whenever the bytes fed to [`KeyHasher`] change.
-pub const KEY_VERSION: u32 = 1;
+pub(crate) const KEY_VERSION: u32 = 1;
 
 /// A blake3 digest: cache keys and content hashes inside the store.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,7 +22,7 @@ impl Digest {
         Self(*blake3::hash(bytes).as_bytes())
     }
 
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 
@@ -125,26 +125,22 @@ impl<'de> serde::Deserialize<'de> for OciDigest {
 
 /// A streaming sha256 that yields an [`OciDigest`].
 #[derive(Default, Clone)]
-pub struct Sha256Writer {
+pub(crate) struct Sha256Writer {
     hasher: sha2::Sha256,
     len: u64,
 }
 
 impl Sha256Writer {
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
     }
 
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn finish(self) -> OciDigest {
+    pub(crate) fn finish(self) -> OciDigest {
         OciDigest::from_sha256(self.hasher.finalize().into())
     }
 }
@@ -162,13 +158,13 @@ impl std::io::Write for Sha256Writer {
 
 /// Builds a cache key with fixed encoding rules: every item is tagged, strings and sequences
 /// are length-prefixed, integers are little-endian.
-pub struct KeyHasher {
+pub(crate) struct KeyHasher {
     inner: blake3::Hasher,
 }
 
 impl KeyHasher {
     /// Starts a key for one kind of thing (`domain` keeps keys of different kinds apart).
-    pub fn new(domain: &str) -> Self {
+    pub(crate) fn new(domain: &str) -> Self {
         let mut inner = blake3::Hasher::new();
         inner.update(&KEY_VERSION.to_le_bytes());
         let mut this = Self { inner };
@@ -176,59 +172,53 @@ impl KeyHasher {
         this
     }
 
-    pub fn u8(&mut self, v: u8) -> &mut Self {
+    pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
         self.inner.update(&[b'u', v]);
         self
     }
 
-    pub fn u64(&mut self, v: u64) -> &mut Self {
+    pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
         self.inner.update(b"q");
         self.inner.update(&v.to_le_bytes());
         self
     }
 
-    pub fn i64(&mut self, v: i64) -> &mut Self {
-        self.inner.update(b"i");
-        self.inner.update(&v.to_le_bytes());
-        self
-    }
-
-    pub fn bool(&mut self, v: bool) -> &mut Self {
+    pub(crate) fn bool(&mut self, v: bool) -> &mut Self {
         self.u8(u8::from(v))
     }
 
-    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.inner.update(b"b");
         self.inner.update(&(v.len() as u64).to_le_bytes());
         self.inner.update(v);
         self
     }
 
-    pub fn str(&mut self, v: &str) -> &mut Self {
+    pub(crate) fn str(&mut self, v: &str) -> &mut Self {
         self.bytes(v.as_bytes())
     }
 
-    pub fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+    pub(crate) fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
         match v {
             None => self.u8(0),
             Some(s) => self.u8(1).str(s),
         }
     }
 
-    pub fn digest(&mut self, v: &Digest) -> &mut Self {
+    pub(crate) fn digest(&mut self, v: &Digest) -> &mut Self {
         self.inner.update(b"d");
         self.inner.update(&v.0);
         self
     }
 
     /// Starts a sequence of `len` items; the caller writes them next.
-    pub fn seq(&mut self, len: usize) -> &mut Self {
+    pub(crate) fn seq(&mut self, len: usize) -> &mut Self {
         self.inner.update(b"s");
         self.inner.update(&(len as u64).to_le_bytes());
         self
     }
 
-    pub fn strs<S: AsRef<str>>(&mut self, v: &[S]) -> &mut Self {
+    pub(crate) fn strs<S: AsRef<str>>(&mut self, v: &[S]) -> &mut Self {
         self.seq(v.len());
         for s in v {
             self.str(s.as_ref());
@@ -236,7 +226,7 @@ impl KeyHasher {
         self
     }
 
-    pub fn finish(&self) -> Digest {
+    pub(crate) fn finish(&self) -> Digest {
         Digest(*self.inner.finalize().as_bytes())
     }
 }

@@ -10,21 +10,23 @@
 // library itself, which clippy checks in its own (non-test) build too.
 #![cfg_attr(test, allow(clippy::disallowed_macros, clippy::disallowed_methods))]
 
+pub mod api;
 pub(crate) mod attest;
-pub mod cli;
-pub mod context;
-pub mod diag;
-pub mod digest;
-pub mod dockerfile;
-pub mod exec;
+pub(crate) mod cli;
+pub use cli::main;
+pub(crate) mod context;
+pub(crate) mod diag;
+pub(crate) mod digest;
+pub(crate) mod dockerfile;
+pub(crate) mod exec;
 pub(crate) mod fleet;
 pub(crate) mod json;
-pub mod lockfile;
-pub mod oci;
+pub(crate) mod lockfile;
+pub(crate) mod oci;
 pub(crate) mod paths;
-pub mod plan;
+pub(crate) mod plan;
 pub(crate) mod privilege;
 pub(crate) mod registry;
 pub(crate) mod sbom;
-pub mod store;
-pub mod syntax;
+pub(crate) mod store;
+pub(crate) mod syntax;

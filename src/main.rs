@@ -1,5 +1,5 @@
-//! The `stack` binary: everything lives in the library; see `stack::cli`.
+//! The `stack` binary: everything lives in the library (`src/lib.rs`).
 
 fn main() -> std::process::ExitCode {
-    stack::cli::main()
+    stack::main()
 }

@@ -5,7 +5,7 @@
 
 /// Normalises a relative path (drops `.`, empty components and leading `/`); `None` when `..`
 /// climbs above the root.
-pub fn normalize(path: &str) -> Option<String> {
+pub(crate) fn normalize(path: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {

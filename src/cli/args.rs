@@ -23,13 +23,13 @@ const LONG_VERSION: &str = concat!(
     long_about = None,
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build the images of a build file into an OCI layout (or an archive)
     Build(BuildArgs),
     /// Rebuild the images from nothing and compare them with the normal build, bit for bit
@@ -66,14 +66,14 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Folder to write `stack.1` and `stack-COMMAND.1` into; without it, `stack.1` goes to
     /// standard output
     #[arg(long, value_name = "DIR")]
@@ -81,13 +81,13 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LockArgs {
+pub(crate) struct LockArgs {
     #[command(flatten)]
     pub file: FileArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ImagesArgs {
+pub(crate) struct ImagesArgs {
     /// The OCI layout to read
     #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
     pub layout: PathBuf,
@@ -97,7 +97,7 @@ pub struct ImagesArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The image's name or tag in the layout
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -116,7 +116,7 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ProvenanceArgs {
+pub(crate) struct ProvenanceArgs {
     /// The image's name or tag in the layout
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -129,7 +129,7 @@ pub struct ProvenanceArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SbomArgs {
+pub(crate) struct SbomArgs {
     /// The image's name or tag in the layout
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -148,7 +148,7 @@ pub struct SbomArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PushArgs {
+pub(crate) struct PushArgs {
     /// The image's name in the layout
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -167,7 +167,7 @@ pub struct PushArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CacheCommand {
+pub(crate) enum CacheCommand {
     /// Show how much space the store takes, per area
     Du(CacheDuArgs),
     /// Remove cached objects, least recently used first
@@ -178,14 +178,14 @@ pub enum CacheCommand {
 
 /// The store a `cache` command works on.
 #[derive(Debug, Args, Clone)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// The local store (cache) folder
     #[arg(long, env = "STACK_CACHE_DIR", value_name = "DIR", hide_env_values = true)]
     pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// The registry host, e.g. `registry.example.com` or `localhost:5000`
     #[arg(value_name = "REGISTRY")]
     pub registry: String,
@@ -205,7 +205,7 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CacheDuArgs {
+pub(crate) struct CacheDuArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON instead of a table
@@ -217,7 +217,7 @@ pub struct CacheDuArgs {
 
 /// A registry step cache a `cache` command works on instead of the local store.
 #[derive(Debug, Args, Clone)]
-pub struct RemoteStoreArgs {
+pub(crate) struct RemoteStoreArgs {
     /// Work on this registry step cache (`registry.example/team/cache`) instead of the local
     /// store
     #[arg(long = "remote", value_name = "REPO")]
@@ -228,7 +228,7 @@ pub struct RemoteStoreArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CachePruneArgs {
+pub(crate) struct CachePruneArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Remove least recently used objects until the store takes at most SIZE (`0`, `500M`,
@@ -253,14 +253,14 @@ pub struct CachePruneArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CacheVerifyArgs {
+pub(crate) struct CacheVerifyArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
 /// Options shared by the commands that read a build file.
 #[derive(Debug, Args, Clone)]
-pub struct FileArgs {
+pub(crate) struct FileArgs {
     /// The build file; or a folder holding `stack.kdl` (else a `Dockerfile`); with `-f`, the
     /// build context folder (as in `docker build -f FILE DIR`)
     #[arg(value_name = "FILE|DIR")]
@@ -310,7 +310,7 @@ pub struct FileArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub file: FileArgs,
     /// Where to write the images; `-` writes an archive to standard output; or docker's
@@ -407,7 +407,7 @@ pub struct BuildArgs {
 
 /// The registry step caches a build shares with other machines.
 #[derive(Debug, Args, Clone, Default)]
-pub struct RemoteCacheArgs {
+pub(crate) struct RemoteCacheArgs {
     /// Reuse steps from this registry step cache, e.g. `registry.example/team/cache`
     /// (repeatable; `STACK_CACHE_FROM` takes a comma-separated list)
     #[arg(
@@ -433,7 +433,7 @@ pub struct RemoteCacheArgs {
 #[command(
     after_help = "Exit codes: 0 identical, 5 differs (or a step is not deterministic), 6 could not build"
 )]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub file: FileArgs,
     /// Compare the rebuild with this image instead of the normal build: a registry reference,
@@ -468,13 +468,13 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub file: FileArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct AffectedArgs {
+pub(crate) struct AffectedArgs {
     #[command(flatten)]
     pub file: FileArgs,
     /// The git revision to compare the working tree with (`main`, `HEAD~1`, a commit)
@@ -486,13 +486,13 @@ pub struct AffectedArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct GraphArgs {
+pub(crate) struct GraphArgs {
     #[command(flatten)]
     pub file: FileArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The Dockerfile to convert (default: ./Dockerfile)
     #[arg(value_name = "DOCKERFILE")]
     pub dockerfile: Option<PathBuf>,
@@ -517,7 +517,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Oci,
     OciArchive,
     DockerArchive,
@@ -525,7 +525,7 @@ pub enum Format {
 
 /// Where attestations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AttestAs {
+pub(crate) enum AttestAs {
     /// An image index holding the image and an attestation manifest (as BuildKit)
     Index,
     /// OCI 1.1 referrers (`subject`) pushed with `--push`; the image stays a manifest
@@ -534,7 +534,7 @@ pub enum AttestAs {
 
 /// The format of an SBOM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SbomFormat {
+pub(crate) enum SbomFormat {
     /// SPDX 2.3 JSON
     Spdx,
     /// CycloneDX 1.5 JSON
@@ -551,13 +551,13 @@ impl From<SbomFormat> for crate::sbom::Format {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
+pub(crate) enum CompressionArg {
     Gzip,
     Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// A live view on a terminal, plain lines otherwise
     Auto,
     /// One line per event

@@ -37,11 +37,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::Cli;
+pub(crate) use args::Cli;
 
 /// How a command ended, mapped to the documented exit codes.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Diagnostics were printed.
     UserFiles,
     /// Only registries that could not be reached stopped planning (diagnostics were printed).
@@ -171,7 +171,7 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 /// A plain message error for the CLI's own problems.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Message(pub String);
+pub(crate) struct Message(pub String);
 
 fn fail(msg: impl Into<String>, hint: Option<&str>) -> Failure {
     Failure::Other(Box::new(Message(msg.into())), hint.map(str::to_owned))

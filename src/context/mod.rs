@@ -5,9 +5,9 @@
 //! followed with the context root as `/`, as Docker does; regular files are hashed through
 //! [`open::open_beneath`] (never through a symlink) and special files are never opened.
 
-pub mod ignore;
-pub mod open;
-pub mod statcache;
+pub(crate) mod ignore;
+pub(crate) mod open;
+pub(crate) mod statcache;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +17,8 @@ use globset::GlobBuilder;
 use rayon::prelude::*;
 
 use crate::digest::Digest;
-pub use ignore::{IgnoreError, IgnoreRules};
+pub(crate) use ignore::IgnoreError;
+pub use ignore::IgnoreRules;
 
 /// What kind of object a context entry is. FIFOs and devices are copied as what they are,
 /// as `BuildKit` recreates them; their contents are never read.
@@ -103,7 +104,7 @@ pub enum SelectError {
 
 /// An opened build context.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub(crate) struct Context {
     pub root: PathBuf,
     pub ignore: IgnoreRules,
     /// Hashes of unchanged files from earlier builds.
@@ -123,7 +124,7 @@ fn never() -> bool {
 
 impl Context {
     /// Opens the folder `root` and reads its ignore file.
-    pub fn open(root: &Path) -> Result<Self, ContextError> {
+    pub(crate) fn open(root: &Path) -> Result<Self, ContextError> {
         let root = fs_err::canonicalize(root)
             .map_err(|_| ContextError::Missing { path: root.to_owned() })?;
         if !root.is_dir() {
@@ -152,7 +153,7 @@ impl Context {
 
     /// Keeps `path` (which need not exist yet), one of stack's own folders or files, out of
     /// every selection when it lies inside the context. `what` names it in messages.
-    pub fn reserve(&mut self, path: &Path, what: &'static str) {
+    pub(crate) fn reserve(&mut self, path: &Path, what: &'static str) {
         if let Some(rel) = inside(&self.root, path)
             && !rel.is_empty()
             && !self.reserved.iter().any(|(r, _)| *r == rel)
@@ -178,7 +179,11 @@ impl Context {
     }
 
     /// Selects and hashes what one `copy` source names: a path, or a glob.
-    pub fn select(&self, source: &str, excludes: &[String]) -> Result<Vec<Selected>, SelectError> {
+    pub(crate) fn select(
+        &self,
+        source: &str,
+        excludes: &[String],
+    ) -> Result<Vec<Selected>, SelectError> {
         let rel = normalize(source)
             .ok_or_else(|| SelectError::Outside { source_path: source.to_owned() })?;
         let excludes = if excludes.is_empty() {
@@ -521,7 +526,7 @@ fn has_glob(s: &str) -> bool {
 }
 
 /// Normalises a context-relative source path; `None` when it climbs out of the context.
-pub use crate::paths::normalize;
+pub(crate) use crate::paths::normalize;
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ const CHUNK: usize = 1 << 20;
 
 /// Opens the regular file `rel` (relative, normalised, no symlinks expected) beneath `root`
 /// without following any symlink, and checks that it is a regular file.
-pub fn open_beneath(root: &Path, rel: &str) -> io::Result<std::fs::File> {
+pub(crate) fn open_beneath(root: &Path, rel: &str) -> io::Result<std::fs::File> {
     if rel.is_empty() || rel.split('/').any(|c| matches!(c, "" | "." | "..")) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a normalised relative path"));
     }
@@ -48,7 +48,7 @@ pub fn open_beneath(root: &Path, rel: &str) -> io::Result<std::fs::File> {
 
 /// Opens the folder `rel` (relative, normalised; empty for the root itself) beneath `root`
 /// without following any symlink, for reading its entries.
-pub fn open_dir_beneath(root: &Path, rel: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_beneath(root: &Path, rel: &str) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let dir = rustix::fs::open(root, flags, Mode::empty())?;
     if rel.is_empty() {
@@ -85,7 +85,7 @@ fn open_by_components(root: OwnedFd, rel: &str, flags: OFlags) -> io::Result<Own
 /// blake3 of everything `file` holds, read in chunks; `cancelled` is asked between chunks so
 /// that Ctrl-C stops the hashing of a huge file. `size_hint` (the size `fstat` gave) sizes the
 /// buffer, so that small files cost no large allocation. Returns the hash and the byte count.
-pub fn hash_open_file(
+pub(crate) fn hash_open_file(
     mut file: impl Read,
     size_hint: u64,
     cancelled: &dyn Fn() -> bool,
@@ -112,24 +112,24 @@ pub fn hash_open_file(
 }
 
 /// Hashes what passes through, so a reader can be checked against the hash planning saw.
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: blake3::Hasher,
     read: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Self { inner, hasher: blake3::Hasher::new(), read: 0 }
     }
 
     /// How many bytes went through.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.read
     }
 
     /// The blake3 of what went through.
-    pub fn digest(&self) -> Digest {
+    pub(crate) fn digest(&self) -> Digest {
         Digest(*self.hasher.finalize().as_bytes())
     }
 }

@@ -40,7 +40,7 @@ impl Stamp {
 
 /// A stat cache loaded from (and saved to) one file.
 #[derive(Debug, Default)]
-pub struct StatCache {
+pub(crate) struct StatCache {
     saved_at_ns: i128,
     old: HashMap<Vec<u8>, (Stamp, Digest)>,
     new: Mutex<HashMap<Vec<u8>, (Stamp, Digest)>>,
@@ -48,13 +48,13 @@ pub struct StatCache {
 
 impl StatCache {
     /// Reads a cache file; a missing or unreadable one gives an empty cache.
-    pub fn load(path: &Path) -> Self {
+    pub(crate) fn load(path: &Path) -> Self {
         let Ok(bytes) = fs_err::read(path) else { return Self::default() };
         Self::decode(&bytes).unwrap_or_default()
     }
 
     /// The hash of `path` if its stamp still matches a trusted entry.
-    pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<Digest> {
+    pub(crate) fn get(&self, path: &Path, stamp: &Stamp) -> Option<Digest> {
         // Keyed by the path's bytes: hashing a `Path` walks its components, which dominated
         // warm builds of large contexts.
         let (s, d) = self.old.get(path.as_os_str().as_encoded_bytes())?;
@@ -65,7 +65,7 @@ impl StatCache {
     }
 
     /// Remembers a hash for the next save.
-    pub fn put(&self, path: &Path, stamp: Stamp, digest: Digest) {
+    pub(crate) fn put(&self, path: &Path, stamp: Stamp, digest: Digest) {
         self.new
             .lock()
             .expect("no panics while locked")
@@ -73,12 +73,12 @@ impl StatCache {
     }
 
     /// Whether anything new was learned since loading.
-    pub fn is_dirty(&self) -> bool {
+    pub(crate) fn is_dirty(&self) -> bool {
         !self.new.lock().expect("no panics while locked").is_empty()
     }
 
     /// The bytes to save: old entries merged with new ones, stamped with the current time.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);

@@ -7,11 +7,11 @@
 use std::ops::Range;
 
 /// A byte range in the Dockerfile text.
-pub type Span = Range<usize>;
+pub(crate) type Span = Range<usize>;
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dockerfile {
+pub(crate) struct Dockerfile {
     pub directives: Vec<Directive>,
     /// The escape character: a backslash, or a backtick after an `escape` directive.
     pub escape: char,
@@ -20,7 +20,7 @@ pub struct Dockerfile {
 
 /// A parser directive (`# syntax=…`, `# escape=…`, `# check=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive {
+pub(crate) struct Directive {
     /// Lower-case name.
     pub name: String,
     pub value: String,
@@ -29,14 +29,14 @@ pub struct Directive {
 
 /// A top-level line group: a comment or an instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     Comment(Comment),
     Instruction(Box<Instruction>),
 }
 
 /// A `#` comment line (outside any continuation).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Comment {
+pub(crate) struct Comment {
     /// Text after the `#`, with surrounding whitespace removed.
     pub text: String,
     pub span: Span,
@@ -46,14 +46,14 @@ pub struct Comment {
 
 /// A word as written in the Dockerfile, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
+pub(crate) struct Word {
     pub text: String,
     pub span: Span,
 }
 
 /// One instruction, continuation lines joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instruction {
+pub(crate) struct Instruction {
     /// The keyword as written (any case).
     pub keyword: String,
     /// From the keyword to the end of the last line (heredoc bodies included).
@@ -66,7 +66,7 @@ pub struct Instruction {
 
 /// A heredoc attached to RUN, COPY or ADD.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heredoc {
+pub(crate) struct Heredoc {
     /// The delimiter word, quotes removed.
     pub name: String,
     /// `<<-`: leading tabs are stripped from the body and the delimiter line.
@@ -82,7 +82,7 @@ pub struct Heredoc {
 
 impl Heredoc {
     /// The body after `<<-` tab stripping.
-    pub fn chomped(&self) -> String {
+    pub(crate) fn chomped(&self) -> String {
         if !self.chomp {
             return self.content.clone();
         }
@@ -92,7 +92,7 @@ impl Heredoc {
 
 /// A command in shell or exec (JSON) form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandLine {
+pub(crate) enum CommandLine {
     /// The text after the flags; `joins` are byte offsets where a continuation line began.
     Shell {
         text: String,
@@ -103,7 +103,7 @@ pub enum CommandLine {
 
 /// `NAME=value` from ENV, LABEL (value as written, still to be expanded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyValue {
+pub(crate) struct KeyValue {
     pub key: String,
     pub value: String,
     pub span: Span,
@@ -111,7 +111,7 @@ pub struct KeyValue {
 
 /// `NAME` or `NAME=default` from ARG.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgDecl {
+pub(crate) struct ArgDecl {
     pub name: String,
     pub default: Option<String>,
     pub span: Span,
@@ -119,7 +119,7 @@ pub struct ArgDecl {
 
 /// The type of a `RUN --mount`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MountType {
+pub(crate) enum MountType {
     Bind,
     Cache,
     Tmpfs,
@@ -129,7 +129,7 @@ pub enum MountType {
 
 /// A `RUN --mount=…` (values as written; `BuildKit` expands them at build time).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Mount {
+pub(crate) struct Mount {
     pub kind: Option<MountType>,
     pub target: Option<String>,
     pub source: Option<String>,
@@ -149,14 +149,14 @@ pub struct Mount {
 
 impl Mount {
     /// The mount type, `bind` when not given (`BuildKit`'s default).
-    pub fn mount_type(&self) -> MountType {
+    pub(crate) fn mount_type(&self) -> MountType {
         self.kind.unwrap_or(MountType::Bind)
     }
 }
 
 /// Sources and destination of COPY / ADD, and their flags.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CopyArgs {
+pub(crate) struct CopyArgs {
     pub sources: Vec<Source>,
     pub dest: Option<Word>,
     pub from: Option<Word>,
@@ -177,7 +177,7 @@ pub struct CopyArgs {
 
 /// One COPY / ADD source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Path(Word),
     /// Index into the instruction's heredocs.
     Heredoc(usize),
@@ -185,14 +185,14 @@ pub enum Source {
 
 /// HEALTHCHECK.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Healthcheck {
+pub(crate) enum Healthcheck {
     None,
     Cmd(Box<HealthcheckCmd>),
 }
 
 /// `HEALTHCHECK [flags] CMD …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthcheckCmd {
+pub(crate) struct HealthcheckCmd {
     pub cmd: CommandLine,
     pub interval: Option<Word>,
     pub timeout: Option<Word>,
@@ -203,7 +203,7 @@ pub struct HealthcheckCmd {
 
 /// What an instruction does, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     From {
         image: Word,
         name: Option<Word>,
@@ -236,7 +236,7 @@ pub enum Kind {
 
 impl Kind {
     /// The canonical upper-case instruction name.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Kind::From { .. } => "FROM",
             Kind::Run { .. } => "RUN",
@@ -261,7 +261,7 @@ impl Kind {
 }
 
 /// Every instruction `BuildKit` knows, for did-you-mean suggestions.
-pub const INSTRUCTIONS: &[&str] = &[
+pub(crate) const INSTRUCTIONS: &[&str] = &[
     "ADD",
     "ARG",
     "CMD",

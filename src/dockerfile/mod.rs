@@ -6,12 +6,12 @@
 //!
 //! Invariant: no IO, no process; the same input and options always give the same text.
 
-pub mod ast;
+pub(crate) mod ast;
 mod convert;
 mod directives;
 mod kdl_write;
 mod parser;
-pub mod shell_lex;
+pub(crate) mod shell_lex;
 
 #[cfg(test)]
 mod tests;
@@ -92,6 +92,6 @@ pub fn import(text: &str, options: &ImportOptions) -> Result<Imported, Vec<Diagn
 
 /// Parses a Dockerfile into its syntax tree, reporting every problem found. The tree is
 /// `None` only when nothing could be parsed (an empty file or only comments).
-pub fn parse(text: &str) -> (Option<ast::Dockerfile>, Vec<Diagnostic>) {
+pub(crate) fn parse(text: &str) -> (Option<ast::Dockerfile>, Vec<Diagnostic>) {
     parser::parse(text)
 }

@@ -13,8 +13,15 @@ use std::fmt;
 
 /// What the environment says about one variable name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Set, with this value.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "the importer keeps every reference for build time; the tests resolve values"
+        )
+    )]
     Value(String),
     /// Known only at build time: written back as a `${…}` reference (template mode only).
     Keep,
@@ -27,7 +34,7 @@ pub enum Lookup {
 }
 
 /// The variables visible to the lexer.
-pub trait Env {
+pub(crate) trait Env {
     fn lookup(&self, name: &str) -> Lookup;
 }
 
@@ -38,9 +45,11 @@ impl<F: Fn(&str) -> Lookup> Env for F {
 }
 
 /// An environment given as `NAME=value` pairs; anything else is unset.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
-pub struct Vars<'a>(pub &'a [(&'a str, &'a str)]);
+pub(crate) struct Vars<'a>(pub &'a [(&'a str, &'a str)]);
 
+#[cfg(test)]
 impl Env for Vars<'_> {
     fn lookup(&self, name: &str) -> Lookup {
         self.0
@@ -53,7 +62,7 @@ impl Env for Vars<'_> {
 
 /// A lexing or expansion error, with `BuildKit`'s wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LexError(pub String);
+pub(crate) struct LexError(pub String);
 
 impl fmt::Display for LexError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,7 +76,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, LexError> {
 
 /// Lexer options, mirroring `BuildKit`'s `Lex` fields.
 #[derive(Debug, Clone, Copy)]
-pub struct ShellLex {
+pub(crate) struct ShellLex {
     pub escape: char,
     /// Keep quote characters in the output.
     pub raw_quotes: bool,
@@ -83,7 +92,7 @@ pub struct ShellLex {
 
 impl ShellLex {
     /// A lexer with `BuildKit`'s defaults for the given escape character.
-    pub fn new(escape: char) -> Self {
+    pub(crate) fn new(escape: char) -> Self {
         Self {
             escape,
             raw_quotes: false,
@@ -95,19 +104,19 @@ impl ShellLex {
     }
 
     /// A lexer that writes stack templates.
-    pub fn template(escape: char) -> Self {
+    pub(crate) fn template(escape: char) -> Self {
         Self { template: true, ..Self::new(escape) }
     }
 
     /// Expands one word (quotes removed, no splitting), like `BuildKit`'s `ProcessWord`.
-    pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, LexError> {
+    pub(crate) fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, LexError> {
         let mut state = State::new(self, word, env);
         let (result, _) = state.process_stop_on(None, self.raw_escapes)?;
         Ok(result.s)
     }
 
     /// Expands and splits into words on unquoted whitespace, like `BuildKit`'s `ProcessWords`.
-    pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, LexError> {
+    pub(crate) fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, LexError> {
         let mut state = State::new(self, word, env);
         let (_, words) = state.process_stop_on(None, self.raw_escapes)?;
         Ok(words)
@@ -554,7 +563,7 @@ impl<'a> State<'a> {
 }
 
 /// True for a name stack can reference: letters, digits and `_`, not starting with a digit.
-pub fn is_name(name: &str) -> bool {
+pub(crate) fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')

@@ -25,7 +25,7 @@ use crate::store::{Store, StoreError};
 
 /// How to build.
 #[derive(Debug, Clone)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     pub compression: Compression,
     /// The time of the files the build writes, and the clamp for file mtimes: the given
     /// `SOURCE_DATE_EPOCH`, else 0. Part of what selects a cached layer.
@@ -78,20 +78,20 @@ impl Default for BuildOptions {
 /// Steps run at once by default: twice the cores, at least 4. Steps mostly wait (on a
 /// sandboxed process, on the disk); the CPU-bound work inside them (hashing, compression)
 /// runs on rayon's pool, which is sized to the cores, so more steps than cores pay off.
-pub fn default_jobs() -> usize {
+pub(crate) fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZero::get).saturating_mul(2).max(4)
 }
 
 /// Where a secret's value comes from.
 #[derive(Debug, Clone)]
-pub enum SecretValue {
+pub(crate) enum SecretValue {
     File(std::path::PathBuf),
     Env(String),
 }
 
 /// What happened to a node, for progress displays and logs.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub(crate) enum Event {
     Started {
         node: NodeIndex,
     },
@@ -131,7 +131,7 @@ pub enum Event {
 
 /// The summary of a build.
 #[derive(Debug, Default, Clone)]
-pub struct BuildReport {
+pub(crate) struct BuildReport {
     pub images: Vec<BuiltImage>,
     pub steps_run: usize,
     /// Reused from this machine's store.
@@ -143,7 +143,7 @@ pub struct BuildReport {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     #[error("step `{label}` failed: {message}")]
     Step {
         node: NodeIndex,
@@ -199,7 +199,7 @@ fn check_emulation(plan: &Plan) -> Result<(), BuildError> {
 /// With a shared cache whose blobs turn out to be unobtainable mid-build, the build starts
 /// again without it: what this machine built meanwhile is recorded, so only the steps that
 /// came from the cache run again.
-pub fn build(
+pub(crate) fn build(
     plan: &Plan,
     store: &Store,
     opts: &BuildOptions,
@@ -366,7 +366,7 @@ fn report_failure(
 }
 
 /// The nodes the requested images need, in an order where parents come first.
-pub fn needed_in_order(plan: &Plan) -> Vec<NodeIndex> {
+pub(crate) fn needed_in_order(plan: &Plan) -> Vec<NodeIndex> {
     super::schedule::order(plan)
 }
 

@@ -13,7 +13,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Routes SIGINT and SIGTERM to [`interrupted`] instead of killing the process, so a build
 /// can stop its steps and clean up before exiting.
-pub fn install_handlers() {
+pub(crate) fn install_handlers() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: `on_signal` only performs an atomic store, which is async-signal-safe, and
         // has the `extern "C" fn(c_int)` signature `signal` expects.
@@ -24,6 +24,6 @@ pub fn install_handlers() {
 }
 
 /// Whether the user asked to stop.
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }

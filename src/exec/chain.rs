@@ -9,11 +9,11 @@
 //! the chain.
 
 /// Where the marks file is mounted in the step (a file bind mount: never part of the layer).
-pub const MARKS_TARGET: &str = "/.stack-marks";
+pub(crate) const MARKS_TARGET: &str = "/.stack-marks";
 
 /// The top-level commands of `script` when it is a chain of two or more commands joined by
 /// `&&`, with line continuations folded; `None` otherwise.
-pub fn and_chain(script: &str) -> Option<Vec<String>> {
+pub(crate) fn and_chain(script: &str) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut current = String::new();
     let mut depth = 0i32;
@@ -82,7 +82,7 @@ pub fn and_chain(script: &str) -> Option<Vec<String>> {
 }
 
 /// The chain with a mark written after each command but the last.
-pub fn instrument(parts: &[String]) -> String {
+pub(crate) fn instrument(parts: &[String]) -> String {
     // The mark stays inside the chain (the shell still stops at the first failure) and never
     // fails it (a step running as a user who cannot write the file goes on).
     let mark = format!(" && {{ printf . >>{MARKS_TARGET} 2>/dev/null || :; }} && ");

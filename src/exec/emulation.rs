@@ -26,7 +26,7 @@ fn binfmt_dir() -> PathBuf {
 /// Why a platform's programs cannot run here.
 #[derive(Debug, thiserror::Error)]
 #[error("`run` steps for {platform} need an emulator: {problem}")]
-pub struct EmulationError {
+pub(crate) struct EmulationError {
     pub platform: String,
     pub problem: String,
 }
@@ -49,7 +49,7 @@ fn qemu_arch(p: &Platform) -> Option<&'static str> {
 /// How the programs of `platform` run here: `None` natively or through the host's
 /// registration, `Some(line)` through a registration the sandbox makes in a user namespace of
 /// its own (`line` is written to that namespace's `binfmt_misc/register`).
-pub fn plan(platform: &Platform) -> Result<Option<String>, EmulationError> {
+pub(crate) fn plan(platform: &Platform) -> Result<Option<String>, EmulationError> {
     // Without a host registration, a sandbox registers the emulator in a user namespace of its
     // own: the rootless sandbox's, or (as root) one made for the step's process.
     if check(platform).is_ok() {
@@ -107,7 +107,7 @@ fn registration(description: &str, arch: &str) -> Result<String, String> {
 }
 
 /// Checks that the host runs programs of `platform` (always true of its own).
-pub fn check(platform: &Platform) -> Result<(), EmulationError> {
+pub(crate) fn check(platform: &Platform) -> Result<(), EmulationError> {
     if platform.is_host() {
         return Ok(());
     }

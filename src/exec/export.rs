@@ -23,7 +23,7 @@ use crate::store::Store;
 
 /// Why an export failed; each names the path involved.
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
+pub(crate) enum ExportError {
     #[error("cannot read the image's layers")]
     Layers(#[from] LayerError),
     #[error("failed to write `{}`", path.display())]
@@ -38,14 +38,14 @@ pub enum ExportError {
 
 /// What an export wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Exported {
+pub(crate) struct Exported {
     pub files: usize,
     /// Devices and FIFOs, which a plain folder does not get.
     pub skipped_special: usize,
 }
 
 /// [`export_local`] for a built image: its layers as its config lists them.
-pub fn export_image(
+pub(crate) fn export_image(
     store: &Store,
     image: &super::BuiltImage,
     dest: &Path,
@@ -75,7 +75,7 @@ pub fn export_image(
 /// Writes the merged file system of `layers` (bottom first) into `dest`, merged over what it
 /// holds: entries of the same name are replaced. Files are the caller's; setuid and setgid
 /// bits are dropped.
-pub fn export_local(
+pub(crate) fn export_local(
     store: &Store,
     layers: &[LayerRef],
     dest: &Path,

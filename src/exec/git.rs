@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 
 /// Why git could not answer.
 #[derive(Debug, thiserror::Error)]
-pub enum GitError {
+pub(crate) enum GitError {
     #[error("failed to run `git` (is it installed?)")]
     Spawn(#[source] std::io::Error),
     #[error("`git {args}` failed in `{}`: {stderr}", dir.display())]
@@ -49,7 +49,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
 }
 
 /// The top folder of the repository that holds `dir`.
-pub fn toplevel(dir: &Path) -> Result<PathBuf, GitError> {
+pub(crate) fn toplevel(dir: &Path) -> Result<PathBuf, GitError> {
     let out = git(dir, &["rev-parse", "--show-toplevel"])?;
     Ok(PathBuf::from(String::from_utf8_lossy(&out).trim_end_matches('\n')))
 }
@@ -57,7 +57,7 @@ pub fn toplevel(dir: &Path) -> Result<PathBuf, GitError> {
 /// The files that differ between revision `rev` and the working tree (tracked files changed,
 /// added or deleted, both sides of a rename), and the untracked files git does not ignore;
 /// sorted, relative to `top`.
-pub fn changed_paths(top: &Path, rev: &str) -> Result<Vec<String>, GitError> {
+pub(crate) fn changed_paths(top: &Path, rev: &str) -> Result<Vec<String>, GitError> {
     // `--verify` first: a typo in REV is an error about REV, not an empty change set.
     let spec = format!("{rev}^{{commit}}");
     if let Err(e) = git(top, &["rev-parse", "--verify", "--quiet", &spec]) {
@@ -81,7 +81,7 @@ pub fn changed_paths(top: &Path, rev: &str) -> Result<Vec<String>, GitError> {
 
 /// The content of `path` (relative to `top`) at revision `rev`; `None` when it did not exist
 /// there.
-pub fn show(top: &Path, rev: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+pub(crate) fn show(top: &Path, rev: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
     let spec = format!("{rev}:{path}");
     // `cat-file -e` tells "absent" from a failure without parsing messages.
     if git(top, &["cat-file", "-e", &spec]).is_err() {
@@ -92,7 +92,7 @@ pub fn show(top: &Path, rev: &str, path: &str) -> Result<Option<Vec<u8>>, GitErr
 
 /// Why no commit time could be had.
 #[derive(Debug, thiserror::Error)]
-pub enum CommitTimeError {
+pub(crate) enum CommitTimeError {
     #[error("`git` could not be run")]
     NoGit(#[source] std::io::Error),
     /// Not a repository, no commit yet, a repository git refuses (another owner), …
@@ -104,7 +104,7 @@ pub enum CommitTimeError {
 
 /// The committer time (seconds since the epoch) of the last commit of the repository that
 /// holds `dir`.
-pub fn last_commit_time(dir: &Path) -> Result<i64, CommitTimeError> {
+pub(crate) fn last_commit_time(dir: &Path) -> Result<i64, CommitTimeError> {
     #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let out = Command::new("git")
         .arg("-C")

@@ -19,7 +19,7 @@ use crate::plan::{CopyOp, CopySource, FileOp};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum LayerError {
+pub(crate) enum LayerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -45,7 +45,7 @@ pub enum LayerError {
 
 /// The files of `dir` as one layer in the store (`None` when it is empty): how a cache mount
 /// travels. Times are clamped to the epoch 0, so the same files give the same blob.
-pub fn folder_layer(
+pub(crate) fn folder_layer(
     store: &Store,
     dir: &Path,
     compression: Compression,
@@ -60,7 +60,7 @@ pub fn folder_layer(
 
 /// Unpacks layer `layer` (whose blob the store has or fetches) into the empty folder `dir`,
 /// safely: nothing lands outside it.
-pub fn unpack_into(store: &Store, layer: &LayerRef, dir: &Path) -> Result<(), LayerError> {
+pub(crate) fn unpack_into(store: &Store, layer: &LayerRef, dir: &Path) -> Result<(), LayerError> {
     let tmp = store.temp_dir("mount-")?;
     let blob = store.open_blob(&layer.blob.digest)?;
     let mut reader = extract::decompress(blob, media_compression(&layer.blob.media_type))
@@ -76,7 +76,10 @@ pub fn unpack_into(store: &Store, layer: &LayerRef, dir: &Path) -> Result<(), La
 }
 
 /// Ensures a layer is extracted in the store; returns its index and tree folder.
-pub fn materialize(store: &Store, layer: &LayerRef) -> Result<(LayerIndex, PathBuf), LayerError> {
+pub(crate) fn materialize(
+    store: &Store,
+    layer: &LayerRef,
+) -> Result<(LayerIndex, PathBuf), LayerError> {
     let dir = store.layer_dir(&layer.diff_id);
     if let Ok(index) = extract::read_index(&dir) {
         return Ok((index, dir.join("tree")));
@@ -92,7 +95,7 @@ pub fn materialize(store: &Store, layer: &LayerRef) -> Result<(LayerIndex, PathB
 }
 
 /// The merged view of a stack of layers (extracting what is not yet extracted).
-pub fn view_of(store: &Store, layers: &[LayerRef]) -> Result<View, LayerError> {
+pub(crate) fn view_of(store: &Store, layers: &[LayerRef]) -> Result<View, LayerError> {
     let mut parts = Vec::with_capacity(layers.len());
     for l in layers {
         parts.push(materialize(store, l)?);
@@ -103,11 +106,11 @@ pub fn view_of(store: &Store, layers: &[LayerRef]) -> Result<View, LayerError> {
 /// Folders that hold the files of unpacked archives until the layer is written; removed
 /// when dropped (they live in the store's `tmp/`, so a crash leaves them to the next build).
 #[derive(Debug, Default)]
-pub struct Scratch(Vec<tempfile::TempDir>);
+pub(crate) struct Scratch(Vec<tempfile::TempDir>);
 
 /// Entries for a `copy`/`add` step onto the file system `target`. Archives that `add`
 /// unpacks go into folders that `scratch` keeps until the layer is written.
-pub fn copy_entries(
+pub(crate) fn copy_entries(
     op: &CopyOp,
     target: &View,
     source_view: Option<&View>,
@@ -494,7 +497,11 @@ fn order_hardlinks(entries: &mut [Entry]) {
 }
 
 /// Entries for a `file` step.
-pub fn file_entries(op: &FileOp, target: &View, epoch: i64) -> Result<Vec<Entry>, LayerError> {
+pub(crate) fn file_entries(
+    op: &FileOp,
+    target: &View,
+    epoch: i64,
+) -> Result<Vec<Entry>, LayerError> {
     let (uid, gid) = match &op.chown {
         Some(spec) => target.resolve_owner(spec).map_err(LayerError::Step)?,
         None => (0, 0),
@@ -513,7 +520,7 @@ pub fn file_entries(op: &FileOp, target: &View, epoch: i64) -> Result<Vec<Entry>
 }
 
 /// Entries for a `workdir` step: nothing when the folder exists.
-pub fn workdir_entries(
+pub(crate) fn workdir_entries(
     path: &str,
     user: &str,
     target: &View,
@@ -571,7 +578,7 @@ impl<W: Write> Write for HashTee<W> {
 
 /// Writes entries as a layer blob in the store. `previous` is the layer this step made last
 /// time (if any): gzip copies the compressed pieces of unchanged stretches from it.
-pub fn write_layer(
+pub(crate) fn write_layer(
     store: &Store,
     entries: &[Entry],
     epoch: i64,
@@ -592,7 +599,7 @@ pub fn write_layer(
 /// Re-encodes a stored layer in another compression: the blob is decompressed and compressed
 /// again, so the tar (and the diff id) stays the same and the new blob is byte for byte what
 /// building the step with `compression` gives. Fails when the tar's digest is not `diff_id`.
-pub fn recompress(
+pub(crate) fn recompress(
     store: &Store,
     layer: &LayerRef,
     compression: Compression,

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 /// Why the images could not be loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error("neither `docker` nor `podman` is on PATH")]
     NoClient,
     #[error("failed to run `{}`", program.display())]
@@ -31,7 +31,7 @@ fn client() -> Option<PathBuf> {
 }
 
 /// Loads the archive at `archive`; returns what the client printed (`Loaded image: …`).
-pub fn load_archive(archive: &Path) -> Result<String, LoadError> {
+pub(crate) fn load_archive(archive: &Path) -> Result<String, LoadError> {
     let program = client().ok_or(LoadError::NoClient)?;
     let spawn = |source| LoadError::Spawn { program: program.clone(), source };
     let file = fs_err::File::open(archive).map_err(spawn)?;

@@ -1,23 +1,23 @@
 //! Executes a planned build: the parallel scheduler, layer production, and the RUN sandbox.
 //! The only module that spawns processes.
 
-pub mod build;
-pub mod cancel;
-pub mod chain;
-pub mod emulation;
+pub(crate) mod build;
+pub(crate) mod cancel;
+pub(crate) mod chain;
+pub(crate) mod emulation;
 mod explain;
-pub mod export;
-pub mod git;
-pub mod layers;
-pub mod load;
-pub mod rebuild;
+pub(crate) mod export;
+pub(crate) mod git;
+pub(crate) mod layers;
+pub(crate) mod load;
+pub(crate) mod rebuild;
 mod run;
-pub mod sandbox;
+pub(crate) mod sandbox;
 mod schedule;
-pub mod shared;
+pub(crate) mod shared;
 mod sshproxy;
-pub mod view;
+pub(crate) mod view;
 
-pub use build::{BuildError, BuildOptions, BuildReport, Event, SecretValue, build};
+pub(crate) use build::{BuildError, BuildOptions, BuildReport, Event, SecretValue, build};
 // Built images are OCI documents; kept here too for the callers of the build.
-pub use crate::oci::image::BuiltImage;
+pub(crate) use crate::oci::image::BuiltImage;

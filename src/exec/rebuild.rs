@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 /// Why the rebuild could not run or failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RebuildError {
+pub(crate) enum RebuildError {
     #[error("cannot find the running `stack` executable to rebuild with")]
     Exe(#[source] std::io::Error),
     #[error("failed to create `{}` for the rebuild", path.display())]
@@ -33,7 +33,7 @@ pub enum RebuildError {
 
 /// How the rebuild's environment differs from the first build's.
 #[derive(Debug, Clone)]
-pub struct Fresh {
+pub(crate) struct Fresh {
     /// Holds `store/`, `out/` and `tmp/`.
     pub root: PathBuf,
     pub jobs: usize,
@@ -45,7 +45,7 @@ impl Fresh {
     /// A rebuild in `root` that differs from the current process in umask, time zone and
     /// job count (`jobs` is the first build's). Call it before any thread starts (see
     /// `current_umask`).
-    pub fn unlike_this_process(root: &Path, jobs: usize) -> Self {
+    pub(crate) fn unlike_this_process(root: &Path, jobs: usize) -> Self {
         let current = current_umask();
         let tz = std::env::var("TZ").unwrap_or_default();
         Self {
@@ -57,11 +57,11 @@ impl Fresh {
         }
     }
 
-    pub fn store(&self) -> PathBuf {
+    pub(crate) fn store(&self) -> PathBuf {
         self.root.join("store")
     }
 
-    pub fn out(&self) -> PathBuf {
+    pub(crate) fn out(&self) -> PathBuf {
         self.root.join("out")
     }
 }
@@ -77,7 +77,7 @@ fn current_umask() -> u32 {
 /// Runs `stack build ARGS… --cache-dir STORE --out OUT --jobs N --locked` in `fresh`'s
 /// environment, in its root folder (so ARGS must hold absolute paths); standard error is the caller's, so the rebuild's progress and diagnostics
 /// show.
-pub fn rebuild(build_args: &[OsString], fresh: &Fresh) -> Result<(), RebuildError> {
+pub(crate) fn rebuild(build_args: &[OsString], fresh: &Fresh) -> Result<(), RebuildError> {
     let exe = std::env::current_exe().map_err(RebuildError::Exe)?;
     let tmp = fresh.root.join("tmp");
     fs_err::create_dir_all(&tmp)

@@ -15,7 +15,7 @@ use crate::oci::image::LayerRef;
 /// A step recorded in a shared cache: its layer (`None` for a step that changes no file) and
 /// where it was found.
 #[derive(Debug, Clone)]
-pub struct SharedHit {
+pub(crate) struct SharedHit {
     pub layer: Option<LayerRef>,
     /// The cache's name for people, e.g. `registry.example/team/cache`.
     pub source: String,
@@ -23,7 +23,7 @@ pub struct SharedHit {
 
 /// A step cache shared between machines. Keys are record keys: a step's key with its layer
 /// compression, as in the store.
-pub trait SharedCache: Send + Sync {
+pub(crate) trait SharedCache: Send + Sync {
     /// Looks every key up at once; returns the hits. Never fails: a cache that cannot answer
     /// has no entries.
     fn lookup(&self, keys: &[Digest]) -> HashMap<Digest, SharedHit>;
@@ -45,7 +45,7 @@ pub trait SharedCache: Send + Sync {
 
 /// A shared cache as the build options hold it.
 #[derive(Clone)]
-pub struct SharedHandle(pub Arc<dyn SharedCache>);
+pub(crate) struct SharedHandle(pub Arc<dyn SharedCache>);
 
 impl std::fmt::Debug for SharedHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -9,14 +9,14 @@ use crate::oci::layer::{Entry, EntryKind};
 
 /// The merged view of several layers.
 #[derive(Debug, Default)]
-pub struct View {
+pub(crate) struct View {
     entries: BTreeMap<String, (usize, IndexEntry)>,
     trees: Vec<PathBuf>,
 }
 
 impl View {
     /// Applies layers bottom first; `tree` is where each layer's files are.
-    pub fn new(layers: &[(LayerIndex, PathBuf)]) -> Self {
+    pub(crate) fn new(layers: &[(LayerIndex, PathBuf)]) -> Self {
         let mut view = Self::default();
         for (i, (index, tree)) in layers.iter().enumerate() {
             view.trees.push(tree.clone());
@@ -47,18 +47,18 @@ impl View {
     }
 
     /// The entry at a relative path, without following symlinks.
-    pub fn get(&self, path: &str) -> Option<&IndexEntry> {
+    pub(crate) fn get(&self, path: &str) -> Option<&IndexEntry> {
         self.entries.get(path).map(|(_, e)| e)
     }
 
     /// Where the bytes of a file at `path` are.
-    pub fn source(&self, path: &str) -> Option<PathBuf> {
+    pub(crate) fn source(&self, path: &str) -> Option<PathBuf> {
         self.entries.get(path).map(|(i, _)| self.trees[*i].join(path))
     }
 
     /// Resolves symlinks with the view's root as `/`; `follow_last` also follows the final
     /// component. Returns a relative path.
-    pub fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
+    pub(crate) fn resolve(&self, path: &str, follow_last: bool) -> Option<String> {
         crate::paths::resolve_in_root(path, follow_last, &|p| {
             self.get(p)
                 .filter(|e| e.kind == IndexKind::Symlink)
@@ -66,7 +66,7 @@ impl View {
         })
     }
 
-    pub fn is_dir(&self, path: &str) -> bool {
+    pub(crate) fn is_dir(&self, path: &str) -> bool {
         path.is_empty()
             || self
                 .resolve(path, true)
@@ -75,7 +75,7 @@ impl View {
     }
 
     /// Everything below a folder (relative to it), sorted.
-    pub fn below(&self, dir: &str) -> Vec<(String, &IndexEntry)> {
+    pub(crate) fn below(&self, dir: &str) -> Vec<(String, &IndexEntry)> {
         if dir.is_empty() {
             return self.entries.iter().map(|(k, (_, e))| (k.clone(), e)).collect();
         }
@@ -88,13 +88,13 @@ impl View {
     }
 
     /// All paths, sorted (for glob matching).
-    pub fn paths(&self) -> impl Iterator<Item = &String> {
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &String> {
         self.entries.keys()
     }
 
     /// A layer entry that reproduces the object at `path` (hard links become plain files,
     /// since their target may not be copied along).
-    pub fn entry(&self, path: &str, e: &IndexEntry) -> Entry {
+    pub(crate) fn entry(&self, path: &str, e: &IndexEntry) -> Entry {
         let tree = self
             .entries
             .get(path)
@@ -107,7 +107,7 @@ impl View {
     }
 
     /// Reads a small file (e.g. `/etc/passwd`) after following symlinks.
-    pub fn read_file(&self, path: &str) -> Option<Vec<u8>> {
+    pub(crate) fn read_file(&self, path: &str) -> Option<Vec<u8>> {
         let p = self.resolve(path, true)?;
         let e = self.get(&p)?;
         if !matches!(e.kind, IndexKind::File | IndexKind::Hardlink) || e.size > (16 << 20) {
@@ -119,7 +119,7 @@ impl View {
     /// Resolves `user[:group]` (names or ids) through this file system's `/etc/passwd` and
     /// `/etc/group`. A user without a group uses the user's primary group when the name is
     /// known, else the same number (Docker's rule for `--chown`).
-    pub fn resolve_owner(&self, spec: &str) -> Result<(u32, u32), String> {
+    pub(crate) fn resolve_owner(&self, spec: &str) -> Result<(u32, u32), String> {
         let (user, group) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),

@@ -15,19 +15,19 @@ const BATCH: usize = 16;
 /// gzip level 1 ("best speed", go-containerregistry's default too): on typical layers it is
 /// about 4x faster than level 6 for output some 10-15% larger, and layer compression is on
 /// the critical path of every cold build.
-pub const GZIP_LEVEL: u32 = 1;
-pub const ZSTD_LEVEL: i32 = 3;
+pub(crate) const GZIP_LEVEL: u32 = 1;
+pub(crate) const ZSTD_LEVEL: i32 = 3;
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
+pub(crate) enum Compression {
     Gzip,
     Zstd,
     None,
 }
 
 impl Compression {
-    pub fn media_type(self) -> &'static str {
+    pub(crate) fn media_type(self) -> &'static str {
         match self {
             Self::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
             Self::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
@@ -35,7 +35,7 @@ impl Compression {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Gzip => "gzip",
             Self::Zstd => "zstd",
@@ -44,7 +44,7 @@ impl Compression {
     }
 
     /// Guesses the compression of a blob from its first bytes.
-    pub fn sniff(head: &[u8]) -> Self {
+    pub(crate) fn sniff(head: &[u8]) -> Self {
         if head.starts_with(&[0x1f, 0x8b]) {
             Self::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -56,19 +56,20 @@ impl Compression {
 }
 
 /// A writer that compresses into `W`.
-pub enum Compressor<W: Write + Send + 'static> {
+pub(crate) enum Compressor<W: Write + Send + 'static> {
     Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     None(W),
 }
 
 impl<W: Write + Send + 'static> Compressor<W> {
-    pub fn new(kind: Compression, out: W) -> io::Result<Self> {
+    #[cfg(test)]
+    pub(crate) fn new(kind: Compression, out: W) -> io::Result<Self> {
         Self::with_reuse(kind, out, None)
     }
 
     /// Like [`Compressor::new`]; gzip reuses pieces of an earlier blob where it can.
-    pub fn with_reuse(kind: Compression, out: W, reuse: Option<Reuse>) -> io::Result<Self> {
+    pub(crate) fn with_reuse(kind: Compression, out: W, reuse: Option<Reuse>) -> io::Result<Self> {
         Ok(match kind {
             Compression::Gzip => Self::Gzip(ParallelGzip::with_reuse(out, reuse)),
             Compression::Zstd => {
@@ -86,14 +87,14 @@ impl<W: Write + Send + 'static> Compressor<W> {
     }
 
     /// Finishes the stream; gzip also gives its chunk table (for later reuse).
-    pub fn finish_with_table(self) -> io::Result<(W, Option<ChunkTable>)> {
+    pub(crate) fn finish_with_table(self) -> io::Result<(W, Option<ChunkTable>)> {
         match self {
             Self::Gzip(g) => g.finish_with_table().map(|(w, t, _)| (w, Some(t))),
             other => other.finish().map(|w| (w, None)),
         }
     }
 
-    pub fn finish(self) -> io::Result<W> {
+    pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Self::Gzip(g) => g.finish(),
             Self::Zstd(z) => z.finish(),
@@ -126,12 +127,12 @@ type Batch = (Vec<Vec<u8>>, bool);
 /// when its table carries the same id, so a reused piece is always the exact bytes a fresh
 /// deflate would give. Change it with `GZIP_LEVEL` or the deflate backend (the golden-digest
 /// test fails when the backend's output changes).
-pub const GZIP_ID: &str = "stack-gzip-v1/zlib-rs/level-1/1MiB";
+pub(crate) const GZIP_ID: &str = "stack-gzip-v1/zlib-rs/level-1/1MiB";
 
 /// One non-final chunk of a gzip blob: the blake3 of its uncompressed bytes, and where its
 /// compressed piece sits in the blob (with the piece's blake3, checked before reuse).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChunkEntry {
+pub(crate) struct ChunkEntry {
     pub chunk: String,
     pub offset: u64,
     pub len: u64,
@@ -141,13 +142,13 @@ pub struct ChunkEntry {
 /// The chunk table of a gzip blob, kept so a later layer of the same step can reuse the
 /// compressed pieces of unchanged stretches instead of deflating them again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChunkTable {
+pub(crate) struct ChunkTable {
     pub id: String,
     pub chunks: Vec<ChunkEntry>,
 }
 
 /// Where reusable pieces come from: an earlier blob and its table.
-pub struct Reuse {
+pub(crate) struct Reuse {
     pub blob: std::path::PathBuf,
     pub table: ChunkTable,
 }
@@ -190,7 +191,7 @@ impl Pieces {
 /// work that produces the data (reading files, writing the tar, hashing it) overlaps with the
 /// compression instead of alternating with it. Chunks whose bytes an earlier blob of the same
 /// step already compressed are copied from it instead (see [`Reuse`]).
-pub struct ParallelGzip<W: Write + Send + 'static> {
+pub(crate) struct ParallelGzip<W: Write + Send + 'static> {
     buf: Vec<u8>,
     ready: Vec<Vec<u8>>,
     crc: crc32fast::Hasher,
@@ -200,18 +201,19 @@ pub struct ParallelGzip<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> ParallelGzip<W> {
-    pub fn new(out: W) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(out: W) -> Self {
         Self::with_reuse(out, None)
     }
 
-    pub fn with_reuse(out: W, reuse: Option<Reuse>) -> Self {
+    pub(crate) fn with_reuse(out: W, reuse: Option<Reuse>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Self::with_workers(out, reuse, workers)
     }
 
     /// Like [`ParallelGzip::with_reuse`] with a given number of compressing threads (which
     /// never changes the output bytes).
-    pub fn with_workers(out: W, reuse: Option<Reuse>, workers: usize) -> Self {
+    pub(crate) fn with_workers(out: W, reuse: Option<Reuse>, workers: usize) -> Self {
         // One batch queued while another is compressed bounds memory to ~3 batches.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
         let worker = std::thread::spawn(move || -> io::Result<(W, Pieces)> {
@@ -282,12 +284,12 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
         }
     }
 
-    pub fn finish(self) -> io::Result<W> {
+    pub(crate) fn finish(self) -> io::Result<W> {
         self.finish_with_table().map(|(w, _, _)| w)
     }
 
     /// Finishes the stream; also returns its chunk table and how many pieces were reused.
-    pub fn finish_with_table(mut self) -> io::Result<(W, ChunkTable, usize)> {
+    pub(crate) fn finish_with_table(mut self) -> io::Result<(W, ChunkTable, usize)> {
         let rest = std::mem::take(&mut self.buf);
         self.ready.push(rest);
         self.send(true)?;

@@ -18,7 +18,7 @@ const TEXT_LIMIT: u64 = 256 * 1024;
 const DIFF_LINES: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DiffError {
+pub(crate) enum DiffError {
     #[error("cannot read layer `{digest}`")]
     Store {
         digest: String,
@@ -35,7 +35,7 @@ pub enum DiffError {
 
 /// One tar entry as far as a comparison cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TarEntry {
+pub(crate) struct TarEntry {
     pub path: String,
     /// `file`, `dir`, `symlink`, `hardlink`, `char`, `block`, `fifo` or the type byte.
     pub kind: String,
@@ -53,7 +53,7 @@ pub struct TarEntry {
 
 /// What differs between two layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Difference {
+pub(crate) enum Difference {
     /// A path only one side has (`left` says which).
     Only { path: String, left: bool },
     /// An attribute differs: its name and both values.
@@ -65,7 +65,7 @@ pub enum Difference {
 }
 
 /// Reads every entry of a layer blob in `store`.
-pub fn read_layer(store: &Store, blob: &Descriptor) -> Result<Vec<TarEntry>, DiffError> {
+pub(crate) fn read_layer(store: &Store, blob: &Descriptor) -> Result<Vec<TarEntry>, DiffError> {
     let digest = blob.digest.to_string();
     let reader = store
         .open_blob(&blob.digest)
@@ -87,7 +87,7 @@ fn compression_of(media_type: &str) -> Compression {
 }
 
 /// Reads the entries of an uncompressed tar stream.
-pub fn read_tar(reader: impl Read) -> std::io::Result<Vec<TarEntry>> {
+pub(crate) fn read_tar(reader: impl Read) -> std::io::Result<Vec<TarEntry>> {
     let mut archive = tar::Archive::new(reader);
     let mut out = Vec::new();
     for entry in archive.entries()? {
@@ -153,7 +153,7 @@ fn kind_name(t: tar::EntryType) -> String {
 }
 
 /// Every difference between two layers' entries, by path, then their order.
-pub fn compare(left: &[TarEntry], right: &[TarEntry]) -> Vec<Difference> {
+pub(crate) fn compare(left: &[TarEntry], right: &[TarEntry]) -> Vec<Difference> {
     let l: BTreeMap<&str, &TarEntry> = left.iter().map(|e| (e.path.as_str(), e)).collect();
     let r: BTreeMap<&str, &TarEntry> = right.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut out = Vec::new();
@@ -214,7 +214,7 @@ fn show_xattrs(x: &[(String, Vec<u8>)]) -> String {
 /// A short `-`/`+` diff of two texts, `None` when either is not UTF-8 text. Lines common to
 /// both ends are skipped; what lies between is shown as removed then added, which is enough
 /// to see what a step wrote differently without a full diff algorithm.
-pub fn line_diff(a: &[u8], b: &[u8]) -> Option<String> {
+pub(crate) fn line_diff(a: &[u8], b: &[u8]) -> Option<String> {
     let (a, b) = (std::str::from_utf8(a).ok()?, std::str::from_utf8(b).ok()?);
     if a.contains('\0') || b.contains('\0') {
         return None;

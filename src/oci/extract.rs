@@ -34,7 +34,7 @@ const SPACE_CHECK_EVERY: u64 = 64 << 20;
 
 /// Caps on what one layer may write, read once from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest uncompressed tar stream accepted, in bytes.
     pub max_layer_size: u64,
     /// Free bytes the store's file system must keep while extracting.
@@ -44,7 +44,7 @@ pub struct Limits {
 impl Limits {
     /// The limits from `STACK_MAX_LAYER_SIZE` and `STACK_MIN_FREE_SPACE` (bytes, or with a
     /// `K`/`M`/`G`/`T` suffix), else the defaults.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let get = |var: &str, default: u64| {
             std::env::var(var).ok().and_then(|v| parse_size(&v)).unwrap_or(default)
         };
@@ -108,7 +108,7 @@ pub enum IndexKind {
 }
 
 /// The index of one extracted layer: path → metadata, sorted.
-pub type LayerIndex = BTreeMap<String, IndexEntry>;
+pub(crate) type LayerIndex = BTreeMap<String, IndexEntry>;
 
 impl IndexEntry {
     /// An entry the layer implies without a header of its own (a missing parent folder, a
@@ -200,7 +200,7 @@ pub enum ExtractError {
 }
 
 /// Opens a decompressing reader over a layer blob.
-pub fn decompress<'a, R: Read + 'a>(
+pub(crate) fn decompress<'a, R: Read + 'a>(
     reader: R,
     compression: Compression,
 ) -> io::Result<Box<dyn Read + 'a>> {
@@ -269,7 +269,7 @@ impl<R: Read> Read for HashingReader<'_, R> {
 
 /// Extracts the uncompressed tar `reader` into `dest/tree` and writes `dest/index.json`.
 /// `layer` names the blob in errors; `diff_id`, when given, is checked against the content.
-/// The size and free-space limits come from the environment ([`Limits::from_env`]).
+/// The size and free-space limits come from the environment (`Limits::from_env`).
 pub fn extract(
     reader: &mut dyn Read,
     layer: &OciDigest,
@@ -280,7 +280,7 @@ pub fn extract(
 }
 
 /// [`extract`] with explicit limits.
-pub fn extract_with_limits(
+pub(crate) fn extract_with_limits(
     reader: &mut dyn Read,
     layer: &OciDigest,
     diff_id: Option<&OciDigest>,
@@ -375,7 +375,7 @@ impl io::Write for HashingWriter {
 
 /// An extracted layer folder's problem, if any: its index unreadable, its tree missing, or a
 /// file that differs from the index (for `store::verify`).
-pub fn check_layer_dir(dir: &Path) -> Option<String> {
+pub(crate) fn check_layer_dir(dir: &Path) -> Option<String> {
     let index = match read_index(dir) {
         Ok(index) => index,
         Err(e) => return Some(format!("its index is unreadable: {e}")),
@@ -389,7 +389,7 @@ pub fn check_layer_dir(dir: &Path) -> Option<String> {
 /// Checks an extracted tree against its index: every entry there with its kind, mode, size,
 /// link target and content hash, and nothing more. Returns the first difference found, e.g.
 /// a file a step wrote through a bind mount, or one changed by hand.
-pub fn check_tree(dir: &Path, index: &LayerIndex) -> Option<String> {
+pub(crate) fn check_tree(dir: &Path, index: &LayerIndex) -> Option<String> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let tree = dir.join("tree");
     for (path, e) in index {
@@ -465,7 +465,7 @@ fn extract_entries(x: &mut Extractor, reader: &mut dyn Read) -> Result<(), Extra
 }
 
 /// Reads the index of an extracted layer folder.
-pub fn read_index(dir: &Path) -> io::Result<LayerIndex> {
+pub(crate) fn read_index(dir: &Path) -> io::Result<LayerIndex> {
     let bytes = fs_err::read(dir.join("index.json"))?;
     serde_json::from_slice(&bytes).map_err(io::Error::other)
 }
@@ -959,7 +959,7 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Normalises a tar entry path: drops `./` and leading `/`; `None` if `..` climbs out.
-pub fn normalize_entry_path(raw: &str) -> Option<String> {
+pub(crate) fn normalize_entry_path(raw: &str) -> Option<String> {
     crate::paths::normalize(raw)
 }
 

@@ -8,13 +8,12 @@ use serde_json::{Map, Value};
 
 use crate::digest::OciDigest;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// A content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +44,7 @@ pub struct Platform {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -57,7 +56,7 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Index {
+pub(crate) struct Index {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -74,7 +73,7 @@ pub struct LayerRef {
 }
 
 /// Maps Docker media types to their OCI equivalents (the bytes are the same).
-pub fn oci_layer_media_type(mt: &str) -> Option<&'static str> {
+pub(crate) fn oci_layer_media_type(mt: &str) -> Option<&'static str> {
     Some(match mt {
         "application/vnd.oci.image.layer.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -216,7 +215,8 @@ impl ImageConfig {
 }
 
 /// `BuildKit`'s default `PATH` for Linux images.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The OCI architecture name of this machine.
 pub fn host_arch() -> &'static str {
@@ -233,7 +233,7 @@ pub fn host_arch() -> &'static str {
 }
 
 /// Formats seconds since the epoch as RFC 3339 in UTC (`1970-01-01T00:00:00Z`).
-pub fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -252,7 +252,7 @@ pub fn rfc3339(secs: i64) -> String {
 
 /// Reads an RFC 3339 time in UTC as [`rfc3339`] writes it (`2023-11-14T22:13:20Z`, fractions
 /// of a second ignored); `None` for other forms.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
     let whole_seconds = time.split('.').next()?;
     let numbers = |part: &str, sep: char| -> Option<Vec<i64>> {
@@ -275,7 +275,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 /// A built image, with all its blobs in the store: one platform's manifest, published as an
 /// index (`index`) when it has several platforms or attestations.
 #[derive(Debug, Clone)]
-pub struct BuiltImage {
+pub(crate) struct BuiltImage {
     pub name: String,
     pub tags: Vec<String>,
     /// The image manifest (the first platform's, for a multi-platform image).
@@ -293,20 +293,20 @@ pub struct BuiltImage {
 
 /// An image index a built image is published as, and the manifests it lists.
 #[derive(Debug, Clone)]
-pub struct AttachedIndex {
+pub(crate) struct AttachedIndex {
     pub descriptor: Descriptor,
     pub children: Vec<super::index::Child>,
 }
 
 impl BuiltImage {
     /// What its tags name: the index when it has one, else the image manifest.
-    pub fn top(&self) -> &Descriptor {
+    pub(crate) fn top(&self) -> &Descriptor {
         self.index.as_ref().map_or(&self.manifest, |i| &i.descriptor)
     }
 
     /// Every blob a copy of the image holds: config, layers, manifest, and with an index every
     /// manifest it lists, their blobs and the index (each once).
-    pub fn all_blobs(&self) -> Vec<Descriptor> {
+    pub(crate) fn all_blobs(&self) -> Vec<Descriptor> {
         let mut v = self.blobs();
         v.push(self.manifest.clone());
         for c in self.children() {
@@ -323,12 +323,12 @@ impl BuiltImage {
 
     /// Every manifest below [`Self::top`] (none without an index) with the blobs each refers
     /// to, platform manifests first.
-    pub fn children(&self) -> Vec<super::index::Child> {
+    pub(crate) fn children(&self) -> Vec<super::index::Child> {
         self.index.as_ref().map(|i| i.children.clone()).unwrap_or_default()
     }
 
     /// Config and layers: every blob the manifest refers to.
-    pub fn blobs(&self) -> Vec<Descriptor> {
+    pub(crate) fn blobs(&self) -> Vec<Descriptor> {
         let mut v = vec![self.config.clone()];
         v.extend(self.layers.iter().cloned());
         v
@@ -336,22 +336,22 @@ impl BuiltImage {
 
     /// The digest that names the image: its index's for several platforms, else its
     /// manifest's (the subject of its attestations, when it has an index for them only).
-    pub fn digest(&self) -> &crate::digest::OciDigest {
+    pub(crate) fn digest(&self) -> &crate::digest::OciDigest {
         if self.is_multi_platform() { &self.top().digest } else { &self.manifest.digest }
     }
 
     /// Whether it is built for several platforms.
-    pub fn is_multi_platform(&self) -> bool {
+    pub(crate) fn is_multi_platform(&self) -> bool {
         !self.platforms.is_empty()
     }
 
     /// Each platform's image: the platforms of a multi-platform image, else itself.
-    pub fn parts(&self) -> Vec<&BuiltImage> {
+    pub(crate) fn parts(&self) -> Vec<&BuiltImage> {
         if self.platforms.is_empty() { vec![self] } else { self.platforms.iter().collect() }
     }
 
     /// Its manifest's descriptor as an index lists it (with the platform).
-    pub fn platform_manifest(&self) -> Descriptor {
+    pub(crate) fn platform_manifest(&self) -> Descriptor {
         Descriptor { platform: Some(self.platform.clone()), ..self.manifest.clone() }
     }
 }
@@ -359,7 +359,7 @@ impl BuiltImage {
 /// Groups single-platform images of the same name into one multi-platform image each (in
 /// the order the names first appear), published as an index; an image built for one platform
 /// stays a plain manifest.
-pub fn group_platforms(
+pub(crate) fn group_platforms(
     images: Vec<BuiltImage>,
     store: &crate::store::Store,
 ) -> Result<Vec<BuiltImage>, crate::store::StoreError> {
@@ -386,7 +386,7 @@ pub fn group_platforms(
 
 /// The index of `image`'s platforms with the attestation statements of each (`statements[i]`
 /// for part `i`; missing ones are none), its documents stored.
-pub fn index_of(
+pub(crate) fn index_of(
     image: &BuiltImage,
     statements: &[Vec<super::index::Statement>],
     store: &crate::store::Store,

@@ -16,24 +16,24 @@ use crate::digest::OciDigest;
 use crate::json::to_canonical;
 
 /// The media type of an in-toto statement layer.
-pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub(crate) const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// The annotation naming a statement layer's predicate type.
-pub const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
+pub(crate) const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 /// BuildKit's annotation that marks an attestation manifest.
-pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+pub(crate) const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 /// BuildKit's annotation naming the manifest an attestation manifest is about.
-pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub(crate) const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 /// The value of [`REFERENCE_TYPE`] for attestation manifests.
-pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+pub(crate) const ATTESTATION_MANIFEST: &str = "attestation-manifest";
 
 /// The media type of the empty config of an artifact manifest (OCI 1.1).
-pub const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
 
 /// An OCI 1.1 referrer: an artifact manifest whose `subject` is the image manifest, holding one
 /// in-toto statement (`artifactType` `application/vnd.in-toto+json`, annotated with its
 /// predicate type). Returns its descriptor as a referrers index lists it (with
 /// `artifactType` and annotations), its bytes, and the blobs it refers to with their bytes.
-pub fn referrer(subject: &Descriptor, statement: &Statement) -> Referrer {
+pub(crate) fn referrer(subject: &Descriptor, statement: &Statement) -> Referrer {
     let empty = b"{}".to_vec();
     let config = document(EMPTY_JSON, &empty);
     let mut layer = document(IN_TOTO, &statement.bytes);
@@ -58,18 +58,12 @@ pub fn referrer(subject: &Descriptor, statement: &Statement) -> Referrer {
         "artifactType": IN_TOTO,
         "annotations": annotations,
     });
-    Referrer {
-        manifest: desc,
-        bytes,
-        listed,
-        blobs: vec![(config, empty), (layer, statement.bytes.clone())],
-    }
+    Referrer { bytes, listed, blobs: vec![(config, empty), (layer, statement.bytes.clone())] }
 }
 
 /// An artifact manifest made by [`referrer`].
 #[derive(Debug, Clone)]
-pub struct Referrer {
-    pub manifest: Descriptor,
+pub(crate) struct Referrer {
     pub bytes: Vec<u8>,
     /// Its entry in a referrers index.
     pub listed: serde_json::Value,
@@ -78,7 +72,10 @@ pub struct Referrer {
 
 /// The referrers index of the tag schema (`sha256-<hex>`): the entries it already lists and
 /// `new` ones, each digest once, sorted by digest so the bytes never depend on push order.
-pub fn referrers_index(existing: &[serde_json::Value], new: &[serde_json::Value]) -> Vec<u8> {
+pub(crate) fn referrers_index(
+    existing: &[serde_json::Value],
+    new: &[serde_json::Value],
+) -> Vec<u8> {
     let mut by_digest = BTreeMap::new();
     for e in existing.iter().chain(new) {
         if let Some(d) = e["digest"].as_str() {
@@ -90,12 +87,12 @@ pub fn referrers_index(existing: &[serde_json::Value], new: &[serde_json::Value]
 }
 
 /// The tag of the referrers tag schema for `digest`: `sha256-<hex>`.
-pub fn referrers_tag(digest: &OciDigest) -> String {
+pub(crate) fn referrers_tag(digest: &OciDigest) -> String {
     digest.to_string().replace(':', "-")
 }
 
 /// Whether a descriptor of an index is an attestation manifest (BuildKit's annotation).
-pub fn is_attestation(d: &Descriptor) -> bool {
+pub(crate) fn is_attestation(d: &Descriptor) -> bool {
     d.annotations
         .as_ref()
         .and_then(|a| a.get(REFERENCE_TYPE))
@@ -104,7 +101,7 @@ pub fn is_attestation(d: &Descriptor) -> bool {
 
 /// One in-toto statement (canonical JSON) and its predicate type.
 #[derive(Debug, Clone)]
-pub struct Statement {
+pub(crate) struct Statement {
     pub predicate_type: String,
     pub bytes: Vec<u8>,
 }
@@ -112,7 +109,7 @@ pub struct Statement {
 /// One platform's image manifest (its descriptor carries the platform), the blobs it refers
 /// to, and the statements about it.
 #[derive(Debug, Clone)]
-pub struct PlatformImage {
+pub(crate) struct PlatformImage {
     pub manifest: Descriptor,
     pub blobs: Vec<Descriptor>,
     pub statements: Vec<Statement>,
@@ -120,7 +117,7 @@ pub struct PlatformImage {
 
 /// A manifest the index lists, with the blobs it refers to.
 #[derive(Debug, Clone)]
-pub struct Child {
+pub(crate) struct Child {
     pub manifest: Descriptor,
     pub blobs: Vec<Descriptor>,
 }
@@ -129,7 +126,7 @@ pub struct Child {
 /// document this assembly created (statements, configs, attestation manifests, the index),
 /// which the caller stores.
 #[derive(Debug, Clone)]
-pub struct Assembled {
+pub(crate) struct Assembled {
     pub index: Descriptor,
     pub children: Vec<Child>,
     pub documents: Vec<(Descriptor, Vec<u8>)>,
@@ -137,7 +134,7 @@ pub struct Assembled {
 
 /// Assembles the index of `platforms` and their attestation manifests (none for a platform
 /// without statements).
-pub fn assemble(platforms: &[PlatformImage]) -> Assembled {
+pub(crate) fn assemble(platforms: &[PlatformImage]) -> Assembled {
     let mut children: Vec<Child> = platforms
         .iter()
         .map(|p| Child { manifest: p.manifest.clone(), blobs: p.blobs.clone() })

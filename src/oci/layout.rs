@@ -15,16 +15,8 @@ use crate::json::to_canonical;
 use crate::oci::image::BuiltImage;
 use crate::store::{Store, StoreError};
 
-/// The output forms of `stack build --format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Oci,
-    OciArchive,
-    DockerArchive,
-}
-
 #[derive(Debug, thiserror::Error)]
-pub enum LayoutError {
+pub(crate) enum LayoutError {
     #[error("`{}` exists and is not an OCI image layout", path.display())]
     NotALayout { path: PathBuf },
     #[error("failed to write `{}`", path.display())]
@@ -108,7 +100,7 @@ fn index_for(images: &[BuiltImage], mut keep: Vec<Descriptor>) -> Index {
 }
 
 /// The lock file in a layout folder that serialises the builds writing into it.
-pub const LOCK_FILE: &str = ".stack-layout.lock";
+pub(crate) const LOCK_FILE: &str = ".stack-layout.lock";
 
 /// Takes the layout's lock exclusively, waiting for another build that holds it; released
 /// when the returned file is dropped (or the process dies).
@@ -142,7 +134,11 @@ fn check_is_layout(out: &Path) -> Result<(), LayoutError> {
 ///
 /// Concurrent builds into one folder all land: the folder's lock file is held from reading
 /// `index.json` to renaming the merged one into place, and temporary names are unique.
-pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<(), LayoutError> {
+pub(crate) fn write_layout(
+    out: &Path,
+    images: &[BuiltImage],
+    store: &Store,
+) -> Result<(), LayoutError> {
     let index_path = out.join("index.json");
     // Refuse someone else's folder before putting a lock file in it; a folder that has one is
     // checked under the lock, once the build writing it has finished. A build of ours creates
@@ -187,7 +183,7 @@ pub fn write_layout(out: &Path, images: &[BuiltImage], store: &Store) -> Result<
 }
 
 /// Writes an archive (`oci-archive` or `docker-archive`) holding exactly `images`.
-pub fn write_archive(
+pub(crate) fn write_archive(
     out: &Path,
     images: &[BuiltImage],
     store: &Store,

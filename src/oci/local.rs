@@ -19,7 +19,7 @@ use crate::store::{Store, StoreError};
 
 /// A reference to an image in a local file or folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalRef {
+pub(crate) enum LocalRef {
     OciDir { path: PathBuf, tag: Option<String> },
     OciArchive { path: PathBuf, tag: Option<String> },
     DockerArchive { path: PathBuf, tag: Option<String> },
@@ -28,7 +28,7 @@ pub enum LocalRef {
 impl LocalRef {
     /// Parses `oci:…`, `oci-archive:…` or `docker-archive:…`; `None` for anything else.
     /// Relative paths resolve against `base`.
-    pub fn parse(reference: &str, base: &Path) -> Option<Self> {
+    pub(crate) fn parse(reference: &str, base: &Path) -> Option<Self> {
         let (transport, rest) = reference.split_once(':')?;
         let (path, tag) = match rest.split_once(':') {
             Some((p, t)) => (p, Some(t.to_owned()).filter(|t| !t.is_empty())),
@@ -53,7 +53,7 @@ pub struct LoadedImage {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LocalImageError {
+pub(crate) enum LocalImageError {
     #[error("cannot read image `{reference}`: `{}` does not exist", path.display())]
     Missing { reference: String, path: PathBuf },
     #[error("image `{reference}`: {problem}")]
@@ -74,7 +74,7 @@ pub enum LocalImageError {
 }
 
 /// Loads a local image into the store.
-pub fn load(
+pub(crate) fn load(
     reference: &str,
     local: &LocalRef,
     store: &Store,

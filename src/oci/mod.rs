@@ -1,13 +1,13 @@
 //! OCI image-spec output and input: deterministic layer tars, canonical JSON, image layouts,
 //! archives, and safe reading of local images.
 
-pub mod compress;
-pub mod diff;
-pub mod extract;
-pub mod image;
-pub mod index;
-pub mod layer;
-pub mod layout;
-pub mod local;
-pub mod platform;
-pub mod tar_writer;
+pub(crate) mod compress;
+pub(crate) mod diff;
+pub(crate) mod extract;
+pub(crate) mod image;
+pub(crate) mod index;
+pub(crate) mod layer;
+pub(crate) mod layout;
+pub(crate) mod local;
+pub(crate) mod platform;
+pub(crate) mod tar_writer;

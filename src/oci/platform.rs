@@ -100,7 +100,7 @@ impl fmt::Display for Platform {
 
 /// Picks the entry of `index` for `want`: an exact variant match first, then an entry without
 /// a variant, then (for `arm64`, whose `v8` is implied) any variant.
-pub fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+pub(crate) fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
     let candidates: Vec<&Descriptor> = index
         .manifests
         .iter()
@@ -128,7 +128,7 @@ pub fn pick_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descri
 }
 
 /// The platforms an index offers, for messages (`linux/amd64, linux/arm64/v8`).
-pub fn offered(index: &Index) -> String {
+pub(crate) fn offered(index: &Index) -> String {
     let list: Vec<String> = index
         .manifests
         .iter()

@@ -15,7 +15,7 @@ const USTAR_MAX_SIZE: u64 = 0o77_777_777_777;
 
 /// Why a layer tar could not be written.
 #[derive(Debug, thiserror::Error)]
-pub enum TarWriteError {
+pub(crate) enum TarWriteError {
     #[error("failed to read `{}` while writing a layer", path.display())]
     Read {
         path: std::path::PathBuf,
@@ -34,7 +34,11 @@ pub enum TarWriteError {
 ///
 /// Entries must be unique by path; they are written in sorted order. Parent folders that are
 /// not among the entries must have been added by the caller (see [`add_missing_parents`]).
-pub fn write_tar<W: Write>(entries: &[Entry], epoch: i64, out: W) -> Result<W, TarWriteError> {
+pub(crate) fn write_tar<W: Write>(
+    entries: &[Entry],
+    epoch: i64,
+    out: W,
+) -> Result<W, TarWriteError> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut builder = tar::Builder::new(out);
@@ -265,7 +269,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// Adds a folder entry for every parent of an entry that has none, using `meta` to give it the
 /// metadata it already has in lower layers (or `0755 root:root` when it is new).
-pub fn add_missing_parents(
+pub(crate) fn add_missing_parents(
     entries: &mut Vec<Entry>,
     meta: &dyn Fn(&str) -> Option<(u32, u32, u32, i64)>,
 ) {

@@ -15,7 +15,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::{CopySource, Op, Plan, PlannedMount};
 
 /// What changed, as the caller found it.
-pub struct Changes<'a> {
+pub(crate) struct Changes<'a> {
     /// Changed files: absolute path (symlinks resolved as the context resolves them) and the
     /// name to report (relative to the repository).
     pub paths: Vec<(PathBuf, String)>,
@@ -38,7 +38,7 @@ pub struct Changes<'a> {
 }
 
 /// What the computation needs to know of the working tree (the caller does the IO).
-pub trait World {
+pub(crate) trait World {
     /// Whether a path exists now (a path that does not was deleted).
     fn exists(&self, path: &Path) -> bool;
     /// Whether the ignore file of the context at `root` excludes `rel`.
@@ -57,7 +57,7 @@ struct Sources {
 }
 
 /// The images `changes` can change, each with the reasons (changed paths), sorted.
-pub fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet<String>> {
+pub(crate) fn affected(plan: &Plan, changes: &Changes<'_>) -> BTreeMap<String, BTreeSet<String>> {
     let mut node_reasons: HashMap<NodeIndex, BTreeSet<String>> = HashMap::new();
     let (by_path, sources) = index_inputs(plan, changes.world);
     for (abs, shown) in &changes.paths {
@@ -271,7 +271,7 @@ fn inside(span: miette::SourceSpan, outer: miette::SourceSpan) -> bool {
 /// When the build file texts `old` and `new` differ only inside `template` nodes: the spans in
 /// `new` of the templates that changed or were added. `None` when anything else differs (or
 /// either text does not parse): the file then counts as changed as a whole.
-pub fn changed_templates(old: &str, new: &str) -> Option<Vec<miette::SourceSpan>> {
+pub(crate) fn changed_templates(old: &str, new: &str) -> Option<Vec<miette::SourceSpan>> {
     let templates = |text: &str| -> Option<(BTreeMap<String, miette::SourceSpan>, String)> {
         let (Some(ast), diags) = crate::syntax::parse(text) else { return None };
         if diags.iter().any(crate::diag::Diagnostic::is_error) {

@@ -6,10 +6,10 @@ use std::fmt::Write;
 use super::{EdgeKind, Op, Plan};
 
 /// Per-node status shown in the graph (e.g. from a cache lookup).
-pub type Marks = HashMap<petgraph::stable_graph::NodeIndex, &'static str>;
+pub(crate) type Marks = HashMap<petgraph::stable_graph::NodeIndex, &'static str>;
 
 /// Renders the plan; `marks` colours nodes (`reused`, `rebuild`).
-pub fn to_dot(plan: &Plan, marks: &Marks) -> String {
+pub(crate) fn to_dot(plan: &Plan, marks: &Marks) -> String {
     let mut out = String::from(
         "digraph stack {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n",
     );

@@ -5,8 +5,8 @@
 //! A node's key is blake3 over a versioned canonical encoding of the step and its inputs
 //! (copied files by content, mode and kind; never by mtime).
 
-pub mod affected;
-pub mod dot;
+pub(crate) mod affected;
+pub(crate) mod dot;
 mod expand;
 mod onbuild;
 mod platforms;
@@ -29,7 +29,7 @@ use crate::oci::image::{ImageConfig, Platform};
 use crate::oci::local::LoadedImage;
 use crate::syntax::ast::{BuildFile, CacheSharing, Network};
 
-pub use dot::to_dot;
+pub(crate) use dot::to_dot;
 
 /// Why a base image could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -525,7 +525,7 @@ fn hash_selected(h: &mut KeyHasher, selected: &[Selected]) {
 }
 
 /// Gives each node a display id stable within one plan.
-pub fn node_ids(plan: &Plan) -> HashMap<NodeIndex, usize> {
+pub(crate) fn node_ids(plan: &Plan) -> HashMap<NodeIndex, usize> {
     plan.graph.node_indices().enumerate().map(|(i, n)| (n, i)).collect()
 }
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::digest::{OciDigest, Sha256Writer};
 
 /// What `prune` may remove besides garbage.
 #[derive(Debug, Clone)]
-pub struct PruneOptions {
+pub(crate) struct PruneOptions {
     /// Remove least recently used objects until the store holds at most this many bytes.
     pub keep_storage: Option<u64>,
     /// Remove everything, temp entries of any age included.
@@ -37,7 +37,7 @@ impl Default for PruneOptions {
 
 /// What `prune` did.
 #[derive(Debug, Clone)]
-pub struct PruneReport {
+pub(crate) struct PruneReport {
     /// Removed objects per area, in [`Area::ALL`] order.
     pub removed: Vec<AreaUsage>,
     /// Bytes the store held before and after.
@@ -48,7 +48,7 @@ pub struct PruneReport {
 /// Removes garbage (stale temp entries, records that are unreadable or name a missing blob,
 /// layer folders without an index), then, with `keep_storage`, the least recently used objects
 /// until the store fits, or, with `all`, everything.
-pub fn prune(
+pub(crate) fn prune(
     store: &Store,
     lock: &StoreLock,
     opts: &PruneOptions,
@@ -211,7 +211,7 @@ fn remove_object(store: &Store, path: &Path) -> Result<bool, StoreError> {
 
 /// Something `verify` found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bad {
+pub(crate) struct Bad {
     pub area: Area,
     /// The digest (`sha256:…`) for blobs and layers, `<kind>/<key>.json` for records.
     pub name: String,
@@ -220,7 +220,7 @@ pub struct Bad {
 
 /// What `verify` checked and found.
 #[derive(Debug, Clone, Default)]
-pub struct VerifyReport {
+pub(crate) struct VerifyReport {
     pub blobs: usize,
     pub layers: usize,
     pub records: usize,
@@ -232,11 +232,11 @@ pub struct VerifyReport {
 
 /// What is wrong with an extracted layer folder (its index and tree), if anything: given by
 /// the caller, which knows the extraction format (`oci::extract`), so the store stays below it.
-pub type TreeCheck = dyn Fn(&Path) -> Option<String> + Sync;
+pub(super) type TreeCheck = dyn Fn(&Path) -> Option<String> + Sync;
 
 /// Re-hashes every blob (in parallel), checks every extracted layer with `check_tree` and reads
 /// every record; removes what is bad, and the records that name a bad or missing blob.
-pub fn verify(
+pub(crate) fn verify(
     store: &Store,
     lock: &StoreLock,
     check_tree: &TreeCheck,

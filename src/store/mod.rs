@@ -19,8 +19,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use gc::{Bad, PruneOptions, PruneReport, TreeCheck, VerifyReport, prune, verify};
-pub use usage::{Area, AreaUsage, Usage, usage};
+pub(crate) use gc::{PruneOptions, prune, verify};
+pub(crate) use usage::{Area, AreaUsage, usage};
 
 use crate::digest::{Digest, OciDigest, Sha256Writer};
 
@@ -558,7 +558,7 @@ fn remove_tree_or_file(path: &Path) {
     }
 }
 
-pub fn remove_tree(path: &Path) {
+pub(crate) fn remove_tree(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if fs_err::remove_dir_all(path).is_ok() {
         return;

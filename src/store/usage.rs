@@ -15,7 +15,7 @@ use super::{Store, StoreError};
 /// A part of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Area {
+pub(crate) enum Area {
     /// `records-v1/<kind>/<key>.json`: which layer a step produced. Listed first: a record is
     /// always removed before the blobs it names.
     Records,
@@ -31,11 +31,11 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 5] =
+    pub(crate) const ALL: [Area; 5] =
         [Area::Blobs, Area::Layers, Area::Records, Area::CacheMounts, Area::Temp];
 
     /// The name shown to people.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Area::Records => "step records",
             Area::Blobs => "blobs",
@@ -48,7 +48,7 @@ impl Area {
 
 /// How much one area holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct AreaUsage {
+pub(crate) struct AreaUsage {
     pub area: Area,
     pub entries: u64,
     pub bytes: u64,
@@ -56,7 +56,7 @@ pub struct AreaUsage {
 
 /// How much the store holds, per area.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// One per area, in [`Area::ALL`] order.
     pub areas: Vec<AreaUsage>,
 }
@@ -78,16 +78,17 @@ impl Usage {
     }
 
     /// Objects in every area.
-    pub fn total_entries(&self) -> u64 {
+    pub(crate) fn total_entries(&self) -> u64 {
         self.areas.iter().map(|a| a.entries).sum()
     }
 
     /// Bytes in every area.
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.areas.iter().map(|a| a.bytes).sum()
     }
 
-    pub fn area(&self, area: Area) -> AreaUsage {
+    #[cfg(test)]
+    pub(crate) fn area(&self, area: Area) -> AreaUsage {
         self.areas.iter().copied().find(|a| a.area == area).unwrap_or(AreaUsage {
             area,
             entries: 0,
@@ -97,7 +98,7 @@ impl Usage {
 }
 
 /// Measures the store, area by area.
-pub fn usage(store: &Store) -> Result<Usage, StoreError> {
+pub(crate) fn usage(store: &Store) -> Result<Usage, StoreError> {
     Ok(Usage::of(&scan(store)?))
 }
 

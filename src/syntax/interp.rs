@@ -9,14 +9,14 @@ use std::ops::Range;
 
 /// Why a value could not be expanded; `range` is a byte range inside the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InterpError {
+pub(crate) struct InterpError {
     pub range: Range<usize>,
     pub message: String,
     pub kind: InterpErrorKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InterpErrorKind {
+pub(crate) enum InterpErrorKind {
     /// `${NAME}` names nothing defined.
     Undefined(String),
     /// `${NAME:?msg}` fired.
@@ -26,14 +26,18 @@ pub enum InterpErrorKind {
 }
 
 /// Expands `value`; `lookup` returns the value of a defined name.
-pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, InterpError> {
+pub(crate) fn expand(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpError> {
     let mut out = String::with_capacity(value.len());
     expand_into(value, 0, lookup, &mut out)?;
     Ok(out)
 }
 
-/// Lists the names a value refers to, in order of appearance (for cache keys and checks).
-pub fn references(value: &str) -> Vec<String> {
+/// Lists the names a value refers to, in order of appearance (the tests check expansion with it).
+#[cfg(test)]
+pub(crate) fn references(value: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = value;
     while let Some(i) = rest.find("${") {
@@ -257,7 +261,7 @@ fn replace(value: &str, pat: &str, rep: &str, all: bool) -> String {
 }
 
 /// Matches a shell glob (`*`, `?`, `[…]`, `\x`) against the whole of `text`.
-pub fn glob_match(pat: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pat: &str, text: &str) -> bool {
     let p: Vec<char> = pat.chars().collect();
     let t: Vec<char> = text.chars().collect();
     glob_at(&p, &t)

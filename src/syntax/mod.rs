@@ -5,20 +5,18 @@
 
 pub mod ast;
 mod hints;
-pub mod interp;
+pub(crate) mod interp;
 mod parse;
 mod reuse;
 
-pub use parse::{
-    RUN_CHILDREN, STEPS, SUPPORTED_VERSIONS, TOP_LEVEL, is_var_name, parse, parse_duration,
-    parse_mode,
-};
+pub use parse::{RUN_CHILDREN, STEPS, TOP_LEVEL, parse};
+pub(crate) use parse::{is_var_name, parse_duration, parse_mode};
 pub(crate) use reuse::wrong_param_type;
 
 /// Whether a `copy`/`add` source is a git repository the way `BuildKit` reads `ADD` sources:
 /// `git@…`, `git://…`, `ssh://…`, `github.com/…`, or an `http(s)` URL whose path ends in
 /// `.git` (before a `#ref` fragment).
-pub fn is_git_source(s: &str) -> bool {
+pub(crate) fn is_git_source(s: &str) -> bool {
     let base = s.split('#').next().unwrap_or(s);
     s.starts_with("git@")
         || s.starts_with("git://")

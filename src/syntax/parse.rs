@@ -10,7 +10,7 @@ use super::ast::{
 use crate::diag::{Diagnostic, did_you_mean};
 
 /// Build-file format versions this stack understands.
-pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+pub(super) const SUPPORTED_VERSIONS: &[u32] = &[1];
 
 pub const TOP_LEVEL: &[&str] =
     &["stack", "arg", "stage", "image", "include", "cache", "template", "platforms", "attest"];
@@ -1002,14 +1002,14 @@ fn list(items: &[&str]) -> String {
 }
 
 /// Whether `s` is a valid argument or environment variable name.
-pub fn is_var_name(s: &str) -> bool {
+pub(crate) fn is_var_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Parses an octal permission string such as `0755` or `755`.
-pub fn parse_mode(s: &str) -> Option<u32> {
+pub(crate) fn parse_mode(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 5 {
         return None;
     }
@@ -1019,7 +1019,7 @@ pub fn parse_mode(s: &str) -> Option<u32> {
 /// Parses a Go duration (`30s`, `1m30s`, `500ms`, `1.5s`, `1m3.0s`, `0`), the syntax of
 /// Dockerfile `HEALTHCHECK` flags, into nanoseconds. No sign: a health check cannot wait less
 /// than nothing.
-pub fn parse_duration(s: &str) -> Option<u64> {
+pub(crate) fn parse_duration(s: &str) -> Option<u64> {
     if s == "0" {
         return Some(0);
     }

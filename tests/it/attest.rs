@@ -43,7 +43,7 @@ fn write_project(dir: &Path, base: &Path, greeting: &str) {
 }
 
 fn sha256_of(path: &Path) -> String {
-    stack::digest::OciDigest::of(&std::fs::read(path).unwrap()).hex().to_owned()
+    stack::api::digest::OciDigest::of(&std::fs::read(path).unwrap()).hex().to_owned()
 }
 
 #[test]
@@ -189,12 +189,12 @@ fn attestation_manifests_are_reproducible_and_skopeo_and_umoci_read_the_image() 
             .unwrap();
         ok(&o, "skopeo inspect");
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["Architecture"], stack::oci::image::host_arch());
+        assert_eq!(v["Architecture"], stack::api::oci::image::host_arch());
     } else {
         skip("skopeo is missing");
     }
     if crate::support::have("umoci") {
-        let arch = stack::oci::image::host_arch();
+        let arch = stack::api::oci::image::host_arch();
         let bundle = dir.path().join("bundle");
         let image = format!("{}:app+linux-{arch}", one.display());
         let o = Command::new("umoci")

@@ -141,7 +141,7 @@ fn usage_errors_are_reported() {
 fn prune_waits_for_a_running_build() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let store = stack::store::Store::open(&cache).unwrap();
+    let store = stack::api::store::Store::open(&cache).unwrap();
     // What a running build holds.
     let build = store.lock_shared().unwrap();
     let mut prune = crate::support::stack()

@@ -34,6 +34,6 @@ fn check_graph_and_import_print_what_they_always_printed() {
     assert!(import.status.success(), "{}", stderr(&import));
     insta::assert_snapshot!("import-platform", stdout(&import));
     // What `import` prints parses as a build file.
-    let (ast, diags) = stack::syntax::parse(&stdout(&import));
+    let (ast, diags) = stack::api::syntax::parse(&stdout(&import));
     assert!(ast.is_some() && diags.iter().all(|d| !d.is_error()), "{diags:?}");
 }

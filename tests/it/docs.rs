@@ -25,7 +25,7 @@ fn every_kdl_block_in_the_docs_parses() {
         while let Some(start) = rest.find("```kdl\n") {
             let body = &rest[start + 7..];
             let end = body.find("```").expect("closed block");
-            let (ast, diags) = stack::syntax::parse(&body[..end]);
+            let (ast, diags) = stack::api::syntax::parse(&body[..end]);
             assert!(
                 ast.is_some() && diags.iter().all(|d| !d.is_error()),
                 "{}: a kdl block does not parse: {diags:?}\n{}",
@@ -55,14 +55,14 @@ fn the_schema_lists_exactly_the_nodes_the_parser_knows() {
         v.sort();
         v
     };
-    assert_eq!(keys("x-kdl-top-level"), sorted(stack::syntax::TOP_LEVEL));
-    assert_eq!(keys("x-kdl-steps"), sorted(stack::syntax::STEPS));
-    assert_eq!(keys("x-kdl-run-children"), sorted(stack::syntax::RUN_CHILDREN));
+    assert_eq!(keys("x-kdl-top-level"), sorted(stack::api::syntax::TOP_LEVEL));
+    assert_eq!(keys("x-kdl-steps"), sorted(stack::api::syntax::STEPS));
+    assert_eq!(keys("x-kdl-run-children"), sorted(stack::api::syntax::RUN_CHILDREN));
     let reference = std::fs::read_to_string(root.join("book/src/reference/format.md")).unwrap();
-    for node in stack::syntax::STEPS
+    for node in stack::api::syntax::STEPS
         .iter()
-        .chain(stack::syntax::TOP_LEVEL)
-        .chain(stack::syntax::RUN_CHILDREN)
+        .chain(stack::api::syntax::TOP_LEVEL)
+        .chain(stack::api::syntax::RUN_CHILDREN)
     {
         assert!(
             reference.contains(&format!("`{node}")),

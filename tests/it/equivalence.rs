@@ -102,7 +102,7 @@ fn docker_ready() -> bool {
         skip("skopeo is missing (apt-get install skopeo)");
         return false;
     }
-    if let Err(why) = stack::exec::sandbox::probe() {
+    if let Err(why) = stack::api::exec::sandbox::probe() {
         skip(&format!("the sandbox cannot run here: {why}"));
         return false;
     }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use stack::digest::OciDigest;
+use stack::api::digest::OciDigest;
 
 use crate::run::open_folder;
 use crate::support::{Standing, busybox_base, run_stack, sandbox_ready, stderr};

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 /// Imports one Dockerfile and parses the result; `Err` says what failed.
 fn import_and_parse(text: &str) -> Result<(), String> {
-    let imported = stack::dockerfile::import(text, &stack::dockerfile::ImportOptions::default())
-        .map_err(|diags| {
-            let msgs: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
-            format!("import: {}", msgs.join("; "))
-        })?;
-    let (ast, diags) = stack::syntax::parse(&imported.kdl);
+    let imported =
+        stack::api::dockerfile::import(text, &stack::api::dockerfile::ImportOptions::default())
+            .map_err(|diags| {
+                let msgs: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+                format!("import: {}", msgs.join("; "))
+            })?;
+    let (ast, diags) = stack::api::syntax::parse(&imported.kdl);
     let errors: Vec<String> =
         diags.iter().filter(|d| d.is_error()).map(|d| d.message.clone()).collect();
     if ast.is_none() || !errors.is_empty() {
@@ -73,8 +74,8 @@ fn real_world_dockerfiles_import_and_parse() {
 
 /// Every registry reference of a build file (bases, `copy from=`, mount `from=`), and the
 /// context paths its `copy`, `add` and `bind` steps read.
-fn references_and_sources(ast: &stack::syntax::ast::BuildFile) -> (Vec<String>, Vec<String>) {
-    use stack::syntax::ast::{RunMount, StepKind};
+fn references_and_sources(ast: &stack::api::syntax::ast::BuildFile) -> (Vec<String>, Vec<String>) {
+    use stack::api::syntax::ast::{RunMount, StepKind};
     let stages: Vec<&str> = ast.targets.iter().map(|t| t.name.value.as_str()).collect();
     let mut refs = Vec::new();
     let mut sources = Vec::new();
@@ -137,9 +138,10 @@ fn placeholder(ctx: &Path, source: &str) {
 /// Imports `text`, swaps every registry reference for `base` (an `oci:` reference), creates
 /// the context files it reads, and runs `stack check`; `Err` holds the first problem.
 fn check_with_local_bases(text: &str, base: &str) -> Result<(), String> {
-    let imported = stack::dockerfile::import(text, &stack::dockerfile::ImportOptions::default())
-        .map_err(|d| format!("import: {}", d[0].message))?;
-    let (Some(ast), _) = stack::syntax::parse(&imported.kdl) else {
+    let imported =
+        stack::api::dockerfile::import(text, &stack::api::dockerfile::ImportOptions::default())
+            .map_err(|d| format!("import: {}", d[0].message))?;
+    let (Some(ast), _) = stack::api::syntax::parse(&imported.kdl) else {
         return Err("the build file does not parse".into());
     };
     let (refs, sources) = references_and_sources(&ast);

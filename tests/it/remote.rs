@@ -69,7 +69,7 @@ fn serve(state: Arc<Mutex<Served>>) -> u16 {
 }
 
 fn sha256(text: &str) -> String {
-    stack::digest::OciDigest::of(text.as_bytes()).to_string()
+    stack::api::digest::OciDigest::of(text.as_bytes()).to_string()
 }
 
 #[test]

@@ -80,12 +80,15 @@ fn mutated_build_files_never_panic() {
     for i in 0..inputs {
         let seed = &seeds[i % seeds.len()];
         let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
-        let (_, diags) = stack::syntax::parse(&text);
+        let (_, diags) = stack::api::syntax::parse(&text);
         for d in &diags {
             assert!(d.span.offset() <= text.len(), "a span points past the end");
         }
-        let _ = stack::diag::Report::new(stack::diag::SourceFile::new("f", text.clone()), diags)
-            .render(false);
+        let _ = stack::api::diag::Report::new(
+            stack::api::diag::SourceFile::new("f", text.clone()),
+            diags,
+        )
+        .render(false);
     }
 }
 
@@ -94,13 +97,13 @@ fn mutated_dockerfiles_never_panic() {
     let seeds = corpus("tests/data/dockerfile", "Dockerfile");
     assert!(!seeds.is_empty());
     let (mut rng, inputs) = fuzz(0x5eed_1234_abcd_0002, 3000);
-    let opts = stack::dockerfile::ImportOptions::default();
+    let opts = stack::api::dockerfile::ImportOptions::default();
     for i in 0..inputs {
         let seed = &seeds[i % seeds.len()];
         let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
-        if let Ok(imported) = stack::dockerfile::import(&text, &opts) {
+        if let Ok(imported) = stack::api::dockerfile::import(&text, &opts) {
             // Whatever the importer accepts must be a valid build file.
-            let (ast, diags) = stack::syntax::parse(&imported.kdl);
+            let (ast, diags) = stack::api::syntax::parse(&imported.kdl);
             assert!(
                 ast.is_some() && diags.iter().all(|d| !d.is_error()),
                 "import gave invalid KDL for:\n{text}\n---\n{}\n{diags:?}",
@@ -132,8 +135,8 @@ fn mutated_layer_tars_never_panic_or_escape() {
     for _ in 0..inputs {
         let bytes = mutate(&mut rng, &seed);
         let dir = tempfile::tempdir_in(outside.path()).unwrap();
-        let digest = stack::digest::OciDigest::of(&bytes);
-        let _ = stack::oci::extract::extract(
+        let digest = stack::api::digest::OciDigest::of(&bytes);
+        let _ = stack::api::oci::extract::extract(
             &mut bytes.as_slice(),
             &digest,
             None,
@@ -154,24 +157,25 @@ fn mutated_ignore_files_and_lock_files_never_panic() {
     let lock = b"lock version=1\nimage \"docker.io/library/alpine:3\" platform=\"linux/amd64\" digest=\"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n";
     for _ in 0..inputs {
         let text = String::from_utf8_lossy(&mutate(&mut rng, ignore)).into_owned();
-        if let Ok(rules) = stack::context::IgnoreRules::parse(".dockerignore", &text) {
+        if let Ok(rules) = stack::api::context::IgnoreRules::parse(".dockerignore", &text) {
             let _ = rules.is_excluded("a/b/README.md");
         }
         let text = String::from_utf8_lossy(&mutate(&mut rng, lock)).into_owned();
-        let _ = stack::lockfile::Lock::parse(&text);
+        let _ = stack::api::lockfile::Lock::parse(&text);
     }
 }
 
 /// Plans without any outside world: no images, an empty context.
 struct NoWorld;
 
-impl stack::plan::Resolver for NoWorld {
+impl stack::api::plan::Resolver for NoWorld {
     fn image(
         &self,
         reference: &str,
         _file: usize,
-        _platform: &stack::oci::image::Platform,
-    ) -> Result<std::sync::Arc<stack::oci::local::LoadedImage>, stack::plan::BaseError> {
+        _platform: &stack::api::oci::image::Platform,
+    ) -> Result<std::sync::Arc<stack::api::oci::local::LoadedImage>, stack::api::plan::BaseError>
+    {
         Err(format!("no image `{reference}` here").into())
     }
 
@@ -180,8 +184,8 @@ impl stack::plan::Resolver for NoWorld {
         _file: usize,
         source: &str,
         _excludes: &[String],
-    ) -> Result<Vec<stack::context::Selected>, stack::context::SelectError> {
-        Err(stack::context::SelectError::NotFound {
+    ) -> Result<Vec<stack::api::context::Selected>, stack::api::context::SelectError> {
+        Err(stack::api::context::SelectError::NotFound {
             source_path: source.to_owned(),
             excluded: false,
         })
@@ -199,19 +203,19 @@ fn partial_trees_with_contained_errors_plan_without_panics() {
     for i in 0..inputs {
         let seed = &seeds[i % seeds.len()];
         let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
-        let (Some(ast), diags) = stack::syntax::parse(&text) else { continue };
+        let (Some(ast), diags) = stack::api::syntax::parse(&text) else { continue };
         let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).map(|d| d.span).collect();
-        if errors.is_empty() || !stack::syntax::errors_are_contained(&ast, &errors) {
+        if errors.is_empty() || !stack::api::syntax::errors_are_contained(&ast, &errors) {
             continue;
         }
-        let files = [stack::plan::FileInput {
-            source: stack::diag::SourceFile::new("stack.kdl", text.clone()),
+        let files = [stack::api::plan::FileInput {
+            source: stack::api::diag::SourceFile::new("stack.kdl", text.clone()),
             ast,
             context_dir: std::path::PathBuf::from("."),
             origin: None,
             included: None,
         }];
-        let _ = stack::plan::plan(&files, &stack::plan::PlanRequest::default(), &NoWorld);
+        let _ = stack::api::plan::plan(&files, &stack::api::plan::PlanRequest::default(), &NoWorld);
         planned += 1;
     }
     assert!(planned > 0, "no mutated input had contained errors");

@@ -16,7 +16,7 @@ pub(crate) fn skip(reason: &str) {
 
 /// Whether `run` steps can execute here; skips (or, in CI, fails) with the reason otherwise.
 pub(crate) fn sandbox_ready() -> bool {
-    if let Err(why) = stack::exec::sandbox::probe() {
+    if let Err(why) = stack::api::exec::sandbox::probe() {
         skip(&format!("the sandbox cannot run here: {why}"));
         return false;
     }

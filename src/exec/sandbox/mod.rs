@@ -35,7 +35,7 @@ mod seccomp;
 mod setup;
 mod sys;
 mod user;
-pub mod userns;
+pub(crate) mod userns;
 
 #[cfg(test)]
 mod fake;
@@ -50,14 +50,14 @@ use crate::oci::layer::Entry;
 use setup::SetupError;
 
 /// The environment variable that marks a process as the sandbox helper.
-pub const HELPER_ENV: &str = "__STACK_SANDBOX_HELPER";
+pub(crate) const HELPER_ENV: &str = "__STACK_SANDBOX_HELPER";
 
 /// The first argument given to the helper in production (visible in `ps`).
-pub const HELPER_ARG: &str = "__stack-sandbox";
+pub(crate) const HELPER_ARG: &str = "__stack-sandbox";
 
 /// What to run, on what, with which mounts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SandboxSpec {
+pub(crate) struct SandboxSpec {
     /// Extracted layer trees, topmost first, in overlay lower-dir format (see the module doc).
     pub lower_dirs: Vec<PathBuf>,
     /// An empty scratch directory; the sandbox creates `upper/`, `work/`, `root/`, `l/`,
@@ -90,7 +90,7 @@ pub struct SandboxSpec {
 
 /// How the sandbox assembles the root file system.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum RootMode {
+pub(crate) enum RootMode {
     /// Overlay when the kernel has it and there are at most 500 lower dirs, else `Copy`.
     #[default]
     Auto,
@@ -102,11 +102,11 @@ pub enum RootMode {
 /// A raw `user` value: `name[:group]` or `uid[:gid]`, resolved through the image's
 /// `/etc/passwd` and `/etc/group` (empty means root).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UserSpec(pub String);
+pub(crate) struct UserSpec(pub String);
 
 /// The network a step sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Network {
+pub(crate) enum Network {
     /// An empty network namespace with only `lo`, up.
     None,
     /// The host's network, with generated `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
@@ -123,7 +123,7 @@ pub(crate) const SLIRP_DNS: &str = "10.0.2.3";
 
 /// An extra mount for the duration of a step; none of them shows up in the changes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Mount {
+pub(crate) enum Mount {
     /// A persistent host directory bound read-write (or read-only).
     Cache { host_dir: PathBuf, target: String, readonly: bool },
     /// A fresh tmpfs, `size` in bytes.
@@ -148,14 +148,14 @@ pub enum Mount {
 /// `RESOLVE_IN_ROOT`), so a symlink in a build context that points at `/etc` means the
 /// context's own `etc`, never the host's; the mount is made through the opened fd.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BindSource {
+pub(crate) struct BindSource {
     pub root: PathBuf,
     pub path: String,
 }
 
 impl BindSource {
     /// A single host file or socket, named inside its own folder.
-    pub fn file(path: &Path) -> Self {
+    pub(crate) fn file(path: &Path) -> Self {
         let root = path.parent().map_or_else(|| PathBuf::from("/"), Path::to_owned);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Self { root, path: name }
@@ -176,18 +176,18 @@ mod secret_bytes {
 
 /// How the command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ExitStatusLike {
+pub(crate) enum ExitStatusLike {
     Exited(i32),
     Signaled(i32),
 }
 
 impl ExitStatusLike {
-    pub fn success(self) -> bool {
+    pub(crate) fn success(self) -> bool {
         self == ExitStatusLike::Exited(0)
     }
 
     /// The shell convention: the exit code, or 128 + the signal.
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             ExitStatusLike::Exited(c) => c,
             ExitStatusLike::Signaled(s) => 128 + s,
@@ -201,24 +201,18 @@ impl ExitStatusLike {
 /// [`ScratchGuard`]) alive until the layer is written; dropping it deletes what the sandbox
 /// created in the scratch dir.
 #[derive(Debug)]
-pub struct RunOutcome {
+pub(crate) struct RunOutcome {
     pub status: ExitStatusLike,
     pub changes: Vec<Entry>,
+    #[allow(dead_code, reason = "held for its Drop, which removes the sandbox's directories")]
     pub scratch: ScratchGuard,
 }
 
 /// Removes the sandbox's directories from the scratch dir when dropped (the scratch dir
 /// itself stays); [`ScratchGuard::keep`] disarms it.
 #[derive(Debug)]
-pub struct ScratchGuard {
+pub(crate) struct ScratchGuard {
     dir: Option<PathBuf>,
-}
-
-impl ScratchGuard {
-    /// Leaves the scratch dir as it is (for debugging, or to clean up elsewhere).
-    pub fn keep(mut self) -> PathBuf {
-        self.dir.take().unwrap_or_default()
-    }
 }
 
 impl Drop for ScratchGuard {
@@ -250,7 +244,7 @@ fn remove_tree(path: &Path) {
 
 /// Everything that can go wrong running a step.
 #[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
+pub(crate) enum SandboxError {
     #[error("the step was cancelled")]
     Cancelled,
     #[error(
@@ -361,26 +355,21 @@ pub(crate) struct WireOutcome {
 
 /// How to start the helper process.
 #[derive(Debug, Clone)]
-pub struct Helper {
+pub(crate) struct Helper {
     pub program: PathBuf,
     pub args: Vec<String>,
 }
 
 impl Helper {
     /// The running binary (`/proc/self/exe`), whose `main` calls [`helper_main`].
-    pub fn current_exe() -> Helper {
+    pub(crate) fn current_exe() -> Helper {
         Helper { program: PathBuf::from("/proc/self/exe"), args: vec![HELPER_ARG.to_owned()] }
     }
 }
 
-/// Runs the command with the current binary as helper; see [`run_with_helper`].
-pub fn run(spec: &SandboxSpec, output: &mut dyn FnMut(&[u8])) -> Result<RunOutcome, SandboxError> {
-    run_with_helper(spec, output, &Helper::current_exe())
-}
-
-/// Like [`run`], and kills the whole step (the helper, whose death takes the step's PID
+/// Runs the command with the current binary as helper (see [`run_inner`]), and kills the whole step (the helper, whose death takes the step's PID
 /// namespace with it) as soon as `cancel` becomes true.
-pub fn run_cancellable(
+pub(crate) fn run_cancellable(
     spec: &SandboxSpec,
     output: &mut dyn FnMut(&[u8]),
     cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -390,7 +379,8 @@ pub fn run_cancellable(
 
 /// Runs the command, streaming its combined stdout and stderr to `output` chunk by chunk,
 /// and returns its status and its changes (on failure too).
-pub fn run_with_helper(
+#[cfg(test)]
+pub(crate) fn run_with_helper(
     spec: &SandboxSpec,
     output: &mut dyn FnMut(&[u8]),
     helper: &Helper,
@@ -520,7 +510,7 @@ fn run_inner(
 /// Says whether the sandbox can work here, and if not, why.
 /// Every file of `dir` as layer entries (paths relative to `dir`), as a step's changes are
 /// read: for saving a cache mount.
-pub fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::layer::Entry>> {
+pub(crate) fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::layer::Entry>> {
     diff::diff_upper(dir, &[], &[], None).map_err(|e| {
         std::io::Error::new(e.source.kind(), format!("{}: {}", e.path.display(), e.source))
     })
@@ -544,7 +534,7 @@ pub fn probe() -> Result<(), String> {
 
 /// The helper's entry point: `Some(exit code)` when this process is the sandbox helper
 /// (marked by [`HELPER_ENV`]), `None` otherwise. Call it first thing in `main`.
-pub fn helper_main() -> Option<i32> {
+pub(crate) fn helper_main() -> Option<i32> {
     std::env::var_os(HELPER_ENV)?;
     Some(helper::main())
 }

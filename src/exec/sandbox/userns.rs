@@ -19,18 +19,18 @@ use std::process::Command;
 use super::sys::{self, Forked, Namespaces, RealSys, Sys, WaitStatus};
 
 /// Set to `off` to keep a rootless `stack` out of the namespace (steps then run as root only).
-pub const SUBIDS_ENV: &str = "STACK_SUBIDS";
+pub(crate) const SUBIDS_ENV: &str = "STACK_SUBIDS";
 
 /// One subordinate range of `/etc/subuid` or `/etc/subgid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubIdRange {
+pub(crate) struct SubIdRange {
     pub start: u32,
     pub count: u32,
 }
 
 /// The ranges a `/etc/subuid`-format text gives the user named `name` or numbered `id`, in
 /// file order. Comments and malformed lines are skipped.
-pub fn ranges_for(text: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange> {
+pub(crate) fn ranges_for(text: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange> {
     let id = id.to_string();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -46,7 +46,7 @@ pub fn ranges_for(text: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange> {
 
 /// The map `newuidmap`/`newgidmap` take after the pid: `0 <own id> 1`, then each range from
 /// inside id 1 on.
-pub fn map_args(own: u32, ranges: &[SubIdRange]) -> Vec<String> {
+pub(crate) fn map_args(own: u32, ranges: &[SubIdRange]) -> Vec<String> {
     let mut args = vec!["0".to_owned(), own.to_string(), "1".to_owned()];
     let mut inside: u64 = 1;
     for r in ranges {
@@ -61,7 +61,7 @@ pub fn map_args(own: u32, ranges: &[SubIdRange]) -> Vec<String> {
 
 /// What [`enter`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Entered {
+pub(crate) enum Entered {
     /// This process now runs as root of a user namespace with subordinate ids.
     Yes,
     /// It stays as it was; `Some` says why when the user would expect otherwise (ranges are
@@ -75,7 +75,7 @@ const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SI
 /// Moves the rest of this process into a user namespace with the caller's subordinate ids,
 /// when it is unprivileged and they are configured (see the module doc). Only the child
 /// returns `Yes`; the parent never returns from there.
-pub fn enter() -> Entered {
+pub(crate) fn enter() -> Entered {
     if sys::geteuid() == 0 || std::env::var(SUBIDS_ENV).is_ok_and(|v| v == "off") {
         return Entered::No(None);
     }
