@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::diff::{DiffError, is_overlay_xattr, overlay_flag};
-use super::sys;
+use super::sys::Sys;
 
 /// What a path looked like before the command ran.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,12 @@ fn remove_any(path: &Path) -> Result<(), DiffError> {
     }
 }
 
-fn copy_metadata(src_md: &std::fs::Metadata, src: &Path, dst: &Path) -> Result<(), DiffError> {
+fn copy_metadata(
+    sys: &mut dyn Sys,
+    src_md: &std::fs::Metadata,
+    src: &Path,
+    dst: &Path,
+) -> Result<(), DiffError> {
     // Unmapped owners (rootless) keep the caller's: not an error.
     let _ = std::os::unix::fs::lchown(dst, Some(src_md.uid()), Some(src_md.gid()));
     if !src_md.file_type().is_symlink() {
@@ -46,16 +51,16 @@ fn copy_metadata(src_md: &std::fs::Metadata, src: &Path, dst: &Path) -> Result<(
         fs_err::set_permissions(dst, std::fs::Permissions::from_mode(src_md.mode() & 0o7777))
             .map_err(err(dst))?;
     }
-    for (name, value) in sys::xattrs(src).map_err(err(src))? {
+    for (name, value) in sys.xattrs(src).map_err(err(src))? {
         if !is_overlay_xattr(&name) {
-            let _ = sys::set_xattr(dst, &name, &value);
+            let _ = sys.set_xattr(dst, &name, &value);
         }
     }
     Ok(())
 }
 
 /// Applies one lower dir (overlay format) on top of `root`.
-fn apply_layer(layer: &Path, root: &Path) -> Result<(), DiffError> {
+fn apply_layer(sys: &mut dyn Sys, layer: &Path, root: &Path) -> Result<(), DiffError> {
     for item in walkdir::WalkDir::new(layer).min_depth(1).sort_by_file_name() {
         let item = item.map_err(|e| DiffError {
             path: e.path().unwrap_or(layer).to_owned(),
@@ -75,7 +80,7 @@ fn apply_layer(layer: &Path, root: &Path) -> Result<(), DiffError> {
             if existing.as_ref().is_some_and(|m| !m.is_dir()) {
                 remove_any(&dst)?;
             }
-            let xattrs = sys::xattrs(src).map_err(err(src))?;
+            let xattrs = sys.xattrs(src).map_err(err(src))?;
             if existing.as_ref().is_some_and(std::fs::Metadata::is_dir)
                 && overlay_flag(&xattrs, "opaque")
             {
@@ -84,7 +89,7 @@ fn apply_layer(layer: &Path, root: &Path) -> Result<(), DiffError> {
             if fs_err::symlink_metadata(&dst).is_err() {
                 fs_err::create_dir(&dst).map_err(err(&dst))?;
             }
-            copy_metadata(&md, src, &dst)?;
+            copy_metadata(sys, &md, src, &dst)?;
             continue;
         }
         remove_any(&dst)?;
@@ -98,21 +103,22 @@ fn apply_layer(layer: &Path, root: &Path) -> Result<(), DiffError> {
                 let _ = f.set_modified(t);
             }
         } else {
-            sys::mknod(&dst, md.mode(), md.rdev()).map_err(err(&dst))?;
+            sys.mknod(&dst, md.mode(), md.rdev()).map_err(err(&dst))?;
         }
-        copy_metadata(&md, src, &dst)?;
+        copy_metadata(sys, &md, src, &dst)?;
     }
     Ok(())
 }
 
 /// Merges `lowers` (topmost first) into `root` and snapshots the result.
 pub(crate) fn build_root(
+    sys: &mut dyn Sys,
     lowers: &[std::path::PathBuf],
     root: &Path,
 ) -> Result<Snapshot, DiffError> {
     fs_err::create_dir_all(root).map_err(err(root))?;
     for layer in lowers.iter().rev() {
-        apply_layer(layer, root)?;
+        apply_layer(sys, layer, root)?;
     }
     snapshot(root)
 }

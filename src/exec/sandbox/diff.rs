@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::oci::layer::{Entry, EntryKind};
 
 use super::copyroot::Snapshot;
-use super::sys;
+use super::sys::Sys;
 
 /// A failure reading the upper or a lower dir.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub(crate) fn overlay_flag(xattrs: &[(String, Vec<u8>)], what: &str) -> bool {
 
 /// Finds `rel` in the stacked lower dirs (topmost first), honouring whiteouts and opaque
 /// directories on the way down.
-pub(crate) fn lookup_lower(lowers: &[PathBuf], rel: &str) -> Option<PathBuf> {
+pub(crate) fn lookup_lower(sys: &mut dyn Sys, lowers: &[PathBuf], rel: &str) -> Option<PathBuf> {
     let comps: Vec<&str> = rel.split('/').collect();
     'layers: for lower in lowers {
         let mut dir = lower.clone();
@@ -55,7 +55,7 @@ pub(crate) fn lookup_lower(lowers: &[PathBuf], rel: &str) -> Option<PathBuf> {
             if !md.is_dir() {
                 return None;
             }
-            let xattrs = sys::xattrs(&path).unwrap_or_default();
+            let xattrs = sys.xattrs(&path).unwrap_or_default();
             if overlay_flag(&xattrs, "opaque") {
                 // Nothing below this layer shows through; keep looking only here.
                 let full = lower.join(rel);
@@ -96,12 +96,18 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Whether the upper object is unchanged against its lower version (mtime aside: outputs
 /// clamp it anyway, so a touch alone is not a change).
-fn unchanged(entry: &Entry, upper_path: &Path, lower: &Path) -> Result<bool, DiffError> {
+fn unchanged(
+    sys: &mut dyn Sys,
+    entry: &Entry,
+    upper_path: &Path,
+    lower: &Path,
+) -> Result<bool, DiffError> {
     let md = fs_err::symlink_metadata(lower).map_err(err(lower))?;
     if md.mode() & 0o7777 != entry.mode || md.uid() != entry.uid || md.gid() != entry.gid {
         return Ok(false);
     }
-    let lower_xattrs: Vec<_> = sys::xattrs(lower)
+    let lower_xattrs: Vec<_> = sys
+        .xattrs(lower)
         .map_err(err(lower))?
         .into_iter()
         .filter(|(n, _)| !is_overlay_xattr(n))
@@ -125,6 +131,7 @@ fn unchanged(entry: &Entry, upper_path: &Path, lower: &Path) -> Result<bool, Dif
 /// Walks `upper` (an overlay upper dir, or with `snapshot` a copied root) and returns its
 /// changes against `lowers`, leaving out `stubs`.
 pub(crate) fn diff_upper(
+    sys: &mut dyn Sys,
     upper: &Path,
     lowers: &[PathBuf],
     stubs: &[String],
@@ -152,7 +159,7 @@ pub(crate) fn diff_upper(
             })?
             .to_owned();
         let md = fs_err::symlink_metadata(path).map_err(err(path))?;
-        let all_xattrs = sys::xattrs(path).map_err(err(path))?;
+        let all_xattrs = sys.xattrs(path).map_err(err(path))?;
         let ft = md.file_type();
         let base = |kind| Entry {
             path: rel.clone(),
@@ -216,9 +223,9 @@ pub(crate) fn diff_upper(
             same_inode && before.is_some_and(|b| b.ctime == (md.ctime(), md.ctime_nsec()));
         let required = if stub || untouched {
             false
-        } else if let Some(lower) = lookup_lower(lowers, &rel) {
+        } else if let Some(lower) = lookup_lower(sys, lowers, &rel) {
             let linked = matches!(entry.kind, EntryKind::File { .. }) && md.nlink() > 1;
-            linked || !unchanged(&entry, path, &lower)?
+            linked || !unchanged(sys, &entry, path, &lower)?
         } else {
             // New here; stub directories created for mounts are only kept for their content.
             true

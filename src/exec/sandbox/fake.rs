@@ -1,17 +1,29 @@
 //! A recording [`Sys`] for unit tests: every call is logged as one line, nothing touches the
-//! kernel, and `open_in_root` pretends only the configured paths exist.
+//! kernel (its pipes are `/dev/null`, never read), `open_in_root` pretends only the configured
+//! paths exist, and forks, waits, signals and reads answer from scripts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use super::sys::{Handle, MountFlags, Namespaces, Sys, SysError, SysResult, Target};
+use super::sys::{
+    Forked, Handle, MountFlags, Namespaces, SignalSet, Sys, SysError, SysResult, Target, WaitStatus,
+};
 
 pub(crate) struct RecordingSys {
     pub(crate) log: String,
     /// Paths (relative to the rootfs) that exist in the image.
     pub(crate) existing: BTreeSet<String>,
     pub(crate) files: Vec<(String, Vec<u8>)>,
+    /// What successive `fork`s return (an error once empty).
+    pub(crate) forks: VecDeque<Forked>,
+    /// What successive `wait_signal`s return: the signal, and whether a process sent it.
+    pub(crate) signals: VecDeque<(i32, bool)>,
+    /// What successive `waitpid`s return (`None`: no child has ended).
+    pub(crate) reaped: VecDeque<Option<(i32, WaitStatus)>>,
+    /// What successive `read_to_end`s return (nothing once empty).
+    pub(crate) reads: VecDeque<Vec<u8>>,
     next_fd: i32,
     root: String,
 }
@@ -22,6 +34,10 @@ impl RecordingSys {
             log: String::new(),
             existing: existing.iter().map(|s| (*s).to_owned()).collect(),
             files: files.iter().map(|(p, c)| ((*p).to_owned(), c.as_bytes().to_vec())).collect(),
+            forks: VecDeque::new(),
+            signals: VecDeque::new(),
+            reaped: VecDeque::new(),
+            reads: VecDeque::new(),
             next_fd: 10,
             root: String::new(),
         }
@@ -178,6 +194,91 @@ impl Sys for RecordingSys {
     fn drop_bounding_caps(&mut self, keep: &[u32]) -> SysResult<()> {
         self.rec(format!("capbset keep {keep:?}"));
         Ok(())
+    }
+
+    fn fork(&mut self) -> SysResult<Forked> {
+        self.rec("fork");
+        self.forks.pop_front().ok_or_else(|| SysError::new("fork", "helper", libc::EAGAIN))
+    }
+    fn waitpid(&mut self, pid: i32, nohang: bool) -> SysResult<Option<(i32, WaitStatus)>> {
+        self.rec(format!("waitpid {pid}{}", if nohang { " nohang" } else { "" }));
+        Ok(self.reaped.pop_front().flatten())
+    }
+    fn kill(&mut self, pid: i32, sig: i32) {
+        self.rec(format!("kill {pid} {sig}"));
+    }
+    fn block_signals(&mut self, signals: SignalSet<'_>, block: bool) {
+        self.rec(format!("{} {}", if block { "block" } else { "unblock" }, set_name(signals)));
+    }
+    fn wait_signal(&mut self, signals: SignalSet<'_>) -> (i32, bool) {
+        self.rec(format!("wait signal {}", set_name(signals)));
+        self.signals.pop_front().expect("a signal is scripted for every wait")
+    }
+    fn setsid(&mut self) {
+        self.rec("setsid");
+    }
+    fn die_with_parent(&mut self) {
+        self.rec("pdeathsig");
+    }
+    fn cloexec_from_3(&mut self) {
+        self.rec("cloexec from 3");
+    }
+    fn execve(&mut self, path: &Path, argv: &[String], _env: &[(String, String)]) -> i32 {
+        self.rec(format!("execve {} {argv:?}", path.display()));
+        libc::ENOENT
+    }
+    fn exit(&mut self, code: i32) -> ! {
+        self.rec(format!("exit {code}"));
+        panic!("exit {code}")
+    }
+    fn pipe(&mut self) -> SysResult<(OwnedFd, OwnedFd)> {
+        self.rec("pipe");
+        Ok((null_fd(), null_fd()))
+    }
+    fn dup_onto(&mut self, _fd: &OwnedFd, to: i32) -> SysResult<()> {
+        self.rec(format!("dup onto {to}"));
+        Ok(())
+    }
+    fn keep_on_exec(&mut self, _fd: &OwnedFd) {
+        self.rec("keep on exec");
+    }
+    fn close_on_exec(&mut self, _fd: &OwnedFd) {
+        self.rec("close on exec");
+    }
+    fn read_byte(&mut self, _fd: &OwnedFd) -> Option<u8> {
+        self.rec("read byte");
+        self.reads.pop_front().and_then(|r| r.first().copied())
+    }
+    fn read_to_end(&mut self, _fd: OwnedFd) -> Vec<u8> {
+        self.rec("read to end");
+        self.reads.pop_front().unwrap_or_default()
+    }
+    fn write_all(&mut self, _fd: &OwnedFd, data: &[u8]) {
+        self.rec(format!("write {:?}", String::from_utf8_lossy(data)));
+    }
+
+    fn xattrs(&mut self, path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        self.rec(format!("xattrs {}", path.display()));
+        Ok(Vec::new())
+    }
+    fn set_xattr(&mut self, path: &Path, name: &str, _value: &[u8]) -> std::io::Result<()> {
+        self.rec(format!("setxattr {} {name}", path.display()));
+        Ok(())
+    }
+    fn mknod(&mut self, path: &Path, mode: u32, rdev: u64) -> std::io::Result<()> {
+        self.rec(format!("mknod {} {mode:o} {rdev}", path.display()));
+        Ok(())
+    }
+}
+
+fn null_fd() -> OwnedFd {
+    OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null opens"))
+}
+
+fn set_name(signals: SignalSet<'_>) -> String {
+    match signals {
+        SignalSet::All => "all".to_owned(),
+        SignalSet::Only(list) => format!("{list:?}"),
     }
 }
 

@@ -25,7 +25,7 @@
 //! devices, opaque directories carry `trusted.overlay.opaque=y` (root on the host) or
 //! `user.overlay.opaque=y` (in a user namespace), as `Privilege::overlay_xattr_prefix` says.
 //!
-//! Invariant: all `unsafe` lives in `sys.rs`; the setup sequence (`setup.rs`) only talks to
+//! Invariant: all `unsafe` lives in `sys/`; the setup sequence (`setup.rs`) only talks to
 //! the kernel through the `Sys` trait, so its plan is snapshot-tested with a recording fake.
 
 mod copyroot;
@@ -395,6 +395,7 @@ fn run_inner(
     cancel: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<RunOutcome, SandboxError> {
     use std::process::{Command, Stdio};
+    use sys::Sys as _;
     let exe = helper.program.clone();
     fs_err::create_dir_all(&spec.scratch_dir)
         .map_err(|source| SandboxError::Scratch { path: spec.scratch_dir.clone(), source })?;
@@ -403,9 +404,10 @@ fn run_inner(
         let exe = exe.clone();
         move |e: sys::SysError| SandboxError::Pipe { exe, what, source: e.io() }
     };
-    let (res_r, res_w) = sys::pipe().map_err(pipe_err("result pipe"))?;
-    let (out_r, out_w) = sys::pipe().map_err(pipe_err("output pipe"))?;
-    let (res_r, out_r) = (sys::file_from_fd(res_r), sys::file_from_fd(out_r));
+    let mut real = sys::RealSys;
+    let (res_r, res_w) = real.pipe().map_err(pipe_err("result pipe"))?;
+    let (out_r, out_w) = real.pipe().map_err(pipe_err("output pipe"))?;
+    let (res_r, out_r) = (std::fs::File::from(res_r), std::fs::File::from(out_r));
     #[allow(clippy::disallowed_methods, reason = "exec is the module that spawns processes")]
     let mut cmd = Command::new(&helper.program);
     cmd.args(&helper.args)
@@ -413,9 +415,7 @@ fn run_inner(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let spawned = sys::spawn_with_fds(&mut cmd, vec![res_w, out_w]);
-    sys::close(res_w);
-    sys::close(out_w);
+    let spawned = sys::spawn_with_fds(&mut cmd, &[res_w, out_w]);
     let mut child = spawned.map_err(|source| SandboxError::Spawn { exe: exe.clone(), source })?;
     let spec_json = serde_json::to_vec(spec).map_err(|e| SandboxError::Protocol {
         what: "sandbox spec".into(),
@@ -511,7 +511,7 @@ fn run_inner(
 /// Every file of `dir` as layer entries (paths relative to `dir`), as a step's changes are
 /// read: for saving a cache mount.
 pub(crate) fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::layer::Entry>> {
-    diff::diff_upper(dir, &[], &[], None).map_err(|e| {
+    diff::diff_upper(&mut sys::RealSys, dir, &[], &[], None).map_err(|e| {
         std::io::Error::new(e.source.kind(), format!("{}: {}", e.path.display(), e.source))
     })
 }

@@ -38,7 +38,7 @@ fn test_helper() -> Helper {
     }
 }
 
-fn sample_spec() -> SandboxSpec {
+pub(super) fn sample_spec() -> SandboxSpec {
     SandboxSpec {
         lower_dirs: vec![PathBuf::from("/store/layers/b"), PathBuf::from("/store/layers/a")],
         scratch_dir: PathBuf::from("/scratch/step1"),
@@ -349,10 +349,10 @@ mod real {
             "{}.overlay.opaque",
             crate::privilege::Privilege::current().overlay_xattr_prefix()
         );
-        sys::set_xattr(&top.join("data2"), &opaque, b"y").unwrap();
+        sys::Sys::set_xattr(&mut sys::RealSys, &top.join("data2"), &opaque, b"y").unwrap();
         // A whiteout: unprivileged users may create 0:0 character devices (Linux ≥ 5.8).
         fs_err::create_dir_all(top.join("data")).unwrap();
-        sys::mknod(&top.join("data/b"), libc::S_IFCHR | 0o600, 0).unwrap();
+        sys::Sys::mknod(&mut sys::RealSys, &top.join("data/b"), libc::S_IFCHR | 0o600, 0).unwrap();
         let mut spec = fx.spec("ls /data; ls /data2; touch /data/a; echo new > /data2/z");
         spec.lower_dirs.insert(0, top);
         let (o, out) = go(&spec);

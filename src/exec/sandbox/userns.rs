@@ -16,7 +16,7 @@
 
 use std::process::Command;
 
-use super::sys::{self, Forked, Namespaces, RealSys, Sys, WaitStatus};
+use super::sys::{self, Forked, Namespaces, RealSys, SignalSet, Sys, WaitStatus};
 
 /// Set to `off` to keep a rootless `stack` out of the namespace (steps then run as root only).
 pub(crate) const SUBIDS_ENV: &str = "STACK_SUBIDS";
@@ -98,46 +98,41 @@ pub(crate) fn enter() -> Entered {
                 .into(),
         ));
     }
-    let (Ok((ready_r, ready_w)), Ok((go_r, go_w))) = (sys::pipe(), sys::pipe()) else {
+    let sys: &mut dyn Sys = &mut RealSys;
+    let (Ok((ready_r, ready_w)), Ok((go_r, go_w))) = (sys.pipe(), sys.pipe()) else {
         return Entered::No(None);
     };
     let mut signals = FORWARDED.to_vec();
     signals.push(libc::SIGCHLD);
     // Blocked before the fork so that none sent meanwhile is lost; the child unblocks them.
-    sys::block_signals(&signals, true);
+    sys.block_signals(SignalSet::Only(&signals), true);
     let parent = sys::getpid();
     // The process is single-threaded (checked above), so the child may do anything.
-    let child = match sys::fork() {
+    let child = match sys.fork() {
         Err(_) => {
-            sys::block_signals(&signals, false);
+            sys.block_signals(SignalSet::Only(&signals), false);
             return Entered::No(None);
         }
         Ok(Forked::Child) => {
-            sys::close(ready_r);
-            sys::close(go_w);
-            sys::block_signals(&signals, false);
-            sys::set_pdeathsig();
+            drop((ready_r, go_w));
+            sys.block_signals(SignalSet::Only(&signals), false);
+            sys.die_with_parent();
             if sys::getppid() != parent {
-                sys::exit_now(1);
+                sys.exit(1);
             }
-            let unshared = RealSys.unshare(Namespaces { user: true, ..Namespaces::default() });
-            sys::write_all(ready_w, if unshared.is_ok() { b"u" } else { b"e" });
-            sys::close(ready_w);
-            let go = sys::read_to_end(go_r);
-            sys::close(go_r);
-            if unshared.is_ok() && go == b"g" {
+            let unshared = sys.unshare(Namespaces { user: true, ..Namespaces::default() });
+            sys.write_all(&ready_w, if unshared.is_ok() { b"u" } else { b"e" });
+            drop(ready_w);
+            if unshared.is_ok() && sys.read_to_end(go_r) == b"g" {
                 return Entered::Yes;
             }
             // The parent carries on without the namespace.
-            sys::exit_now(0)
+            sys.exit(0)
         }
         Ok(Forked::Parent(pid)) => pid,
     };
-    sys::close(ready_w);
-    sys::close(go_r);
-    let ready = sys::read_to_end(ready_r);
-    sys::close(ready_r);
-    let mapped = if ready == b"u" {
+    drop((ready_w, go_r));
+    let mapped = if sys.read_to_end(ready_r) == b"u" {
         write_map(&newuidmap, child, &map_args(uid, &uids))
             .and_then(|()| write_map(&newgidmap, child, &map_args(gid, &gids)))
             .map_err(Some)
@@ -146,14 +141,14 @@ pub(crate) fn enter() -> Entered {
         Err(None)
     };
     if mapped.is_ok() {
-        sys::write_all(go_w, b"g");
+        sys.write_all(&go_w, b"g");
     }
-    sys::close(go_w);
+    drop(go_w);
     match mapped {
-        Ok(()) => wait_and_exit(child, &signals),
+        Ok(()) => std::process::exit(forward_until_exit(sys, child, &signals)),
         Err(reason) => {
-            let _ = sys::waitpid(child, false);
-            sys::block_signals(&signals, false);
+            let _ = sys.waitpid(child, false);
+            sys.block_signals(SignalSet::Only(&signals), false);
             Entered::No(reason)
         }
     }
@@ -188,19 +183,20 @@ fn find_tool(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The parent's remaining life: pass on signals sent to it, exit as the child does.
-fn wait_and_exit(child: i32, signals: &[i32]) -> ! {
+/// The parent's remaining life: pass on signals sent to it, and return the code to exit
+/// with once the child ends (as the child did).
+fn forward_until_exit(sys: &mut dyn Sys, child: i32, signals: &[i32]) -> i32 {
     loop {
-        let (sig, sent) = sys::wait_signal_among(signals);
+        let (sig, sent) = sys.wait_signal(SignalSet::Only(signals));
         if sig == libc::SIGCHLD {
-            match sys::waitpid(child, true) {
-                Ok(Some((_, WaitStatus::Exited(code)))) => std::process::exit(code),
-                Ok(Some((_, WaitStatus::Signaled(s)))) => std::process::exit(128 + s),
+            match sys.waitpid(child, true) {
+                Ok(Some((_, WaitStatus::Exited(code)))) => return code,
+                Ok(Some((_, WaitStatus::Signaled(s)))) => return 128 + s,
                 Ok(None) => {}
-                Err(_) => std::process::exit(1),
+                Err(_) => return 1,
             }
         } else if sent {
-            sys::kill(child, sig);
+            sys.kill(child, sig);
         }
     }
 }
