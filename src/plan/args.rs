@@ -1,12 +1,14 @@
-//! The top-level build args each file sees: `BuildKit`'s predefined platform args, the main
-//! file's args, and an included file's own, with `--arg` winning over what the files write.
+//! Build args: the top-level ones each file sees (`BuildKit`'s predefined platform args, the
+//! main file's args, and an included file's own) and a stage's `arg` steps, with `--arg`
+//! winning over what the files write.
 
 use std::collections::BTreeMap;
 
 use super::scope::Scope;
-use super::stages::Planner;
+use super::stages::{Planner, StageState, StepAt};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::oci::image::{ImageConfig, Platform};
+use crate::syntax::ast::ArgDecl;
 
 impl Planner<'_> {
     pub(super) fn collect_globals(&mut self) {
@@ -66,7 +68,7 @@ impl Planner<'_> {
 
     /// An included file's args are its own; one the main file declares too would mean two
     /// different things in two places.
-    fn check_arg_clash(&mut self, fi: usize, arg: &crate::syntax::ast::ArgDecl) {
+    fn check_arg_clash(&mut self, fi: usize, arg: &ArgDecl) {
         let main = &self.files[0];
         let Some(first) = main.ast.args.iter().find(|a| a.name.value == arg.name.value) else {
             return;
@@ -103,6 +105,34 @@ impl Planner<'_> {
                 None => d.with_help(format!("declare `arg {}` in that file", name.value)),
             };
             self.error(included.by, d);
+        }
+    }
+
+    /// A stage's `arg` step: its value is `--arg`, else its default (expanded), else the
+    /// top-level arg of that name.
+    pub(super) fn declare_arg(
+        &mut self,
+        stage: &mut StageState<'_>,
+        at: &StepAt<'_>,
+        decl: &ArgDecl,
+    ) {
+        let value = if let Some(v) = self.request.args.get(&decl.name.value) {
+            Some(v.clone())
+        } else if let Some(d) = &decl.default {
+            let Some(v) = self.expand_in_stage(stage, at, d) else { return };
+            Some(v)
+        } else {
+            self.globals[stage.file].get(&decl.name.value).cloned()
+        };
+        if let Some(v) = value {
+            stage.stage_args.insert(decl.name.value.clone(), v);
+            stage.unset_args.remove(&decl.name.value);
+            stage.arg_wins.insert(decl.name.value.clone());
+        } else {
+            // Declared without a value: `${NAME}` is empty, and `run` steps do not see it at
+            // all (BuildKit leaves it unset).
+            stage.stage_args.insert(decl.name.value.clone(), String::new());
+            stage.unset_args.insert(decl.name.value.clone());
         }
     }
 }

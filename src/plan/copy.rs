@@ -7,8 +7,8 @@ use miette::SourceSpan;
 use petgraph::stable_graph::NodeIndex;
 
 use super::scope::Scope;
-use super::stages::{Planner, absolute};
-use super::{CopyOp, CopySource, hash_selected};
+use super::stages::{Planner, StageState, StepAt, absolute, env_view};
+use super::{CopyOp, CopySource, Node, Op, hash_selected};
 use crate::context::{ContextError, FileKind, SelectError, normalize};
 use crate::diag::Diagnostic;
 use crate::digest::{Digest, KeyHasher, OciDigest};
@@ -17,6 +17,19 @@ use crate::syntax::ast::{CopyStep, Spanned};
 use crate::syntax::is_git_source;
 
 impl Planner<'_> {
+    /// A `copy`/`add` step's node and the node it copies from, if any.
+    pub(super) fn copy_node(
+        &mut self,
+        stage: &StageState<'_>,
+        at: &StepAt<'_>,
+        c: &CopyStep,
+    ) -> Option<(Node, Vec<NodeIndex>)> {
+        let view = env_view(&stage.config, &stage.stage_args, &stage.arg_wins).into_owned();
+        let (op, key, sources, inputs) =
+            self.copy(stage.file, c, &stage.stage_args, &view, at.parent_fs)?;
+        Some((at.layer_node(key, Op::Copy(op), inputs), sources))
+    }
+
     /// Checks what a `copy`/`add` may fetch: `http(s)` URLs, only with `add`, all sources
     /// alike, no `from=`; git sources are not supported. Returns whether the sources are URLs.
     fn check_remote_sources(
@@ -109,7 +122,7 @@ impl Planner<'_> {
         }
     }
 
-    pub(super) fn copy(
+    fn copy(
         &mut self,
         fi: usize,
         c: &CopyStep,

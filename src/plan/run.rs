@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use petgraph::stable_graph::NodeIndex;
 
 use super::scope::Scope;
-use super::stages::{Planner, absolute};
-use super::{PlannedMount, RunOp, hash_selected};
+use super::stages::{Planner, StageState, StepAt, absolute, env_view};
+use super::{Node, Op, PlannedMount, RunOp, hash_selected};
 use crate::context::normalize;
 use crate::diag::Diagnostic;
 use crate::digest::{Digest, KeyHasher};
@@ -15,7 +15,26 @@ use crate::oci::image::{DEFAULT_PATH, ImageConfig};
 use crate::syntax::ast::{RunMount, RunStep, Spanned};
 
 impl Planner<'_> {
-    pub(super) fn run_step(
+    /// A `run` step's node and the nodes its `bind from=` mounts read.
+    pub(super) fn run_node(
+        &mut self,
+        stage: &StageState<'_>,
+        at: &StepAt<'_>,
+        r: &RunStep,
+    ) -> Option<(Node, Vec<NodeIndex>)> {
+        let view = env_view(&stage.config, &stage.stage_args, &stage.arg_wins).into_owned();
+        let (op, key, sources, inputs) = self.run_step(
+            stage.file,
+            r,
+            &stage.stage_args,
+            &stage.unset_args,
+            &view,
+            at.parent_fs,
+        )?;
+        Some((at.layer_node(key, Op::Run(op), inputs), sources))
+    }
+
+    fn run_step(
         &mut self,
         fi: usize,
         r: &RunStep,

@@ -10,19 +10,17 @@ use std::sync::Arc;
 
 use miette::SourceSpan;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use serde_json::Value;
 
-use super::config::{healthcheck_json, normalize_port, set_argv, simple_inputs};
-use super::onbuild;
+use super::config;
 use super::scope::Scope;
 use super::{
-    EdgeKind, FileDiagnostic, FileInput, FileOp, ImageTarget, NamedContext, Node, Op, Place, Plan,
+    EdgeKind, FileDiagnostic, FileInput, ImageTarget, NamedContext, Node, Op, Place, Plan,
     PlanRequest, Resolver,
 };
 use crate::diag::Diagnostic;
-use crate::digest::KeyHasher;
+use crate::digest::{Digest, KeyHasher};
 use crate::oci::image::{DEFAULT_PATH, ImageConfig, Platform};
-use crate::syntax::ast::{Origin, Spanned, StepKind, Target};
+use crate::syntax::ast::{Origin, Spanned, Step, StepKind, Target};
 use crate::syntax::parse_mode;
 
 pub(super) struct Planner<'a> {
@@ -57,6 +55,68 @@ pub(super) struct StageEnd {
     pub(super) arg_wins: BTreeSet<String>,
     /// The platform the stage's steps run on.
     pub(super) platform: Platform,
+}
+
+/// A stage while its steps are planned: what the next step builds on and sees.
+pub(super) struct StageState<'s> {
+    pub(super) name: &'s str,
+    /// The file the stage is written in; problems in its steps are reported there (and moved
+    /// to a template's file afterwards).
+    pub(super) file: usize,
+    /// The node the next step builds on.
+    pub(super) parent: NodeIndex,
+    pub(super) config: ImageConfig,
+    pub(super) stage_args: BTreeMap<String, String>,
+    /// Args declared after an `env` of the same name, which win over it (see [`env_view`]).
+    pub(super) arg_wins: BTreeSet<String>,
+    /// Args declared without a value: `${NAME}` is empty, and `run` steps do not see them.
+    pub(super) unset_args: BTreeSet<String>,
+    /// A `cmd` of this stage came before: an `entrypoint` keeps it.
+    pub(super) cmd_set_here: bool,
+    pub(super) platform: Platform,
+}
+
+/// One step being lowered: where it is written, what its node is called, and its parent.
+pub(super) struct StepAt<'s> {
+    pub(super) stage: &'s str,
+    /// `STAGE#N` (`STAGE#onbuildK` for a base's trigger), which `--explain` matches across builds.
+    pub(super) identity: String,
+    pub(super) label: String,
+    /// The file the step's text is in.
+    pub(super) file: usize,
+    pub(super) span: SourceSpan,
+    pub(super) parent: NodeIndex,
+    pub(super) parent_key: Digest,
+    /// The parent's filesystem key: what a layer step builds on.
+    pub(super) parent_fs: Digest,
+}
+
+impl StepAt<'_> {
+    fn place(&self) -> Place {
+        Place {
+            stage: self.stage.to_owned(),
+            label: self.label.clone(),
+            file: self.file,
+            span: self.span,
+        }
+    }
+
+    /// A node that changes only the config: its key is the step's content then the parent's
+    /// key, and its filesystem is the parent's.
+    pub(super) fn config_node(&self, h: &mut KeyHasher) -> Node {
+        let key = h.digest(&self.parent_key).finish();
+        Node::new(self.place(), Some(self.parent), key, self.parent_fs, Op::Config)
+    }
+
+    /// A node that makes a layer, with the step's identity and its named inputs for
+    /// `--explain`.
+    pub(super) fn layer_node(&self, key: Digest, op: Op, inputs: Vec<(String, String)>) -> Node {
+        Node {
+            identity: self.identity.clone(),
+            inputs,
+            ..Node::new(self.place(), Some(self.parent), key, key, op)
+        }
+    }
 }
 
 impl<'a> Planner<'a> {
@@ -253,41 +313,11 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn plan_stage(&mut self, name: &str) {
+    pub(super) fn plan_stage(&mut self, name: &str) {
         let (fi, target) = self.target(name);
-        let Some((base, from_platform)) = target.from_step() else { return };
-        let base_value = match self.expand_static(fi, target, base) {
-            Ok(v) => v,
-            Err(d) => return self.error(fi, d),
-        };
-        let Some(platform) = self.stage_platform_of(fi, target, from_platform, &base_value) else {
-            return;
-        };
-        self.stage_platform = platform.clone();
-        let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
-        let mut arg_wins: BTreeSet<String> = BTreeSet::new();
-        let (mut parent, mut config) = if base_value == "scratch" {
-            (self.scratch_node(), ImageConfig::scratch_for(&platform))
-        } else if let Some(end) = self.done.get(&base_value) {
-            stage_args.clone_from(&end.args);
-            arg_wins.clone_from(&end.arg_wins);
-            (end.node, end.config.clone())
-        } else {
-            match self.base_node(&base_value, fi, base.span, &platform) {
-                Some((node, mut config)) => {
-                    // BuildKit gives an image without `PATH` the default one.
-                    if config.env_var("PATH").is_none() {
-                        config.set_env("PATH", DEFAULT_PATH);
-                    }
-                    (node, config)
-                }
-                None => return,
-            }
-        };
-        let mut cmd_set_here = false;
-        let mut unset_args: BTreeSet<String> = BTreeSet::new();
+        let Some(mut stage) = self.start_stage(name, fi, target) else { return };
         let from_span = target.steps[0].span;
-        let triggers = self.triggers(fi, &mut config, from_span);
+        let triggers = self.triggers(fi, &mut stage.config, from_span);
         let diag_mark = self.diags.len();
         let mut remapped = triggers.is_empty();
         let steps = triggers
@@ -314,278 +344,10 @@ impl<'a> Planner<'a> {
             if let Some(origin) = &step.origin {
                 from_template = Some((self.diags.len(), Arc::clone(origin)));
             }
-            // A template's step is written in the template's file.
-            let node_file = step.origin.as_ref().map_or(fi, |o| o.file);
-            let text = self.text(node_file);
-            let label = match (trigger_label, &step.origin) {
-                (Some(l), _) => l.clone(),
-                (None, Some(o)) => {
-                    format!("(use {}) {}", o.template, self.label(node_file, step.span))
-                }
-                (None, None) => self.label(node_file, step.span),
-            };
-            let parent_node = &self.graph[parent];
-            let (parent_key, parent_fs) = (parent_node.key, parent_node.fs_key);
-            macro_rules! expand {
-                ($v:expr) => {{
-                    let view = env_view(&config, &stage_args, &arg_wins);
-                    let scope = Scope {
-                        globals: &self.globals[fi],
-                        stage_args: &stage_args,
-                        config: &view,
-                    };
-                    match scope.expand($v, text) {
-                        Ok(x) => x,
-                        Err(d) => {
-                            self.error(fi, d);
-                            continue;
-                        }
-                    }
-                }};
+            let at = self.step_at(&stage, identity, trigger_label, step);
+            if let Some((node, sources)) = self.step_node(&mut stage, &at, step) {
+                stage.parent = self.add_node(node, &sources);
             }
-            let config_node = |h: &mut KeyHasher| {
-                let key = h.digest(&parent_key).finish();
-                let place = Place {
-                    stage: name.to_owned(),
-                    label: label.clone(),
-                    file: node_file,
-                    span: step.span,
-                };
-                Node::new(place, Some(parent), key, parent_fs, Op::Config)
-            };
-            let node = match &step.kind {
-                StepKind::From { .. } | StepKind::Use(_) => continue,
-                StepKind::Arg(decl) => {
-                    let value = if let Some(v) = self.request.args.get(&decl.name.value) {
-                        Some(v.clone())
-                    } else if let Some(d) = &decl.default {
-                        Some(expand!(d))
-                    } else {
-                        self.globals[fi].get(&decl.name.value).cloned()
-                    };
-                    if let Some(v) = value {
-                        stage_args.insert(decl.name.value.clone(), v);
-                        unset_args.remove(&decl.name.value);
-                        arg_wins.insert(decl.name.value.clone());
-                    } else {
-                        // Declared without a value: `${NAME}` is empty, and `run` steps do
-                        // not see it at all (BuildKit leaves it unset).
-                        stage_args.insert(decl.name.value.clone(), String::new());
-                        unset_args.insert(decl.name.value.clone());
-                    }
-                    continue;
-                }
-                StepKind::Env(pairs) => {
-                    // Every value sees the environment from before this step, as in Docker.
-                    let mut values = Vec::new();
-                    for (k, v) in pairs {
-                        values.push((k.value.clone(), expand!(v)));
-                    }
-                    let mut h = KeyHasher::new("env");
-                    for (k, v) in &values {
-                        arg_wins.remove(k);
-                        config.set_env(k, v);
-                        h.str(k).str(v);
-                    }
-                    config_node(&mut h)
-                }
-                StepKind::Label(pairs) => {
-                    let mut h = KeyHasher::new("label");
-                    for (k, v) in pairs {
-                        let (k, v) = (expand!(k), expand!(v));
-                        config.set_label(&k, &v);
-                        h.str(&k).str(&v);
-                    }
-                    config_node(&mut h)
-                }
-                StepKind::Workdir(p) => {
-                    let p = expand!(p);
-                    let current = config.string("WorkingDir").unwrap_or_else(|| "/".into());
-                    let path = absolute(&current, &p);
-                    // BuildKit keeps an absolute path as written (`/app/` stays `/app/`) and
-                    // cleans only the join of a relative one.
-                    let shown = if p.starts_with('/') { p.clone() } else { path.clone() };
-                    config.set_string("WorkingDir", &shown);
-                    let user = config.string("User").unwrap_or_default();
-                    let key =
-                        KeyHasher::new("workdir").digest(&parent_fs).str(&path).str(&user).finish();
-                    let place =
-                        Place { stage: name.to_owned(), label, file: node_file, span: step.span };
-                    Node::new(place, Some(parent), key, key, Op::Workdir { path, user })
-                }
-                StepKind::User(u) => {
-                    let u = expand!(u);
-                    config.set_string("User", &u);
-                    config_node(KeyHasher::new("user").str(&u))
-                }
-                StepKind::Shell(argv) => {
-                    let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
-                    config.set_strings("Shell", &argv);
-                    config_node(KeyHasher::new("shell").strs(&argv))
-                }
-                StepKind::StopSignal(s) => {
-                    let s = expand!(s);
-                    config.set_string("StopSignal", &s);
-                    config_node(KeyHasher::new("stopsignal").str(&s))
-                }
-                StepKind::Maintainer(m) => {
-                    let m = expand!(m);
-                    config.0.insert("author".into(), Value::String(m.clone()));
-                    config_node(KeyHasher::new("maintainer").str(&m))
-                }
-                StepKind::Cmd(argv) => {
-                    let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
-                    set_argv(&mut config, "Cmd", &argv);
-                    cmd_set_here = true;
-                    config_node(KeyHasher::new("cmd").strs(&argv))
-                }
-                StepKind::Entrypoint(argv) => {
-                    let argv: Vec<String> = argv.iter().map(|a| a.value.clone()).collect();
-                    set_argv(&mut config, "Entrypoint", &argv);
-                    // Docker: a new entrypoint drops a command inherited from the base.
-                    if !cmd_set_here {
-                        config.config_mut().remove("Cmd");
-                    }
-                    config_node(KeyHasher::new("entrypoint").strs(&argv))
-                }
-                StepKind::Expose(ports) => {
-                    let mut h = KeyHasher::new("expose");
-                    for p in ports {
-                        let v = expand!(p);
-                        match normalize_port(&v) {
-                            Some(ports) => {
-                                for port in ports {
-                                    config.add_to_set("ExposedPorts", &port);
-                                    h.str(&port);
-                                }
-                            }
-                            None => self.error(
-                                fi,
-                                Diagnostic::error("invalid-port", format!("`{v}` is not a port"), p.span, "not a port")
-                                    .with_help("write a port number, optionally with a protocol: \"8080\", \"53/udp\""),
-                            ),
-                        }
-                    }
-                    config_node(&mut h)
-                }
-                StepKind::Volume(vols) => {
-                    let mut h = KeyHasher::new("volume");
-                    for v in vols {
-                        let v = expand!(v);
-                        config.add_to_set("Volumes", &v);
-                        h.str(&v);
-                    }
-                    config_node(&mut h)
-                }
-                StepKind::Onbuild(triggers) => {
-                    let mut h = KeyHasher::new("onbuild");
-                    for t in triggers {
-                        if let Err(message) = onbuild::check(&t.value) {
-                            self.error(
-                                fi,
-                                Diagnostic::error(
-                                    "invalid-onbuild",
-                                    message,
-                                    t.span,
-                                    "this trigger",
-                                )
-                                .with_help(
-                                    "write one Dockerfile instruction, e.g. `onbuild \"RUN make\"`",
-                                ),
-                            );
-                            continue;
-                        }
-                        let mut list = config.strings("OnBuild");
-                        list.push(t.value.clone());
-                        config.set_strings("OnBuild", &list);
-                        h.str(&t.value);
-                    }
-                    config_node(&mut h)
-                }
-                StepKind::Healthcheck(hc) => {
-                    let value = healthcheck_json(hc);
-                    config.config_mut().insert("Healthcheck".into(), value.clone());
-                    config_node(KeyHasher::new("healthcheck").str(&value.to_string()))
-                }
-                StepKind::File(f) => {
-                    let path = expand!(&f.path);
-                    let current = config.string("WorkingDir").unwrap_or_else(|| "/".into());
-                    let path = absolute(&current, &path);
-                    let chown = match &f.chown {
-                        Some(c) => Some(expand!(c)),
-                        None => None,
-                    };
-                    let content = if f.expand {
-                        let scope = Scope {
-                            globals: &self.globals[fi],
-                            stage_args: &stage_args,
-                            config: &config,
-                        };
-                        match scope.expand(&f.content, text) {
-                            Ok(x) => x,
-                            Err(mut d) => {
-                                // Scripts and configs often hold `${…}` for their own use.
-                                if d.code == "undefined-variable" {
-                                    let help = d.help.take().unwrap_or_default();
-                                    d = d.with_help(format!(
-                                        "{help}\nfile content is expanded like every value: write `$${{` for a literal `${{`, or add `expand=#false` to write the content as it is"
-                                    ));
-                                }
-                                self.error(fi, d);
-                                continue;
-                            }
-                        }
-                    } else {
-                        f.content.value.clone()
-                    };
-                    let chmod = match &f.chmod {
-                        Some(m) => match self.mode(fi, m) {
-                            Some(m) => m,
-                            None => continue,
-                        },
-                        None => 0o644,
-                    };
-                    let key = KeyHasher::new("file")
-                        .digest(&parent_fs)
-                        .str(&path)
-                        .str(&content)
-                        .opt_str(chown.as_deref())
-                        .u64(u64::from(chmod))
-                        .finish();
-                    let op = Op::File(FileOp { path, content: content.into_bytes(), chown, chmod });
-                    let place =
-                        Place { stage: name.to_owned(), label, file: node_file, span: step.span };
-                    Node::new(place, Some(parent), key, key, op)
-                }
-                StepKind::Copy(_) | StepKind::Run(_) => {
-                    let view = env_view(&config, &stage_args, &arg_wins).into_owned();
-                    let planned = match &step.kind {
-                        StepKind::Copy(c) => self
-                            .copy(fi, c, &stage_args, &view, parent_fs)
-                            .map(|(op, key, src, inputs)| (Op::Copy(op), key, src, inputs)),
-                        StepKind::Run(r) => self
-                            .run_step(fi, r, &stage_args, &unset_args, &view, parent_fs)
-                            .map(|(op, key, src, inputs)| (Op::Run(op), key, src, inputs)),
-                        _ => unreachable!("matched above"),
-                    };
-                    let Some((op, key, sources, inputs)) = planned else { continue };
-                    let place =
-                        Place { stage: name.to_owned(), label, file: node_file, span: step.span };
-                    let node = Node {
-                        identity: identity.clone(),
-                        inputs,
-                        ..Node::new(place, Some(parent), key, key, op)
-                    };
-                    parent = self.add_node(node, &sources);
-                    continue;
-                }
-            };
-            let mut node = node;
-            if node.op.makes_layer() {
-                node.identity = identity;
-                node.inputs = simple_inputs(&node.op, parent_fs);
-            }
-            parent = self.add_node(node, &[]);
         }
         if !remapped {
             self.remap_trigger_diags(diag_mark, from_span);
@@ -593,10 +355,143 @@ impl<'a> Planner<'a> {
         if let Some((mark, origin)) = from_template.take() {
             self.remap_template_diags(mark, fi, &origin, name);
         }
+        let StageState { parent, config, stage_args, arg_wins, platform, .. } = stage;
         self.done.insert(
             name.to_owned(),
             StageEnd { node: parent, config, args: stage_args, arg_wins, platform },
         );
+    }
+
+    /// Starts a stage on its base: scratch, a stage planned before it (whose args it carries
+    /// on), or an image. `None` once the problem is reported.
+    fn start_stage<'s>(
+        &mut self,
+        name: &'s str,
+        fi: usize,
+        target: &Target,
+    ) -> Option<StageState<'s>> {
+        let (base, from_platform) = target.from_step()?;
+        let base_value = match self.expand_static(fi, target, base) {
+            Ok(v) => v,
+            Err(d) => {
+                self.error(fi, d);
+                return None;
+            }
+        };
+        let platform = self.stage_platform_of(fi, target, from_platform, &base_value)?;
+        self.stage_platform = platform.clone();
+        let mut stage_args: BTreeMap<String, String> = BTreeMap::new();
+        let mut arg_wins: BTreeSet<String> = BTreeSet::new();
+        let (parent, config) = if base_value == "scratch" {
+            (self.scratch_node(), ImageConfig::scratch_for(&platform))
+        } else if let Some(end) = self.done.get(&base_value) {
+            stage_args.clone_from(&end.args);
+            arg_wins.clone_from(&end.arg_wins);
+            (end.node, end.config.clone())
+        } else {
+            let (node, mut config) = self.base_node(&base_value, fi, base.span, &platform)?;
+            // BuildKit gives an image without `PATH` the default one.
+            if config.env_var("PATH").is_none() {
+                config.set_env("PATH", DEFAULT_PATH);
+            }
+            (node, config)
+        };
+        Some(StageState {
+            name,
+            file: fi,
+            parent,
+            config,
+            stage_args,
+            arg_wins,
+            unset_args: BTreeSet::new(),
+            cmd_set_here: false,
+            platform,
+        })
+    }
+
+    /// Where a step of `stage` is written, what its node is called, and what it builds on.
+    fn step_at<'s>(
+        &self,
+        stage: &StageState<'s>,
+        identity: String,
+        trigger_label: Option<&String>,
+        step: &Step,
+    ) -> StepAt<'s> {
+        // A template's step is written in the template's file.
+        let file = step.origin.as_ref().map_or(stage.file, |o| o.file);
+        let label = match (trigger_label, &step.origin) {
+            (Some(l), _) => l.clone(),
+            (None, Some(o)) => format!("(use {}) {}", o.template, self.label(file, step.span)),
+            (None, None) => self.label(file, step.span),
+        };
+        let parent = &self.graph[stage.parent];
+        StepAt {
+            stage: stage.name,
+            identity,
+            label,
+            file,
+            span: step.span,
+            parent: stage.parent,
+            parent_key: parent.key,
+            parent_fs: parent.fs_key,
+        }
+    }
+
+    /// Lowers one step to its node and the nodes it reads (`copy from=`, `bind from=`); `None`
+    /// for a step that makes no node (`arg`) or whose problem is reported.
+    fn step_node(
+        &mut self,
+        stage: &mut StageState<'_>,
+        at: &StepAt<'_>,
+        step: &Step,
+    ) -> Option<(Node, Vec<NodeIndex>)> {
+        let node = match &step.kind {
+            StepKind::From { .. } | StepKind::Use(_) => None,
+            StepKind::Arg(decl) => {
+                self.declare_arg(stage, at, decl);
+                None
+            }
+            StepKind::Copy(c) => return self.copy_node(stage, at, c),
+            StepKind::Run(r) => return self.run_node(stage, at, r),
+            StepKind::File(f) => self.file(stage, at, f),
+            StepKind::Workdir(p) => self.workdir(stage, at, p),
+            StepKind::Env(pairs) => self.env(stage, at, pairs),
+            StepKind::Label(pairs) => self.labels(stage, at, pairs),
+            StepKind::User(u) => self.user(stage, at, u),
+            StepKind::Shell(argv) => Some(config::shell(stage, at, argv)),
+            StepKind::StopSignal(s) => self.stop_signal(stage, at, s),
+            StepKind::Maintainer(m) => self.maintainer(stage, at, m),
+            StepKind::Cmd(argv) => Some(config::cmd(stage, at, argv)),
+            StepKind::Entrypoint(argv) => Some(config::entrypoint(stage, at, argv)),
+            StepKind::Expose(ports) => self.expose(stage, at, ports),
+            StepKind::Volume(volumes) => self.volumes(stage, at, volumes),
+            StepKind::Onbuild(triggers) => self.onbuild(stage, at, triggers),
+            StepKind::Healthcheck(hc) => Some(config::healthcheck(stage, at, hc)),
+        };
+        node.map(|n| (n, Vec::new()))
+    }
+
+    /// Expands a step's value with the stage's args and environment so far; `None` once the
+    /// problem is reported (the step is then left out).
+    pub(super) fn expand_in_stage(
+        &mut self,
+        stage: &StageState<'_>,
+        at: &StepAt<'_>,
+        value: &Spanned<String>,
+    ) -> Option<String> {
+        let view = env_view(&stage.config, &stage.stage_args, &stage.arg_wins);
+        let scope = Scope {
+            globals: &self.globals[stage.file],
+            stage_args: &stage.stage_args,
+            config: &view,
+        };
+        match scope.expand(value, self.text(at.file)) {
+            Ok(x) => Some(x),
+            Err(d) => {
+                self.error(stage.file, d);
+                None
+            }
+        }
     }
 
     pub(super) fn mode(&mut self, file: usize, m: &Spanned<String>) -> Option<u32> {
