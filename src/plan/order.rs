@@ -225,42 +225,52 @@ impl Planner<'_> {
                     continue;
                 }
                 blocked.extend(&scc);
-                let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
-                // Walk the cycle from its first member (sorted) for a stable message.
-                let start = *members.iter().next().expect("non-empty");
-                let mut path = vec![start.to_owned()];
-                let mut cur = start.to_owned();
-                let mut closing = None;
-                for _ in 0..=members.len() {
-                    let Some((_, dep)) = edges
-                        .iter()
-                        .filter(|(from, dep)| *from == cur && members.contains(dep.stage.as_str()))
-                        .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
-                    else {
-                        break;
-                    };
-                    closing = Some(dep);
-                    if dep.stage == start {
-                        break;
-                    }
-                    cur.clone_from(&dep.stage);
-                    path.push(cur.clone());
-                }
-                path.push(start.to_owned());
-                if let Some(dep) = closing {
-                    self.error(
-                        dep.file,
-                        Diagnostic::error(
-                            "stage-cycle",
-                            format!("stages depend on each other in a cycle: {}", path.join(" → ")),
-                            dep.span,
-                            "this closes the cycle",
-                        )
-                        .with_help("a stage cannot read, directly or indirectly, from itself"),
-                    );
-                }
+                self.report_cycle(&g, &scc, &edges);
             }
             Self::order_without(g, &blocked)
+        }
+    }
+
+    /// Reports a cycle (the stages of `scc`) at the dependency that closes it.
+    fn report_cycle(
+        &mut self,
+        g: &DiGraph<String, usize>,
+        scc: &[petgraph::graph::NodeIndex],
+        edges: &[(String, Dependency)],
+    ) {
+        let members: BTreeSet<&str> = scc.iter().map(|i| g[*i].as_str()).collect();
+        // Walk the cycle from its first member (sorted) for a stable message.
+        let start = *members.iter().next().expect("non-empty");
+        let mut path = vec![start.to_owned()];
+        let mut cur = start.to_owned();
+        let mut closing = None;
+        for _ in 0..=members.len() {
+            let Some((_, dep)) = edges
+                .iter()
+                .filter(|(from, dep)| *from == cur && members.contains(dep.stage.as_str()))
+                .min_by(|a, b| a.1.stage.cmp(&b.1.stage))
+            else {
+                break;
+            };
+            closing = Some(dep);
+            if dep.stage == start {
+                break;
+            }
+            cur.clone_from(&dep.stage);
+            path.push(cur.clone());
+        }
+        path.push(start.to_owned());
+        if let Some(dep) = closing {
+            self.error(
+                dep.file,
+                Diagnostic::error(
+                    "stage-cycle",
+                    format!("stages depend on each other in a cycle: {}", path.join(" → ")),
+                    dep.span,
+                    "this closes the cycle",
+                )
+                .with_help("a stage cannot read, directly or indirectly, from itself"),
+            );
         }
     }
 

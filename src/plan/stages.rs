@@ -165,37 +165,8 @@ impl<'a> Planner<'a> {
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
-        let mut images = Vec::new();
-        for name in requested {
-            let (fi, ti) = self.stages[&name];
-            let target = &self.files[fi].ast.targets[ti];
-            let mut end = self.done[&name].clone();
-            for (k, v) in &self.request.labels {
-                end.config.set_label(k, v);
-            }
-            let scope_args = BTreeMap::new();
-            let mut tags = Vec::new();
-            for tag in &target.tags {
-                let scope = Scope {
-                    globals: &self.globals[fi],
-                    stage_args: &scope_args,
-                    config: &end.config,
-                };
-                match scope.expand(tag, self.text(fi)) {
-                    Ok(t) => tags.push(t),
-                    Err(d) => self.error(fi, d),
-                }
-            }
-            images.push(ImageTarget {
-                name,
-                tags,
-                node: end.node,
-                config: end.config,
-                file: fi,
-                span: target.name.span,
-                platform: self.target_platform.clone(),
-            });
-        }
+        let images: Vec<ImageTarget> =
+            requested.into_iter().map(|name| self.image_target(name)).collect();
         if !self.diags.is_empty() {
             return Err(self.diags);
         }
@@ -214,6 +185,36 @@ impl<'a> Planner<'a> {
             images,
             warnings: Vec::new(),
         })
+    }
+
+    /// The image a requested stage makes: the stage's end, with the `--label`s added and its
+    /// tags expanded.
+    fn image_target(&mut self, name: String) -> ImageTarget {
+        let (fi, ti) = self.stages[&name];
+        let target = &self.files[fi].ast.targets[ti];
+        let mut end = self.done[&name].clone();
+        for (k, v) in &self.request.labels {
+            end.config.set_label(k, v);
+        }
+        let scope_args = BTreeMap::new();
+        let mut tags = Vec::new();
+        for tag in &target.tags {
+            let scope =
+                Scope { globals: &self.globals[fi], stage_args: &scope_args, config: &end.config };
+            match scope.expand(tag, self.text(fi)) {
+                Ok(t) => tags.push(t),
+                Err(d) => self.error(fi, d),
+            }
+        }
+        ImageTarget {
+            name,
+            tags,
+            node: end.node,
+            config: end.config,
+            file: fi,
+            span: target.name.span,
+            platform: self.target_platform.clone(),
+        }
     }
 
     /// The named context folder `from=` names, when it names one (and no stage).
