@@ -9,7 +9,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use super::onbuild;
 use super::stages::Planner;
-use super::{NamedContext, Node, Op, Place};
+use super::{BaseError, NamedContext, Node, Op, Place};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::digest::KeyHasher;
 use crate::oci::image::{ImageConfig, Platform};
@@ -118,26 +118,29 @@ impl Planner<'_> {
                 Some((n, config))
             }
             Err(problem) => {
-                let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
-                // A registry that cannot be reached is no mistake in the build file.
-                let code = if problem.unreachable { "base-unreachable" } else { "unknown-base" };
-                let mut d = Diagnostic::error(code, problem.message, span, "cannot use this base");
-                if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
-                    d = d.with_help(format!("did you mean stage `{s}`?"));
-                } else if !reference.contains(':') && !reference.contains('/') {
-                    d = d.with_help(format!(
-                        "`{reference}` is not a stage of this build; stages are: {}",
-                        if stage_names.is_empty() {
-                            "(none)".to_owned()
-                        } else {
-                            stage_names.join(", ")
-                        }
-                    ));
-                }
+                let d = self.unknown_base(reference, span, problem);
                 self.error(file, d);
                 None
             }
         }
+    }
+
+    /// The error for a base the resolver cannot give, with a hint when it looks like a
+    /// misspelt stage.
+    fn unknown_base(&self, reference: &str, span: SourceSpan, problem: BaseError) -> Diagnostic {
+        let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
+        // A registry that cannot be reached is no mistake in the build file.
+        let code = if problem.unreachable { "base-unreachable" } else { "unknown-base" };
+        let mut d = Diagnostic::error(code, problem.message, span, "cannot use this base");
+        if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
+            d = d.with_help(format!("did you mean stage `{s}`?"));
+        } else if !reference.contains(':') && !reference.contains('/') {
+            d = d.with_help(format!(
+                "`{reference}` is not a stage of this build; stages are: {}",
+                if stage_names.is_empty() { "(none)".to_owned() } else { stage_names.join(", ") }
+            ));
+        }
+        d
     }
 
     /// Takes the `ONBUILD` triggers of a stage's base out of its config (they do not pass on
