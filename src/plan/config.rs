@@ -1,6 +1,7 @@
 //! Steps that change the image config (`env`, `label`, `user`, `shell`, `cmd`, `entrypoint`,
 //! `expose`, `volume`, `onbuild`, `healthcheck`, …) and the small layer steps `workdir` and
-//! `file`: how each sets the config and what goes into its key.
+//! `file`: how each sets the config and what goes into its key. Each returns the step's node,
+//! or `None` when a value does not expand (the problem is reported and the step left out).
 
 use serde_json::Value;
 
@@ -14,14 +15,17 @@ use crate::oci::image::ImageConfig;
 use crate::syntax::ast::{FileStep, Healthcheck, Spanned};
 use crate::syntax::parse_duration;
 
-type Pairs = [(Spanned<String>, Spanned<String>)];
+/// The `NAME=value` pairs of an `env` or `label` step.
+type KeyValues = [(Spanned<String>, Spanned<String>)];
 
 impl Planner<'_> {
+    /// `env`: sets variables in the image config; a name set here is no longer shadowed by
+    /// an earlier `arg` of that name.
     pub(super) fn env(
         &mut self,
         stage: &mut StageState<'_>,
         at: &StepAt<'_>,
-        pairs: &Pairs,
+        pairs: &KeyValues,
     ) -> Option<Node> {
         // Every value sees the environment from before this step, as in Docker.
         let mut values = Vec::new();
@@ -41,7 +45,7 @@ impl Planner<'_> {
         &mut self,
         stage: &mut StageState<'_>,
         at: &StepAt<'_>,
-        pairs: &Pairs,
+        pairs: &KeyValues,
     ) -> Option<Node> {
         let mut h = KeyHasher::new("label");
         for (k, v) in pairs {
@@ -52,6 +56,8 @@ impl Planner<'_> {
         Some(at.config_node(&mut h))
     }
 
+    /// `workdir`: sets the working folder and makes a layer that creates it (owned by the
+    /// current user), so its key covers the parent's filesystem.
     pub(super) fn workdir(
         &mut self,
         stage: &mut StageState<'_>,
