@@ -11,6 +11,8 @@ use crate::oci::image::{ImageConfig, Platform};
 use crate::syntax::ast::ArgDecl;
 
 impl Planner<'_> {
+    /// Works out the top-level args of every file, the main file's first: an included file
+    /// sees them, and its own.
     pub(super) fn collect_globals(&mut self) {
         let mut base = BTreeMap::new();
         for (name, value) in predefined_args(&self.target_platform, &Platform::host()) {

@@ -122,6 +122,7 @@ impl Planner<'_> {
         }
     }
 
+    /// Lowers a `copy`/`add`: its op, its key, the nodes it reads and its `--explain` inputs.
     fn copy(
         &mut self,
         fi: usize,

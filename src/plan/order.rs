@@ -44,6 +44,8 @@ impl Planner<'_> {
         }
     }
 
+    /// Indexes every stage and image by name; a name defined twice (in any of the files) is
+    /// an error, and the first definition counts.
     pub(super) fn collect_stages(&mut self) {
         let mut seen: HashMap<String, (usize, SourceSpan)> = HashMap::new();
         for (fi, file) in self.files.iter().enumerate() {
@@ -78,6 +80,7 @@ impl Planner<'_> {
         }
     }
 
+    /// The stages to build: each `--target`, else every `image`, without repeats.
     pub(super) fn requested(&mut self) -> Vec<String> {
         if self.request.targets.is_empty() {
             let images: Vec<String> = self

@@ -34,6 +34,7 @@ impl Planner<'_> {
         Some((at.layer_node(key, Op::Run(op), inputs), sources))
     }
 
+    /// Lowers a `run`: its op, its key, the nodes its mounts read and its `--explain` inputs.
     fn run_step(
         &mut self,
         fi: usize,
