@@ -6,14 +6,20 @@
 //! (copied files by content, mode and kind; never by mtime).
 
 pub(crate) mod affected;
+mod args;
+mod base;
+mod config;
+mod copy;
 pub(crate) mod dot;
 mod expand;
 mod onbuild;
+mod order;
 mod platforms;
+mod run;
 mod scope;
 mod stages;
 
-pub(crate) use stages::predefined_args;
+pub(crate) use args::predefined_args;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
