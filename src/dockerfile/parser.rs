@@ -652,117 +652,12 @@ impl LineParser<'_> {
         heredocs: &[Heredoc],
         keyword_span: &Span,
     ) -> Result<Kind, Fail> {
-        let span = start..start + args.len();
-        let fail = |m: String, label: &'static str| -> Result<Kind, Fail> {
-            Err((m, span.clone(), label, None))
-        };
+        let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
         let _ = keyword_span;
         match upper {
-            "FROM" => {
-                let words = self.split_ws(args, start);
-                match words.as_slice() {
-                    [image] => Ok(Kind::From {
-                        image: image.clone(),
-                        name: None,
-                        platform: flags.word("platform"),
-                    }),
-                    [image, r#as, name] if r#as.text.eq_ignore_ascii_case("as") => {
-                        let lower = name.text.to_ascii_lowercase();
-                        let valid = lower.starts_with(|c: char| c.is_ascii_lowercase())
-                            && lower.chars().all(|c| {
-                                c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c)
-                            });
-                        if !valid {
-                            return Err((
-                                format!("invalid name for build stage: `{}`", name.text),
-                                name.span.start..name.span.start,
-                                "invalid stage name",
-                                Some("a stage name starts with a letter and holds only letters, digits, `-`, `_` and `.`".into()),
-                            )).map_err(|(m, _, l, h): Fail| (m, Self::rel(&name.text, start, args), l, h));
-                        }
-                        Ok(Kind::From {
-                            image: image.clone(),
-                            name: Some(Word { text: lower, span: name.span.clone() }),
-                            platform: flags.word("platform"),
-                        })
-                    }
-                    _ => fail(
-                        "FROM requires either one or three arguments".into(),
-                        "expected `FROM <image> [AS <name>]`",
-                    ),
-                }
-            }
-            "RUN" | "CMD" | "ENTRYPOINT" => {
-                let cmd = match parse_json(args) {
-                    Some(Ok(v)) => CommandLine::Exec(v),
-                    Some(Err(())) => return fail(not_strings(), "not an array of strings"),
-                    None => CommandLine::Shell {
-                        text: args.to_string(),
-                        joins: self.logical.joins_after(start),
-                    },
-                };
-                if upper != "RUN" {
-                    return Ok(if upper == "CMD" { Kind::Cmd(cmd) } else { Kind::Entrypoint(cmd) });
-                }
-                // An empty shell-form RUN is valid in BuildKit: it runs `sh -c ""`.
-                let mut mounts = Vec::new();
-                for w in flags.all("mount") {
-                    match parse_mount(&w) {
-                        Ok(m) => mounts.push(m),
-                        Err(msg) => {
-                            self.diags.push(Diagnostic::error(
-                                "dockerfile-invalid-mount",
-                                msg,
-                                w.span.clone(),
-                                "invalid mount",
-                            ));
-                        }
-                    }
-                }
-                let network = flags.word("network");
-                if let Some(n) = &network
-                    && !matches!(n.text.as_str(), "default" | "none" | "host")
-                {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "dockerfile-invalid-flag",
-                            format!("unsupported network mode `{}`", n.text),
-                            n.span.clone(),
-                            "unknown network mode",
-                        )
-                        .with_help("use `default`, `none` or `host`"),
-                    );
-                }
-                let security = flags.word("security");
-                if let Some(s) = &security
-                    && !matches!(s.text.as_str(), "sandbox" | "insecure")
-                {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "dockerfile-invalid-flag",
-                            format!("unsupported security mode `{}`", s.text),
-                            s.span.clone(),
-                            "unknown security mode",
-                        )
-                        .with_help("use `sandbox` or `insecure`"),
-                    );
-                }
-                Ok(Kind::Run { cmd, mounts, network, security })
-            }
-            "SHELL" => match parse_json(args) {
-                Some(Ok(v)) if !v.is_empty() => Ok(Kind::Shell(v)),
-                Some(Ok(_)) => fail("SHELL requires at least one argument".into(), "empty"),
-                Some(Err(())) => fail(not_strings(), "not an array of strings"),
-                None => Err((
-                    "SHELL requires the arguments to be in JSON form".into(),
-                    span.clone(),
-                    "not a JSON array",
-                    Some(format!(
-                        "write it as `SHELL [\"{}\"]`",
-                        args.split_whitespace().collect::<Vec<_>>().join("\", \"")
-                    )),
-                )),
-            },
+            "FROM" => self.stage_args(args, start, flags),
+            "RUN" | "CMD" | "ENTRYPOINT" => self.command_args(upper, args, start, flags),
+            "SHELL" => shell_args(args, start),
             "ENV" | "LABEL" => {
                 let pairs = self.name_values(upper, args, start)?;
                 Ok(if upper == "ENV" { Kind::Env(pairs) } else { Kind::Label(pairs) })
@@ -773,33 +668,7 @@ impl LineParser<'_> {
                 }
                 Ok(Kind::Maintainer(args.to_string()))
             }
-            "EXPOSE" | "VOLUME" => {
-                let words = match parse_json(args) {
-                    Some(Ok(v)) if upper == "VOLUME" => v
-                        .into_iter()
-                        .map(|t| Word { text: t, span: self.logical.span(&span) })
-                        .collect(),
-                    Some(Err(())) if upper == "VOLUME" => {
-                        return fail(not_strings(), "not an array of strings");
-                    }
-                    _ => self.split_ws(args, start),
-                };
-                if words.is_empty() {
-                    return fail(format!("{upper} requires at least one argument"), "missing");
-                }
-                if upper == "VOLUME" {
-                    if words.iter().any(|w| w.text.trim().is_empty()) {
-                        return fail("VOLUME specified can not be an empty string".into(), "empty");
-                    }
-                    return Ok(Kind::Volume(
-                        words
-                            .into_iter()
-                            .map(|w| Word { text: w.text.trim().to_string(), ..w })
-                            .collect(),
-                    ));
-                }
-                Ok(Kind::Expose(words))
-            }
+            "EXPOSE" | "VOLUME" => self.expose_volume_args(upper, args, start),
             "USER" | "WORKDIR" | "STOPSIGNAL" => {
                 if args.is_empty() {
                     return fail(format!("{upper} requires exactly one argument"), "missing");
@@ -811,68 +680,187 @@ impl LineParser<'_> {
                     _ => Kind::StopSignal(w),
                 })
             }
-            "ARG" => {
-                let words = parse_words(args, self.escape);
-                if words.is_empty() {
-                    return fail("ARG requires at least one argument".into(), "missing");
-                }
-                let mut out = Vec::new();
-                for (w, r) in words {
-                    let sp = self.logical.span(&(start + r.start..start + r.end));
-                    let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
-                    // Names `${…}` cannot refer to would be silently unusable: say so.
-                    if !name.is_empty() && !crate::syntax::is_var_name(name) {
-                        return fail(
-                            format!(
-                                "`{name}` is not a usable ARG name (letters, digits and `_`, not starting with a digit)"
-                            ),
-                            "invalid name",
-                        );
-                    }
-                    match w.split_once('=') {
-                        Some(("", _)) => {
-                            return fail("ARG names can not be blank".into(), "blank name");
-                        }
-                        Some((k, v)) => {
-                            out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp });
-                        }
-                        None => out.push(ArgDecl { name: w, default: None, span: sp }),
-                    }
-                }
-                Ok(Kind::Arg(out))
-            }
+            "ARG" => self.arg_args(args, start),
             "ADD" | "COPY" => self.copy_args(upper, args, start, flags, heredocs),
             "HEALTHCHECK" => self.healthcheck(args, start, flags),
-            "ONBUILD" => {
-                if args.is_empty() {
-                    return fail(
-                        "ONBUILD requires at least one argument".into(),
-                        "missing trigger",
-                    );
-                }
-                let (sub, _, _) = split_keyword(args);
-                let sub_upper = sub.to_ascii_uppercase();
-                match sub_upper.as_str() {
-                    "ONBUILD" => fail(
-                        "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(),
-                        "nested ONBUILD",
-                    ),
-                    "MAINTAINER" | "FROM" => fail(
-                        format!("{sub_upper} isn't allowed as an ONBUILD trigger"),
-                        "not allowed here",
-                    ),
-                    s if !INSTRUCTIONS.contains(&s) => Err((
-                        format!("unknown instruction `{sub}` in ONBUILD"),
-                        start..start + sub.len(),
-                        "not a Dockerfile instruction",
-                        did_you_mean(s, INSTRUCTIONS.iter().copied())
-                            .map(|s| format!("did you mean `{s}`?")),
-                    )),
-                    _ => Ok(Kind::Onbuild(args.to_string())),
-                }
-            }
+            "ONBUILD" => onbuild_args(args, start),
             _ => unreachable!("every instruction in INSTRUCTIONS is handled"),
         }
+    }
+
+    /// `FROM <image> [AS <name>]`; the stage name is lower-cased, as `BuildKit` does.
+    fn stage_args(&self, args: &str, start: usize, flags: &Flags) -> Result<Kind, Fail> {
+        let words = self.split_ws(args, start);
+        match words.as_slice() {
+            [image] => Ok(Kind::From {
+                image: image.clone(),
+                name: None,
+                platform: flags.word("platform"),
+            }),
+            [image, r#as, name] if r#as.text.eq_ignore_ascii_case("as") => {
+                let lower = name.text.to_ascii_lowercase();
+                let valid = lower.starts_with(|c: char| c.is_ascii_lowercase())
+                    && lower
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+                if !valid {
+                    return Err((
+                        format!("invalid name for build stage: `{}`", name.text),
+                        Self::rel(&name.text, start, args),
+                        "invalid stage name",
+                        Some("a stage name starts with a letter and holds only letters, digits, `-`, `_` and `.`".into()),
+                    ));
+                }
+                Ok(Kind::From {
+                    image: image.clone(),
+                    name: Some(Word { text: lower, span: name.span.clone() }),
+                    platform: flags.word("platform"),
+                })
+            }
+            _ => fail_on_args(
+                args,
+                start,
+                "FROM requires either one or three arguments".into(),
+                "expected `FROM <image> [AS <name>]`",
+            ),
+        }
+    }
+
+    /// RUN, CMD and ENTRYPOINT: exec form (a JSON array) or shell form; RUN also has flags.
+    fn command_args(
+        &mut self,
+        upper: &str,
+        args: &str,
+        start: usize,
+        flags: &Flags,
+    ) -> Result<Kind, Fail> {
+        let cmd = match parse_json(args) {
+            Some(Ok(v)) => CommandLine::Exec(v),
+            Some(Err(())) => {
+                return fail_on_args(args, start, not_strings(), "not an array of strings");
+            }
+            None => CommandLine::Shell {
+                text: args.to_string(),
+                joins: self.logical.joins_after(start),
+            },
+        };
+        if upper != "RUN" {
+            return Ok(if upper == "CMD" { Kind::Cmd(cmd) } else { Kind::Entrypoint(cmd) });
+        }
+        // An empty shell-form RUN is valid in BuildKit: it runs `sh -c ""`.
+        let mounts = self.run_mounts(flags);
+        let network = self.run_mode(
+            flags,
+            "network",
+            &["default", "none", "host"],
+            "use `default`, `none` or `host`",
+        );
+        let security = self.run_mode(
+            flags,
+            "security",
+            &["sandbox", "insecure"],
+            "use `sandbox` or `insecure`",
+        );
+        Ok(Kind::Run { cmd, mounts, network, security })
+    }
+
+    /// The `--mount` flags of a RUN; an invalid one is reported and left out.
+    fn run_mounts(&mut self, flags: &Flags) -> Vec<Mount> {
+        let mut mounts = Vec::new();
+        for w in flags.all("mount") {
+            match parse_mount(&w) {
+                Ok(m) => mounts.push(m),
+                Err(msg) => {
+                    self.diags.push(Diagnostic::error(
+                        "dockerfile-invalid-mount",
+                        msg,
+                        w.span.clone(),
+                        "invalid mount",
+                    ));
+                }
+            }
+        }
+        mounts
+    }
+
+    /// The `--network` or `--security` flag of a RUN: a mode outside `known` is reported (and
+    /// still returned, so the instruction keeps parsing).
+    fn run_mode(&mut self, flags: &Flags, flag: &str, known: &[&str], help: &str) -> Option<Word> {
+        let mode = flags.word(flag);
+        if let Some(m) = &mode
+            && !known.contains(&m.text.as_str())
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    "dockerfile-invalid-flag",
+                    format!("unsupported {flag} mode `{}`", m.text),
+                    m.span.clone(),
+                    format!("unknown {flag} mode"),
+                )
+                .with_help(help),
+            );
+        }
+        mode
+    }
+
+    /// EXPOSE takes whitespace-separated words; VOLUME also takes a JSON array.
+    fn expose_volume_args(&self, upper: &str, args: &str, start: usize) -> Result<Kind, Fail> {
+        let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
+        let words = match parse_json(args) {
+            Some(Ok(v)) if upper == "VOLUME" => {
+                let span = start..start + args.len();
+                v.into_iter().map(|t| Word { text: t, span: self.logical.span(&span) }).collect()
+            }
+            Some(Err(())) if upper == "VOLUME" => {
+                return fail(not_strings(), "not an array of strings");
+            }
+            _ => self.split_ws(args, start),
+        };
+        if words.is_empty() {
+            return fail(format!("{upper} requires at least one argument"), "missing");
+        }
+        if upper == "VOLUME" {
+            if words.iter().any(|w| w.text.trim().is_empty()) {
+                return fail("VOLUME specified can not be an empty string".into(), "empty");
+            }
+            return Ok(Kind::Volume(
+                words.into_iter().map(|w| Word { text: w.text.trim().to_string(), ..w }).collect(),
+            ));
+        }
+        Ok(Kind::Expose(words))
+    }
+
+    /// `ARG name[=default] …`: every name must be one `${…}` can refer to.
+    fn arg_args(&self, args: &str, start: usize) -> Result<Kind, Fail> {
+        let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
+        let words = parse_words(args, self.escape);
+        if words.is_empty() {
+            return fail("ARG requires at least one argument".into(), "missing");
+        }
+        let mut out = Vec::new();
+        for (w, r) in words {
+            let sp = self.logical.span(&(start + r.start..start + r.end));
+            let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
+            // Names `${…}` cannot refer to would be silently unusable: say so.
+            if !name.is_empty() && !crate::syntax::is_var_name(name) {
+                return fail(
+                    format!(
+                        "`{name}` is not a usable ARG name (letters, digits and `_`, not starting with a digit)"
+                    ),
+                    "invalid name",
+                );
+            }
+            match w.split_once('=') {
+                Some(("", _)) => {
+                    return fail("ARG names can not be blank".into(), "blank name");
+                }
+                Some((k, v)) => {
+                    out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp });
+                }
+                None => out.push(ArgDecl { name: w, default: None, span: sp }),
+            }
+        }
+        Ok(Kind::Arg(out))
     }
 
     /// The logical range of `needle` inside `args` (which starts at `start`).
@@ -1096,6 +1084,61 @@ impl LineParser<'_> {
 
 fn not_strings() -> String {
     "when using JSON array syntax, arrays must be comprised of strings only".into()
+}
+
+/// Fails an instruction with `message`, pointing at its whole argument text.
+fn fail_on_args(
+    args: &str,
+    start: usize,
+    message: String,
+    label: &'static str,
+) -> Result<Kind, Fail> {
+    Err((message, start..start + args.len(), label, None))
+}
+
+/// `SHELL ["executable", "parameters"]`: only the JSON form is accepted.
+fn shell_args(args: &str, start: usize) -> Result<Kind, Fail> {
+    match parse_json(args) {
+        Some(Ok(v)) if !v.is_empty() => Ok(Kind::Shell(v)),
+        Some(Ok(_)) => {
+            fail_on_args(args, start, "SHELL requires at least one argument".into(), "empty")
+        }
+        Some(Err(())) => fail_on_args(args, start, not_strings(), "not an array of strings"),
+        None => Err((
+            "SHELL requires the arguments to be in JSON form".into(),
+            start..start + args.len(),
+            "not a JSON array",
+            Some(format!(
+                "write it as `SHELL [\"{}\"]`",
+                args.split_whitespace().collect::<Vec<_>>().join("\", \"")
+            )),
+        )),
+    }
+}
+
+/// `ONBUILD <instruction>`: the trigger is kept as text, after checking its keyword.
+fn onbuild_args(args: &str, start: usize) -> Result<Kind, Fail> {
+    let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
+    if args.is_empty() {
+        return fail("ONBUILD requires at least one argument".into(), "missing trigger");
+    }
+    let (sub, _, _) = split_keyword(args);
+    let sub_upper = sub.to_ascii_uppercase();
+    match sub_upper.as_str() {
+        "ONBUILD" => {
+            fail("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(), "nested ONBUILD")
+        }
+        "MAINTAINER" | "FROM" => {
+            fail(format!("{sub_upper} isn't allowed as an ONBUILD trigger"), "not allowed here")
+        }
+        s if !INSTRUCTIONS.contains(&s) => Err((
+            format!("unknown instruction `{sub}` in ONBUILD"),
+            start..start + sub.len(),
+            "not a Dockerfile instruction",
+            did_you_mean(s, INSTRUCTIONS.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+        )),
+        _ => Ok(Kind::Onbuild(args.to_string())),
+    }
 }
 
 /// Checks a Go duration (`1h2m3.5s`, `300ms`, `0`) and `BuildKit`'s 1ms minimum.
