@@ -43,65 +43,19 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
             blank_before = false;
             continue;
         }
-        let (seg, mut end) = trim_continuation(trimmed, escape);
+        let (seg, end) = trim_continuation(trimmed, escape);
         if seg.trim().is_empty() && end {
             blank_before |= trimmed.is_empty();
             continue;
         }
         let mut logical = Logical::default();
         logical.push(seg, toff);
-        let mut last_end = toff + trimmed.len();
-        let mut empty_continuation = None;
-        while !end && i < lines.len() {
-            let (off, raw) = lines[i];
-            i += 1;
-            if raw.trim_start().starts_with('#') {
-                continue;
-            }
-            if raw.trim_start().is_empty() {
-                empty_continuation.get_or_insert(off..off + raw.len());
-                continue;
-            }
-            let (seg, e) = trim_continuation(raw, escape);
-            end = e;
-            logical.push(seg, off);
-            last_end = off + raw.len();
-        }
+        let joined = join_continuation_lines(&lines, &mut i, &mut logical, end, escape);
         any_instruction = true;
-        let mut span = toff..last_end;
-        let heredoc_words = heredoc_words(&logical.text, escape);
-        let mut heredocs = Vec::new();
-        for (doc, word_span) in heredoc_words {
-            let mut content = String::new();
-            let mut terminated = false;
-            while i < lines.len() {
-                let (off, raw) = lines[i];
-                let full = &text[off..lines.get(i + 1).map_or(text.len(), |l| l.0)];
-                i += 1;
-                span.end = off + raw.len();
-                let candidate = raw.trim_end_matches(['\r', '\n']);
-                let candidate =
-                    if doc.chomp { candidate.trim_start_matches('\t') } else { candidate };
-                if candidate == doc.name {
-                    terminated = true;
-                    break;
-                }
-                content.push_str(full);
-            }
-            if !terminated {
-                diags.push(
-                    Diagnostic::error(
-                        "dockerfile-unterminated-heredoc",
-                        format!("unterminated heredoc `{}`", doc.name),
-                        logical.span(&word_span),
-                        "this heredoc is never closed",
-                    )
-                    .with_help(format!("end the heredoc with a line holding only `{}`", doc.name)),
-                );
-            }
-            heredocs.push(Heredoc { content, span: logical.span(&word_span), ..doc });
-        }
-        if let Some(empty) = empty_continuation {
+        let mut span = toff..joined.last_end.unwrap_or(toff + trimmed.len());
+        let heredocs =
+            read_heredoc_bodies(text, &lines, &mut i, &logical, escape, &mut span, &mut diags);
+        if let Some(empty) = joined.empty_continuation {
             diags.push(
                 Diagnostic::warning(
                     "dockerfile-empty-continuation",
@@ -123,15 +77,7 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         blank_before = false;
     }
     if !any_instruction {
-        let (message, label) = if text.trim().is_empty() {
-            ("the Dockerfile is empty", "no instructions")
-        } else {
-            ("the Dockerfile has no instructions, only comments", "no instructions")
-        };
-        diags.push(
-            Diagnostic::error("dockerfile-empty", message, text.len()..text.len(), label)
-                .with_help("a Dockerfile needs at least a `FROM` instruction"),
-        );
+        diags.push(no_instructions(text));
         return (None, diags);
     }
     let ast = Dockerfile { directives: directives.found.clone(), escape: directives.escape, items };
@@ -139,6 +85,97 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         check_from_order(&ast, &mut diags);
     }
     (Some(ast), diags)
+}
+
+/// What [`join_continuation_lines`] saw besides the text it joined.
+struct Joined {
+    /// The source offset where the last joined line ends, if any line was joined.
+    last_end: Option<usize>,
+    /// The first blank line inside the instruction, which `BuildKit` warns about.
+    empty_continuation: Option<Span>,
+}
+
+/// Appends the lines that continue an instruction (from line `*i` on) to `logical`, skipping
+/// comment and blank lines between them, until a line ends without the escape character.
+fn join_continuation_lines(
+    lines: &[(usize, &str)],
+    i: &mut usize,
+    logical: &mut Logical,
+    mut end: bool,
+    escape: char,
+) -> Joined {
+    let mut joined = Joined { last_end: None, empty_continuation: None };
+    while !end && *i < lines.len() {
+        let (off, raw) = lines[*i];
+        *i += 1;
+        if raw.trim_start().starts_with('#') {
+            continue;
+        }
+        if raw.trim_start().is_empty() {
+            joined.empty_continuation.get_or_insert(off..off + raw.len());
+            continue;
+        }
+        let (seg, e) = trim_continuation(raw, escape);
+        end = e;
+        logical.push(seg, off);
+        joined.last_end = Some(off + raw.len());
+    }
+    joined
+}
+
+/// Reads the bodies of the heredocs the instruction in `logical` opens, from line `*i` on,
+/// extending `span` over them and reporting a heredoc never closed.
+fn read_heredoc_bodies(
+    text: &str,
+    lines: &[(usize, &str)],
+    i: &mut usize,
+    logical: &Logical,
+    escape: char,
+    span: &mut Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Heredoc> {
+    let mut heredocs = Vec::new();
+    for (doc, word_span) in heredoc_words(&logical.text, escape) {
+        let mut content = String::new();
+        let mut terminated = false;
+        while *i < lines.len() {
+            let (off, raw) = lines[*i];
+            let full = &text[off..lines.get(*i + 1).map_or(text.len(), |l| l.0)];
+            *i += 1;
+            span.end = off + raw.len();
+            let candidate = raw.trim_end_matches(['\r', '\n']);
+            let candidate = if doc.chomp { candidate.trim_start_matches('\t') } else { candidate };
+            if candidate == doc.name {
+                terminated = true;
+                break;
+            }
+            content.push_str(full);
+        }
+        if !terminated {
+            diags.push(
+                Diagnostic::error(
+                    "dockerfile-unterminated-heredoc",
+                    format!("unterminated heredoc `{}`", doc.name),
+                    logical.span(&word_span),
+                    "this heredoc is never closed",
+                )
+                .with_help(format!("end the heredoc with a line holding only `{}`", doc.name)),
+            );
+        }
+        heredocs.push(Heredoc { content, span: logical.span(&word_span), ..doc });
+    }
+    heredocs
+}
+
+/// The error for a Dockerfile without a single instruction.
+fn no_instructions(text: &str) -> Diagnostic {
+    let (message, label) = if text.trim().is_empty() {
+        ("the Dockerfile is empty", "no instructions")
+    } else {
+        ("the Dockerfile has no instructions, only comments", "no instructions")
+    };
+    Diagnostic::error("dockerfile-empty", message, text.len()..text.len(), label)
+        .with_help("a Dockerfile needs at least a `FROM` instruction")
 }
 
 /// Reports instructions before the first FROM (only ARG may come first) and a missing FROM.
@@ -1255,115 +1292,134 @@ fn parse_words(rest: &str, escape: char) -> Vec<(String, Span)> {
 fn parse_mount(w: &Word) -> Result<Mount, String> {
     let mut m = Mount { span: w.span.clone(), ..Mount::default() };
     for field in split_csv(&w.text)? {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
-            None => (field.to_ascii_lowercase(), None),
-        };
-        let parse_bool = |v: &str| match v.to_ascii_lowercase().as_str() {
-            "1" | "t" | "true" => Ok(true),
-            "0" | "f" | "false" => Ok(false),
-            _ => Err(format!("invalid value for `{key}`: `{v}`")),
-        };
-        let Some(value) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => m.readonly = Some(true),
-                "readwrite" | "rw" => m.readonly = Some(false),
-                "required" => m.required = Some(true),
-                _ => return Err(format!("invalid field `{field}`: it must be a key=value pair")),
-            }
-            continue;
-        };
-        let dynamic = value.contains('$');
-        match key.as_str() {
-            "type" => {
-                m.kind = Some(match value.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => {
-                        let hint =
-                            did_you_mean(&value, ["bind", "cache", "tmpfs", "secret", "ssh"])
-                                .map(|s| format!(" (did you mean `{s}`?)"))
-                                .unwrap_or_default();
-                        return Err(format!("unsupported mount type `{value}`{hint}"));
-                    }
-                });
-            }
-            "from" => {
-                if value.find('$').is_some_and(|i| i + 1 != value.len()) {
-                    return Err(
-                        "`from` doesn't support variable expansion, define an alias stage instead"
-                            .into(),
-                    );
-                }
-                m.from = Some(value);
-            }
-            "source" | "src" => m.source = Some(value),
-            "target" | "dst" | "destination" => m.target = Some(value),
-            "readonly" | "ro" => m.readonly = Some(dynamic || parse_bool(&value)?),
-            "readwrite" | "rw" => m.readonly = Some(!dynamic && !parse_bool(&value)?),
-            "required" => m.required = Some(dynamic || parse_bool(&value)?),
-            "size" => m.size = Some(value),
-            "id" => m.id = Some(value),
-            "sharing" => {
-                if !dynamic
-                    && !matches!(
-                        value.to_ascii_lowercase().as_str(),
-                        "shared" | "private" | "locked"
-                    )
-                {
-                    return Err(format!(
-                        "unsupported sharing value `{value}`; use shared, private or locked"
-                    ));
-                }
-                // `$MODE` names an arg, whose case matters; its value is lowered on expansion.
-                m.sharing = Some(if dynamic { value } else { value.to_ascii_lowercase() });
-            }
-            "mode" => {
-                // Permission bits only: larger values would be file-type bits.
-                if !dynamic && u32::from_str_radix(&value, 8).ok().is_none_or(|m| m > 0o7777) {
-                    return Err(format!("invalid value `{value}` for mode"));
-                }
-                m.mode = Some(value);
-            }
-            "uid" | "gid" => {
-                if !dynamic && value.parse::<u32>().is_err() {
-                    return Err(format!("invalid value `{value}` for {key}"));
-                }
-                if key == "uid" { m.uid = Some(value) } else { m.gid = Some(value) }
-            }
-            "env" => m.env = Some(value),
-            _ => {
-                const KEYS: &[&str] = &[
-                    "type",
-                    "from",
-                    "source",
-                    "target",
-                    "readonly",
-                    "id",
-                    "sharing",
-                    "required",
-                    "size",
-                    "mode",
-                    "uid",
-                    "gid",
-                    "src",
-                    "dst",
-                    "destination",
-                    "ro",
-                    "rw",
-                    "readwrite",
-                    "env",
-                ];
-                let hint = did_you_mean(&key, KEYS.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(format!("unexpected key `{key}` in `{field}`{hint}"));
-            }
-        }
+        set_mount_field(&mut m, &field)?;
     }
+    check_mount_keys_fit_type(&m)?;
+    let t = m.mount_type();
+    if t != MountType::Secret && t != MountType::Ssh && m.target.is_none() {
+        // BuildKit mounts a mount without a target at the working folder.
+        m.target = Some(".".into());
+    }
+    Ok(m)
+}
+
+/// Sets the mount option one CSV field (`key=value`, or a bare `ro`/`rw`/`required`) names.
+fn set_mount_field(m: &mut Mount, field: &str) -> Result<(), String> {
+    let (key, value) = match field.split_once('=') {
+        Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
+        None => (field.to_ascii_lowercase(), None),
+    };
+    let parse_bool = |v: &str| match v.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Ok(true),
+        "0" | "f" | "false" => Ok(false),
+        _ => Err(format!("invalid value for `{key}`: `{v}`")),
+    };
+    let Some(value) = value else {
+        match key.as_str() {
+            "readonly" | "ro" => m.readonly = Some(true),
+            "readwrite" | "rw" => m.readonly = Some(false),
+            "required" => m.required = Some(true),
+            _ => return Err(format!("invalid field `{field}`: it must be a key=value pair")),
+        }
+        return Ok(());
+    };
+    let dynamic = value.contains('$');
+    match key.as_str() {
+        "type" => m.kind = Some(parse_mount_type(&value)?),
+        "from" => {
+            if value.find('$').is_some_and(|i| i + 1 != value.len()) {
+                return Err(
+                    "`from` doesn't support variable expansion, define an alias stage instead"
+                        .into(),
+                );
+            }
+            m.from = Some(value);
+        }
+        "source" | "src" => m.source = Some(value),
+        "target" | "dst" | "destination" => m.target = Some(value),
+        "readonly" | "ro" => m.readonly = Some(dynamic || parse_bool(&value)?),
+        "readwrite" | "rw" => m.readonly = Some(!dynamic && !parse_bool(&value)?),
+        "required" => m.required = Some(dynamic || parse_bool(&value)?),
+        "size" => m.size = Some(value),
+        "id" => m.id = Some(value),
+        "sharing" => {
+            if !dynamic
+                && !matches!(value.to_ascii_lowercase().as_str(), "shared" | "private" | "locked")
+            {
+                return Err(format!(
+                    "unsupported sharing value `{value}`; use shared, private or locked"
+                ));
+            }
+            // `$MODE` names an arg, whose case matters; its value is lowered on expansion.
+            m.sharing = Some(if dynamic { value } else { value.to_ascii_lowercase() });
+        }
+        "mode" => {
+            // Permission bits only: larger values would be file-type bits.
+            if !dynamic && u32::from_str_radix(&value, 8).ok().is_none_or(|m| m > 0o7777) {
+                return Err(format!("invalid value `{value}` for mode"));
+            }
+            m.mode = Some(value);
+        }
+        "uid" | "gid" => {
+            if !dynamic && value.parse::<u32>().is_err() {
+                return Err(format!("invalid value `{value}` for {key}"));
+            }
+            if key == "uid" { m.uid = Some(value) } else { m.gid = Some(value) }
+        }
+        "env" => m.env = Some(value),
+        _ => return Err(unknown_mount_key(&key, field)),
+    }
+    Ok(())
+}
+
+/// The value of a mount's `type=`.
+fn parse_mount_type(value: &str) -> Result<MountType, String> {
+    Ok(match value.to_ascii_lowercase().as_str() {
+        "bind" => MountType::Bind,
+        "cache" => MountType::Cache,
+        "tmpfs" => MountType::Tmpfs,
+        "secret" => MountType::Secret,
+        "ssh" => MountType::Ssh,
+        _ => {
+            let hint = did_you_mean(value, ["bind", "cache", "tmpfs", "secret", "ssh"])
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(format!("unsupported mount type `{value}`{hint}"));
+        }
+    })
+}
+
+/// The error for a `--mount` key `BuildKit` does not know, with the nearest known one.
+fn unknown_mount_key(key: &str, field: &str) -> String {
+    const KEYS: &[&str] = &[
+        "type",
+        "from",
+        "source",
+        "target",
+        "readonly",
+        "id",
+        "sharing",
+        "required",
+        "size",
+        "mode",
+        "uid",
+        "gid",
+        "src",
+        "dst",
+        "destination",
+        "ro",
+        "rw",
+        "readwrite",
+        "env",
+    ];
+    let hint = did_you_mean(key, KEYS.iter().copied())
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    format!("unexpected key `{key}` in `{field}`{hint}")
+}
+
+/// Refuses options the mount's type does not take, and a secret mount that names nothing.
+fn check_mount_keys_fit_type(m: &Mount) -> Result<(), String> {
     let t = m.mount_type();
     if m.required.is_some() && !matches!(t, MountType::Secret | MountType::Ssh) {
         return Err(format!("unexpected key `required` for mount type `{}`", type_name(t)));
@@ -1394,11 +1450,7 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
     if m.sharing.is_some() && t != MountType::Cache {
         return Err(format!("`sharing` is only valid for cache mounts, not `{}`", type_name(t)));
     }
-    if t != MountType::Secret && t != MountType::Ssh && m.target.is_none() {
-        // BuildKit mounts a mount without a target at the working folder.
-        m.target = Some(".".into());
-    }
-    Ok(m)
+    Ok(())
 }
 
 /// The Dockerfile spelling of a mount type.
