@@ -108,19 +108,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         }
         return Ok(());
     }
-    one_image_for(&p, &output, args)?;
-    one_platform_for(&p, &output, args)?;
-    let names = p.image_names();
-    if !args.tags.is_empty() && names.len() != 1 {
-        return Err(fail(
-            format!(
-                "`-t` tags one image, but this build makes {}: {}",
-                names.len(),
-                names.join(", ")
-            ),
-            Some("choose the image with `--target NAME`, or write `tag` in the build file"),
-        ));
-    }
+    check_output_fits_plan(&p, &output, args)?;
     let epoch = super::epoch::resolve(
         args.source_date_epoch,
         files.first().map(|f| f.context_dir.as_path()),
@@ -133,24 +121,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     );
     let cache_config = super::fleet::config(&args.cache, &files)?;
     let (store, cache) = super::fleet::open(&cache_config, &args.file, store.clone());
-    let opts = BuildOptions {
-        compression: match args.compression {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-        },
-        epoch: epoch.files,
-        created: epoch.created,
-        no_cache: args.no_cache,
-        no_cache_stages: args.no_cache_filter.clone(),
-        jobs: args.jobs.unwrap_or_else(crate::exec::build::default_jobs),
-        secrets: parse_secrets(&args.secrets)?,
-        ssh: parse_ssh(&args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?,
-        keep_going: args.keep_going,
-        explain: args.explain,
-        cancel: std::sync::Arc::default(),
-        rerun: Vec::new(),
-        shared: cache.clone().map(|c| crate::exec::shared::SharedHandle(c)),
-    };
+    let opts = build_options(args, &epoch, cache.as_ref())?;
     let report = execute_noting(
         &p,
         &files,
@@ -160,16 +131,10 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         &mut |f| results.fail(f),
     );
     super::fleet::finish(cache.as_deref());
-    let report = report?;
+    let mut report = report?;
     results.record_steps(&report);
-    let mut images = report.images;
-    if let [image] = images.as_mut_slice() {
-        for t in &args.tags {
-            if !image.tags.contains(t) {
-                image.tags.push(t.clone());
-            }
-        }
-    }
+    let mut images = std::mem::take(&mut report.images);
+    add_cli_tags(&mut images, &args.tags);
     let sources = super::attest::Sources {
         plan: &p,
         files: &files,
@@ -192,32 +157,11 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         write_iidfile(path, &images[0])?;
     }
     if !matches!(output, Output::Stdout { .. }) {
-        let mut stdout = std::io::stdout().lock();
-        for image in &images {
-            if args.quiet {
-                writeln!(stdout, "{}", image.digest())?;
-            } else {
-                writeln!(stdout, "{} {}", image.name, image.digest())?;
-            }
-        }
+        print_digests(&images, args.quiet)?;
     }
     if args.push {
-        // Blobs a step cache of the same registry holds are mounted from it, like the bases'.
-        let caches: Vec<String> = cache
-            .as_deref()
-            .map(crate::fleet::RegistryCache::mountable)
-            .unwrap_or_default()
-            .iter()
-            .map(crate::registry::Reference::name)
-            .collect();
-        let bases = |name: &str| {
-            let mut from: Vec<String> =
-                base_images(&p, name).into_iter().map(|b| b.reference).collect();
-            from.extend(caches.iter().cloned());
-            from
-        };
         let pushed =
-            super::push::push_all(resolver.registry(), &store, &images, &bases, args.quiet)?;
+            push_images(&p, cache.as_deref(), resolver.registry(), &store, &images, args.quiet)?;
         results.record_pushes(&pushed);
         if args.attest_as == super::args::AttestAs::Referrers {
             super::attest::push_referrers(resolver.registry(), &store, &images, &attestations)?;
@@ -229,14 +173,123 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
     if args.quiet {
         return Ok(());
     }
+    print_summary(&images, &output, &report, started);
+    Ok(())
+}
+
+/// Refuses outputs and `-t` tags the planned images do not fit: one image per archive or
+/// tag, one platform per single-platform output.
+fn check_output_fits_plan(
+    p: &crate::plan::Plan,
+    output: &Output,
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    one_image_for(p, output, args)?;
+    one_platform_for(p, output, args)?;
+    let names = p.image_names();
+    if !args.tags.is_empty() && names.len() != 1 {
+        return Err(fail(
+            format!(
+                "`-t` tags one image, but this build makes {}: {}",
+                names.len(),
+                names.join(", ")
+            ),
+            Some("choose the image with `--target NAME`, or write `tag` in the build file"),
+        ));
+    }
+    Ok(())
+}
+
+/// The executor's options, from the command line, the resolved epoch and the shared cache.
+fn build_options(
+    args: &BuildArgs,
+    epoch: &super::epoch::Epoch,
+    cache: Option<&std::sync::Arc<crate::fleet::RegistryCache>>,
+) -> Result<BuildOptions, Failure> {
+    Ok(BuildOptions {
+        compression: match args.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        epoch: epoch.files,
+        created: epoch.created,
+        no_cache: args.no_cache,
+        no_cache_stages: args.no_cache_filter.clone(),
+        jobs: args.jobs.unwrap_or_else(crate::exec::build::default_jobs),
+        secrets: parse_secrets(&args.secrets)?,
+        ssh: parse_ssh(&args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?,
+        keep_going: args.keep_going,
+        explain: args.explain,
+        cancel: std::sync::Arc::default(),
+        rerun: Vec::new(),
+        shared: cache.cloned().map(|c| crate::exec::shared::SharedHandle(c)),
+    })
+}
+
+/// Adds the `-t` tags to the image, when the build made one (more are refused earlier).
+fn add_cli_tags(images: &mut [crate::exec::BuiltImage], tags: &[String]) {
+    if let [image] = images {
+        for t in tags {
+            if !image.tags.contains(t) {
+                image.tags.push(t.clone());
+            }
+        }
+    }
+}
+
+/// Prints each image's digest on standard output (with its name unless `quiet`).
+fn print_digests(images: &[crate::exec::BuiltImage], quiet: bool) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for image in images {
+        if quiet {
+            writeln!(stdout, "{}", image.digest())?;
+        } else {
+            writeln!(stdout, "{} {}", image.name, image.digest())?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the images under their tags, mounting blobs from their bases' repositories.
+fn push_images(
+    p: &crate::plan::Plan,
+    cache: Option<&crate::fleet::RegistryCache>,
+    client: &crate::registry::Client,
+    store: &crate::store::Store,
+    images: &[crate::exec::BuiltImage],
+    quiet: bool,
+) -> Result<Vec<super::push::PushedTag>, Failure> {
+    // Blobs a step cache of the same registry holds are mounted from it, like the bases'.
+    let caches: Vec<String> = cache
+        .map(crate::fleet::RegistryCache::mountable)
+        .unwrap_or_default()
+        .iter()
+        .map(crate::registry::Reference::name)
+        .collect();
+    let bases = |name: &str| {
+        let mut from: Vec<String> = base_images(p, name).into_iter().map(|b| b.reference).collect();
+        from.extend(caches.iter().cloned());
+        from
+    };
+    super::push::push_all(client, store, images, &bases, quiet)
+}
+
+/// The closing lines of a build: a `result` event per image in JSON mode, else a summary
+/// line and a table of the images.
+fn print_summary(
+    images: &[crate::exec::BuiltImage],
+    output: &Output,
+    report: &crate::exec::BuildReport,
+    started: Instant,
+) {
     if output::json() {
-        for image in &images {
-            output::emit(&result_event(image, &output));
+        for image in images {
+            output::emit(&result_event(image, output));
         }
         output::add_to_summary(
             serde_json::json!({"images": images.len(), "seconds": started.elapsed().as_secs_f64()}),
         );
-        return Ok(());
+        return;
     }
     let from_caches: Vec<String> = report
         .steps_shared
@@ -252,8 +305,7 @@ fn build(args: &BuildArgs, results: &mut Results, started: Instant) -> Result<()
         report.steps_run,
         report.steps_reused
     );
-    print_images(&images);
-    Ok(())
+    print_images(images);
 }
 
 /// The JSON `result` event of a built image: what the closing table says.

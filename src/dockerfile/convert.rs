@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use super::ImportOptions;
 use super::ast::{
     CommandLine, CopyArgs, Dockerfile, Healthcheck, HealthcheckCmd, Heredoc, Instruction, Item,
-    Kind, Mount, MountType, Source, Span, Word,
+    KeyValue, Kind, Mount, MountType, Source, Span, Word,
 };
 use super::kdl_write::{comment, continued, ident_or_string, multi_line, quoted, string};
 use super::parser::{parse_heredoc_word, type_name};
@@ -423,35 +423,7 @@ impl Converter<'_> {
                 }
                 self.line(&s);
             }
-            Kind::Env(pairs) => {
-                let mut s = String::from("env");
-                let mut names = Vec::new();
-                for kv in pairs {
-                    let k = self.expand(&kv.key, scope, &kv.span);
-                    let v = self.expand(&kv.value, scope, &kv.span);
-                    // The same rule as the build file's `env`: the name must survive in a
-                    // process environment.
-                    if k.is_empty() || k.contains(['=', '\0']) || k.contains(char::is_whitespace) {
-                        self.diags.push(
-                            Diagnostic::error(
-                                "dockerfile-invalid-env",
-                                format!(
-                                    "`{}` is not a valid environment variable name",
-                                    k.escape_debug()
-                                ),
-                                kv.span.clone(),
-                                "this name",
-                            )
-                            .with_help("names cannot be empty or hold `=`, spaces or NUL"),
-                        );
-                        continue;
-                    }
-                    let _ = write!(s, " {}={}", ident_or_string(&k), string(&v));
-                    names.push(k);
-                }
-                scope.env.extend(names);
-                self.line(&s);
-            }
+            Kind::Env(pairs) => self.env(pairs, scope),
             Kind::Maintainer(m) => self.line(&format!("maintainer {}", string(&literal(m)))),
             Kind::Expose(ports) | Kind::Volume(ports) => {
                 let node = if matches!(inst.kind, Kind::Expose(_)) { "expose" } else { "volume" };
@@ -482,43 +454,7 @@ impl Converter<'_> {
                 }
             }
             Kind::Healthcheck(Healthcheck::None) => self.line("healthcheck none"),
-            Kind::Healthcheck(Healthcheck::Cmd(hc)) => {
-                let HealthcheckCmd {
-                    cmd,
-                    interval,
-                    timeout,
-                    start_period,
-                    start_interval,
-                    retries,
-                } = hc.as_ref();
-                let mut s = match cmd {
-                    CommandLine::Exec(v) => format!("healthcheck{}", args_verbatim(v)),
-                    CommandLine::Shell { text, .. } => {
-                        format!("healthcheck {} shell=#true", string(text))
-                    }
-                };
-                for (k, w) in [
-                    ("interval", interval),
-                    ("timeout", timeout),
-                    ("start-period", start_period),
-                    ("start-interval", start_interval),
-                ] {
-                    if let Some(w) = w {
-                        let _ = write!(s, " {k}={}", string(&w.text));
-                    }
-                }
-                if let Some(r) = retries {
-                    match r.text.parse::<u32>() {
-                        Ok(n) => {
-                            let _ = write!(s, " retries={n}");
-                        }
-                        Err(_) => {
-                            let _ = write!(s, " retries={}", string(&r.text));
-                        }
-                    }
-                }
-                self.line(&s);
-            }
+            Kind::Healthcheck(Healthcheck::Cmd(hc)) => self.line(&healthcheck(hc)),
             Kind::Onbuild(expr) => {
                 // The trigger is kept as Dockerfile text, as the image config holds it; the
                 // stage built from this one imports and runs it.
@@ -531,6 +467,34 @@ impl Converter<'_> {
                 self.line(&format!("onbuild {}", Self::string_at(&text, STEP)));
             }
         }
+    }
+
+    /// `env` from ENV pairs; a name no process environment can hold is reported and left out.
+    fn env(&mut self, pairs: &[KeyValue], scope: &mut Scope) {
+        let mut s = String::from("env");
+        let mut names = Vec::new();
+        for kv in pairs {
+            let k = self.expand(&kv.key, scope, &kv.span);
+            let v = self.expand(&kv.value, scope, &kv.span);
+            // The same rule as the build file's `env`: the name must survive in a
+            // process environment.
+            if k.is_empty() || k.contains(['=', '\0']) || k.contains(char::is_whitespace) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "dockerfile-invalid-env",
+                        format!("`{}` is not a valid environment variable name", k.escape_debug()),
+                        kv.span.clone(),
+                        "this name",
+                    )
+                    .with_help("names cannot be empty or hold `=`, spaces or NUL"),
+                );
+                continue;
+            }
+            let _ = write!(s, " {}={}", ident_or_string(&k), string(&v));
+            names.push(k);
+        }
+        scope.env.extend(names);
+        self.line(&s);
     }
 
     // The instruction parts are passed apart so callers need not rebuild a struct per call.
@@ -796,48 +760,7 @@ impl Converter<'_> {
             } else {
                 dest.clone()
             };
-            let body = doc.chomped();
-            let content = if doc.expand {
-                let lex = ShellLex { skip_process_quotes: true, ..ShellLex::template('\\') };
-                let globals = self.global_args.clone();
-                let env = |n: &str| {
-                    if scope.stage_args.contains(n) || scope.env.contains(n) {
-                        Lookup::Keep
-                    } else if globals.contains(n) || BUILTIN_ARGS.contains(&n) {
-                        Lookup::Unset
-                    } else {
-                        Lookup::KeepOrEmpty
-                    }
-                };
-                match lex.process_word(&body, &env) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        self.diags.push(Diagnostic::error(
-                            "dockerfile-bad-substitution",
-                            format!("cannot expand the heredoc `{}`: {e}", doc.name),
-                            doc.span.clone(),
-                            "in this heredoc",
-                        ));
-                        body.clone()
-                    }
-                }
-            } else {
-                body.clone()
-            };
-            let mut s = format!("file {}", string(&path));
-            if let Some(v) = &chmod {
-                let _ = write!(s, " chmod={}", string(v));
-            }
-            if let Some(v) = &chown {
-                let _ = write!(s, " chown={}", string(v));
-            }
-            // stack expands `file` content by default: a heredoc BuildKit does not expand
-            // (`<<"EOF"`) and that holds `${` is written as it is.
-            if !doc.expand && content.contains("${") {
-                s.push_str(" expand=#false");
-            }
-            let _ = write!(s, " {}", Self::string_at(&content, STEP));
-            self.line(&s);
+            self.heredoc_file(doc, &path, chmod.as_deref(), chown.as_deref(), scope);
         }
         if paths.is_empty() {
             return;
@@ -879,6 +802,65 @@ impl Converter<'_> {
         }
         self.line(&s);
     }
+
+    /// A `file` step holding a COPY/ADD heredoc's body, at `path`.
+    fn heredoc_file(
+        &mut self,
+        doc: &Heredoc,
+        path: &str,
+        chmod: Option<&str>,
+        chown: Option<&str>,
+        scope: &Scope,
+    ) {
+        let content = self.heredoc_content(doc, scope);
+        let mut s = format!("file {}", string(path));
+        if let Some(v) = chmod {
+            let _ = write!(s, " chmod={}", string(v));
+        }
+        if let Some(v) = chown {
+            let _ = write!(s, " chown={}", string(v));
+        }
+        // stack expands `file` content by default: a heredoc BuildKit does not expand
+        // (`<<"EOF"`) and that holds `${` is written as it is.
+        if !doc.expand && content.contains("${") {
+            s.push_str(" expand=#false");
+        }
+        let _ = write!(s, " {}", Self::string_at(&content, STEP));
+        self.line(&s);
+    }
+
+    /// A heredoc's body, with the variables `BuildKit` would expand already expanded (those
+    /// stack knows stay as references).
+    fn heredoc_content(&mut self, doc: &Heredoc, scope: &Scope) -> String {
+        let body = doc.chomped();
+        if doc.expand {
+            let lex = ShellLex { skip_process_quotes: true, ..ShellLex::template('\\') };
+            let globals = self.global_args.clone();
+            let env = |n: &str| {
+                if scope.stage_args.contains(n) || scope.env.contains(n) {
+                    Lookup::Keep
+                } else if globals.contains(n) || BUILTIN_ARGS.contains(&n) {
+                    Lookup::Unset
+                } else {
+                    Lookup::KeepOrEmpty
+                }
+            };
+            match lex.process_word(&body, &env) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.diags.push(Diagnostic::error(
+                        "dockerfile-bad-substitution",
+                        format!("cannot expand the heredoc `{}`: {e}", doc.name),
+                        doc.span.clone(),
+                        "in this heredoc",
+                    ));
+                    body
+                }
+            }
+        } else {
+            body
+        }
+    }
 }
 
 fn push_num(s: &mut String, key: &str, v: Option<Result<u32, String>>) {
@@ -905,6 +887,38 @@ fn args_verbatim(argv: &[String]) -> String {
     for a in argv {
         s.push(' ');
         s.push_str(&if a.contains('\n') { multi_line(a, STEP) } else { string(a) });
+    }
+    s
+}
+
+/// The `healthcheck` line of a HEALTHCHECK with a command: retries stay a number when they are one.
+fn healthcheck(hc: &HealthcheckCmd) -> String {
+    let HealthcheckCmd { cmd, interval, timeout, start_period, start_interval, retries } = hc;
+    let mut s = match cmd {
+        CommandLine::Exec(v) => format!("healthcheck{}", args_verbatim(v)),
+        CommandLine::Shell { text, .. } => {
+            format!("healthcheck {} shell=#true", string(text))
+        }
+    };
+    for (k, w) in [
+        ("interval", interval),
+        ("timeout", timeout),
+        ("start-period", start_period),
+        ("start-interval", start_interval),
+    ] {
+        if let Some(w) = w {
+            let _ = write!(s, " {k}={}", string(&w.text));
+        }
+    }
+    if let Some(r) = retries {
+        match r.text.parse::<u32>() {
+            Ok(n) => {
+                let _ = write!(s, " retries={n}");
+            }
+            Err(_) => {
+                let _ = write!(s, " retries={}", string(&r.text));
+            }
+        }
     }
     s
 }

@@ -43,65 +43,19 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
             blank_before = false;
             continue;
         }
-        let (seg, mut end) = trim_continuation(trimmed, escape);
+        let (seg, end) = trim_continuation(trimmed, escape);
         if seg.trim().is_empty() && end {
             blank_before |= trimmed.is_empty();
             continue;
         }
         let mut logical = Logical::default();
         logical.push(seg, toff);
-        let mut last_end = toff + trimmed.len();
-        let mut empty_continuation = None;
-        while !end && i < lines.len() {
-            let (off, raw) = lines[i];
-            i += 1;
-            if raw.trim_start().starts_with('#') {
-                continue;
-            }
-            if raw.trim_start().is_empty() {
-                empty_continuation.get_or_insert(off..off + raw.len());
-                continue;
-            }
-            let (seg, e) = trim_continuation(raw, escape);
-            end = e;
-            logical.push(seg, off);
-            last_end = off + raw.len();
-        }
+        let joined = join_continuation_lines(&lines, &mut i, &mut logical, end, escape);
         any_instruction = true;
-        let mut span = toff..last_end;
-        let heredoc_words = heredoc_words(&logical.text, escape);
-        let mut heredocs = Vec::new();
-        for (doc, word_span) in heredoc_words {
-            let mut content = String::new();
-            let mut terminated = false;
-            while i < lines.len() {
-                let (off, raw) = lines[i];
-                let full = &text[off..lines.get(i + 1).map_or(text.len(), |l| l.0)];
-                i += 1;
-                span.end = off + raw.len();
-                let candidate = raw.trim_end_matches(['\r', '\n']);
-                let candidate =
-                    if doc.chomp { candidate.trim_start_matches('\t') } else { candidate };
-                if candidate == doc.name {
-                    terminated = true;
-                    break;
-                }
-                content.push_str(full);
-            }
-            if !terminated {
-                diags.push(
-                    Diagnostic::error(
-                        "dockerfile-unterminated-heredoc",
-                        format!("unterminated heredoc `{}`", doc.name),
-                        logical.span(&word_span),
-                        "this heredoc is never closed",
-                    )
-                    .with_help(format!("end the heredoc with a line holding only `{}`", doc.name)),
-                );
-            }
-            heredocs.push(Heredoc { content, span: logical.span(&word_span), ..doc });
-        }
-        if let Some(empty) = empty_continuation {
+        let mut span = toff..joined.last_end.unwrap_or(toff + trimmed.len());
+        let heredocs =
+            read_heredoc_bodies(text, &lines, &mut i, &logical, escape, &mut span, &mut diags);
+        if let Some(empty) = joined.empty_continuation {
             diags.push(
                 Diagnostic::warning(
                     "dockerfile-empty-continuation",
@@ -123,15 +77,7 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         blank_before = false;
     }
     if !any_instruction {
-        let (message, label) = if text.trim().is_empty() {
-            ("the Dockerfile is empty", "no instructions")
-        } else {
-            ("the Dockerfile has no instructions, only comments", "no instructions")
-        };
-        diags.push(
-            Diagnostic::error("dockerfile-empty", message, text.len()..text.len(), label)
-                .with_help("a Dockerfile needs at least a `FROM` instruction"),
-        );
+        diags.push(no_instructions(text));
         return (None, diags);
     }
     let ast = Dockerfile { directives: directives.found.clone(), escape: directives.escape, items };
@@ -139,6 +85,97 @@ pub(crate) fn parse(text: &str) -> (Option<Dockerfile>, Vec<Diagnostic>) {
         check_from_order(&ast, &mut diags);
     }
     (Some(ast), diags)
+}
+
+/// What [`join_continuation_lines`] saw besides the text it joined.
+struct Joined {
+    /// The source offset where the last joined line ends, if any line was joined.
+    last_end: Option<usize>,
+    /// The first blank line inside the instruction, which `BuildKit` warns about.
+    empty_continuation: Option<Span>,
+}
+
+/// Appends the lines that continue an instruction (from line `*i` on) to `logical`, skipping
+/// comment and blank lines between them, until a line ends without the escape character.
+fn join_continuation_lines(
+    lines: &[(usize, &str)],
+    i: &mut usize,
+    logical: &mut Logical,
+    mut end: bool,
+    escape: char,
+) -> Joined {
+    let mut joined = Joined { last_end: None, empty_continuation: None };
+    while !end && *i < lines.len() {
+        let (off, raw) = lines[*i];
+        *i += 1;
+        if raw.trim_start().starts_with('#') {
+            continue;
+        }
+        if raw.trim_start().is_empty() {
+            joined.empty_continuation.get_or_insert(off..off + raw.len());
+            continue;
+        }
+        let (seg, e) = trim_continuation(raw, escape);
+        end = e;
+        logical.push(seg, off);
+        joined.last_end = Some(off + raw.len());
+    }
+    joined
+}
+
+/// Reads the bodies of the heredocs the instruction in `logical` opens, from line `*i` on,
+/// extending `span` over them and reporting a heredoc never closed.
+fn read_heredoc_bodies(
+    text: &str,
+    lines: &[(usize, &str)],
+    i: &mut usize,
+    logical: &Logical,
+    escape: char,
+    span: &mut Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Heredoc> {
+    let mut heredocs = Vec::new();
+    for (doc, word_span) in heredoc_words(&logical.text, escape) {
+        let mut content = String::new();
+        let mut terminated = false;
+        while *i < lines.len() {
+            let (off, raw) = lines[*i];
+            let full = &text[off..lines.get(*i + 1).map_or(text.len(), |l| l.0)];
+            *i += 1;
+            span.end = off + raw.len();
+            let candidate = raw.trim_end_matches(['\r', '\n']);
+            let candidate = if doc.chomp { candidate.trim_start_matches('\t') } else { candidate };
+            if candidate == doc.name {
+                terminated = true;
+                break;
+            }
+            content.push_str(full);
+        }
+        if !terminated {
+            diags.push(
+                Diagnostic::error(
+                    "dockerfile-unterminated-heredoc",
+                    format!("unterminated heredoc `{}`", doc.name),
+                    logical.span(&word_span),
+                    "this heredoc is never closed",
+                )
+                .with_help(format!("end the heredoc with a line holding only `{}`", doc.name)),
+            );
+        }
+        heredocs.push(Heredoc { content, span: logical.span(&word_span), ..doc });
+    }
+    heredocs
+}
+
+/// The error for a Dockerfile without a single instruction.
+fn no_instructions(text: &str) -> Diagnostic {
+    let (message, label) = if text.trim().is_empty() {
+        ("the Dockerfile is empty", "no instructions")
+    } else {
+        ("the Dockerfile has no instructions, only comments", "no instructions")
+    };
+    Diagnostic::error("dockerfile-empty", message, text.len()..text.len(), label)
+        .with_help("a Dockerfile needs at least a `FROM` instruction")
 }
 
 /// Reports instructions before the first FROM (only ARG may come first) and a missing FROM.
@@ -652,117 +689,12 @@ impl LineParser<'_> {
         heredocs: &[Heredoc],
         keyword_span: &Span,
     ) -> Result<Kind, Fail> {
-        let span = start..start + args.len();
-        let fail = |m: String, label: &'static str| -> Result<Kind, Fail> {
-            Err((m, span.clone(), label, None))
-        };
+        let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
         let _ = keyword_span;
         match upper {
-            "FROM" => {
-                let words = self.split_ws(args, start);
-                match words.as_slice() {
-                    [image] => Ok(Kind::From {
-                        image: image.clone(),
-                        name: None,
-                        platform: flags.word("platform"),
-                    }),
-                    [image, r#as, name] if r#as.text.eq_ignore_ascii_case("as") => {
-                        let lower = name.text.to_ascii_lowercase();
-                        let valid = lower.starts_with(|c: char| c.is_ascii_lowercase())
-                            && lower.chars().all(|c| {
-                                c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c)
-                            });
-                        if !valid {
-                            return Err((
-                                format!("invalid name for build stage: `{}`", name.text),
-                                name.span.start..name.span.start,
-                                "invalid stage name",
-                                Some("a stage name starts with a letter and holds only letters, digits, `-`, `_` and `.`".into()),
-                            )).map_err(|(m, _, l, h): Fail| (m, Self::rel(&name.text, start, args), l, h));
-                        }
-                        Ok(Kind::From {
-                            image: image.clone(),
-                            name: Some(Word { text: lower, span: name.span.clone() }),
-                            platform: flags.word("platform"),
-                        })
-                    }
-                    _ => fail(
-                        "FROM requires either one or three arguments".into(),
-                        "expected `FROM <image> [AS <name>]`",
-                    ),
-                }
-            }
-            "RUN" | "CMD" | "ENTRYPOINT" => {
-                let cmd = match parse_json(args) {
-                    Some(Ok(v)) => CommandLine::Exec(v),
-                    Some(Err(())) => return fail(not_strings(), "not an array of strings"),
-                    None => CommandLine::Shell {
-                        text: args.to_string(),
-                        joins: self.logical.joins_after(start),
-                    },
-                };
-                if upper != "RUN" {
-                    return Ok(if upper == "CMD" { Kind::Cmd(cmd) } else { Kind::Entrypoint(cmd) });
-                }
-                // An empty shell-form RUN is valid in BuildKit: it runs `sh -c ""`.
-                let mut mounts = Vec::new();
-                for w in flags.all("mount") {
-                    match parse_mount(&w) {
-                        Ok(m) => mounts.push(m),
-                        Err(msg) => {
-                            self.diags.push(Diagnostic::error(
-                                "dockerfile-invalid-mount",
-                                msg,
-                                w.span.clone(),
-                                "invalid mount",
-                            ));
-                        }
-                    }
-                }
-                let network = flags.word("network");
-                if let Some(n) = &network
-                    && !matches!(n.text.as_str(), "default" | "none" | "host")
-                {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "dockerfile-invalid-flag",
-                            format!("unsupported network mode `{}`", n.text),
-                            n.span.clone(),
-                            "unknown network mode",
-                        )
-                        .with_help("use `default`, `none` or `host`"),
-                    );
-                }
-                let security = flags.word("security");
-                if let Some(s) = &security
-                    && !matches!(s.text.as_str(), "sandbox" | "insecure")
-                {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "dockerfile-invalid-flag",
-                            format!("unsupported security mode `{}`", s.text),
-                            s.span.clone(),
-                            "unknown security mode",
-                        )
-                        .with_help("use `sandbox` or `insecure`"),
-                    );
-                }
-                Ok(Kind::Run { cmd, mounts, network, security })
-            }
-            "SHELL" => match parse_json(args) {
-                Some(Ok(v)) if !v.is_empty() => Ok(Kind::Shell(v)),
-                Some(Ok(_)) => fail("SHELL requires at least one argument".into(), "empty"),
-                Some(Err(())) => fail(not_strings(), "not an array of strings"),
-                None => Err((
-                    "SHELL requires the arguments to be in JSON form".into(),
-                    span.clone(),
-                    "not a JSON array",
-                    Some(format!(
-                        "write it as `SHELL [\"{}\"]`",
-                        args.split_whitespace().collect::<Vec<_>>().join("\", \"")
-                    )),
-                )),
-            },
+            "FROM" => self.stage_args(args, start, flags),
+            "RUN" | "CMD" | "ENTRYPOINT" => self.command_args(upper, args, start, flags),
+            "SHELL" => shell_args(args, start),
             "ENV" | "LABEL" => {
                 let pairs = self.name_values(upper, args, start)?;
                 Ok(if upper == "ENV" { Kind::Env(pairs) } else { Kind::Label(pairs) })
@@ -773,33 +705,7 @@ impl LineParser<'_> {
                 }
                 Ok(Kind::Maintainer(args.to_string()))
             }
-            "EXPOSE" | "VOLUME" => {
-                let words = match parse_json(args) {
-                    Some(Ok(v)) if upper == "VOLUME" => v
-                        .into_iter()
-                        .map(|t| Word { text: t, span: self.logical.span(&span) })
-                        .collect(),
-                    Some(Err(())) if upper == "VOLUME" => {
-                        return fail(not_strings(), "not an array of strings");
-                    }
-                    _ => self.split_ws(args, start),
-                };
-                if words.is_empty() {
-                    return fail(format!("{upper} requires at least one argument"), "missing");
-                }
-                if upper == "VOLUME" {
-                    if words.iter().any(|w| w.text.trim().is_empty()) {
-                        return fail("VOLUME specified can not be an empty string".into(), "empty");
-                    }
-                    return Ok(Kind::Volume(
-                        words
-                            .into_iter()
-                            .map(|w| Word { text: w.text.trim().to_string(), ..w })
-                            .collect(),
-                    ));
-                }
-                Ok(Kind::Expose(words))
-            }
+            "EXPOSE" | "VOLUME" => self.expose_volume_args(upper, args, start),
             "USER" | "WORKDIR" | "STOPSIGNAL" => {
                 if args.is_empty() {
                     return fail(format!("{upper} requires exactly one argument"), "missing");
@@ -811,68 +717,187 @@ impl LineParser<'_> {
                     _ => Kind::StopSignal(w),
                 })
             }
-            "ARG" => {
-                let words = parse_words(args, self.escape);
-                if words.is_empty() {
-                    return fail("ARG requires at least one argument".into(), "missing");
-                }
-                let mut out = Vec::new();
-                for (w, r) in words {
-                    let sp = self.logical.span(&(start + r.start..start + r.end));
-                    let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
-                    // Names `${…}` cannot refer to would be silently unusable: say so.
-                    if !name.is_empty() && !crate::syntax::is_var_name(name) {
-                        return fail(
-                            format!(
-                                "`{name}` is not a usable ARG name (letters, digits and `_`, not starting with a digit)"
-                            ),
-                            "invalid name",
-                        );
-                    }
-                    match w.split_once('=') {
-                        Some(("", _)) => {
-                            return fail("ARG names can not be blank".into(), "blank name");
-                        }
-                        Some((k, v)) => {
-                            out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp });
-                        }
-                        None => out.push(ArgDecl { name: w, default: None, span: sp }),
-                    }
-                }
-                Ok(Kind::Arg(out))
-            }
+            "ARG" => self.arg_args(args, start),
             "ADD" | "COPY" => self.copy_args(upper, args, start, flags, heredocs),
             "HEALTHCHECK" => self.healthcheck(args, start, flags),
-            "ONBUILD" => {
-                if args.is_empty() {
-                    return fail(
-                        "ONBUILD requires at least one argument".into(),
-                        "missing trigger",
-                    );
-                }
-                let (sub, _, _) = split_keyword(args);
-                let sub_upper = sub.to_ascii_uppercase();
-                match sub_upper.as_str() {
-                    "ONBUILD" => fail(
-                        "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(),
-                        "nested ONBUILD",
-                    ),
-                    "MAINTAINER" | "FROM" => fail(
-                        format!("{sub_upper} isn't allowed as an ONBUILD trigger"),
-                        "not allowed here",
-                    ),
-                    s if !INSTRUCTIONS.contains(&s) => Err((
-                        format!("unknown instruction `{sub}` in ONBUILD"),
-                        start..start + sub.len(),
-                        "not a Dockerfile instruction",
-                        did_you_mean(s, INSTRUCTIONS.iter().copied())
-                            .map(|s| format!("did you mean `{s}`?")),
-                    )),
-                    _ => Ok(Kind::Onbuild(args.to_string())),
-                }
-            }
+            "ONBUILD" => onbuild_args(args, start),
             _ => unreachable!("every instruction in INSTRUCTIONS is handled"),
         }
+    }
+
+    /// `FROM <image> [AS <name>]`; the stage name is lower-cased, as `BuildKit` does.
+    fn stage_args(&self, args: &str, start: usize, flags: &Flags) -> Result<Kind, Fail> {
+        let words = self.split_ws(args, start);
+        match words.as_slice() {
+            [image] => Ok(Kind::From {
+                image: image.clone(),
+                name: None,
+                platform: flags.word("platform"),
+            }),
+            [image, r#as, name] if r#as.text.eq_ignore_ascii_case("as") => {
+                let lower = name.text.to_ascii_lowercase();
+                let valid = lower.starts_with(|c: char| c.is_ascii_lowercase())
+                    && lower
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+                if !valid {
+                    return Err((
+                        format!("invalid name for build stage: `{}`", name.text),
+                        Self::rel(&name.text, start, args),
+                        "invalid stage name",
+                        Some("a stage name starts with a letter and holds only letters, digits, `-`, `_` and `.`".into()),
+                    ));
+                }
+                Ok(Kind::From {
+                    image: image.clone(),
+                    name: Some(Word { text: lower, span: name.span.clone() }),
+                    platform: flags.word("platform"),
+                })
+            }
+            _ => fail_on_args(
+                args,
+                start,
+                "FROM requires either one or three arguments".into(),
+                "expected `FROM <image> [AS <name>]`",
+            ),
+        }
+    }
+
+    /// RUN, CMD and ENTRYPOINT: exec form (a JSON array) or shell form; RUN also has flags.
+    fn command_args(
+        &mut self,
+        upper: &str,
+        args: &str,
+        start: usize,
+        flags: &Flags,
+    ) -> Result<Kind, Fail> {
+        let cmd = match parse_json(args) {
+            Some(Ok(v)) => CommandLine::Exec(v),
+            Some(Err(())) => {
+                return fail_on_args(args, start, not_strings(), "not an array of strings");
+            }
+            None => CommandLine::Shell {
+                text: args.to_string(),
+                joins: self.logical.joins_after(start),
+            },
+        };
+        if upper != "RUN" {
+            return Ok(if upper == "CMD" { Kind::Cmd(cmd) } else { Kind::Entrypoint(cmd) });
+        }
+        // An empty shell-form RUN is valid in BuildKit: it runs `sh -c ""`.
+        let mounts = self.run_mounts(flags);
+        let network = self.run_mode(
+            flags,
+            "network",
+            &["default", "none", "host"],
+            "use `default`, `none` or `host`",
+        );
+        let security = self.run_mode(
+            flags,
+            "security",
+            &["sandbox", "insecure"],
+            "use `sandbox` or `insecure`",
+        );
+        Ok(Kind::Run { cmd, mounts, network, security })
+    }
+
+    /// The `--mount` flags of a RUN; an invalid one is reported and left out.
+    fn run_mounts(&mut self, flags: &Flags) -> Vec<Mount> {
+        let mut mounts = Vec::new();
+        for w in flags.all("mount") {
+            match parse_mount(&w) {
+                Ok(m) => mounts.push(m),
+                Err(msg) => {
+                    self.diags.push(Diagnostic::error(
+                        "dockerfile-invalid-mount",
+                        msg,
+                        w.span.clone(),
+                        "invalid mount",
+                    ));
+                }
+            }
+        }
+        mounts
+    }
+
+    /// The `--network` or `--security` flag of a RUN: a mode outside `known` is reported (and
+    /// still returned, so the instruction keeps parsing).
+    fn run_mode(&mut self, flags: &Flags, flag: &str, known: &[&str], help: &str) -> Option<Word> {
+        let mode = flags.word(flag);
+        if let Some(m) = &mode
+            && !known.contains(&m.text.as_str())
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    "dockerfile-invalid-flag",
+                    format!("unsupported {flag} mode `{}`", m.text),
+                    m.span.clone(),
+                    format!("unknown {flag} mode"),
+                )
+                .with_help(help),
+            );
+        }
+        mode
+    }
+
+    /// EXPOSE takes whitespace-separated words; VOLUME also takes a JSON array.
+    fn expose_volume_args(&self, upper: &str, args: &str, start: usize) -> Result<Kind, Fail> {
+        let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
+        let words = match parse_json(args) {
+            Some(Ok(v)) if upper == "VOLUME" => {
+                let span = start..start + args.len();
+                v.into_iter().map(|t| Word { text: t, span: self.logical.span(&span) }).collect()
+            }
+            Some(Err(())) if upper == "VOLUME" => {
+                return fail(not_strings(), "not an array of strings");
+            }
+            _ => self.split_ws(args, start),
+        };
+        if words.is_empty() {
+            return fail(format!("{upper} requires at least one argument"), "missing");
+        }
+        if upper == "VOLUME" {
+            if words.iter().any(|w| w.text.trim().is_empty()) {
+                return fail("VOLUME specified can not be an empty string".into(), "empty");
+            }
+            return Ok(Kind::Volume(
+                words.into_iter().map(|w| Word { text: w.text.trim().to_string(), ..w }).collect(),
+            ));
+        }
+        Ok(Kind::Expose(words))
+    }
+
+    /// `ARG name[=default] …`: every name must be one `${…}` can refer to.
+    fn arg_args(&self, args: &str, start: usize) -> Result<Kind, Fail> {
+        let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
+        let words = parse_words(args, self.escape);
+        if words.is_empty() {
+            return fail("ARG requires at least one argument".into(), "missing");
+        }
+        let mut out = Vec::new();
+        for (w, r) in words {
+            let sp = self.logical.span(&(start + r.start..start + r.end));
+            let name = w.split_once('=').map_or(w.as_str(), |(k, _)| k);
+            // Names `${…}` cannot refer to would be silently unusable: say so.
+            if !name.is_empty() && !crate::syntax::is_var_name(name) {
+                return fail(
+                    format!(
+                        "`{name}` is not a usable ARG name (letters, digits and `_`, not starting with a digit)"
+                    ),
+                    "invalid name",
+                );
+            }
+            match w.split_once('=') {
+                Some(("", _)) => {
+                    return fail("ARG names can not be blank".into(), "blank name");
+                }
+                Some((k, v)) => {
+                    out.push(ArgDecl { name: k.into(), default: Some(v.into()), span: sp });
+                }
+                None => out.push(ArgDecl { name: w, default: None, span: sp }),
+            }
+        }
+        Ok(Kind::Arg(out))
     }
 
     /// The logical range of `needle` inside `args` (which starts at `start`).
@@ -1098,6 +1123,61 @@ fn not_strings() -> String {
     "when using JSON array syntax, arrays must be comprised of strings only".into()
 }
 
+/// Fails an instruction with `message`, pointing at its whole argument text.
+fn fail_on_args(
+    args: &str,
+    start: usize,
+    message: String,
+    label: &'static str,
+) -> Result<Kind, Fail> {
+    Err((message, start..start + args.len(), label, None))
+}
+
+/// `SHELL ["executable", "parameters"]`: only the JSON form is accepted.
+fn shell_args(args: &str, start: usize) -> Result<Kind, Fail> {
+    match parse_json(args) {
+        Some(Ok(v)) if !v.is_empty() => Ok(Kind::Shell(v)),
+        Some(Ok(_)) => {
+            fail_on_args(args, start, "SHELL requires at least one argument".into(), "empty")
+        }
+        Some(Err(())) => fail_on_args(args, start, not_strings(), "not an array of strings"),
+        None => Err((
+            "SHELL requires the arguments to be in JSON form".into(),
+            start..start + args.len(),
+            "not a JSON array",
+            Some(format!(
+                "write it as `SHELL [\"{}\"]`",
+                args.split_whitespace().collect::<Vec<_>>().join("\", \"")
+            )),
+        )),
+    }
+}
+
+/// `ONBUILD <instruction>`: the trigger is kept as text, after checking its keyword.
+fn onbuild_args(args: &str, start: usize) -> Result<Kind, Fail> {
+    let fail = |m: String, label: &'static str| fail_on_args(args, start, m, label);
+    if args.is_empty() {
+        return fail("ONBUILD requires at least one argument".into(), "missing trigger");
+    }
+    let (sub, _, _) = split_keyword(args);
+    let sub_upper = sub.to_ascii_uppercase();
+    match sub_upper.as_str() {
+        "ONBUILD" => {
+            fail("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into(), "nested ONBUILD")
+        }
+        "MAINTAINER" | "FROM" => {
+            fail(format!("{sub_upper} isn't allowed as an ONBUILD trigger"), "not allowed here")
+        }
+        s if !INSTRUCTIONS.contains(&s) => Err((
+            format!("unknown instruction `{sub}` in ONBUILD"),
+            start..start + sub.len(),
+            "not a Dockerfile instruction",
+            did_you_mean(s, INSTRUCTIONS.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+        )),
+        _ => Ok(Kind::Onbuild(args.to_string())),
+    }
+}
+
 /// Checks a Go duration (`1h2m3.5s`, `300ms`, `0`) and `BuildKit`'s 1ms minimum.
 fn check_duration(s: &str) -> Result<(), String> {
     if s == "0" {
@@ -1212,115 +1292,134 @@ fn parse_words(rest: &str, escape: char) -> Vec<(String, Span)> {
 fn parse_mount(w: &Word) -> Result<Mount, String> {
     let mut m = Mount { span: w.span.clone(), ..Mount::default() };
     for field in split_csv(&w.text)? {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
-            None => (field.to_ascii_lowercase(), None),
-        };
-        let parse_bool = |v: &str| match v.to_ascii_lowercase().as_str() {
-            "1" | "t" | "true" => Ok(true),
-            "0" | "f" | "false" => Ok(false),
-            _ => Err(format!("invalid value for `{key}`: `{v}`")),
-        };
-        let Some(value) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => m.readonly = Some(true),
-                "readwrite" | "rw" => m.readonly = Some(false),
-                "required" => m.required = Some(true),
-                _ => return Err(format!("invalid field `{field}`: it must be a key=value pair")),
-            }
-            continue;
-        };
-        let dynamic = value.contains('$');
-        match key.as_str() {
-            "type" => {
-                m.kind = Some(match value.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => {
-                        let hint =
-                            did_you_mean(&value, ["bind", "cache", "tmpfs", "secret", "ssh"])
-                                .map(|s| format!(" (did you mean `{s}`?)"))
-                                .unwrap_or_default();
-                        return Err(format!("unsupported mount type `{value}`{hint}"));
-                    }
-                });
-            }
-            "from" => {
-                if value.find('$').is_some_and(|i| i + 1 != value.len()) {
-                    return Err(
-                        "`from` doesn't support variable expansion, define an alias stage instead"
-                            .into(),
-                    );
-                }
-                m.from = Some(value);
-            }
-            "source" | "src" => m.source = Some(value),
-            "target" | "dst" | "destination" => m.target = Some(value),
-            "readonly" | "ro" => m.readonly = Some(dynamic || parse_bool(&value)?),
-            "readwrite" | "rw" => m.readonly = Some(!dynamic && !parse_bool(&value)?),
-            "required" => m.required = Some(dynamic || parse_bool(&value)?),
-            "size" => m.size = Some(value),
-            "id" => m.id = Some(value),
-            "sharing" => {
-                if !dynamic
-                    && !matches!(
-                        value.to_ascii_lowercase().as_str(),
-                        "shared" | "private" | "locked"
-                    )
-                {
-                    return Err(format!(
-                        "unsupported sharing value `{value}`; use shared, private or locked"
-                    ));
-                }
-                // `$MODE` names an arg, whose case matters; its value is lowered on expansion.
-                m.sharing = Some(if dynamic { value } else { value.to_ascii_lowercase() });
-            }
-            "mode" => {
-                // Permission bits only: larger values would be file-type bits.
-                if !dynamic && u32::from_str_radix(&value, 8).ok().is_none_or(|m| m > 0o7777) {
-                    return Err(format!("invalid value `{value}` for mode"));
-                }
-                m.mode = Some(value);
-            }
-            "uid" | "gid" => {
-                if !dynamic && value.parse::<u32>().is_err() {
-                    return Err(format!("invalid value `{value}` for {key}"));
-                }
-                if key == "uid" { m.uid = Some(value) } else { m.gid = Some(value) }
-            }
-            "env" => m.env = Some(value),
-            _ => {
-                const KEYS: &[&str] = &[
-                    "type",
-                    "from",
-                    "source",
-                    "target",
-                    "readonly",
-                    "id",
-                    "sharing",
-                    "required",
-                    "size",
-                    "mode",
-                    "uid",
-                    "gid",
-                    "src",
-                    "dst",
-                    "destination",
-                    "ro",
-                    "rw",
-                    "readwrite",
-                    "env",
-                ];
-                let hint = did_you_mean(&key, KEYS.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(format!("unexpected key `{key}` in `{field}`{hint}"));
-            }
-        }
+        set_mount_field(&mut m, &field)?;
     }
+    check_mount_keys_fit_type(&m)?;
+    let t = m.mount_type();
+    if t != MountType::Secret && t != MountType::Ssh && m.target.is_none() {
+        // BuildKit mounts a mount without a target at the working folder.
+        m.target = Some(".".into());
+    }
+    Ok(m)
+}
+
+/// Sets the mount option one CSV field (`key=value`, or a bare `ro`/`rw`/`required`) names.
+fn set_mount_field(m: &mut Mount, field: &str) -> Result<(), String> {
+    let (key, value) = match field.split_once('=') {
+        Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
+        None => (field.to_ascii_lowercase(), None),
+    };
+    let parse_bool = |v: &str| match v.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Ok(true),
+        "0" | "f" | "false" => Ok(false),
+        _ => Err(format!("invalid value for `{key}`: `{v}`")),
+    };
+    let Some(value) = value else {
+        match key.as_str() {
+            "readonly" | "ro" => m.readonly = Some(true),
+            "readwrite" | "rw" => m.readonly = Some(false),
+            "required" => m.required = Some(true),
+            _ => return Err(format!("invalid field `{field}`: it must be a key=value pair")),
+        }
+        return Ok(());
+    };
+    let dynamic = value.contains('$');
+    match key.as_str() {
+        "type" => m.kind = Some(parse_mount_type(&value)?),
+        "from" => {
+            if value.find('$').is_some_and(|i| i + 1 != value.len()) {
+                return Err(
+                    "`from` doesn't support variable expansion, define an alias stage instead"
+                        .into(),
+                );
+            }
+            m.from = Some(value);
+        }
+        "source" | "src" => m.source = Some(value),
+        "target" | "dst" | "destination" => m.target = Some(value),
+        "readonly" | "ro" => m.readonly = Some(dynamic || parse_bool(&value)?),
+        "readwrite" | "rw" => m.readonly = Some(!dynamic && !parse_bool(&value)?),
+        "required" => m.required = Some(dynamic || parse_bool(&value)?),
+        "size" => m.size = Some(value),
+        "id" => m.id = Some(value),
+        "sharing" => {
+            if !dynamic
+                && !matches!(value.to_ascii_lowercase().as_str(), "shared" | "private" | "locked")
+            {
+                return Err(format!(
+                    "unsupported sharing value `{value}`; use shared, private or locked"
+                ));
+            }
+            // `$MODE` names an arg, whose case matters; its value is lowered on expansion.
+            m.sharing = Some(if dynamic { value } else { value.to_ascii_lowercase() });
+        }
+        "mode" => {
+            // Permission bits only: larger values would be file-type bits.
+            if !dynamic && u32::from_str_radix(&value, 8).ok().is_none_or(|m| m > 0o7777) {
+                return Err(format!("invalid value `{value}` for mode"));
+            }
+            m.mode = Some(value);
+        }
+        "uid" | "gid" => {
+            if !dynamic && value.parse::<u32>().is_err() {
+                return Err(format!("invalid value `{value}` for {key}"));
+            }
+            if key == "uid" { m.uid = Some(value) } else { m.gid = Some(value) }
+        }
+        "env" => m.env = Some(value),
+        _ => return Err(unknown_mount_key(&key, field)),
+    }
+    Ok(())
+}
+
+/// The value of a mount's `type=`.
+fn parse_mount_type(value: &str) -> Result<MountType, String> {
+    Ok(match value.to_ascii_lowercase().as_str() {
+        "bind" => MountType::Bind,
+        "cache" => MountType::Cache,
+        "tmpfs" => MountType::Tmpfs,
+        "secret" => MountType::Secret,
+        "ssh" => MountType::Ssh,
+        _ => {
+            let hint = did_you_mean(value, ["bind", "cache", "tmpfs", "secret", "ssh"])
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(format!("unsupported mount type `{value}`{hint}"));
+        }
+    })
+}
+
+/// The error for a `--mount` key `BuildKit` does not know, with the nearest known one.
+fn unknown_mount_key(key: &str, field: &str) -> String {
+    const KEYS: &[&str] = &[
+        "type",
+        "from",
+        "source",
+        "target",
+        "readonly",
+        "id",
+        "sharing",
+        "required",
+        "size",
+        "mode",
+        "uid",
+        "gid",
+        "src",
+        "dst",
+        "destination",
+        "ro",
+        "rw",
+        "readwrite",
+        "env",
+    ];
+    let hint = did_you_mean(key, KEYS.iter().copied())
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    format!("unexpected key `{key}` in `{field}`{hint}")
+}
+
+/// Refuses options the mount's type does not take, and a secret mount that names nothing.
+fn check_mount_keys_fit_type(m: &Mount) -> Result<(), String> {
     let t = m.mount_type();
     if m.required.is_some() && !matches!(t, MountType::Secret | MountType::Ssh) {
         return Err(format!("unexpected key `required` for mount type `{}`", type_name(t)));
@@ -1351,11 +1450,7 @@ fn parse_mount(w: &Word) -> Result<Mount, String> {
     if m.sharing.is_some() && t != MountType::Cache {
         return Err(format!("`sharing` is only valid for cache mounts, not `{}`", type_name(t)));
     }
-    if t != MountType::Secret && t != MountType::Ssh && m.target.is_none() {
-        // BuildKit mounts a mount without a target at the working folder.
-        m.target = Some(".".into());
-    }
-    Ok(m)
+    Ok(())
 }
 
 /// The Dockerfile spelling of a mount type.

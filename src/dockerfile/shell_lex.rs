@@ -402,8 +402,7 @@ impl<'a> State<'a> {
             _ => {}
         }
         let name = self.process_name();
-        let Some(mut ch) = self.next() else { return err("syntax error: missing '}'") };
-        let mut chs = ch.to_string();
+        let Some(ch) = self.next() else { return err("syntax error: missing '}'") };
         match ch {
             '}' => Ok(match self.lookup(&name) {
                 Lookup::Value(v) => Out::from_lit(template, &v),
@@ -414,106 +413,113 @@ impl<'a> State<'a> {
                 }
                 Lookup::Unset => String::new(),
             }),
-            ':' | '+' | '-' | '?' | '#' | '%' => {
-                let null_is_unset = ch == ':';
-                if null_is_unset {
-                    match self.next() {
-                        Some(c) => ch = c,
-                        None => return err("syntax error: missing '}'"),
-                    }
-                    chs.push(ch);
-                }
-                let raw = ch == '#' || ch == '%';
-                if null_is_unset && !matches!(ch, '+' | '-' | '?') {
-                    return err(format!("unsupported modifier ({chs}) in substitution"));
-                }
-                let word = match self.process_stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w.s,
-                    Err(_) if self.peek().is_none() => return err("syntax error: missing '}'"),
-                    Err(e) => return Err(e),
-                };
-                let (value, set) = match self.lookup(&name) {
-                    Lookup::Keep | Lookup::KeepOrEmpty => {
-                        return Ok(format!("${{{name}{chs}{word}}}"));
-                    }
-                    Lookup::Value(v) => (v, true),
-                    Lookup::Unset if self.opts.skip_unset => {
-                        return Ok(Out::from_lit(template, &format!("${{{name}{chs}"))
-                            + &word
-                            + "}");
-                    }
-                    Lookup::Unset => (String::new(), false),
-                };
-                let empty = !set || (null_is_unset && value.is_empty());
-                match ch {
-                    '-' => Ok(if empty { word } else { Out::from_lit(template, &value) }),
-                    '+' => Ok(if empty { String::new() } else { word }),
-                    '?' => {
-                        if !set || empty {
-                            let default = if set {
-                                "is not allowed to be empty"
-                            } else {
-                                "is not allowed to be unset"
-                            };
-                            let message = if word.is_empty() { default } else { &word };
-                            return err(format!("{name}: {message}"));
-                        }
-                        Ok(Out::from_lit(template, &value))
-                    }
-                    _ => {
-                        let (greedy, pattern) = match word.strip_prefix(ch) {
-                            Some(rest) => (true, rest),
-                            None => (false, word.as_str()),
-                        };
-                        let glob = Glob::parse(pattern)?;
-                        let v = if ch == '%' {
-                            glob.trim_suffix(&value, greedy)
-                        } else {
-                            glob.trim_prefix(&value, greedy)
-                        };
-                        Ok(Out::from_lit(template, &v))
-                    }
-                }
-            }
-            '/' => {
-                let replace_all = self.peek() == Some('/');
-                if replace_all {
-                    self.next();
-                }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((w, _)) => w.s,
-                    Err(_) if self.peek().is_none() => {
-                        return err("syntax error: missing '/' in ${}");
-                    }
-                    Err(e) => return Err(e),
-                };
-                let replacement = match self.process_stop_on(Some('}'), true) {
-                    Ok((w, _)) => w.s,
-                    Err(_) if self.peek().is_none() => return err("syntax error: missing '}'"),
-                    Err(e) => return Err(e),
-                };
-                let all = if replace_all { "/" } else { "" };
-                let value = match self.lookup(&name) {
-                    Lookup::Keep | Lookup::KeepOrEmpty => {
-                        return Ok(format!("${{{name}/{all}{pattern}/{replacement}}}"));
-                    }
-                    Lookup::Unset if self.opts.skip_unset => {
-                        return Ok(Out::from_lit(template, &format!("${{{name}/"))
-                            + &pattern
-                            + "/"
-                            + &replacement
-                            + "}");
-                    }
-                    Lookup::Unset => String::new(),
-                    Lookup::Value(v) => v,
-                };
-                let glob = Glob::parse(&pattern).map_err(|e| {
-                    LexError(format!("invalid pattern ({pattern}) in substitution: {e}"))
-                })?;
-                Ok(Out::from_lit(template, &glob.replace(&value, &replacement, replace_all)))
-            }
-            _ => err(format!("unsupported modifier ({chs}) in substitution")),
+            ':' | '+' | '-' | '?' | '#' | '%' => self.process_modifier(&name, ch),
+            '/' => self.process_replacement(&name),
+            _ => err(format!("unsupported modifier ({ch}) in substitution")),
         }
+    }
+
+    /// `${name:-word}`, `${name+word}`, `${name?word}`, `${name#glob}`, `${name%%glob}` and the
+    /// like, after `${name`; `ch` is the modifier's first character.
+    fn process_modifier(&mut self, name: &str, mut ch: char) -> Result<String, LexError> {
+        let template = self.opts.template;
+        let mut chs = ch.to_string();
+        let null_is_unset = ch == ':';
+        if null_is_unset {
+            match self.next() {
+                Some(c) => ch = c,
+                None => return err("syntax error: missing '}'"),
+            }
+            chs.push(ch);
+        }
+        let raw = ch == '#' || ch == '%';
+        if null_is_unset && !matches!(ch, '+' | '-' | '?') {
+            return err(format!("unsupported modifier ({chs}) in substitution"));
+        }
+        let word = match self.process_stop_on(Some('}'), raw) {
+            Ok((w, _)) => w.s,
+            Err(_) if self.peek().is_none() => return err("syntax error: missing '}'"),
+            Err(e) => return Err(e),
+        };
+        let (value, set) = match self.lookup(name) {
+            Lookup::Keep | Lookup::KeepOrEmpty => {
+                return Ok(format!("${{{name}{chs}{word}}}"));
+            }
+            Lookup::Value(v) => (v, true),
+            Lookup::Unset if self.opts.skip_unset => {
+                return Ok(Out::from_lit(template, &format!("${{{name}{chs}")) + &word + "}");
+            }
+            Lookup::Unset => (String::new(), false),
+        };
+        let empty = !set || (null_is_unset && value.is_empty());
+        match ch {
+            '-' => Ok(if empty { word } else { Out::from_lit(template, &value) }),
+            '+' => Ok(if empty { String::new() } else { word }),
+            '?' => {
+                if !set || empty {
+                    let default = if set {
+                        "is not allowed to be empty"
+                    } else {
+                        "is not allowed to be unset"
+                    };
+                    let message = if word.is_empty() { default } else { &word };
+                    return err(format!("{name}: {message}"));
+                }
+                Ok(Out::from_lit(template, &value))
+            }
+            _ => {
+                let (greedy, pattern) = match word.strip_prefix(ch) {
+                    Some(rest) => (true, rest),
+                    None => (false, word.as_str()),
+                };
+                let glob = Glob::parse(pattern)?;
+                let v = if ch == '%' {
+                    glob.trim_suffix(&value, greedy)
+                } else {
+                    glob.trim_prefix(&value, greedy)
+                };
+                Ok(Out::from_lit(template, &v))
+            }
+        }
+    }
+
+    /// `${name/pattern/replacement}` and `${name//pattern/replacement}`, after `${name/`.
+    fn process_replacement(&mut self, name: &str) -> Result<String, LexError> {
+        let template = self.opts.template;
+        let replace_all = self.peek() == Some('/');
+        if replace_all {
+            self.next();
+        }
+        let pattern = match self.process_stop_on(Some('/'), true) {
+            Ok((w, _)) => w.s,
+            Err(_) if self.peek().is_none() => {
+                return err("syntax error: missing '/' in ${}");
+            }
+            Err(e) => return Err(e),
+        };
+        let replacement = match self.process_stop_on(Some('}'), true) {
+            Ok((w, _)) => w.s,
+            Err(_) if self.peek().is_none() => return err("syntax error: missing '}'"),
+            Err(e) => return Err(e),
+        };
+        let all = if replace_all { "/" } else { "" };
+        let value = match self.lookup(name) {
+            Lookup::Keep | Lookup::KeepOrEmpty => {
+                return Ok(format!("${{{name}/{all}{pattern}/{replacement}}}"));
+            }
+            Lookup::Unset if self.opts.skip_unset => {
+                return Ok(Out::from_lit(template, &format!("${{{name}/"))
+                    + &pattern
+                    + "/"
+                    + &replacement
+                    + "}");
+            }
+            Lookup::Unset => String::new(),
+            Lookup::Value(v) => v,
+        };
+        let glob = Glob::parse(&pattern)
+            .map_err(|e| LexError(format!("invalid pattern ({pattern}) in substitution: {e}")))?;
+        Ok(Out::from_lit(template, &glob.replace(&value, &replacement, replace_all)))
     }
 
     fn lookup(&self, name: &str) -> Lookup {

@@ -89,6 +89,64 @@ fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// The stored copy of manifest `digest`, if the store has it and it reads as a manifest.
+fn stored_manifest(
+    r: &Reference,
+    store: &Store,
+    digest: &OciDigest,
+) -> Result<Option<RawManifest>, RegistryError> {
+    if !store.has_blob(digest) {
+        return Ok(None);
+    }
+    let bytes = store.read_blob(digest).map_err(|source| RegistryError::Store {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        source,
+    })?;
+    Ok(sniff_media_type(&bytes).map(|media_type| RawManifest {
+        digest: digest.clone(),
+        media_type,
+        bytes,
+    }))
+}
+
+/// The `Docker-Content-Digest` header of a manifest response, when it holds a digest.
+fn content_digest(resp: &ureq::http::Response<ureq::Body>) -> Option<OciDigest> {
+    resp.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<OciDigest>().ok())
+}
+
+/// The media type of a fetched manifest: its `Content-Type` when that names a manifest or
+/// index, else what its JSON says. Schema 1 and non-image artifacts are refused.
+fn manifest_media_type(
+    r: &Reference,
+    reference: &str,
+    content_type: Option<String>,
+    bytes: &[u8],
+) -> Result<String, RegistryError> {
+    let invalid = |problem: String| RegistryError::Invalid {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        problem,
+    };
+    let known = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+    let media_type = content_type
+        .filter(|c| known.contains(&c.as_str()) || c.starts_with(SCHEMA1))
+        .or_else(|| sniff_media_type(bytes))
+        .ok_or_else(|| invalid(format!("manifest `{reference}` has no recognisable media type")))?;
+    if media_type.starts_with(SCHEMA1) {
+        return Err(invalid(format!(
+            "manifest `{reference}` uses the retired Docker schema 1, which stack does not read; push the image again with a current client"
+        )));
+    }
+    if !known.contains(&media_type.as_str()) {
+        return Err(invalid(format!("manifest `{reference}` is a `{media_type}`, not an image")));
+    }
+    Ok(media_type)
+}
+
 impl Client {
     pub(super) fn manifest_url(&self, r: &Reference, reference: &str) -> String {
         format!("{}/v2/{}/manifests/{reference}", self.base_url(&r.registry), r.repository)
@@ -102,55 +160,14 @@ impl Client {
         store: &Store,
     ) -> Result<RawManifest, RegistryError> {
         let ctx = Ctx::pull(&r.registry, &r.repository);
-        let invalid = |problem: String| RegistryError::Invalid {
-            registry: r.registry.clone(),
-            repository: r.repository.clone(),
-            problem,
-        };
-        let stored = |digest: &OciDigest| -> Result<Option<RawManifest>, RegistryError> {
-            if !store.has_blob(digest) {
-                return Ok(None);
-            }
-            let bytes = store.read_blob(digest).map_err(|source| RegistryError::Store {
-                registry: r.registry.clone(),
-                repository: r.repository.clone(),
-                source,
-            })?;
-            Ok(sniff_media_type(&bytes).map(|media_type| RawManifest {
-                digest: digest.clone(),
-                media_type,
-                bytes,
-            }))
-        };
         let reference = r.manifest_reference();
-        if let Some(d) = &r.digest {
-            if let Some(m) = stored(d)? {
-                return Ok(m);
-            }
-        } else {
-            let req = Req {
-                method: Method::HEAD,
-                url: self.manifest_url(r, &reference),
-                headers: vec![("Accept", ACCEPT.to_owned())],
-                body: Payload::Empty,
-                retry: true,
-                what: format!("checking manifest `{reference}`"),
-            };
-            let resp = self.send(&ctx, &req)?;
-            let status = resp.status().as_u16();
-            if status == 429 || status >= 500 {
-                return Err(self.status_error(&ctx, &req.what, &reference, resp));
-            }
-            if resp.status().is_success() {
-                let digest = resp
-                    .headers()
-                    .get("docker-content-digest")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<OciDigest>().ok());
-                if let Some(m) = digest.as_ref().map(&stored).transpose()?.flatten() {
-                    return Ok(m);
-                }
-            }
+        let known_digest = match &r.digest {
+            Some(d) => Some(d.clone()),
+            None => self.head_manifest_digest(&ctx, r, &reference)?,
+        };
+        if let Some(m) = known_digest.map(|d| stored_manifest(r, store, &d)).transpose()?.flatten()
+        {
+            return Ok(m);
         }
         let what = format!("fetching manifest `{reference}`");
         let req = Req {
@@ -167,11 +184,7 @@ impl Client {
             if !resp.status().is_success() {
                 return Err(self.status_error(&ctx, &what, &reference, resp));
             }
-            let header_digest = resp
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<OciDigest>().ok());
+            let header_digest = content_digest(&resp);
             let content_type = resp
                 .headers()
                 .get("content-type")
@@ -203,23 +216,7 @@ impl Client {
                     actual,
                 });
             }
-            let known = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
-            let media_type = content_type
-                .filter(|c| known.contains(&c.as_str()) || c.starts_with(SCHEMA1))
-                .or_else(|| sniff_media_type(&bytes))
-                .ok_or_else(|| {
-                    invalid(format!("manifest `{reference}` has no recognisable media type"))
-                })?;
-            if media_type.starts_with(SCHEMA1) {
-                return Err(invalid(format!(
-                    "manifest `{reference}` uses the retired Docker schema 1, which stack does not read; push the image again with a current client"
-                )));
-            }
-            if !known.contains(&media_type.as_str()) {
-                return Err(invalid(format!(
-                    "manifest `{reference}` is a `{media_type}`, not an image"
-                )));
-            }
+            let media_type = manifest_media_type(r, &reference, content_type, &bytes)?;
             store.put_blob(&bytes).map_err(|source| RegistryError::Store {
                 registry: r.registry.clone(),
                 repository: r.repository.clone(),
@@ -227,6 +224,30 @@ impl Client {
             })?;
             return Ok(RawManifest { digest: actual, media_type, bytes });
         }
+    }
+
+    /// The digest a `HEAD` on a manifest tag reports, if the registry tells it (a failed
+    /// `HEAD` other than a busy or broken server leaves the answer to the `GET`).
+    fn head_manifest_digest(
+        &self,
+        ctx: &Ctx<'_>,
+        r: &Reference,
+        reference: &str,
+    ) -> Result<Option<OciDigest>, RegistryError> {
+        let req = Req {
+            method: Method::HEAD,
+            url: self.manifest_url(r, reference),
+            headers: vec![("Accept", ACCEPT.to_owned())],
+            body: Payload::Empty,
+            retry: true,
+            what: format!("checking manifest `{reference}`"),
+        };
+        let resp = self.send(ctx, &req)?;
+        let status = resp.status().as_u16();
+        if status == 429 || status >= 500 {
+            return Err(self.status_error(ctx, &req.what, reference, resp));
+        }
+        Ok(if resp.status().is_success() { content_digest(&resp) } else { None })
     }
 
     /// Resolves a reference to the digest of its manifest for this client's platform
@@ -418,8 +439,9 @@ impl Client {
         let what = format!("downloading blob `{}`", desc.digest);
         let url =
             format!("{}/v2/{}/blobs/{}", self.base_url(&r.registry), r.repository, desc.digest);
-        let mut tmp = store.temp_file().map_err(st)?;
-        let tmp_path = tmp.path().to_owned();
+        let mut part =
+            PartialBlob { tmp: store.temp_file().map_err(st)?, hasher: Sha256Writer::default() };
+        let tmp_path = part.tmp.path().to_owned();
         let io_fail = |e: std::io::Error| RegistryError::Store {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
@@ -429,7 +451,6 @@ impl Client {
                 source: e,
             },
         };
-        let mut hasher = Sha256Writer::default();
         let mut received = 0u64;
         let mut attempt = 0u32;
         let mut buf = vec![0u8; 256 * 1024];
@@ -448,7 +469,7 @@ impl Client {
             if deadline.expired() {
                 return Err(gave_up(attempt + 1, deadline.expired_message()));
             }
-            let offset = hasher.len();
+            let offset = part.len();
             let mut headers = Vec::new();
             if offset > 0 {
                 headers.push(("Range", format!("bytes={offset}-")));
@@ -466,27 +487,13 @@ impl Client {
             match status {
                 200 if offset > 0 => {
                     // The registry ignored the range: start over.
-                    restart(&mut tmp, &mut hasher).map_err(io_fail)?;
+                    part.restart().map_err(io_fail)?;
                 }
                 206 => {
-                    let start = resp
-                        .headers()
-                        .get("content-range")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("bytes "))
-                        .and_then(|v| v.split('-').next())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if start != Some(offset) {
-                        restart(&mut tmp, &mut hasher).map_err(io_fail)?;
+                    if content_range_start(&resp) != Some(offset) {
+                        part.restart().map_err(io_fail)?;
                         if attempt >= self.opts.retries {
-                            return Err(RegistryError::Invalid {
-                                registry: r.registry.clone(),
-                                repository: r.repository.clone(),
-                                problem: format!(
-                                    "blob `{}`: the registry answered a range request with the wrong range",
-                                    desc.digest
-                                ),
-                            });
+                            return Err(wrong_range(r, desc));
                         }
                         attempt += 1;
                         continue;
@@ -495,69 +502,29 @@ impl Client {
                 200 => {}
                 _ => return Err(self.status_error(&ctx, &what, &desc.digest.to_string(), resp)),
             }
-            let mut body = deadline.reader(resp.into_body().into_reader());
-            let outcome: Result<(), std::io::Error> = loop {
-                match body.read(&mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        received += n as u64;
-                        if hasher.len() + n as u64 > desc.size {
-                            break Err(std::io::Error::other(
-                                "more bytes than the descriptor's size",
-                            ));
-                        }
-                        hasher.update(&buf[..n]);
-                        tmp.write_all(&buf[..n]).map_err(io_fail)?;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
+            let body = deadline.reader(resp.into_body().into_reader());
+            let outcome = part.append(body, &mut buf, desc.size, &mut received).map_err(io_fail)?;
             let failure = match outcome {
-                Ok(()) if hasher.len() == desc.size => {
-                    let actual = hasher.clone().finish();
+                Ok(()) if part.len() == desc.size => {
+                    let actual = part.hasher.clone().finish();
                     if actual == desc.digest {
-                        tmp.flush().map_err(io_fail)?;
-                        store.commit_blob(tmp, &desc.digest).map_err(st)?;
+                        part.tmp.flush().map_err(io_fail)?;
+                        store.commit_blob(part.tmp, &desc.digest).map_err(st)?;
                         return Ok(received);
                     }
                     // Corrupt content: discard everything and fetch it again.
-                    restart(&mut tmp, &mut hasher).map_err(io_fail)?;
-                    RegistryError::DigestMismatch {
-                        registry: r.registry.clone(),
-                        repository: r.repository.clone(),
-                        what: format!("blob `{}`", desc.digest),
-                        expected: desc.digest.clone(),
-                        actual,
-                    }
+                    part.restart().map_err(io_fail)?;
+                    blob_digest_mismatch(r, desc, actual)
                 }
-                Ok(()) => RegistryError::SizeMismatch {
-                    registry: r.registry.clone(),
-                    repository: r.repository.clone(),
-                    what: format!("blob `{}`", desc.digest),
-                    expected: desc.size,
-                    actual: hasher.len(),
-                },
+                Ok(()) => blob_size_mismatch(r, desc, part.len()),
                 Err(e)
                     if e.kind() == std::io::ErrorKind::Other
                         && e.to_string().contains("more bytes") =>
                 {
-                    restart(&mut tmp, &mut hasher).map_err(io_fail)?;
-                    RegistryError::SizeMismatch {
-                        registry: r.registry.clone(),
-                        repository: r.repository.clone(),
-                        what: format!("blob `{}`", desc.digest),
-                        expected: desc.size,
-                        actual: desc.size + 1,
-                    }
+                    part.restart().map_err(io_fail)?;
+                    blob_size_mismatch(r, desc, desc.size + 1)
                 }
-                Err(e) => RegistryError::Transport {
-                    registry: r.registry.clone(),
-                    repository: r.repository.clone(),
-                    what: what.clone(),
-                    attempts: attempt + 1,
-                    detail: e.to_string(),
-                },
+                Err(e) => gave_up(attempt + 1, e.to_string()),
             };
             if attempt >= self.opts.retries || deadline.expired() || (self.opts.cancelled)() {
                 return Err(failure);
@@ -567,6 +534,98 @@ impl Client {
             self.backoff(attempt, None);
             attempt += 1;
         }
+    }
+}
+
+/// A blob download's temporary file and the hash of the bytes it holds so far: what a `Range`
+/// request continues from.
+struct PartialBlob {
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256Writer,
+}
+
+impl PartialBlob {
+    /// The bytes received and verified so far.
+    fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    /// Discards everything received so far.
+    fn restart(&mut self) -> std::io::Result<()> {
+        restart(&mut self.tmp, &mut self.hasher)
+    }
+
+    /// Appends a response body, counting its bytes in `received`. The outer error is a failed
+    /// write to the temp file (final); the inner one a broken transfer or more bytes than
+    /// `size` (both worth another request).
+    fn append(
+        &mut self,
+        mut body: impl Read,
+        buf: &mut [u8],
+        size: u64,
+        received: &mut u64,
+    ) -> std::io::Result<std::io::Result<()>> {
+        loop {
+            match body.read(buf) {
+                Ok(0) => return Ok(Ok(())),
+                Ok(n) => {
+                    *received += n as u64;
+                    if self.hasher.len() + n as u64 > size {
+                        return Ok(Err(std::io::Error::other(
+                            "more bytes than the descriptor's size",
+                        )));
+                    }
+                    self.hasher.update(&buf[..n]);
+                    self.tmp.write_all(&buf[..n])?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+}
+
+/// Where a `206 Partial Content` answer says its bytes start.
+fn content_range_start(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    resp.headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A registry that keeps answering a `Range` request from another offset.
+fn wrong_range(r: &Reference, desc: &Descriptor) -> RegistryError {
+    RegistryError::Invalid {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        problem: format!(
+            "blob `{}`: the registry answered a range request with the wrong range",
+            desc.digest
+        ),
+    }
+}
+
+/// A blob whose downloaded bytes hash to `actual` instead of the descriptor's digest.
+fn blob_digest_mismatch(r: &Reference, desc: &Descriptor, actual: OciDigest) -> RegistryError {
+    RegistryError::DigestMismatch {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        what: format!("blob `{}`", desc.digest),
+        expected: desc.digest.clone(),
+        actual,
+    }
+}
+
+/// A blob whose download ended with `actual` bytes instead of the descriptor's size.
+fn blob_size_mismatch(r: &Reference, desc: &Descriptor, actual: u64) -> RegistryError {
+    RegistryError::SizeMismatch {
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        what: format!("blob `{}`", desc.digest),
+        expected: desc.size,
+        actual,
     }
 }
 

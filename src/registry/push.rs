@@ -107,34 +107,7 @@ impl Client {
         scope.extend(mounts.iter().map(|m| format!("repository:{m}:pull")));
         let ctx = Ctx { registry: &target.registry, repository: &target.repository, scope };
 
-        let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<(OciDigest, BlobOutcome)>> = Mutex::new(Vec::new());
-        let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let workers = self.opts.parallel.clamp(1, unique.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        if failure.lock().expect("lock").is_some() {
-                            return;
-                        }
-                        let Some(desc) = unique.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                            return;
-                        };
-                        match self.push_blob(&ctx, desc, &mounts, store, opts.chunk_size) {
-                            Ok(o) => results.lock().expect("lock").push((desc.digest.clone(), o)),
-                            Err(e) => {
-                                failure.lock().expect("lock").get_or_insert(e);
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().expect("lock") {
-            return Err(e);
-        }
+        let results = self.push_blobs(&ctx, &unique, &mounts, store, opts.chunk_size)?;
         let mut report = PushReport {
             digest: local_digest.clone(),
             uploaded: Vec::new(),
@@ -142,8 +115,6 @@ impl Client {
             mounted: Vec::new(),
             bytes_uploaded: 0,
         };
-        let mut results = results.into_inner().expect("lock");
-        results.sort_by(|a, b| a.0.cmp(&b.0));
         for (d, o) in results {
             match o {
                 BlobOutcome::Skipped => report.skipped.push(d),
@@ -183,6 +154,49 @@ impl Client {
             }
         }
         Ok(report)
+    }
+
+    /// Pushes `unique` blobs on parallel workers, stopping at the first failure; returns what
+    /// happened to each blob, in digest order.
+    fn push_blobs(
+        &self,
+        ctx: &Ctx<'_>,
+        unique: &[&Descriptor],
+        mounts: &[&str],
+        store: &Store,
+        chunk_size: Option<u64>,
+    ) -> Result<Vec<(OciDigest, BlobOutcome)>, RegistryError> {
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(OciDigest, BlobOutcome)>> = Mutex::new(Vec::new());
+        let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
+        let workers = self.opts.parallel.clamp(1, unique.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        if failure.lock().expect("lock").is_some() {
+                            return;
+                        }
+                        let Some(desc) = unique.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return;
+                        };
+                        match self.push_blob(ctx, desc, mounts, store, chunk_size) {
+                            Ok(o) => results.lock().expect("lock").push((desc.digest.clone(), o)),
+                            Err(e) => {
+                                failure.lock().expect("lock").get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().expect("lock") {
+            return Err(e);
+        }
+        let mut results = results.into_inner().expect("lock");
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(results)
     }
 
     /// Puts the manifest under `reference`. Every blob it names was just confirmed on the

@@ -98,32 +98,7 @@ impl Parser {
         let doc = match KdlDocument::parse_v2(text) {
             Ok(doc) => doc,
             Err(err) => {
-                for d in err.diagnostics {
-                    let message = d.message.unwrap_or_else(|| "invalid KDL syntax".to_owned());
-                    let hint = super::hints::for_syntax_error(text, &message, d.span);
-                    let (span, label, help, related) = match hint {
-                        Some(h) => (
-                            h.span.unwrap_or_else(|| narrow_span(text, d.span)),
-                            h.label.or(d.label),
-                            Some(h.help),
-                            h.related,
-                        ),
-                        None => (narrow_span(text, d.span), d.label, d.help, None),
-                    };
-                    let mut diag = Diagnostic::error(
-                        "kdl-syntax",
-                        message,
-                        span,
-                        label.unwrap_or_else(|| "here".to_owned()),
-                    );
-                    if let Some(help) = help {
-                        diag = diag.with_help(help);
-                    }
-                    if let Some((span, label)) = related {
-                        diag = diag.with_related(span, label);
-                    }
-                    self.error(diag);
-                }
+                self.kdl_syntax_errors(text, err);
                 return None;
             }
         };
@@ -195,6 +170,36 @@ impl Parser {
             );
         }
         Some(file)
+    }
+
+    /// Reports the KDL parser's errors, with stack's hints for the common mistakes.
+    fn kdl_syntax_errors(&mut self, text: &str, err: kdl::KdlError) {
+        for d in err.diagnostics {
+            let message = d.message.unwrap_or_else(|| "invalid KDL syntax".to_owned());
+            let hint = super::hints::for_syntax_error(text, &message, d.span);
+            let (span, label, help, related) = match hint {
+                Some(h) => (
+                    h.span.unwrap_or_else(|| narrow_span(text, d.span)),
+                    h.label.or(d.label),
+                    Some(h.help),
+                    h.related,
+                ),
+                None => (narrow_span(text, d.span), d.label, d.help, None),
+            };
+            let mut diag = Diagnostic::error(
+                "kdl-syntax",
+                message,
+                span,
+                label.unwrap_or_else(|| "here".to_owned()),
+            );
+            if let Some(help) = help {
+                diag = diag.with_help(help);
+            }
+            if let Some((span, label)) = related {
+                diag = diag.with_related(span, label);
+            }
+            self.error(diag);
+        }
     }
 
     /// `include "PATH_OR_GLOB" … { arg NAME "VALUE" … }`.
@@ -376,28 +381,7 @@ impl Parser {
                 continue;
             }
             if step_name == "tag" {
-                self.no_children(child);
-                if kind == TargetKind::Stage {
-                    self.error(
-                        Diagnostic::error(
-                            "tag-on-stage",
-                            "`tag` only applies to an `image`",
-                            child.span(),
-                            "stages are not exported",
-                        )
-                        .with_help(format!("declare `image {}` to export it", target.name.value)),
-                    );
-                }
-                let e = entries(child);
-                self.only_props(child, &e, &[]);
-                if e.args.is_empty() {
-                    self.missing_arg(child, "an image name like `example/app:1.0`");
-                }
-                for a in e.args {
-                    if let Some(s) = self.string(a) {
-                        target.tags.push(s);
-                    }
-                }
+                self.tags(child, &mut target);
                 continue;
             }
             if step_name == "matrix" {
@@ -413,6 +397,38 @@ impl Parser {
                 });
             }
         }
+        self.check_from_is_first_and_only(node, &target);
+        Some(target)
+    }
+
+    /// `tag "NAME" …` inside an `image` (a stage is not exported, so it has no tags).
+    fn tags(&mut self, child: &KdlNode, target: &mut Target) {
+        self.no_children(child);
+        if target.kind == TargetKind::Stage {
+            self.error(
+                Diagnostic::error(
+                    "tag-on-stage",
+                    "`tag` only applies to an `image`",
+                    child.span(),
+                    "stages are not exported",
+                )
+                .with_help(format!("declare `image {}` to export it", target.name.value)),
+            );
+        }
+        let e = entries(child);
+        self.only_props(child, &e, &[]);
+        if e.args.is_empty() {
+            self.missing_arg(child, "an image name like `example/app:1.0`");
+        }
+        for a in e.args {
+            if let Some(s) = self.string(a) {
+                target.tags.push(s);
+            }
+        }
+    }
+
+    /// Reports a target whose `from` is missing, not the first step, or not the only one.
+    fn check_from_is_first_and_only(&mut self, node: &KdlNode, target: &Target) {
         match target.steps.iter().position(|s| matches!(s.kind, StepKind::From { .. })) {
             Some(0) => {}
             Some(i) => {
@@ -454,7 +470,6 @@ impl Parser {
                 .with_help("start another `stage` for a second base"),
             );
         }
-        Some(target)
     }
 
     pub(super) fn step(&mut self, node: &KdlNode) -> Option<StepKind> {
@@ -577,130 +592,144 @@ impl Parser {
             self.no_children(child);
             let ce = entries(child);
             let name = child.name().value();
-            match name {
-                "cache" => {
-                    self.only_props(
-                        child,
-                        &ce,
-                        &[
-                            "id", "sharing", "from", "source", "mode", "uid", "gid", "readonly",
-                            "export",
-                        ],
-                    );
-                    self.exact_args(child, &ce, 1, "the target path of the cache");
-                    let Some(target) = ce.args.first().and_then(|a| self.string(a)) else {
-                        continue;
-                    };
-                    let sharing = match ce.prop("sharing").and_then(|p| self.string(p)) {
-                        None => CacheSharing::Shared,
-                        Some(s) => match s.value.as_str() {
-                            "shared" => CacheSharing::Shared,
-                            "private" => CacheSharing::Private,
-                            "locked" => CacheSharing::Locked,
-                            _ => {
-                                self.bad_choice(&s, &["shared", "private", "locked"]);
-                                CacheSharing::Shared
-                            }
-                        },
-                    };
-                    step.mounts.push(RunMount::Cache {
-                        target,
-                        id: ce.prop("id").and_then(|p| self.string(p)),
-                        sharing,
-                        from: ce.prop("from").and_then(|p| self.string(p)),
-                        source: ce.prop("source").and_then(|p| self.string(p)),
-                        mode: ce.prop("mode").and_then(|p| self.mode(p)),
-                        uid: ce.prop("uid").and_then(|p| self.u32(p)),
-                        gid: ce.prop("gid").and_then(|p| self.u32(p)),
-                        readonly: ce.prop("readonly").is_some_and(|p| self.bool(p)),
-                        export: ce.prop("export").is_some_and(|p| self.bool(p)),
-                    });
-                }
-                "secret" => {
-                    self.only_props(
-                        child,
-                        &ce,
-                        &["target", "env", "required", "mode", "uid", "gid"],
-                    );
-                    self.exact_args(child, &ce, 1, "the secret's id");
-                    let Some(id) = ce.args.first().and_then(|a| self.string(a)) else { continue };
-                    step.mounts.push(RunMount::Secret {
-                        id,
-                        target: ce.prop("target").and_then(|p| self.string(p)),
-                        env: ce.prop("env").and_then(|p| self.string(p)),
-                        required: ce.prop("required").is_some_and(|p| self.bool(p)),
-                        mode: ce.prop("mode").and_then(|p| self.mode(p)),
-                        uid: ce.prop("uid").and_then(|p| self.u32(p)),
-                        gid: ce.prop("gid").and_then(|p| self.u32(p)),
-                    });
-                }
-                "ssh" => {
-                    self.only_props(child, &ce, &["target", "required", "mode", "uid", "gid"]);
-                    if ce.args.len() > 1 {
-                        self.exact_args(child, &ce, 1, "the agent's id (or none: `default`)");
-                    }
-                    step.mounts.push(RunMount::Ssh {
-                        id: ce.args.first().and_then(|a| self.string(a)),
-                        target: ce.prop("target").and_then(|p| self.string(p)),
-                        required: ce.prop("required").is_some_and(|p| self.bool(p)),
-                        mode: ce.prop("mode").and_then(|p| self.mode(p)),
-                        uid: ce.prop("uid").and_then(|p| self.u32(p)),
-                        gid: ce.prop("gid").and_then(|p| self.u32(p)),
-                    });
-                }
-                "tmpfs" => {
-                    self.only_props(child, &ce, &["size"]);
-                    self.exact_args(child, &ce, 1, "the target path");
-                    let Some(target) = ce.args.first().and_then(|a| self.string(a)) else {
-                        continue;
-                    };
-                    let size = ce.prop("size").and_then(|p| self.scalar(p));
-                    step.mounts.push(RunMount::Tmpfs { target, size });
-                }
-                "bind" => {
-                    self.only_props(child, &ce, &["target", "from", "readwrite"]);
-                    self.exact_args(child, &ce, 1, "the source path");
-                    let Some(source) = ce.args.first().and_then(|a| self.string(a)) else {
-                        continue;
-                    };
-                    let Some(target) = ce.prop("target").and_then(|p| self.string(p)) else {
-                        self.error(
-                            Diagnostic::error(
-                                "missing-property",
-                                "`bind` needs `target=`",
-                                child.span(),
-                                "no target",
-                            )
-                            .with_help("write `bind \"src\" target=\"/mnt/src\"`"),
-                        );
-                        continue;
-                    };
-                    step.mounts.push(RunMount::Bind {
-                        source,
-                        target,
-                        from: ce.prop("from").and_then(|p| self.string(p)),
-                        readwrite: ce.prop("readwrite").is_some_and(|p| self.bool(p)),
-                    });
-                }
+            let mount = match name {
+                "cache" => self.cache_mount(child, &ce),
+                "secret" => self.secret_mount(child, &ce),
+                "ssh" => Some(self.ssh_mount(child, &ce)),
+                "tmpfs" => self.tmpfs_mount(child, &ce),
+                "bind" => self.bind_mount(child, &ce),
                 "network" => {
-                    self.only_props(child, &ce, &[]);
-                    self.exact_args(child, &ce, 1, "`none`, `host` or `default`");
-                    let Some(v) = ce.args.first().and_then(|a| self.string(a)) else { continue };
-                    let net = match v.value.as_str() {
-                        "none" => Network::None,
-                        "host" => Network::Host,
-                        "default" => Network::Default,
-                        _ => {
-                            self.bad_choice(&v, &["none", "host", "default"]);
-                            continue;
-                        }
-                    };
-                    step.network = Some(Spanned::new(net, v.span));
+                    if let Some(network) = self.network(child, &ce) {
+                        step.network = Some(network);
+                    }
+                    None
                 }
-                other => self.unknown_node(child, other, RUN_CHILDREN, "inside `run`"),
-            }
+                other => {
+                    self.unknown_node(child, other, RUN_CHILDREN, "inside `run`");
+                    None
+                }
+            };
+            step.mounts.extend(mount);
         }
         Some(step)
+    }
+
+    /// `cache "TARGET" id=… sharing=… …` inside `run`.
+    fn cache_mount(&mut self, child: &KdlNode, ce: &Entries<'_>) -> Option<RunMount> {
+        self.only_props(
+            child,
+            ce,
+            &["id", "sharing", "from", "source", "mode", "uid", "gid", "readonly", "export"],
+        );
+        self.exact_args(child, ce, 1, "the target path of the cache");
+        let target = ce.args.first().and_then(|a| self.string(a))?;
+        let sharing = match ce.prop("sharing").and_then(|p| self.string(p)) {
+            None => CacheSharing::Shared,
+            Some(s) => match s.value.as_str() {
+                "shared" => CacheSharing::Shared,
+                "private" => CacheSharing::Private,
+                "locked" => CacheSharing::Locked,
+                _ => {
+                    self.bad_choice(&s, &["shared", "private", "locked"]);
+                    CacheSharing::Shared
+                }
+            },
+        };
+        Some(RunMount::Cache {
+            target,
+            id: ce.prop("id").and_then(|p| self.string(p)),
+            sharing,
+            from: ce.prop("from").and_then(|p| self.string(p)),
+            source: ce.prop("source").and_then(|p| self.string(p)),
+            mode: ce.prop("mode").and_then(|p| self.mode(p)),
+            uid: ce.prop("uid").and_then(|p| self.u32(p)),
+            gid: ce.prop("gid").and_then(|p| self.u32(p)),
+            readonly: ce.prop("readonly").is_some_and(|p| self.bool(p)),
+            export: ce.prop("export").is_some_and(|p| self.bool(p)),
+        })
+    }
+
+    /// `secret "ID" target=… env=… …` inside `run`.
+    fn secret_mount(&mut self, child: &KdlNode, ce: &Entries<'_>) -> Option<RunMount> {
+        self.only_props(child, ce, &["target", "env", "required", "mode", "uid", "gid"]);
+        self.exact_args(child, ce, 1, "the secret's id");
+        let id = ce.args.first().and_then(|a| self.string(a))?;
+        Some(RunMount::Secret {
+            id,
+            target: ce.prop("target").and_then(|p| self.string(p)),
+            env: ce.prop("env").and_then(|p| self.string(p)),
+            required: ce.prop("required").is_some_and(|p| self.bool(p)),
+            mode: ce.prop("mode").and_then(|p| self.mode(p)),
+            uid: ce.prop("uid").and_then(|p| self.u32(p)),
+            gid: ce.prop("gid").and_then(|p| self.u32(p)),
+        })
+    }
+
+    /// `ssh ["ID"] target=… …` inside `run`; without an id it forwards the default agent.
+    fn ssh_mount(&mut self, child: &KdlNode, ce: &Entries<'_>) -> RunMount {
+        self.only_props(child, ce, &["target", "required", "mode", "uid", "gid"]);
+        if ce.args.len() > 1 {
+            self.exact_args(child, ce, 1, "the agent's id (or none: `default`)");
+        }
+        RunMount::Ssh {
+            id: ce.args.first().and_then(|a| self.string(a)),
+            target: ce.prop("target").and_then(|p| self.string(p)),
+            required: ce.prop("required").is_some_and(|p| self.bool(p)),
+            mode: ce.prop("mode").and_then(|p| self.mode(p)),
+            uid: ce.prop("uid").and_then(|p| self.u32(p)),
+            gid: ce.prop("gid").and_then(|p| self.u32(p)),
+        }
+    }
+
+    /// `tmpfs "TARGET" size=…` inside `run`.
+    fn tmpfs_mount(&mut self, child: &KdlNode, ce: &Entries<'_>) -> Option<RunMount> {
+        self.only_props(child, ce, &["size"]);
+        self.exact_args(child, ce, 1, "the target path");
+        let target = ce.args.first().and_then(|a| self.string(a))?;
+        let size = ce.prop("size").and_then(|p| self.scalar(p));
+        Some(RunMount::Tmpfs { target, size })
+    }
+
+    /// `bind "SOURCE" target=… from=… readwrite=…` inside `run`.
+    fn bind_mount(&mut self, child: &KdlNode, ce: &Entries<'_>) -> Option<RunMount> {
+        self.only_props(child, ce, &["target", "from", "readwrite"]);
+        self.exact_args(child, ce, 1, "the source path");
+        let source = ce.args.first().and_then(|a| self.string(a))?;
+        let Some(target) = ce.prop("target").and_then(|p| self.string(p)) else {
+            self.error(
+                Diagnostic::error(
+                    "missing-property",
+                    "`bind` needs `target=`",
+                    child.span(),
+                    "no target",
+                )
+                .with_help("write `bind \"src\" target=\"/mnt/src\"`"),
+            );
+            return None;
+        };
+        Some(RunMount::Bind {
+            source,
+            target,
+            from: ce.prop("from").and_then(|p| self.string(p)),
+            readwrite: ce.prop("readwrite").is_some_and(|p| self.bool(p)),
+        })
+    }
+
+    /// `network "none" | "host" | "default"` inside `run`.
+    fn network(&mut self, child: &KdlNode, ce: &Entries<'_>) -> Option<Spanned<Network>> {
+        self.only_props(child, ce, &[]);
+        self.exact_args(child, ce, 1, "`none`, `host` or `default`");
+        let v = ce.args.first().and_then(|a| self.string(a))?;
+        let net = match v.value.as_str() {
+            "none" => Network::None,
+            "host" => Network::Host,
+            "default" => Network::Default,
+            _ => {
+                self.bad_choice(&v, &["none", "host", "default"]);
+                return None;
+            }
+        };
+        Some(Spanned::new(net, v.span))
     }
 
     fn copy(&mut self, node: &KdlNode, e: &Entries<'_>, add: bool) -> Option<CopyStep> {
