@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use petgraph::stable_graph::NodeIndex;
 use serde_json::{Map, Value};
 
+use super::failure::StepFailure;
 use super::layers::{self, LayerError};
 use super::shared::{SharedHandle, SharedHit};
 use crate::digest::OciDigest;
@@ -144,16 +145,14 @@ pub(crate) struct BuildReport {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BuildError {
-    #[error("step `{label}` failed: {message}")]
+    #[error("step `{label}` failed")]
     Step {
         node: NodeIndex,
         label: String,
-        message: String,
+        #[source]
+        cause: StepFailure,
+        /// The last lines of the command's output, when it ran.
         output_tail: Vec<String>,
-        /// The command's exit code, when it ran and exited non-zero.
-        exit_code: Option<i32>,
-        /// Which command of a `a && b && c` script failed: "command 2 of 3 (`b`)".
-        failed_command: Option<String>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -162,7 +161,7 @@ pub(crate) enum BuildError {
     Machine {
         label: String,
         #[source]
-        source: LayerError,
+        source: StepFailure,
     },
     #[error("the build was interrupted")]
     Interrupted,
@@ -354,14 +353,15 @@ fn report_failure(
     cancel: &std::sync::atomic::AtomicBool,
     events: &(dyn Fn(Event) + Sync),
 ) {
-    let BuildError::Step { node, message, exit_code, .. } = e else { return };
+    let BuildError::Step { node, cause, .. } = e else { return };
     let node = *node;
     // Ctrl-C reaches the step's processes (they share the terminal) before the build's flag
     // is set, so an interrupted build also counts as cancelled.
     if cancel.load(std::sync::atomic::Ordering::SeqCst) || super::cancel::interrupted() {
         events(Event::Cancelled { node });
     } else {
-        events(Event::Failed { node, message: message.clone(), exit_code: *exit_code });
+        let message = crate::diag::error_chain(cause);
+        events(Event::Failed { node, message, exit_code: cause.exit_code() });
     }
 }
 
@@ -404,13 +404,11 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
             .expect("dependencies run first")
     };
     let parent_layers = n.parent.map(get).unwrap_or_default();
-    let step_err = |message: String, tail: Vec<String>| BuildError::Step {
+    let step_err = |cause: StepFailure| BuildError::Step {
         node,
         label: n.label.clone(),
-        message,
-        output_tail: tail,
-        exit_code: None,
-        failed_command: None,
+        cause,
+        output_tail: Vec::new(),
     };
     match &n.op {
         Op::Scratch => return Ok(Vec::new()),
@@ -465,7 +463,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     }
     events(Event::Started { node });
     let started = Instant::now();
-    let lerr = |e: LayerError| machine_or_step(e, &n.label, |m| step_err(m, Vec::new()));
+    let lerr = |e: LayerError| machine_or_step(e.into(), &n.label, step_err);
     // Unpacked `add` archives: kept until the layer is written, then removed.
     let mut scratch = layers::Scratch::default();
     let entries = match &n.op {
@@ -528,17 +526,17 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     Ok(layers)
 }
 
-/// A layer that could not be made: the machine's failure (a full disk…) keeps its cause and is
-/// never blamed on the step; anything else is the step's.
+/// A failure of the machine's own file operations (making a layer, a step's folders): the
+/// machine's failure (a full disk…) is never blamed on the step; anything else is the step's.
 pub(super) fn machine_or_step(
-    e: LayerError,
+    cause: StepFailure,
     label: &str,
-    step: impl FnOnce(String) -> BuildError,
+    step: impl FnOnce(StepFailure) -> BuildError,
 ) -> BuildError {
-    if crate::diag::is_machine_error(&e) {
-        BuildError::Machine { label: label.to_owned(), source: e }
+    if crate::diag::is_machine_error(&cause) {
+        BuildError::Machine { label: label.to_owned(), source: cause }
     } else {
-        step(e.to_string())
+        step(cause)
     }
 }
 

@@ -32,13 +32,6 @@ pub(crate) enum LayerError {
         #[source]
         source: io::Error,
     },
-    /// A file operation of the machine's own (a step's temporary folders, cache folders).
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
     #[error("{0}")]
     Step(String),
 }

@@ -15,6 +15,7 @@ use petgraph::stable_graph::NodeIndex;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::build::{BuildError, BuildOptions, Event, SecretValue, record};
+use super::failure::StepFailure;
 use super::layers;
 use super::sandbox::{
     self, BindSource, Mount, Network as SandboxNetwork, RootMode, SandboxSpec, UserSpec,
@@ -45,37 +46,26 @@ pub(super) fn run_step(
 ) -> Result<Vec<LayerRef>, BuildError> {
     let n = &plan.graph[node];
     let started = Instant::now();
-    let fail = |message: String, tail: Vec<String>| BuildError::Step {
+    let fail = |cause: StepFailure| BuildError::Step {
         node,
         label: n.label.clone(),
-        message,
-        output_tail: tail,
-        exit_code: None,
-        failed_command: None,
+        cause,
+        output_tail: Vec::new(),
     };
     // The machine's own file operations: a full disk is the machine's failure, anything else
     // this step's.
-    let io_fail = |what: String, e: std::io::Error| {
-        let e = layers::LayerError::Io { what, source: e };
-        super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new()))
-    };
-    let store_fail = |e: crate::store::StoreError| {
-        super::build::machine_or_step(layers::LayerError::Store(e), &n.label, |m| {
-            fail(m, Vec::new())
-        })
-    };
+    let machine_fail = |cause: StepFailure| super::build::machine_or_step(cause, &n.label, fail);
     PROBE
         .get_or_init(sandbox::probe)
         .clone()
-        .map_err(|why| fail(format!("cannot run steps here: {why}"), Vec::new()))?;
+        .map_err(|why| fail(StepFailure::SandboxUnavailable { why }))?;
     let mut lower_dirs = Vec::with_capacity(parent.len());
     for layer in parent.iter().rev() {
-        let (_, tree) = layers::materialize(store, layer)
-            .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?;
+        let (_, tree) = layers::materialize(store, layer).map_err(|e| machine_fail(e.into()))?;
         lower_dirs.push(tree);
     }
-    let scratch = store.temp_dir("run-").map_err(store_fail)?;
-    let extras = store.temp_dir("run-mounts-").map_err(store_fail)?;
+    let scratch = store.temp_dir("run-").map_err(|e| machine_fail(e.into()))?;
+    let extras = store.temp_dir("run-mounts-").map_err(|e| machine_fail(e.into()))?;
     let mut env = op.env.clone();
     let mut mounts = Vec::new();
     let mut held_locks = Vec::new();
@@ -87,8 +77,8 @@ pub(super) fn run_step(
                 let dir = store.root().join("cache-v1").join(Digest::of(id.as_bytes()).to_hex());
                 let fresh = !dir.exists();
                 Store::note_use(&dir);
-                fs_err::create_dir_all(&dir).map_err(|e| {
-                    io_fail(format!("cannot create the cache folder for `{id}`"), e)
+                fs_err::create_dir_all(&dir).map_err(|source| {
+                    machine_fail(StepFailure::CacheFolder { id: id.clone(), source })
                 })?;
                 if fresh {
                     let _ = fs_err::set_permissions(
@@ -103,8 +93,8 @@ pub(super) fn run_step(
                     shared.cache_mount(id, &dir, fresh);
                 }
                 if *sharing == CacheSharing::Locked {
-                    held_locks.push(lock_dir(&dir).map_err(|e| {
-                        fail(format!("cannot lock the cache `{id}`: {e}"), Vec::new())
+                    held_locks.push(lock_dir(&dir).map_err(|source| {
+                        fail(StepFailure::CacheLock { id: id.clone(), source })
                     })?);
                 }
                 mounts.push(Mount::Cache {
@@ -115,8 +105,8 @@ pub(super) fn run_step(
             }
             PlannedMount::Secret { id, target, env: var, required, mode, uid, gid } => {
                 let value = match opts.secrets.get(id) {
-                    Some(SecretValue::File(p)) => Some(fs_err::read(p).map_err(|e| {
-                        fail(format!("cannot read secret `{id}`: {e}"), Vec::new())
+                    Some(SecretValue::File(p)) => Some(fs_err::read(p).map_err(|source| {
+                        fail(StepFailure::SecretUnreadable { id: id.clone(), source })
                     })?),
                     Some(SecretValue::Env(v)) => {
                         std::env::var_os(v).map(std::ffi::OsString::into_encoded_bytes)
@@ -125,12 +115,7 @@ pub(super) fn run_step(
                 };
                 let Some(value) = value else {
                     if *required {
-                        return Err(fail(
-                            format!(
-                                "secret `{id}` is required; pass it with `--secret id={id},src=FILE`"
-                            ),
-                            Vec::new(),
-                        ));
+                        return Err(fail(StepFailure::SecretMissing { id: id.clone() }));
                     }
                     continue;
                 };
@@ -150,21 +135,12 @@ pub(super) fn run_step(
             PlannedMount::Ssh { id, target, required, mode, uid, gid } => {
                 let Some(agent) = opts.ssh.get(id) else {
                     if *required {
-                        return Err(fail(
-                            format!(
-                                "ssh agent `{id}` is required; pass it with `--ssh {id}` (the \
-                                 agent of SSH_AUTH_SOCK) or `--ssh {id}=SOCKET`"
-                            ),
-                            Vec::new(),
-                        ));
+                        return Err(fail(StepFailure::SshAgentMissing { id: id.clone() }));
                     }
                     continue;
                 };
-                let proxy = SshProxy::start(agent, *mode, *uid, *gid).map_err(|e| {
-                    fail(
-                        format!("cannot forward ssh agent `{id}` (`{}`): {e}", agent.display()),
-                        Vec::new(),
-                    )
+                let proxy = SshProxy::start(agent, *mode, *uid, *gid).map_err(|source| {
+                    fail(StepFailure::SshForward { id: id.clone(), agent: agent.clone(), source })
                 })?;
                 // Like BuildKit, the first agent is the one ssh and git find by default.
                 if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
@@ -181,12 +157,15 @@ pub(super) fn run_step(
                 mounts.push(Mount::Tmpfs { target: target.clone(), size: *size });
             }
             PlannedMount::BindNode { node: src, source, target, readwrite } => {
-                let view = layers::view_of(store, &get(*src))
-                    .map_err(|e| fail(e.to_string(), Vec::new()))?;
+                let view = layers::view_of(store, &get(*src)).map_err(|e| {
+                    fail(StepFailure::BindStage { path: source.clone(), source: e })
+                })?;
                 let name = format!("bind-{}", mounts.len());
                 let dest = extras.path().join(&name);
                 materialize_path(&view, source.trim_start_matches('/'), &dest, *readwrite)
-                    .map_err(|e| io_fail(format!("cannot prepare bind `{source}`"), e))?;
+                    .map_err(|e| {
+                        machine_fail(StepFailure::Bind { path: source.clone(), source: e })
+                    })?;
                 mounts.push(Mount::Bind {
                     source: BindSource { root: extras.path().to_owned(), path: name },
                     target: target.clone(),
@@ -202,15 +181,19 @@ pub(super) fn run_step(
                     // Only what the context selects: not the files the ignore file leaves
                     // out, nor stack's own output, as BuildKit sends only those.
                     let name = format!("bind-{}", mounts.len());
-                    materialize_selection(sel, &extras.path().join(&name), *readwrite)
-                        .map_err(|e| io_fail(format!("cannot prepare bind `{source}`"), e))?;
+                    materialize_selection(sel, &extras.path().join(&name), *readwrite).map_err(
+                        |e| machine_fail(StepFailure::Bind { path: source.clone(), source: e }),
+                    )?;
                     BindSource { root: extras.path().to_owned(), path: name }
                 } else if *readwrite {
                     // A writable bind works on a copy: nothing a step does reaches the context.
                     let name = format!("bind-{}", mounts.len());
                     let dest = extras.path().join(&name);
                     copy_from_context(&ctx, source, &dest).map_err(|e| {
-                        io_fail(format!("cannot copy `{source}` for a writable bind"), e)
+                        machine_fail(StepFailure::WritableBindCopy {
+                            path: source.clone(),
+                            source: e,
+                        })
                     })?;
                     BindSource { root: extras.path().to_owned(), path: name }
                 } else {
@@ -220,14 +203,13 @@ pub(super) fn run_step(
             }
         }
     }
-    let (network, slirp4netns) = step_network(op.network).map_err(|m| fail(m, Vec::new()))?;
+    let (network, slirp4netns) = step_network(op.network).map_err(fail)?;
     let mut argv = op.argv.clone();
     let chain = shell_chain(&argv);
     let marks = match &chain {
         Some(parts) => {
             let marks = extras.path().join("marks");
-            fs_err::write(&marks, b"")
-                .map_err(|e| io_fail("cannot write the marks file".into(), e))?;
+            fs_err::write(&marks, b"").map_err(|e| machine_fail(StepFailure::Marks(e)))?;
             // Whoever the step runs as may mark; the file lives in the store's tmp only.
             let _ = fs_err::set_permissions(&marks, std::fs::Permissions::from_mode(0o666));
             mounts.push(Mount::Bind {
@@ -255,8 +237,7 @@ pub(super) fn run_step(
         extra_hosts: op.hosts.clone(),
         mounts,
         root_mode: RootMode::Auto,
-        emulator: super::emulation::plan(&op.platform)
-            .map_err(|e| fail(e.to_string(), Vec::new()))?,
+        emulator: super::emulation::plan(&op.platform).map_err(|e| fail(e.into()))?,
     };
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut partial = Vec::new();
@@ -275,21 +256,18 @@ pub(super) fn run_step(
         },
         &opts.cancel,
     )
-    .map_err(|e| fail(crate::diag::error_chain(&e), Vec::new()))?;
+    .map_err(|e| fail(e.into()))?;
     drop(ssh_proxies);
     if !partial.is_empty() {
         tail.push_back(String::from_utf8_lossy(&partial).into_owned());
     }
     if !outcome.status.success() {
-        let failed_command = failed_command(chain.as_deref(), marks.as_deref());
-        let which = failed_command.as_deref().unwrap_or("the command");
+        let command = failed_command(chain.as_deref(), marks.as_deref());
         return Err(BuildError::Step {
             node,
             label: n.label.clone(),
-            message: format!("{which} exited with code {}", outcome.status.code()),
+            cause: StepFailure::Exited { command, code: outcome.status.code() },
             output_tail: tail.into_iter().collect(),
-            exit_code: Some(outcome.status.code()),
-            failed_command,
         });
     }
     let layer = if outcome.changes.is_empty() {
@@ -297,7 +275,7 @@ pub(super) fn run_step(
     } else {
         Some(
             layers::write_layer(store, &outcome.changes, opts.epoch, opts.compression, None)
-                .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?,
+                .map_err(|e| machine_fail(e.into()))?,
         )
     };
     drop(outcome);
@@ -334,17 +312,12 @@ fn failed_command(chain: Option<&[String]>, marks: Option<&Path>) -> Option<Stri
 
 /// The sandbox network for a step's `network` setting: the default is a private network
 /// namespace reaching the world through slirp4netns; `host` must be asked for.
-fn step_network(network: Network) -> Result<(SandboxNetwork, Option<PathBuf>), String> {
+fn step_network(network: Network) -> Result<(SandboxNetwork, Option<PathBuf>), StepFailure> {
     match network {
         Network::None => Ok((SandboxNetwork::None, None)),
         Network::Host => Ok((SandboxNetwork::Host, None)),
         Network::Default => {
-            let slirp = find_program("slirp4netns").ok_or_else(|| {
-                "the default network of a `run` step is a private network namespace, which \
-                 needs `slirp4netns` (Debian/Ubuntu: apt-get install slirp4netns); or give the \
-                 step `network \"host\"` (its network is then the host's) or `network \"none\"`"
-                    .to_owned()
-            })?;
+            let slirp = find_program("slirp4netns").ok_or(StepFailure::NoSlirp4netns)?;
             Ok((SandboxNetwork::Private, Some(slirp)))
         }
     }
