@@ -15,7 +15,7 @@ use crate::oci::extract::{self, IndexKind, LayerIndex};
 use crate::oci::image::{Descriptor, LayerRef};
 use crate::oci::layer::{Entry, EntryKind};
 use crate::oci::tar_writer::{self, add_missing_parents};
-use crate::plan::{CopyOp, CopySource, FileOp};
+use crate::plan::{CopyOp, CopySource, FileOp, RemoteFile};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,110 +110,24 @@ pub(crate) fn copy_entries(
     epoch: i64,
     (store, scratch): (&Store, &mut Scratch),
 ) -> Result<Vec<Entry>, LayerError> {
-    let dest = op.dest.trim_start_matches('/').to_owned();
+    let path = op.dest.trim_start_matches('/');
     let owner = match &op.chown {
         Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Step)?),
         None => None,
     };
-    let dest_is_dir = op.dest_is_dir || target.is_dir(&dest);
-    let mut out: Vec<Entry> = Vec::new();
-    let mut dest_dirs: Vec<String> = Vec::new();
-    match &op.source {
+    let dest = Dest { path, is_dir: op.dest_is_dir || target.is_dir(path) };
+    let Copied { mut entries, dest_dirs } = match &op.source {
         CopySource::Context { selected, sources } => {
-            for (items, source) in selected.iter().zip(sources) {
-                for item in items {
-                    let base = if op.parents {
-                        // `parents=#true` keeps the source's own path under the destination.
-                        join(&dest, source)
-                    } else if item.is_dir {
-                        dest.clone()
-                    } else if dest_is_dir {
-                        join(&dest, &item.name)
-                    } else {
-                        dest.clone()
-                    };
-                    if item.is_dir {
-                        dest_dirs.push(base.clone());
-                    }
-                    if op.add
-                        && !item.is_dir
-                        && let Some(unpacked) = unpack_if_archive(item, &dest, epoch, store)?
-                    {
-                        let (entries, dir) = unpacked;
-                        out.extend(entries);
-                        scratch.0.push(dir);
-                        continue;
-                    }
-                    context_entries(item, &base, epoch, &mut out);
-                }
-            }
+            let add = op.add.then_some((store, scratch));
+            copy_from_context(selected, sources, op.parents, &dest, epoch, add)?
         }
-        CopySource::Remote { files } => {
-            for (name, file) in files {
-                let path = if dest_is_dir { join(&dest, name) } else { dest.clone() };
-                // Like BuildKit, a downloaded file is private (0600) unless `chmod` says
-                // otherwise; its time is the build's, as for context files.
-                out.push(Entry {
-                    path,
-                    kind: EntryKind::File { source: file.path.clone(), size: file.size },
-                    mode: 0o600,
-                    uid: 0,
-                    gid: 0,
-                    mtime: epoch,
-                    xattrs: Vec::new(),
-                });
-            }
-        }
+        CopySource::Remote { files } => copy_downloads(files, &dest, epoch),
         CopySource::Node { paths, .. } => {
             let src = source_view.expect("copy from a node comes with that node's view");
-            for pattern in paths {
-                let rel = pattern.trim_start_matches('/');
-                let matches: Vec<String> = if rel.contains(['*', '?', '[']) {
-                    let glob = GlobBuilder::new(rel)
-                        .literal_separator(true)
-                        .build()
-                        .map_err(|e| {
-                            LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}"))
-                        })?
-                        .compile_matcher();
-                    src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
-                } else {
-                    vec![rel.to_owned()]
-                };
-                if matches.is_empty() {
-                    return Err(LayerError::Step(format!(
-                        "`{pattern}` matches nothing in the source stage"
-                    )));
-                }
-                for m in matches {
-                    let resolved = src.resolve(&m, true).ok_or_else(|| {
-                        LayerError::Step(format!("`/{m}` has a symlink loop in the source stage"))
-                    })?;
-                    let Some(e) = src.get(&resolved).cloned() else {
-                        if resolved.is_empty() {
-                            copy_tree(src, "", &dest, &mut out);
-                            dest_dirs.push(dest.clone());
-                            continue;
-                        }
-                        return Err(LayerError::Step(format!(
-                            "`/{m}` does not exist in the source stage"
-                        )));
-                    };
-                    let name = m.rsplit('/').next().unwrap_or("").to_owned();
-                    if e.is_dir() {
-                        dest_dirs.push(dest.clone());
-                        copy_tree(src, &resolved, &dest, &mut out);
-                    } else {
-                        let to = if dest_is_dir { join(&dest, &name) } else { dest.clone() };
-                        let mut entry = src.entry(&resolved, &e);
-                        entry.path = to;
-                        out.push(entry);
-                    }
-                }
-            }
+            copy_from_stage(paths, src, &dest)?
         }
-    }
-    for e in &mut out {
+    };
+    for e in &mut entries {
         if let Some((uid, gid)) = owner {
             e.uid = uid;
             e.gid = gid;
@@ -226,14 +140,14 @@ pub(crate) fn copy_entries(
     }
     // The destination folder of a folder copy exists even when the folder was empty.
     for d in dest_dirs {
-        if !d.is_empty() && !out.iter().any(|e| e.path == d) {
+        if !d.is_empty() && !entries.iter().any(|e| e.path == d) {
             let (mode, uid, gid, mtime) = existing_dir(target, &d).unwrap_or((
                 0o755,
                 owner.map_or(0, |o| o.0),
                 owner.map_or(0, |o| o.1),
                 epoch,
             ));
-            out.push(Entry {
+            entries.push(Entry {
                 path: d,
                 kind: EntryKind::Dir { opaque: false },
                 mode,
@@ -244,7 +158,136 @@ pub(crate) fn copy_entries(
             });
         }
     }
-    finish_entries(out, target, epoch, owner.unwrap_or((0, 0)))
+    finish_entries(entries, target, epoch, owner.unwrap_or((0, 0)))
+}
+
+/// Where a `copy` puts what it copies.
+struct Dest<'a> {
+    /// Relative to the root.
+    path: &'a str,
+    /// Whether files go into it (it is a folder, or the step says so with a trailing `/`)
+    /// rather than become it.
+    is_dir: bool,
+}
+
+impl Dest<'_> {
+    /// The path a file named `name` is copied to.
+    fn file(&self, name: &str) -> String {
+        if self.is_dir { join(self.path, name) } else { self.path.to_owned() }
+    }
+}
+
+/// What a `copy` source gives: its entries, and the folders that must exist even when
+/// nothing was copied into them.
+#[derive(Default)]
+struct Copied {
+    entries: Vec<Entry>,
+    dest_dirs: Vec<String>,
+}
+
+/// The context files `selected` (one list per source path in `sources`) under `dest`; with
+/// `add`, local archives are unpacked into folders of `scratch` instead.
+fn copy_from_context(
+    selected: &[Vec<Selected>],
+    sources: &[String],
+    parents: bool,
+    dest: &Dest<'_>,
+    epoch: i64,
+    mut add: Option<(&Store, &mut Scratch)>,
+) -> Result<Copied, LayerError> {
+    let mut out = Copied::default();
+    for (items, source) in selected.iter().zip(sources) {
+        for item in items {
+            let base = if parents {
+                // `parents=#true` keeps the source's own path under the destination.
+                join(dest.path, source)
+            } else if item.is_dir {
+                dest.path.to_owned()
+            } else {
+                dest.file(&item.name)
+            };
+            if item.is_dir {
+                out.dest_dirs.push(base.clone());
+            }
+            if let Some((store, scratch)) = add.as_mut()
+                && !item.is_dir
+                && let Some((entries, dir)) = unpack_if_archive(item, dest.path, epoch, store)?
+            {
+                out.entries.extend(entries);
+                scratch.0.push(dir);
+                continue;
+            }
+            context_entries(item, &base, epoch, &mut out.entries);
+        }
+    }
+    Ok(out)
+}
+
+/// The files an `add` downloaded, under `dest`.
+fn copy_downloads(files: &[(String, RemoteFile)], dest: &Dest<'_>, epoch: i64) -> Copied {
+    let entries = files
+        .iter()
+        .map(|(name, file)| Entry {
+            path: dest.file(name),
+            kind: EntryKind::File { source: file.path.clone(), size: file.size },
+            // Like BuildKit, a downloaded file is private (0600) unless `chmod` says
+            // otherwise; its time is the build's, as for context files.
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: epoch,
+            xattrs: Vec::new(),
+        })
+        .collect();
+    Copied { entries, dest_dirs: Vec::new() }
+}
+
+/// The paths of another stage's file system `src` that `patterns` name, under `dest`.
+fn copy_from_stage(patterns: &[String], src: &View, dest: &Dest<'_>) -> Result<Copied, LayerError> {
+    let mut out = Copied::default();
+    for pattern in patterns {
+        for m in stage_matches(pattern, src)? {
+            let resolved = src.resolve(&m, true).ok_or_else(|| {
+                LayerError::Step(format!("`/{m}` has a symlink loop in the source stage"))
+            })?;
+            let Some(e) = src.get(&resolved).cloned() else {
+                if resolved.is_empty() {
+                    copy_tree(src, "", dest.path, &mut out.entries);
+                    out.dest_dirs.push(dest.path.to_owned());
+                    continue;
+                }
+                return Err(LayerError::Step(format!("`/{m}` does not exist in the source stage")));
+            };
+            if e.is_dir() {
+                out.dest_dirs.push(dest.path.to_owned());
+                copy_tree(src, &resolved, dest.path, &mut out.entries);
+            } else {
+                let mut entry = src.entry(&resolved, &e);
+                entry.path = dest.file(m.rsplit('/').next().unwrap_or(""));
+                out.entries.push(entry);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The paths of `src` that `pattern` names: those its glob matches, or the path itself.
+fn stage_matches(pattern: &str, src: &View) -> Result<Vec<String>, LayerError> {
+    let rel = pattern.trim_start_matches('/');
+    let matches: Vec<String> = if rel.contains(['*', '?', '[']) {
+        let glob = GlobBuilder::new(rel)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}")))?
+            .compile_matcher();
+        src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
+    } else {
+        vec![rel.to_owned()]
+    };
+    if matches.is_empty() {
+        return Err(LayerError::Step(format!("`{pattern}` matches nothing in the source stage")));
+    }
+    Ok(matches)
 }
 
 fn existing_dir(view: &View, path: &str) -> Option<(u32, u32, u32, i64)> {
