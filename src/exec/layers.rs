@@ -32,8 +32,49 @@ pub(crate) enum LayerError {
         #[source]
         source: io::Error,
     },
+    /// A `chown` the step's file system cannot resolve.
     #[error("{0}")]
-    Step(String),
+    Owner(String),
+    /// A file or folder a layer is made from could not be read.
+    #[error("cannot read `{}`", path.display())]
+    ReadInput {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A context file differs from the one planning hashed.
+    #[error("file `{}` changed during the build", path.display())]
+    Changed { path: PathBuf },
+    /// A local archive an `add` unpacks is broken.
+    #[error("cannot unpack `{name}`")]
+    Unpack {
+        name: String,
+        #[source]
+        source: extract::ExtractError,
+    },
+    /// The files of an unpacked layer could not be moved into the folder asked for.
+    #[error("cannot move the files of layer `{layer}` into `{}`", dir.display())]
+    PlaceUnpacked {
+        layer: OciDigest,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{pattern}` is not a valid pattern")]
+    BadPattern {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("`{pattern}` matches nothing in the source stage")]
+    NoMatch { pattern: String },
+    #[error("`/{path}` has a symlink loop in the source stage")]
+    SymlinkLoop { path: String },
+    #[error("`/{path}` does not exist in the source stage")]
+    NotInStage { path: String },
+    /// A stored layer re-encoded to a tar that is not the one recorded.
+    #[error("its tar has digest `{actual}`, not the recorded `{expected}`")]
+    DiffIdMismatch { actual: OciDigest, expected: OciDigest },
 }
 
 /// The files of `dir` as one layer in the store (`None` when it is empty): how a cache mount
@@ -44,7 +85,7 @@ pub(crate) fn folder_layer(
     compression: Compression,
 ) -> Result<Option<LayerRef>, LayerError> {
     let entries = super::sandbox::folder_entries(dir)
-        .map_err(|e| LayerError::Step(format!("cannot read `{}`: {e}", dir.display())))?;
+        .map_err(|source| LayerError::ReadInput { path: dir.to_owned(), source })?;
     if entries.is_empty() {
         return Ok(None);
     }
@@ -60,10 +101,14 @@ pub(crate) fn unpack_into(store: &Store, layer: &LayerRef, dir: &Path) -> Result
         .map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
     extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
     let tree = tmp.path().join("tree");
-    for item in fs_err::read_dir(&tree).map_err(|e| LayerError::Step(e.to_string()))? {
-        let item = item.map_err(|e| LayerError::Step(e.to_string()))?;
-        fs_err::rename(item.path(), dir.join(item.file_name()))
-            .map_err(|e| LayerError::Step(e.to_string()))?;
+    let place = |source| LayerError::PlaceUnpacked {
+        layer: layer.blob.digest.clone(),
+        dir: dir.to_owned(),
+        source,
+    };
+    for item in fs_err::read_dir(&tree).map_err(place)? {
+        let item = item.map_err(place)?;
+        fs_err::rename(item.path(), dir.join(item.file_name())).map_err(place)?;
     }
     Ok(())
 }
@@ -112,7 +157,7 @@ pub(crate) fn copy_entries(
 ) -> Result<Vec<Entry>, LayerError> {
     let path = op.dest.trim_start_matches('/');
     let owner = match &op.chown {
-        Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Step)?),
+        Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Owner)?),
         None => None,
     };
     let dest = Dest { path, is_dir: op.dest_is_dir || target.is_dir(path) };
@@ -247,16 +292,15 @@ fn copy_from_stage(patterns: &[String], src: &View, dest: &Dest<'_>) -> Result<C
     let mut out = Copied::default();
     for pattern in patterns {
         for m in stage_matches(pattern, src)? {
-            let resolved = src.resolve(&m, true).ok_or_else(|| {
-                LayerError::Step(format!("`/{m}` has a symlink loop in the source stage"))
-            })?;
+            let resolved =
+                src.resolve(&m, true).ok_or_else(|| LayerError::SymlinkLoop { path: m.clone() })?;
             let Some(e) = src.get(&resolved).cloned() else {
                 if resolved.is_empty() {
                     copy_tree(src, "", dest.path, &mut out.entries);
                     out.dest_dirs.push(dest.path.to_owned());
                     continue;
                 }
-                return Err(LayerError::Step(format!("`/{m}` does not exist in the source stage")));
+                return Err(LayerError::NotInStage { path: m });
             };
             if e.is_dir() {
                 out.dest_dirs.push(dest.path.to_owned());
@@ -278,14 +322,14 @@ fn stage_matches(pattern: &str, src: &View) -> Result<Vec<String>, LayerError> {
         let glob = GlobBuilder::new(rel)
             .literal_separator(true)
             .build()
-            .map_err(|e| LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}")))?
+            .map_err(|source| LayerError::BadPattern { pattern: pattern.to_owned(), source })?
             .compile_matcher();
         src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
     } else {
         vec![rel.to_owned()]
     };
     if matches.is_empty() {
-        return Err(LayerError::Step(format!("`{pattern}` matches nothing in the source stage")));
+        return Err(LayerError::NoMatch { pattern: pattern.to_owned() });
     }
     Ok(matches)
 }
@@ -446,10 +490,8 @@ fn unpack_if_archive(
     let Some((_, meta)) = item.entries.first().filter(|(_, m)| m.kind == FileKind::File) else {
         return Ok(None);
     };
-    let changed =
-        || LayerError::Step(format!("file `{}` changed during the build", meta.abs.display()));
-    let read_err =
-        |e: io::Error| LayerError::Step(format!("cannot read `{}`: {e}", meta.abs.display()));
+    let changed = || LayerError::Changed { path: meta.abs.clone() };
+    let read_err = |source: io::Error| LayerError::ReadInput { path: meta.abs.clone(), source };
     let file = open::open_beneath(&item.root, &meta.rel).map_err(|_| changed())?;
     let mut source = open::HashingReader::new(file);
     let mut head = [0u8; 6];
@@ -466,9 +508,8 @@ fn unpack_if_archive(
                 let full = read_full(&mut decoded, &mut block).is_ok_and(|k| k == 512);
                 (full && is_tar_header(&block)).then(|| {
                     let mut tar = io::Cursor::new(block.to_vec()).chain(decoded);
-                    extract::extract(&mut tar, &digest, None, scratch.path()).map_err(|e| {
-                        LayerError::Step(format!("cannot unpack `{}`: {e}", item.name))
-                    })
+                    extract::extract(&mut tar, &digest, None, scratch.path())
+                        .map_err(|e| LayerError::Unpack { name: item.name.clone(), source: e })
                 })
             }
             Err(_) => None,
@@ -539,7 +580,7 @@ pub(crate) fn file_entries(
     epoch: i64,
 ) -> Result<Vec<Entry>, LayerError> {
     let (uid, gid) = match &op.chown {
-        Some(spec) => target.resolve_owner(spec).map_err(LayerError::Step)?,
+        Some(spec) => target.resolve_owner(spec).map_err(LayerError::Owner)?,
         None => (0, 0),
     };
     let path = op.path.trim_start_matches('/').to_owned();
@@ -649,7 +690,9 @@ pub(crate) fn recompress(
         io::copy(&mut reader, tar).map(drop).map_err(read_err)
     })
     .map_err(|e| match e {
-        LayerError::Step(message) => read_err(io::Error::new(io::ErrorKind::InvalidData, message)),
+        e @ LayerError::DiffIdMismatch { .. } => {
+            read_err(io::Error::new(io::ErrorKind::InvalidData, e))
+        }
         other => other,
     })
 }
@@ -687,9 +730,7 @@ fn store_tar(
     if let Some(expected) = expected
         && diff_id != *expected
     {
-        return Err(LayerError::Step(format!(
-            "its tar has digest `{diff_id}`, not the recorded `{expected}`"
-        )));
+        return Err(LayerError::DiffIdMismatch { actual: diff_id, expected: expected.clone() });
     }
     let size = blob.hasher.len();
     let blob_digest = blob.hasher.finish();
@@ -707,5 +748,27 @@ fn media_compression(media_type: &str) -> Compression {
         Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
         _ => Compression::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::error_chain;
+
+    /// What copying `pattern` from an empty stage fails with.
+    fn copy_error(pattern: &str) -> String {
+        let dest = Dest { path: "app", is_dir: true };
+        let Err(e) = copy_from_stage(&[pattern.to_owned()], &View::new(&[]), &dest) else {
+            panic!("copying `{pattern}` from an empty stage succeeded");
+        };
+        error_chain(&e)
+    }
+
+    #[test]
+    fn a_stage_copy_names_what_it_could_not_find() {
+        assert_eq!(copy_error("/*.txt"), "`/*.txt` matches nothing in the source stage");
+        assert_eq!(copy_error("/nope"), "`/nope` does not exist in the source stage");
+        assert!(copy_error("/a[").starts_with("`/a[` is not a valid pattern: "));
     }
 }
