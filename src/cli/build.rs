@@ -353,7 +353,8 @@ fn execute_noting(
     output::add_to_summary(summary_fields(&tally));
     match built {
         Ok(r) => Ok(r),
-        Err(BuildError::Step { node, label, message, output_tail, exit_code, failed_command }) => {
+        Err(BuildError::Step { node, label, cause, output_tail }) => {
+            let message = crate::diag::error_chain(&cause);
             let n = &p.graph[node];
             note(step_failure(&files[n.file], n.span, &label, &message));
             let mut d = Diagnostic::error(
@@ -378,9 +379,11 @@ fn execute_noting(
             }
             let run = super::progress::run_step(files, p, node);
             // A plain `&&` chain says which command failed in the message itself.
-            let note = match failed_command {
+            let note = match cause.failed_command() {
                 Some(_) => None,
-                None => run.and_then(|r| super::progress::which_command_failed(r, exit_code)),
+                None => {
+                    run.and_then(|r| super::progress::which_command_failed(r, cause.exit_code()))
+                }
             };
             if let Some(note) = note {
                 let help = match d.help.take() {

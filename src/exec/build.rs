@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use petgraph::stable_graph::NodeIndex;
 use serde_json::{Map, Value};
 
+use super::failure::StepFailure;
 use super::layers::{self, LayerError};
 use super::shared::{SharedHandle, SharedHit};
 use crate::digest::OciDigest;
@@ -20,7 +21,8 @@ use crate::oci::compress::Compression;
 use crate::oci::image::{
     BuiltImage, Descriptor, LayerRef, Manifest, OCI_CONFIG, OCI_MANIFEST, rfc3339,
 };
-use crate::plan::{Op, Plan};
+use crate::oci::layer::Entry;
+use crate::plan::{CopySource, Op, Plan};
 use crate::store::{Store, StoreError};
 
 /// How to build.
@@ -144,16 +146,14 @@ pub(crate) struct BuildReport {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BuildError {
-    #[error("step `{label}` failed: {message}")]
+    #[error("step `{label}` failed")]
     Step {
         node: NodeIndex,
         label: String,
-        message: String,
+        #[source]
+        cause: StepFailure,
+        /// The last lines of the command's output, when it ran.
         output_tail: Vec<String>,
-        /// The command's exit code, when it ran and exited non-zero.
-        exit_code: Option<i32>,
-        /// Which command of a `a && b && c` script failed: "command 2 of 3 (`b`)".
-        failed_command: Option<String>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -162,7 +162,7 @@ pub(crate) enum BuildError {
     Machine {
         label: String,
         #[source]
-        source: LayerError,
+        source: StepFailure,
     },
     #[error("the build was interrupted")]
     Interrupted,
@@ -354,14 +354,15 @@ fn report_failure(
     cancel: &std::sync::atomic::AtomicBool,
     events: &(dyn Fn(Event) + Sync),
 ) {
-    let BuildError::Step { node, message, exit_code, .. } = e else { return };
+    let BuildError::Step { node, cause, .. } = e else { return };
     let node = *node;
     // Ctrl-C reaches the step's processes (they share the terminal) before the build's flag
     // is set, so an interrupted build also counts as cancelled.
     if cancel.load(std::sync::atomic::Ordering::SeqCst) || super::cancel::interrupted() {
         events(Event::Cancelled { node });
     } else {
-        events(Event::Failed { node, message: message.clone(), exit_code: *exit_code });
+        let message = crate::diag::error_chain(cause);
+        events(Event::Failed { node, message, exit_code: cause.exit_code() });
     }
 }
 
@@ -392,26 +393,12 @@ struct Shared<'a> {
     hits: &'a HashMap<crate::digest::Digest, SharedHit>,
 }
 
+/// Produces node `node`'s layers: reused from the store or the shared cache when its key is
+/// there, else made by running the step.
 fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildError> {
-    let Shared { plan, store, opts, results, events, counters, in_flight, hits } = *sh;
+    let Shared { plan, store, opts, events, counters, in_flight, .. } = *sh;
     let n = &plan.graph[node];
-    let get = |i: NodeIndex| {
-        results
-            .lock()
-            .expect("no panics while locked")
-            .get(&i)
-            .cloned()
-            .expect("dependencies run first")
-    };
-    let parent_layers = n.parent.map(get).unwrap_or_default();
-    let step_err = |message: String, tail: Vec<String>| BuildError::Step {
-        node,
-        label: n.label.clone(),
-        message,
-        output_tail: tail,
-        exit_code: None,
-        failed_command: None,
-    };
+    let parent_layers = n.parent.map(|p| sh.layers_of(p)).unwrap_or_default();
     match &n.op {
         Op::Scratch => return Ok(Vec::new()),
         Op::Base { image, .. } => return Ok(image.layers.clone()),
@@ -430,30 +417,7 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     let remember = || super::explain::save(store, &history_key, n, previous.as_ref());
     let layer_key = layer_key(&n.key, opts.epoch);
     let shared_key = record_key(&layer_key, opts.compression);
-    if !bypass && let Some(rec) = cached_layer(store, &layer_key, opts.compression)? {
-        remember();
-        events(Event::Reused { node });
-        counters.lock().expect("no panics while locked").reused += 1;
-        if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports())
-            && !hits.contains_key(&shared_key)
-        {
-            shared.export(&shared_key, rec.layer.as_ref());
-        }
-        let mut layers = parent_layers;
-        layers.extend(rec.layer);
-        return Ok(layers);
-    }
-    if !bypass && let Some(hit) = hits.get(&shared_key) {
-        remember();
-        events(Event::Shared { node, source: hit.source.clone() });
-        *counters
-            .lock()
-            .expect("no panics while locked")
-            .shared
-            .entry(hit.source.clone())
-            .or_default() += 1;
-        let mut layers = parent_layers;
-        layers.extend(hit.layer.clone());
+    if !bypass && let Some(layers) = sh.reuse(node, &layer_key, &parent_layers, &remember)? {
         return Ok(layers);
     }
     if opts.explain {
@@ -464,52 +428,32 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
         events(Event::Explain { node, reasons });
     }
     events(Event::Started { node });
+    if let Op::Run(op) = &n.op {
+        let parents = parent_layers.len();
+        let get = |i: NodeIndex| sh.layers_of(i);
+        return super::run::run_step(plan, node, op, &parent_layers, store, opts, events, &get)
+            .inspect(|layers| {
+                remember();
+                counters.lock().expect("no panics while locked").run += 1;
+                if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports()) {
+                    shared.export(&shared_key, layers.get(parents));
+                }
+            });
+    }
     let started = Instant::now();
-    let lerr = |e: LayerError| machine_or_step(e, &n.label, |m| step_err(m, Vec::new()));
+    let blame = Blame { node, label: &n.label };
     // Unpacked `add` archives: kept until the layer is written, then removed.
     let mut scratch = layers::Scratch::default();
-    let entries = match &n.op {
-        Op::Copy(op) => {
-            let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
-            let source_view = match &op.source {
-                crate::plan::CopySource::Node { node: src, .. } => {
-                    Some(layers::view_of(store, &get(*src)).map_err(lerr)?)
-                }
-                crate::plan::CopySource::Context { .. }
-                | crate::plan::CopySource::Remote { .. } => None,
-            };
-            let scratch = (store, &mut scratch);
-            layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch, scratch)
-                .map_err(lerr)?
-        }
-        Op::File(op) => {
-            let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
-            layers::file_entries(op, &target, opts.epoch).map_err(lerr)?
-        }
-        Op::Workdir { path, user } => {
-            let target = layers::view_of(store, &parent_layers).map_err(lerr)?;
-            layers::workdir_entries(path, user, &target, opts.epoch).map_err(lerr)?
-        }
-        Op::Run(op) => {
-            let parents = parent_layers.len();
-            return super::run::run_step(plan, node, op, &parent_layers, store, opts, events, &get)
-                .inspect(|layers| {
-                    remember();
-                    counters.lock().expect("no panics while locked").run += 1;
-                    if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports()) {
-                        shared.export(&shared_key, layers.get(parents));
-                    }
-                });
-        }
-        Op::Scratch | Op::Base { .. } | Op::Config => unreachable!("handled above"),
-    };
+    let entries = sh
+        .layer_entries(&n.op, &parent_layers, &mut scratch)
+        .map_err(|e| blame.machine_or_step(e))?;
     let layer = if entries.is_empty() {
         None
     } else {
         let last_time = previous_layer(store, previous.as_ref(), opts);
         Some(
             layers::write_layer(store, &entries, opts.epoch, opts.compression, last_time.as_ref())
-                .map_err(lerr)?,
+                .map_err(|e| blame.machine_or_step(e))?,
         )
     };
     store.put_record("step", &shared_key, &StepRecord { layer: layer.clone() })?;
@@ -528,17 +472,114 @@ fn exec_node(sh: &Shared<'_>, node: NodeIndex) -> Result<Vec<LayerRef>, BuildErr
     Ok(layers)
 }
 
-/// A layer that could not be made: the machine's failure (a full disk…) keeps its cause and is
-/// never blamed on the step; anything else is the step's.
-pub(super) fn machine_or_step(
-    e: LayerError,
-    label: &str,
-    step: impl FnOnce(String) -> BuildError,
-) -> BuildError {
-    if crate::diag::is_machine_error(&e) {
-        BuildError::Machine { label: label.to_owned(), source: e }
-    } else {
-        step(e.to_string())
+impl Shared<'_> {
+    /// The layers of a node that has run (a dependency of the one running).
+    fn layers_of(&self, node: NodeIndex) -> Vec<LayerRef> {
+        self.results
+            .lock()
+            .expect("no panics while locked")
+            .get(&node)
+            .cloned()
+            .expect("dependencies run first")
+    }
+
+    /// Node `node`'s layers when its result is in the store (re-encoded if need be) or in the
+    /// shared cache, counted and reported as reused; `None` when the step must run.
+    fn reuse(
+        &self,
+        node: NodeIndex,
+        layer_key: &crate::digest::Digest,
+        parent_layers: &[LayerRef],
+        remember: &dyn Fn(),
+    ) -> Result<Option<Vec<LayerRef>>, BuildError> {
+        let Shared { store, opts, events, counters, hits, .. } = *self;
+        let shared_key = record_key(layer_key, opts.compression);
+        let layer = if let Some(rec) = cached_layer(store, layer_key, opts.compression)? {
+            remember();
+            events(Event::Reused { node });
+            counters.lock().expect("no panics while locked").reused += 1;
+            if let Some(shared) = opts.shared.as_ref().filter(|s| s.exports())
+                && !hits.contains_key(&shared_key)
+            {
+                shared.export(&shared_key, rec.layer.as_ref());
+            }
+            rec.layer
+        } else if let Some(hit) = hits.get(&shared_key) {
+            remember();
+            events(Event::Shared { node, source: hit.source.clone() });
+            *counters
+                .lock()
+                .expect("no panics while locked")
+                .shared
+                .entry(hit.source.clone())
+                .or_default() += 1;
+            hit.layer.clone()
+        } else {
+            return Ok(None);
+        };
+        let mut layers = parent_layers.to_vec();
+        layers.extend(layer);
+        Ok(Some(layers))
+    }
+
+    /// The entries of a `copy`, `file` or `workdir` step onto the layers `parent`; archives an
+    /// `add` unpacks stay in `scratch` until the layer is written.
+    fn layer_entries(
+        &self,
+        op: &Op,
+        parent: &[LayerRef],
+        scratch: &mut layers::Scratch,
+    ) -> Result<Vec<Entry>, LayerError> {
+        let Shared { store, opts, .. } = *self;
+        let target = layers::view_of(store, parent)?;
+        match op {
+            Op::Copy(op) => {
+                let source_view = match &op.source {
+                    CopySource::Node { node: src, .. } => {
+                        Some(layers::view_of(store, &self.layers_of(*src))?)
+                    }
+                    CopySource::Context { .. } | CopySource::Remote { .. } => None,
+                };
+                let scratch = (store, scratch);
+                layers::copy_entries(op, &target, source_view.as_ref(), opts.epoch, scratch)
+            }
+            Op::File(op) => layers::file_entries(op, &target, opts.epoch),
+            Op::Workdir { path, user } => layers::workdir_entries(path, user, &target, opts.epoch),
+            Op::Scratch | Op::Base { .. } | Op::Config | Op::Run(_) => {
+                unreachable!("only copy, file and workdir steps are made of entries")
+            }
+        }
+    }
+}
+
+/// Turns the causes of step `node`'s failure into the build's error, blaming the step or the
+/// machine.
+pub(super) struct Blame<'a> {
+    pub node: NodeIndex,
+    pub label: &'a str,
+}
+
+impl Blame<'_> {
+    /// The step failed because of `cause`.
+    pub(super) fn step(&self, cause: StepFailure) -> BuildError {
+        BuildError::Step {
+            node: self.node,
+            label: self.label.to_owned(),
+            cause,
+            output_tail: Vec::new(),
+        }
+    }
+
+    /// A failure of the machine's own file operations (making a layer, a step's folders): the
+    /// machine's failure (a full disk…) keeps its cause and is never blamed on the step;
+    /// anything else is the step's.
+    pub(super) fn machine_or_step(&self, cause: impl Into<StepFailure>) -> BuildError {
+        let cause = cause.into();
+        if crate::diag::is_machine_error(&cause) {
+            BuildError::Machine { label: self.label.to_owned(), source: cause }
+        } else {
+            self.step(cause)
+        }
     }
 }
 

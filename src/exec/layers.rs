@@ -15,7 +15,7 @@ use crate::oci::extract::{self, IndexKind, LayerIndex};
 use crate::oci::image::{Descriptor, LayerRef};
 use crate::oci::layer::{Entry, EntryKind};
 use crate::oci::tar_writer::{self, add_missing_parents};
-use crate::plan::{CopyOp, CopySource, FileOp};
+use crate::plan::{CopyOp, CopySource, FileOp, RemoteFile};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,15 +32,49 @@ pub(crate) enum LayerError {
         #[source]
         source: io::Error,
     },
-    /// A file operation of the machine's own (a step's temporary folders, cache folders).
-    #[error("{what}")]
-    Io {
-        what: String,
+    /// A `chown` the step's file system cannot resolve.
+    #[error("{0}")]
+    Owner(String),
+    /// A file or folder a layer is made from could not be read.
+    #[error("cannot read `{}`", path.display())]
+    ReadInput {
+        path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{0}")]
-    Step(String),
+    /// A context file differs from the one planning hashed.
+    #[error("file `{}` changed during the build", path.display())]
+    Changed { path: PathBuf },
+    /// A local archive an `add` unpacks is broken.
+    #[error("cannot unpack `{name}`")]
+    Unpack {
+        name: String,
+        #[source]
+        source: extract::ExtractError,
+    },
+    /// The files of an unpacked layer could not be moved into the folder asked for.
+    #[error("cannot move the files of layer `{layer}` into `{}`", dir.display())]
+    PlaceUnpacked {
+        layer: OciDigest,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{pattern}` is not a valid pattern")]
+    BadPattern {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("`{pattern}` matches nothing in the source stage")]
+    NoMatch { pattern: String },
+    #[error("`/{path}` has a symlink loop in the source stage")]
+    SymlinkLoop { path: String },
+    #[error("`/{path}` does not exist in the source stage")]
+    NotInStage { path: String },
+    /// A stored layer re-encoded to a tar that is not the one recorded.
+    #[error("its tar has digest `{actual}`, not the recorded `{expected}`")]
+    DiffIdMismatch { actual: OciDigest, expected: OciDigest },
 }
 
 /// The files of `dir` as one layer in the store (`None` when it is empty): how a cache mount
@@ -51,7 +85,7 @@ pub(crate) fn folder_layer(
     compression: Compression,
 ) -> Result<Option<LayerRef>, LayerError> {
     let entries = super::sandbox::folder_entries(dir)
-        .map_err(|e| LayerError::Step(format!("cannot read `{}`: {e}", dir.display())))?;
+        .map_err(|source| LayerError::ReadInput { path: dir.to_owned(), source })?;
     if entries.is_empty() {
         return Ok(None);
     }
@@ -67,10 +101,14 @@ pub(crate) fn unpack_into(store: &Store, layer: &LayerRef, dir: &Path) -> Result
         .map_err(|source| LayerError::Read { layer: layer.blob.digest.clone(), source })?;
     extract::extract(&mut reader, &layer.blob.digest, Some(&layer.diff_id), tmp.path())?;
     let tree = tmp.path().join("tree");
-    for item in fs_err::read_dir(&tree).map_err(|e| LayerError::Step(e.to_string()))? {
-        let item = item.map_err(|e| LayerError::Step(e.to_string()))?;
-        fs_err::rename(item.path(), dir.join(item.file_name()))
-            .map_err(|e| LayerError::Step(e.to_string()))?;
+    let place = |source| LayerError::PlaceUnpacked {
+        layer: layer.blob.digest.clone(),
+        dir: dir.to_owned(),
+        source,
+    };
+    for item in fs_err::read_dir(&tree).map_err(place)? {
+        let item = item.map_err(place)?;
+        fs_err::rename(item.path(), dir.join(item.file_name())).map_err(place)?;
     }
     Ok(())
 }
@@ -117,110 +155,24 @@ pub(crate) fn copy_entries(
     epoch: i64,
     (store, scratch): (&Store, &mut Scratch),
 ) -> Result<Vec<Entry>, LayerError> {
-    let dest = op.dest.trim_start_matches('/').to_owned();
+    let path = op.dest.trim_start_matches('/');
     let owner = match &op.chown {
-        Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Step)?),
+        Some(spec) => Some(target.resolve_owner(spec).map_err(LayerError::Owner)?),
         None => None,
     };
-    let dest_is_dir = op.dest_is_dir || target.is_dir(&dest);
-    let mut out: Vec<Entry> = Vec::new();
-    let mut dest_dirs: Vec<String> = Vec::new();
-    match &op.source {
+    let dest = Dest { path, is_dir: op.dest_is_dir || target.is_dir(path) };
+    let Copied { mut entries, dest_dirs } = match &op.source {
         CopySource::Context { selected, sources } => {
-            for (items, source) in selected.iter().zip(sources) {
-                for item in items {
-                    let base = if op.parents {
-                        // `parents=#true` keeps the source's own path under the destination.
-                        join(&dest, source)
-                    } else if item.is_dir {
-                        dest.clone()
-                    } else if dest_is_dir {
-                        join(&dest, &item.name)
-                    } else {
-                        dest.clone()
-                    };
-                    if item.is_dir {
-                        dest_dirs.push(base.clone());
-                    }
-                    if op.add
-                        && !item.is_dir
-                        && let Some(unpacked) = unpack_if_archive(item, &dest, epoch, store)?
-                    {
-                        let (entries, dir) = unpacked;
-                        out.extend(entries);
-                        scratch.0.push(dir);
-                        continue;
-                    }
-                    context_entries(item, &base, epoch, &mut out);
-                }
-            }
+            let add = op.add.then_some((store, scratch));
+            copy_from_context(selected, sources, op.parents, &dest, epoch, add)?
         }
-        CopySource::Remote { files } => {
-            for (name, file) in files {
-                let path = if dest_is_dir { join(&dest, name) } else { dest.clone() };
-                // Like BuildKit, a downloaded file is private (0600) unless `chmod` says
-                // otherwise; its time is the build's, as for context files.
-                out.push(Entry {
-                    path,
-                    kind: EntryKind::File { source: file.path.clone(), size: file.size },
-                    mode: 0o600,
-                    uid: 0,
-                    gid: 0,
-                    mtime: epoch,
-                    xattrs: Vec::new(),
-                });
-            }
-        }
+        CopySource::Remote { files } => copy_downloads(files, &dest, epoch),
         CopySource::Node { paths, .. } => {
             let src = source_view.expect("copy from a node comes with that node's view");
-            for pattern in paths {
-                let rel = pattern.trim_start_matches('/');
-                let matches: Vec<String> = if rel.contains(['*', '?', '[']) {
-                    let glob = GlobBuilder::new(rel)
-                        .literal_separator(true)
-                        .build()
-                        .map_err(|e| {
-                            LayerError::Step(format!("`{pattern}` is not a valid pattern: {e}"))
-                        })?
-                        .compile_matcher();
-                    src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
-                } else {
-                    vec![rel.to_owned()]
-                };
-                if matches.is_empty() {
-                    return Err(LayerError::Step(format!(
-                        "`{pattern}` matches nothing in the source stage"
-                    )));
-                }
-                for m in matches {
-                    let resolved = src.resolve(&m, true).ok_or_else(|| {
-                        LayerError::Step(format!("`/{m}` has a symlink loop in the source stage"))
-                    })?;
-                    let Some(e) = src.get(&resolved).cloned() else {
-                        if resolved.is_empty() {
-                            copy_tree(src, "", &dest, &mut out);
-                            dest_dirs.push(dest.clone());
-                            continue;
-                        }
-                        return Err(LayerError::Step(format!(
-                            "`/{m}` does not exist in the source stage"
-                        )));
-                    };
-                    let name = m.rsplit('/').next().unwrap_or("").to_owned();
-                    if e.is_dir() {
-                        dest_dirs.push(dest.clone());
-                        copy_tree(src, &resolved, &dest, &mut out);
-                    } else {
-                        let to = if dest_is_dir { join(&dest, &name) } else { dest.clone() };
-                        let mut entry = src.entry(&resolved, &e);
-                        entry.path = to;
-                        out.push(entry);
-                    }
-                }
-            }
+            copy_from_stage(paths, src, &dest)?
         }
-    }
-    for e in &mut out {
+    };
+    for e in &mut entries {
         if let Some((uid, gid)) = owner {
             e.uid = uid;
             e.gid = gid;
@@ -233,14 +185,14 @@ pub(crate) fn copy_entries(
     }
     // The destination folder of a folder copy exists even when the folder was empty.
     for d in dest_dirs {
-        if !d.is_empty() && !out.iter().any(|e| e.path == d) {
+        if !d.is_empty() && !entries.iter().any(|e| e.path == d) {
             let (mode, uid, gid, mtime) = existing_dir(target, &d).unwrap_or((
                 0o755,
                 owner.map_or(0, |o| o.0),
                 owner.map_or(0, |o| o.1),
                 epoch,
             ));
-            out.push(Entry {
+            entries.push(Entry {
                 path: d,
                 kind: EntryKind::Dir { opaque: false },
                 mode,
@@ -251,7 +203,135 @@ pub(crate) fn copy_entries(
             });
         }
     }
-    finish_entries(out, target, epoch, owner.unwrap_or((0, 0)))
+    finish_entries(entries, target, epoch, owner.unwrap_or((0, 0)))
+}
+
+/// Where a `copy` puts what it copies.
+struct Dest<'a> {
+    /// Relative to the root.
+    path: &'a str,
+    /// Whether files go into it (it is a folder, or the step says so with a trailing `/`)
+    /// rather than become it.
+    is_dir: bool,
+}
+
+impl Dest<'_> {
+    /// The path a file named `name` is copied to.
+    fn file(&self, name: &str) -> String {
+        if self.is_dir { join(self.path, name) } else { self.path.to_owned() }
+    }
+}
+
+/// What a `copy` source gives: its entries, and the folders that must exist even when
+/// nothing was copied into them.
+#[derive(Default)]
+struct Copied {
+    entries: Vec<Entry>,
+    dest_dirs: Vec<String>,
+}
+
+/// The context files `selected` (one list per source path in `sources`) under `dest`; with
+/// `add`, local archives are unpacked into folders of `scratch` instead.
+fn copy_from_context(
+    selected: &[Vec<Selected>],
+    sources: &[String],
+    parents: bool,
+    dest: &Dest<'_>,
+    epoch: i64,
+    mut add: Option<(&Store, &mut Scratch)>,
+) -> Result<Copied, LayerError> {
+    let mut out = Copied::default();
+    for (items, source) in selected.iter().zip(sources) {
+        for item in items {
+            let base = if parents {
+                // `parents=#true` keeps the source's own path under the destination.
+                join(dest.path, source)
+            } else if item.is_dir {
+                dest.path.to_owned()
+            } else {
+                dest.file(&item.name)
+            };
+            if item.is_dir {
+                out.dest_dirs.push(base.clone());
+            }
+            if let Some((store, scratch)) = add.as_mut()
+                && !item.is_dir
+                && let Some((entries, dir)) = unpack_if_archive(item, dest.path, epoch, store)?
+            {
+                out.entries.extend(entries);
+                scratch.0.push(dir);
+                continue;
+            }
+            context_entries(item, &base, epoch, &mut out.entries);
+        }
+    }
+    Ok(out)
+}
+
+/// The files an `add` downloaded, under `dest`.
+fn copy_downloads(files: &[(String, RemoteFile)], dest: &Dest<'_>, epoch: i64) -> Copied {
+    let entries = files
+        .iter()
+        .map(|(name, file)| Entry {
+            path: dest.file(name),
+            kind: EntryKind::File { source: file.path.clone(), size: file.size },
+            // Like BuildKit, a downloaded file is private (0600) unless `chmod` says
+            // otherwise; its time is the build's, as for context files.
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: epoch,
+            xattrs: Vec::new(),
+        })
+        .collect();
+    Copied { entries, dest_dirs: Vec::new() }
+}
+
+/// The paths of another stage's file system `src` that `patterns` name, under `dest`.
+fn copy_from_stage(patterns: &[String], src: &View, dest: &Dest<'_>) -> Result<Copied, LayerError> {
+    let mut out = Copied::default();
+    for pattern in patterns {
+        for m in stage_matches(pattern, src)? {
+            let resolved =
+                src.resolve(&m, true).ok_or_else(|| LayerError::SymlinkLoop { path: m.clone() })?;
+            let Some(e) = src.get(&resolved).cloned() else {
+                if resolved.is_empty() {
+                    copy_tree(src, "", dest.path, &mut out.entries);
+                    out.dest_dirs.push(dest.path.to_owned());
+                    continue;
+                }
+                return Err(LayerError::NotInStage { path: m });
+            };
+            if e.is_dir() {
+                out.dest_dirs.push(dest.path.to_owned());
+                copy_tree(src, &resolved, dest.path, &mut out.entries);
+            } else {
+                let mut entry = src.entry(&resolved, &e);
+                entry.path = dest.file(m.rsplit('/').next().unwrap_or(""));
+                out.entries.push(entry);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The paths of `src` that `pattern` names: those its glob matches, or the path itself.
+fn stage_matches(pattern: &str, src: &View) -> Result<Vec<String>, LayerError> {
+    let rel = pattern.trim_start_matches('/');
+    let matches: Vec<String> = if rel.contains(['*', '?', '[']) {
+        let glob = GlobBuilder::new(rel)
+            .literal_separator(true)
+            .build()
+            .map_err(|source| LayerError::BadPattern { pattern: pattern.to_owned(), source })?
+            .compile_matcher();
+        src.paths().filter(|p| glob.is_match(p.as_str())).cloned().collect()
+    } else {
+        vec![rel.to_owned()]
+    };
+    if matches.is_empty() {
+        return Err(LayerError::NoMatch { pattern: pattern.to_owned() });
+    }
+    Ok(matches)
 }
 
 fn existing_dir(view: &View, path: &str) -> Option<(u32, u32, u32, i64)> {
@@ -410,10 +490,8 @@ fn unpack_if_archive(
     let Some((_, meta)) = item.entries.first().filter(|(_, m)| m.kind == FileKind::File) else {
         return Ok(None);
     };
-    let changed =
-        || LayerError::Step(format!("file `{}` changed during the build", meta.abs.display()));
-    let read_err =
-        |e: io::Error| LayerError::Step(format!("cannot read `{}`: {e}", meta.abs.display()));
+    let changed = || LayerError::Changed { path: meta.abs.clone() };
+    let read_err = |source: io::Error| LayerError::ReadInput { path: meta.abs.clone(), source };
     let file = open::open_beneath(&item.root, &meta.rel).map_err(|_| changed())?;
     let mut source = open::HashingReader::new(file);
     let mut head = [0u8; 6];
@@ -430,9 +508,8 @@ fn unpack_if_archive(
                 let full = read_full(&mut decoded, &mut block).is_ok_and(|k| k == 512);
                 (full && is_tar_header(&block)).then(|| {
                     let mut tar = io::Cursor::new(block.to_vec()).chain(decoded);
-                    extract::extract(&mut tar, &digest, None, scratch.path()).map_err(|e| {
-                        LayerError::Step(format!("cannot unpack `{}`: {e}", item.name))
-                    })
+                    extract::extract(&mut tar, &digest, None, scratch.path())
+                        .map_err(|e| LayerError::Unpack { name: item.name.clone(), source: e })
                 })
             }
             Err(_) => None,
@@ -503,7 +580,7 @@ pub(crate) fn file_entries(
     epoch: i64,
 ) -> Result<Vec<Entry>, LayerError> {
     let (uid, gid) = match &op.chown {
-        Some(spec) => target.resolve_owner(spec).map_err(LayerError::Step)?,
+        Some(spec) => target.resolve_owner(spec).map_err(LayerError::Owner)?,
         None => (0, 0),
     };
     let path = op.path.trim_start_matches('/').to_owned();
@@ -613,7 +690,9 @@ pub(crate) fn recompress(
         io::copy(&mut reader, tar).map(drop).map_err(read_err)
     })
     .map_err(|e| match e {
-        LayerError::Step(message) => read_err(io::Error::new(io::ErrorKind::InvalidData, message)),
+        e @ LayerError::DiffIdMismatch { .. } => {
+            read_err(io::Error::new(io::ErrorKind::InvalidData, e))
+        }
         other => other,
     })
 }
@@ -651,9 +730,7 @@ fn store_tar(
     if let Some(expected) = expected
         && diff_id != *expected
     {
-        return Err(LayerError::Step(format!(
-            "its tar has digest `{diff_id}`, not the recorded `{expected}`"
-        )));
+        return Err(LayerError::DiffIdMismatch { actual: diff_id, expected: expected.clone() });
     }
     let size = blob.hasher.len();
     let blob_digest = blob.hasher.finish();
@@ -671,5 +748,27 @@ fn media_compression(media_type: &str) -> Compression {
         Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
         _ => Compression::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::error_chain;
+
+    /// What copying `pattern` from an empty stage fails with.
+    fn copy_error(pattern: &str) -> String {
+        let dest = Dest { path: "app", is_dir: true };
+        let Err(e) = copy_from_stage(&[pattern.to_owned()], &View::new(&[]), &dest) else {
+            panic!("copying `{pattern}` from an empty stage succeeded");
+        };
+        error_chain(&e)
+    }
+
+    #[test]
+    fn a_stage_copy_names_what_it_could_not_find() {
+        assert_eq!(copy_error("/*.txt"), "`/*.txt` matches nothing in the source stage");
+        assert_eq!(copy_error("/nope"), "`/nope` does not exist in the source stage");
+        assert!(copy_error("/a[").starts_with("`/a[` is not a valid pattern: "));
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod chain;
 pub(crate) mod emulation;
 mod explain;
 pub(crate) mod export;
+mod failure;
 pub(crate) mod git;
 pub(crate) mod layers;
 pub(crate) mod load;

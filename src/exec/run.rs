@@ -14,7 +14,8 @@ use std::time::Instant;
 use petgraph::stable_graph::NodeIndex;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use super::build::{BuildError, BuildOptions, Event, SecretValue, record};
+use super::build::{Blame, BuildError, BuildOptions, Event, SecretValue, record};
+use super::failure::StepFailure;
 use super::layers;
 use super::sandbox::{
     self, BindSource, Mount, Network as SandboxNetwork, RootMode, SandboxSpec, UserSpec,
@@ -32,6 +33,7 @@ static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new
 /// Lines of output kept to show with a failure.
 const TAIL_LINES: usize = 20;
 
+/// Runs `op` in the sandbox over the layers `parent` and records the layer of its changes.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_step(
     plan: &Plan,
@@ -45,201 +47,30 @@ pub(super) fn run_step(
 ) -> Result<Vec<LayerRef>, BuildError> {
     let n = &plan.graph[node];
     let started = Instant::now();
-    let fail = |message: String, tail: Vec<String>| BuildError::Step {
-        node,
-        label: n.label.clone(),
-        message,
-        output_tail: tail,
-        exit_code: None,
-        failed_command: None,
-    };
-    // The machine's own file operations: a full disk is the machine's failure, anything else
-    // this step's.
-    let io_fail = |what: String, e: std::io::Error| {
-        let e = layers::LayerError::Io { what, source: e };
-        super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new()))
-    };
-    let store_fail = |e: crate::store::StoreError| {
-        super::build::machine_or_step(layers::LayerError::Store(e), &n.label, |m| {
-            fail(m, Vec::new())
-        })
-    };
+    let blame = Blame { node, label: &n.label };
     PROBE
         .get_or_init(sandbox::probe)
         .clone()
-        .map_err(|why| fail(format!("cannot run steps here: {why}"), Vec::new()))?;
+        .map_err(|why| blame.step(StepFailure::SandboxUnavailable { why }))?;
     let mut lower_dirs = Vec::with_capacity(parent.len());
     for layer in parent.iter().rev() {
-        let (_, tree) = layers::materialize(store, layer)
-            .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?;
+        let (_, tree) = layers::materialize(store, layer).map_err(|e| blame.machine_or_step(e))?;
         lower_dirs.push(tree);
     }
-    let scratch = store.temp_dir("run-").map_err(store_fail)?;
-    let extras = store.temp_dir("run-mounts-").map_err(store_fail)?;
-    let mut env = op.env.clone();
-    let mut mounts = Vec::new();
-    let mut held_locks = Vec::new();
-    // SSH agent relays live until the step has ended.
-    let mut ssh_proxies = Vec::new();
-    for m in &op.mounts {
-        match m {
-            PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid, export } => {
-                let dir = store.root().join("cache-v1").join(Digest::of(id.as_bytes()).to_hex());
-                let fresh = !dir.exists();
-                Store::note_use(&dir);
-                fs_err::create_dir_all(&dir).map_err(|e| {
-                    io_fail(format!("cannot create the cache folder for `{id}`"), e)
-                })?;
-                if fresh {
-                    let _ = fs_err::set_permissions(
-                        &dir,
-                        std::fs::Permissions::from_mode(mode.unwrap_or(0o755)),
-                    );
-                    if uid.is_some() || gid.is_some() {
-                        let _ = std::os::unix::fs::chown(&dir, *uid, *gid);
-                    }
-                }
-                if let Some(shared) = opts.shared.as_ref().filter(|_| *export) {
-                    shared.cache_mount(id, &dir, fresh);
-                }
-                if *sharing == CacheSharing::Locked {
-                    held_locks.push(lock_dir(&dir).map_err(|e| {
-                        fail(format!("cannot lock the cache `{id}`: {e}"), Vec::new())
-                    })?);
-                }
-                mounts.push(Mount::Cache {
-                    host_dir: dir,
-                    target: target.clone(),
-                    readonly: *readonly,
-                });
-            }
-            PlannedMount::Secret { id, target, env: var, required, mode, uid, gid } => {
-                let value = match opts.secrets.get(id) {
-                    Some(SecretValue::File(p)) => Some(fs_err::read(p).map_err(|e| {
-                        fail(format!("cannot read secret `{id}`: {e}"), Vec::new())
-                    })?),
-                    Some(SecretValue::Env(v)) => {
-                        std::env::var_os(v).map(std::ffi::OsString::into_encoded_bytes)
-                    }
-                    None => None,
-                };
-                let Some(value) = value else {
-                    if *required {
-                        return Err(fail(
-                            format!(
-                                "secret `{id}` is required; pass it with `--secret id={id},src=FILE`"
-                            ),
-                            Vec::new(),
-                        ));
-                    }
-                    continue;
-                };
-                if let Some(var) = var {
-                    env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
-                }
-                if let Some(target) = target {
-                    mounts.push(Mount::Secret {
-                        content: value,
-                        target: target.clone(),
-                        mode: mode.unwrap_or(0o400),
-                        uid: uid.unwrap_or(0),
-                        gid: gid.unwrap_or(0),
-                    });
-                }
-            }
-            PlannedMount::Ssh { id, target, required, mode, uid, gid } => {
-                let Some(agent) = opts.ssh.get(id) else {
-                    if *required {
-                        return Err(fail(
-                            format!(
-                                "ssh agent `{id}` is required; pass it with `--ssh {id}` (the \
-                                 agent of SSH_AUTH_SOCK) or `--ssh {id}=SOCKET`"
-                            ),
-                            Vec::new(),
-                        ));
-                    }
-                    continue;
-                };
-                let proxy = SshProxy::start(agent, *mode, *uid, *gid).map_err(|e| {
-                    fail(
-                        format!("cannot forward ssh agent `{id}` (`{}`): {e}", agent.display()),
-                        Vec::new(),
-                    )
-                })?;
-                // Like BuildKit, the first agent is the one ssh and git find by default.
-                if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
-                    env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
-                }
-                mounts.push(Mount::Bind {
-                    source: BindSource::file(proxy.path()),
-                    target: target.clone(),
-                    readonly: false,
-                });
-                ssh_proxies.push(proxy);
-            }
-            PlannedMount::Tmpfs { target, size } => {
-                mounts.push(Mount::Tmpfs { target: target.clone(), size: *size });
-            }
-            PlannedMount::BindNode { node: src, source, target, readwrite } => {
-                let view = layers::view_of(store, &get(*src))
-                    .map_err(|e| fail(e.to_string(), Vec::new()))?;
-                let name = format!("bind-{}", mounts.len());
-                let dest = extras.path().join(&name);
-                materialize_path(&view, source.trim_start_matches('/'), &dest, *readwrite)
-                    .map_err(|e| io_fail(format!("cannot prepare bind `{source}`"), e))?;
-                mounts.push(Mount::Bind {
-                    source: BindSource { root: extras.path().to_owned(), path: name },
-                    target: target.clone(),
-                    readonly: !readwrite,
-                });
-            }
-            PlannedMount::BindContext { file, named, source, target, readwrite, folder } => {
-                let ctx = match named {
-                    Some(name) => absolute_dir(plan.named_contexts[name].clone()),
-                    None => plan_context_dir(plan, *file),
-                };
-                let source = if let Some(sel) = folder {
-                    // Only what the context selects: not the files the ignore file leaves
-                    // out, nor stack's own output, as BuildKit sends only those.
-                    let name = format!("bind-{}", mounts.len());
-                    materialize_selection(sel, &extras.path().join(&name), *readwrite)
-                        .map_err(|e| io_fail(format!("cannot prepare bind `{source}`"), e))?;
-                    BindSource { root: extras.path().to_owned(), path: name }
-                } else if *readwrite {
-                    // A writable bind works on a copy: nothing a step does reaches the context.
-                    let name = format!("bind-{}", mounts.len());
-                    let dest = extras.path().join(&name);
-                    copy_from_context(&ctx, source, &dest).map_err(|e| {
-                        io_fail(format!("cannot copy `{source}` for a writable bind"), e)
-                    })?;
-                    BindSource { root: extras.path().to_owned(), path: name }
-                } else {
-                    BindSource { root: ctx, path: source.clone() }
-                };
-                mounts.push(Mount::Bind { source, target: target.clone(), readonly: !readwrite });
-            }
-        }
-    }
-    let (network, slirp4netns) = step_network(op.network).map_err(|m| fail(m, Vec::new()))?;
+    let scratch = store.temp_dir("run-").map_err(|e| blame.machine_or_step(e))?;
+    let extras = store.temp_dir("run-mounts-").map_err(|e| blame.machine_or_step(e))?;
+    let prep = MountPrep { plan, store, opts, get, extras: extras.path(), blame: &blame };
+    // Cache locks are held, and SSH agent relays live, until the step has ended.
+    let Prepared { mut mounts, env, locks: _locks, ssh_proxies } =
+        prep.prepare(&op.mounts, op.env.clone())?;
+    let (network, slirp4netns) = step_network(op.network).map_err(|e| blame.step(e))?;
     let mut argv = op.argv.clone();
     let chain = shell_chain(&argv);
     let marks = match &chain {
-        Some(parts) => {
-            let marks = extras.path().join("marks");
-            fs_err::write(&marks, b"")
-                .map_err(|e| io_fail("cannot write the marks file".into(), e))?;
-            // Whoever the step runs as may mark; the file lives in the store's tmp only.
-            let _ = fs_err::set_permissions(&marks, std::fs::Permissions::from_mode(0o666));
-            mounts.push(Mount::Bind {
-                source: BindSource { root: extras.path().to_owned(), path: "marks".into() },
-                target: super::chain::MARKS_TARGET.into(),
-                readonly: false,
-            });
-            if let Some(script) = argv.last_mut() {
-                *script = super::chain::instrument(parts);
-            }
-            Some(marks)
-        }
+        Some(parts) => Some(
+            mark_progress(parts, &mut argv, extras.path(), &mut mounts)
+                .map_err(|e| blame.machine_or_step(StepFailure::Marks(e)))?,
+        ),
         None => None,
     };
     let spec = SandboxSpec {
@@ -255,41 +86,26 @@ pub(super) fn run_step(
         extra_hosts: op.hosts.clone(),
         mounts,
         root_mode: RootMode::Auto,
-        emulator: super::emulation::plan(&op.platform)
-            .map_err(|e| fail(e.to_string(), Vec::new()))?,
+        emulator: super::emulation::plan(&op.platform).map_err(|e| blame.step(e.into()))?,
     };
-    let mut tail: VecDeque<String> = VecDeque::new();
-    let mut partial = Vec::new();
+    let mut tail = OutputTail::default();
     let outcome = sandbox::run_cancellable(
         &spec,
         &mut |bytes| {
             events(Event::Output { node, bytes: bytes.to_vec() });
-            partial.extend_from_slice(bytes);
-            while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=nl).collect();
-                tail.push_back(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
-                if tail.len() > TAIL_LINES {
-                    tail.pop_front();
-                }
-            }
+            tail.push(bytes);
         },
         &opts.cancel,
     )
-    .map_err(|e| fail(crate::diag::error_chain(&e), Vec::new()))?;
+    .map_err(|e| blame.step(e.into()))?;
     drop(ssh_proxies);
-    if !partial.is_empty() {
-        tail.push_back(String::from_utf8_lossy(&partial).into_owned());
-    }
     if !outcome.status.success() {
-        let failed_command = failed_command(chain.as_deref(), marks.as_deref());
-        let which = failed_command.as_deref().unwrap_or("the command");
+        let command = failed_command(chain.as_deref(), marks.as_deref());
         return Err(BuildError::Step {
             node,
             label: n.label.clone(),
-            message: format!("{which} exited with code {}", outcome.status.code()),
-            output_tail: tail.into_iter().collect(),
-            exit_code: Some(outcome.status.code()),
-            failed_command,
+            cause: StepFailure::Exited { command, code: outcome.status.code() },
+            output_tail: tail.finish(),
         });
     }
     let layer = if outcome.changes.is_empty() {
@@ -297,7 +113,7 @@ pub(super) fn run_step(
     } else {
         Some(
             layers::write_layer(store, &outcome.changes, opts.epoch, opts.compression, None)
-                .map_err(|e| super::build::machine_or_step(e, &n.label, |m| fail(m, Vec::new())))?,
+                .map_err(|e| blame.machine_or_step(e))?,
         )
     };
     drop(outcome);
@@ -310,6 +126,256 @@ pub(super) fn run_step(
     let mut layers = parent.to_vec();
     layers.extend(layer);
     Ok(layers)
+}
+
+/// What a step's mounts need while it runs: the sandbox's mounts, the environment with the
+/// variables secrets add, the locks of `locked` caches and the SSH agent relays.
+struct Prepared {
+    mounts: Vec<Mount>,
+    env: Vec<(String, String)>,
+    locks: Vec<std::fs::File>,
+    ssh_proxies: Vec<SshProxy>,
+}
+
+/// Lays out, before a step runs, what its mounts show.
+struct MountPrep<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    get: &'a dyn Fn(NodeIndex) -> Vec<LayerRef>,
+    /// A folder in the store's tmp for the files binds show (links, copies) and the marks.
+    extras: &'a Path,
+    blame: &'a Blame<'a>,
+}
+
+impl MountPrep<'_> {
+    /// The mounts of `planned`, with the step's environment `env`.
+    fn prepare(
+        &self,
+        planned: &[PlannedMount],
+        env: Vec<(String, String)>,
+    ) -> Result<Prepared, BuildError> {
+        let blame = self.blame;
+        let mut out =
+            Prepared { mounts: Vec::new(), env, locks: Vec::new(), ssh_proxies: Vec::new() };
+        for m in planned {
+            match m {
+                PlannedMount::Cache { target, id, sharing, readonly, mode, uid, gid, export } => {
+                    let dir = self.cache_dir(id, *mode, (*uid, *gid), *export)?;
+                    if *sharing == CacheSharing::Locked {
+                        out.locks.push(lock_dir(&dir).map_err(|source| {
+                            blame.step(StepFailure::CacheLock { id: id.clone(), source })
+                        })?);
+                    }
+                    let target = target.clone();
+                    out.mounts.push(Mount::Cache { host_dir: dir, target, readonly: *readonly });
+                }
+                PlannedMount::Secret { id, target, env: var, required, mode, uid, gid } => {
+                    let Some(value) = self.secret_value(id, *required)? else { continue };
+                    if let Some(var) = var {
+                        out.env.push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
+                    }
+                    if let Some(target) = target {
+                        out.mounts.push(Mount::Secret {
+                            content: value,
+                            target: target.clone(),
+                            mode: mode.unwrap_or(0o400),
+                            uid: uid.unwrap_or(0),
+                            gid: gid.unwrap_or(0),
+                        });
+                    }
+                }
+                PlannedMount::Ssh { id, target, required, mode, uid, gid } => {
+                    let Some(agent) = self.opts.ssh.get(id) else {
+                        if *required {
+                            return Err(blame.step(StepFailure::SshAgentMissing { id: id.clone() }));
+                        }
+                        continue;
+                    };
+                    let proxy = SshProxy::start(agent, *mode, *uid, *gid).map_err(|source| {
+                        let (id, agent) = (id.clone(), agent.clone());
+                        blame.step(StepFailure::SshForward { id, agent, source })
+                    })?;
+                    // Like BuildKit, the first agent is the one ssh and git find by default.
+                    if !out.env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                        out.env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
+                    }
+                    out.mounts.push(Mount::Bind {
+                        source: BindSource::file(proxy.path()),
+                        target: target.clone(),
+                        readonly: false,
+                    });
+                    out.ssh_proxies.push(proxy);
+                }
+                PlannedMount::Tmpfs { target, size } => {
+                    out.mounts.push(Mount::Tmpfs { target: target.clone(), size: *size });
+                }
+                PlannedMount::BindNode { node: src, source, target, readwrite } => {
+                    let name = format!("bind-{}", out.mounts.len());
+                    let source = self.stage_bind(*src, source, name, *readwrite)?;
+                    let (target, readonly) = (target.clone(), !readwrite);
+                    out.mounts.push(Mount::Bind { source, target, readonly });
+                }
+                PlannedMount::BindContext { file, named, source, target, readwrite, folder } => {
+                    let name = format!("bind-{}", out.mounts.len());
+                    let ctx = match named {
+                        Some(named) => absolute_dir(self.plan.named_contexts[named].clone()),
+                        None => plan_context_dir(self.plan, *file),
+                    };
+                    let source =
+                        self.context_bind(ctx, source, folder.as_ref(), name, *readwrite)?;
+                    let (target, readonly) = (target.clone(), !readwrite);
+                    out.mounts.push(Mount::Bind { source, target, readonly });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The host folder of cache `id`, created (with `mode` and `owner`) when new.
+    fn cache_dir(
+        &self,
+        id: &str,
+        mode: Option<u32>,
+        (uid, gid): (Option<u32>, Option<u32>),
+        export: bool,
+    ) -> Result<PathBuf, BuildError> {
+        let dir = self.store.root().join("cache-v1").join(Digest::of(id.as_bytes()).to_hex());
+        let fresh = !dir.exists();
+        Store::note_use(&dir);
+        fs_err::create_dir_all(&dir).map_err(|source| {
+            self.blame.machine_or_step(StepFailure::CacheFolder { id: id.to_owned(), source })
+        })?;
+        if fresh {
+            let _ = fs_err::set_permissions(
+                &dir,
+                std::fs::Permissions::from_mode(mode.unwrap_or(0o755)),
+            );
+            if uid.is_some() || gid.is_some() {
+                let _ = std::os::unix::fs::chown(&dir, uid, gid);
+            }
+        }
+        if let Some(shared) = self.opts.shared.as_ref().filter(|_| export) {
+            shared.cache_mount(id, &dir, fresh);
+        }
+        Ok(dir)
+    }
+
+    /// The value of secret `id`; `None` when it was not given and is not `required`.
+    fn secret_value(&self, id: &str, required: bool) -> Result<Option<Vec<u8>>, BuildError> {
+        let value = match self.opts.secrets.get(id) {
+            Some(SecretValue::File(p)) => Some(fs_err::read(p).map_err(|source| {
+                self.blame.step(StepFailure::SecretUnreadable { id: id.to_owned(), source })
+            })?),
+            Some(SecretValue::Env(v)) => {
+                std::env::var_os(v).map(std::ffi::OsString::into_encoded_bytes)
+            }
+            None => None,
+        };
+        if value.is_none() && required {
+            return Err(self.blame.step(StepFailure::SecretMissing { id: id.to_owned() }));
+        }
+        Ok(value)
+    }
+
+    /// `source` of stage `node`'s file system, laid out as `name` in the extras folder.
+    fn stage_bind(
+        &self,
+        node: NodeIndex,
+        source: &str,
+        name: String,
+        readwrite: bool,
+    ) -> Result<BindSource, BuildError> {
+        let view = layers::view_of(self.store, &(self.get)(node)).map_err(|e| {
+            self.blame.step(StepFailure::BindStage { path: source.to_owned(), source: e })
+        })?;
+        let dest = self.extras.join(&name);
+        materialize_path(&view, source.trim_start_matches('/'), &dest, readwrite).map_err(|e| {
+            self.blame.machine_or_step(StepFailure::Bind { path: source.to_owned(), source: e })
+        })?;
+        Ok(BindSource { root: self.extras.to_owned(), path: name })
+    }
+
+    /// `source` of the context folder `ctx`: only what the context selects (`folder`), a copy
+    /// laid out as `name` for a writable bind, else the context's own files.
+    fn context_bind(
+        &self,
+        ctx: PathBuf,
+        source: &str,
+        folder: Option<&crate::context::Selected>,
+        name: String,
+        readwrite: bool,
+    ) -> Result<BindSource, BuildError> {
+        let path = || source.to_owned();
+        if let Some(sel) = folder {
+            // Only what the context selects: not the files the ignore file leaves out, nor
+            // stack's own output, as BuildKit sends only those.
+            materialize_selection(sel, &self.extras.join(&name), readwrite).map_err(|e| {
+                self.blame.machine_or_step(StepFailure::Bind { path: path(), source: e })
+            })?;
+        } else if readwrite {
+            // A writable bind works on a copy: nothing a step does reaches the context.
+            copy_from_context(&ctx, source, &self.extras.join(&name)).map_err(|e| {
+                self.blame
+                    .machine_or_step(StepFailure::WritableBindCopy { path: path(), source: e })
+            })?;
+        } else {
+            return Ok(BindSource { root: ctx, path: path() });
+        }
+        Ok(BindSource { root: self.extras.to_owned(), path: name })
+    }
+}
+
+/// Instruments the `&&` chain `parts` (the script of `argv`) to leave a mark per command that
+/// succeeded, in a marks file bound into the step; returns that file.
+fn mark_progress(
+    parts: &[String],
+    argv: &mut [String],
+    extras: &Path,
+    mounts: &mut Vec<Mount>,
+) -> std::io::Result<PathBuf> {
+    let marks = extras.join("marks");
+    fs_err::write(&marks, b"")?;
+    // Whoever the step runs as may mark; the file lives in the store's tmp only.
+    let _ = fs_err::set_permissions(&marks, std::fs::Permissions::from_mode(0o666));
+    mounts.push(Mount::Bind {
+        source: BindSource { root: extras.to_owned(), path: "marks".into() },
+        target: super::chain::MARKS_TARGET.into(),
+        readonly: false,
+    });
+    if let Some(script) = argv.last_mut() {
+        *script = super::chain::instrument(parts);
+    }
+    Ok(marks)
+}
+
+/// The last [`TAIL_LINES`] lines of a step's output, to show with a failure.
+#[derive(Default)]
+struct OutputTail {
+    lines: VecDeque<String>,
+    /// The start of a line whose end has not come yet.
+    partial: Vec<u8>,
+}
+
+impl OutputTail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            self.lines.push_back(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+    }
+
+    /// The lines, with an unfinished last line as it is.
+    fn finish(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            self.lines.push_back(String::from_utf8_lossy(&self.partial).into_owned());
+        }
+        self.lines.into()
+    }
 }
 
 /// The top-level commands of a shell-form script that is a plain `&&` chain (`sh -c "a && b"`
@@ -334,17 +400,12 @@ fn failed_command(chain: Option<&[String]>, marks: Option<&Path>) -> Option<Stri
 
 /// The sandbox network for a step's `network` setting: the default is a private network
 /// namespace reaching the world through slirp4netns; `host` must be asked for.
-fn step_network(network: Network) -> Result<(SandboxNetwork, Option<PathBuf>), String> {
+fn step_network(network: Network) -> Result<(SandboxNetwork, Option<PathBuf>), StepFailure> {
     match network {
         Network::None => Ok((SandboxNetwork::None, None)),
         Network::Host => Ok((SandboxNetwork::Host, None)),
         Network::Default => {
-            let slirp = find_program("slirp4netns").ok_or_else(|| {
-                "the default network of a `run` step is a private network namespace, which \
-                 needs `slirp4netns` (Debian/Ubuntu: apt-get install slirp4netns); or give the \
-                 step `network \"host\"` (its network is then the host's) or `network \"none\"`"
-                    .to_owned()
-            })?;
+            let slirp = find_program("slirp4netns").ok_or(StepFailure::NoSlirp4netns)?;
             Ok((SandboxNetwork::Private, Some(slirp)))
         }
     }

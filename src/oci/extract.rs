@@ -512,207 +512,34 @@ impl Extractor {
             return Ok(()); // the root folder itself: "./"
         }
         let header = entry.header().clone();
-        let mut uid = header.uid().unwrap_or(0) as u32;
-        let mut gid = header.gid().unwrap_or(0) as u32;
-        let mut mtime = header.mtime().unwrap_or(0) as i64;
-        let mut xattrs = Vec::new();
-        if let Ok(Some(pax)) = entry.pax_extensions() {
-            for ext in pax.flatten() {
-                let Ok(key) = ext.key() else { continue };
-                let value = ext.value_bytes();
-                let num = || {
-                    std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
-                };
-                match key {
-                    "uid" => uid = num().map_or(uid, |v| v as u32),
-                    "gid" => gid = num().map_or(gid, |v| v as u32),
-                    "mtime" => mtime = num().unwrap_or(mtime),
-                    k if k.starts_with("SCHILY.xattr.") => {
-                        xattrs.push((k["SCHILY.xattr.".len()..].to_owned(), hex::encode(value)));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        xattrs.sort();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let meta = Meta::of(&header, &mut entry);
         let (parent, name) = split(&path);
         let parent = self
             .resolve(parent)
             .ok_or_else(|| self.bad(&path, "goes through too many symlinks"))?;
         let path = join(&parent, name);
 
-        if let Some(problem) = degenerate_whiteout(name) {
-            return Err(self.bad(&path, problem));
-        }
-        if name.starts_with(".wh..wh.") && name != ".wh..wh..opq" {
-            // AUFS bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content, skipped like
-            // containerd does.
-            return Ok(());
-        }
-        if name == ".wh..wh..opq" {
-            let dir_fd = self.mkdir_p(&parent, &path)?;
-            self.mark_opaque(&dir_fd, &parent);
-            if let Some(e) = self.index.get_mut(&parent) {
-                e.kind = IndexKind::OpaqueDir;
-            } else {
-                self.index.insert(parent.clone(), IndexEntry::implicit(IndexKind::OpaqueDir));
-            }
-            return Ok(());
-        }
-        if let Some(hidden) = name.strip_prefix(".wh.") {
-            let target = join(&parent, hidden);
-            let dir_fd = self.mkdir_p(&parent, &path)?;
-            remove_existing(&dir_fd, hidden);
-            // A 0:0 character device is overlayfs's whiteout; creating one needs no privilege
-            // since Linux 5.8. Where it still fails the index alone records the deletion.
-            let _ =
-                rustix::fs::mknodat(&dir_fd, hidden, FileType::CharacterDevice, Mode::empty(), 0);
-            self.forget_below(&target);
-            self.index.insert(target, IndexEntry::implicit(IndexKind::Whiteout));
+        if self.whiteout(&parent, name, &path)? {
             return Ok(());
         }
 
         let dir_fd = self.mkdir_p(&parent, &path)?;
+        let at = At { dir: &dir_fd, name, path: &path };
         let et = header.entry_type();
-        let mut size = 0;
-        let mut link = None;
-        let mut hash = None;
-        let kind = match et {
-            tar::EntryType::Directory => {
-                match rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700)) {
-                    Ok(()) => {}
-                    Err(rustix::io::Errno::EXIST) if is_dir_at(&dir_fd, name) => {}
-                    Err(rustix::io::Errno::EXIST) => {
-                        remove_existing(&dir_fd, name);
-                        rustix::fs::mkdirat(&dir_fd, name, Mode::from_raw_mode(0o700))
-                            .map_err(self.write_err(&path))?;
-                    }
-                    Err(e) => return Err(self.write_err(&path)(e)),
-                }
-                self.dirs.insert(path.clone(), (mode, mtime));
-                let keep_opaque =
-                    self.index.get(&path).is_some_and(|e| e.kind == IndexKind::OpaqueDir);
-                if keep_opaque { IndexKind::OpaqueDir } else { IndexKind::Dir }
-            }
+        let written = match et {
+            tar::EntryType::Directory => Written::just(self.write_dir(&at, &meta)?),
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 if et == tar::EntryType::GNUSparse {
                     return Err(
                         self.bad(&path, "is a sparse file, which stack does not accept in layers")
                     );
                 }
-                remove_existing(&dir_fd, name);
-                let fd = rustix::fs::openat(
-                    &dir_fd,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(self.write_err(&path))?;
-                let mut file =
-                    HashingWriter { inner: std::fs::File::from(fd), hasher: blake3::Hasher::new() };
-                size = io::copy(&mut entry, &mut file)
-                    .map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
-                hash = Some(file.hasher.finalize().to_hex().to_string());
-                let file = file.inner;
-                if self.privilege.keeps_owners() {
-                    let owned = rustix::fs::fchown(
-                        &file,
-                        Some(rustix::fs::Uid::from_raw(uid)),
-                        Some(rustix::fs::Gid::from_raw(gid)),
-                    );
-                    // In a user namespace, ids outside its map stay the caller's (EINVAL).
-                    if self.privilege == crate::privilege::Privilege::HostRoot {
-                        owned.map_err(self.write_err(&path))?;
-                    }
-                    for (k, v) in &xattrs {
-                        let _ = rustix::fs::fsetxattr(
-                            &file,
-                            k.as_str(),
-                            &hex::decode(v).unwrap_or_default(),
-                            rustix::fs::XattrFlags::empty(),
-                        );
-                    }
-                }
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
-                    .map_err(self.write_err(&path))?;
-                let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
-                let _ = rustix::fs::futimens(
-                    &file,
-                    &Timestamps { last_access: t, last_modification: t },
-                );
-                IndexKind::File
+                self.write_file(&at, &mut entry, &meta)?
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                remove_existing(&dir_fd, name);
-                rustix::fs::symlinkat(target.as_str(), &dir_fd, name)
-                    .map_err(self.write_err(&path))?;
-                self.chown_at(&dir_fd, name, uid, gid);
-                set_mtime(&dir_fd, name, mtime);
-                self.symlinks.insert(path.clone(), target.clone());
-                link = Some(target);
-                IndexKind::Symlink
-            }
-            tar::EntryType::Link => {
-                let raw_target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                let target = normalize_entry_path(&raw_target).ok_or_else(|| {
-                    self.bad(&path, format!("is a hard link to `{raw_target}`, outside the root"))
-                })?;
-                let (tp, tn) = split(&target);
-                let tparent = self
-                    .resolve(tp)
-                    .ok_or_else(|| self.bad(&path, "links through too many symlinks"))?;
-                let target = join(&tparent, tn);
-                if !self
-                    .index
-                    .get(&target)
-                    .is_some_and(|e| matches!(e.kind, IndexKind::File | IndexKind::Hardlink))
-                {
-                    return Err(self.bad(&path, format!("is a hard link to `{target}`, which is not a file earlier in this layer")));
-                }
-                let tdir = self.open_existing_dir(&tparent).ok_or_else(|| {
-                    self.bad(&path, format!("is a hard link to `{target}`, which cannot be opened"))
-                })?;
-                remove_existing(&dir_fd, name);
-                rustix::fs::linkat(&tdir, tn, &dir_fd, name, AtFlags::empty())
-                    .map_err(self.write_err(&path))?;
-                size = self.index.get(&target).map_or(0, |e| e.size);
-                link = Some(target);
-                IndexKind::Hardlink
-            }
+            tar::EntryType::Symlink => self.write_symlink(&at, link_name(&entry), &meta)?,
+            tar::EntryType::Link => self.write_hardlink(&at, &link_name(&entry))?,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let (ft, kind) = match et {
-                    tar::EntryType::Char => {
-                        (FileType::CharacterDevice, IndexKind::CharDevice { major, minor })
-                    }
-                    tar::EntryType::Block => {
-                        (FileType::BlockDevice, IndexKind::BlockDevice { major, minor })
-                    }
-                    _ => (FileType::Fifo, IndexKind::Fifo),
-                };
-                remove_existing(&dir_fd, name);
-                // Devices need privilege; without it the index still records them, which is
-                // all that copying them into a new layer needs.
-                let dev = rustix::fs::makedev(major, minor);
-                if rustix::fs::mknodat(&dir_fd, name, ft, Mode::from_raw_mode(mode), dev).is_ok() {
-                    self.chown_at(&dir_fd, name, uid, gid);
-                }
-                kind
+                Written::just(self.write_special(&at, &header, &meta))
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
@@ -720,6 +547,8 @@ impl Extractor {
             | tar::EntryType::GNULongLink => return Ok(()),
             other => return Err(self.bad(&path, format!("has unsupported tar type {other:?}"))),
         };
+        let Written { kind, size, link, mut hash } = written;
+        let Meta { uid, gid, mtime, mode, xattrs } = meta;
         if kind != IndexKind::Symlink {
             self.symlinks.remove(&path);
         }
@@ -735,6 +564,180 @@ impl Extractor {
         let entry = IndexEntry { kind, mode, uid, gid, mtime, size, link, xattrs, hash };
         self.index.insert(path, entry);
         Ok(())
+    }
+
+    /// Applies entry `name` of folder `parent` when it is a whiteout (or AUFS bookkeeping);
+    /// `false` when it is an ordinary entry, to be written.
+    fn whiteout(&mut self, parent: &str, name: &str, path: &str) -> Result<bool, ExtractError> {
+        if let Some(problem) = degenerate_whiteout(name) {
+            return Err(self.bad(path, problem));
+        }
+        if name.starts_with(".wh..wh.") && name != ".wh..wh..opq" {
+            // AUFS bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content, skipped like
+            // containerd does.
+            return Ok(true);
+        }
+        if name == ".wh..wh..opq" {
+            let dir_fd = self.mkdir_p(parent, path)?;
+            self.mark_opaque(&dir_fd, parent);
+            if let Some(e) = self.index.get_mut(parent) {
+                e.kind = IndexKind::OpaqueDir;
+            } else {
+                self.index.insert(parent.to_owned(), IndexEntry::implicit(IndexKind::OpaqueDir));
+            }
+            return Ok(true);
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            let target = join(parent, hidden);
+            let dir_fd = self.mkdir_p(parent, path)?;
+            remove_existing(&dir_fd, hidden);
+            // A 0:0 character device is overlayfs's whiteout; creating one needs no privilege
+            // since Linux 5.8. Where it still fails the index alone records the deletion.
+            let _ =
+                rustix::fs::mknodat(&dir_fd, hidden, FileType::CharacterDevice, Mode::empty(), 0);
+            self.forget_below(&target);
+            self.index.insert(target, IndexEntry::implicit(IndexKind::Whiteout));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// A folder entry: created unless a folder is there already; its mode and time are
+    /// applied last, by [`Self::finish_dirs`].
+    fn write_dir(&mut self, at: &At<'_>, meta: &Meta) -> Result<IndexKind, ExtractError> {
+        let At { dir: dir_fd, name, path } = *at;
+        match rustix::fs::mkdirat(dir_fd, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) if is_dir_at(dir_fd, name) => {}
+            Err(rustix::io::Errno::EXIST) => {
+                remove_existing(dir_fd, name);
+                rustix::fs::mkdirat(dir_fd, name, Mode::from_raw_mode(0o700))
+                    .map_err(self.write_err(path))?;
+            }
+            Err(e) => return Err(self.write_err(path)(e)),
+        }
+        self.dirs.insert(path.to_owned(), (meta.mode, meta.mtime));
+        let keep_opaque = self.index.get(path).is_some_and(|e| e.kind == IndexKind::OpaqueDir);
+        Ok(if keep_opaque { IndexKind::OpaqueDir } else { IndexKind::Dir })
+    }
+
+    /// A regular file: its content written (and hashed) through a descriptor created anew,
+    /// never through whatever was at its name.
+    fn write_file<R: Read>(
+        &self,
+        at: &At<'_>,
+        content: &mut tar::Entry<'_, R>,
+        meta: &Meta,
+    ) -> Result<Written, ExtractError> {
+        let At { dir: dir_fd, name, path } = *at;
+        let Meta { uid, gid, mtime, mode, ref xattrs } = *meta;
+        remove_existing(dir_fd, name);
+        let fd = rustix::fs::openat(
+            dir_fd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(self.write_err(path))?;
+        let mut file =
+            HashingWriter { inner: std::fs::File::from(fd), hasher: blake3::Hasher::new() };
+        let size = io::copy(content, &mut file)
+            .map_err(|source| ExtractError::BadTar { layer: self.layer.clone(), source })?;
+        let hash = Some(file.hasher.finalize().to_hex().to_string());
+        let file = file.inner;
+        if self.privilege.keeps_owners() {
+            let owned = rustix::fs::fchown(
+                &file,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            );
+            // In a user namespace, ids outside its map stay the caller's (EINVAL).
+            if self.privilege == crate::privilege::Privilege::HostRoot {
+                owned.map_err(self.write_err(path))?;
+            }
+            for (k, v) in xattrs {
+                let _ = rustix::fs::fsetxattr(
+                    &file,
+                    k.as_str(),
+                    &hex::decode(v).unwrap_or_default(),
+                    rustix::fs::XattrFlags::empty(),
+                );
+            }
+        }
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(self.write_err(path))?;
+        let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+        let _ = rustix::fs::futimens(&file, &Timestamps { last_access: t, last_modification: t });
+        Ok(Written { kind: IndexKind::File, size, link: None, hash })
+    }
+
+    /// A symlink to `target`, which is recorded (never followed) to resolve later entries.
+    fn write_symlink(
+        &mut self,
+        at: &At<'_>,
+        target: String,
+        meta: &Meta,
+    ) -> Result<Written, ExtractError> {
+        let At { dir: dir_fd, name, path } = *at;
+        remove_existing(dir_fd, name);
+        rustix::fs::symlinkat(target.as_str(), dir_fd, name).map_err(self.write_err(path))?;
+        self.chown_at(dir_fd, name, meta.uid, meta.gid);
+        set_mtime(dir_fd, name, meta.mtime);
+        self.symlinks.insert(path.to_owned(), target.clone());
+        Ok(Written { kind: IndexKind::Symlink, size: 0, link: Some(target), hash: None })
+    }
+
+    /// A hard link to `raw_target`, which must be a file written earlier in this layer.
+    fn write_hardlink(&self, at: &At<'_>, raw_target: &str) -> Result<Written, ExtractError> {
+        let At { dir: dir_fd, name, path } = *at;
+        let target = normalize_entry_path(raw_target).ok_or_else(|| {
+            self.bad(path, format!("is a hard link to `{raw_target}`, outside the root"))
+        })?;
+        let (tp, tn) = split(&target);
+        let tparent =
+            self.resolve(tp).ok_or_else(|| self.bad(path, "links through too many symlinks"))?;
+        let target = join(&tparent, tn);
+        if !self
+            .index
+            .get(&target)
+            .is_some_and(|e| matches!(e.kind, IndexKind::File | IndexKind::Hardlink))
+        {
+            return Err(self.bad(
+                path,
+                format!("is a hard link to `{target}`, which is not a file earlier in this layer"),
+            ));
+        }
+        let tdir = self.open_existing_dir(&tparent).ok_or_else(|| {
+            self.bad(path, format!("is a hard link to `{target}`, which cannot be opened"))
+        })?;
+        remove_existing(dir_fd, name);
+        rustix::fs::linkat(&tdir, tn, dir_fd, name, AtFlags::empty())
+            .map_err(self.write_err(path))?;
+        let size = self.index.get(&target).map_or(0, |e| e.size);
+        Ok(Written { kind: IndexKind::Hardlink, size, link: Some(target), hash: None })
+    }
+
+    /// A character or block device or a FIFO.
+    fn write_special(&self, at: &At<'_>, header: &tar::Header, meta: &Meta) -> IndexKind {
+        let At { dir: dir_fd, name, .. } = *at;
+        let major = header.device_major().ok().flatten().unwrap_or(0);
+        let minor = header.device_minor().ok().flatten().unwrap_or(0);
+        let (ft, kind) = match header.entry_type() {
+            tar::EntryType::Char => {
+                (FileType::CharacterDevice, IndexKind::CharDevice { major, minor })
+            }
+            tar::EntryType::Block => {
+                (FileType::BlockDevice, IndexKind::BlockDevice { major, minor })
+            }
+            _ => (FileType::Fifo, IndexKind::Fifo),
+        };
+        remove_existing(dir_fd, name);
+        // Devices need privilege; without it the index still records them, which is
+        // all that copying them into a new layer needs.
+        let dev = rustix::fs::makedev(major, minor);
+        if rustix::fs::mknodat(dir_fd, name, ft, Mode::from_raw_mode(meta.mode), dev).is_ok() {
+            self.chown_at(dir_fd, name, meta.uid, meta.gid);
+        }
+        kind
     }
 
     fn chown_at(&self, dir: &OwnedFd, name: &str, uid: u32, gid: u32) {
@@ -895,6 +898,75 @@ impl Extractor {
         }
         Ok(())
     }
+}
+
+/// Where an entry goes: its parent folder, opened, its name in it, and its path in the layer.
+struct At<'a> {
+    dir: &'a OwnedFd,
+    name: &'a str,
+    path: &'a str,
+}
+
+/// An entry's owner, time, mode and extended attributes (hex values): its header's, as its
+/// PAX records amend them.
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    mode: u32,
+    xattrs: Vec<(String, String)>,
+}
+
+impl Meta {
+    fn of<R: Read>(header: &tar::Header, entry: &mut tar::Entry<'_, R>) -> Self {
+        let mut uid = header.uid().unwrap_or(0) as u32;
+        let mut gid = header.gid().unwrap_or(0) as u32;
+        let mut mtime = header.mtime().unwrap_or(0) as i64;
+        let mut xattrs = Vec::new();
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                let Ok(key) = ext.key() else { continue };
+                let value = ext.value_bytes();
+                let num = || {
+                    std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
+                };
+                match key {
+                    "uid" => uid = num().map_or(uid, |v| v as u32),
+                    "gid" => gid = num().map_or(gid, |v| v as u32),
+                    "mtime" => mtime = num().unwrap_or(mtime),
+                    k if k.starts_with("SCHILY.xattr.") => {
+                        xattrs.push((k["SCHILY.xattr.".len()..].to_owned(), hex::encode(value)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        xattrs.sort();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        Meta { uid, gid, mtime, mode, xattrs }
+    }
+}
+
+/// What writing an entry left, for its index entry.
+struct Written {
+    kind: IndexKind,
+    size: u64,
+    link: Option<String>,
+    hash: Option<String>,
+}
+
+impl Written {
+    /// An entry with no content, link or hash.
+    fn just(kind: IndexKind) -> Self {
+        Written { kind, size: 0, link: None, hash: None }
+    }
+}
+
+/// The link target an entry names (a symlink's or a hard link's), as text.
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> String {
+    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// Why a whiteout name cannot be honoured: `.wh.` alone, `.wh..` and `.wh...` would delete
