@@ -392,9 +392,25 @@ pub(crate) fn overlay_options(lowers: usize, userns: bool) -> String {
 /// Step 2, in PID 1 of the new PID namespace: builds the root and pivots into it. Returns
 /// the stubs (paths relative to the root) created in the upper dir, which the diff drops.
 pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Vec<String>> {
-    let spec = plan.spec;
-    let scratch = plan.scratch();
     let mut stubs = Vec::new();
+    prepare_scratch(sys, plan)?;
+    let root = mount_root(sys, plan)?;
+    mount_proc(sys, plan, &root, &mut stubs)?;
+    mount_dev(sys, plan, &root, &mut stubs)?;
+    mount_sys(sys, plan, &root, &mut stubs)?;
+    if plan.spec.network != Network::None {
+        bind_network_files(sys, plan, &root, &mut stubs)?;
+    }
+    mount_step_mounts(sys, plan, &root, &mut stubs)?;
+    pivot(sys, plan)?;
+    Ok(stubs)
+}
+
+/// A mount namespace of our own, private from `/` down, and the scratch dir's folders with
+/// the lower dirs linked as `l/0`, `l/1`, … (short overlay options); the scratch dir becomes
+/// the working directory.
+fn prepare_scratch(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<()> {
+    let scratch = plan.scratch();
     sys.unshare(Namespaces { mount: true, ..Namespaces::default() }).step("mount namespace")?;
     sys.mount(
         None,
@@ -404,17 +420,19 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         None,
     )
     .step("make `/` private")?;
-
     for dir in ["upper", "work", "root", "l", "gen"] {
         sys.mkdir(&scratch.join(dir), 0o755).step("scratch dir")?;
     }
-    for (i, lower) in spec.lower_dirs.iter().enumerate() {
+    for (i, lower) in plan.spec.lower_dirs.iter().enumerate() {
         let link = scratch.join("l").join(i.to_string());
         sys.symlink(&lower.to_string_lossy(), &link).step("lower dir link")?;
     }
-    sys.chdir(scratch).step("scratch dir")?;
+    sys.chdir(scratch).step("scratch dir")
+}
+
+/// Mounts the root (the overlay, or the copied root bound onto itself) and opens it.
+fn mount_root(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Handle> {
     let root_path = plan.root();
-    let flags = if plan.userns() { MountFlags::NONE } else { MountFlags::NODEV };
     if plan.copy_root {
         // Already merged by the helper; a bind makes it a mount point for pivot_root.
         sys.mount(
@@ -436,7 +454,8 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         )
         .step("copied root")?;
     } else {
-        let opts = overlay_options(spec.lower_dirs.len(), plan.userns());
+        let flags = if plan.userns() { MountFlags::NONE } else { MountFlags::NODEV };
+        let opts = overlay_options(plan.spec.lower_dirs.len(), plan.userns());
         sys.mount(
             Some(Target::Path(Path::new("overlay"))),
             Target::Path(&root_path),
@@ -446,28 +465,47 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
         )
         .step("overlay root")?;
     }
-    let root = sys.open_dir(&root_path).step("overlay root")?;
+    sys.open_dir(&root_path).step("overlay root")
+}
 
-    // /proc: a fresh one for the new PID namespace, else the host's.
-    let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    let fresh = fs_mount(sys, &root, "proc", "proc", nse, None, &mut stubs)?;
+/// Mounts without set-id programs, devices or executables.
+const NOSUID_NODEV_NOEXEC: MountFlags =
+    MountFlags(MountFlags::NOSUID.0 | MountFlags::NODEV.0 | MountFlags::NOEXEC.0);
+
+/// `/proc`: a fresh one for the new PID namespace (with the emulator registered in it when
+/// the step needs one), else the host's.
+fn mount_proc(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let fresh = fs_mount(sys, root, "proc", "proc", NOSUID_NODEV_NOEXEC, None, stubs)?;
     if fresh.is_ok() {
-        mask_file(sys, &root, "proc/sysrq-trigger", &mut stubs).ok();
-        if let Some(line) = &spec.emulator {
-            register_emulator(sys, plan, &root, line, &mut stubs)?;
+        mask_file(sys, root, "proc/sysrq-trigger", stubs).ok();
+        if let Some(line) = &plan.spec.emulator {
+            register_emulator(sys, plan, root, line, stubs)?;
         }
-    } else {
-        bind(sys, &root, Target::Path(Path::new("/proc")), "proc", Kind::Dir, false, &mut stubs)?;
+        return Ok(());
     }
+    bind(sys, root, Target::Path(Path::new("/proc")), "proc", Kind::Dir, false, stubs)
+}
 
-    // /dev: a small tmpfs with the harmless host devices bound in.
-    fs_mount(sys, &root, "dev", "tmpfs", nse, Some("mode=755,size=65536k"), &mut stubs)?
-        .step("/dev")?;
-    let dev = sys.open_in_root(&root, "dev").step("/dev")?;
+/// `/dev`: a small tmpfs with the harmless host devices bound in, the usual links, a private
+/// `devpts` and a `shm`.
+fn mount_dev(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let nse = NOSUID_NODEV_NOEXEC;
+    fs_mount(sys, root, "dev", "tmpfs", nse, Some("mode=755,size=65536k"), stubs)?.step("/dev")?;
+    let dev = sys.open_in_root(root, "dev").step("/dev")?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         sys.create_file_at(&dev, name, 0o666).step("/dev")?;
         let host = PathBuf::from("/dev").join(name);
-        let t = sys.open_in_root(&root, &format!("dev/{name}")).step("/dev")?;
+        let t = sys.open_in_root(root, &format!("dev/{name}")).step("/dev")?;
         sys.mount(Some(Target::Path(&host)), Target::Fd(&t), None, MountFlags::BIND, None)
             .step("/dev")?;
     }
@@ -490,127 +528,155 @@ pub(crate) fn setup_rootfs(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<Ve
     } else {
         "newinstance,ptmxmode=0666,mode=0620"
     };
-    fs_mount(
-        sys,
-        &root,
-        "dev/pts",
-        "devpts",
-        MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some(pts_opts),
-        &mut stubs,
-    )?
-    .step("/dev/pts")?;
-    fs_mount(sys, &root, "dev/shm", "tmpfs", nse, Some("mode=1777,size=65536k"), &mut stubs)?
-        .step("/dev/shm")?;
+    let pts_flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+    fs_mount(sys, root, "dev/pts", "devpts", pts_flags, Some(pts_opts), stubs)?.step("/dev/pts")?;
+    fs_mount(sys, root, "dev/shm", "tmpfs", nse, Some("mode=1777,size=65536k"), stubs)?
+        .step("/dev/shm")
+}
 
-    // /sys, read-only: a fresh sysfs needs a network namespace of our own.
-    let sysfs = if spec.network != Network::Host || !plan.userns() {
-        fs_mount(sys, &root, "sys", "sysfs", nse | MountFlags::RDONLY, None, &mut stubs)?
+/// `/sys`, read-only (a fresh sysfs needs a network namespace of our own, else the host's is
+/// bound), then the masked paths of `/proc` and `/sys`.
+fn mount_sys(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let sysfs = if plan.spec.network != Network::Host || !plan.userns() {
+        let flags = NOSUID_NODEV_NOEXEC | MountFlags::RDONLY;
+        fs_mount(sys, root, "sys", "sysfs", flags, None, stubs)?
     } else {
         Err(SysError::new("mount", "sys", libc::EPERM))
     };
     if sysfs.is_err() {
-        bind(sys, &root, Target::Path(Path::new("/sys")), "sys", Kind::Dir, true, &mut stubs)?;
+        bind(sys, root, Target::Path(Path::new("/sys")), "sys", Kind::Dir, true, stubs)?;
     }
-    mask_paths(sys, &root, &mut stubs)?;
+    mask_paths(sys, root, stubs)
+}
 
-    // Generated network files, only when the network is on.
-    if spec.network != Network::None {
-        let resolv = if spec.network == Network::Private {
-            format!("nameserver {}\n", super::SLIRP_DNS).into_bytes()
-        } else {
-            sys.read_file(Path::new("/etc/resolv.conf")).unwrap_or_default()
-        };
-        let mut hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            spec.hostname
-        );
-        for (name, ip) in &spec.extra_hosts {
-            hosts.extend([ip.as_str(), "\t", name.as_str(), "\n"]);
-        }
-        let hostname = format!("{}\n", spec.hostname);
-        for (name, content) in [
-            ("resolv.conf", resolv),
-            ("hosts", hosts.into_bytes()),
-            ("hostname", hostname.into_bytes()),
-        ] {
-            let src = scratch.join("gen").join(name);
-            sys.write_file(&src, &content).step("generated network files")?;
-            bind(
-                sys,
-                &root,
-                Target::Path(&src),
-                &format!("etc/{name}"),
-                Kind::File,
-                true,
-                &mut stubs,
-            )?;
-        }
+/// Generated `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname`, bound read-only (only when
+/// the step has a network).
+fn bind_network_files(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let spec = plan.spec;
+    let resolv = if spec.network == Network::Private {
+        format!("nameserver {}\n", super::SLIRP_DNS).into_bytes()
+    } else {
+        sys.read_file(Path::new("/etc/resolv.conf")).unwrap_or_default()
+    };
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+        spec.hostname
+    );
+    for (name, ip) in &spec.extra_hosts {
+        hosts.extend([ip.as_str(), "\t", name.as_str(), "\n"]);
     }
+    let hostname = format!("{}\n", spec.hostname);
+    for (name, content) in [
+        ("resolv.conf", resolv),
+        ("hosts", hosts.into_bytes()),
+        ("hostname", hostname.into_bytes()),
+    ] {
+        let src = plan.scratch().join("gen").join(name);
+        sys.write_file(&src, &content).step("generated network files")?;
+        let target = format!("etc/{name}");
+        bind(sys, root, Target::Path(&src), &target, Kind::File, true, stubs)?;
+    }
+    Ok(())
+}
 
-    // The spec's mounts, in order.
+/// The spec's mounts (caches, binds, tmpfs, secrets), in order.
+fn mount_step_mounts(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
     let mut secrets_ready = false;
-    for (i, mount) in spec.mounts.iter().enumerate() {
+    for (i, mount) in plan.spec.mounts.iter().enumerate() {
         match mount {
             Mount::Cache { host_dir, target, readonly } => {
-                bind(sys, &root, Target::Path(host_dir), target, Kind::Dir, *readonly, &mut stubs)?;
+                bind(sys, root, Target::Path(host_dir), target, Kind::Dir, *readonly, stubs)?;
             }
             Mount::Bind { source, target, readonly } => {
                 let step = format!("bind source `{}`", source.path);
                 let within = sys.open_dir(&source.root).step(&step)?;
                 let src = sys.open_in_root(&within, &source.path).step(&step)?;
                 let kind = if sys.is_dir_handle(&src) { Kind::Dir } else { Kind::File };
-                bind(sys, &root, Target::Fd(&src), target, kind, *readonly, &mut stubs)?;
+                bind(sys, root, Target::Fd(&src), target, kind, *readonly, stubs)?;
             }
             Mount::Tmpfs { target, size } => {
                 let data = match size {
                     Some(bytes) => format!("mode=1777,size={bytes}"),
                     None => "mode=1777".to_owned(),
                 };
-                fs_mount(
-                    sys,
-                    &root,
-                    target,
-                    "tmpfs",
-                    MountFlags::NOSUID | MountFlags::NODEV,
-                    Some(&data),
-                    &mut stubs,
-                )?
-                .step(&format!("tmpfs on `{target}`"))?;
+                let flags = MountFlags::NOSUID | MountFlags::NODEV;
+                fs_mount(sys, root, target, "tmpfs", flags, Some(&data), stubs)?
+                    .step(&format!("tmpfs on `{target}`"))?;
             }
-            Mount::Secret { content, target, mode, uid, gid } => {
-                let dir = scratch.join("secrets");
-                let step = format!("secret on `{target}`");
+            Mount::Secret { .. } => {
                 if !secrets_ready {
-                    sys.mkdir(&dir, 0o700).step(&step)?;
-                    sys.mount(
-                        Some(Target::Path(Path::new("tmpfs"))),
-                        Target::Path(&dir),
-                        Some("tmpfs"),
-                        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                        Some("mode=0755,size=16m"),
-                    )
-                    .step(&step)?;
+                    secrets_tmpfs(sys, plan, mount)?;
                     secrets_ready = true;
                 }
-                let copy = dir.join(i.to_string());
-                sys.write_file(&copy, content).step(&step)?;
-                sys.chmod(&copy, *mode).step(&step)?;
-                sys.chown(&copy, *uid, *gid).step(&step)?;
-                bind(sys, &root, Target::Path(&copy), target, Kind::File, true, &mut stubs)?;
+                mount_secret(sys, plan, root, i, mount, stubs)?;
             }
         }
     }
+    Ok(())
+}
 
-    sys.chdir(&root_path).step("pivot_root")?;
+/// The tmpfs in the scratch dir that holds the secrets' copies (never on disk).
+fn secrets_tmpfs(sys: &mut dyn Sys, plan: &Plan<'_>, first: &Mount) -> SetupResult<()> {
+    let Mount::Secret { target, .. } = first else { return Ok(()) };
+    let step = format!("secret on `{target}`");
+    let dir = plan.scratch().join("secrets");
+    sys.mkdir(&dir, 0o700).step(&step)?;
+    sys.mount(
+        Some(Target::Path(Path::new("tmpfs"))),
+        Target::Path(&dir),
+        Some("tmpfs"),
+        NOSUID_NODEV_NOEXEC,
+        Some("mode=0755,size=16m"),
+    )
+    .step(&step)
+}
+
+/// Secret number `i`: its copy in the secrets tmpfs, with its mode and owner, bound
+/// read-only on its target.
+fn mount_secret(
+    sys: &mut dyn Sys,
+    plan: &Plan<'_>,
+    root: &Handle,
+    i: usize,
+    secret: &Mount,
+    stubs: &mut Vec<String>,
+) -> SetupResult<()> {
+    let Mount::Secret { content, target, mode, uid, gid } = secret else { return Ok(()) };
+    let step = format!("secret on `{target}`");
+    let copy = plan.scratch().join("secrets").join(i.to_string());
+    sys.write_file(&copy, content).step(&step)?;
+    sys.chmod(&copy, *mode).step(&step)?;
+    sys.chown(&copy, *uid, *gid).step(&step)?;
+    bind(sys, root, Target::Path(&copy), target, Kind::File, true, stubs)
+}
+
+/// Pivots into the root and detaches the old one; then the hostname and, in a network
+/// namespace of its own, the loopback interface.
+fn pivot(sys: &mut dyn Sys, plan: &Plan<'_>) -> SetupResult<()> {
+    sys.chdir(&plan.root()).step("pivot_root")?;
     sys.pivot_root(Path::new("."), Path::new(".")).step("pivot_root")?;
     sys.umount_detach(Path::new(".")).step("detach the old root")?;
     sys.chdir(Path::new("/")).step("pivot_root")?;
-    sys.sethostname(&spec.hostname).step("hostname")?;
-    if spec.network != Network::Host {
+    sys.sethostname(&plan.spec.hostname).step("hostname")?;
+    if plan.spec.network != Network::Host {
         sys.loopback_up().step("loopback interface")?;
     }
-    Ok(stubs)
+    Ok(())
 }
 
 /// Step 3, in PID 1 after the pivot: resolves the user and creates the working directory
