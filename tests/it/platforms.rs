@@ -105,6 +105,7 @@ fn ready() -> Option<PathBuf> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, checked by three clients in turn")]
 fn one_build_makes_an_index_with_both_platforms_and_runs_steps_in_each() {
     let Some((ctx, stores, out)) = built_base() else { return };
     write_files(

@@ -370,6 +370,10 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: the CA, the registry, then each way of trusting it"
+)]
 fn a_tls_registry_with_its_own_ca_is_trusted_through_ssl_cert_file_or_certs_d() {
     let Some(base) = busybox_base() else { return };
     if !Path::new("/usr/bin/docker-registry").exists() || !have("skopeo") {

@@ -10,6 +10,10 @@ use crate::support::{
 };
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: build, then runc runs the image and checks each step's effect"
+)]
 fn run_steps_make_images_that_runc_runs() {
     let Some(base) = busybox_base() else { return };
     if !sandbox_ready() {

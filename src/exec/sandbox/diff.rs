@@ -149,15 +149,7 @@ pub(crate) fn diff_upper(
             DiffError { path, source: e.into() }
         })?;
         let path = item.path();
-        let rel = path
-            .strip_prefix(upper)
-            .ok()
-            .and_then(Path::to_str)
-            .ok_or_else(|| DiffError {
-                path: path.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "non-UTF-8 file name"),
-            })?
-            .to_owned();
+        let rel = relative_name(upper, path)?;
         let md = fs_err::symlink_metadata(path).map_err(err(path))?;
         let all_xattrs = sys.xattrs(path).map_err(err(path))?;
         let ft = md.file_type();
@@ -236,33 +228,59 @@ pub(crate) fn diff_upper(
         candidates.push((entry, required));
     }
     if let Some(snap) = snapshot {
-        for rel in snap.keys() {
-            if fs_err::symlink_metadata(upper.join(rel)).is_ok() {
-                continue;
-            }
-            // Report only the topmost deletion: the parent must still be the same directory.
-            let parent_kept = match rel.rsplit_once('/') {
-                None => true,
-                Some((parent, _)) => {
-                    let now = fs_err::symlink_metadata(upper.join(parent));
-                    now.is_ok_and(|m| m.is_dir()) && !replaced_dirs.contains(parent)
-                }
-            };
-            if parent_kept {
-                let whiteout = Entry {
-                    path: rel.clone(),
-                    kind: EntryKind::Whiteout,
-                    mode: 0,
-                    uid: 0,
-                    gid: 0,
-                    mtime: 0,
-                    xattrs: Vec::new(),
-                };
-                candidates.push((whiteout, true));
-            }
-        }
+        candidates.extend(deleted_since(upper, snap, &replaced_dirs));
         candidates.sort_by(|(a, _), (b, _)| a.path.split('/').cmp(b.path.split('/')));
     }
+    Ok(required_and_their_parents(candidates))
+}
+
+/// `path` relative to `upper`, as the UTF-8 name a layer entry carries.
+fn relative_name(upper: &Path, path: &Path) -> Result<String, DiffError> {
+    let rel = path.strip_prefix(upper).ok().and_then(Path::to_str).ok_or_else(|| DiffError {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "non-UTF-8 file name"),
+    })?;
+    Ok(rel.to_owned())
+}
+
+/// The copy fallback's deletions: whiteouts for what the snapshot had and `upper` has no more,
+/// only the topmost of each removed tree (the parent must still be the same directory).
+fn deleted_since(
+    upper: &Path,
+    snap: &Snapshot,
+    replaced_dirs: &HashSet<String>,
+) -> Vec<(Entry, bool)> {
+    let mut whiteouts = Vec::new();
+    for rel in snap.keys() {
+        if fs_err::symlink_metadata(upper.join(rel)).is_ok() {
+            continue;
+        }
+        let parent_kept = match rel.rsplit_once('/') {
+            None => true,
+            Some((parent, _)) => {
+                let now = fs_err::symlink_metadata(upper.join(parent));
+                now.is_ok_and(|m| m.is_dir()) && !replaced_dirs.contains(parent)
+            }
+        };
+        if parent_kept {
+            let whiteout = Entry {
+                path: rel.clone(),
+                kind: EntryKind::Whiteout,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: Vec::new(),
+            };
+            whiteouts.push((whiteout, true));
+        }
+    }
+    whiteouts
+}
+
+/// The entries that are changes of their own (required), and the directories that lead to
+/// them; an unchanged directory on no such path is left out.
+fn required_and_their_parents(candidates: Vec<(Entry, bool)>) -> Vec<Entry> {
     let mut keep: HashSet<String> = HashSet::new();
     for (e, required) in &candidates {
         if *required {
@@ -274,5 +292,5 @@ pub(crate) fn diff_upper(
             }
         }
     }
-    Ok(candidates.into_iter().map(|(e, _)| e).filter(|e| keep.contains(&e.path)).collect())
+    candidates.into_iter().map(|(e, _)| e).filter(|e| keep.contains(&e.path)).collect()
 }

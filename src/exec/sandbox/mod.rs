@@ -425,22 +425,7 @@ fn run_inner(
     let mut stderr = child.stderr.take();
     // A watcher kills the helper when the build is cancelled; `finished` stops it.
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = cancel.map(|cancel| {
-        let (cancel, finished) = (std::sync::Arc::clone(cancel), std::sync::Arc::clone(&finished));
-        let pid = rustix::process::Pid::from_raw(child.id() as i32);
-        std::thread::spawn(move || {
-            use std::sync::atomic::Ordering;
-            while !finished.load(Ordering::SeqCst) {
-                if cancel.load(Ordering::SeqCst) {
-                    if let Some(pid) = pid {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
-                    return;
-                }
-                std::thread::park_timeout(std::time::Duration::from_millis(20));
-            }
-        })
-    });
+    let watcher = cancel.map(|cancel| kill_when_cancelled(cancel, child.id(), &finished));
     // Plain threads (never rayon workers) feed the spec, collect the helper's diagnostics,
     // and wait for it; this thread streams the output.
     let feeder = std::thread::spawn(move || {
@@ -486,6 +471,41 @@ fn run_inner(
     if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
         return Err(SandboxError::Cancelled);
     }
+    let outcome = read_outcome(exe, result, status, &diag)?;
+    Ok(RunOutcome { status: outcome.status, changes: outcome.changes, scratch })
+}
+
+/// A thread that kills the helper (`pid`), whose death takes the step's PID namespace with it,
+/// as soon as `cancel` becomes true; it ends by itself once `finished` is.
+fn kill_when_cancelled(
+    cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pid: u32,
+    finished: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let (cancel, finished) = (std::sync::Arc::clone(cancel), std::sync::Arc::clone(finished));
+    let pid = rustix::process::Pid::from_raw(pid as i32);
+    std::thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        while !finished.load(Ordering::SeqCst) {
+            if cancel.load(Ordering::SeqCst) {
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                return;
+            }
+            std::thread::park_timeout(std::time::Duration::from_millis(20));
+        }
+    })
+}
+
+/// The helper's outcome from what it wrote on the result pipe, or why there is none (a helper
+/// that died says so on its standard error, `diag`).
+fn read_outcome(
+    exe: PathBuf,
+    result: std::io::Result<Vec<u8>>,
+    status: std::io::Result<std::process::ExitStatus>,
+    diag: &str,
+) -> Result<WireOutcome, SandboxError> {
     let result = result.map_err(|source| SandboxError::Pipe {
         exe: exe.clone(),
         what: "result pipe",
@@ -503,11 +523,9 @@ fn run_inner(
     let outcome: Result<WireOutcome, WireError> = serde_json::from_slice(&result).map_err(|e| {
         SandboxError::Protocol { what: "helper result".into(), message: e.to_string() }
     })?;
-    let outcome = outcome?;
-    Ok(RunOutcome { status: outcome.status, changes: outcome.changes, scratch })
+    Ok(outcome?)
 }
 
-/// Says whether the sandbox can work here, and if not, why.
 /// Every file of `dir` as layer entries (paths relative to `dir`), as a step's changes are
 /// read: for saving a cache mount.
 pub(crate) fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::layer::Entry>> {
@@ -516,6 +534,7 @@ pub(crate) fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::laye
     })
 }
 
+/// Says whether the sandbox can work here, and if not, why.
 pub fn probe() -> Result<(), String> {
     let filesystems = fs_err::read_to_string("/proc/filesystems").map_err(|e| e.to_string())?;
     if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
