@@ -286,8 +286,10 @@ impl MountPrep<'_> {
         name: String,
         readwrite: bool,
     ) -> Result<BindSource, BuildError> {
+        // Reading the stage's layers is the machine's work: a full disk there is not the step's.
         let view = layers::view_of(self.store, &(self.get)(node)).map_err(|e| {
-            self.blame.step(StepFailure::BindStage { path: source.to_owned(), source: e })
+            self.blame
+                .machine_or_step(StepFailure::BindStage { path: source.to_owned(), source: e })
         })?;
         let dest = self.extras.join(&name);
         materialize_path(&view, source.trim_start_matches('/'), &dest, readwrite).map_err(|e| {
