@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// Every `.rs` file under `src/`, with its text up to its first `#[cfg(test)]` (test code may
-/// print and spawn as it likes).
+/// Every `.rs` file under `src/` but the `tests.rs` files, with its `#[cfg(test)]` items
+/// blanked out (test code may print and spawn as it likes); lines keep their numbers.
 fn sources() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut todo: Vec<PathBuf> = vec![root.clone()];
@@ -20,13 +20,79 @@ fn sources() -> Vec<(String, String)> {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).unwrap();
-                let code = text.split("#[cfg(test)]").next().unwrap_or_default().to_owned();
-                found.push((rel, code));
+                found.push((rel, without_test_items(&text)));
             }
         }
     }
     found.sort();
     found
+}
+
+/// `text` with each `#[cfg(test)]` item (up to its `;`, or its braces' end) blanked out.
+fn without_test_items(text: &str) -> String {
+    let mut code: Vec<char> = text.chars().collect();
+    let marker: Vec<char> = "#[cfg(test)]".chars().collect();
+    let mut i = 0;
+    while i + marker.len() <= code.len() {
+        if code[i..i + marker.len()] != marker[..] {
+            i += 1;
+            continue;
+        }
+        let end = item_end(&code, i + marker.len());
+        for c in &mut code[i..end] {
+            if *c != '\n' {
+                *c = ' ';
+            }
+        }
+        i = end;
+    }
+    code.into_iter().collect()
+}
+
+/// Where the item starting at `from` ends: after its first `;` outside braces, or after the
+/// brace that closes its first `{` (string and char literals skipped).
+fn item_end(code: &[char], from: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = from;
+    while i < code.len() {
+        match code[i] {
+            '"' => i = string_end(code, i),
+            '\'' if code.get(i + 2) == Some(&'\'') => i += 2,
+            '\'' if code.get(i + 1) == Some(&'\\') => {
+                while i + 1 < code.len() && code[i + 1] != '\'' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            '{' => depth += 1,
+            '}' if depth <= 1 => return i + 1,
+            '}' => depth -= 1,
+            ';' if depth == 0 => return i + 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    code.len()
+}
+
+/// The index of the `"` that closes the string opened at `open` (raw strings included).
+fn string_end(code: &[char], open: usize) -> usize {
+    let hashes = code[..open].iter().rev().take_while(|c| **c == '#').count();
+    let raw = code[..open - hashes].last() == Some(&'r');
+    let mut i = open + 1;
+    while i < code.len() {
+        if !raw && code[i] == '\\' {
+            i += 2;
+            continue;
+        }
+        if code[i] == '"'
+            && code[i + 1..].iter().take(hashes).filter(|c| **c == '#').count() == hashes
+        {
+            return i + hashes;
+        }
+        i += 1;
+    }
+    code.len()
 }
 
 /// The places of `needle` (outside comments) in files not allowed by `allowed`.
@@ -103,14 +169,42 @@ fn module_of(file: &str) -> &str {
     file.split('/').next().unwrap_or(file).trim_end_matches(".rs")
 }
 
-/// The top-level modules named by `crate::NAME` paths in `line`.
-fn crate_paths(line: &str) -> Vec<String> {
-    line.match_indices("crate::")
-        .map(|(i, _)| {
-            let rest = &line[i + "crate::".len()..];
-            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
-        })
-        .collect()
+/// The top-level modules named by `crate::` paths in `code`, with the line each is on:
+/// `crate::NAME`, and each `NAME` of a group `crate::{NAME::…, NAME, …}` over any lines.
+fn crate_paths(code: &str) -> Vec<(usize, String)> {
+    let ident = |s: &str| -> String {
+        s.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+    };
+    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("crate::") {
+        let rest = &code[i + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            out.push((line_of(i), ident(rest)));
+            continue;
+        };
+        // The names at the group's top level: after `{` and after each comma at depth 1.
+        let mut depth = 1;
+        let mut start = 0;
+        for (j, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' | ',' if depth == 1 => {
+                    let name = ident(&group[start..j]);
+                    if !name.is_empty() {
+                        out.push((line_of(i), name));
+                    }
+                    start = j + 1;
+                    if c == '}' {
+                        break;
+                    }
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -130,12 +224,14 @@ fn modules_depend_in_one_direction() {
             continue;
         };
         let Some(uses) = uses else { continue };
-        for (n, line) in code.lines().enumerate() {
-            let line = line.split("//").next().unwrap_or_default();
-            for used in crate_paths(line) {
-                if used != module && !uses.contains(&used) {
-                    bad.push(format!("src/{file}:{}: `{module}` uses `{used}`", n + 1));
-                }
+        let code: String = code
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (line, used) in crate_paths(&code) {
+            if used != module && !uses.contains(&used) {
+                bad.push(format!("src/{file}:{line}: `{module}` uses `{used}`"));
             }
         }
     }
