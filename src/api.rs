@@ -36,7 +36,7 @@ pub mod dockerfile {
 pub mod exec {
     /// The sandbox steps run in.
     pub mod sandbox {
-        pub use crate::exec::sandbox::probe;
+        pub use crate::exec::sandbox::{Unavailable, probe};
     }
 }
 

@@ -22,8 +22,8 @@ pub(crate) enum StepFailure {
         code: i32,
     },
     /// This machine cannot run sandboxed steps at all (no overlay, no user namespaces…).
-    #[error("cannot run steps here: {why}")]
-    SandboxUnavailable { why: String },
+    #[error("cannot run steps here")]
+    SandboxUnavailable(#[source] crate::exec::sandbox::Unavailable),
     /// The sandbox failed around the command (its setup, the exec, reading its changes).
     #[error(transparent)]
     Sandbox(#[from] SandboxError),

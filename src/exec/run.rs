@@ -28,7 +28,7 @@ use crate::store::Store;
 use crate::syntax::ast::{CacheSharing, Network};
 
 /// Whether the sandbox works here. Probing forks a process: do it once, not once per step.
-static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+static PROBE: std::sync::OnceLock<Result<(), sandbox::Unavailable>> = std::sync::OnceLock::new();
 
 /// Lines of output kept to show with a failure.
 const TAIL_LINES: usize = 20;
@@ -51,7 +51,7 @@ pub(super) fn run_step(
     PROBE
         .get_or_init(sandbox::probe)
         .clone()
-        .map_err(|why| blame.step(StepFailure::SandboxUnavailable { why }))?;
+        .map_err(|why| blame.step(StepFailure::SandboxUnavailable(why)))?;
     let mut lower_dirs = Vec::with_capacity(parent.len());
     for layer in parent.iter().rev() {
         let (_, tree) = layers::materialize(store, layer).map_err(|e| blame.machine_or_step(e))?;

@@ -534,19 +534,43 @@ pub(crate) fn folder_entries(dir: &Path) -> std::io::Result<Vec<crate::oci::laye
     })
 }
 
+/// Why the sandbox cannot work on this machine.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    #[error("cannot read `/proc/filesystems`")]
+    NoProc(#[source] std::sync::Arc<std::io::Error>),
+    #[error("the kernel has no overlay file system (`modprobe overlay`)")]
+    NoOverlay,
+    /// Rootless: no user namespace, and what on this machine refuses it.
+    #[error("cannot create a user namespace: {reason}")]
+    NoUserNamespace {
+        reason: String,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    #[error("cannot create namespaces ({namespaces})")]
+    NoNamespaces {
+        namespaces: String,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+}
+
 /// Says whether the sandbox can work here, and if not, why.
-pub fn probe() -> Result<(), String> {
-    let filesystems = fs_err::read_to_string("/proc/filesystems").map_err(|e| e.to_string())?;
+pub fn probe() -> Result<(), Unavailable> {
+    let filesystems = fs_err::read_to_string("/proc/filesystems")
+        .map_err(|e| Unavailable::NoProc(std::sync::Arc::new(e)))?;
     if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
-        return Err("the kernel has no overlay file system (`modprobe overlay`)".into());
+        return Err(Unavailable::NoOverlay);
     }
     let rootless = sys::geteuid() != 0;
     let ns = sys::Namespaces { user: rootless, mount: true, pid: true, ..Default::default() };
     sys::probe_unshare(ns).map_err(|errno| {
+        let source = std::sync::Arc::new(std::io::Error::from_raw_os_error(errno));
         if rootless {
-            format!("cannot create a user namespace: {}", userns_reason(errno))
+            Unavailable::NoUserNamespace { reason: userns_reason(errno), source }
         } else {
-            format!("cannot create namespaces ({ns}): {}", std::io::Error::from_raw_os_error(errno))
+            Unavailable::NoNamespaces { namespaces: ns.to_string(), source }
         }
     })
 }
