@@ -300,8 +300,13 @@ impl Planner<'_> {
                     let (code, help) = select_error_code_and_help(&e);
                     self.error(
                         fi,
-                        Diagnostic::error(code, e.to_string(), *span, "cannot copy this")
-                            .with_help(help),
+                        Diagnostic::error(
+                            code,
+                            crate::diag::error_chain(&e),
+                            *span,
+                            "cannot copy this",
+                        )
+                        .with_help(help),
                     );
                     return None;
                 }

@@ -12,7 +12,7 @@ use crate::context::FileMeta;
 use crate::oci::image::{Descriptor, LayerRef};
 
 /// Images and context files made up from their names. Names containing `missing` do not
-/// exist; `unreachable` registries do not answer; a source ending in `/` is a folder.
+/// exist, `unreadable` ones cannot be read; `unreachable` registries do not answer; a source ending in `/` is a folder.
 struct World;
 
 impl Resolver for World {
@@ -59,6 +59,14 @@ impl Resolver for World {
                 return Err(SelectError::Reserved { source_path, what: "output", path });
             }
             s if s.contains("loop") => return Err(SelectError::SymlinkLoop { source_path }),
+            s if s.contains("unreadable") => {
+                let path = PathBuf::from("/ctx").join(s);
+                let source = std::io::Error::from_raw_os_error(libc::EACCES);
+                return Err(SelectError::Context(crate::context::ContextError::Io {
+                    path,
+                    source,
+                }));
+            }
             s if s.contains("socket") => {
                 let path = PathBuf::from("/ctx").join(s);
                 return Err(SelectError::Context(crate::context::ContextError::Socket { path }));
@@ -182,19 +190,42 @@ fn describe_errors(files: &[FileInput], diags: &[FileDiagnostic]) -> String {
 fn plan_fixture(path: &Path) -> String {
     let text = fs_err::read_to_string(path).expect("fixture");
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("fixture").to_owned();
-    let (ast, diags) = crate::syntax::parse(&text);
-    let ast = ast.unwrap_or_else(|| panic!("{name} does not parse: {diags:?}"));
-    let files = vec![FileInput {
-        source: crate::diag::SourceFile::new(name, text),
-        ast,
-        context_dir: PathBuf::from("/ctx"),
-        origin: None,
-        included: None,
-    }];
+    let files = fixture_files(&name, &text);
     match plan(&files, &request_of(&files[0].source.text), &World) {
         Ok(p) => describe(&p),
         Err(diags) => describe_errors(&files, &diags),
     }
+}
+
+/// A fixture's build files: the text up to the first `// file: NAME` line is the main file,
+/// and each such line starts a file the main file includes by that name (with the args its
+/// `include` gives).
+fn fixture_files(name: &str, text: &str) -> Vec<FileInput> {
+    let mut parts = vec![(name.to_owned(), String::new())];
+    for line in text.split_inclusive('\n') {
+        match line.strip_prefix("// file: ") {
+            Some(file) => parts.push((file.trim().to_owned(), String::new())),
+            None => parts.last_mut().expect("the main file").1.push_str(line),
+        }
+    }
+    let mut files: Vec<FileInput> = Vec::new();
+    for (name, text) in parts {
+        let (ast, diags) = crate::syntax::parse(&text);
+        let ast = ast.unwrap_or_else(|| panic!("{name} does not parse: {diags:?}"));
+        let included = files.first().map(|main| {
+            let include =
+                main.ast.includes.iter().find(|i| i.paths.iter().any(|p| p.value == name));
+            Included { by: 0, args: include.map(|i| i.args.clone()).unwrap_or_default() }
+        });
+        files.push(FileInput {
+            source: crate::diag::SourceFile::new(name, text),
+            ast,
+            context_dir: PathBuf::from("/ctx"),
+            origin: None,
+            included,
+        });
+    }
+    files
 }
 
 /// The request a fixture's first line asks for: `// request: --target NAME --arg K=V
