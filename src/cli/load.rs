@@ -587,7 +587,7 @@ impl<'a> CliResolver<'a> {
             Ok(pulled) => pulled,
             // The registry has the image, not for this platform: no other place to look.
             Err(e @ crate::registry::RegistryError::NoPlatform { .. }) => {
-                return Err(error_chain(&e).into());
+                return Err(crate::plan::BaseError::caused_by(e, false));
             }
             Err(e) => {
                 let err = error_chain(&e);
@@ -606,14 +606,10 @@ impl<'a> CliResolver<'a> {
                         ));
                         Ok(image)
                     }
-                    Err(_) => Err(crate::plan::BaseError {
-                        message: format!(
-                            "{err}; the local Docker or podman daemon does not have it either \
-                             (an image on this machine can be named `docker-daemon:NAME`, \
-                             `oci:DIR:NAME`, `oci-archive:FILE` or `docker-archive:FILE`)"
-                        ),
+                    Err(_) => Err(crate::plan::BaseError::caused_by(
+                        NotInDaemonEither { registry: e },
                         unreachable,
-                    }),
+                    )),
                 };
             }
         };
@@ -650,22 +646,27 @@ impl<'a> CliResolver<'a> {
         name: &str,
         required: Option<&crate::digest::OciDigest>,
         platform: &Platform,
-    ) -> Result<Arc<LoadedImage>, String> {
+    ) -> Result<Arc<LoadedImage>, crate::plan::BaseError> {
         use crate::registry::daemon;
-        let socket = daemon::find(name).map_err(|e| error_chain(&e))?;
-        let tmp = self.store.temp_dir("daemon-").map_err(|e| error_chain(&e))?;
+        let socket = daemon::find(name).map_err(|e| crate::plan::BaseError::caused_by(e, false))?;
+        let tmp = self
+            .store
+            .temp_dir("daemon-")
+            .map_err(|e| crate::plan::BaseError::caused_by(e, false))?;
         let path = tmp.path().join("image.tar");
-        daemon::save(&socket, name, &path).map_err(|e| error_chain(&e))?;
+        daemon::save(&socket, name, &path)
+            .map_err(|e| crate::plan::BaseError::caused_by(e, false))?;
         let local = LocalRef::DockerArchive { path, tag: None };
         let image = local::load(&format!("docker-daemon:{name}"), &local, self.store, platform)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| crate::plan::BaseError::caused_by(e, false))?;
         if let Some(required) = required
             && *required != image.manifest_digest
         {
             return Err(format!(
                 "the daemon's `{name}` is `{}`, not `{required}` as pinned",
                 image.manifest_digest
-            ));
+            )
+            .into());
         }
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
@@ -684,7 +685,8 @@ impl<'a> CliResolver<'a> {
             return Err(format!(
                 "the daemon's `{name}` is `{}`, not `{pinned}` as pinned in `stack.lock`",
                 image.manifest_digest
-            ));
+            )
+            .into());
         }
         self.pin(lock_name, platform, image.manifest_digest.clone())?;
         Ok(Arc::new(image))
@@ -782,7 +784,7 @@ impl Resolver for CliResolver<'_> {
         let image = match LocalRef::parse(reference, Path::new(&dir)) {
             Some(local) => {
                 let loaded = local::load(reference, &local, self.store, platform);
-                Arc::new(loaded.map_err(|e| error_chain(&e))?)
+                Arc::new(loaded.map_err(|e| crate::plan::BaseError::caused_by(e, false))?)
             }
             None => match reference.strip_prefix("docker-daemon:") {
                 Some(name) => self.load_from_daemon(reference, name, None, platform)?,
@@ -816,7 +818,7 @@ impl Resolver for CliResolver<'_> {
         &self,
         url: &str,
         checksum: Option<&crate::digest::OciDigest>,
-    ) -> Result<crate::plan::RemoteFile, String> {
+    ) -> Result<crate::plan::RemoteFile, crate::plan::BaseError> {
         use crate::registry::download::fetch_to_store;
         let file = |(digest, size)| crate::plan::RemoteFile {
             path: self.store.blob_path(&digest),
@@ -825,7 +827,9 @@ impl Resolver for CliResolver<'_> {
         };
         // `checksum=` pins the file in the build file itself; stack.lock is not needed then.
         if checksum.is_some() {
-            return fetch_to_store(&self.registry, self.store, url, checksum).map(file);
+            return fetch_to_store(&self.registry, self.store, url, checksum)
+                .map(file)
+                .map_err(Into::into);
         }
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
@@ -839,13 +843,15 @@ impl Resolver for CliResolver<'_> {
                     format!(
                         "{e}: the file changed since `{lock}` pinned it; run `stack lock` to take the new content, or pin it with checksum="
                     )
+                    .into()
                 })
                 .map(file);
         }
         if self.lock_mode == LockMode::Locked {
             return Err(format!(
                 "it is not pinned in `{lock}`, and `--locked` forbids changing it; run `stack lock`, or pin it with checksum="
-            ));
+            )
+            .into());
         }
         let (digest, size) = fetch_to_store(&self.registry, self.store, url, None)?;
         if self.lock.lock().expect("no panics while locked").insert_url(url, digest.clone()) {
@@ -856,6 +862,19 @@ impl Resolver for CliResolver<'_> {
 }
 
 pub(crate) use crate::diag::error_chain;
+
+/// A base no registry gave, which the local daemon does not have either; the registry's error
+/// is kept whole.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}; the local Docker or podman daemon does not have it either (an image on this machine \
+     can be named `docker-daemon:NAME`, `oci:DIR:NAME`, `oci-archive:FILE` or \
+     `docker-archive:FILE`)",
+    error_chain(registry)
+)]
+struct NotInDaemonEither {
+    registry: crate::registry::RegistryError,
+}
 
 /// Every platform a build of `files` with `args` plans, as `stack.lock` names them: the
 /// command line's, else the files' (top level and images), else this machine's.

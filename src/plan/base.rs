@@ -118,7 +118,7 @@ impl Planner<'_> {
                 Some((n, config))
             }
             Err(problem) => {
-                let d = self.unknown_base(reference, span, problem);
+                let d = self.unknown_base(reference, span, &problem);
                 self.error(file, d);
                 None
             }
@@ -127,11 +127,12 @@ impl Planner<'_> {
 
     /// The error for a base the resolver cannot give, with a hint when it looks like a
     /// misspelt stage.
-    fn unknown_base(&self, reference: &str, span: SourceSpan, problem: BaseError) -> Diagnostic {
+    fn unknown_base(&self, reference: &str, span: SourceSpan, problem: &BaseError) -> Diagnostic {
         let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
         // A registry that cannot be reached is no mistake in the build file.
         let code = if problem.unreachable { "base-unreachable" } else { "unknown-base" };
-        let mut d = Diagnostic::error(code, problem.message, span, "cannot use this base");
+        let message = crate::diag::error_chain(problem);
+        let mut d = Diagnostic::error(code, message, span, "cannot use this base");
         if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {
             d = d.with_help(format!("did you mean stage `{s}`?"));
         } else if !reference.contains(':') && !reference.contains('/') {

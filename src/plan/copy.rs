@@ -250,7 +250,7 @@ impl Planner<'_> {
                         fi,
                         Diagnostic::error(
                             "remote-source-failed",
-                            format!("cannot fetch `{url}`: {e}"),
+                            format!("cannot fetch `{url}`: {}", crate::diag::error_chain(&e)),
                             *span,
                             "this URL",
                         ),

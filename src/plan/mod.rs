@@ -37,19 +37,53 @@ use crate::syntax::ast::{BuildFile, CacheSharing, Network};
 
 pub(crate) use dot::to_dot;
 
-/// Why a base image could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// Why the resolver could not give a base image or a remote file: the error of the layer that
+/// tried (the registry client, the layout reader, the download), kept whole with its causes,
+/// or the resolver's own words. The planner shows its chain in the diagnostic.
+#[derive(Debug, Clone)]
 pub struct BaseError {
-    pub message: String,
+    cause: Arc<dyn std::error::Error + Send + Sync>,
     /// The registry or the network failed (refused, unreachable, TLS, 5xx, 401…), not the
     /// reference: `stack::base-unreachable`, which the CLI reports with the registry exit code.
     pub unreachable: bool,
 }
 
+impl BaseError {
+    /// `cause`, kept whole; `unreachable` when the registry or the network failed.
+    pub fn caused_by(
+        cause: impl std::error::Error + Send + Sync + 'static,
+        unreachable: bool,
+    ) -> Self {
+        Self { cause: Arc::new(cause), unreachable }
+    }
+}
+
+impl std::fmt::Display for BaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.cause.fmt(f)
+    }
+}
+
+impl std::error::Error for BaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.source()
+    }
+}
+
+/// A resolver's own explanation, with no error beneath it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Said(String);
+
 impl From<String> for BaseError {
     fn from(message: String) -> Self {
-        Self { message, unreachable: false }
+        Self::caused_by(Said(message), false)
+    }
+}
+
+impl From<&str> for BaseError {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_owned())
     }
 }
 
@@ -142,7 +176,7 @@ pub trait Resolver: Sync {
     }
     /// Fetches (or finds in the store) the file at an `http(s)://` URL for `add`, checked
     /// against `checksum` when given.
-    fn remote(&self, url: &str, checksum: Option<&OciDigest>) -> Result<RemoteFile, String> {
+    fn remote(&self, url: &str, checksum: Option<&OciDigest>) -> Result<RemoteFile, BaseError> {
         let _ = (url, checksum);
         Err("fetching URLs is not available here".into())
     }

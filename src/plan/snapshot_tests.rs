@@ -27,7 +27,7 @@ impl Resolver for World {
         }
         if reference.contains("unreachable") {
             let message = format!("`{reference}`: connection refused");
-            return Err(BaseError { message, unreachable: true });
+            return Err(BaseError::caused_by(std::io::Error::other(message), true));
         }
         let manifest = OciDigest::of(format!("{reference} {platform}").as_bytes());
         let mut config = ImageConfig::scratch_for(platform);
@@ -106,9 +106,9 @@ impl Resolver for World {
         self.select(0, source, excludes)
     }
 
-    fn remote(&self, url: &str, _checksum: Option<&OciDigest>) -> Result<RemoteFile, String> {
+    fn remote(&self, url: &str, _checksum: Option<&OciDigest>) -> Result<RemoteFile, BaseError> {
         if url.contains("missing") {
-            return Err(format!("`{url}` answered 404"));
+            return Err(format!("`{url}` answered 404").into());
         }
         let digest = OciDigest::of(url.as_bytes());
         Ok(RemoteFile { digest, size: 10, path: PathBuf::from("/store/blob") })
