@@ -40,6 +40,7 @@ fn failure_message(e: &Failure) -> String {
         Failure::UserFiles => "the build files have problems (reported on standard error)".into(),
         Failure::Registry => "a registry could not be reached (reported on standard error)".into(),
         Failure::StepFailed => "a step failed".into(),
+        Failure::Machine => "the machine failed (reported on standard error)".into(),
         Failure::Interrupted => "interrupted".into(),
         Failure::Differs => "the images differ".into(),
         Failure::Other(e, _) => error_chain(e.as_ref()),

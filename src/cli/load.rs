@@ -341,13 +341,20 @@ pub(super) fn plan_files(
         return Err(Failure::Interrupted);
     }
     let p = planned.map_err(|d| {
-        // Only unreachable registries: the build file may well be right.
-        let registry_only = d.iter().all(|d| {
-            d.diagnostic.severity != crate::diag::Severity::Error
-                || d.diagnostic.code == "base-unreachable"
-        });
+        let errors: Vec<&str> = d
+            .iter()
+            .filter(|d| d.diagnostic.severity == crate::diag::Severity::Error)
+            .map(|d| d.diagnostic.code)
+            .collect();
         print_plan_errors(files, d);
-        if registry_only { Failure::Registry } else { Failure::UserFiles }
+        // Only the machine or unreachable registries: the build file may well be right.
+        if !errors.iter().all(|c| *c == "machine" || *c == "base-unreachable") {
+            Failure::UserFiles
+        } else if errors.contains(&"machine") {
+            Failure::Machine
+        } else {
+            Failure::Registry
+        }
     })?;
     resolver.save_stat_caches();
     Ok(p)
@@ -819,7 +826,7 @@ impl Resolver for CliResolver<'_> {
         url: &str,
         checksum: Option<&crate::digest::OciDigest>,
     ) -> Result<crate::plan::RemoteFile, crate::plan::BaseError> {
-        use crate::registry::download::fetch_to_store;
+        use crate::registry::download::{DownloadError, fetch_to_store};
         let file = |(digest, size)| crate::plan::RemoteFile {
             path: self.store.blob_path(&digest),
             digest,
@@ -829,7 +836,7 @@ impl Resolver for CliResolver<'_> {
         if checksum.is_some() {
             return fetch_to_store(&self.registry, self.store, url, checksum)
                 .map(file)
-                .map_err(Into::into);
+                .map_err(|e| crate::plan::BaseError::caused_by(e, false));
         }
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
@@ -839,11 +846,12 @@ impl Resolver for CliResolver<'_> {
         let lock = self.lock_path.display();
         if let Some(pinned) = pinned {
             return fetch_to_store(&self.registry, self.store, url, Some(&pinned))
-                .map_err(|e| {
-                    format!(
+                .map_err(|e| match e {
+                    DownloadError::Checksum { .. } => format!(
                         "{e}: the file changed since `{lock}` pinned it; run `stack lock` to take the new content, or pin it with checksum="
                     )
-                    .into()
+                    .into(),
+                    e => crate::plan::BaseError::caused_by(e, false),
                 })
                 .map(file);
         }
@@ -853,7 +861,8 @@ impl Resolver for CliResolver<'_> {
             )
             .into());
         }
-        let (digest, size) = fetch_to_store(&self.registry, self.store, url, None)?;
+        let (digest, size) = fetch_to_store(&self.registry, self.store, url, None)
+            .map_err(|e| crate::plan::BaseError::caused_by(e, false))?;
         if self.lock.lock().expect("no panics while locked").insert_url(url, digest.clone()) {
             self.lock_changed.store(true, std::sync::atomic::Ordering::SeqCst);
         }

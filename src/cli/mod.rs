@@ -48,6 +48,8 @@ pub(crate) enum Failure {
     Registry,
     /// A build step failed (its diagnostic was printed).
     StepFailed,
+    /// Only the machine (a full disk, no memory) stopped planning (diagnostics were printed).
+    Machine,
     /// Ctrl-C or SIGTERM stopped the build.
     Interrupted,
     /// `stack verify` found a difference (already printed).
@@ -111,6 +113,7 @@ pub fn main() -> ExitCode {
         Err(Failure::UserFiles) => 1,
         Err(Failure::Registry) => 4,
         Err(Failure::StepFailed) => 3,
+        Err(Failure::Machine) => 7,
         Err(Failure::Interrupted) => 130,
         Err(Failure::Differs) => 5,
         Err(Failure::Other(e, hint)) => {

@@ -131,6 +131,11 @@ impl Planner<'_> {
         let stage_names: Vec<&str> = self.stages.keys().map(String::as_str).collect();
         // A registry that cannot be reached is no mistake in the build file.
         let code = if problem.unreachable { "base-unreachable" } else { "unknown-base" };
+        if let Some(d) =
+            super::machine_failure(&format!("cannot get `{reference}`"), problem.cause(), span)
+        {
+            return d;
+        }
         let message = crate::diag::error_chain(problem);
         let mut d = Diagnostic::error(code, message, span, "cannot use this base");
         if let Some(s) = did_you_mean(reference, stage_names.iter().copied()) {

@@ -246,6 +246,12 @@ impl Planner<'_> {
                     files.push((name, file));
                 }
                 Err(e) => {
+                    if let Some(d) =
+                        super::machine_failure(&format!("cannot fetch `{url}`"), e.cause(), *span)
+                    {
+                        self.error(fi, d);
+                        return None;
+                    }
                     self.error(
                         fi,
                         Diagnostic::error(
@@ -297,6 +303,12 @@ impl Planner<'_> {
             match sel {
                 Ok(sel) => selected.push(sel),
                 Err(e) => {
+                    if let Some(d) =
+                        super::machine_failure(&format!("cannot read `{s}`"), &e, *span)
+                    {
+                        self.error(fi, d);
+                        return None;
+                    }
                     let (code, help) = select_error_code_and_help(&e);
                     self.error(
                         fi,

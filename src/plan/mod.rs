@@ -56,6 +56,11 @@ impl BaseError {
     ) -> Self {
         Self { cause: Arc::new(cause), unreachable }
     }
+
+    /// The error that stopped the resolver, with its own chain of sources.
+    pub(crate) fn cause(&self) -> &(dyn std::error::Error + 'static) {
+        &*self.cause
+    }
 }
 
 impl std::fmt::Display for BaseError {
@@ -85,6 +90,22 @@ impl From<&str> for BaseError {
     fn from(message: &str) -> Self {
         Self::from(message.to_owned())
     }
+}
+
+/// The diagnostic for an error of the machine met while planning (a full disk while pulling a
+/// base or downloading a file, no memory): `stack::machine`, which the CLI reports with the
+/// machine's exit code, never as a mistake in the build file. `None` for any other error.
+pub(crate) fn machine_failure(
+    what: &str,
+    e: &(dyn std::error::Error + 'static),
+    span: miette::SourceSpan,
+) -> Option<Diagnostic> {
+    crate::diag::is_machine_error(e).then(|| {
+        let message = format!("{what}: {}", crate::diag::error_chain(e));
+        Diagnostic::error("machine", message, span, "the machine failed here").with_help(
+            "this is the machine, not the build file: free some space (or memory) and build again",
+        )
+    })
 }
 
 /// One parsed build file and the folder its relative paths resolve from.

@@ -12,7 +12,8 @@ use crate::context::FileMeta;
 use crate::oci::image::{Descriptor, LayerRef};
 
 /// Images and context files made up from their names. Names containing `missing` do not
-/// exist, `unreadable` ones cannot be read; `unreachable` registries do not answer; a source ending in `/` is a folder.
+/// exist, `unreadable` ones cannot be read, `nospace` ones meet a full disk; `unreachable`
+/// registries do not answer; a source ending in `/` is a folder.
 struct World;
 
 impl Resolver for World {
@@ -24,6 +25,10 @@ impl Resolver for World {
     ) -> Result<Arc<LoadedImage>, BaseError> {
         if reference.contains("missing") {
             return Err(format!("`{reference}` does not exist").into());
+        }
+        if reference.contains("nospace") {
+            let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+            return Err(BaseError::caused_by(full, false));
         }
         if reference.contains("unreachable") {
             let message = format!("`{reference}`: connection refused");
@@ -109,6 +114,10 @@ impl Resolver for World {
     fn remote(&self, url: &str, _checksum: Option<&OciDigest>) -> Result<RemoteFile, BaseError> {
         if url.contains("missing") {
             return Err(format!("`{url}` answered 404").into());
+        }
+        if url.contains("nospace") {
+            let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+            return Err(BaseError::caused_by(full, false));
         }
         let digest = OciDigest::of(url.as_bytes());
         Ok(RemoteFile { digest, size: 10, path: PathBuf::from("/store/blob") })

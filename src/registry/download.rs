@@ -22,13 +22,31 @@ struct UrlRecord {
     size: u64,
 }
 
+/// Why a file could not be downloaded into the store.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DownloadError {
+    /// The request itself failed, in the client's words (TLS, refused, interrupted…).
+    #[error("{0}")]
+    Request(String),
+    #[error("the server answered HTTP {0}")]
+    Status(u16),
+    #[error("its content has digest `{got}`, not the checksum `{expected}`")]
+    Checksum { got: OciDigest, expected: OciDigest },
+    #[error("the download broke off")]
+    BrokeOff(#[source] std::io::Error),
+    #[error("cannot write the download")]
+    Write(#[source] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Returns the blob (digest, size) holding the file at `url`, fetching it when needed.
 pub(crate) fn fetch_to_store(
     client: &Client,
     store: &Store,
     url: &str,
     checksum: Option<&OciDigest>,
-) -> Result<(OciDigest, u64), String> {
+) -> Result<(OciDigest, u64), DownloadError> {
     if let Some(d) = checksum
         && let Ok(md) = fs_err::metadata(store.blob_path(d))
     {
@@ -50,7 +68,7 @@ pub(crate) fn fetch_to_store(
         }
     }
     let deadline = client.download_deadline();
-    let resp = client.get_url(url, &headers)?;
+    let resp = client.get_url(url, &headers).map_err(DownloadError::Request)?;
     let status = resp.status().as_u16();
     let header =
         |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -62,23 +80,20 @@ pub(crate) fn fetch_to_store(
                 write_blob(store, deadline.reader(resp.into_body().into_reader()))?;
             UrlRecord { url: url.to_owned(), etag, last_modified, digest, size }
         }
-        _ => return Err(format!("the server answered HTTP {status}")),
+        _ => return Err(DownloadError::Status(status)),
     };
     if let Some(expected) = checksum
         && &record.digest != expected
     {
-        return Err(format!(
-            "its content has digest `{}`, not the checksum `{expected}`",
-            record.digest
-        ));
+        return Err(DownloadError::Checksum { got: record.digest, expected: expected.clone() });
     }
-    store.put_record("url", &key, &record).map_err(|e| e.to_string())?;
+    store.put_record("url", &key, &record)?;
     Ok((record.digest, record.size))
 }
 
 /// Streams a body into the store, hashing it on the way.
-fn write_blob(store: &Store, mut body: impl Read) -> Result<(OciDigest, u64), String> {
-    let mut tmp = store.temp_file().map_err(|e| e.to_string())?;
+fn write_blob(store: &Store, mut body: impl Read) -> Result<(OciDigest, u64), DownloadError> {
+    let mut tmp = store.temp_file()?;
     let mut hasher = Sha256Writer::default();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -86,13 +101,13 @@ fn write_blob(store: &Store, mut body: impl Read) -> Result<(OciDigest, u64), St
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("the download broke off: {e}")),
+            Err(e) => return Err(DownloadError::BrokeOff(e)),
         };
         hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(|e| format!("cannot write the download: {e}"))?;
+        tmp.write_all(&buf[..n]).map_err(DownloadError::Write)?;
     }
     let size = hasher.len();
     let digest = hasher.finish();
-    store.commit_blob(tmp, &digest).map_err(|e| e.to_string())?;
+    store.commit_blob(tmp, &digest)?;
     Ok((digest, size))
 }
