@@ -41,3 +41,6 @@ pub fn errors_are_contained(ast: &ast::BuildFile, errors: &[miette::SourceSpan])
             })
         })
 }
+
+#[cfg(test)]
+mod snapshot_tests;
