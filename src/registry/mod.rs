@@ -15,6 +15,7 @@ mod client;
 pub(crate) mod daemon;
 pub(crate) mod deadline;
 pub(crate) mod download;
+mod each;
 mod pull;
 mod push;
 mod reference;

@@ -5,8 +5,7 @@
 //! matched the descriptor; anything else is deleted with its temporary file.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ureq::http::Method;
 
@@ -389,35 +388,11 @@ impl Client {
         }
         // Largest first, so the longest download starts at once.
         todo.sort_by_key(|d| std::cmp::Reverse(d.size));
-        let next = AtomicUsize::new(0);
         let total = AtomicU64::new(0);
-        let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let workers = self.opts.parallel.clamp(1, todo.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        if failure.lock().expect("lock").is_some() {
-                            return;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(desc) = todo.get(i) else { return };
-                        match self.download_blob(r, desc, store) {
-                            Ok(n) => {
-                                total.fetch_add(n, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                failure.lock().expect("lock").get_or_insert(e);
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().expect("lock") {
-            return Err(e);
-        }
+        super::each::try_each_parallel(&todo, self.opts.parallel, |desc| {
+            total.fetch_add(self.download_blob(r, desc, store)?, Ordering::Relaxed);
+            Ok::<(), RegistryError>(())
+        })?;
         Ok((todo.iter().map(|d| d.digest.clone()).collect(), total.into_inner()))
     }
 

@@ -6,7 +6,6 @@
 //! digest the registry reports for it must equal the local one.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ureq::http::Method;
 
@@ -166,34 +165,12 @@ impl Client {
         store: &Store,
         chunk_size: Option<u64>,
     ) -> Result<Vec<(OciDigest, BlobOutcome)>, RegistryError> {
-        let next = AtomicUsize::new(0);
         let results: Mutex<Vec<(OciDigest, BlobOutcome)>> = Mutex::new(Vec::new());
-        let failure: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let workers = self.opts.parallel.clamp(1, unique.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        if failure.lock().expect("lock").is_some() {
-                            return;
-                        }
-                        let Some(desc) = unique.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                            return;
-                        };
-                        match self.push_blob(ctx, desc, mounts, store, chunk_size) {
-                            Ok(o) => results.lock().expect("lock").push((desc.digest.clone(), o)),
-                            Err(e) => {
-                                failure.lock().expect("lock").get_or_insert(e);
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().expect("lock") {
-            return Err(e);
-        }
+        super::each::try_each_parallel(unique, self.opts.parallel, |desc| {
+            let outcome = self.push_blob(ctx, desc, mounts, store, chunk_size)?;
+            results.lock().expect("lock").push((desc.digest.clone(), outcome));
+            Ok::<(), RegistryError>(())
+        })?;
         let mut results = results.into_inner().expect("lock");
         results.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(results)
