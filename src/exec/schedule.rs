@@ -1,26 +1,28 @@
 //! The scheduler: runs the DAG's nodes as soon as everything they read is done, at most
-//! `jobs` at a time, earliest in plan order first, and stops starting work after the first
-//! failure (unless keep-going) or when the build is cancelled.
+//! `jobs` at a time, and stops starting work after the first failure (unless keep-going) or
+//! when the build is cancelled. Nodes ready at the start begin in plan order; nodes a finished
+//! node makes ready begin next, earliest first.
 //!
-//! Steps run on a rayon pool of their own, sized by `--jobs` and built for one build: not on
-//! rayon's global pool, which is kept for CPU work (hashing the context, store gc), because a
-//! step may wait for a sandboxed process for minutes and must never starve that work. No task
-//! on the step pool waits for another step: a finished node makes its dependents ready and
-//! spawns one task per newly ready node, and the end of the pool's scope is the end of the
-//! build. Each task takes the earliest ready node from a shared queue, so the order nodes start
-//! in does not depend on the order rayon runs tasks in (LIFO per worker).
+//! Steps run on `jobs` plain threads, not rayon workers: a step may wait for a sandboxed
+//! process for minutes, and rayon's global pool is kept for CPU work (hashing the context,
+//! store gc). No step code path uses rayon today (`par_iter` is only in context selection, done
+//! before the build, and in store gc); if one did, it would run on the global pool. The threads
+//! start when a build starts, never earlier: the rootless path must enter its user namespace
+//! while the process has a single thread.
 //!
-//! CPU work inside a step that used rayon would run on the step pool, not the global one, and
-//! a worker waiting in a `join` could pick up a minutes-long step meanwhile; no step code path
-//! uses rayon today (`par_iter` is only in context selection, done before the build, and in
-//! store gc). The pool is created when a build starts, never earlier: the rootless path must
-//! enter its user namespace while the process has a single thread.
+//! A dedicated rayon pool sized by `--jobs` (`scope_fifo`, one task per newly ready node, the
+//! earliest ready node taken from a shared queue) was tried and measured slower, so these
+//! threads stay. Cold builds of the shared benchmark, release binaries, 2 cores (default jobs
+//! is 4 here), 7 runs each, alternating which goes first; medians threads vs rayon:
+//! `w2-parallel` --jobs 4 2.66 s vs 2.77 s (+4%), default 2.68 s vs 2.79 s (+4%);
+//! `w4-monorepo` --jobs 4 1.47 s vs 1.72 s (+17%), default 1.46 s vs 1.93 s (+32%). An earlier
+//! round on a busier machine gave +3%, +3%, -23%, +9%: `w4-monorepo` is noisy, `w2-parallel`
+//! is consistently about 0.1 s slower with the pool.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Condvar, Mutex};
 
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
@@ -70,120 +72,97 @@ fn run_graph<E: Send>(
     cancel: &AtomicBool,
     work: &(dyn Fn(NodeIndex) -> Result<(), E> + Sync),
 ) -> Result<(), E> {
-    if order.is_empty() {
-        return Ok(());
+    let in_order: HashSet<NodeIndex> = order.iter().copied().collect();
+    let mut remaining = HashMap::new();
+    let mut dependents: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+    let mut ready = Vec::new();
+    for &n in order {
+        // Once per input, not per edge: a node can feed another through several edges (its
+        // parent and a `bind from=` of the same stage).
+        let distinct: HashSet<NodeIndex> =
+            inputs(n).into_iter().filter(|d| in_order.contains(d)).collect();
+        remaining.insert(n, distinct.len());
+        if distinct.is_empty() {
+            ready.push(n);
+        }
+        for d in distinct {
+            dependents.entry(d).or_default().push(n);
+        }
     }
-    let sched = Scheduler::new(order, inputs, keep_going, cancel, work);
-    let first = sched.state.lock().expect("no panics while locked").ready.len();
-    let threads = jobs.clamp(1, order.len());
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("stack-step-{i}"))
-        .build()
-    {
-        Ok(pool) => pool.scope_fifo(|scope| {
-            for _ in 0..first {
-                spawn(&sched, scope);
-            }
-        }),
-        // No threads to be had (a process or memory limit): the same order, one at a time on
-        // this thread, rather than no build at all.
-        Err(_) => while sched.step().is_some() {},
-    }
-    let mut s = sched.state.into_inner().expect("no panics while locked");
-    if s.errors.is_empty() { Ok(()) } else { Err(s.errors.remove(0)) }
-}
-
-/// Spawns a task that runs the earliest ready node, then one task per node it made ready.
-fn spawn<'s, E: Send>(sched: &'s Scheduler<'s, E>, scope: &rayon::ScopeFifo<'s>) {
-    scope.spawn_fifo(move |scope| {
-        for _ in 0..sched.step().unwrap_or(0) {
-            spawn(sched, scope);
+    // Start in plan order (reverse so pop() takes the earliest).
+    ready.reverse();
+    let state = Mutex::new(State { remaining, ready, running: 0, done: 0, errors: Vec::new() });
+    let cv = Condvar::new();
+    let total = order.len();
+    let jobs = jobs.max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(total.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let node = {
+                        let mut s = state.lock().expect("no panics while locked");
+                        loop {
+                            let stop = (!keep_going && !s.errors.is_empty()) || cancel.load(SeqCst);
+                            if s.done == total || (stop && s.running == 0) {
+                                cv.notify_all();
+                                return;
+                            }
+                            if !stop && let Some(n) = s.ready.pop() {
+                                s.running += 1;
+                                break n;
+                            }
+                            if s.running == 0 && s.ready.is_empty() {
+                                // Everything left depends on a failed node.
+                                cv.notify_all();
+                                return;
+                            }
+                            s = cv.wait(s).expect("no panics while locked");
+                        }
+                    };
+                    let result = work(node);
+                    let mut s = state.lock().expect("no panics while locked");
+                    s.running -= 1;
+                    match result {
+                        Ok(()) => {
+                            s.done += 1;
+                            let mut newly: Vec<NodeIndex> = Vec::new();
+                            for &next in dependents.get(&node).into_iter().flatten() {
+                                if let Some(r) = s.remaining.get_mut(&next) {
+                                    *r -= 1;
+                                    if *r == 0 {
+                                        newly.push(next);
+                                    }
+                                }
+                            }
+                            newly.sort();
+                            newly.reverse();
+                            s.ready.extend(newly);
+                        }
+                        Err(e) => {
+                            if !keep_going {
+                                // Running steps see this and are killed.
+                                cancel.store(true, SeqCst);
+                            }
+                            s.errors.push(e);
+                        }
+                    }
+                    cv.notify_all();
+                }
+            });
         }
     });
-}
-
-/// The graph as the scheduler sees it: nodes by their position in plan order.
-struct Scheduler<'a, E> {
-    order: &'a [NodeIndex],
-    /// Each node's dependents, once each.
-    dependents: Vec<Vec<usize>>,
-    state: Mutex<State<E>>,
-    keep_going: bool,
-    cancel: &'a AtomicBool,
-    work: &'a (dyn Fn(NodeIndex) -> Result<(), E> + Sync),
+    let mut s = state.into_inner().expect("no panics while locked");
+    if s.errors.is_empty() { Ok(()) } else { Err(s.errors.remove(0)) }
 }
 
 struct State<E> {
     /// How many of each node's inputs are not done yet.
-    remaining: Vec<usize>,
-    /// Nodes whose inputs are all done, earliest in plan order first.
-    ready: BinaryHeap<Reverse<usize>>,
+    remaining: HashMap<NodeIndex, usize>,
+    /// Nodes whose inputs are all done; `pop` takes the next to start.
+    ready: Vec<NodeIndex>,
+    running: usize,
+    done: usize,
     errors: Vec<E>,
-}
-
-impl<'a, E> Scheduler<'a, E> {
-    fn new(
-        order: &'a [NodeIndex],
-        inputs: impl Fn(NodeIndex) -> Vec<NodeIndex>,
-        keep_going: bool,
-        cancel: &'a AtomicBool,
-        work: &'a (dyn Fn(NodeIndex) -> Result<(), E> + Sync),
-    ) -> Self {
-        let position: HashMap<NodeIndex, usize> =
-            order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-        let mut dependents = vec![Vec::new(); order.len()];
-        let mut remaining = vec![0; order.len()];
-        for (i, &n) in order.iter().enumerate() {
-            // Once per input, not per edge: a node can feed another through several edges (its
-            // parent and a `bind from=` of the same stage).
-            let distinct: HashSet<usize> =
-                inputs(n).into_iter().filter_map(|d| position.get(&d).copied()).collect();
-            remaining[i] = distinct.len();
-            for d in distinct {
-                dependents[d].push(i);
-            }
-        }
-        let ready = (0..order.len()).filter(|&i| remaining[i] == 0).map(Reverse).collect();
-        let state = Mutex::new(State { remaining, ready, errors: Vec::new() });
-        Scheduler { order, dependents, state, keep_going, cancel, work }
-    }
-
-    /// Runs the earliest ready node, unless the build has stopped; returns how many nodes it
-    /// made ready, or `None` when it ran nothing.
-    fn step(&self) -> Option<usize> {
-        let i = {
-            let mut s = self.state.lock().expect("no panics while locked");
-            let stop = (!self.keep_going && !s.errors.is_empty()) || self.cancel.load(SeqCst);
-            if stop {
-                return None;
-            }
-            s.ready.pop()?.0
-        };
-        let result = (self.work)(self.order[i]);
-        let mut s = self.state.lock().expect("no panics while locked");
-        match result {
-            Ok(()) => {
-                let mut newly = 0;
-                for &d in &self.dependents[i] {
-                    s.remaining[d] -= 1;
-                    if s.remaining[d] == 0 {
-                        s.ready.push(Reverse(d));
-                        newly += 1;
-                    }
-                }
-                Some(newly)
-            }
-            Err(e) => {
-                if !self.keep_going {
-                    // Running steps see this and are killed.
-                    self.cancel.store(true, SeqCst);
-                }
-                s.errors.push(e);
-                Some(0)
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -330,17 +309,5 @@ mod tests {
             });
         assert_eq!(result, Ok(()));
         assert_eq!(ran.load(SeqCst), 1);
-    }
-
-    #[test]
-    fn steps_run_on_the_step_pool() {
-        let dag = Dag(vec![(0, vec![])]);
-        let (result, _) = dag.run(2, false, |_| {
-            let name = std::thread::current().name().map(str::to_owned);
-            assert!(name.as_deref().is_some_and(|n| n.starts_with("stack-step-")), "{name:?}");
-            assert!(rayon::current_thread_index().is_some());
-            Ok(())
-        });
-        assert_eq!(result, Ok(()));
     }
 }
