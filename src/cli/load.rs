@@ -347,8 +347,9 @@ pub(super) fn plan_files(
             .map(|d| d.diagnostic.code)
             .collect();
         print_plan_errors(files, d);
-        // Only the machine or unreachable registries: the build file may well be right.
-        if !errors.iter().all(|c| *c == "machine" || *c == "base-unreachable") {
+        // Only the machine or unreachable servers: the build file may well be right.
+        let not_the_file = ["machine", "base-unreachable", "remote-unreachable"];
+        if !errors.iter().all(|c| not_the_file.contains(c)) {
             Failure::UserFiles
         } else if errors.contains(&"machine") {
             Failure::Machine
@@ -836,7 +837,7 @@ impl Resolver for CliResolver<'_> {
         if checksum.is_some() {
             return fetch_to_store(&self.registry, self.store, url, checksum)
                 .map(file)
-                .map_err(|e| crate::plan::BaseError::caused_by(e, false));
+                .map_err(download_failed);
         }
         let pinned = if self.lock_mode == LockMode::Refresh {
             None
@@ -851,7 +852,7 @@ impl Resolver for CliResolver<'_> {
                         "{e}: the file changed since `{lock}` pinned it; run `stack lock` to take the new content, or pin it with checksum="
                     )
                     .into(),
-                    e => crate::plan::BaseError::caused_by(e, false),
+                    e => download_failed(e),
                 })
                 .map(file);
         }
@@ -861,8 +862,8 @@ impl Resolver for CliResolver<'_> {
             )
             .into());
         }
-        let (digest, size) = fetch_to_store(&self.registry, self.store, url, None)
-            .map_err(|e| crate::plan::BaseError::caused_by(e, false))?;
+        let (digest, size) =
+            fetch_to_store(&self.registry, self.store, url, None).map_err(download_failed)?;
         if self.lock.lock().expect("no panics while locked").insert_url(url, digest.clone()) {
             self.lock_changed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -871,6 +872,19 @@ impl Resolver for CliResolver<'_> {
 }
 
 pub(crate) use crate::diag::error_chain;
+
+/// A download that failed, as the planner takes it: unreachable when the server could not be
+/// reached or failed itself (refused, unknown host, TLS, 5xx), which is no mistake in the
+/// build file.
+fn download_failed(e: crate::registry::download::DownloadError) -> crate::plan::BaseError {
+    use crate::registry::download::DownloadError;
+    let unreachable = match &e {
+        DownloadError::Request(_) => true,
+        DownloadError::Status(status) => *status >= 500,
+        _ => false,
+    };
+    crate::plan::BaseError::caused_by(e, unreachable)
+}
 
 /// A base no registry gave, which the local daemon does not have either; the registry's error
 /// is kept whole.

@@ -255,7 +255,12 @@ impl Planner<'_> {
                     self.error(
                         fi,
                         Diagnostic::error(
-                            "remote-source-failed",
+                            // A server that cannot be reached is no mistake in the build file.
+                            if e.unreachable {
+                                "remote-unreachable"
+                            } else {
+                                "remote-source-failed"
+                            },
                             format!("cannot fetch `{url}`: {}", crate::diag::error_chain(&e)),
                             *span,
                             "this URL",

@@ -115,6 +115,10 @@ impl Resolver for World {
         if url.contains("missing") {
             return Err(format!("`{url}` answered 404").into());
         }
+        if url.contains("unreachable") {
+            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            return Err(BaseError::caused_by(refused, true));
+        }
         if url.contains("nospace") {
             let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
             return Err(BaseError::caused_by(full, false));

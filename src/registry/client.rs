@@ -112,6 +112,27 @@ pub(super) struct Req<'a> {
     pub what: String,
 }
 
+/// Why a plain URL could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GetError {
+    /// The client could not be set up for this URL (its TLS trust, say).
+    #[error(transparent)]
+    Client(Box<RegistryError>),
+    #[error("interrupted")]
+    Interrupted,
+    #[error(
+        "TLS failed ({0}); if the server's certificate comes from your own CA, add it to the \
+         system's trust store or set SSL_CERT_FILE"
+    )]
+    Tls(ureq::Error),
+    #[error("connection refused")]
+    Refused,
+    #[error("cannot resolve the host")]
+    UnknownHost,
+    #[error("{error} (after {attempts} attempts)")]
+    Failed { attempts: u32, error: ureq::Error },
+}
+
 impl Client {
     /// Creates a client. No connection is made until the first request.
     pub(crate) fn new(opts: ClientOptions) -> Self {
@@ -163,17 +184,17 @@ impl Client {
 
     /// GETs a plain URL (`add "https://…"`) with the TLS trust and retries of registry
     /// requests; redirects are followed and any final status is returned. The error says what
-    /// went wrong in words (the URL is the caller's to add).
+    /// went wrong and keeps the transport's error (the URL is the caller's to add).
     pub(crate) fn get_url(
         &self,
         url: &str,
         headers: &[(&str, String)],
-    ) -> Result<Response<ureq::Body>, String> {
-        let agent = self.agent_for(url).map_err(|e| e.to_string())?;
+    ) -> Result<Response<ureq::Body>, GetError> {
+        let agent = self.agent_for(url).map_err(|e| GetError::Client(Box::new(e)))?;
         let mut attempt = 0;
         loop {
             if (self.opts.cancelled)() {
-                return Err("interrupted".into());
+                return Err(GetError::Interrupted);
             }
             let mut req = agent.get(url);
             for (k, v) in headers {
@@ -193,16 +214,13 @@ impl Client {
                     attempt += 1;
                 }
                 Err(e) if is_tls_failure(&e) => {
-                    return Err(format!(
-                        "TLS failed ({e}); if the server's certificate comes from your own CA, add \
-                         it to the system's trust store or set SSL_CERT_FILE"
-                    ));
+                    return Err(GetError::Tls(e));
                 }
                 Err(ureq::Error::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    return Err("connection refused".into());
+                    return Err(GetError::Refused);
                 }
-                Err(ureq::Error::HostNotFound) => return Err("cannot resolve the host".into()),
-                Err(e) => return Err(format!("{e} (after {} attempts)", attempt + 1)),
+                Err(ureq::Error::HostNotFound) => return Err(GetError::UnknownHost),
+                Err(error) => return Err(GetError::Failed { attempts: attempt + 1, error }),
             }
         }
     }

@@ -25,9 +25,9 @@ struct UrlRecord {
 /// Why a file could not be downloaded into the store.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DownloadError {
-    /// The request itself failed, in the client's words (TLS, refused, interrupted…).
-    #[error("{0}")]
-    Request(String),
+    /// The request itself failed (TLS, refused, interrupted…).
+    #[error(transparent)]
+    Request(#[from] super::client::GetError),
     #[error("the server answered HTTP {0}")]
     Status(u16),
     #[error("its content has digest `{got}`, not the checksum `{expected}`")]

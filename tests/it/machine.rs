@@ -128,4 +128,15 @@ fn a_refused_registry_exits_with_the_registry_code() {
     ));
     let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // A download server that refuses is the network too, not the build file.
+    let dir = project(&format!(
+        "stack version=1\nimage app {{\n    from \"scratch\"\n    add \"http://127.0.0.1:{port}/f.tar\" to=\"/f.tar\"\n}}\n"
+    ));
+    let out = run_stack(dir.path(), &dir.path().join("cache"), &["build"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("stack::remote-unreachable") && err.contains("connection refused"),
+        "{err}"
+    );
 }
