@@ -115,21 +115,10 @@ pub(crate) struct InspectArgs {
     pub json: bool,
 }
 
+/// An image of a layout, and where to write what is read from it (`stack sbom`, `stack
+/// provenance`).
 #[derive(Debug, Args)]
-pub(crate) struct ProvenanceArgs {
-    /// The image's name or tag in the layout
-    #[arg(value_name = "NAME")]
-    pub name: String,
-    /// The OCI layout to read
-    #[arg(long = "from", value_name = "DIR", default_value = "stack-out")]
-    pub layout: PathBuf,
-    /// Write the statement to this file instead of standard output
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct SbomArgs {
+pub(crate) struct LayoutImageArgs {
     /// The image's name or tag in the layout
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -139,6 +128,18 @@ pub(crate) struct SbomArgs {
     /// Write the document to this file instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProvenanceArgs {
+    #[command(flatten)]
+    pub image: LayoutImageArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SbomArgs {
+    #[command(flatten)]
+    pub image: LayoutImageArgs,
     /// The document's format
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SbomFormat::Spdx)]
     pub format: SbomFormat,

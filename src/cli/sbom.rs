@@ -16,12 +16,13 @@ const BASE_NAME: &str = "org.opencontainers.image.base.name";
 const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
 pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
-    let layout = super::inspect::Layout::open(&args.layout)?;
-    layout.find(&args.name)?;
+    let layout = super::inspect::Layout::open(&args.image.layout)?;
+    layout.find(&args.image.name)?;
     let tmp = tempfile::Builder::new().prefix("stack-sbom-").tempdir()?;
     let store = crate::store::Store::open(tmp.path()).map_err(|e| fail(error_chain(&e), None))?;
-    let spec = format!("oci:{}:{}", args.layout.display(), args.name);
-    let local = LocalRef::OciDir { path: args.layout.clone(), tag: Some(args.name.clone()) };
+    let spec = format!("oci:{}:{}", args.image.layout.display(), args.image.name);
+    let local =
+        LocalRef::OciDir { path: args.image.layout.clone(), tag: Some(args.image.name.clone()) };
     let image =
         crate::oci::local::load(&spec, &local, &store, &crate::oci::image::Platform::host())
             .map_err(|e| fail(error_chain(&e), None))?;
@@ -35,7 +36,7 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
     let doc = crate::sbom::document(
         &store,
         args.format.into(),
-        &args.name,
+        &args.image.name,
         &image.manifest_digest,
         &layers,
         &annotated_base(&manifest),
@@ -49,25 +50,25 @@ pub(super) fn run(args: &SbomArgs) -> Result<(), Failure> {
         }),
     )
     .map_err(|e| fail(error_chain(&e), None))?;
-    write_out(args.output.as_deref(), &doc)
+    write_out(args.image.output.as_deref(), &doc)
 }
 
 /// `stack provenance NAME`: the SLSA provenance statement attached to a layout's image.
 pub(super) fn provenance(args: &ProvenanceArgs) -> Result<(), Failure> {
-    let layout = super::inspect::Layout::open(&args.layout)?;
-    let desc = layout.find(&args.name)?;
+    let layout = super::inspect::Layout::open(&args.image.layout)?;
+    let desc = layout.find(&args.image.name)?;
     let Some(statement) = layout.statement(&desc, crate::attest::intoto::SLSA_PREDICATE)? else {
         return Err(fail(
             format!(
                 "image `{}` ({}) in `{}` has no provenance attached",
-                args.name,
+                args.image.name,
                 desc.digest,
-                args.layout.display()
+                args.image.layout.display()
             ),
             Some("build it with `stack build --provenance` (or `attest provenance=#true`)"),
         ));
     };
-    write_out(args.output.as_deref(), &statement)
+    write_out(args.image.output.as_deref(), &statement)
 }
 
 /// Writes a document to `path`, else to standard output with a newline.

@@ -246,14 +246,21 @@ fn docker_loads_the_docker_archive_with_attestations() {
     let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
 }
 
-#[test]
-fn attestation_manifests_survive_a_push_and_a_pull() {
-    let Some(base) = busybox_base() else { return };
-    let Some(registry) = crate::registry::Registry::start() else { return };
-    let host = registry.host();
+/// A local registry and a project whose image goes to `HOST/team/app:1` (the tag returned);
+/// `None` (skipped, with why) without busybox or the registry.
+fn project_for_a_registry() -> Option<(crate::registry::Registry, tempfile::TempDir, String)> {
+    let base = busybox_base()?;
+    let registry = crate::registry::Registry::start()?;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &base, "hello\n");
-    let tag = format!("{host}/team/app:1");
+    let tag = format!("{}/team/app:1", registry.host());
+    Some((registry, dir, tag))
+}
+
+#[test]
+fn attestation_manifests_survive_a_push_and_a_pull() {
+    // The registry runs until `_registry` is dropped at the end of the test.
+    let Some((_registry, dir, tag)) = project_for_a_registry() else { return };
     let o = run_stack(
         dir.path(),
         &dir.path().join("c"),
@@ -344,12 +351,8 @@ fn raw(reference: &str) -> serde_json::Value {
 
 #[test]
 fn referrers_reach_a_registry_without_the_api_through_the_tag_schema() {
-    let Some(base) = busybox_base() else { return };
-    let Some(registry) = crate::registry::Registry::start() else { return };
+    let Some((registry, dir, tag)) = project_for_a_registry() else { return };
     let host = registry.host();
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &base, "hello\n");
-    let tag = format!("{host}/team/app:1");
     let push = || {
         let args = [
             "build",
